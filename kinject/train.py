@@ -1,0 +1,349 @@
+"""LoRA / QLoRA training on a run's packed blocks (stage: train).
+
+Causal-LM loss on every real token of the corpus. On CUDA the base is loaded in 4-bit (nf4, double quantization,
+bf16 compute where supported) and prepared with ``prepare_model_for_kbit_training``; on a CPU plain LoRA on the fp32
+model is the default because bitsandbytes' CPU 4-bit path is ~14x slower per step. A ``TrainerCallback`` turns
+Trainer events into ``Progress`` calls and the progress object's stop request into ``should_training_stop``, so the
+CLI (Ctrl-C), the job runner (stop button) and tests all stop training the same way.
+"""
+
+from __future__ import annotations
+
+import errno
+import gc
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import runs
+from .blocks import IGNORE_INDEX, pack_blocks
+from .config import BlocksConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from .models import compute_dtype, context_length, load_model, load_tokenizer, resolve_model
+from .progress import Progress
+
+ADAPTER_META = "kinject.json"
+
+
+class TrainError(RuntimeError):
+    """Training failed; the message says why and the likely fix."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) training produced."""
+
+    run_dir: Path
+    adapter_dir: Path
+    status: str  # "done" | "stopped"
+    step: int
+    total_steps: int
+    final_loss: float | None
+    seconds: float
+
+
+def collate(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
+    """Pad a batch of blocks to its longest; padding is masked in attention and labels."""
+    import torch
+
+    width = max(len(f["input_ids"]) for f in features)
+
+    def pad(key: str, value: int) -> Any:
+        return torch.tensor([f[key] + [value] * (width - len(f[key])) for f in features], dtype=torch.long)
+
+    return {
+        "input_ids": pad("input_ids", pad_id),
+        "labels": pad("labels", IGNORE_INDEX),
+        "attention_mask": pad("attention_mask", 0),
+        "position_ids": pad("position_ids", 0),
+    }
+
+
+def _use_4bit(config: TrainConfig) -> bool:
+    import torch
+
+    if config.quantization == "auto":
+        return torch.cuda.is_available()
+    return config.quantization == "4bit"
+
+
+def load_blocks(run_dir: Path, config: TrainConfig, tokenizer: Any, model_config: Any, progress: Progress):
+    """The run's blocks, repacked from its corpus when ``config.block_size`` asks for another size."""
+    from datasets import load_from_disk
+
+    blocks_dir, corpus_dir = run_dir / runs.BLOCKS, run_dir / runs.CORPUS
+    if not blocks_dir.is_dir():
+        raise TrainError(f"{run_dir} has no {runs.BLOCKS}/: run `kinject prepare` first")
+    try:
+        blocks = load_from_disk(str(blocks_dir))
+        current = runs.read_json(run_dir / runs.BLOCKS_JSON)["block_size"]
+    except Exception as exc:  # noqa: BLE001
+        raise TrainError(f"{run_dir} is corrupt ({exc}); rerun `kinject prepare --force`") from exc
+    if config.block_size and config.block_size != current:
+        corpus = load_from_disk(str(corpus_dir))
+        blocks, stats = pack_blocks(
+            list(corpus["text"]),
+            tokenizer,
+            BlocksConfig(block_size=config.block_size),
+            context_length(model_config),
+            progress,
+        )
+        progress.log(f"repacked corpus into {stats.blocks} blocks of {stats.block_size} tokens")
+    return blocks
+
+
+def train(
+    run_dir: str | Path,
+    config: TrainConfig | None = None,
+    progress: Progress | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train a LoRA adapter on ``run_dir``'s blocks and save it to ``run_dir/adapter``.
+
+    ``progress.should_stop()`` ends training at the next step; the adapter trained so far is saved (and a
+    checkpoint, so ``resume=True`` continues from it with the same optimizer, scheduler and data order).
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    run_dir = Path(run_dir)
+    config = config or TrainConfig()
+    progress = progress or Progress()
+    cfg = runs.read_config(run_dir)
+    model_cfg = from_dict(ModelConfig, cfg.get("model"))
+    ckpt_dir = run_dir / runs.CHECKPOINTS
+    last = last_checkpoint(ckpt_dir) if resume else None
+    if resume and last is None:
+        raise TrainError(f"nothing to resume: {ckpt_dir} has no checkpoint")
+    if resume:
+        config = _config_of_checkpoint(run_dir, config)
+    elif ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)  # a fresh start must not resume an older run's state by accident
+    runs.update_config(run_dir, "train", to_dict(config))
+
+    started = time.time()
+    trainer = model = None
+    try:
+        progress.start("load model", total=None)
+        resolved = resolve_model(model_cfg.model, model_cfg.revision, progress)
+        tokenizer = load_tokenizer(resolved)
+        four_bit = _use_4bit(config)
+        model = load_model(resolved, quantization="4bit" if four_bit else "none")
+        progress.finish()
+        blocks = load_blocks(run_dir, config, tokenizer, model.config, progress)
+        cuda = torch.cuda.is_available()
+        checkpointing = config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and cuda)
+        if four_bit:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+        elif checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+        targets = config.target_modules
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        torch.manual_seed(config.seed)
+        model = get_peft_model(model, lora)
+        trainable, total = model.get_nb_trainable_parameters()
+        progress.log(f"LoRA: {trainable:,} trainable of {total:,} parameters ({'4-bit' if four_bit else 'full'} base)")
+
+        steps_per_epoch = math.ceil(len(blocks) / (config.batch_size * config.gradient_accumulation))
+        total_steps = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
+        half = compute_dtype() if cuda else None
+        args = TrainingArguments(
+            output_dir=str(ckpt_dir),
+            per_device_train_batch_size=config.batch_size,
+            gradient_accumulation_steps=config.gradient_accumulation,
+            learning_rate=config.learning_rate,
+            num_train_epochs=config.epochs,
+            max_steps=total_steps,
+            lr_scheduler_type=config.lr_scheduler,
+            warmup_steps=config.warmup_ratio,
+            weight_decay=config.weight_decay,
+            max_grad_norm=config.max_grad_norm,
+            logging_steps=1,
+            save_strategy="steps",
+            save_steps=config.save_steps,
+            save_total_limit=2,
+            seed=config.seed,
+            data_seed=config.seed,
+            bf16=half is torch.bfloat16,
+            fp16=half is torch.float16,
+            use_cpu=not cuda,
+            report_to="none",
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+            disable_tqdm=True,
+            include_num_input_tokens_seen="non_padding",
+        )
+        callback = _ProgressCallback(progress, total_steps, run_dir)
+        pad_id = tokenizer.pad_token_id
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=blocks,
+            data_collator=lambda feats: collate(feats, pad_id),
+            callbacks=[callback],
+        )
+        trainer.remove_callback(PrinterCallback)  # progress goes through our callback, not print()
+        progress.start("train", total=total_steps, unit="step")
+        if last is not None:
+            progress.advance(_checkpoint_step(last), resumed_from=last.name)
+        trainer.train(resume_from_checkpoint=str(last) if last else None)
+        progress.finish()
+        step = trainer.state.global_step
+        status = "stopped" if callback.stopped else "done"
+        progress.start("save adapter", total=None)
+        adapter_dir = save_adapter(run_dir, model, tokenizer, trainer, config, status, step, total_steps)
+        progress.finish()
+        return TrainResult(run_dir, adapter_dir, status, step, total_steps, callback.last_loss, time.time() - started)
+    except TrainError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one readable message
+        raise TrainError(explain_failure(exc, trainer)) from exc
+    finally:
+        del trainer, model
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def save_adapter(
+    run_dir: Path,
+    model: Any,
+    tokenizer: Any,
+    trainer: Any,
+    config: TrainConfig,
+    status: str,
+    step: int,
+    total_steps: int,
+) -> Path:
+    """Write ``adapter/`` atomically: weights, config, tokenizer, resolved config.yaml, metrics, metadata."""
+    target = run_dir / runs.ADAPTER
+    tmp = run_dir / f".{runs.ADAPTER}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.copy2(run_dir / runs.CONFIG, tmp / runs.CONFIG)
+    history = trainer.state.log_history if trainer is not None else []
+    runs.atomic_write_json(tmp / "training_metrics.json", history)
+    runs.atomic_write_json(
+        tmp / ADAPTER_META,
+        {
+            "status": status,
+            "step": step,
+            "total_steps": total_steps,
+            "train": to_dict(config),
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
+    old = run_dir / f".{runs.ADAPTER}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def last_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` folder, if any."""
+    if not ckpt_dir.is_dir():
+        return None
+    done = [p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=_checkpoint_step, default=None)
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return int(path.name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _config_of_checkpoint(run_dir: Path, override: TrainConfig) -> TrainConfig:
+    """Resume with the config the run was started with (same schedule and data order)."""
+    saved = runs.read_config(run_dir).get("train")
+    return from_dict(TrainConfig, saved) if saved else override
+
+
+def explain_failure(exc: BaseException, trainer: Any = None) -> str:
+    """A human-readable message with the likely fix for a training failure."""
+    step = getattr(getattr(trainer, "state", None), "global_step", None)
+    at = f" at step {step}" if step else ""
+    text = str(exc)
+    if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
+        return (
+            f"out of memory{at}: lower the block size or batch size, or train in 4-bit (--quantization 4bit) "
+            f"({text.splitlines()[0][:200]})"
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"disk full{at} while writing {exc.filename or 'the run folder'}: free space and resume with --resume"
+    if isinstance(exc, FileNotFoundError):
+        return f"missing file{at}: {exc.filename or text}; the run folder may be incomplete, rerun prepare"
+    return f"{type(exc).__name__}{at}: {text[:500]}"
+
+
+class _ProgressCallback:
+    """Bridges Trainer events to a Progress object (built lazily as a TrainerCallback subclass below)."""
+
+    def __new__(cls, progress: Progress, total_steps: int, run_dir: Path):
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def __init__(self) -> None:
+                self.stopped = False
+                self.last_loss: float | None = None
+                self._t0 = time.time()
+                self._step0 = 0
+                self._tok0 = 0
+
+            def on_train_begin(self, args, state, control, **kw):
+                self._t0 = time.time()
+                self._step0 = state.global_step  # non-zero on resume
+                self._tok0 = int(state.num_input_tokens_seen or 0)
+
+            def on_step_end(self, args, state, control, **kw):
+                if progress.should_stop():
+                    self.stopped = True
+                    control.should_training_stop = True
+                    control.should_save = True  # a checkpoint to resume from
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                logs = logs or {}
+                if "loss" not in logs:
+                    return
+                self.last_loss = float(logs["loss"])
+                elapsed = time.time() - self._t0
+                rate = (state.global_step - self._step0) / elapsed if elapsed > 0 else 0.0
+                left = max(total_steps - state.global_step, 0)
+                tokens = int(state.num_input_tokens_seen or 0) - self._tok0
+                progress.advance(
+                    1,
+                    step=state.global_step,
+                    total=total_steps,
+                    epoch=round(float(state.epoch or 0), 3),
+                    loss=self.last_loss,
+                    learning_rate=float(logs.get("learning_rate", 0.0)),
+                    grad_norm=float(logs.get("grad_norm", 0.0) or 0.0),
+                    tokens_per_s=round(tokens / elapsed, 1) if tokens and elapsed else None,
+                    eta_s=round(left / rate, 1) if rate else None,
+                )
+
+        return Callback()
+
+
+def read_adapter_meta(adapter_dir: str | Path) -> dict[str, Any]:
+    """The adapter's kinject metadata (status, step), or {} when absent."""
+    path = Path(adapter_dir) / ADAPTER_META
+    return json.loads(path.read_text()) if path.is_file() else {}

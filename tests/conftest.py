@@ -1,0 +1,38 @@
+"""Shared fixtures. Server code lives in httpserver.py; this file only wires it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from httpserver import SiteServer, serve
+from model_fixtures import bundled_model_dir, bundled_tokenizer, tiny_model_dir  # noqa: F401
+
+SAMPLES = Path(__file__).parent / "data" / "samples" / "aws-summit-nyc-2023"
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """The sample pages (copied from shared/samples so tests never read outside the repo)."""
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def site_server(sample_dir: Path) -> Iterator[SiteServer]:
+    """Loopback server on 127.0.0.1 with the sample pages and the error routes of httpserver.py."""
+    with serve("127.0.0.1", root=sample_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def site(site_server: SiteServer) -> str:
+    """Base URL of ``site_server``, e.g. http://127.0.0.1:40123."""
+    return site_server.base_url
+
+
+@pytest.fixture(scope="session")
+def site2(sample_dir: Path) -> Iterator[str]:
+    """A second server on 127.0.0.2 (another loopback address), for redirect tests."""
+    with serve("127.0.0.2", root=sample_dir) as server:
+        yield server.base_url

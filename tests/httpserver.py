@@ -1,0 +1,237 @@
+"""A loopback HTTP server for tests: the sample pages plus one route per failure the fetcher must report.
+
+Routes (GET):
+  /<name>.html            a file of ``root`` (text/html; charset=utf-8)
+  /404, /500              those statuses
+  /slow                   answers after ``slow_s`` seconds (longer than the tests' timeout)
+  /huge                   ``huge_bytes`` of HTML with Content-Length
+  /huge-stream            the same without Content-Length, streamed until the client hangs up; ``huge_sent`` counts
+  /binary                 a PNG
+  /latin1                 a cp1252 page declared by <meta charset="windows-1252">
+  /latin1-header          an ISO-8859-1 page declared only in the Content-Type header
+  /latin1-undeclared      a cp1252 page with no charset anywhere
+  /empty                  HTML without any visible text
+  /text, /markdown        text/plain and text/markdown pages
+  /no-type                an HTML page without Content-Type
+  /redirect-to?url=U      302 to U;  /redirect-loop: 302 to itself
+Every request is recorded in ``requests`` (path) and ``hosts`` (Host header), so tests can tell whether a server
+was reached at all.
+
+``NetJail`` keeps tests off the network: name lookups answer from a table (never a DNS server) and any connection
+to a non-loopback address fails the test instead of leaving the machine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+LATIN1_TEXT = "Le café de Zürich sert une crème brûlée à cinq francs, « très naïf », dit Ørsted."  # ISO-8859-1
+CP1252_TEXT = "Prix : 5 € — l’équipe “Forêt” le confirme."  # needs windows-1252 (euro, dash, curly quotes)
+LATIN1_PAGE = (
+    "<html><head>{meta}<title>Café à Zürich</title></head><body><article><h1>Café à Zürich</h1>"
+    f"<p>{LATIN1_TEXT}</p><p>Les garçons mangent des crêpes façon Besançon près de la Forêt-Noire.</p>"
+    "{extra}</article></body></html>"
+)
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(64)
+TEXT_BODY = "Plain text first paragraph about the llamas of Lima.\n\nSecond paragraph: they like rain.\n"
+MARKDOWN_BODY = "# Llama notes\n\nThe llamas of Lima **prefer** rain.\n\n- one\n- two\n"
+
+
+class SiteServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self, host: str, root: Path | None, slow_s: float, huge_bytes: int, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        super().__init__((host, 0), _Handler)
+        self.scheme = "http"
+        self.sni: list[str | None] = []  # server name each TLS client asked for
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            context.sni_callback = lambda _sock, name, _ctx: self.sni.append(name)
+            # Handshake on first read, in the handler thread, so one bad client cannot stall accept().
+            self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+            self.scheme = "https"
+        self.root = root
+        self.slow_s = slow_s
+        self.huge_bytes = huge_bytes
+        self.huge_sent = 0
+        self.requests: list[str] = []
+        self.hosts: list[str] = []  # Host header of each request
+        self.stopping = threading.Event()
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"{self.scheme}://{host}:{port}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: SiteServer
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet test output
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str | None, length: bool = True, **headers: str) -> None:
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        if length:
+            self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        url = urlsplit(self.path)
+        path = url.path
+        self.server.requests.append(self.path)
+        self.server.hosts.append(self.headers.get("Host", ""))
+        html = "text/html; charset=utf-8"
+        if path == "/404":
+            self._send(404, b"<html><body><p>no such page</p></body></html>", html)
+        elif path == "/500":
+            self._send(500, b"<html><body><p>it broke</p></body></html>", html)
+        elif path == "/slow":
+            self.server.stopping.wait(self.server.slow_s)  # returns at once when the server shuts down
+            self._send(200, b"<html><body><p>finally here</p></body></html>", html)
+        elif path == "/huge":
+            self._send(200, b"<html><body><p>" + b"x" * self.server.huge_bytes + b"</p></body></html>", html)
+        elif path == "/huge-stream":
+            self._stream_huge()
+        elif path == "/binary":
+            self._send(200, PNG, "image/png")
+        elif path == "/latin1":
+            page = LATIN1_PAGE.format(meta='<meta charset="windows-1252">', extra=f"<p>{CP1252_TEXT}</p>")
+            self._send(200, page.encode("cp1252"), "text/html")
+        elif path == "/latin1-header":
+            page = LATIN1_PAGE.format(meta="", extra="")
+            self._send(200, page.encode("iso-8859-1"), "text/html; charset=ISO-8859-1")
+        elif path == "/latin1-undeclared":
+            page = LATIN1_PAGE.format(meta="", extra=f"<p>{CP1252_TEXT}</p>")
+            self._send(200, page.encode("cp1252"), "text/html")
+        elif path == "/empty":
+            body = b"<html><head><title></title><script>var a = 1;</script></head><body><div></div></body></html>"
+            self._send(200, body, html)
+        elif path == "/text":
+            self._send(200, TEXT_BODY.encode(), "text/plain; charset=utf-8")
+        elif path == "/markdown":
+            self._send(200, MARKDOWN_BODY.encode(), "text/markdown; charset=utf-8")
+        elif path == "/no-type":
+            self._send(200, b"<!doctype html><html><body><p>A page that forgot its type.</p></body></html>", None)
+        elif path == "/redirect-to":
+            target = parse_qs(url.query).get("url", [""])[0]
+            self._send(302, b"", "text/plain", Location=target)
+        elif path == "/redirect-loop":
+            self._send(302, b"", "text/plain", Location="/redirect-loop")
+        elif self.server.root is not None and (file := self._file(path)) is not None:
+            self._send(200, file.read_bytes(), html)
+        else:
+            self._send(404, b"not found", "text/plain")
+
+    def _file(self, path: str) -> Path | None:
+        name = path.lstrip("/")
+        if not name or "/" in name or name.startswith("."):
+            return None
+        candidate = self.server.root / name
+        return candidate if candidate.is_file() else None
+
+    def _stream_huge(self) -> None:
+        """No Content-Length (HTTP/1.0: the body ends when the connection closes); stops when the client leaves."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.end_headers()
+        chunk = b"<p>" + b"y" * 16_380 + b"</p>"
+        try:
+            while self.server.huge_sent < self.server.huge_bytes * 100 and not self.server.stopping.is_set():
+                self.wfile.write(chunk)
+                self.server.huge_sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@contextmanager
+def serve(
+    host: str = "127.0.0.1",
+    root: Path | None = None,
+    slow_s: float = 5.0,
+    huge_bytes: int = 200_000,
+    tls: tuple[Path, Path] | None = None,
+) -> Iterator[SiteServer]:
+    """Run a SiteServer on ``host`` (an ephemeral port) in a thread; shut it down on exit.
+
+    ``tls`` = (certificate, key) serves HTTPS instead of HTTP.
+    """
+    server = SiteServer(host, root, slow_s, huge_bytes, tls)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+class NetJail:
+    """Fake DNS and a loopback-only ``socket.create_connection``, installed with pytest's monkeypatch.
+
+    ``dns`` maps a host name to its addresses, or to a callable returning them (to answer differently each time,
+    as a rebinding DNS server does). Unknown names fail like a real failed lookup. ``connects`` lists every
+    address a connection was attempted to.
+    """
+
+    def __init__(self, monkeypatch: Any) -> None:
+        self.dns: dict[str, Any] = {"localhost": ["127.0.0.1"]}
+        self.connects: list[str] = []
+        self._real_getaddrinfo = socket.getaddrinfo
+        self._real_create_connection = socket.create_connection
+        monkeypatch.setattr(socket, "getaddrinfo", self.getaddrinfo)
+        monkeypatch.setattr(socket, "create_connection", self.create_connection)
+
+    def getaddrinfo(self, host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0):  # noqa: A002
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        try:  # numeric forms (127.0.0.1, ::1, 2130706433) are parsed locally, never looked up
+            return self._real_getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+        except socket.gaierror:
+            pass
+        answer = self.dns.get(name.lower().rstrip("."))
+        if callable(answer):
+            answer = answer()
+        if not answer:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        port_number = int(port or 0)
+        infos = []
+        for ip in answer:
+            if ipaddress.ip_address(ip).version == 6:
+                infos.append((socket.AF_INET6, socket.SOCK_STREAM, 6, "", (ip, port_number, 0, 0)))
+            else:
+                infos.append((socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port_number)))
+        return infos
+
+    def create_connection(self, address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        host = str(address[0])
+        self.connects.append(host)
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise AssertionError(f"test tried to connect to {host}, which is not a loopback address")
+        return self._real_create_connection(address, *args, **kwargs)

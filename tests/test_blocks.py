@@ -1,0 +1,71 @@
+"""Packing keeps every token, never overfills a block, and masks exactly the padding."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kinject.blocks import IGNORE_INDEX, document_tokens, pack_blocks, pack_token_lists
+from kinject.config import BlocksConfig
+
+PAD = 0
+docs_strategy = st.lists(st.lists(st.integers(1, 1000), min_size=1, max_size=120), min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(docs=docs_strategy, block_size=st.integers(1, 64), pad_last=st.booleans())
+def test_packing_properties(docs, block_size, pad_last):
+    blocks, total = pack_token_lists(docs, block_size, PAD, pad_last)
+    real = [tok for b in blocks for tok, m in zip(b["input_ids"], b["attention_mask"], strict=True) if m]
+    assert real == [tok for d in docs for tok in d]  # nothing dropped, order kept
+    assert total == len(real)
+    for i, b in enumerate(blocks):
+        n = len(b["input_ids"])
+        assert 0 < n <= block_size
+        assert len(b["labels"]) == len(b["attention_mask"]) == len(b["position_ids"]) == n
+        for tok, lab, m in zip(b["input_ids"], b["labels"], b["attention_mask"], strict=True):
+            assert (lab == IGNORE_INDEX) == (m == 0)  # labels mask exactly the padding
+            if m:
+                assert lab == tok
+        if i < len(blocks) - 1:
+            assert n == block_size and all(b["attention_mask"])  # only the last block may be short or padded
+        elif pad_last:
+            assert n == block_size
+
+
+@settings(max_examples=100, deadline=None)
+@given(docs=docs_strategy, block_size=st.integers(1, 64))
+def test_position_ids_restart_per_document_and_block(docs, block_size):
+    blocks, _ = pack_token_lists(docs, block_size, PAD)
+    flat_pos = [p for b in blocks for p in b["position_ids"]]
+    starts = {0}
+    offset = 0
+    for d in docs:
+        starts.add(offset)
+        offset += len(d)
+    starts |= set(range(0, offset, block_size))
+    expected, last = [], 0
+    for i in range(offset):
+        last = 0 if i in starts else last + 1
+        expected.append(last)
+    assert flat_pos == expected
+    assert max(flat_pos) < block_size
+
+
+def test_pack_blocks_real_tokenizer(bundled_tokenizer):
+    texts = ["First document about P5 instances.", "Second one, a bit longer " * 40, "Third."]
+    dataset, stats = pack_blocks(texts, bundled_tokenizer, BlocksConfig(block_size=64))
+    expected = [t for text in texts for t in document_tokens(text, bundled_tokenizer)]
+    got = [t for row in dataset for t, m in zip(row["input_ids"], row["attention_mask"], strict=True) if m]
+    assert got == expected
+    eos = bundled_tokenizer.eos_token_id
+    assert expected.count(eos) >= len(texts)  # every document ends with EOS
+    assert stats.corpus_tokens == stats.tokens_kept == len(expected)
+    assert stats.blocks == len(dataset) == -(-len(expected) // 64)
+    assert 0 < stats.packing_efficiency <= 1
+    assert stats.packing_efficiency == round(len(expected) / (stats.blocks * 64), 4)
+
+
+def test_block_size_capped_at_context(bundled_tokenizer):
+    _, stats = pack_blocks(["hello world " * 50], bundled_tokenizer, BlocksConfig(block_size=4096), max_context=32)
+    assert stats.block_size == 32

@@ -1,0 +1,274 @@
+"""Fetching and reading sources: main-text extraction on the sample pages, one specific error row per bad input."""
+
+from __future__ import annotations
+
+import socket
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import lxml.html
+import pytest
+from httpserver import CP1252_TEXT, LATIN1_TEXT, MARKDOWN_BODY, NetJail, SiteServer
+
+from kinject.config import FetchConfig
+from kinject.progress import RecordingProgress
+from kinject.sources import Source, decode_bytes, extract_main_text, fetch_sources
+
+SAMPLE_PAGES = [
+    "bedrock-agents.html",
+    "ec2-p5.html",
+    "entity-resolution.html",
+    "glue-codewhisperer.html",
+    "opensearch-vector-engine.html",
+    "vector-stores.html",
+]
+
+
+@pytest.fixture(autouse=True)
+def jail(monkeypatch: pytest.MonkeyPatch) -> NetJail:
+    return NetJail(monkeypatch)
+
+
+@pytest.fixture
+def config() -> FetchConfig:
+    return FetchConfig(allow_private_urls=True, timeout_s=0.5, max_bytes=100_000, max_redirects=3)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _article_and_chrome(page: Path) -> tuple[str, list[str], list[str]]:
+    """(h1, article sentences, chrome texts) of a sample page, read from its HTML."""
+    root = lxml.html.fromstring(page.read_text(encoding="utf-8"))
+    h1 = _norm(root.xpath("//article//h1")[0].text_content())
+    # The byline is metadata (author, date), which trafilatura sets aside on purpose; the date is in the body too.
+    sentences = [_norm(p.text_content()) for p in root.xpath("//article//p[not(@class='byline')]")]
+    chrome = [
+        _norm(e.text_content())
+        for e in root.xpath("//*[@id='cookie-banner'] | //nav | //nav//a | //aside//h3 | //aside//li | //footer//p")
+    ]
+    return h1, sentences, chrome
+
+
+def test_sample_pages_keep_the_article_and_drop_the_chrome(site: str, sample_dir: Path, config: FetchConfig) -> None:
+    progress = RecordingProgress()
+    rows = fetch_sources([f"{site}/{name}" for name in SAMPLE_PAGES], [], config, progress)
+
+    assert [r.input for r in rows] == [f"{site}/{name}" for name in SAMPLE_PAGES]
+    for name, row in zip(SAMPLE_PAGES, rows, strict=True):
+        assert row.status == "ok", row.error
+        h1, sentences, chrome = _article_and_chrome(sample_dir / name)
+        paragraphs = [_norm(p) for p in row.text.split("\n\n")]
+        assert row.title == h1
+        assert h1 in paragraphs
+        for sentence in sentences:
+            assert sentence in paragraphs, f"{name}: lost {sentence!r}"
+        for text in chrome:
+            assert text not in row.text, f"{name}: kept chrome {text!r}"
+        for word in ("cookies", "Accept all", "Related posts", "All rights reserved", "Follow us", "Sign in"):
+            assert word not in row.text
+        assert row.kind == "url"
+        assert row.final_url == f"{site}/{name}"
+        assert row.content_type == "text/html"
+        assert row.bytes == (sample_dir / name).stat().st_size
+        assert datetime.fromisoformat(row.fetched_at).utcoffset().total_seconds() == 0
+
+    assert progress.events[0] == ("start", ("fetch", len(SAMPLE_PAGES)))
+    advances = [e for e in progress.events if e[0] == "advance"]
+    assert len(advances) == len(SAMPLE_PAGES)
+    assert all(info == {"status": "ok"} for _, (n, info) in advances)
+    assert progress.events[-1] == ("finish", None)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_every_bad_input_gets_its_own_specific_row(site: str, config: FetchConfig, site_server: SiteServer) -> None:
+    good = f"{site}/ec2-p5.html"
+    cases: list[tuple[str, str]] = [
+        (good, ""),
+        ("not a url", "malformed URL 'not a url': contains white space"),
+        ("example.com/page", "malformed URL 'example.com/page': it needs to start with http:// or https://"),
+        ("http://[::1/x", "malformed URL 'http://[::1/x'"),
+        ("https://", "malformed URL 'https://': no host name"),
+        ("http://nowhere.invalid/page", "unknown host 'nowhere.invalid'"),
+        (f"http://127.0.0.1:{_closed_port()}/", "connection refused by 127.0.0.1"),
+        (f"{site}/slow", "timeout: no data for 0.5 s"),
+        (f"{site}/404", "HTTP 404 Not Found"),
+        (f"{site}/500", "HTTP 500 Internal Server Error"),
+        (f"{site}/binary", "unsupported content type image/png"),
+        (f"{site}/huge", "page larger than 100 kB limit (Content-Length 200"),
+        (f"{site}/huge-stream", "page larger than 100 kB limit (stopped reading after"),
+        (f"{site}/empty", "no text could be extracted"),
+        (f"{site}/redirect-loop", "too many redirects (more than 3)"),
+        ("ftp://127.0.0.1/file.txt", "refused: scheme 'ftp' is not http or https"),
+        (f"  {good}#section-2 ", f"same as input 1 ({good})"),
+        (f"{site}/vector-stores.html", ""),
+    ]
+    rows = fetch_sources([url for url, _ in cases], [], config)
+
+    assert len(rows) == len(cases)
+    for (url, expected), row in zip(cases, rows, strict=True):
+        assert row.input == url
+        if expected:
+            assert row.status in ("error", "duplicate"), url
+            assert row.error.startswith(expected), (url, row.error)
+            assert row.text == ""
+        else:
+            assert row.status == "ok", (url, row.error)
+            assert row.text
+    assert rows[-2].status == "duplicate"
+    # The size cap stops reading: the streaming server was cut off long before its 20 MB.
+    assert site_server.huge_sent < 10_000_000
+
+
+def test_bad_inputs_never_raise(config: FetchConfig) -> None:
+    rows = fetch_sources(["", "http://", "::::", "http://exa mple.com/"], ["", "/nonexistent/x.html"], config)
+    assert [r.status for r in rows] == ["error"] * 6
+    assert all(r.error for r in rows)
+
+
+@pytest.mark.parametrize("route", ["/latin1", "/latin1-header", "/latin1-undeclared"])
+def test_non_utf8_pages_decode_right(site: str, config: FetchConfig, route: str) -> None:
+    (row,) = fetch_sources([site + route], [], config)
+    assert row.status == "ok", row.error
+    assert row.title == "Café à Zürich"
+    assert LATIN1_TEXT in row.text
+    if route != "/latin1-header":
+        assert CP1252_TEXT in row.text
+    assert "crêpes façon Besançon" in row.text
+    assert "\ufffd" not in row.text
+
+
+def test_text_markdown_and_untyped_responses(site: str, config: FetchConfig) -> None:
+    text, markdown, untyped = fetch_sources([f"{site}/text", f"{site}/markdown", f"{site}/no-type"], [], config)
+    assert text.status == markdown.status == untyped.status == "ok"
+    assert text.text == "Plain text first paragraph about the llamas of Lima.\n\nSecond paragraph: they like rain."
+    assert text.content_type == "text/plain"
+    assert markdown.title == "Llama notes"
+    assert markdown.text == MARKDOWN_BODY.strip()
+    assert untyped.text == "A page that forgot its type."
+    assert untyped.content_type == "text/html"
+
+
+def test_redirects_are_followed_and_reported(site: str, site2: str, config: FetchConfig) -> None:
+    target = f"{site2}/bedrock-agents.html"
+    (row,) = fetch_sources([f"{site}/redirect-to?url={quote(target, safe='')}"], [], config)
+    assert row.status == "ok", row.error
+    assert row.final_url == target
+    assert "Agents for Amazon Bedrock" in row.text
+
+
+def test_guard_applies_to_fetch_sources(site: str, site2: str) -> None:
+    strict = FetchConfig(timeout_s=1, allowed_networks=["127.0.0.1/32"])
+    target = f"{site2}/bedrock-agents.html"
+    ok, redirected = fetch_sources(
+        [f"{site}/ec2-p5.html", f"{site}/redirect-to?url={quote(target, safe='')}"], [], strict
+    )
+    assert ok.status == "ok"
+    assert redirected.status == "error"
+    assert redirected.error == "refused: 127.0.0.2 is a loopback address (use --allow-private-urls to allow)"
+
+
+def _minimal_pdf(lines: list[str], title: str) -> bytes:
+    """A one-page PDF with Helvetica text lines (hand-written objects and a correct xref table)."""
+    content = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({line}) Tj T*" for line in lines) + " ET"
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        "/Resources << /Font << /F1 5 0 R >> >> >>",
+        f"<< /Length {len(content)} >>\nstream\n{content}\nendstream",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+        f"<< /Title ({title}) >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 6 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+def test_local_files(tmp_path: Path, sample_dir: Path, config: FetchConfig) -> None:
+    html = tmp_path / "page.htm"
+    html.write_bytes((sample_dir / "entity-resolution.html").read_bytes())
+    latin = tmp_path / "latin.html"
+    latin.write_bytes(
+        f'<html><head><meta charset="iso-8859-1"><title>Zürich</title></head><body><p>{LATIN1_TEXT}</p>'
+        f"<p>{CP1252_TEXT}</p></body></html>".encode("cp1252")
+    )
+    txt = tmp_path / "notes.txt"
+    txt.write_text("First line of notes.\nStill the first paragraph.\n\n\n\nSecond paragraph.\n", encoding="utf-8")
+    md = tmp_path / "notes.md"
+    md.write_text(MARKDOWN_BODY, encoding="utf-8")
+    pdf = tmp_path / "facts.pdf"
+    pdf.write_bytes(_minimal_pdf(["The llamas of Lima prefer rain.", "They eat 3 kg of hay a day."], "Llama facts"))
+    docx = tmp_path / "report.docx"
+    docx.write_bytes(b"PK\x03\x04 not really a docx")
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 nothing else")
+
+    files = [html, latin, txt, md, pdf, docx, tmp_path / "missing.md", broken, html]
+    rows = fetch_sources([], [str(f) for f in files], config)
+    by_name = dict(zip([f.name for f in files[:-1]], rows[:-1], strict=True))
+
+    assert all(r.kind == "file" for r in rows)
+    page = by_name["page.htm"]
+    assert page.status == "ok" and page.title == "AWS Entity Resolution is generally available"
+    assert "cookies" not in page.text and "Related posts" not in page.text
+    assert page.final_url == html.resolve().as_uri()
+    assert LATIN1_TEXT in by_name["latin.html"].text and CP1252_TEXT in by_name["latin.html"].text
+    assert by_name["notes.txt"].text == "First line of notes.\nStill the first paragraph.\n\nSecond paragraph."
+    assert by_name["notes.txt"].title == "notes"
+    assert by_name["notes.md"].title == "Llama notes"
+    assert by_name["notes.md"].content_type == "text/markdown"
+    assert by_name["facts.pdf"].status == "ok", by_name["facts.pdf"].error
+    assert by_name["facts.pdf"].title == "Llama facts"
+    assert "The llamas of Lima prefer rain." in by_name["facts.pdf"].text
+    assert "They eat 3 kg of hay a day." in by_name["facts.pdf"].text
+    assert by_name["report.docx"].error.startswith("unsupported file type '.docx' (supported: ")
+    assert by_name["missing.md"].error.startswith("file not found: ")
+    assert by_name["broken.pdf"].status == "error"
+    assert by_name["broken.pdf"].error.startswith(("unreadable PDF", "no text could be extracted"))
+    assert rows[-1].status == "duplicate" and rows[-1].error == f"same as input 1 ({html})"
+
+
+def test_urls_come_before_files_in_input_order(site: str, tmp_path: Path, config: FetchConfig) -> None:
+    note = tmp_path / "a.txt"
+    note.write_text("Some text.", encoding="utf-8")
+    rows = fetch_sources([f"{site}/404", f"{site}/ec2-p5.html"], [str(note)], config)
+    assert [(r.kind, r.status) for r in rows] == [("url", "error"), ("url", "ok"), ("file", "ok")]
+    assert isinstance(rows[0], Source)
+
+
+def test_extract_main_text_falls_back_to_visible_text() -> None:
+    page = (
+        "<html><head><title>Short note</title><style>p {color: red}</style><script>var hidden = 1;</script></head>"
+        "<body><div>Only one short line here.</div></body></html>"
+    )
+    title, text = extract_main_text(page)
+    assert title == "Short note"
+    assert text == "Only one short line here."
+    assert extract_main_text("<html><body><script>x()</script></body></html>") == ("", "")
+
+
+def test_decode_bytes() -> None:
+    assert decode_bytes("café".encode()) == "café"
+    assert decode_bytes("\ufeffcafé".encode()) == "café"  # BOM
+    assert decode_bytes(CP1252_TEXT.encode("cp1252"), "iso-8859-1") == CP1252_TEXT  # latin-1 read as windows-1252
+    assert decode_bytes('<meta charset="windows-1252"><p>café</p>'.encode("cp1252")) == (
+        '<meta charset="windows-1252"><p>café</p>'
+    )
+    assert (
+        decode_bytes((LATIN1_TEXT + " " + CP1252_TEXT).encode("cp1252"), html=False) == LATIN1_TEXT + " " + CP1252_TEXT
+    )

@@ -1,0 +1,151 @@
+"""Training on a tiny random Llama: it learns (LoRA moves, base does not), stops, resumes, fails cleanly."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from kinject import runs
+from kinject.config import ModelConfig, PrepareConfig, TrainConfig
+from kinject.jobs import JobBusyError, JobManager, read_status
+from kinject.prepare import prepare
+from kinject.progress import Progress
+from kinject.train import read_adapter_meta, train
+
+TEXT = (
+    "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
+    "and 2 TB of system memory. P5 instances deliver 3,200 Gbps of aggregate network bandwidth.\n\n"
+) * 6
+
+
+@pytest.fixture
+def tiny_run(tmp_path, tiny_model_dir) -> Path:
+    doc = tmp_path / "p5.txt"
+    doc.write_text(TEXT)
+    config = PrepareConfig(files=[str(doc)], model=ModelConfig(model=str(tiny_model_dir)))
+    config.blocks.block_size = 64
+    return prepare(config, tmp_path / "run").run_dir
+
+
+def quick(**kw) -> TrainConfig:
+    base = dict(preset="cpu-demo", max_steps=6, learning_rate=5e-3, save_steps=2, quantization="none")
+    return TrainConfig(**{**base, **kw})
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_train_updates_lora_only(tiny_run, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result = train(tiny_run, quick())
+    assert result.status == "done" and result.step == 6
+    history = json.loads((result.adapter_dir / "training_metrics.json").read_text())
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert len(losses) == 6 and all(loss > 0 for loss in losses)
+    assert losses[-1] < losses[0]
+    lora_b = {k: v for k, v in _weights(result.adapter_dir).items() if "lora_B" in k}
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b.values())  # B starts at zero: it moved
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    peft = PeftModel.from_pretrained(base, str(result.adapter_dir))
+    merged = peft.get_base_model().state_dict()
+    for key, value in before.items():
+        mkey = next(k for k in merged if k.replace(".base_layer", "") == key)
+        assert torch.equal(merged[mkey], value), key  # the base weights are untouched
+    meta = read_adapter_meta(result.adapter_dir)
+    assert meta["status"] == "done" and meta["step"] == 6
+    assert (result.adapter_dir / "config.yaml").is_file() and (result.adapter_dir / "tokenizer.json").is_file()
+    assert runs.read_config(tiny_run)["train"]["max_steps"] == 6
+
+
+def test_train_4bit_on_cpu(tiny_run):
+    pytest.importorskip("bitsandbytes")
+    result = train(tiny_run, quick(max_steps=1, quantization="4bit"))
+    assert result.status == "done" and result.step == 1
+    assert result.final_loss is not None and result.final_loss > 0
+    cfg = json.loads((result.adapter_dir / "adapter_config.json").read_text())
+    assert cfg["peft_type"] == "LORA"
+
+
+class StopAt(Progress):
+    def __init__(self, step: int):
+        self.step, self.seen = step, 0
+
+    def advance(self, n=1, **info):
+        self.seen = info.get("step", self.seen)
+
+    def should_stop(self):
+        return self.seen >= self.step
+
+
+def test_stop_saves_adapter_and_resume_continues(tiny_run):
+    # The stop request comes once step 3 is reported; training ends at the next step.
+    result = train(tiny_run, quick(max_steps=10, save_steps=100), StopAt(3))
+    assert result.status == "stopped" and result.step == 4
+    assert read_adapter_meta(result.adapter_dir)["step"] == 4
+    assert _weights(result.adapter_dir)  # loadable weights
+    assert (tiny_run / "checkpoints" / "checkpoint-4").is_dir()  # a checkpoint was written at the stop
+
+    seen: list[int] = []
+
+    class Record(Progress):
+        def advance(self, n=1, **info):
+            if "step" in info:
+                seen.append(info["step"])
+
+    resumed = train(tiny_run, None, Record(), resume=True)
+    assert resumed.status == "done" and resumed.step == 10
+    assert seen[0] == 5 and seen[-1] == 10  # continued after step 4, did not restart
+
+
+def test_job_manager_stop_busy_fail_and_next(tiny_run, tmp_path):
+    jobs = JobManager()
+    jobs.start(tiny_run, quick(max_steps=3000, save_steps=1000))
+    with pytest.raises(JobBusyError, match="already running"):
+        jobs.start(tiny_run, quick())
+    deadline = time.time() + 120
+    while jobs.state().step < 2 and time.time() < deadline and jobs.running():
+        time.sleep(0.02)
+    assert jobs.stop()
+    state = jobs.wait(120)
+    assert state.status == "stopped", state
+    assert 2 <= state.step < 3000
+    assert read_adapter_meta(tiny_run / "adapter")["status"] == "stopped"
+    on_disk = read_status(tiny_run)
+    assert on_disk.status == "stopped" and on_disk.step == state.step
+    assert (tiny_run / "metrics.jsonl").read_text().count("\n") >= 2
+
+    # A run whose model cannot load fails with a readable message; the next job still runs.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    cfg = runs.read_config(tiny_run)
+    cfg["model"]["model"] = str(tmp_path / "no-such-model")
+    runs.write_config(broken, cfg)
+    jobs.start(broken, quick())
+    failed = jobs.wait(60)
+    assert failed.status == "failed" and "does not exist" in failed.error
+    assert read_status(broken).status == "failed"
+    jobs.start(tiny_run, quick(max_steps=2))
+    assert jobs.wait(120).status == "done"
+
+
+def test_interrupted_status_is_reported(tiny_run):
+    runs.atomic_write_json(tiny_run / runs.STATUS, {"run_dir": str(tiny_run), "status": "running", "pid": 2**22 + 7})
+    assert read_status(tiny_run).status == "interrupted"
+
+
+def test_corrupt_run_folder_fails_clearly(tiny_run):
+    from kinject.train import TrainError
+
+    (tiny_run / "blocks.json").write_text("{not json")
+    with pytest.raises(TrainError, match="corrupt"):
+        train(tiny_run, quick())
