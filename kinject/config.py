@@ -249,3 +249,23 @@ class TrainConfig:
     def preset_block_size(self) -> int | None:
         """The block size the preset recommends (used when preparing with this preset)."""
         return PRESETS[self.preset].get("block_size")
+
+
+@dataclass
+class EvalConfig:
+    """Base-vs-adapter evaluation (stage: evaluate)."""
+
+    probes: str | None = _f(
+        None, "Probe file (JSONL: id, kind knowledge|retention, question, prompt, answers); None: automatic probes."
+    )
+    auto_probes: int = _f(8, "Knowledge probes generated from the corpus when no probe file is given (0: none).")
+    retention: bool = _f(True, "Add kinject's shipped retention probes (general knowledge and chat behaviour).")
+    forgetting: bool = _f(True, "Measure KL divergence and perplexity ratio on kinject's shipped general data.")
+    generation: GenerationConfig = field(
+        default_factory=GenerationConfig, metadata={"help": "Decoding for probe answers."}
+    )
+
+    def __post_init__(self) -> None:
+        _require(self.auto_probes >= 0, "auto_probes", f"must be >= 0, got {self.auto_probes}")
+        if isinstance(self.generation, dict):
+            self.generation = GenerationConfig(**self.generation)

@@ -36,3 +36,24 @@ def site2(sample_dir: Path) -> Iterator[str]:
     """A second server on 127.0.0.2 (another loopback address), for redirect tests."""
     with serve("127.0.0.2", root=sample_dir) as server:
         yield server.base_url
+
+
+@pytest.fixture(scope="session")
+def p5_prepared(site: str, tmp_path_factory) -> Path:
+    """The EC2 P5 sample page prepared over loopback with the bundled model (no training)."""
+    from kinject.config import FetchConfig, PrepareConfig
+    from kinject.prepare import prepare
+
+    config = PrepareConfig(urls=[f"{site}/ec2-p5.html"], fetch=FetchConfig(allow_private_urls=True))
+    config.blocks.block_size = 512
+    return prepare(config, tmp_path_factory.mktemp("p5") / "run").run_dir
+
+
+@pytest.fixture(scope="session")
+def p5_trained(p5_prepared: Path) -> Path:
+    """``p5_prepared`` after training with the cpu-demo preset (minutes on a CPU; shared by several tests)."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "kinject", "train", str(p5_prepared), "--preset", "cpu-demo"], check=True)
+    return p5_prepared
