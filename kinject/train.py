@@ -101,11 +101,13 @@ def train(
     config: TrainConfig | None = None,
     progress: Progress | None = None,
     resume: bool = False,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on ``run_dir``'s blocks and save it to ``run_dir/adapter``.
 
     ``progress.should_stop()`` ends training at the next step; the adapter trained so far is saved (and a
     checkpoint, so ``resume=True`` continues from it with the same optimizer, scheduler and data order).
+    ``callbacks`` are extra ``TrainerCallback``s (benchmarks use one to score probes between epochs).
     """
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -193,7 +195,7 @@ def train(
             args=args,
             train_dataset=blocks,
             data_collator=lambda feats: collate(feats, pad_id),
-            callbacks=[callback],
+            callbacks=[callback, *(callbacks or [])],
         )
         trainer.remove_callback(PrinterCallback)  # progress goes through our callback, not print()
         progress.start("train", total=total_steps, unit="step")
