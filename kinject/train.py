@@ -9,7 +9,9 @@ CLI (Ctrl-C), the job runner (stop button) and tests all stop training the same 
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import gc
 import json
 import math
@@ -109,13 +111,33 @@ def train(
     checkpoint, so ``resume=True`` continues from it with the same optimizer, scheduler and data order).
     ``callbacks`` are extra ``TrainerCallback``s (benchmarks use one to score probes between epochs).
     """
+    run_dir = Path(run_dir)
+    with _run_lock(run_dir):
+        return _train(run_dir, config or TrainConfig(), progress or Progress(), resume, callbacks)
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path):
+    """One training per run folder across processes (the CLI and the app could otherwise both write it)."""
+    runs.read_config(run_dir)
+    with open(run_dir / ".train.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TrainError(f"{run_dir} is being trained by another process; stop that one first") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _train(
+    run_dir: Path, config: TrainConfig, progress: Progress, resume: bool, callbacks: list[Any] | None
+) -> TrainResult:
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
-    run_dir = Path(run_dir)
-    config = config or TrainConfig()
-    progress = progress or Progress()
     cfg = runs.read_config(run_dir)
     model_cfg = from_dict(ModelConfig, cfg.get("model"))
     ckpt_dir = run_dir / runs.CHECKPOINTS

@@ -149,3 +149,37 @@ def test_corrupt_run_folder_fails_clearly(tiny_run):
     (tiny_run / "blocks.json").write_text("{not json")
     with pytest.raises(TrainError, match="corrupt"):
         train(tiny_run, quick())
+
+
+def test_merge_writes_a_loadable_16bit_model(tiny_run):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from kinject.merge import merge
+
+    train(tiny_run, quick(max_steps=3))
+    merged_dir = merge(tiny_run)
+    assert list(merged_dir.glob("*.safetensors")) and (merged_dir / "tokenizer.json").is_file()
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
+    assert merged.dtype == torch.bfloat16
+    assert not any("lora" in k for k in merged.state_dict())
+    cfg = runs.read_config(tiny_run)
+    base = AutoModelForCausalLM.from_pretrained(cfg["model"]["model"], dtype=torch.bfloat16)
+    with_adapter = PeftModel.from_pretrained(base, str(tiny_run / "adapter")).eval()
+    ids = torch.tensor([[1, 42, 7, 99, 5]])
+    with torch.no_grad():
+        expected = with_adapter(ids).logits.float()
+        got = merged(ids).logits.float()
+    assert torch.allclose(got, expected, atol=0.05), (got - expected).abs().max()
+    assert not [p for p in tiny_run.iterdir() if p.name.startswith(".merged")]  # no temporary folder left
+
+
+def test_second_process_on_same_run_refused(tiny_run):
+    import fcntl
+
+    from kinject.train import TrainError
+
+    with open(tiny_run / ".train.lock", "w") as fh:  # as another process's training would hold it
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(TrainError, match="another process"):
+            train(tiny_run, quick())
