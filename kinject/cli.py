@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare)
 
     _add_train_verbs(sub)
+    _add_eval_verb(sub)
     return parser
 
 
@@ -248,6 +249,55 @@ def cmd_ask(args: argparse.Namespace) -> int:
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
     loaded = load_for_run(args.run_dir, with_adapter=not args.base)
     print(answer(loaded, args.question, gen))
+    return EXIT_OK
+
+
+def _add_eval_verb(sub: Any) -> None:
+    from .config import EvalConfig
+
+    ec, gc = EvalConfig, GenerationConfig
+    p = sub.add_parser(
+        "eval",
+        help="score base vs adapter: knowledge, retention, forgetting (writes eval.json, eval.md, eval.png)",
+        description="Answer knowledge probes (--probes FILE, or probes cut from the run's corpus) and kinject's "
+        "retention probes with the base model and with the adapter, and measure forgetting (KL divergence on "
+        "general chat answers, perplexity ratio on general text). Prints the score table and writes eval.json, "
+        "eval.md and eval.png into RUN_DIR. A run without an adapter is evaluated on the base alone.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--probes", metavar="FILE", help=_h(ec, "probes"))
+    p.add_argument("--auto-probes", type=int, default=ec.auto_probes, metavar="N", help=_h(ec, "auto_probes"))
+    p.add_argument("--max-new-tokens", type=int, default=gc.max_new_tokens, help=_h(gc, "max_new_tokens"))
+    p.add_argument("--temperature", type=float, default=gc.temperature, help=_h(gc, "temperature"))
+    p.add_argument("--top-p", type=float, default=gc.top_p, help=_h(gc, "top_p"))
+    p.add_argument("--kl-max-new-tokens", type=int, default=ec.kl_max_new_tokens, help=_h(ec, "kl_max_new_tokens"))
+    p.add_argument("--no-retention", action="store_true", help="leave out kinject's shipped retention probes")
+    p.add_argument("--no-forgetting", action="store_true", help="skip the KL divergence and perplexity ratio")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .config import EvalConfig
+    from .evaluate import EVAL_MD, EVAL_PNG, EvalError, evaluate, format_table
+
+    config = EvalConfig(
+        probes=args.probes,
+        auto_probes=args.auto_probes,
+        retention=not args.no_retention,
+        forgetting=not args.no_forgetting,
+        kl_max_new_tokens=args.kl_max_new_tokens,
+        generation=GenerationConfig(
+            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p
+        ),
+    )
+    try:
+        report = evaluate(args.run_dir, config, TqdmProgress())
+    except EvalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(format_table(report))
+    names = ", ".join((runs.EVAL_JSON, EVAL_MD, EVAL_PNG))
+    print(f"\nwrote {names} in {args.run_dir}")
     return EXIT_OK
 
 

@@ -261,11 +261,15 @@ class EvalConfig:
     auto_probes: int = _f(8, "Knowledge probes generated from the corpus when no probe file is given (0: none).")
     retention: bool = _f(True, "Add kinject's shipped retention probes (general knowledge and chat behaviour).")
     forgetting: bool = _f(True, "Measure KL divergence and perplexity ratio on kinject's shipped general data.")
+    kl_max_new_tokens: int = _f(
+        64, "Tokens of the base model's own greedy answer to each general prompt over which KL is measured."
+    )
     generation: GenerationConfig = field(
         default_factory=GenerationConfig, metadata={"help": "Decoding for probe answers."}
     )
 
     def __post_init__(self) -> None:
         _require(self.auto_probes >= 0, "auto_probes", f"must be >= 0, got {self.auto_probes}")
+        _require(self.kl_max_new_tokens >= 1, "kl_max_new_tokens", f"must be >= 1, got {self.kl_max_new_tokens}")
         if isinstance(self.generation, dict):
             self.generation = GenerationConfig(**self.generation)

@@ -1,0 +1,303 @@
+"""Evaluation: scoring rules, probe files, automatic probes, forgetting numbers on tiny models, and the P5 run."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from kinject import runs
+from kinject.config import EvalConfig, GenerationConfig, ModelConfig, PrepareConfig, TrainConfig
+from kinject.evaluate import (
+    EVAL_MD,
+    EVAL_PNG,
+    EvalStopped,
+    ProbeError,
+    auto_probes,
+    corpus_texts,
+    evaluate,
+    format_table,
+    is_correct,
+    load_probes,
+    match_answer,
+    normalize_answer,
+    shipped_retention_probes,
+)
+from kinject.prepare import prepare
+from kinject.progress import Progress, RecordingProgress
+
+TEXT = (
+    "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
+    "and 2 TB of system memory. P5 instances deliver 3,200 Gbps of aggregate network bandwidth.\n\n"
+    "At the AWS Summit in New York City on July 26, 2023, AWS announced the general availability of P5."
+)
+
+
+# ------------------------------------------------------------------------------------------------------ scoring
+
+
+@pytest.mark.parametrize(
+    "answer, aliases, expected",
+    [
+        ("The capital of France is Paris.", ["Paris"], True),
+        ("the capital is PARIS", ["paris"], True),
+        ("It is in Lyon.", ["Paris"], False),
+        ("A Parisian café", ["Paris"], False),  # a word boundary, not a substring
+        ("They use NVIDIA H100s.", ["H100"], True),  # a plural still counts
+        ("It delivers 3200 Gbps", ["3,200"], True),
+        ("It delivers 3,200 Gbps", ["3200"], True),
+        ("It delivers 3 200 Gbps", ["3,200"], True),
+        ("It delivers 3\u202f200 Gbps", ["3200"], True),
+        ("up to 16,000 dimensions", ["16000"], True),
+        ("It has 2TB of memory", ["2 TB"], True),
+        ("It has 2 TB of memory", ["2TB"], True),
+        ("It has   2\n TB", ["2 TB"], True),  # whitespace runs
+        ("each has 8 GPUs", ["8", "eight"], True),
+        ("each has eight GPUs", ["8", "eight"], True),
+        ("each has 128 GPUs", ["8"], False),  # "8" is not inside "128"
+        ("a p5.48xlarge", ["8"], False),
+        ("about 8.5 GPUs", ["8"], False),
+        ("about 80 GPUs", ["8"], False),
+        ("eighteen GPUs", ["eight"], False),
+        ("Water boils at 100.0 degrees", ["100"], True),
+        ("it is rule-based", ["rule based"], True),
+        ("anything at all", [], None),  # behaviour-only probe: not scored
+    ],
+)
+def test_is_correct(answer, aliases, expected):
+    assert is_correct(answer, aliases) is expected
+
+
+def test_match_answer_names_the_alias_and_normalizes_both_sides():
+    assert match_answer("Eight of them", ["8", "eight"]) == "eight"
+    assert normalize_answer("3,200 Gbps") == normalize_answer("3 200  gbps") == "3200 gbps"
+    assert normalize_answer("July 26, 2023") == "july 26, 2023"  # not a thousands separator
+
+
+# -------------------------------------------------------------------------------------------------- probe files
+
+
+def _write(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "probes.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+GOOD = '{"id": "a", "kind": "knowledge", "question": "Q?", "answers": ["x"]}'
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ('{"id": "b", "kind": "fact", "question": "Q?"}', "probes.jsonl line 3: field 'kind' must be knowledge or"),
+        ('{"kind": "knowledge", "question": "Q?"}', "line 3: field 'id' must be a non-empty string"),
+        ('{"id": "b", "kind": "retention"}', "line 3: field 'question' is missing"),
+        ('{"id": "b", "kind": "knowledge", "question": "Q?", "answers": "x"}', "line 3: field 'answers' must be a"),
+        ('{"id": "b", "kind": "knowledge", "question": "Q?", "answers": [""]}', "line 3: field 'answers' must be a"),
+        ('{"id": "b", "kind": "knowledge", "question": 7}', "line 3: field 'question' must be a string"),
+        ('{"id": "b", "kind": "knowledge", "question": "Q?", "answer": ["x"]}', "line 3: field 'answer' is unknown"),
+        ('{"id": "a", "kind": "knowledge", "question": "Q?"}', "line 3: field 'id' repeats 'a' from line 1"),
+        ('{"id": "b", "kind": ', "line 3: not valid JSON"),
+        ('["b"]', "line 3: must be a JSON object"),
+    ],
+)
+def test_malformed_probe_line_names_line_and_field(tmp_path, bad, message):
+    path = _write(tmp_path, [GOOD, "", bad])  # line 2 is blank and skipped, but still counted
+    with pytest.raises(ProbeError, match=re.escape(message)):
+        load_probes(path)
+
+
+def test_probe_file_loads(sample_dir):
+    probes = load_probes(sample_dir / "probes.jsonl")
+    by_id = {p.id: p for p in probes}
+    assert by_id["p5-net"].answers == ["3200", "3,200"] and by_id["p5-net"].kind == "knowledge"
+    assert by_id["chat-haiku"].answers == [] and by_id["chat-haiku"].kind == "retention"  # behaviour only
+    assert all(p.origin == "file" for p in probes)
+    shipped = shipped_retention_probes()
+    assert len(shipped) >= 8 and all(p.kind == "retention" and p.origin == "shipped" for p in shipped)
+    assert sum(bool(p.answers) for p in shipped) >= 6
+
+
+def test_cli_bad_probe_file_exits_1(tmp_path, capsys):
+    from kinject.cli import main
+
+    (tmp_path / "config.yaml").write_text("model:\n  model: smollm2-135m-instruct\n")
+    path = _write(tmp_path, [GOOD, '{"id": "b", "kind": "fact", "question": "Q?"}'])
+    assert main(["eval", str(tmp_path), "--probes", str(path)]) == 1
+    assert "error: probes.jsonl line 2: field 'kind' must be knowledge or retention" in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------------------------------------- auto probes
+
+
+def test_auto_probes_are_deterministic_spread_and_keep_their_passage():
+    docs = [TEXT, "Short heading\n\nThe vector engine for Amazon OpenSearch Serverless supports up to 16,000 dims."]
+    first, second = auto_probes(docs, 4), auto_probes(docs, 4)
+    assert [(p.id, p.prompt, p.answers) for p in first] == [(p.id, p.prompt, p.answers) for p in second]
+    assert len(first) == 4
+    assert {p.id.split("-")[1] for p in first[:2]} == {"1", "2"}  # round-robin across documents
+    for p in first:
+        assert p.kind == "knowledge" and p.origin == "auto" and not p.question
+        assert len(p.answers) == 1 and p.prompt + " " + p.answers[0] in p.source_passage
+    spans = [p.answers[0] for p in auto_probes(docs, 20)]
+    assert "8" in spans and "3,200 Gbps" in spans and "16,000" in spans and "July 26, 2023" in spans
+    assert auto_probes(docs, 0) == [] and auto_probes([], 5) == []
+
+
+# ------------------------------------------------------------------------------------------------- tiny models
+
+FAST = dict(auto_probes=3, kl_max_new_tokens=6, generation=GenerationConfig(max_new_tokens=6))
+
+
+@pytest.fixture
+def tiny_run(tmp_path, tiny_model_dir) -> Path:
+    doc = tmp_path / "p5.txt"
+    doc.write_text(TEXT)
+    config = PrepareConfig(files=[str(doc)], model=ModelConfig(model=str(tiny_model_dir)))
+    config.blocks.block_size = 64
+    return prepare(config, tmp_path / "run").run_dir
+
+
+def _zero_adapter(run_dir: Path, model_dir: Path) -> None:
+    """An adapter as peft creates it: B matrices zero, so it changes nothing until trained."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model_dir),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+    model.save_pretrained(run_dir / runs.ADAPTER)
+
+
+def _parse_md_scores(text: str) -> dict[str, list[str]]:
+    rows: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("## Answers"):
+            break
+        if len(cells) >= 2 and re.fullmatch(r"[a-z_]+", cells[0]) and cells[0] not in ("metric", "forgetting"):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _md_value(cell: str) -> float | None:
+    token = cell.split()[0]
+    return None if token == "n/a" else float(token)
+
+
+def assert_report_files_agree(run_dir: Path) -> dict:
+    """eval.json, eval.md and eval.png exist, and every number in eval.md's tables is eval.json's."""
+    data = json.loads((run_dir / runs.EVAL_JSON).read_text())
+    assert (run_dir / EVAL_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (run_dir / EVAL_MD).read_text()
+    rows = _parse_md_scores(md)
+    for key in ("knowledge_accuracy", "retention_accuracy", "knowledge_logprob", "retention_logprob", "eos_rate"):
+        for side, cell in zip(("base", "adapter"), rows[key], strict=True):
+            expected = data[side][key] if data[side] else None
+            got = _md_value(cell)
+            assert (got is None) == (expected is None), (key, side, cell, expected)
+            if got is not None:
+                assert got == pytest.approx(expected, rel=1e-3, abs=1e-9), (key, side)
+    if data["forgetting"]:
+        for key in ("kl_mean", "ppl_ratio"):
+            assert _md_value(rows[key][0]) == pytest.approx(data["forgetting"][key], rel=1e-3, abs=1e-9), key
+    for probe in data["probes"]:
+        assert f"| {probe['id']} |" in md
+    return data
+
+
+def test_untrained_adapter_changes_nothing(tiny_run, tiny_model_dir):
+    _zero_adapter(tiny_run, tiny_model_dir)
+    progress = RecordingProgress()
+    report = evaluate(tiny_run, EvalConfig(**FAST), progress)
+    f = report.forgetting
+    assert f is not None and f.kl_mean < 1e-6 and f.kl_max < 1e-6 and f.kl_tokens > 0
+    assert abs(f.ppl_ratio - 1.0) < 1e-4 and f.ppl_tokens > 1000
+    assert report.note is None and report.adapter is not None
+    for p in report.probes:
+        assert p["base_answer"] == p["adapter_answer"] and p["base_correct"] == p["adapter_correct"]
+        if p["answers"]:
+            assert p["base_logprob"] == pytest.approx(p["adapter_logprob"], abs=1e-9)
+    kinds = [p["kind"] for p in report.probes]
+    assert kinds.count("knowledge") == 3 and kinds.count("retention") == len(shipped_retention_probes())
+    assert {p["form"] for p in report.probes if p["kind"] == "knowledge"} == {"completion"}  # auto: no question
+    assert {p["form"] for p in report.probes if p["kind"] == "retention"} == {"chat"}
+    starts = [info for name, info in progress.events if name == "start" and info[0] == "evaluate"]
+    advances = [info for name, info in progress.events if name == "advance"]
+    assert starts == [("evaluate", 2 * len(report.probes) + 8)] and len(advances) == starts[0][1]
+    data = assert_report_files_agree(tiny_run)
+    assert data["forgetting"]["kl_mean"] == f.kl_mean and data["settings"]["generation"]["max_new_tokens"] == 6
+    assert runs.read_config(tiny_run)["eval"]["auto_probes"] == 3
+    assert "kl_mean" in format_table(report) and "knowledge_accuracy" in format_table(report)
+
+
+def test_trained_adapter_diverges(tiny_run):
+    from kinject.train import train
+
+    train(tiny_run, TrainConfig(preset="cpu-demo", max_steps=3, learning_rate=5e-2, quantization="none"))
+    report = evaluate(tiny_run, EvalConfig(**{**FAST, "retention": False}))
+    assert report.forgetting.kl_mean > 1e-4 and abs(report.forgetting.ppl_ratio - 1.0) > 1e-4
+    assert report.settings["adapter_step"] == 3 and report.settings["adapter_status"] == "done"
+    assert all(p["adapter_answer"] is not None for p in report.probes)
+
+
+def test_run_without_adapter_evaluates_the_base_alone(tiny_run, capsys):
+    from kinject.cli import main
+
+    probes = _write(tiny_run, [GOOD.replace('"Q?"', '"What GPUs?"').replace('["x"]', '["H100"]')])
+    code = main(["eval", str(tiny_run), "--probes", str(probes), "--max-new-tokens", "4", "--no-retention"])
+    out = capsys.readouterr().out
+    assert code == 0 and "knowledge_accuracy" in out and "no adapter" in out
+    data = assert_report_files_agree(tiny_run)
+    assert data["has_adapter"] is False and data["adapter"] is None and data["forgetting"] is None
+    assert "no adapter" in data["note"] and "no adapter" in (tiny_run / EVAL_MD).read_text()
+    (probe,) = data["probes"]
+    assert probe["base_answer"] is not None and probe["adapter_answer"] is None and probe["adapter_correct"] is None
+    assert probe["form"] == "chat" and isinstance(probe["base_logprob"], float)
+
+
+def test_stop_writes_nothing(tiny_run):
+    class StopNow(Progress):
+        def should_stop(self) -> bool:
+            return True
+
+    with pytest.raises(EvalStopped):
+        evaluate(tiny_run, EvalConfig(**FAST), StopNow())
+    assert not (tiny_run / runs.EVAL_JSON).exists()
+
+
+def test_corpus_texts_of_a_run(tiny_run):
+    texts = corpus_texts(tiny_run)
+    assert len(texts) == 1 and "3,200 Gbps" in texts[0]
+    assert auto_probes(texts, 8) == auto_probes(corpus_texts(tiny_run), 8)
+
+
+# ------------------------------------------------------------------------------------------ bundled model (slow)
+
+
+@pytest.mark.slow
+def test_p5_adapter_knows_more_than_base(p5_trained, sample_dir, tmp_path):
+    lines = [line for line in (sample_dir / "probes.jsonl").read_text().splitlines() if '"id": "p5-' in line]
+    assert len(lines) == 4
+    probes = _write(tmp_path, lines)
+    # Retention is covered on the tiny model; leaving it out here keeps this to 8 answers and 8 short KL answers.
+    config = EvalConfig(
+        probes=str(probes), retention=False, kl_max_new_tokens=16, generation=GenerationConfig(max_new_tokens=40)
+    )
+    report = evaluate(p5_trained, config)
+    print(format_table(report))
+    assert report.adapter.knowledge_accuracy > report.base.knowledge_accuracy
+    assert report.forgetting.kl_mean > 0 and report.forgetting.ppl_ratio > 0
+    data = assert_report_files_agree(p5_trained)
+    assert [p["id"] for p in data["probes"] if p["kind"] == "knowledge"] == [
+        "p5-gpu",
+        "p5-gpu-count",
+        "p5-sysmem",
+        "p5-net",
+    ]
+    for p in data["probes"]:
+        assert isinstance(p["base_answer"], str) and isinstance(p["adapter_answer"], str)
+        assert p["base_correct"] in (True, False, None) and p["adapter_correct"] in (True, False, None)
