@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from kinject.config import GenerationConfig, PrepareConfig, TrainConfig  # noqa: E402
+from kinject.evaluate import is_correct  # noqa: E402
 from kinject.generate import chat_input_ids, generate_ids  # noqa: E402
 from kinject.models import load_tokenizer, resolve_model  # noqa: E402
 from kinject.prepare import prepare  # noqa: E402
@@ -39,19 +40,6 @@ def load_probes() -> tuple[list[dict], list[dict]]:
     return knowledge, [r for r in retention if r.get("answers")]
 
 
-def _matches(answer: str, aliases: list[str]) -> bool:
-    """Alias containment, case-insensitive, digits not matched inside longer numbers ("8" not in "48")."""
-    import re
-
-    text = re.sub(r"(?<=\d),(?=\d{3})", "", answer.lower())
-    for alias in aliases:
-        a = re.sub(r"(?<=\d),(?=\d{3})", "", alias.lower())
-        pattern = ("(?<![\\d.])" if a[0].isdigit() else "") + re.escape(a) + ("(?![\\d])" if a[-1].isdigit() else "")
-        if re.search(pattern, text):
-            return True
-    return False
-
-
 def score(model, tokenizer, probes: list[dict], max_new_tokens: int) -> tuple[int, list[str]]:
     config = GenerationConfig(max_new_tokens=max_new_tokens)
     hits, answers = 0, []
@@ -60,7 +48,7 @@ def score(model, tokenizer, probes: list[dict], max_new_tokens: int) -> tuple[in
         new, _ = generate_ids(model, tokenizer, ids, config)
         text = tokenizer.decode(new, skip_special_tokens=True)
         answers.append(text)
-        hits += _matches(text, p["answers"])
+        hits += bool(is_correct(text, p["answers"]))
     return hits, answers
 
 

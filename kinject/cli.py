@@ -166,6 +166,7 @@ def _add_train_verbs(sub: Any) -> None:
     p.add_argument("--save-steps", type=int, default=TrainConfig.save_steps, help=_h(tc, "save_steps"))
     p.add_argument("--seed", type=int, default=TrainConfig.seed, help=_h(tc, "seed"))
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint (same schedule and data)")
+    p.add_argument("--eval", action="store_true", dest="eval_at_end", help=_h(tc, "eval_at_end"))
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("merge", help="merge the adapter into a 16-bit copy of the base (merged/, for TGI)")
@@ -204,6 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         quantization=args.quantization,
         save_steps=args.save_steps,
         seed=args.seed,
+        eval_at_end=args.eval_at_end,
         **{k: getattr(args, k) for k in fields if getattr(args, k) is not None},
     )
     runs.read_config(args.run_dir)
@@ -233,6 +235,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{result.status}: step {result.step}/{result.total_steps}, final loss {loss}, "
         f"{result.seconds:.0f} s; adapter in {result.adapter_dir}"
     )
+    if config.eval_at_end and result.status == "done":
+        from .config import EvalConfig
+        from .evaluate import evaluate, format_table
+
+        print(format_table(evaluate(args.run_dir, EvalConfig(), TqdmProgress())))
     return EXIT_OK
 
 

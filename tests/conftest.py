@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from httpserver import SiteServer, serve
-from model_fixtures import bundled_model_dir, bundled_tokenizer, tiny_model_dir  # noqa: F401
+from model_fixtures import bundled_model_dir, bundled_tokenizer, tiny_model_dir, tiny_run  # noqa: F401
 
 SAMPLES = Path(__file__).parent / "data" / "samples" / "aws-summit-nyc-2023"
 

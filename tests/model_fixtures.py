@@ -52,3 +52,16 @@ def build_tiny_llama(folder: Path, tokenizer, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, bundled_tokenizer) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), bundled_tokenizer)
+
+
+@pytest.fixture
+def tiny_run(request, tmp_path, tiny_model_dir) -> Path:
+    """A run folder prepared from the calling module's ``TEXT`` on the tiny random Llama (64-token blocks)."""
+    from kinject.config import ModelConfig, PrepareConfig
+    from kinject.prepare import prepare
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text(request.module.TEXT)
+    config = PrepareConfig(files=[str(doc)], model=ModelConfig(model=str(tiny_model_dir)))
+    config.blocks.block_size = 64
+    return prepare(config, tmp_path / "run").run_dir

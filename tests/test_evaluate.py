@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kinject import runs
-from kinject.config import EvalConfig, GenerationConfig, ModelConfig, PrepareConfig, TrainConfig
+from kinject.config import EvalConfig, GenerationConfig, TrainConfig
 from kinject.evaluate import (
     EVAL_MD,
     EVAL_PNG,
@@ -25,7 +25,6 @@ from kinject.evaluate import (
     normalize_answer,
     shipped_retention_probes,
 )
-from kinject.prepare import prepare
 from kinject.progress import Progress, RecordingProgress
 
 TEXT = (
@@ -149,15 +148,6 @@ def test_auto_probes_are_deterministic_spread_and_keep_their_passage():
 # ------------------------------------------------------------------------------------------------- tiny models
 
 FAST = dict(auto_probes=3, kl_max_new_tokens=6, generation=GenerationConfig(max_new_tokens=6))
-
-
-@pytest.fixture
-def tiny_run(tmp_path, tiny_model_dir) -> Path:
-    doc = tmp_path / "p5.txt"
-    doc.write_text(TEXT)
-    config = PrepareConfig(files=[str(doc)], model=ModelConfig(model=str(tiny_model_dir)))
-    config.blocks.block_size = 64
-    return prepare(config, tmp_path / "run").run_dir
 
 
 def _zero_adapter(run_dir: Path, model_dir: Path) -> None:

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from kinject import runs
-from kinject.config import ModelConfig, PrepareConfig, TrainConfig
+from kinject.config import TrainConfig
 from kinject.jobs import JobBusyError, JobManager, read_status
-from kinject.prepare import prepare
 from kinject.progress import Progress
 from kinject.train import read_adapter_meta, train
 
@@ -20,15 +19,6 @@ TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
     "and 2 TB of system memory. P5 instances deliver 3,200 Gbps of aggregate network bandwidth.\n\n"
 ) * 6
-
-
-@pytest.fixture
-def tiny_run(tmp_path, tiny_model_dir) -> Path:
-    doc = tmp_path / "p5.txt"
-    doc.write_text(TEXT)
-    config = PrepareConfig(files=[str(doc)], model=ModelConfig(model=str(tiny_model_dir)))
-    config.blocks.block_size = 64
-    return prepare(config, tmp_path / "run").run_dir
 
 
 def quick(**kw) -> TrainConfig:
