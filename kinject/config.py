@@ -213,7 +213,7 @@ class TrainConfig:
     lora_alpha: int | None = _f(None, "LoRA alpha (scale = alpha / r).")
     lora_dropout: float | None = _f(None, "Dropout on the LoRA input.")
     batch_size: int | None = _f(None, "Blocks per optimizer step (per device).")
-    block_size: int | None = _f(None, "Repack the run's corpus to this block size first (None: as prepared).")
+    block_size: int | None = _f(None, "Training block size; a run prepared with another is repacked.")
     gradient_accumulation: int = _f(1, "Micro-batches accumulated per optimizer step.")
     target_modules: str = _f("all-linear", "Layers that get LoRA: 'all-linear' or a comma-separated list of names.")
     quantization: str = _f("auto", "'4bit' (QLoRA nf4 + double quant), 'none', or 'auto' (4bit on CUDA, none on CPU).")
@@ -229,7 +229,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _require(self.preset in PRESETS, "preset", f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         for key, value in PRESETS[self.preset].items():
-            if getattr(self, key) is None and key != "block_size":
+            if getattr(self, key) is None:
                 setattr(self, key, value)
         _require(self.epochs is not None and self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
         _require(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
@@ -244,11 +244,6 @@ class TrainConfig:
         _require(self.gradient_checkpointing in ("auto", "on", "off"), "gradient_checkpointing", "auto, on or off")
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be within [0, 1)")
         _require(self.save_steps >= 1, "save_steps", f"must be >= 1, got {self.save_steps}")
-
-    @property
-    def preset_block_size(self) -> int | None:
-        """The block size the preset recommends (used when preparing with this preset)."""
-        return PRESETS[self.preset].get("block_size")
 
 
 @dataclass

@@ -85,7 +85,8 @@ def load_blocks(run_dir: Path, config: TrainConfig, tokenizer: Any, model_config
         current = runs.read_json(run_dir / runs.BLOCKS_JSON)["block_size"]
     except Exception as exc:  # noqa: BLE001
         raise TrainError(f"{run_dir} is corrupt ({exc}); rerun `kinject prepare --force`") from exc
-    if config.block_size and config.block_size != current:
+    wanted = min(config.block_size, context_length(model_config) or config.block_size) if config.block_size else None
+    if wanted and wanted != current:
         corpus = load_from_disk(str(corpus_dir))
         blocks, stats = pack_blocks(
             list(corpus["text"]),

@@ -22,7 +22,7 @@ TEXT = (
 
 
 def quick(**kw) -> TrainConfig:
-    base = dict(preset="cpu-demo", max_steps=6, learning_rate=5e-3, save_steps=2, quantization="none")
+    base = dict(preset="cpu-demo", max_steps=6, learning_rate=5e-3, save_steps=2, quantization="none", block_size=64)
     return TrainConfig(**{**base, **kw})
 
 
@@ -173,3 +173,10 @@ def test_second_process_on_same_run_refused(tiny_run):
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(TrainError, match="another process"):
             train(tiny_run, quick())
+
+
+def test_block_size_repacks_the_corpus(tiny_run):
+    tokens = runs.read_json(tiny_run / "blocks.json")["corpus_tokens"]
+    result = train(tiny_run, quick(max_steps=None, epochs=1, block_size=32))
+    assert result.total_steps == -(-tokens // 32)  # one step per 32-token block, not per prepared 64-token block
+    assert runs.read_json(tiny_run / "blocks.json")["block_size"] == 64  # the prepared blocks stay as they were
