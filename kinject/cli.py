@@ -103,12 +103,20 @@ def _print_sources(rows: list[dict[str, Any]]) -> None:
         print(f"{r['status']:10} {r['tokens']:>7} {r['chars']:>7}  {r['input']}\n{'':27}{detail}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Verb parsers show each option's default in --help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kinject",
         description="Teach a chat LLM new facts from web pages with QLoRA, and show that it still chats.",
     )
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
 
     p = sub.add_parser("model", help="resolve a model (converting the bundled one once) and describe it")
     _add_model(p)

@@ -90,6 +90,7 @@ class StatusRecorder(Progress):
         self.min_interval_s = min_interval_s
         self.state = JobState(run_dir=str(self.run_dir), status="queued", started_at=time.time())
         self._written = 0.0
+        self.persist = True  # False for a job refused before it owned the run: its status.json is another's
 
     def snapshot(self) -> JobState:
         with self.lock:
@@ -104,7 +105,7 @@ class StatusRecorder(Progress):
             data = self.state.to_dict() if due else None
             if due:
                 self._written = self.state.updated_at
-        if data is not None:
+        if data is not None and self.persist:
             with contextlib.suppress(OSError):  # a status write must never kill training
                 runs.atomic_write_json(self.run_dir / runs.STATUS, data)
 
@@ -136,9 +137,22 @@ class StatusRecorder(Progress):
     def should_stop(self) -> bool:
         return self.stop_event.is_set() or self.inner.should_stop()
 
-    def close(self, status: str, error: str = "", message: str = "") -> None:
-        """Record the job's final state (done, stopped, failed)."""
+    def close(self, status: str, error: str = "", message: str = "", persist: bool = True) -> None:
+        """Record the job's final state (done, stopped, failed); ``persist=False`` keeps it in memory only."""
+        if not persist:
+            self.persist = False
         self.update(force=True, status=status, error=error, message=message or self.state.message, eta_s=None)
+
+
+def _reset_peak_memory() -> None:
+    """So a job reports its own peak, not an earlier job's (CUDA; a CPU process's peak RSS cannot be reset)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+    except ImportError:
+        pass
 
 
 def _pid_alive(pid: int) -> bool:
@@ -197,7 +211,6 @@ class JobManager:
             runs.read_config(run_dir)  # refuse a non-run folder now, not in the thread
             self._stop = threading.Event()
             recorder = StatusRecorder(run_dir, stop_event=self._stop)
-            recorder.update(force=True)
             thread = threading.Thread(
                 target=self._run, args=(recorder, config, resume, after), name=f"kinject-train-{run_dir.name}"
             )
@@ -210,16 +223,27 @@ class JobManager:
     def _run(recorder: StatusRecorder, config: TrainConfig | None, resume: bool, after: Any) -> None:
         from .train import TrainError, train
 
+        _reset_peak_memory()
         try:
             result = train(recorder.run_dir, config, recorder, resume=resume)
-            message = f"{result.status} at step {result.step}/{result.total_steps}; adapter saved"
-            if after is not None and result.status == "done":
-                after(recorder.run_dir, recorder)
-            recorder.close(result.status, message=message)
+        except runs.RunBusyError as exc:
+            recorder.close("failed", error=str(exc), persist=False)
+            return
         except TrainError as exc:
             recorder.close("failed", error=str(exc))
+            return
         except Exception as exc:  # noqa: BLE001 - a thread must record, not swallow, its failure
             recorder.close("failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        message = f"{result.status} at step {result.step}/{result.total_steps}; adapter saved"
+        if after is not None and result.status == "done":
+            try:  # the adapter is saved: a failed or stopped evaluation must not mark the training failed
+                recorder.start("evaluate")
+                after(recorder.run_dir, recorder)
+                message += "; evaluation written"
+            except Exception as exc:  # noqa: BLE001
+                message += f"; evaluation did not finish ({type(exc).__name__}: {exc})"
+        recorder.close(result.status, message=message)
 
     def stop(self) -> bool:
         """Ask the running job to stop at the next step (its adapter so far is saved). False if none runs."""

@@ -60,9 +60,19 @@ def append_jsonl(path: str | Path, row: dict[str, Any]) -> None:
         fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+def read_jsonl(path: str | Path, skip_bad: bool = False) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; with ``skip_bad``, lines that do not parse (a write cut off by a crash) are skipped."""
+    rows = []
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if not skip_bad:
+                    raise
+    return rows
 
 
 def read_json(path: str | Path) -> Any:
@@ -109,12 +119,37 @@ def staged_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+        if force and target.exists():
+            with training_lock(target):  # never swap a run out from under its training job
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+                os.replace(target, old / target.name)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, target)
+            try:
+                os.rename(tmp, target)  # fails if another prepare created it meanwhile (non-empty)
+            except OSError:
+                raise RunError(f"{target} was created by someone else meanwhile; nothing overwritten") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class RunBusyError(RunError):
+    """Another process (or job) is training this run."""
+
+
+@contextlib.contextmanager
+def training_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run's training lock (non-blocking): one trainer per run folder across processes."""
+    import fcntl
+
+    path = Path(run_dir) / ".train.lock"
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusyError(f"{run_dir} is being trained by another process or job; stop that one first") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -9,9 +9,7 @@ CLI (Ctrl-C), the job runner (stop button) and tests all stop training the same 
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import gc
 import json
 import math
@@ -49,7 +47,12 @@ class TrainResult:
 
 
 def collate(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
-    """Pad a batch of blocks to its longest; padding is masked in attention and labels."""
+    """Pad a batch of blocks to its longest; padding is masked out of the labels.
+
+    No attention mask on purpose: given none, transformers derives a per-document causal mask from the restarting
+    position ids, so packed documents do not attend to each other. Padding only ever trails a block, so no real
+    token can attend to it under the causal mask.
+    """
     import torch
 
     width = max(len(f["input_ids"]) for f in features)
@@ -60,7 +63,6 @@ def collate(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]
     return {
         "input_ids": pad("input_ids", pad_id),
         "labels": pad("labels", IGNORE_INDEX),
-        "attention_mask": pad("attention_mask", 0),
         "position_ids": pad("position_ids", 0),
     }
 
@@ -113,23 +115,9 @@ def train(
     ``callbacks`` are extra ``TrainerCallback``s (benchmarks use one to score probes between epochs).
     """
     run_dir = Path(run_dir)
-    with _run_lock(run_dir):
-        return _train(run_dir, config or TrainConfig(), progress or Progress(), resume, callbacks)
-
-
-@contextlib.contextmanager
-def _run_lock(run_dir: Path):
-    """One training per run folder across processes (the CLI and the app could otherwise both write it)."""
     runs.read_config(run_dir)
-    with open(run_dir / ".train.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TrainError(f"{run_dir} is being trained by another process; stop that one first") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with runs.training_lock(run_dir):
+        return _train(run_dir, config or TrainConfig(), progress or Progress(), resume, callbacks)
 
 
 def _train(
@@ -147,8 +135,10 @@ def _train(
         raise TrainError(f"nothing to resume: {ckpt_dir} has no checkpoint")
     if resume:
         config = _config_of_checkpoint(run_dir, config)
-    elif ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)  # a fresh start must not resume an older run's state by accident
+        _trim_metrics(run_dir, _checkpoint_step(last))  # steps after the checkpoint are trained again
+    else:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # a fresh start must not resume an older run's state
+        (run_dir / runs.METRICS).unlink(missing_ok=True)
     runs.update_config(run_dir, "train", to_dict(config))
 
     started = time.time()
@@ -159,6 +149,7 @@ def _train(
         tokenizer = load_tokenizer(resolved)
         four_bit = _use_4bit(config)
         model = load_model(resolved, quantization="4bit" if four_bit else "none")
+        model.config.use_cache = False  # a KV cache in training would also disable the per-document mask
         progress.finish()
         blocks = load_blocks(run_dir, config, tokenizer, model.config, progress)
         cuda = torch.cuda.is_available()
@@ -279,6 +270,13 @@ def save_adapter(
     os.replace(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _trim_metrics(run_dir: Path, step: int) -> None:
+    path = run_dir / runs.METRICS
+    if path.is_file():
+        rows = [r for r in runs.read_jsonl(path, skip_bad=True) if r.get("step", 0) <= step]
+        runs.write_jsonl(path, rows)
 
 
 def last_checkpoint(ckpt_dir: Path) -> Path | None:

@@ -167,12 +167,17 @@ def test_merge_writes_a_loadable_16bit_model(tiny_run):
 def test_second_process_on_same_run_refused(tiny_run):
     import fcntl
 
-    from kinject.train import TrainError
+    from kinject.runs import RunBusyError
 
+    status_before = (tiny_run / runs.STATUS).exists()
     with open(tiny_run / ".train.lock", "w") as fh:  # as another process's training would hold it
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(TrainError, match="another process"):
+        with pytest.raises(RunBusyError, match="another process"):
             train(tiny_run, quick())
+        jobs = JobManager()
+        jobs.start(tiny_run, quick())
+        assert jobs.wait(60).status == "failed"
+        assert (tiny_run / runs.STATUS).exists() == status_before  # the refused job did not touch status.json
 
 
 def test_block_size_repacks_the_corpus(tiny_run):
@@ -180,3 +185,22 @@ def test_block_size_repacks_the_corpus(tiny_run):
     result = train(tiny_run, quick(max_steps=None, epochs=1, block_size=32))
     assert result.total_steps == -(-tokens // 32)  # one step per 32-token block, not per prepared 64-token block
     assert runs.read_json(tiny_run / "blocks.json")["block_size"] == 64  # the prepared blocks stay as they were
+
+
+def test_packed_documents_do_not_attend_to_each_other(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from kinject.blocks import pack_token_lists
+    from kinject.train import collate
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    doc1, doc2 = [5, 17, 99, 3, 42, 8], [61, 7, 7, 250, 11]
+    blocks, _ = pack_token_lists([doc1, doc2], block_size=16, pad_id=0)
+    batch = collate(blocks, pad_id=0)
+    assert "attention_mask" not in batch
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+        alone = model(input_ids=torch.tensor([doc2]), use_cache=False).logits
+        leaky = model(input_ids=batch["input_ids"], use_cache=False).logits  # positions 0..n: one long sequence
+    assert torch.allclose(packed[0, len(doc1) :], alone[0], atol=1e-5)
+    assert not torch.allclose(leaky[0, len(doc1) :], alone[0], atol=1e-5)
