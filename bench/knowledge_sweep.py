@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--epochs", default="5,10,20", help="epochs at which to score (the last is trained to)")
     parser.add_argument("--block-size", type=int, default=512)
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--text-format", default="raw", choices=["raw", "chat", "both"])
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
     args = parser.parse_args()
     epochs = sorted(int(e) for e in args.epochs.split(","))
@@ -88,6 +89,7 @@ def main() -> None:
 
     for spec in args.configs:
         lr, rank, alpha = spec.split(":")
+        spec_name = f"{spec}:{args.text_format}" if args.text_format != "raw" else spec
         run = work / f"run-{spec.replace(':', '_')}"
         shutil.copytree(base_run, run)
         config = TrainConfig(
@@ -97,11 +99,12 @@ def main() -> None:
             lora_r=int(rank),
             lora_alpha=int(alpha),
             save_steps=10_000,
+            text_format=args.text_format,
         )
         started = time.time()
 
         class ScoreAtEpochs(TrainerCallback):
-            def on_epoch_end(self, targs, state, control, model=None, spec=spec, started=started, **kw):
+            def on_epoch_end(self, targs, state, control, model=None, spec=spec_name, started=started, **kw):
                 epoch = round(state.epoch or 0)
                 if epoch not in epochs:
                     return

@@ -35,6 +35,19 @@ class BlockStats:
         return asdict(self)
 
 
+TEXT_FORMATS = ("raw", "chat", "both")
+
+
+def chat_document_tokens(text: str, title: str, tokenizer: Any) -> list[int]:
+    """A document as one chat exchange: the user asks about its title, the assistant answers with the text.
+
+    Facts learnt only as raw text are often not recalled in chat form; this puts them in the assistant's voice.
+    """
+    question = f"What do you know about {title.strip() or 'this topic'}?"
+    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": text}]
+    return list(tokenizer.apply_chat_template(messages, tokenize=True)["input_ids"])
+
+
 def document_tokens(text: str, tokenizer: Any) -> list[int]:
     """One document's tokens with its separators: BOS as the tokenizer adds it, then EOS."""
     ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -91,10 +104,13 @@ def pack_blocks(
     config: BlocksConfig | None = None,
     max_context: int | None = None,
     progress: Progress | None = None,
+    titles: list[str] | None = None,
+    text_format: str = "raw",
 ):
     """Tokenize ``texts`` and pack them; returns (``datasets.Dataset``, ``BlockStats``).
 
-    ``block_size`` is capped at ``max_context`` (the model's context length) when given.
+    ``block_size`` is capped at ``max_context`` (the model's context length) when given. ``text_format`` "chat"
+    packs each document as a chat exchange (needs a chat template), "both" packs the raw and the chat form.
     """
     from datasets import Dataset
 
@@ -102,10 +118,18 @@ def pack_blocks(
     progress = progress or Progress()
     block_size = min(config.block_size, max_context) if max_context else config.block_size
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if text_format not in TEXT_FORMATS:
+        raise ValueError(f"text_format must be one of {', '.join(TEXT_FORMATS)}, got {text_format!r}")
+    if text_format != "raw" and not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"text_format {text_format!r} needs a chat model: this tokenizer has no chat template")
+    titles = titles or [""] * len(texts)
     progress.start("tokenize", total=len(texts), unit="doc")
     docs = []
-    for text in texts:
-        docs.append(document_tokens(text, tokenizer))
+    for text, title in zip(texts, titles, strict=True):
+        if text_format in ("raw", "both"):
+            docs.append(document_tokens(text, tokenizer))
+        if text_format in ("chat", "both"):
+            docs.append(chat_document_tokens(text, title, tokenizer))
         progress.advance(1)
     progress.finish()
     blocks, total = pack_token_lists(docs, block_size, pad_id, config.pad_last)

@@ -214,6 +214,10 @@ class TrainConfig:
     lora_dropout: float | None = _f(None, "Dropout on the LoRA input.")
     batch_size: int | None = _f(None, "Blocks per optimizer step (per device).")
     block_size: int | None = _f(None, "Training block size; a run prepared with another is repacked.")
+    text_format: str | None = _f(
+        None,
+        "How documents are trained on: 'raw' text, 'chat' (each page as a chat answer about its title) or 'both'.",
+    )
     gradient_accumulation: int = _f(1, "Micro-batches accumulated per optimizer step.")
     target_modules: str = _f("all-linear", "Layers that get LoRA: 'all-linear' or a comma-separated list of names.")
     quantization: str = _f("auto", "'4bit' (QLoRA nf4 + double quant), 'none', or 'auto' (4bit on CUDA, none on CPU).")
@@ -240,6 +244,8 @@ class TrainConfig:
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _require(self.gradient_accumulation >= 1, "gradient_accumulation", "must be >= 1")
         _require(self.block_size is None or self.block_size >= 16, "block_size", "must be >= 16")
+        self.text_format = self.text_format or "raw"
+        _require(self.text_format in ("raw", "chat", "both"), "text_format", "must be raw, chat or both")
         _require(self.quantization in ("auto", "4bit", "none"), "quantization", "must be auto, 4bit or none")
         _require(self.gradient_checkpointing in ("auto", "on", "off"), "gradient_checkpointing", "auto, on or off")
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be within [0, 1)")

@@ -88,16 +88,18 @@ def load_blocks(run_dir: Path, config: TrainConfig, tokenizer: Any, model_config
     except Exception as exc:  # noqa: BLE001
         raise TrainError(f"{run_dir} is corrupt ({exc}); rerun `kinject prepare --force`") from exc
     wanted = min(config.block_size, context_length(model_config) or config.block_size) if config.block_size else None
-    if wanted and wanted != current:
+    if (wanted and wanted != current) or config.text_format != "raw":
         corpus = load_from_disk(str(corpus_dir))
         blocks, stats = pack_blocks(
             list(corpus["text"]),
             tokenizer,
-            BlocksConfig(block_size=config.block_size),
+            BlocksConfig(block_size=wanted or current),
             context_length(model_config),
             progress,
+            titles=list(corpus["title"]),
+            text_format=config.text_format,
         )
-        progress.log(f"repacked corpus into {stats.blocks} blocks of {stats.block_size} tokens")
+        progress.log(f"repacked corpus ({config.text_format}) into {stats.blocks} blocks of {stats.block_size} tokens")
     return blocks
 
 

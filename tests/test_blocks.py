@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -69,3 +70,26 @@ def test_pack_blocks_real_tokenizer(bundled_tokenizer):
 def test_block_size_capped_at_context(bundled_tokenizer):
     _, stats = pack_blocks(["hello world " * 50], bundled_tokenizer, BlocksConfig(block_size=4096), max_context=32)
     assert stats.block_size == 32
+
+
+def test_chat_and_both_formats(bundled_tokenizer):
+    text, title = "P5 instances are powered by NVIDIA H100 GPUs.", "Amazon EC2 P5"
+    _, raw = pack_blocks([text], bundled_tokenizer, BlocksConfig(block_size=512), titles=[title])
+    chat_ds, chat = pack_blocks(
+        [text], bundled_tokenizer, BlocksConfig(block_size=512), titles=[title], text_format="chat"
+    )
+    _, both = pack_blocks([text], bundled_tokenizer, BlocksConfig(block_size=512), titles=[title], text_format="both")
+    decoded = bundled_tokenizer.decode(chat_ds[0]["input_ids"])
+    assert "What do you know about Amazon EC2 P5?" in decoded and text in decoded
+    assert decoded.rstrip().endswith("<|im_end|>") and "assistant" in decoded
+    assert both.corpus_tokens == raw.corpus_tokens + chat.corpus_tokens
+    assert both.documents == 2
+
+
+def test_chat_format_needs_a_chat_template(bundled_tokenizer):
+    import copy
+
+    plain = copy.deepcopy(bundled_tokenizer)
+    plain.chat_template = None
+    with pytest.raises(ValueError, match="chat template"):
+        pack_blocks(["text"], plain, BlocksConfig(block_size=64), text_format="chat")
