@@ -130,17 +130,19 @@ def _prepare_cli(config: PrepareConfig, out: Path) -> str:
 
 
 # --- Train ---------------------------------------------------------------------------------------------------------
-def _train_config(preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end) -> TrainConfig:
+def _train_config(preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end, text_format=None) -> TrainConfig:
     overrides = {"epochs": epochs, "learning_rate": lr, "lora_r": rank, "lora_alpha": alpha, "batch_size": batch}
     ints = ("lora_r", "lora_alpha", "batch_size")
     values = {k: (int(v) if k in ints else float(v)) for k, v in overrides.items() if v not in (None, "")}
     values = {k: v for k, v in values.items() if v}  # 0 or blank: the preset's value
-    return TrainConfig(preset=preset, quantization=quantization, eval_at_end=eval_at_end, **values)
+    return TrainConfig(
+        preset=preset, quantization=quantization, eval_at_end=eval_at_end, text_format=text_format or None, **values
+    )
 
 
 def preset_values(preset: str):
     c = TrainConfig(preset=preset)
-    return c.epochs, c.learning_rate, c.lora_r, c.lora_alpha, c.batch_size
+    return c.epochs, c.learning_rate, c.lora_r, c.lora_alpha, c.batch_size, c.text_format
 
 
 def _evaluate_after(run_dir: Path, progress: Progress) -> None:
@@ -149,21 +151,21 @@ def _evaluate_after(run_dir: Path, progress: Progress) -> None:
     evaluate(run_dir, EvalConfig(), progress)
 
 
-def start_training(run, preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end, resume=False):
+def start_training(run, preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end, fmt=None, resume=False):
     run_dir = _run_path(run)
     try:
-        config = _train_config(preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end)
+        config = _train_config(preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end, fmt)
         JOBS.start(run_dir, None if resume else config, resume=resume, after=_evaluate_after if eval_at_end else None)
     except (JobBusyError, ConfigError, runs.RunError) as exc:
         raise gr.Error(str(exc)) from exc
     cli = f"python -m kinject train {run_dir} --preset {preset} --epochs {config.epochs} --lr {config.learning_rate} "
     cli += f"--rank {config.lora_r} --alpha {config.lora_alpha} --batch-size {config.batch_size}"
-    cli += f" --quantization {quantization}" + (" --resume" if resume else "")
+    cli += f" --quantization {quantization} --text-format {config.text_format}" + (" --resume" if resume else "")
     return (*job_view(run), gr.Timer(active=True), f"CLI equivalent: `{cli}`")
 
 
-def resume_training(run, preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end):
-    return start_training(run, preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end, resume=True)
+def resume_training(run, preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end, fmt=None):
+    return start_training(run, preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end, fmt, resume=True)
 
 
 def stop_training(run):
@@ -322,6 +324,12 @@ def build_ui() -> gr.Blocks:
                 rank = gr.Number(label="LoRA rank", value=defaults[2], precision=0)
                 alpha = gr.Number(label="LoRA alpha", value=defaults[3], precision=0)
                 batch = gr.Number(label="Batch size", value=defaults[4], precision=0)
+                fmt = gr.Dropdown(
+                    label="Text format",
+                    choices=["raw", "chat", "both"],
+                    value=defaults[5],
+                    info="raw text, pages as chat answers, or both",
+                )
             with gr.Row():
                 start_btn = gr.Button("Start", variant="primary")
                 stop_btn = gr.Button("Stop (saves the adapter so far)", variant="stop")
@@ -355,11 +363,11 @@ def build_ui() -> gr.Blocks:
                 headers=["run", "status", "tokens", "blocks", "base knowledge", "adapter knowledge"], label="Runs"
             )
 
-        train_inputs = [run, preset, epochs, lr, rank, alpha, batch, quant, eval_end]
+        train_inputs = [run, preset, epochs, lr, rank, alpha, batch, quant, eval_end, fmt]
         prepare_btn.click(
             do_prepare, [urls, files, name, model, block, private, force], [table, summary, run], api_name="prepare"
         )
-        preset.change(preset_values, preset, [epochs, lr, rank, alpha, batch], api_name="preset_values")
+        preset.change(preset_values, preset, [epochs, lr, rank, alpha, batch, fmt], api_name="preset_values")
         start_btn.click(start_training, train_inputs, [status, loss_plot, timer, cli], api_name="train")
         resume_btn.click(resume_training, train_inputs, [status, loss_plot, timer, cli], api_name="resume")
         stop_btn.click(stop_training, run, [status, loss_plot], api_name="stop")

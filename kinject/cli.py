@@ -170,6 +170,7 @@ def _add_train_verbs(sub: Any) -> None:
     p.add_argument("--dropout", type=float, dest="lora_dropout", help=_h(tc, "lora_dropout"))
     p.add_argument("--batch-size", type=int, help=_h(tc, "batch_size"))
     p.add_argument("--block-size", type=int, help=_h(tc, "block_size"))
+    p.add_argument("--text-format", choices=["raw", "chat", "both"], help=_h(tc, "text_format"))
     p.add_argument("--quantization", choices=["auto", "4bit", "none"], default="auto", help=_h(tc, "quantization"))
     p.add_argument("--save-steps", type=int, default=TrainConfig.save_steps, help=_h(tc, "save_steps"))
     p.add_argument("--seed", type=int, default=TrainConfig.seed, help=_h(tc, "seed"))
@@ -199,6 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainError, train
 
     fields = (
+        "text_format",
         "epochs",
         "max_steps",
         "learning_rate",

@@ -31,7 +31,7 @@ def test_prepare_train_and_poll(app_client, site, tiny_model_dir):
     assert "1/2 sources used" in summary and "python -m kinject prepare" in summary
     assert (app.RUNS_ROOT / "p5" / "blocks.json").is_file()
 
-    status, _, _, cli = client.predict("p5", "cpu-demo", 2, 5e-3, 4, 8, 1, "none", False, api_name="/train")
+    status, _, _, cli = client.predict("p5", "cpu-demo", 2, 5e-3, 4, 8, 1, "none", False, "raw", api_name="/train")
     assert "python -m kinject train" in cli and "--rank 4" in cli
     deadline = time.time() + 180
     while time.time() < deadline:
