@@ -74,6 +74,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         model=ModelConfig(model=args.model, revision=args.revision),
         fetch=FetchConfig(
             timeout_s=args.timeout,
+            total_timeout_s=args.total_timeout,
             max_bytes=args.max_bytes,
             max_concurrency=args.concurrency,
             allow_private_urls=args.allow_private_urls,
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad-last", action="store_true", help=_h(BlocksConfig, "pad_last"))
     p.add_argument("--allow-private-urls", action="store_true", help=_h(FetchConfig, "allow_private_urls"))
     p.add_argument("--timeout", type=float, default=fc.timeout_s, help=_h(FetchConfig, "timeout_s"))
+    p.add_argument("--total-timeout", type=float, default=fc.total_timeout_s, help=_h(FetchConfig, "total_timeout_s"))
     p.add_argument("--max-bytes", type=int, default=fc.max_bytes, help=_h(FetchConfig, "max_bytes"))
     p.add_argument("--concurrency", type=int, default=fc.max_concurrency, help=_h(FetchConfig, "max_concurrency"))
     p.set_defaults(func=cmd_prepare)

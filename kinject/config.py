@@ -36,6 +36,7 @@ class FetchConfig:
     """How sources are fetched (stage: sources)."""
 
     timeout_s: float = _f(20.0, "Seconds to wait for connect and for each read before giving up on a URL.")
+    total_timeout_s: float = _f(60.0, "Most seconds for one page's whole download (a server trickling bytes is cut).")
     max_bytes: int = _f(5_000_000, "Largest page body read, in bytes; a longer page is refused, not truncated.")
     max_concurrency: int = _f(4, "Requests in flight at once.")
     max_redirects: int = _f(5, "Redirects followed per URL.")
@@ -51,6 +52,7 @@ class FetchConfig:
 
     def __post_init__(self) -> None:
         _require(self.timeout_s > 0, "timeout_s", f"must be > 0, got {self.timeout_s}")
+        _require(self.total_timeout_s > 0, "total_timeout_s", f"must be > 0, got {self.total_timeout_s}")
         _require(self.max_bytes > 0, "max_bytes", f"must be > 0, got {self.max_bytes}")
         _require(self.max_concurrency >= 1, "max_concurrency", f"must be >= 1, got {self.max_concurrency}")
         _require(0 <= self.max_redirects <= 20, "max_redirects", f"must be within 0..20, got {self.max_redirects}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import io
 import re
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -179,6 +180,7 @@ def _fetch_url(source: Source, client: httpx.Client, config: FetchConfig) -> Non
 
     limit = config.max_bytes
     too_big = f"page larger than {_human_bytes(limit)} limit"
+    deadline = time.monotonic() + config.total_timeout_s  # httpx's timeout is per read; this bounds the whole page
     with client.stream("GET", parsed, headers={"Accept": _ACCEPT}) as response:
         source.final_url = str(response.url)
         if response.status_code >= 400:
@@ -196,6 +198,8 @@ def _fetch_url(source: Source, client: httpx.Client, config: FetchConfig) -> Non
             body += chunk
             if len(body) > limit:
                 raise SourceError(f"{too_big} (stopped reading after {len(body)} bytes)")
+            if time.monotonic() > deadline:
+                raise SourceError(f"timeout: page not received within {config.total_timeout_s:g} s")
     source.bytes = len(body)
     if kind is None:  # no Content-Type header: look at the bytes
         kind = _sniff(bytes(body))

@@ -6,6 +6,7 @@ Routes (GET):
   /slow                   answers after ``slow_s`` seconds (longer than the tests' timeout)
   /huge                   ``huge_bytes`` of HTML with Content-Length
   /huge-stream            the same without Content-Length, streamed until the client hangs up; ``huge_sent`` counts
+  /trickle                one byte every 0.1 s for 10 s (defeats a per-read timeout)
   /binary                 a PNG
   /latin1                 a cp1252 page declared by <meta charset="windows-1252">
   /latin1-header          an ISO-8859-1 page declared only in the Content-Type header
@@ -114,6 +115,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"<html><body><p>" + b"x" * self.server.huge_bytes + b"</p></body></html>", html)
         elif path == "/huge-stream":
             self._stream_huge()
+        elif path == "/trickle":
+            self._trickle()
         elif path == "/binary":
             self._send(200, PNG, "image/png")
         elif path == "/latin1":
@@ -150,6 +153,20 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         candidate = self.server.root / name
         return candidate if candidate.is_file() else None
+
+    def _trickle(self) -> None:
+        """A byte every 0.1 s for at most 10 s: never idle long enough for a read timeout."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.end_headers()
+        try:
+            for _ in range(100):
+                if self.server.stopping.wait(0.1):
+                    return
+                self.wfile.write(b"a")
+                self.wfile.flush()
+        except OSError:
+            pass
 
     def _stream_huge(self) -> None:
         """No Content-Length (HTTP/1.0: the body ends when the connection closes); stops when the client leaves."""

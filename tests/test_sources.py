@@ -32,7 +32,7 @@ def jail(monkeypatch: pytest.MonkeyPatch) -> NetJail:
 
 @pytest.fixture
 def config() -> FetchConfig:
-    return FetchConfig(allow_private_urls=True, timeout_s=0.5, max_bytes=100_000, max_redirects=3)
+    return FetchConfig(allow_private_urls=True, timeout_s=0.5, total_timeout_s=2, max_bytes=100_000, max_redirects=3)
 
 
 def _norm(text: str) -> str:
@@ -99,6 +99,7 @@ def test_every_bad_input_gets_its_own_specific_row(site: str, config: FetchConfi
         ("http://nowhere.invalid/page", "unknown host 'nowhere.invalid'"),
         (f"http://127.0.0.1:{_closed_port()}/", "connection refused by 127.0.0.1"),
         (f"{site}/slow", "timeout: no data for 0.5 s"),
+        (f"{site}/trickle", "timeout: page not received within 2 s"),
         (f"{site}/404", "HTTP 404 Not Found"),
         (f"{site}/500", "HTTP 500 Internal Server Error"),
         (f"{site}/binary", "unsupported content type image/png"),
