@@ -49,6 +49,7 @@ class JobState:
     started_at: float = 0.0
     updated_at: float = 0.0
     pid: int = field(default_factory=os.getpid)
+    pid_started: float = field(default_factory=lambda: _process_started(os.getpid()))  # tells a reused pid apart
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,14 +156,20 @@ def _reset_peak_memory() -> None:
         pass
 
 
-def _pid_alive(pid: int) -> bool:
+def _process_started(pid: int) -> float:
+    """A process's start time (0.0 when it does not exist)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return 0.0
+
+
+def _pid_alive(pid: int, started: float = 0.0) -> bool:
+    """Whether the process that wrote a status still runs (same pid and, when known, same start time)."""
+    now = _process_started(pid)
+    return now > 0 and (not started or abs(now - started) < 1.0)
 
 
 def read_status(run_dir: str | Path, live: JobState | None = None) -> JobState | None:
@@ -177,7 +184,7 @@ def read_status(run_dir: str | Path, live: JobState | None = None) -> JobState |
         state = JobState(**{k: v for k, v in data.items() if k in JobState.__dataclass_fields__})
     except (ValueError, TypeError, OSError) as exc:
         return JobState(run_dir=str(run_dir), status="failed", error=f"unreadable {runs.STATUS}: {exc}")
-    if state.active and (state.pid == os.getpid() or not _pid_alive(state.pid)):
+    if state.active and (state.pid == os.getpid() or not _pid_alive(state.pid, state.pid_started)):
         state.status = "interrupted"
         state.message = "the process running this job ended before it finished; resume from the last checkpoint"
     return state

@@ -129,8 +129,18 @@ def test_job_manager_stop_busy_fail_and_next(tiny_run, tmp_path):
 
 
 def test_interrupted_status_is_reported(tiny_run):
+    import os
+
     runs.atomic_write_json(tiny_run / runs.STATUS, {"run_dir": str(tiny_run), "status": "running", "pid": 2**22 + 7})
     assert read_status(tiny_run).status == "interrupted"
+    # A live process with the recorded pid but another start time is a reused pid: still interrupted.
+    parent = os.getppid()
+    runs.atomic_write_json(
+        tiny_run / runs.STATUS, {"run_dir": str(tiny_run), "status": "running", "pid": parent, "pid_started": 1.0}
+    )
+    assert read_status(tiny_run).status == "interrupted"
+    runs.atomic_write_json(tiny_run / runs.STATUS, {"run_dir": str(tiny_run), "status": "running", "pid": parent})
+    assert read_status(tiny_run).status == "running"  # another live process (start time unknown) still trains it
 
 
 def test_corrupt_run_folder_fails_clearly(tiny_run):
