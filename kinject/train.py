@@ -202,7 +202,7 @@ def _train(
             remove_unused_columns=False,
             dataloader_num_workers=0,
             disable_tqdm=True,
-            include_num_input_tokens_seen="non_padding",
+            include_num_input_tokens_seen="all",  # padding only trails the last block
         )
         callback = _ProgressCallback(progress, total_steps, run_dir)
         pad_id = tokenizer.pad_token_id
