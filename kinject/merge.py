@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 from . import runs
@@ -34,18 +32,10 @@ def merge(run_dir: str | Path, progress: Progress | None = None, max_shard_size:
     progress.advance(1)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     progress.advance(1)
-    target, tmp, old = run_dir / runs.MERGED, run_dir / f".{runs.MERGED}.tmp", run_dir / f".{runs.MERGED}.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)
-    try:
+    target = run_dir / runs.MERGED
+    with runs.replaced_dir(target) as tmp:
         merged.save_pretrained(str(tmp), safe_serialization=True, max_shard_size=max_shard_size)
         load_tokenizer(resolved).save_pretrained(str(tmp))
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # a failed merge must not leave gigabytes behind
-        shutil.rmtree(old, ignore_errors=True)
     progress.advance(1)
     progress.finish()
     return target

@@ -134,6 +134,27 @@ def staged_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def replaced_dir(target: str | Path) -> Iterator[Path]:
+    """Fill a sibling temporary folder and swap it in for ``target`` only when complete.
+
+    A failure leaves ``target`` as it was and removes the temporary folder (which may hold gigabytes of weights).
+    """
+    target = Path(target)
+    tmp, old = target.with_name(f".{target.name}.tmp"), target.with_name(f".{target.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
 class RunBusyError(RunError):
     """Another process (or job) is training this run."""
 

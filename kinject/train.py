@@ -13,7 +13,6 @@ import errno
 import gc
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -248,29 +247,22 @@ def save_adapter(
 ) -> Path:
     """Write ``adapter/`` atomically: weights, config, tokenizer, resolved config.yaml, metrics, metadata."""
     target = run_dir / runs.ADAPTER
-    tmp = run_dir / f".{runs.ADAPTER}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    shutil.copy2(run_dir / runs.CONFIG, tmp / runs.CONFIG)
-    history = trainer.state.log_history if trainer is not None else []
-    runs.atomic_write_json(tmp / "training_metrics.json", history)
-    runs.atomic_write_json(
-        tmp / ADAPTER_META,
-        {
-            "status": status,
-            "step": step,
-            "total_steps": total_steps,
-            "train": to_dict(config),
-            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        },
-    )
-    old = run_dir / f".{runs.ADAPTER}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    with runs.replaced_dir(target) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        shutil.copy2(run_dir / runs.CONFIG, tmp / runs.CONFIG)
+        history = trainer.state.log_history if trainer is not None else []
+        runs.atomic_write_json(tmp / "training_metrics.json", history)
+        runs.atomic_write_json(
+            tmp / ADAPTER_META,
+            {
+                "status": status,
+                "step": step,
+                "total_steps": total_steps,
+                "train": to_dict(config),
+                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
     return target
 
 

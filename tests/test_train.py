@@ -214,3 +214,18 @@ def test_packed_documents_do_not_attend_to_each_other(tiny_model_dir):
         leaky = model(input_ids=batch["input_ids"], use_cache=False).logits  # positions 0..n: one long sequence
     assert torch.allclose(packed[0, len(doc1) :], alone[0], atol=1e-5)
     assert not torch.allclose(leaky[0, len(doc1) :], alone[0], atol=1e-5)
+
+
+def test_replaced_dir_keeps_the_old_folder_on_failure(tmp_path):
+    target = tmp_path / "adapter"
+    target.mkdir()
+    (target / "weights").write_text("old")
+    with pytest.raises(RuntimeError), runs.replaced_dir(target) as tmp:
+        (tmp / "weights").write_text("half")
+        raise RuntimeError("disk full")
+    assert (target / "weights").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]  # no temporary folder left
+    with runs.replaced_dir(target) as tmp:
+        (tmp / "weights").write_text("new")
+    assert (target / "weights").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
