@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +48,8 @@ class JobState:
     message: str = ""
     started_at: float = 0.0
     updated_at: float = 0.0
-    pid: int = field(default_factory=os.getpid)
-    pid_started: float = field(default_factory=lambda: _process_started(os.getpid()))  # tells a reused pid apart
+    pid: int = 0  # the process running the job (0: unknown, reads as not running)
+    pid_started: float = 0.0  # that process's start time, which tells a reused pid apart (0: unknown)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +89,13 @@ class StatusRecorder(Progress):
         self.stop_event = stop_event or threading.Event()
         self.lock = lock or threading.Lock()
         self.min_interval_s = min_interval_s
-        self.state = JobState(run_dir=str(self.run_dir), status="queued", started_at=time.time())
+        self.state = JobState(
+            run_dir=str(self.run_dir),
+            status="queued",
+            started_at=time.time(),
+            pid=os.getpid(),
+            pid_started=_process_started(os.getpid()),
+        )
         self._written = 0.0
         self.persist = True  # False for a job refused before it owned the run: its status.json is another's
 
@@ -168,8 +174,16 @@ def _process_started(pid: int) -> float:
 
 def _pid_alive(pid: int, started: float = 0.0) -> bool:
     """Whether the process that wrote a status still runs (same pid and, when known, same start time)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, owned by another user
     now = _process_started(pid)
-    return now > 0 and (not started or abs(now - started) < 1.0)
+    return not (started and now and abs(now - started) >= 1.0)
 
 
 def read_status(run_dir: str | Path, live: JobState | None = None) -> JobState | None:

@@ -129,18 +129,28 @@ def test_job_manager_stop_busy_fail_and_next(tiny_run, tmp_path):
 
 
 def test_interrupted_status_is_reported(tiny_run):
-    import os
+    import subprocess
+    import sys
 
-    runs.atomic_write_json(tiny_run / runs.STATUS, {"run_dir": str(tiny_run), "status": "running", "pid": 2**22 + 7})
-    assert read_status(tiny_run).status == "interrupted"
-    # A live process with the recorded pid but another start time is a reused pid: still interrupted.
-    parent = os.getppid()
-    runs.atomic_write_json(
-        tiny_run / runs.STATUS, {"run_dir": str(tiny_run), "status": "running", "pid": parent, "pid_started": 1.0}
-    )
-    assert read_status(tiny_run).status == "interrupted"
-    runs.atomic_write_json(tiny_run / runs.STATUS, {"run_dir": str(tiny_run), "status": "running", "pid": parent})
-    assert read_status(tiny_run).status == "running"  # another live process (start time unknown) still trains it
+    import psutil
+
+    def status_with(**fields) -> str:
+        runs.atomic_write_json(tiny_run / runs.STATUS, {"run_dir": str(tiny_run), "status": "running", **fields})
+        return read_status(tiny_run).status
+
+    assert status_with(pid=2**22 + 7) == "interrupted"  # no such process
+    assert status_with() == "interrupted"  # no writer recorded
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = psutil.Process(other.pid).create_time()
+        assert status_with(pid=other.pid, pid_started=started) == "running"  # another live process trains it
+        assert status_with(pid=other.pid) == "running"  # start time not recorded: the live pid is enough
+        # The recorded pid is alive but started at another time: a reused pid, the writer is gone.
+        assert status_with(pid=other.pid, pid_started=started - 3600) == "interrupted"
+    finally:
+        other.kill()
+        other.wait()
+    assert status_with(pid=other.pid, pid_started=started) == "interrupted"
 
 
 def test_corrupt_run_folder_fails_clearly(tiny_run):
