@@ -151,6 +151,20 @@ class StatusRecorder(Progress):
         self.update(force=True, status=status, error=error, message=message or self.state.message, eta_s=None)
 
 
+def _release_memory() -> None:
+    """Collect what a failed job left (cycles through its traceback) and return cached GPU memory."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
 def _reset_peak_memory() -> None:
     """So a job reports its own peak, not an earlier job's (CUDA; a CPU process's peak RSS cannot be reset)."""
     try:
@@ -252,9 +266,11 @@ class JobManager:
             return
         except TrainError as exc:
             recorder.close("failed", error=str(exc))
+            _release_memory()  # the failure's traceback held the model: free it for the next job
             return
         except Exception as exc:  # noqa: BLE001 - a thread must record, not swallow, its failure
             recorder.close("failed", error=f"{type(exc).__name__}: {exc}")
+            _release_memory()
             return
         message = f"{result.status} at step {result.step}/{result.total_steps}; adapter saved"
         if after is not None and result.status == "done":

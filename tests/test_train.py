@@ -239,3 +239,22 @@ def test_replaced_dir_keeps_the_old_folder_on_failure(tmp_path):
         (tmp / "weights").write_text("new")
     assert (target / "weights").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+
+
+def test_gpu_check_script_runs_its_cpu_part(bundled_model_dir, tmp_path):
+    """bench/cuda_check.py is the GPU host's check: keep it working (its masking check runs on any device)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "results.json"
+    script = Path(__file__).resolve().parent.parent / "bench" / "cuda_check.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--tokenizer", str(bundled_model_dir), "--out", str(out), "--only", "masking"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = json.loads(out.read_text())
+    assert results["masking"]["ok"] and results["masking"]["max_abs_diff"] < 1e-4
+    assert set(results) == {"masking"}
