@@ -275,7 +275,7 @@ def check_oom(small: Path, work: Path, out: Path | None) -> None:
     nxt = jobs.wait(300)
     ok = (
         failed.status == "failed"
-        and failed.error.startswith("out of memory")
+        and failed.error.startswith("CUDA out of memory")
         and "batch size" in failed.error
         and after - baseline < 64 * 2**20
         and nxt.status == "done"

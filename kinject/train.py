@@ -144,14 +144,16 @@ def _train(
 
     started = time.time()
     trainer = model = None
+    phase, four_bit = "load model", False
     try:
-        progress.start("load model", total=None)
+        progress.start(phase, total=None)
         resolved = resolve_model(model_cfg.model, model_cfg.revision, progress)
         tokenizer = load_tokenizer(resolved)
         four_bit = _use_4bit(config)
         model = load_model(resolved, quantization="4bit" if four_bit else "none")
         model.config.use_cache = False  # a KV cache in training would also disable the per-document mask
         progress.finish()
+        phase = "prepare training"
         blocks = load_blocks(run_dir, config, tokenizer, model.config, progress)
         cuda = torch.cuda.is_available()
         checkpointing = config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and cuda)
@@ -213,26 +215,48 @@ def _train(
             callbacks=[callback, *(callbacks or [])],
         )
         trainer.remove_callback(PrinterCallback)  # progress goes through our callback, not print()
-        progress.start("train", total=total_steps, unit="step")
+        phase = "train"
+        progress.start(phase, total=total_steps, unit="step")
         if last is not None:
             progress.advance(_checkpoint_step(last), resumed_from=last.name)
-        trainer.train(resume_from_checkpoint=str(last) if last else None)
+        if last is not None and _checkpoint_step(last) >= total_steps:
+            # Nothing left to train (e.g. saving the adapter failed after the last step): the Trainer would run one
+            # step too many, so take the checkpoint's weights and history as they are.
+            _load_checkpoint_weights(model, trainer, last)
+            callback.last_loss = next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None)
+            progress.log(f"{last.name} is the last step: saving its adapter")
+        else:
+            trainer.train(resume_from_checkpoint=str(last) if last else None)
         progress.finish()
         step = trainer.state.global_step
         status = "stopped" if callback.stopped else "done"
-        progress.start("save adapter", total=None)
+        phase = "save adapter"
+        progress.start(phase, total=None)
         adapter_dir = save_adapter(run_dir, model, tokenizer, trainer, config, status, step, total_steps)
         progress.finish()
         return TrainResult(run_dir, adapter_dir, status, step, total_steps, callback.last_loss, time.time() - started)
     except TrainError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one readable message
-        raise TrainError(explain_failure(exc, trainer)) from exc
+        raise TrainError(explain_failure(exc, trainer, phase, four_bit)) from exc
     finally:
         del trainer, model
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _load_checkpoint_weights(model: Any, trainer: Any, checkpoint: Path) -> None:
+    """Put a checkpoint's LoRA weights into ``model`` and its training history into ``trainer.state``."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+
+    weights = checkpoint / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise TrainError(f"{checkpoint} has no adapter weights; train again without --resume")
+    set_peft_model_state_dict(model, load_file(str(weights)))
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
 
 
 def save_adapter(
@@ -294,16 +318,27 @@ def _config_of_checkpoint(run_dir: Path, override: TrainConfig) -> TrainConfig:
     return from_dict(TrainConfig, saved) if saved else override
 
 
-def explain_failure(exc: BaseException, trainer: Any = None) -> str:
-    """A human-readable message with the likely fix for a training failure."""
-    step = getattr(getattr(trainer, "state", None), "global_step", None)
-    at = f" at step {step}" if step else ""
+def explain_failure(exc: BaseException, trainer: Any = None, phase: str = "", four_bit: bool = False) -> str:
+    """A human-readable message with the likely fix for a training failure.
+
+    ``phase`` is what was going on (load model, train, save adapter); during training the message names the step
+    that failed (the Trainer's count of finished steps + 1).
+    """
+    done = getattr(getattr(trainer, "state", None), "global_step", None)
+    if phase == "train" and done is not None:
+        at = f" at step {done + 1}"
+    elif phase:
+        at = f" during {phase}"
+    else:
+        at = ""
     text = str(exc)
-    if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
-        return (
-            f"out of memory{at}: lower the block size or batch size, or train in 4-bit (--quantization 4bit) "
-            f"({text.splitlines()[0][:200]})"
-        )
+    first = text.splitlines()[0][:200] if text else type(exc).__name__
+    if isinstance(exc, MemoryError) or "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
+        device = "CUDA out of memory" if "cuda" in (text + type(exc).__module__).lower() else "out of memory"
+        fix = "lower the block size (--block-size) or the batch size (--batch-size)"
+        if not four_bit:
+            fix += ", or train in 4-bit (--quantization 4bit)"
+        return f"{device}{at}: {fix} ({first})"
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return f"disk full{at} while writing {exc.filename or 'the run folder'}: free space and resume with --resume"
     if isinstance(exc, FileNotFoundError):

@@ -226,6 +226,50 @@ def test_packed_documents_do_not_attend_to_each_other(tiny_model_dir):
     assert not torch.allclose(leaky[0, len(doc1) :], alone[0], atol=1e-5)
 
 
+def test_out_of_memory_names_the_step_and_the_fix(tiny_run):
+    from transformers import TrainerCallback
+
+    from kinject.train import TrainError
+
+    class OutOfMemoryAtStep3(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == 2:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(TrainError) as caught:
+        train(tiny_run, quick(), callbacks=[OutOfMemoryAtStep3()])
+    message = str(caught.value)
+    assert message.startswith("CUDA out of memory at step 3: lower the block size (--block-size) or the batch size")
+    assert "--quantization 4bit" in message  # this run was not 4-bit yet
+    assert train(tiny_run, quick()).status == "done"  # the next training in the same process runs
+
+
+def test_disk_full_while_saving_keeps_the_previous_adapter(tiny_run, monkeypatch):
+    import errno
+
+    from kinject.train import TrainError
+
+    assert train(tiny_run, quick(max_steps=2)).status == "done"
+    real_write = runs.atomic_write_json
+
+    def full_disk(path, data):
+        if Path(path).name == "training_metrics.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(runs, "atomic_write_json", full_disk)
+    with pytest.raises(TrainError, match=r"^disk full during save adapter while writing .*: free space and resume"):
+        train(tiny_run, quick(max_steps=4))
+    assert read_adapter_meta(tiny_run / runs.ADAPTER)["step"] == 2  # the earlier adapter is intact
+    assert sorted(p.name for p in tiny_run.iterdir() if p.name.startswith(".adapter")) == []  # no half folder
+    monkeypatch.setattr(runs, "atomic_write_json", real_write)
+    resumed = train(tiny_run, quick(max_steps=4), resume=True)  # what the message advises, once space is freed
+    assert resumed.status == "done" and resumed.step == 4 and resumed.final_loss is not None
+    assert read_adapter_meta(tiny_run / runs.ADAPTER)["step"] == 4  # not one step too many
+    saved, trained = _weights(tiny_run / runs.ADAPTER), _weights(tiny_run / runs.CHECKPOINTS / "checkpoint-4")
+    assert saved.keys() == trained.keys() and all(torch.equal(saved[k], trained[k]) for k in saved)
+
+
 def test_replaced_dir_keeps_the_old_folder_on_failure(tmp_path):
     target = tmp_path / "adapter"
     target.mkdir()
