@@ -4,7 +4,7 @@ CI has no GPU, so the CUDA-only parts of ``kinject.train`` (4-bit nf4 loading, b
 gradient checkpointing, out-of-memory handling, merging a 4-bit-trained adapter) are checked here, on any CUDA
 machine, with no download: the models are random Llamas built from a config and saved next to a tokenizer.
 
-    python bench/cuda_check.py [--tokenizer DIR] [--out results.json] [--bench]
+    python bench/cuda_check.py --require-cuda [--tokenizer DIR] [--out results.json] [--bench]
 
 Checks (each a line of JSON; the script exits 1 when one fails):
   qlora      the default (auto) quantization loads nf4 + double quant Linear4bit layers with bf16 compute and
@@ -134,6 +134,7 @@ class Inspector:
 def check_qlora(small: Path, work: Path, out: Path | None) -> Path:
     import torch
 
+    from kinject.models import compute_dtype
     from kinject.train import train
 
     run = prepare_run(small, work / "run-qlora", 256)
@@ -149,6 +150,8 @@ def check_qlora(small: Path, work: Path, out: Path | None) -> Path:
     t0 = time.time()
     result = train(run, cfg, Progress(), callbacks=[inspector])
     info = inspector.info
+    half = compute_dtype()  # bf16 where the GPU has it, else fp16
+    bf16 = half is torch.bfloat16
     falls = len(inspector.losses) >= 2 and min(inspector.losses[-3:]) < inspector.losses[0]
     ok = (
         result.status == "done"
@@ -158,7 +161,10 @@ def check_qlora(small: Path, work: Path, out: Path | None) -> Path:
         and falls
         and inspector.lora_changed
         and inspector.base_same
-        and (not cuda or (info["gradient_checkpointing"] and "bfloat16" in info["compute_dtype"] and info["bf16"]))
+        and (
+            not cuda
+            or (info["gradient_checkpointing"] and info["compute_dtype"] == str(half) and info["bf16"] == bf16)
+        )
     )
     record(
         "qlora",
@@ -275,7 +281,7 @@ def check_oom(small: Path, work: Path, out: Path | None) -> None:
     nxt = jobs.wait(300)
     ok = (
         failed.status == "failed"
-        and failed.error.startswith("CUDA out of memory")
+        and failed.error.startswith("CUDA out of memory at step ")
         and "batch size" in failed.error
         and after - baseline < 64 * 2**20
         and nxt.status == "done"
@@ -365,6 +371,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, help="Scratch folder (default: a temporary one).")
     parser.add_argument("--bench", action="store_true", help="Also time the case-study recipe (CUDA only).")
     parser.add_argument("--only", default="", help="Comma-separated checks to run (default: all).")
+    parser.add_argument("--require-cuda", action="store_true", help="Fail at once when torch sees no CUDA device.")
     args = parser.parse_args()
     if args.tokenizer is None:
         from kinject.models import ensure_bundled_model
@@ -376,6 +383,9 @@ def main() -> int:
         json.dumps({"torch": torch.__version__, "cuda": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else None}),
         flush=True,
     )
+    if args.require_cuda and not cuda:
+        print(json.dumps({"failed": ["cuda"], "error": f"torch {torch.__version__} sees no CUDA device"}))
+        return 1
     only = {c for c in args.only.split(",") if c}
     want = lambda c: not only or c in only  # noqa: E731
     small = build_llama(
@@ -396,7 +406,10 @@ def main() -> int:
     if cuda:
         steps.append(("oom", lambda: check_oom(small, work, args.out)))
     for name, fn in steps:
-        if not want(name) or (name in ("stop", "merge") and "_run" not in RESULTS):
+        if not want(name):
+            continue
+        if name in ("stop", "merge") and "_run" not in RESULTS:
+            record(name, False, args.out, error="needs the run the qlora check trains (add qlora to --only)")
             continue
         try:
             fn()

@@ -94,7 +94,7 @@ class StatusRecorder(Progress):
             status="queued",
             started_at=time.time(),
             pid=os.getpid(),
-            pid_started=_process_started(os.getpid()),
+            pid_started=_process_started(os.getpid()) or 0.0,
         )
         self._written = 0.0
         self.persist = True  # False for a job refused before it owned the run: its status.json is another's
@@ -176,28 +176,44 @@ def _reset_peak_memory() -> None:
         pass
 
 
-def _process_started(pid: int) -> float:
-    """A process's start time (0.0 when it does not exist)."""
+def _process_started(pid: int) -> float | None:
+    """A process's start in seconds after boot; 0.0 when it is gone or a zombie, None when this OS cannot tell.
+
+    Boot-relative, so a wall-clock step (NTP, a resumed VM) between writing and reading a status does not make a
+    live job look like a reused pid. Linux reads ``/proc/PID/stat``; elsewhere psutil's wall-clock start time.
+    """
+    if Path("/proc/self/stat").is_file():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return 0.0 if fields[0] == "Z" else int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None  # hidden from this /proc (hidepid, another pid namespace)
     import psutil
 
     try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
+        proc = psutil.Process(pid)
+        return 0.0 if proc.status() == psutil.STATUS_ZOMBIE else proc.create_time()
+    except psutil.NoSuchProcess:
         return 0.0
+    except psutil.Error:
+        return None
 
 
-def _pid_alive(pid: int, started: float = 0.0) -> bool:
+def _pid_alive(pid: Any, started: Any = 0.0) -> bool:
     """Whether the process that wrote a status still runs (same pid and, when known, same start time)."""
-    if pid <= 0:
-        return False
     try:
+        pid, started = int(pid), float(started or 0.0)
+        if pid <= 0:
+            return False
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError, TypeError):
         return False
     except PermissionError:
         pass  # it exists, owned by another user
     now = _process_started(pid)
-    return not (started and now and abs(now - started) >= 1.0)
+    if now is None:
+        return True  # the pid is live and its start time unreadable: that is all we know
+    return now > 0 and not (started and abs(now - started) >= 1.0)
 
 
 def read_status(run_dir: str | Path, live: JobState | None = None) -> JobState | None:
@@ -259,18 +275,19 @@ class JobManager:
         from .train import TrainError, train
 
         _reset_peak_memory()
+        error, persist = "", True
         try:
             result = train(recorder.run_dir, config, recorder, resume=resume)
         except runs.RunBusyError as exc:
-            recorder.close("failed", error=str(exc), persist=False)
-            return
+            error, persist = str(exc), False
         except TrainError as exc:
-            recorder.close("failed", error=str(exc))
-            _release_memory()  # the failure's traceback held the model: free it for the next job
-            return
+            error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a thread must record, not swallow, its failure
-            recorder.close("failed", error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+        if error:
+            # Out of the except block, so the exception and its traceback (which held the model) are gone.
             _release_memory()
+            recorder.close("failed", error=error, persist=persist)
             return
         message = f"{result.status} at step {result.step}/{result.total_steps}; adapter saved"
         if after is not None and result.status == "done":
@@ -308,7 +325,10 @@ class JobManager:
 
     def status_of(self, run_dir: str | Path) -> JobState | None:
         """A run's state: live when this process trains it, else from its ``status.json``."""
-        return read_status(run_dir, self.state())
+        with self._lock:
+            alive = self._thread is not None and self._thread.is_alive()
+            live = self._recorder.snapshot() if self._recorder and alive else None
+        return read_status(run_dir, live)
 
 
 JOBS = JobManager()  # the process-wide manager the app and CLI share

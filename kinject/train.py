@@ -15,6 +15,7 @@ import json
 import math
 import shutil
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,7 @@ def _train(
 
     started = time.time()
     trainer = model = None
-    phase, four_bit = "load model", False
+    phase, four_bit, callback = "load model", False, None
     try:
         progress.start(phase, total=None)
         resolved = resolve_model(model_cfg.model, model_cfg.revision, progress)
@@ -222,6 +223,7 @@ def _train(
         if last is not None and _checkpoint_step(last) >= total_steps:
             # Nothing left to train (e.g. saving the adapter failed after the last step): the Trainer would run one
             # step too many, so take the checkpoint's weights and history as they are.
+            phase = f"resume from {last.name}"
             _load_checkpoint_weights(model, trainer, last)
             callback.last_loss = next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None)
             progress.log(f"{last.name} is the last step: saving its adapter")
@@ -238,7 +240,9 @@ def _train(
     except TrainError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one readable message
-        raise TrainError(explain_failure(exc, trainer, phase, four_bit)) from exc
+        message = explain_failure(exc, _where(phase, callback, trainer), four_bit, phase)
+        traceback.clear_frames(exc.__traceback__)  # its frames hold the model: let the memory go with them
+        raise TrainError(message) from exc
     finally:
         del trainer, model
         gc.collect()
@@ -255,7 +259,14 @@ def _load_checkpoint_weights(model: Any, trainer: Any, checkpoint: Path) -> None
     weights = checkpoint / "adapter_model.safetensors"
     if not weights.is_file():
         raise TrainError(f"{checkpoint} has no adapter weights; train again without --resume")
-    set_peft_model_state_dict(model, load_file(str(weights)))
+    result = set_peft_model_state_dict(model, load_file(str(weights)))
+    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+    unexpected = list(getattr(result, "unexpected_keys", []))
+    if missing or unexpected:
+        raise TrainError(
+            f"{checkpoint} does not match this model's LoRA layers ({len(missing)} missing, {len(unexpected)} "
+            "unexpected); train again without --resume"
+        )
     trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
 
 
@@ -318,32 +329,38 @@ def _config_of_checkpoint(run_dir: Path, override: TrainConfig) -> TrainConfig:
     return from_dict(TrainConfig, saved) if saved else override
 
 
-def explain_failure(exc: BaseException, trainer: Any = None, phase: str = "", four_bit: bool = False) -> str:
-    """A human-readable message with the likely fix for a training failure.
+def _where(phase: str, callback: Any, trainer: Any) -> str:
+    """Where in the job a failure happened, for its message: the step being trained, or the phase."""
+    if phase == "train" and callback is not None:
+        if callback.in_step:
+            return f" at step {callback.current_step}"
+        done = getattr(getattr(trainer, "state", None), "global_step", 0)
+        return f" after step {done} (writing a checkpoint or log)" if done else " while starting training"
+    return f" during {phase}" if phase else ""
 
-    ``phase`` is what was going on (load model, train, save adapter); during training the message names the step
-    that failed (the Trainer's count of finished steps + 1).
-    """
-    done = getattr(getattr(trainer, "state", None), "global_step", None)
-    if phase == "train" and done is not None:
-        at = f" at step {done + 1}"
-    elif phase:
-        at = f" during {phase}"
-    else:
-        at = ""
+
+def explain_failure(exc: BaseException, where: str = "", four_bit: bool = False, phase: str = "") -> str:
+    """A human-readable message with the likely fix for a training failure (``where``: " at step 12")."""
     text = str(exc)
     first = text.splitlines()[0][:200] if text else type(exc).__name__
     if isinstance(exc, MemoryError) or "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
         device = "CUDA out of memory" if "cuda" in (text + type(exc).__module__).lower() else "out of memory"
-        fix = "lower the block size (--block-size) or the batch size (--batch-size)"
-        if not four_bit:
-            fix += ", or train in 4-bit (--quantization 4bit)"
-        return f"{device}{at}: {fix} ({first})"
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return f"disk full{at} while writing {exc.filename or 'the run folder'}: free space and resume with --resume"
+        if phase == "load model":
+            fix = "the model does not fit: " + (
+                "pick a smaller model" if four_bit else "train in 4-bit (--quantization 4bit) or pick a smaller model"
+            )
+        else:
+            fix = "lower the block size (--block-size) or the batch size (--batch-size)"
+            if not four_bit:
+                fix += ", or train in 4-bit (--quantization 4bit)"
+        return f"{device}{where}: {fix} ({first})"
+    disk_full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+    if disk_full or any(s in text.lower() for s in ("no space left on device", "os error 28")):
+        name = getattr(exc, "filename", None) or "the run folder"
+        return f"disk full{where} while writing {name}: free space and resume with --resume"
     if isinstance(exc, FileNotFoundError):
-        return f"missing file{at}: {exc.filename or text}; the run folder may be incomplete, rerun prepare"
-    return f"{type(exc).__name__}{at}: {text[:500]}"
+        return f"missing file{where}: {exc.filename or text}; the run folder may be incomplete, rerun prepare"
+    return f"{type(exc).__name__}{where}: {text[:500]}"
 
 
 class _ProgressCallback:
@@ -355,6 +372,8 @@ class _ProgressCallback:
         class Callback(TrainerCallback):
             def __init__(self) -> None:
                 self.stopped = False
+                self.in_step = False  # True from a step's start to its end: a failure then is "at" that step
+                self.current_step = 0
                 self.last_loss: float | None = None
                 self._t0 = time.time()
                 self._step0 = 0
@@ -365,7 +384,11 @@ class _ProgressCallback:
                 self._step0 = state.global_step  # non-zero on resume
                 self._tok0 = int(state.num_input_tokens_seen or 0)
 
+            def on_step_begin(self, args, state, control, **kw):
+                self.in_step, self.current_step = True, state.global_step + 1
+
             def on_step_end(self, args, state, control, **kw):
+                self.in_step = False
                 if progress.should_stop():
                     self.stopped = True
                     control.should_training_stop = True

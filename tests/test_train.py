@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -129,10 +130,11 @@ def test_job_manager_stop_busy_fail_and_next(tiny_run, tmp_path):
 
 
 def test_interrupted_status_is_reported(tiny_run):
+    import signal
     import subprocess
     import sys
 
-    import psutil
+    from kinject.jobs import _process_started
 
     def status_with(**fields) -> str:
         runs.atomic_write_json(tiny_run / runs.STATUS, {"run_dir": str(tiny_run), "status": "running", **fields})
@@ -140,13 +142,19 @@ def test_interrupted_status_is_reported(tiny_run):
 
     assert status_with(pid=2**22 + 7) == "interrupted"  # no such process
     assert status_with() == "interrupted"  # no writer recorded
+    assert status_with(pid=2**80) == "interrupted" and status_with(pid="x") == "interrupted"  # malformed
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        started = psutil.Process(other.pid).create_time()
+        started = _process_started(other.pid)
         assert status_with(pid=other.pid, pid_started=started) == "running"  # another live process trains it
         assert status_with(pid=other.pid) == "running"  # start time not recorded: the live pid is enough
         # The recorded pid is alive but started at another time: a reused pid, the writer is gone.
-        assert status_with(pid=other.pid, pid_started=started - 3600) == "interrupted"
+        assert status_with(pid=other.pid, pid_started=(started or 5000.0) + 3600) == "interrupted"
+        os.kill(other.pid, signal.SIGKILL)
+        deadline = time.time() + 10
+        while _process_started(other.pid) != 0.0 and time.time() < deadline:
+            time.sleep(0.05)
+        assert status_with(pid=other.pid, pid_started=started) == "interrupted"  # dead but not reaped: a zombie
     finally:
         other.kill()
         other.wait()
@@ -268,6 +276,46 @@ def test_disk_full_while_saving_keeps_the_previous_adapter(tiny_run, monkeypatch
     assert read_adapter_meta(tiny_run / runs.ADAPTER)["step"] == 4  # not one step too many
     saved, trained = _weights(tiny_run / runs.ADAPTER), _weights(tiny_run / runs.CHECKPOINTS / "checkpoint-4")
     assert saved.keys() == trained.keys() and all(torch.equal(saved[k], trained[k]) for k in saved)
+
+
+@pytest.mark.parametrize(
+    ("exc", "where", "four_bit", "phase", "expected"),
+    [
+        (
+            RuntimeError("No space left on device (os error 28)"),
+            " after step 10 (writing a checkpoint or log)",
+            True,
+            "train",
+            "disk full after step 10 (writing a checkpoint or log) while writing the run folder: free space",
+        ),
+        (
+            MemoryError(),
+            " during load model",
+            False,
+            "load model",
+            "out of memory during load model: the model does not fit: train in 4-bit (--quantization 4bit) or pick",
+        ),
+        (
+            torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+            " during load model",
+            True,
+            "load model",
+            "CUDA out of memory during load model: the model does not fit: pick a smaller model",
+        ),
+        (
+            torch.OutOfMemoryError("CUDA out of memory."),
+            " at step 12",
+            True,
+            "train",
+            "CUDA out of memory at step 12: lower the block size (--block-size) or the batch size (--batch-size) (",
+        ),
+        (ValueError("bad"), "", False, "", "ValueError: bad"),
+    ],
+)
+def test_failure_messages_say_where_and_what_to_do(exc, where, four_bit, phase, expected):
+    from kinject.train import explain_failure
+
+    assert explain_failure(exc, where, four_bit, phase).startswith(expected)
 
 
 def test_replaced_dir_keeps_the_old_folder_on_failure(tmp_path):
