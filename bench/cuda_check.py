@@ -214,7 +214,8 @@ def check_masking(small: Path, out: Path | None) -> None:
         attn_implementation=model.config._attn_implementation,
     )
     del model
-    torch.cuda.empty_cache() if device == "cuda" else None
+    if device == "cuda":
+        torch.cuda.empty_cache()
 
 
 def check_stop_resume(run: Path, out: Path | None) -> None:

@@ -151,20 +151,6 @@ class StatusRecorder(Progress):
         self.update(force=True, status=status, error=error, message=message or self.state.message, eta_s=None)
 
 
-def _release_memory() -> None:
-    """Collect what a failed job left (cycles through its traceback) and return cached GPU memory."""
-    import gc
-
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
-
-
 def _reset_peak_memory() -> None:
     """So a job reports its own peak, not an earlier job's (CUDA; a CPU process's peak RSS cannot be reset)."""
     try:
@@ -275,19 +261,16 @@ class JobManager:
         from .train import TrainError, train
 
         _reset_peak_memory()
-        error, persist = "", True
-        try:
+        try:  # train() frees its model's memory itself when it fails, so the next job can start
             result = train(recorder.run_dir, config, recorder, resume=resume)
         except runs.RunBusyError as exc:
-            error, persist = str(exc), False
+            recorder.close("failed", error=str(exc), persist=False)
+            return
         except TrainError as exc:
-            error = str(exc)
+            recorder.close("failed", error=str(exc))
+            return
         except Exception as exc:  # noqa: BLE001 - a thread must record, not swallow, its failure
-            error = f"{type(exc).__name__}: {exc}"
-        if error:
-            # Out of the except block, so the exception and its traceback (which held the model) are gone.
-            _release_memory()
-            recorder.close("failed", error=error, persist=persist)
+            recorder.close("failed", error=f"{type(exc).__name__}: {exc}")
             return
         message = f"{result.status} at step {result.step}/{result.total_steps}; adapter saved"
         if after is not None and result.status == "done":

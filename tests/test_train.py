@@ -234,10 +234,23 @@ def test_packed_documents_do_not_attend_to_each_other(tiny_model_dir):
     assert not torch.allclose(leaky[0, len(doc1) :], alone[0], atol=1e-5)
 
 
-def test_out_of_memory_names_the_step_and_the_fix(tiny_run):
+def test_out_of_memory_names_the_step_and_the_fix(tiny_run, monkeypatch):
+    import weakref
+
     from transformers import TrainerCallback
 
+    from kinject import train as train_module
     from kinject.train import TrainError
+
+    loaded = []
+    real_load = train_module.load_model
+
+    def load_and_watch(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+        loaded.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(train_module, "load_model", load_and_watch)
 
     class OutOfMemoryAtStep3(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
@@ -249,6 +262,8 @@ def test_out_of_memory_names_the_step_and_the_fix(tiny_run):
     message = str(caught.value)
     assert message.startswith("CUDA out of memory at step 3: lower the block size (--block-size) or the batch size")
     assert "--quantization 4bit" in message  # this run was not 4-bit yet
+    # The error is still held (by ``caught``), yet the model is gone: its traceback must not keep GPU memory.
+    assert len(loaded) == 1 and loaded[0]() is None
     assert train(tiny_run, quick()).status == "done"  # the next training in the same process runs
 
 
