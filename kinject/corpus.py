@@ -59,7 +59,7 @@ def sha256(text: str) -> str:
 def build_corpus(sources: list[Any], config: CorpusConfig | None = None, tokenizer: Any = None) -> Corpus:
     """Turn fetched sources into a deduplicated corpus and the per-source report.
 
-    ``sources`` are ``kinject.sources.Source`` rows; ``tokenizer`` (optional) fills the token counts.
+    ``sources`` are ``kinject.fetch.Source`` rows; ``tokenizer`` (optional) fills the token counts.
     """
     config = config or CorpusConfig()
     cleaned = [clean_text(s.text) if s.status == "ok" else "" for s in sources]

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import runs
 from .config import GenerationConfig, ModelConfig, from_dict
-from .models import ModelError, load_model, load_tokenizer, resolve_model
+from .models import load_model, load_tokenizer, resolve_model
 from .progress import Progress
+from .runs import RunDir
 
 
 @dataclass
@@ -33,23 +33,23 @@ class Loaded:
         return self.model.disable_adapter() if self.has_adapter else contextlib.nullcontext()
 
 
-def load_for_run(run_dir: str | Path, with_adapter: bool = True, progress: Progress | None = None) -> Loaded:
-    """The run's base model, with ``adapter/`` attached when it exists and ``with_adapter``."""
-    run_dir = Path(run_dir)
-    cfg = from_dict(ModelConfig, runs.read_config(run_dir).get("model"))
+def load_for_run(run_dir: str | Path | RunDir, with_adapter: bool = True, progress: Progress | None = None) -> Loaded:
+    """The run's base model, with its adapter attached when ``with_adapter``.
+
+    A missing adapter is reported before the model is loaded (seconds to minutes), not after.
+    """
+    run = RunDir(run_dir).require()
+    adapter = run.require_adapter() if with_adapter else None
+    cfg = from_dict(ModelConfig, run.section("model"), "model")
     resolved = resolve_model(cfg.model, cfg.revision, progress)
     tokenizer = load_tokenizer(resolved)
     model = load_model(resolved)
-    adapter = run_dir / runs.ADAPTER
-    has_adapter = with_adapter and (adapter / "adapter_config.json").is_file()
-    if with_adapter and not has_adapter:
-        raise ModelError(f"{run_dir} has no trained adapter yet (no {adapter}/adapter_config.json): train first")
-    if has_adapter:
+    if adapter is not None:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(adapter))
     model.eval()
-    return Loaded(model, tokenizer, has_adapter, cfg.model)
+    return Loaded(model, tokenizer, adapter is not None, cfg.model)
 
 
 def chat_input_ids(tokenizer: Any, messages: list[dict[str, str]]):

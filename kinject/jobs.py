@@ -1,9 +1,10 @@
 """Background jobs: the one owner of training threads in a process.
 
-Job state lives here, guarded by a lock, and is mirrored to the run folder's ``status.json`` (throttled) and
-``metrics.jsonl`` (one line per logged step), so the UI can poll it and a restarted process still tells finished,
-stopped and failed runs apart; a run whose status says running but whose process or thread is gone reads as
-``interrupted``. One training job at a time per process (one GPU): a second start is refused naming the first.
+Job state lives here, guarded by a lock, and is mirrored to the run folder's status (throttled), so the UI can
+poll it and a restarted process still tells finished, stopped and failed runs apart; a run whose status says
+running but whose process or thread is gone reads as ``interrupted``. One training job at a time per process (one
+GPU): a second start is refused naming the first. ``train_then_evaluate`` is the one place where a training is
+followed by its evaluation; the CLI and the job runner both call it.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import runs
-from .config import TrainConfig
+from .config import BlocksConfig, EvalConfig, GenerationConfig, TrainConfig
 from .progress import Progress
+from .runs import RunBusyError, RunDir
 
 ACTIVE = ("queued", "running")
 FINAL = ("done", "stopped", "failed", "interrupted")
@@ -78,13 +78,14 @@ class StatusRecorder(Progress):
 
     def __init__(
         self,
-        run_dir: str | Path,
+        run_dir: str | Path | RunDir,
         inner: Progress | None = None,
         stop_event: threading.Event | None = None,
         lock: threading.Lock | None = None,
         min_interval_s: float = 1.0,
     ):
-        self.run_dir = Path(run_dir)
+        self.run = RunDir(run_dir)
+        self.run_dir = self.run.path
         self.inner = inner or Progress()
         self.stop_event = stop_event or threading.Event()
         self.lock = lock or threading.Lock()
@@ -114,7 +115,7 @@ class StatusRecorder(Progress):
                 self._written = self.state.updated_at
         if data is not None and self.persist:
             with contextlib.suppress(OSError):  # a status write must never kill training
-                runs.atomic_write_json(self.run_dir / runs.STATUS, data)
+                self.run.write_status(data)
 
     def start(self, phase: str, total: int | None = None, unit: str = "it") -> None:
         changes: dict[str, Any] = {"phase": phase, "status": "running"}
@@ -127,8 +128,6 @@ class StatusRecorder(Progress):
         changes = {k: v for k, v in info.items() if k in JobState.__dataclass_fields__ and v is not None}
         if "step" in info:
             changes["peak_memory_mb"] = peak_memory_mb()
-            with contextlib.suppress(OSError):
-                runs.append_jsonl(self.run_dir / runs.METRICS, {"time": time.time(), **info})
         if "resumed_from" in info:
             changes["step"] = self.state.step + n
         self.update(**changes)
@@ -204,20 +203,61 @@ def _pid_alive(pid: Any, started: Any = 0.0) -> bool:
 
 def read_status(run_dir: str | Path, live: JobState | None = None) -> JobState | None:
     """The run's last recorded job state; an active state with no live job behind it reads as interrupted."""
-    path = Path(run_dir) / runs.STATUS
-    if live is not None and Path(live.run_dir) == Path(run_dir) and live.active:
+    run = RunDir(run_dir)
+    if live is not None and Path(live.run_dir) == run.path and live.active:
         return live
-    if not path.is_file():
-        return None
     try:
-        data = runs.read_json(path)
+        data = run.read_status()
+        if data is None:
+            return None
         state = JobState(**{k: v for k, v in data.items() if k in JobState.__dataclass_fields__})
     except (ValueError, TypeError, OSError) as exc:
-        return JobState(run_dir=str(run_dir), status="failed", error=f"unreadable {runs.STATUS}: {exc}")
+        return JobState(run_dir=str(run), status="failed", error=f"unreadable job status: {exc}")
     if state.active and (state.pid == os.getpid() or not _pid_alive(state.pid, state.pid_started)):
         state.status = "interrupted"
         state.message = "the process running this job ended before it finished; resume from the last checkpoint"
     return state
+
+
+@dataclass
+class TrainingOutcome:
+    """A training and, when asked for, its evaluation."""
+
+    result: Any  # kinject.train.TrainResult
+    report: Any = None  # kinject.eval.EvalReport, when evaluated
+    eval_error: str = ""  # why the evaluation asked for did not finish
+    message: str = ""
+
+
+def train_then_evaluate(
+    run_dir: str | Path | RunDir,
+    config: TrainConfig | None,
+    progress: Progress,
+    resume: bool = False,
+    blocks: BlocksConfig | None = None,
+    evaluation: EvalConfig | None = None,
+    generation: GenerationConfig | None = None,
+) -> TrainingOutcome:
+    """Train, then (``config.eval_at_end``, training done) evaluate the adapter; raises what ``train`` raises.
+
+    The adapter is saved before evaluation starts, so a failed or stopped evaluation leaves the training done.
+    """
+    from .eval import evaluate
+    from .train import train
+
+    config = config or TrainConfig()
+    result = train(run_dir, config, progress, resume=resume, blocks=blocks)
+    outcome = TrainingOutcome(result, message=f"{result.status} at step {result.step}/{result.total_steps}")
+    outcome.message += "; adapter saved"
+    if config.eval_at_end and result.status == "done":
+        try:
+            progress.start("evaluate")
+            outcome.report = evaluate(run_dir, evaluation, progress, generation)
+            outcome.message += "; evaluation written"
+        except Exception as exc:  # noqa: BLE001 - reported with the training's outcome, which stands
+            outcome.eval_error = f"{type(exc).__name__}: {exc}"
+            outcome.message += f"; evaluation did not finish ({outcome.eval_error})"
+    return outcome
 
 
 class JobManager:
@@ -231,13 +271,15 @@ class JobManager:
 
     def start(
         self,
-        run_dir: str | Path,
+        run_dir: str | Path | RunDir,
         config: TrainConfig | None = None,
         resume: bool = False,
-        after: Callable[[Path, Progress], None] | None = None,
+        blocks: BlocksConfig | None = None,
+        evaluation: EvalConfig | None = None,
+        generation: GenerationConfig | None = None,
     ) -> JobState:
-        """Start training ``run_dir``; ``after`` (e.g. evaluation) runs in the same thread once training ends."""
-        run_dir = Path(run_dir)
+        """Start ``train_then_evaluate`` on ``run_dir`` in a background thread; returns the queued state."""
+        run = RunDir(run_dir)
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 s = self._recorder.snapshot()
@@ -245,11 +287,12 @@ class JobManager:
                     f"a training job is already running: {s.run_dir} ({s.phase}, step {s.step}/{s.total}); "
                     "stop it or wait for it to finish"
                 )
-            runs.read_config(run_dir)  # refuse a non-run folder now, not in the thread
+            run.require()  # refuse a non-run folder now, not in the thread
             self._stop = threading.Event()
-            recorder = StatusRecorder(run_dir, stop_event=self._stop)
+            recorder = StatusRecorder(run, stop_event=self._stop)
+            job = {"config": config, "resume": resume, "blocks": blocks, "evaluation": evaluation}
             thread = threading.Thread(
-                target=self._run, args=(recorder, config, resume, after), name=f"kinject-train-{run_dir.name}"
+                target=self._run, args=(recorder, {**job, "generation": generation}), name=f"kinject-train-{run.name}"
             )
             self._recorder, self._thread = recorder, thread
             thread.daemon = True
@@ -257,13 +300,13 @@ class JobManager:
             return recorder.snapshot()
 
     @staticmethod
-    def _run(recorder: StatusRecorder, config: TrainConfig | None, resume: bool, after: Any) -> None:
-        from .train import TrainError, train
+    def _run(recorder: StatusRecorder, job: dict[str, Any]) -> None:
+        from .train import TrainError
 
         _reset_peak_memory()
         try:  # train() frees its model's memory itself when it fails, so the next job can start
-            result = train(recorder.run_dir, config, recorder, resume=resume)
-        except runs.RunBusyError as exc:
+            outcome = train_then_evaluate(recorder.run, progress=recorder, **job)
+        except RunBusyError as exc:
             recorder.close("failed", error=str(exc), persist=False)
             return
         except TrainError as exc:
@@ -272,15 +315,7 @@ class JobManager:
         except Exception as exc:  # noqa: BLE001 - a thread must record, not swallow, its failure
             recorder.close("failed", error=f"{type(exc).__name__}: {exc}")
             return
-        message = f"{result.status} at step {result.step}/{result.total_steps}; adapter saved"
-        if after is not None and result.status == "done":
-            try:  # the adapter is saved: a failed or stopped evaluation must not mark the training failed
-                recorder.start("evaluate")
-                after(recorder.run_dir, recorder)
-                message += "; evaluation written"
-            except Exception as exc:  # noqa: BLE001
-                message += f"; evaluation did not finish ({type(exc).__name__}: {exc})"
-        recorder.close(result.status, message=message)
+        recorder.close(outcome.result.status, message=outcome.message)
 
     def stop(self) -> bool:
         """Ask the running job to stop at the next step (its adapter so far is saved). False if none runs."""

@@ -1,4 +1,16 @@
-"""Run folders: atomic file writes and the layout every stage shares (see the design's ``runs/<name>/``)."""
+"""Run folders: ``RunDir`` is the one owner of a run folder's paths, reads, atomic writes and training lock.
+
+Every stage reads and writes one folder (``runs/<name>/``), so each can be rerun alone and the app can show any past
+run. No other module spells a file name of that folder; they ask a ``RunDir``:
+
+    config.yaml      resolved configuration, one section per stage (never secrets)
+    sources.jsonl    one row per input
+    corpus/          datasets.Dataset of the cleaned documents
+    blocks/<key>/    packed blocks (datasets.Dataset) and blocks.json, one folder per packing (see kinject.blocks)
+    status.json      the last job's state;  metrics.jsonl  one line per logged training step
+    checkpoints/     for resume;  adapter/  the trained adapter;  merged/  adapter merged into the base
+    eval.json, eval.md, eval.png   the evaluation report
+"""
 
 from __future__ import annotations
 
@@ -7,27 +19,22 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-CONFIG = "config.yaml"
-SOURCES = "sources.jsonl"
-CORPUS = "corpus"
-BLOCKS = "blocks"
-BLOCKS_JSON = "blocks.json"
-STATUS = "status.json"
-METRICS = "metrics.jsonl"
-CHECKPOINTS = "checkpoints"
-ADAPTER = "adapter"
-MERGED = "merged"
-EVAL_JSON = "eval.json"
-
 
 class RunError(RuntimeError):
     """A run folder is missing, incomplete or would be overwritten."""
+
+
+class RunBusyError(RunError):
+    """Another process (or job) is training this run."""
+
+
+# ------------------------------------------------------------------------------------------------- atomic files
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -51,13 +58,22 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+def atomic_write_file(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Let ``write(tmp_path)`` produce a file (a plot, say), then rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
-
-
-def append_jsonl(path: str | Path, row: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
 
 def read_jsonl(path: str | Path, skip_bad: bool = False) -> list[dict[str, Any]]:
@@ -78,60 +94,6 @@ def read_jsonl(path: str | Path, skip_bad: bool = False) -> list[dict[str, Any]]
 def read_json(path: str | Path) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
-
-
-def read_config(run_dir: str | Path) -> dict[str, Any]:
-    """The run's ``config.yaml`` as a dict of stage sections."""
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
-        raise RunError(f"{run_dir} is not a run folder (no {CONFIG}); create it with `kinject prepare`")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise RunError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise RunError(f"{path} must hold a mapping of stage sections")
-    return data
-
-
-def write_config(run_dir: str | Path, data: dict[str, Any]) -> None:
-    atomic_write_text(Path(run_dir) / CONFIG, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-
-
-def update_config(run_dir: str | Path, section: str, values: dict[str, Any]) -> None:
-    """Replace one stage's section of ``config.yaml``, keeping the others."""
-    data = read_config(run_dir)
-    data[section] = values
-    write_config(run_dir, data)
-
-
-@contextlib.contextmanager
-def staged_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
-    """Build a run folder in a sibling temporary folder and move it into place only on success.
-
-    An existing ``target`` is refused unless ``force``; with ``force`` it is replaced only once the new one is
-    complete, so a failed run leaves the earlier one intact.
-    """
-    target = Path(target)
-    if target.exists() and not force and (not target.is_dir() or any(target.iterdir())):
-        raise RunError(f"{target} already exists; choose another --out or pass --force to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield tmp
-        if force and target.exists():
-            with training_lock(target):  # never swap a run out from under its training job
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-                os.replace(target, old / target.name)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            try:
-                os.rename(tmp, target)  # fails if another prepare created it meanwhile (non-empty)
-            except OSError:
-                raise RunError(f"{target} was created by someone else meanwhile; nothing overwritten") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -155,22 +117,329 @@ def replaced_dir(target: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-class RunBusyError(RunError):
-    """Another process (or job) is training this run."""
+# ---------------------------------------------------------------------------------------------------- the folder
 
 
-@contextlib.contextmanager
-def training_lock(run_dir: str | Path) -> Iterator[None]:
-    """Hold the run's training lock (non-blocking): one trainer per run folder across processes."""
-    import fcntl
+class RunDir:
+    """One run folder. Cheap to create; nothing is read until asked."""
 
-    path = Path(run_dir) / ".train.lock"
-    with open(path, "a") as fh:
+    _CONFIG = "config.yaml"
+    _SOURCES = "sources.jsonl"
+    _CORPUS = "corpus"
+    _BLOCKS = "blocks"
+    _BLOCKS_JSON = "blocks.json"
+    _STATUS = "status.json"
+    _METRICS = "metrics.jsonl"
+    _CHECKPOINTS = "checkpoints"
+    _ADAPTER = "adapter"
+    _ADAPTER_CONFIG = "adapter_config.json"  # peft's, the mark of a saved adapter
+    _ADAPTER_META = "kinject.json"
+    _ADAPTER_HISTORY = "training_metrics.json"
+    _ADAPTER_WEIGHTS = "adapter_model.safetensors"
+    _TRAINER_STATE = "trainer_state.json"
+    _MERGED = "merged"
+    _EVAL_JSON = "eval.json"
+    _EVAL_MD = "eval.md"
+    _EVAL_PNG = "eval.png"
+    _LOCK = ".train.lock"
+
+    # Names a user sees in messages and the README's file table.
+    EVAL_FILES = (_EVAL_JSON, _EVAL_MD, _EVAL_PNG)
+
+    def __init__(self, path: str | Path | RunDir):
+        self.path = Path(path.path if isinstance(path, RunDir) else path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # -------------------------------------------------------------------------------------------------- config
+    @property
+    def config_path(self) -> Path:
+        return self.path / self._CONFIG
+
+    def is_run(self) -> bool:
+        return self.config_path.is_file()
+
+    def require(self) -> RunDir:
+        """This folder, or a clear error when it is not a run folder."""
+        if not self.is_run():
+            raise RunError(f"{self.path} is not a run folder (no {self._CONFIG}); create it with `kinject prepare`")
+        return self
+
+    def read_config(self) -> dict[str, Any]:
+        """``config.yaml`` as a dict of stage sections."""
+        self.require()
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunBusyError(f"{run_dir} is being trained by another process or job; stop that one first") from None
+            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise RunError(f"{self.config_path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise RunError(f"{self.config_path} must hold a mapping of stage sections")
+        return data
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One stage's section of ``config.yaml`` ({} when absent)."""
+        value = self.read_config().get(name) or {}
+        if not isinstance(value, dict):
+            raise RunError(f"{self.config_path}: section {name!r} must be a mapping")
+        return value
+
+    def write_config(self, data: dict[str, Any]) -> None:
+        atomic_write_text(self.config_path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+    def update_config(self, **sections: dict[str, Any]) -> None:
+        """Replace the named sections of ``config.yaml``, keeping the others."""
+        data = self.read_config()
+        data.update(sections)
+        self.write_config(data)
+
+    # ------------------------------------------------------------------------------------------ sources, corpus
+    def write_sources(self, rows: list[dict[str, Any]]) -> None:
+        write_jsonl(self.path / self._SOURCES, rows)
+
+    def read_sources(self) -> list[dict[str, Any]]:
+        path = self.path / self._SOURCES
+        return read_jsonl(path) if path.is_file() else []
+
+    def save_corpus(self, dataset: Any) -> None:
+        dataset.save_to_disk(str(self.path / self._CORPUS))
+
+    def has_corpus(self) -> bool:
+        return (self.path / self._CORPUS).is_dir()
+
+    def load_corpus(self):
+        """The corpus ``datasets.Dataset``; a clear error when the run has none."""
+        from datasets import load_from_disk
+
+        if not self.has_corpus():
+            raise RunError(f"{self.path} has no corpus: run `kinject prepare` first")
         try:
-            yield
+            return load_from_disk(str(self.path / self._CORPUS))
+        except Exception as exc:  # noqa: BLE001 - whatever datasets raises for a damaged folder
+            raise RunError(f"{self.path}: the corpus is unreadable ({exc}); rerun `kinject prepare --force`") from exc
+
+    # ---------------------------------------------------------------------------------------------------- blocks
+    def _blocks_dir(self, key: str) -> Path:
+        return self.path / self._BLOCKS / key
+
+    def load_blocks(self, key: str) -> tuple[Any, dict[str, Any]] | None:
+        """The blocks packed under ``key`` and their ``blocks.json``, or None when not packed yet."""
+        from datasets import load_from_disk
+
+        folder = self._blocks_dir(key)
+        if not (folder / self._BLOCKS_JSON).is_file():
+            return None
+        try:
+            return load_from_disk(str(folder)), read_json(folder / self._BLOCKS_JSON)
+        except Exception as exc:  # noqa: BLE001
+            raise RunError(f"{folder} is corrupt ({exc}); delete it to repack, or rerun `kinject prepare`") from exc
+
+    def save_blocks(self, key: str, dataset: Any, info: dict[str, Any]) -> None:
+        """Store packed blocks under ``key``; ``blocks.json`` is written last, so a half folder is never used."""
+        with replaced_dir(self._blocks_dir(key)) as tmp:
+            dataset.save_to_disk(str(tmp))
+            atomic_write_json(tmp / self._BLOCKS_JSON, info)
+
+    def blocks_infos(self) -> list[dict[str, Any]]:
+        """``blocks.json`` of every packing in the run, newest first."""
+        root = self.path / self._BLOCKS
+        found = sorted(root.glob(f"*/{self._BLOCKS_JSON}"), key=lambda p: p.stat().st_mtime, reverse=True)
+        infos = []
+        for path in found:
+            with contextlib.suppress(OSError, ValueError):
+                infos.append(read_json(path))
+        return infos
+
+    # ---------------------------------------------------------------------------------------- status, metrics
+    def write_status(self, data: dict[str, Any]) -> None:
+        atomic_write_json(self.path / self._STATUS, data)
+
+    def read_status(self) -> dict[str, Any] | None:
+        """``status.json`` as a dict (None when no job ran); a damaged file raises ValueError or OSError."""
+        path = self.path / self._STATUS
+        return read_json(path) if path.is_file() else None
+
+    def has_status(self) -> bool:
+        return (self.path / self._STATUS).is_file()
+
+    def append_metric(self, row: dict[str, Any]) -> None:
+        with open(self.path / self._METRICS, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Every logged step (a line cut off by a crash is skipped)."""
+        path = self.path / self._METRICS
+        return read_jsonl(path, skip_bad=True) if path.is_file() else []
+
+    def trim_metrics(self, last_step: int) -> None:
+        """Forget the steps after ``last_step`` (they are trained again on resume)."""
+        if (self.path / self._METRICS).is_file():
+            write_jsonl(self.path / self._METRICS, [r for r in self.read_metrics() if r.get("step", 0) <= last_step])
+
+    def clear_metrics(self) -> None:
+        (self.path / self._METRICS).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoints_dir(self) -> Path:
+        """Where the Trainer writes ``checkpoint-N`` folders."""
+        return self.path / self._CHECKPOINTS
+
+    def last_checkpoint(self) -> Path | None:
+        """The newest complete ``checkpoint-N`` folder, if any."""
+        if not self.checkpoints_dir.is_dir():
+            return None
+        done = [p for p in self.checkpoints_dir.glob("checkpoint-*") if (p / self._TRAINER_STATE).is_file()]
+        return max(done, key=checkpoint_step, default=None)
+
+    def checkpoint_files(self, checkpoint: Path) -> tuple[Path, Path]:
+        """A checkpoint's (LoRA weights, trainer state) files."""
+        return checkpoint / self._ADAPTER_WEIGHTS, checkpoint / self._TRAINER_STATE
+
+    def clear_checkpoints(self) -> None:
+        shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
+
+    # ---------------------------------------------------------------------------------------- adapter, merged
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / self._ADAPTER
+
+    def has_adapter(self) -> bool:
+        return (self.adapter_dir / self._ADAPTER_CONFIG).is_file()
+
+    def adapter_weights(self) -> Path:
+        return self.adapter_dir / self._ADAPTER_WEIGHTS
+
+    def require_adapter(self) -> Path:
+        """The adapter folder, or a clear error before anything slow happens."""
+        self.require()
+        if not self.has_adapter():
+            raise RunError(f"{self.path} has no trained adapter yet: train it first (`kinject train {self.path}`)")
+        return self.adapter_dir
+
+    def read_adapter_meta(self) -> dict[str, Any]:
+        """The adapter's kinject metadata (status, step, train config), or {} when absent."""
+        path = self.adapter_dir / self._ADAPTER_META
+        return read_json(path) if path.is_file() else {}
+
+    def write_adapter(self, save: Callable[[Path], None], meta: dict[str, Any], history: list[dict[str, Any]]) -> Path:
+        """Write ``adapter/`` atomically: ``save(folder)`` puts the weights and tokenizer there, then the run's
+        config, the training history and kinject's metadata go beside them. The old adapter stays until done."""
+        with replaced_dir(self.adapter_dir) as tmp:
+            save(tmp)
+            shutil.copy2(self.config_path, tmp / self._CONFIG)
+            atomic_write_json(tmp / self._ADAPTER_HISTORY, history)
+            atomic_write_json(tmp / self._ADAPTER_META, meta)
+        return self.adapter_dir
+
+    def read_adapter_history(self) -> list[dict[str, Any]]:
+        path = self.adapter_dir / self._ADAPTER_HISTORY
+        return read_json(path) if path.is_file() else []
+
+    @property
+    def merged_dir(self) -> Path:
+        return self.path / self._MERGED
+
+    def write_merged(self, save: Callable[[Path], None]) -> Path:
+        """Write ``merged/`` atomically through ``save(folder)``."""
+        with replaced_dir(self.merged_dir) as tmp:
+            save(tmp)
+        return self.merged_dir
+
+    # ------------------------------------------------------------------------------------------------ evaluation
+    def write_eval(self, data: dict[str, Any], markdown: str, plot: Callable[[Path], None]) -> None:
+        """Write eval.png, eval.md and, last, eval.json (each atomically: readers see the old file or the new)."""
+        atomic_write_file(self.path / self._EVAL_PNG, plot)
+        atomic_write_text(self.path / self._EVAL_MD, markdown)
+        atomic_write_json(self.path / self._EVAL_JSON, data)
+
+    def read_eval(self) -> dict[str, Any] | None:
+        """``eval.json`` as a dict, or None when the run has not been evaluated."""
+        path = self.path / self._EVAL_JSON
+        return read_json(path) if path.is_file() else None
+
+    def eval_markdown(self) -> str | None:
+        path = self.path / self._EVAL_MD
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def eval_plot(self) -> Path | None:
+        path = self.path / self._EVAL_PNG
+        return path if path.is_file() else None
+
+    # ------------------------------------------------------------------------------------------------- locking
+    @contextlib.contextmanager
+    def training_lock(self) -> Iterator[None]:
+        """Hold the run's training lock (non-blocking): one trainer per run folder across processes."""
+        import fcntl
+
+        with open(self.path / self._LOCK, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunBusyError(
+                    f"{self.path} is being trained by another process or job; stop that one first"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # ------------------------------------------------------------------------------------------------ creating
+    @staticmethod
+    def check_new(target: str | Path, force: bool = False) -> None:
+        """Refuse an existing, non-empty ``target`` unless ``force`` (checked before any slow work)."""
+        target = Path(target)
+        if target.exists() and not force and (not target.is_dir() or any(target.iterdir())):
+            raise RunError(f"{target} already exists; choose another --out or pass --force to replace it")
+
+    @classmethod
+    @contextlib.contextmanager
+    def create(cls, target: str | Path, force: bool = False) -> Iterator[RunDir]:
+        """Build a run folder in a sibling temporary folder and move it into place only on success.
+
+        An existing ``target`` is refused unless ``force``; with ``force`` it is replaced only once the new one is
+        complete, so a failed run leaves the earlier one intact.
+        """
+        target = Path(target)
+        cls.check_new(target, force)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            yield cls(tmp)
+            if force and target.exists():
+                with cls(target).training_lock():  # never swap a run out from under its training job
+                    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+                    os.replace(target, old / target.name)
+                    os.replace(tmp, target)
+                    shutil.rmtree(old, ignore_errors=True)
+            else:
+                try:
+                    os.rename(tmp, target)  # fails if another prepare created it meanwhile (non-empty)
+                except OSError:
+                    raise RunError(f"{target} was created by someone else meanwhile; nothing overwritten") from None
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def checkpoint_step(path: Path) -> int:
+    """N of a ``checkpoint-N`` folder (-1 when the name has none)."""
+    try:
+        return int(path.name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1

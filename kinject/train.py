@@ -9,24 +9,21 @@ CLI (Ctrl-C), the job runner (stop button) and tests all stop training the same 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
-import json
 import math
-import shutil
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import runs
-from .blocks import IGNORE_INDEX, pack_blocks
-from .config import BlocksConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from .blocks import IGNORE_INDEX, ensure_blocks
+from .config import BlocksConfig, ModelConfig, TrainConfig, from_dict, to_dict, training_blocks
 from .models import compute_dtype, context_length, load_model, load_tokenizer, resolve_model
 from .progress import Progress
-
-ADAPTER_META = "kinject.json"
+from .runs import RunDir, RunError, checkpoint_step
 
 
 class TrainError(RuntimeError):
@@ -75,73 +72,60 @@ def _use_4bit(config: TrainConfig) -> bool:
     return config.quantization == "4bit"
 
 
-def load_blocks(run_dir: Path, config: TrainConfig, tokenizer: Any, model_config: Any, progress: Progress):
-    """The run's blocks, repacked from its corpus when ``config.block_size`` asks for another size."""
-    from datasets import load_from_disk
-
-    blocks_dir, corpus_dir = run_dir / runs.BLOCKS, run_dir / runs.CORPUS
-    if not blocks_dir.is_dir():
-        raise TrainError(f"{run_dir} has no {runs.BLOCKS}/: run `kinject prepare` first")
-    try:
-        blocks = load_from_disk(str(blocks_dir))
-        current = runs.read_json(run_dir / runs.BLOCKS_JSON)["block_size"]
-    except Exception as exc:  # noqa: BLE001
-        raise TrainError(f"{run_dir} is corrupt ({exc}); rerun `kinject prepare --force`") from exc
-    wanted = min(config.block_size, context_length(model_config) or config.block_size) if config.block_size else None
-    if (wanted and wanted != current) or config.text_format != "raw":
-        corpus = load_from_disk(str(corpus_dir))
-        blocks, stats = pack_blocks(
-            list(corpus["text"]),
-            tokenizer,
-            BlocksConfig(block_size=wanted or current),
-            context_length(model_config),
-            progress,
-            titles=list(corpus["title"]),
-            text_format=config.text_format,
-        )
-        progress.log(f"repacked corpus ({config.text_format}) into {stats.blocks} blocks of {stats.block_size} tokens")
-    return blocks
-
-
 def train(
-    run_dir: str | Path,
+    run_dir: str | Path | RunDir,
     config: TrainConfig | None = None,
     progress: Progress | None = None,
     resume: bool = False,
     callbacks: list[Any] | None = None,
+    blocks: BlocksConfig | None = None,
 ) -> TrainResult:
-    """Train a LoRA adapter on ``run_dir``'s blocks and save it to ``run_dir/adapter``.
+    """Train a LoRA adapter on the run's blocks and save it as the run's adapter.
 
-    ``progress.should_stop()`` ends training at the next step; the adapter trained so far is saved (and a
-    checkpoint, so ``resume=True`` continues from it with the same optimizer, scheduler and data order).
-    ``callbacks`` are extra ``TrainerCallback``s (benchmarks use one to score probes between epochs).
+    ``blocks`` are the blocks to train on (packed from the corpus once, then cached); by default those the run
+    was packed with, with the preset's block size and text format. ``progress.should_stop()`` ends training at
+    the next step; the adapter trained so far is saved (and a checkpoint, so ``resume=True`` continues from it
+    with the same configuration, optimizer, scheduler and data order; ``config`` and ``blocks`` are then taken
+    from the run, except ``eval_at_end``). ``callbacks`` are extra ``TrainerCallback``s (the knowledge sweep
+    scores probes between epochs with one).
     """
-    run_dir = Path(run_dir)
-    runs.read_config(run_dir)
-    with runs.training_lock(run_dir):
-        return _train(run_dir, config or TrainConfig(), progress or Progress(), resume, callbacks)
+    run = RunDir(run_dir).require()
+    config = config or TrainConfig()
+    if resume:
+        saved = run.section("train")
+        if not saved:
+            raise TrainError(f"nothing to resume: {run} was never trained")
+        config = from_dict(TrainConfig, {**saved, "eval_at_end": config.eval_at_end}, "train")
+        legacy = {k: saved[k] for k in ("block_size", "text_format") if saved.get(k) is not None}  # older runs
+        blocks = from_dict(BlocksConfig, {**run.section("blocks"), **legacy}, "blocks")
+    elif blocks is None:
+        blocks = training_blocks(run.section("blocks"), config.preset)
+    with run.training_lock():
+        return _train(run, config, blocks, progress or Progress(), resume, callbacks)
 
 
 def _train(
-    run_dir: Path, config: TrainConfig, progress: Progress, resume: bool, callbacks: list[Any] | None
+    run: RunDir,
+    config: TrainConfig,
+    blocks_config: BlocksConfig,
+    progress: Progress,
+    resume: bool,
+    callbacks: list[Any] | None,
 ) -> TrainResult:
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
-    cfg = runs.read_config(run_dir)
-    model_cfg = from_dict(ModelConfig, cfg.get("model"))
-    ckpt_dir = run_dir / runs.CHECKPOINTS
-    last = last_checkpoint(ckpt_dir) if resume else None
+    model_cfg = from_dict(ModelConfig, run.section("model"), "model")
+    last = run.last_checkpoint() if resume else None
     if resume and last is None:
-        raise TrainError(f"nothing to resume: {ckpt_dir} has no checkpoint")
+        raise TrainError(f"nothing to resume: {run.checkpoints_dir} has no checkpoint")
     if resume:
-        config = _config_of_checkpoint(run_dir, config)
-        _trim_metrics(run_dir, _checkpoint_step(last))  # steps after the checkpoint are trained again
+        run.trim_metrics(checkpoint_step(last))  # steps after the checkpoint are trained again
     else:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # a fresh start must not resume an older run's state
-        (run_dir / runs.METRICS).unlink(missing_ok=True)
-    runs.update_config(run_dir, "train", to_dict(config))
+        run.clear_checkpoints()  # a fresh start must not resume an older run's state
+        run.clear_metrics()
+    run.update_config(train=to_dict(config), blocks=to_dict(blocks_config))
 
     started = time.time()
     trainer = model = None
@@ -155,7 +139,17 @@ def _train(
         model.config.use_cache = False  # a KV cache in training would also disable the per-document mask
         progress.finish()
         phase = "prepare training"
-        blocks = load_blocks(run_dir, config, tokenizer, model.config, progress)
+        try:
+            blocks, stats, packed = ensure_blocks(
+                run, blocks_config, tokenizer, context_length(model.config), progress
+            )
+        except RunError as exc:
+            raise TrainError(str(exc)) from None
+        if packed:
+            progress.log(
+                f"packed the corpus ({blocks_config.text_format}) into {stats.blocks} blocks of "
+                f"{stats.block_size} tokens"
+            )
         cuda = torch.cuda.is_available()
         checkpointing = config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and cuda)
         if four_bit:
@@ -181,7 +175,7 @@ def _train(
         total_steps = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
         half = compute_dtype() if cuda else None
         args = TrainingArguments(
-            output_dir=str(ckpt_dir),
+            output_dir=str(run.checkpoints_dir),
             per_device_train_batch_size=config.batch_size,
             gradient_accumulation_steps=config.gradient_accumulation,
             learning_rate=config.learning_rate,
@@ -206,7 +200,7 @@ def _train(
             disable_tqdm=True,
             include_num_input_tokens_seen="all",  # padding only trails the last block
         )
-        callback = _ProgressCallback(progress, total_steps, run_dir)
+        callback = _ProgressCallback(progress, total_steps, run)
         pad_id = tokenizer.pad_token_id
         trainer = Trainer(
             model=model,
@@ -219,12 +213,12 @@ def _train(
         phase = "train"
         progress.start(phase, total=total_steps, unit="step")
         if last is not None:
-            progress.advance(_checkpoint_step(last), resumed_from=last.name)
-        if last is not None and _checkpoint_step(last) >= total_steps:
+            progress.advance(checkpoint_step(last), resumed_from=last.name)
+        if last is not None and checkpoint_step(last) >= total_steps:
             # Nothing left to train (e.g. saving the adapter failed after the last step): the Trainer would run one
             # step too many, so take the checkpoint's weights and history as they are.
             phase = f"resume from {last.name}"
-            _load_checkpoint_weights(model, trainer, last)
+            _load_checkpoint_weights(model, trainer, run, last)
             callback.last_loss = next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None)
             progress.log(f"{last.name} is the last step: saving its adapter")
         else:
@@ -234,9 +228,9 @@ def _train(
         status = "stopped" if callback.stopped else "done"
         phase = "save adapter"
         progress.start(phase, total=None)
-        adapter_dir = save_adapter(run_dir, model, tokenizer, trainer, config, status, step, total_steps)
+        adapter_dir = save_adapter(run, model, tokenizer, trainer, config, status, step, total_steps)
         progress.finish()
-        return TrainResult(run_dir, adapter_dir, status, step, total_steps, callback.last_loss, time.time() - started)
+        return TrainResult(run.path, adapter_dir, status, step, total_steps, callback.last_loss, time.time() - started)
     except TrainError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one readable message
@@ -250,13 +244,13 @@ def _train(
             torch.cuda.empty_cache()
 
 
-def _load_checkpoint_weights(model: Any, trainer: Any, checkpoint: Path) -> None:
+def _load_checkpoint_weights(model: Any, trainer: Any, run: RunDir, checkpoint: Path) -> None:
     """Put a checkpoint's LoRA weights into ``model`` and its training history into ``trainer.state``."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
     from transformers import TrainerState
 
-    weights = checkpoint / "adapter_model.safetensors"
+    weights, state = run.checkpoint_files(checkpoint)
     if not weights.is_file():
         raise TrainError(f"{checkpoint} has no adapter weights; train again without --resume")
     result = set_peft_model_state_dict(model, load_file(str(weights)))
@@ -267,11 +261,11 @@ def _load_checkpoint_weights(model: Any, trainer: Any, checkpoint: Path) -> None
             f"{checkpoint} does not match this model's LoRA layers ({len(missing)} missing, {len(unexpected)} "
             "unexpected); train again without --resume"
         )
-    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    trainer.state = TrainerState.load_from_json(str(state))
 
 
 def save_adapter(
-    run_dir: Path,
+    run: RunDir,
     model: Any,
     tokenizer: Any,
     trainer: Any,
@@ -280,53 +274,20 @@ def save_adapter(
     step: int,
     total_steps: int,
 ) -> Path:
-    """Write ``adapter/`` atomically: weights, config, tokenizer, resolved config.yaml, metrics, metadata."""
-    target = run_dir / runs.ADAPTER
-    with runs.replaced_dir(target) as tmp:
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        shutil.copy2(run_dir / runs.CONFIG, tmp / runs.CONFIG)
-        history = trainer.state.log_history if trainer is not None else []
-        runs.atomic_write_json(tmp / "training_metrics.json", history)
-        runs.atomic_write_json(
-            tmp / ADAPTER_META,
-            {
-                "status": status,
-                "step": step,
-                "total_steps": total_steps,
-                "train": to_dict(config),
-                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
-        )
-    return target
+    """Write the run's adapter atomically: weights, config, tokenizer, resolved config.yaml, metrics, metadata."""
 
+    def save(folder: Path) -> None:
+        model.save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
 
-def _trim_metrics(run_dir: Path, step: int) -> None:
-    path = run_dir / runs.METRICS
-    if path.is_file():
-        rows = [r for r in runs.read_jsonl(path, skip_bad=True) if r.get("step", 0) <= step]
-        runs.write_jsonl(path, rows)
-
-
-def last_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The newest complete ``checkpoint-N`` folder, if any."""
-    if not ckpt_dir.is_dir():
-        return None
-    done = [p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(done, key=_checkpoint_step, default=None)
-
-
-def _checkpoint_step(path: Path) -> int:
-    try:
-        return int(path.name.rsplit("-", 1)[1])
-    except (IndexError, ValueError):
-        return -1
-
-
-def _config_of_checkpoint(run_dir: Path, override: TrainConfig) -> TrainConfig:
-    """Resume with the config the run was started with (same schedule and data order)."""
-    saved = runs.read_config(run_dir).get("train")
-    return from_dict(TrainConfig, saved) if saved else override
+    meta = {
+        "status": status,
+        "step": step,
+        "total_steps": total_steps,
+        "train": to_dict(config),
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return run.write_adapter(save, meta, trainer.state.log_history if trainer is not None else [])
 
 
 def _where(phase: str, callback: Any, trainer: Any) -> str:
@@ -366,7 +327,7 @@ def explain_failure(exc: BaseException, where: str = "", four_bit: bool = False,
 class _ProgressCallback:
     """Bridges Trainer events to a Progress object (built lazily as a TrainerCallback subclass below)."""
 
-    def __new__(cls, progress: Progress, total_steps: int, run_dir: Path):
+    def __new__(cls, progress: Progress, total_steps: int, run: RunDir):
         from transformers import TrainerCallback
 
         class Callback(TrainerCallback):
@@ -403,22 +364,18 @@ class _ProgressCallback:
                 rate = (state.global_step - self._step0) / elapsed if elapsed > 0 else 0.0
                 left = max(total_steps - state.global_step, 0)
                 tokens = int(state.num_input_tokens_seen or 0) - self._tok0
-                progress.advance(
-                    1,
-                    step=state.global_step,
-                    total=total_steps,
-                    epoch=round(float(state.epoch or 0), 3),
-                    loss=self.last_loss,
-                    learning_rate=float(logs.get("learning_rate", 0.0)),
-                    grad_norm=float(logs.get("grad_norm", 0.0) or 0.0),
-                    tokens_per_s=round(tokens / elapsed, 1) if tokens and elapsed else None,
-                    eta_s=round(left / rate, 1) if rate else None,
-                )
+                row = {
+                    "step": state.global_step,
+                    "total": total_steps,
+                    "epoch": round(float(state.epoch or 0), 3),
+                    "loss": self.last_loss,
+                    "learning_rate": float(logs.get("learning_rate", 0.0)),
+                    "grad_norm": float(logs.get("grad_norm", 0.0) or 0.0),
+                    "tokens_per_s": round(tokens / elapsed, 1) if tokens and elapsed else None,
+                    "eta_s": round(left / rate, 1) if rate else None,
+                }
+                with contextlib.suppress(OSError):  # a full disk fails the next checkpoint, with its message
+                    run.append_metric({"time": time.time(), **row})
+                progress.advance(1, **row)
 
         return Callback()
-
-
-def read_adapter_meta(adapter_dir: str | Path) -> dict[str, Any]:
-    """The adapter's kinject metadata (status, step), or {} when absent."""
-    path = Path(adapter_dir) / ADAPTER_META
-    return json.loads(path.read_text()) if path.is_file() else {}

@@ -41,11 +41,12 @@ def site2(sample_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def p5_prepared(site: str, tmp_path_factory) -> Path:
     """The EC2 P5 sample page prepared over loopback with the bundled model (no training)."""
-    from kinject.config import FetchConfig, PrepareConfig
+    from kinject.config import FetchConfig, InputsConfig, PrepareConfig
     from kinject.prepare import prepare
 
-    config = PrepareConfig(urls=[f"{site}/ec2-p5.html"], fetch=FetchConfig(allow_private_urls=True))
-    config.blocks.block_size = 512
+    config = PrepareConfig(
+        inputs=InputsConfig(urls=[f"{site}/ec2-p5.html"]), fetch=FetchConfig(allow_private_urls=True)
+    )
     return prepare(config, tmp_path_factory.mktemp("p5") / "run").run_dir
 
 

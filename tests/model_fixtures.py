@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from kinject.config import BlocksConfig
+
+TINY_BLOCKS = BlocksConfig(block_size=64)  # what ``tiny_run`` is packed with; tests train on it too
+
 
 @pytest.fixture(scope="session")
 def bundled_model_dir() -> Path:
@@ -56,12 +60,13 @@ def tiny_model_dir(tmp_path_factory, bundled_tokenizer) -> Path:
 
 @pytest.fixture
 def tiny_run(request, tmp_path, tiny_model_dir) -> Path:
-    """A run folder prepared from the calling module's ``TEXT`` on the tiny random Llama (64-token blocks)."""
-    from kinject.config import ModelConfig, PrepareConfig
+    """A run folder prepared from the calling module's ``TEXT`` on the tiny random Llama (``TINY_BLOCKS``)."""
+    from kinject.config import InputsConfig, ModelConfig, PrepareConfig
     from kinject.prepare import prepare
 
     doc = tmp_path / "doc.txt"
     doc.write_text(request.module.TEXT)
-    config = PrepareConfig(files=[str(doc)], model=ModelConfig(model=str(tiny_model_dir)))
-    config.blocks.block_size = 64
+    config = PrepareConfig(
+        inputs=InputsConfig(files=[str(doc)]), model=ModelConfig(model=str(tiny_model_dir)), blocks=TINY_BLOCKS
+    )
     return prepare(config, tmp_path / "run").run_dir

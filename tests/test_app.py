@@ -1,10 +1,15 @@
-"""The web app driven through gradio_client: prepare over loopback, train in the background, poll, stop refusal."""
+"""The web app driven through gradio_client by the field names of the config dataclasses: prepare over loopback,
+train in the background, poll, and the forms generated from the configs."""
 
 from __future__ import annotations
 
+import shlex
 import time
 
 import pytest
+
+from kinject.config import PRESET_FIELDS, BlocksConfig, TrainConfig, describe_fields
+from kinject.runs import RunDir
 
 
 @pytest.fixture
@@ -22,25 +27,67 @@ def app_client(tmp_path, monkeypatch):
         demo.close()
 
 
-def test_prepare_train_and_poll(app_client, site, tiny_model_dir):
-    app, client = app_client
-    urls = f"{site}/ec2-p5.html\n{site}/404\n"
-    table, summary, _ = client.predict(urls, None, "p5", str(tiny_model_dir), 64, True, False, api_name="/prepare")
-    rows = table["data"]
-    assert [r[0] for r in rows] == ["ok", "error"] and "HTTP 404" in rows[1][5]
-    assert "1/2 sources used" in summary and "python -m kinject prepare" in summary
-    assert (app.RUNS_ROOT / "p5" / "blocks.json").is_file()
+def _prepare(client, site, model_dir, name="p5"):
+    return client.predict(
+        run_name=name,
+        urls=f"{site}/ec2-p5.html\n{site}/404\n",
+        files=None,
+        model=str(model_dir),
+        block_size=64,
+        allow_private_urls=True,
+        api_name="/prepare",
+    )
 
-    status, _, _, cli = client.predict("p5", "cpu-demo", 2, 5e-3, 4, 8, 1, "none", False, "raw", api_name="/train")
-    assert "python -m kinject train" in cli and "--rank 4" in cli
+
+def _wait_done(client, run: str) -> str:
     deadline = time.time() + 180
     while time.time() < deadline:
-        status, _, _ = client.predict("p5", api_name="/poll")
+        status, _, _ = client.predict(run=run, api_name="/poll")
         if "done" in status or "failed" in status:
-            break
+            return status
         time.sleep(0.5)
-    assert "done" in status, status
-    assert (app.RUNS_ROOT / "p5" / "adapter" / "adapter_model.safetensors").is_file()
+    return status
+
+
+def test_prepare_reports_each_source(app_client, site, tiny_model_dir):
+    app, client = app_client
+    table, summary, _ = _prepare(client, site, tiny_model_dir)
+    rows = table["data"]
+    assert [r[0] for r in rows] == ["ok", "error"] and "HTTP 404" in rows[1][5]
+    assert "1/2 sources used" in summary
+    assert RunDir(app.RUNS_ROOT / "p5").section("blocks")["block_size"] == 64
+
+
+def test_prepare_summary_gives_a_pasteable_command(app_client, site, tiny_model_dir):
+    _, client = app_client
+    _, summary, _ = _prepare(client, site, tiny_model_dir)
+    command = summary.split("CLI equivalent: `", 1)[1].split("`", 1)[0]
+    argv = shlex.split(command)
+    assert argv[:4] == ["python", "-m", "kinject", "prepare"]
+    assert "--block-size" in argv and argv[argv.index("--block-size") + 1] == "64"
+    assert "--allow-private-urls" in argv and f"{site}/404" in argv
+
+
+def test_train_in_the_background_and_poll(app_client, site, tiny_model_dir):
+    app, client = app_client
+    _prepare(client, site, tiny_model_dir)
+    _, _, _, cli = client.predict(
+        run="p5",
+        preset="cpu-demo",
+        epochs=2,
+        learning_rate=5e-3,
+        lora_r=4,
+        lora_alpha=8,
+        quantization="none",
+        eval_at_end=False,
+        block_size=64,
+        seed=3,
+        api_name="/train",
+    )
+    assert "python -m kinject train" in cli and "--lora-r 4" in cli and "--seed 3" in cli
+    assert "done" in _wait_done(client, "p5")
+    run = RunDir(app.RUNS_ROOT / "p5")
+    assert run.has_adapter() and run.read_adapter_meta()["train"]["seed"] == 3
     runs_rows = client.predict(api_name="/runs")["data"]
     assert runs_rows[0][0] == "p5" and runs_rows[0][1] == "done"
 
@@ -48,7 +95,25 @@ def test_prepare_train_and_poll(app_client, site, tiny_model_dir):
 def test_prepare_without_sources_is_a_clear_error(app_client):
     _, client = app_client
     with pytest.raises(Exception, match="at least one URL or file"):
-        client.predict("", None, "x", "smollm2-135m-instruct", 512, False, False, api_name="/prepare")
+        client.predict(run_name="x", urls="", files=None, api_name="/prepare")
+
+
+def test_every_train_setting_is_a_control_of_the_train_endpoint(app_client):
+    _, client = app_client
+    params = {
+        p["parameter_name"]
+        for p in client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/train"]["parameters"]
+    }
+    fields = {i.name for cls in (TrainConfig, BlocksConfig) for i in describe_fields(cls)}
+    assert fields <= params
+
+
+def test_preset_change_fills_the_preset_fields(app_client):
+    _, client = app_client
+    values = client.predict(preset="case-study", api_name="/preset_values")
+    names = PRESET_FIELDS["train"] + PRESET_FIELDS["blocks"]
+    got = dict(zip(names, values, strict=True))
+    assert got["learning_rate"] == 2e-4 and got["lora_r"] == 64 and got["block_size"] == 2048
 
 
 def test_auth_required_off_loopback(monkeypatch):

@@ -6,8 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kinject.blocks import IGNORE_INDEX, document_tokens, pack_blocks, pack_token_lists
+from kinject.blocks import IGNORE_INDEX, document_tokens, ensure_blocks, pack_blocks, pack_token_lists
 from kinject.config import BlocksConfig
+from kinject.progress import RecordingProgress
+from kinject.runs import RunDir
+
+TEXT = "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. " * 20
 
 PAD = 0
 docs_strategy = st.lists(st.lists(st.integers(1, 1000), min_size=1, max_size=120), min_size=1, max_size=12)
@@ -63,7 +67,6 @@ def test_pack_blocks_real_tokenizer(bundled_tokenizer):
     assert expected.count(eos) >= len(texts)  # every document ends with EOS
     assert stats.corpus_tokens == stats.tokens_kept == len(expected)
     assert stats.blocks == len(dataset) == -(-len(expected) // 64)
-    assert 0 < stats.packing_efficiency <= 1
     assert stats.packing_efficiency == round(len(expected) / (stats.blocks * 64), 4)
 
 
@@ -75,10 +78,8 @@ def test_block_size_capped_at_context(bundled_tokenizer):
 def test_chat_and_both_formats(bundled_tokenizer):
     text, title = "P5 instances are powered by NVIDIA H100 GPUs.", "Amazon EC2 P5"
     _, raw = pack_blocks([text], bundled_tokenizer, BlocksConfig(block_size=512), titles=[title])
-    chat_ds, chat = pack_blocks(
-        [text], bundled_tokenizer, BlocksConfig(block_size=512), titles=[title], text_format="chat"
-    )
-    _, both = pack_blocks([text], bundled_tokenizer, BlocksConfig(block_size=512), titles=[title], text_format="both")
+    chat_ds, chat = pack_blocks([text], bundled_tokenizer, BlocksConfig(text_format="chat"), titles=[title])
+    _, both = pack_blocks([text], bundled_tokenizer, BlocksConfig(text_format="both"), titles=[title])
     decoded = bundled_tokenizer.decode(chat_ds[0]["input_ids"])
     assert "What do you know about Amazon EC2 P5?" in decoded and text in decoded
     assert decoded.rstrip().endswith("<|im_end|>") and "assistant" in decoded
@@ -92,4 +93,44 @@ def test_chat_format_needs_a_chat_template(bundled_tokenizer):
     plain = copy.deepcopy(bundled_tokenizer)
     plain.chat_template = None
     with pytest.raises(ValueError, match="chat template"):
-        pack_blocks(["text"], plain, BlocksConfig(block_size=64), text_format="chat")
+        pack_blocks(["text"], plain, BlocksConfig(block_size=64, text_format="chat"))
+
+
+def _packed(progress: RecordingProgress) -> bool:
+    return any(name == "start" and info[0] == "tokenize" for name, info in progress.events)
+
+
+def test_blocks_are_cached_by_what_they_depend_on(tiny_run, bundled_tokenizer):
+    run = RunDir(tiny_run)
+    progress = RecordingProgress()
+    _, stats, packed = ensure_blocks(run, BlocksConfig(block_size=64), bundled_tokenizer, 256, progress)
+    assert not packed and not _packed(progress)  # prepare packed these already
+    assert stats.block_size == 64
+    _, stats, packed = ensure_blocks(run, BlocksConfig(block_size=32), bundled_tokenizer, 256, progress)
+    assert packed and _packed(progress) and stats.block_size == 32
+    _, _, packed = ensure_blocks(run, BlocksConfig(block_size=32), bundled_tokenizer, 256)
+    assert not packed  # packed once, then reused
+    _, _, packed = ensure_blocks(run, BlocksConfig(block_size=32, text_format="chat"), bundled_tokenizer, 256)
+    assert packed  # another text format is another packing
+    assert len(run.blocks_infos()) == 3
+
+
+def test_block_size_is_capped_before_the_cache_key(tiny_run, bundled_tokenizer):
+    run = RunDir(tiny_run)
+    _, stats, packed = ensure_blocks(run, BlocksConfig(block_size=4096), bundled_tokenizer, 64)
+    assert not packed and stats.block_size == 64  # 4096 capped at a 64-token context is the prepared packing
+
+
+def test_a_changed_tokenizer_packs_again(tiny_run, bundled_tokenizer):
+    import copy
+
+    other = copy.deepcopy(bundled_tokenizer)
+    other.chat_template = "{{ messages[0]['content'] }}"
+    _, _, packed = ensure_blocks(RunDir(tiny_run), BlocksConfig(block_size=64), other, 256)
+    assert packed
+
+
+def test_prepare_default_block_size_is_the_default_presets():
+    from kinject.config import DEFAULT_PRESET, PRESETS
+
+    assert BlocksConfig().block_size == PRESETS[DEFAULT_PRESET]["blocks"]["block_size"]

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
+from model_fixtures import TINY_BLOCKS
 
-from kinject import runs
 from kinject.config import EvalConfig, GenerationConfig, TrainConfig
-from kinject.evaluate import (
-    EVAL_MD,
-    EVAL_PNG,
+from kinject.eval import (
     EvalStopped,
     ProbeError,
     auto_probes,
@@ -23,9 +20,11 @@ from kinject.evaluate import (
     load_probes,
     match_answer,
     normalize_answer,
+    score_probes,
     shipped_retention_probes,
 )
 from kinject.progress import Progress, RecordingProgress
+from kinject.runs import RunDir
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -147,7 +146,8 @@ def test_auto_probes_are_deterministic_spread_and_keep_their_passage():
 
 # ------------------------------------------------------------------------------------------------- tiny models
 
-FAST = dict(auto_probes=3, kl_max_new_tokens=6, generation=GenerationConfig(max_new_tokens=6))
+FAST = dict(auto_probes=3, kl_max_new_tokens=6)
+SHORT = GenerationConfig(max_new_tokens=6)
 
 
 def _zero_adapter(run_dir: Path, model_dir: Path) -> None:
@@ -159,7 +159,7 @@ def _zero_adapter(run_dir: Path, model_dir: Path) -> None:
         AutoModelForCausalLM.from_pretrained(model_dir),
         LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
     )
-    model.save_pretrained(run_dir / runs.ADAPTER)
+    model.save_pretrained(RunDir(run_dir).adapter_dir)
 
 
 def _parse_md_scores(text: str) -> dict[str, list[str]]:
@@ -180,9 +180,10 @@ def _md_value(cell: str) -> float | None:
 
 def assert_report_files_agree(run_dir: Path) -> dict:
     """eval.json, eval.md and eval.png exist, and every number in eval.md's tables is eval.json's."""
-    data = json.loads((run_dir / runs.EVAL_JSON).read_text())
-    assert (run_dir / EVAL_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    md = (run_dir / EVAL_MD).read_text()
+    run = RunDir(run_dir)
+    data = run.read_eval()
+    assert run.eval_plot().read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = run.eval_markdown()
     rows = _parse_md_scores(md)
     for key in ("knowledge_accuracy", "retention_accuracy", "knowledge_logprob", "retention_logprob", "eos_rate"):
         for side, cell in zip(("base", "adapter"), rows[key], strict=True):
@@ -201,37 +202,55 @@ def assert_report_files_agree(run_dir: Path) -> dict:
 
 def test_untrained_adapter_changes_nothing(tiny_run, tiny_model_dir):
     _zero_adapter(tiny_run, tiny_model_dir)
-    progress = RecordingProgress()
-    report = evaluate(tiny_run, EvalConfig(**FAST), progress)
+    report = evaluate(tiny_run, EvalConfig(**FAST), generation=SHORT)
     f = report.forgetting
     assert f is not None and f.kl_mean < 1e-6 and f.kl_max < 1e-6 and f.kl_tokens > 0
     assert abs(f.ppl_ratio - 1.0) < 1e-4 and f.ppl_tokens > 1000
     assert report.note is None and report.adapter is not None
-    for p in report.probes:
-        assert p["base_answer"] == p["adapter_answer"] and p["base_correct"] == p["adapter_correct"]
-        if p["answers"]:
-            assert p["base_logprob"] == pytest.approx(p["adapter_logprob"], abs=1e-9)
-    kinds = [p["kind"] for p in report.probes]
+    for r in report.probes:
+        assert r.base.text == r.adapter.text and r.base.correct == r.adapter.correct
+        if r.probe.answers:
+            assert r.base.logprob == pytest.approx(r.adapter.logprob, abs=1e-9)
+
+
+def test_probes_are_asked_in_their_form(tiny_run, tiny_model_dir):
+    _zero_adapter(tiny_run, tiny_model_dir)
+    report = evaluate(tiny_run, EvalConfig(**FAST), generation=SHORT)
+    kinds = [r.probe.kind for r in report.probes]
     assert kinds.count("knowledge") == 3 and kinds.count("retention") == len(shipped_retention_probes())
-    assert {p["form"] for p in report.probes if p["kind"] == "knowledge"} == {"completion"}  # auto: no question
-    assert {p["form"] for p in report.probes if p["kind"] == "retention"} == {"chat"}
+    assert {r.form for r in report.probes if r.probe.kind == "knowledge"} == {"completion"}  # auto: no question
+    assert {r.form for r in report.probes if r.probe.kind == "retention"} == {"chat"}
+
+
+def test_evaluation_reports_progress_per_answer(tiny_run, tiny_model_dir):
+    _zero_adapter(tiny_run, tiny_model_dir)
+    progress = RecordingProgress()
+    report = evaluate(tiny_run, EvalConfig(**FAST), progress, SHORT)
     starts = [info for name, info in progress.events if name == "start" and info[0] == "evaluate"]
     advances = [info for name, info in progress.events if name == "advance"]
     assert starts == [("evaluate", 2 * len(report.probes) + 8)] and len(advances) == starts[0][1]
+
+
+def test_report_files_agree_and_settings_are_recorded(tiny_run, tiny_model_dir):
+    _zero_adapter(tiny_run, tiny_model_dir)
+    report = evaluate(tiny_run, EvalConfig(**FAST), generation=SHORT)
     data = assert_report_files_agree(tiny_run)
-    assert data["forgetting"]["kl_mean"] == f.kl_mean and data["settings"]["generation"]["max_new_tokens"] == 6
-    assert runs.read_config(tiny_run)["eval"]["auto_probes"] == 3
+    assert data["forgetting"]["kl_mean"] == report.forgetting.kl_mean
+    assert data["settings"]["generation"]["max_new_tokens"] == 6
+    config = RunDir(tiny_run).read_config()
+    assert config["eval"]["auto_probes"] == 3 and config["generation"]["max_new_tokens"] == 6
     assert "kl_mean" in format_table(report) and "knowledge_accuracy" in format_table(report)
 
 
 def test_trained_adapter_diverges(tiny_run):
     from kinject.train import train
 
-    train(tiny_run, TrainConfig(preset="cpu-demo", max_steps=3, learning_rate=5e-2, quantization="none"))
-    report = evaluate(tiny_run, EvalConfig(**{**FAST, "retention": False}))
+    config = TrainConfig(preset="cpu-demo", max_steps=3, learning_rate=5e-2, quantization="none")
+    train(tiny_run, config, blocks=TINY_BLOCKS)
+    report = evaluate(tiny_run, EvalConfig(**{**FAST, "retention": False}), generation=SHORT)
     assert report.forgetting.kl_mean > 1e-4 and abs(report.forgetting.ppl_ratio - 1.0) > 1e-4
     assert report.settings["adapter_step"] == 3 and report.settings["adapter_status"] == "done"
-    assert all(p["adapter_answer"] is not None for p in report.probes)
+    assert all(r.adapter is not None for r in report.probes)
 
 
 def test_run_without_adapter_evaluates_the_base_alone(tiny_run, capsys):
@@ -243,10 +262,10 @@ def test_run_without_adapter_evaluates_the_base_alone(tiny_run, capsys):
     assert code == 0 and "knowledge_accuracy" in out and "no adapter" in out
     data = assert_report_files_agree(tiny_run)
     assert data["has_adapter"] is False and data["adapter"] is None and data["forgetting"] is None
-    assert "no adapter" in data["note"] and "no adapter" in (tiny_run / EVAL_MD).read_text()
+    assert "no adapter" in data["note"] and "no adapter" in RunDir(tiny_run).eval_markdown()
     (probe,) = data["probes"]
-    assert probe["base_answer"] is not None and probe["adapter_answer"] is None and probe["adapter_correct"] is None
-    assert probe["form"] == "chat" and isinstance(probe["base_logprob"], float)
+    assert probe["base"]["text"] is not None and probe["adapter"] is None
+    assert probe["form"] == "chat" and isinstance(probe["base"]["logprob"], float)
 
 
 def test_stop_writes_nothing(tiny_run):
@@ -255,14 +274,30 @@ def test_stop_writes_nothing(tiny_run):
             return True
 
     with pytest.raises(EvalStopped):
-        evaluate(tiny_run, EvalConfig(**FAST), StopNow())
-    assert not (tiny_run / runs.EVAL_JSON).exists()
+        evaluate(tiny_run, EvalConfig(**FAST), StopNow(), SHORT)
+    assert RunDir(tiny_run).read_eval() is None
 
 
 def test_corpus_texts_of_a_run(tiny_run):
-    texts = corpus_texts(tiny_run)
-    assert len(texts) == 1 and "3,200 Gbps" in texts[0]
-    assert auto_probes(texts, 8) == auto_probes(corpus_texts(tiny_run), 8)
+    texts = corpus_texts(RunDir(tiny_run))
+    assert texts == [RunDir(tiny_run).load_corpus()[0]["text"]]
+    assert "3,200 Gbps" in texts[0] and "H100" in texts[0]
+
+
+def test_score_probes_is_the_scorer_of_the_report(tiny_run, tiny_model_dir):
+    """The knowledge sweep scores with ``score_probes``: on the same model it must give the report's answers."""
+    from kinject.generate import load_for_run
+
+    _zero_adapter(tiny_run, tiny_model_dir)
+    report = evaluate(tiny_run, EvalConfig(**FAST), generation=SHORT)
+    loaded = load_for_run(tiny_run)
+    probes = [r.probe for r in report.probes]
+    with loaded.adapter_disabled():
+        answers = score_probes(loaded.model, loaded.tokenizer, probes, SHORT)
+    assert answers == [r.base for r in report.probes]
+    assert [a.logprob for a in score_probes(loaded.model, loaded.tokenizer, probes, SHORT, logprob=False)] == [
+        None
+    ] * len(probes)
 
 
 # ------------------------------------------------------------------------------------------ bundled model (slow)
@@ -274,13 +309,12 @@ def test_p5_adapter_knows_more_than_base(p5_trained, sample_dir, tmp_path):
     assert len(lines) == 4
     probes = _write(tmp_path, lines)
     # Retention is covered on the tiny model; leaving it out here keeps this to 8 answers and 8 short KL answers.
-    config = EvalConfig(
-        probes=str(probes), retention=False, kl_max_new_tokens=16, generation=GenerationConfig(max_new_tokens=40)
-    )
-    report = evaluate(p5_trained, config)
+    config = EvalConfig(probes=str(probes), retention=False, kl_max_new_tokens=16)
+    report = evaluate(p5_trained, config, generation=GenerationConfig(max_new_tokens=40))
     print(format_table(report))
     assert report.adapter.knowledge_accuracy > report.base.knowledge_accuracy
-    assert report.forgetting.kl_mean > 0 and report.forgetting.ppl_ratio > 0
+    assert report.adapter.knowledge_logprob > report.base.knowledge_logprob
+    assert report.forgetting.kl_mean > 1e-3  # training moved the model on general prompts too
     data = assert_report_files_agree(p5_trained)
     assert [p["id"] for p in data["probes"] if p["kind"] == "knowledge"] == [
         "p5-gpu",
@@ -288,6 +322,6 @@ def test_p5_adapter_knows_more_than_base(p5_trained, sample_dir, tmp_path):
         "p5-sysmem",
         "p5-net",
     ]
-    for p in data["probes"]:
-        assert isinstance(p["base_answer"], str) and isinstance(p["adapter_answer"], str)
-        assert p["base_correct"] in (True, False, None) and p["adapter_correct"] in (True, False, None)
+    h100 = next(p for p in data["probes"] if p["id"] == "p5-gpu")
+    assert "H100" in h100["adapter"]["text"] and h100["adapter"]["correct"] is True
+    assert "H100" not in h100["base"]["text"] and h100["base"]["correct"] is False

@@ -11,8 +11,8 @@ import pytest
 from httpserver import NetJail, SiteServer, serve
 
 from kinject.config import FetchConfig
+from kinject.fetch import fetch_sources
 from kinject.guard import BlockedURLError, blocked_reason, check_url, guarded_client
-from kinject.sources import fetch_sources
 
 
 @pytest.fixture(autouse=True)

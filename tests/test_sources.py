@@ -12,8 +12,9 @@ import pytest
 from httpserver import CP1252_TEXT, LATIN1_TEXT, MARKDOWN_BODY, NetJail, SiteServer
 
 from kinject.config import FetchConfig
+from kinject.extract import decode_bytes, extract_main_text
+from kinject.fetch import Source, fetch_sources
 from kinject.progress import RecordingProgress
-from kinject.sources import Source, decode_bytes, extract_main_text, fetch_sources
 
 SAMPLE_PAGES = [
     "bedrock-agents.html",

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_fixtures import TINY_BLOCKS
 
-from kinject import runs
-from kinject.config import TrainConfig
+from kinject.config import BlocksConfig, TrainConfig
 from kinject.jobs import JobBusyError, JobManager, read_status
-from kinject.progress import Progress
-from kinject.train import read_adapter_meta, train
+from kinject.progress import Progress, RecordingProgress
+from kinject.runs import RunDir, replaced_dir
+from kinject.train import train
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -23,8 +24,17 @@ TEXT = (
 
 
 def quick(**kw) -> TrainConfig:
-    base = dict(preset="cpu-demo", max_steps=6, learning_rate=5e-3, save_steps=2, quantization="none", block_size=64)
+    base = dict(preset="cpu-demo", max_steps=6, learning_rate=5e-3, save_steps=2, quantization="none")
     return TrainConfig(**{**base, **kw})
+
+
+def fit(run, config=None, progress=None, resume=False, callbacks=None, blocks=TINY_BLOCKS):
+    """``train`` on the blocks ``tiny_run`` was packed with (the cpu-demo preset alone would ask for 512)."""
+    return train(run, config or quick(), progress, resume=resume, callbacks=callbacks, blocks=blocks)
+
+
+def meta(run) -> dict:
+    return RunDir(run).read_adapter_meta()
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -37,12 +47,7 @@ def test_train_updates_lora_only(tiny_run, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    result = train(tiny_run, quick())
-    assert result.status == "done" and result.step == 6
-    history = json.loads((result.adapter_dir / "training_metrics.json").read_text())
-    losses = [h["loss"] for h in history if "loss" in h]
-    assert len(losses) == 6 and all(loss > 0 for loss in losses)
-    assert losses[-1] < losses[0]
+    result = fit(tiny_run, quick())
     lora_b = {k: v for k, v in _weights(result.adapter_dir).items() if "lora_B" in k}
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b.values())  # B starts at zero: it moved
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -52,17 +57,31 @@ def test_train_updates_lora_only(tiny_run, tiny_model_dir):
     for key, value in before.items():
         mkey = next(k for k in merged if k.replace(".base_layer", "") == key)
         assert torch.equal(merged[mkey], value), key  # the base weights are untouched
-    meta = read_adapter_meta(result.adapter_dir)
-    assert meta["status"] == "done" and meta["step"] == 6
+
+
+def test_train_logs_a_falling_loss_for_every_step(tiny_run):
+    result = fit(tiny_run, quick())
+    assert result.status == "done" and result.step == 6
+    losses = [h["loss"] for h in RunDir(tiny_run).read_adapter_history() if "loss" in h]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert [r["step"] for r in RunDir(tiny_run).read_metrics()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_adapter_folder_records_what_was_trained(tiny_run):
+    result = fit(tiny_run, quick())
+    assert meta(tiny_run)["status"] == "done" and meta(tiny_run)["step"] == 6
+    assert meta(tiny_run)["train"]["learning_rate"] == 5e-3
     assert (result.adapter_dir / "config.yaml").is_file() and (result.adapter_dir / "tokenizer.json").is_file()
-    assert runs.read_config(tiny_run)["train"]["max_steps"] == 6
+    config = RunDir(tiny_run).read_config()
+    assert config["train"]["max_steps"] == 6 and config["blocks"]["block_size"] == 64
 
 
 def test_train_4bit_on_cpu(tiny_run):
     pytest.importorskip("bitsandbytes")
-    result = train(tiny_run, quick(max_steps=1, quantization="4bit"))
+    progress = RecordingProgress()
+    result = fit(tiny_run, quick(max_steps=1, quantization="4bit"), progress)
     assert result.status == "done" and result.step == 1
-    assert result.final_loss is not None and result.final_loss > 0
+    assert any(name == "log" and "(4-bit base)" in text for name, text in progress.events)
     cfg = json.loads((result.adapter_dir / "adapter_config.json").read_text())
     assert cfg["peft_type"] == "LORA"
 
@@ -78,14 +97,17 @@ class StopAt(Progress):
         return self.seen >= self.step
 
 
-def test_stop_saves_adapter_and_resume_continues(tiny_run):
+def test_stop_saves_adapter_and_a_checkpoint(tiny_run):
     # The stop request comes once step 3 is reported; training ends at the next step.
-    result = train(tiny_run, quick(max_steps=10, save_steps=100), StopAt(3))
+    result = fit(tiny_run, quick(max_steps=10, save_steps=100), StopAt(3))
     assert result.status == "stopped" and result.step == 4
-    assert read_adapter_meta(result.adapter_dir)["step"] == 4
+    assert meta(tiny_run)["step"] == 4 and meta(tiny_run)["status"] == "stopped"
     assert _weights(result.adapter_dir)  # loadable weights
-    assert (tiny_run / "checkpoints" / "checkpoint-4").is_dir()  # a checkpoint was written at the stop
+    assert RunDir(tiny_run).last_checkpoint().name == "checkpoint-4"  # a checkpoint was written at the stop
 
+
+def test_resume_continues_after_the_checkpoint(tiny_run):
+    fit(tiny_run, quick(max_steps=10, save_steps=100), StopAt(3))
     seen: list[int] = []
 
     class Record(Progress):
@@ -93,40 +115,81 @@ def test_stop_saves_adapter_and_resume_continues(tiny_run):
             if "step" in info:
                 seen.append(info["step"])
 
-    resumed = train(tiny_run, None, Record(), resume=True)
+    resumed = fit(tiny_run, None, Record(), resume=True)
     assert resumed.status == "done" and resumed.step == 10
     assert seen[0] == 5 and seen[-1] == 10  # continued after step 4, did not restart
+    assert [r["step"] for r in RunDir(tiny_run).read_metrics()] == list(range(1, 11))  # no step logged twice
 
 
-def test_job_manager_stop_busy_fail_and_next(tiny_run, tmp_path):
+def test_resume_uses_the_saved_configuration(tiny_run):
+    fit(tiny_run, quick(max_steps=10, save_steps=100, learning_rate=4e-3), StopAt(3))
+    resumed = fit(tiny_run, quick(max_steps=99, learning_rate=9e-1), resume=True, blocks=BlocksConfig(block_size=16))
+    assert resumed.total_steps == 10 and meta(tiny_run)["train"]["learning_rate"] == 4e-3
+    assert RunDir(tiny_run).section("blocks")["block_size"] == 64
+
+
+def _stopped_job(tiny_run) -> tuple[JobManager, object]:
     jobs = JobManager()
-    jobs.start(tiny_run, quick(max_steps=3000, save_steps=1000))
-    with pytest.raises(JobBusyError, match="already running"):
-        jobs.start(tiny_run, quick())
+    jobs.start(tiny_run, quick(max_steps=3000, save_steps=1000), blocks=TINY_BLOCKS)
     deadline = time.time() + 120
     while jobs.state().step < 2 and time.time() < deadline and jobs.running():
         time.sleep(0.02)
     assert jobs.stop()
-    state = jobs.wait(120)
+    return jobs, jobs.wait(120)
+
+
+def test_job_manager_stops_and_saves(tiny_run):
+    _, state = _stopped_job(tiny_run)
     assert state.status == "stopped", state
     assert 2 <= state.step < 3000
-    assert read_adapter_meta(tiny_run / "adapter")["status"] == "stopped"
+    assert meta(tiny_run)["status"] == "stopped"
     on_disk = read_status(tiny_run)
     assert on_disk.status == "stopped" and on_disk.step == state.step
-    assert (tiny_run / "metrics.jsonl").read_text().count("\n") >= 2
+    assert len(RunDir(tiny_run).read_metrics()) >= 2
 
-    # A run whose model cannot load fails with a readable message; the next job still runs.
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    cfg = runs.read_config(tiny_run)
+
+def test_job_manager_refuses_a_second_job(tiny_run):
+    jobs = JobManager()
+    jobs.start(tiny_run, quick(max_steps=3000, save_steps=1000), blocks=TINY_BLOCKS)
+    try:
+        with pytest.raises(JobBusyError, match="already running"):
+            jobs.start(tiny_run, quick(), blocks=TINY_BLOCKS)
+    finally:
+        jobs.stop()
+        jobs.wait(120)
+
+
+def test_failed_job_reads_failed_and_the_next_one_runs(tiny_run, tmp_path):
+    jobs = JobManager()
+    broken = RunDir(tmp_path / "broken")
+    broken.path.mkdir()
+    cfg = RunDir(tiny_run).read_config()
     cfg["model"]["model"] = str(tmp_path / "no-such-model")
-    runs.write_config(broken, cfg)
+    broken.write_config(cfg)
     jobs.start(broken, quick())
     failed = jobs.wait(60)
     assert failed.status == "failed" and "does not exist" in failed.error
     assert read_status(broken).status == "failed"
-    jobs.start(tiny_run, quick(max_steps=2))
+    jobs.start(tiny_run, quick(max_steps=2), blocks=TINY_BLOCKS)
     assert jobs.wait(120).status == "done"
+
+
+def test_train_then_evaluate_runs_the_evaluation_once_training_is_done(tiny_run):
+    from kinject.config import EvalConfig, GenerationConfig
+    from kinject.jobs import train_then_evaluate
+
+    evaluation = EvalConfig(auto_probes=1, retention=False, forgetting=False)
+    outcome = train_then_evaluate(
+        tiny_run,
+        quick(max_steps=2, eval_at_end=True),
+        Progress(),
+        blocks=TINY_BLOCKS,
+        evaluation=evaluation,
+        generation=GenerationConfig(max_new_tokens=2),
+    )
+    assert outcome.result.status == "done" and outcome.report is not None and not outcome.eval_error
+    assert "evaluation written" in outcome.message
+    assert RunDir(tiny_run).read_eval()["settings"]["adapter_step"] == 2
 
 
 def test_interrupted_status_is_reported(tiny_run):
@@ -137,7 +200,7 @@ def test_interrupted_status_is_reported(tiny_run):
     from kinject.jobs import _process_started
 
     def status_with(**fields) -> str:
-        runs.atomic_write_json(tiny_run / runs.STATUS, {"run_dir": str(tiny_run), "status": "running", **fields})
+        RunDir(tiny_run).write_status({"run_dir": str(tiny_run), "status": "running", **fields})
         return read_status(tiny_run).status
 
     assert status_with(pid=2**22 + 7) == "interrupted"  # no such process
@@ -164,9 +227,10 @@ def test_interrupted_status_is_reported(tiny_run):
 def test_corrupt_run_folder_fails_clearly(tiny_run):
     from kinject.train import TrainError
 
-    (tiny_run / "blocks.json").write_text("{not json")
+    (cached,) = (tiny_run / "blocks").glob("*/blocks.json")
+    cached.write_text("{not json")
     with pytest.raises(TrainError, match="corrupt"):
-        train(tiny_run, quick())
+        fit(tiny_run, quick())
 
 
 def test_merge_writes_a_loadable_16bit_model(tiny_run):
@@ -175,15 +239,15 @@ def test_merge_writes_a_loadable_16bit_model(tiny_run):
 
     from kinject.merge import merge
 
-    train(tiny_run, quick(max_steps=3))
+    fit(tiny_run, quick(max_steps=3))
     merged_dir = merge(tiny_run)
     assert list(merged_dir.glob("*.safetensors")) and (merged_dir / "tokenizer.json").is_file()
     merged = AutoModelForCausalLM.from_pretrained(merged_dir)
     assert merged.dtype == torch.bfloat16
     assert not any("lora" in k for k in merged.state_dict())
-    cfg = runs.read_config(tiny_run)
-    base = AutoModelForCausalLM.from_pretrained(cfg["model"]["model"], dtype=torch.bfloat16)
-    with_adapter = PeftModel.from_pretrained(base, str(tiny_run / "adapter")).eval()
+    run = RunDir(tiny_run)
+    base = AutoModelForCausalLM.from_pretrained(run.section("model")["model"], dtype=torch.bfloat16)
+    with_adapter = PeftModel.from_pretrained(base, str(run.adapter_dir)).eval()
     ids = torch.tensor([[1, 42, 7, 99, 5]])
     with torch.no_grad():
         expected = with_adapter(ids).logits.float()
@@ -197,22 +261,24 @@ def test_second_process_on_same_run_refused(tiny_run):
 
     from kinject.runs import RunBusyError
 
-    status_before = (tiny_run / runs.STATUS).exists()
+    status_before = RunDir(tiny_run).has_status()
     with open(tiny_run / ".train.lock", "w") as fh:  # as another process's training would hold it
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(RunBusyError, match="another process"):
-            train(tiny_run, quick())
+            fit(tiny_run, quick())
         jobs = JobManager()
-        jobs.start(tiny_run, quick())
+        jobs.start(tiny_run, quick(), blocks=TINY_BLOCKS)
         assert jobs.wait(60).status == "failed"
-        assert (tiny_run / runs.STATUS).exists() == status_before  # the refused job did not touch status.json
+        assert RunDir(tiny_run).has_status() == status_before  # the refused job did not touch its status
 
 
-def test_block_size_repacks_the_corpus(tiny_run):
-    tokens = runs.read_json(tiny_run / "blocks.json")["corpus_tokens"]
-    result = train(tiny_run, quick(max_steps=None, epochs=1, block_size=32))
+def test_block_size_packs_the_corpus_again(tiny_run):
+    (prepared,) = RunDir(tiny_run).blocks_infos()
+    result = fit(tiny_run, quick(max_steps=None, epochs=1), blocks=BlocksConfig(block_size=32))
+    tokens = prepared["stats"]["corpus_tokens"]
     assert result.total_steps == -(-tokens // 32)  # one step per 32-token block, not per prepared 64-token block
-    assert runs.read_json(tiny_run / "blocks.json")["block_size"] == 64  # the prepared blocks stay as they were
+    sizes = sorted(info["stats"]["block_size"] for info in RunDir(tiny_run).blocks_infos())
+    assert sizes == [32, 64]  # the prepared blocks stay, beside the new ones
 
 
 def test_packed_documents_do_not_attend_to_each_other(tiny_model_dir):
@@ -258,13 +324,13 @@ def test_out_of_memory_names_the_step_and_the_fix(tiny_run, monkeypatch):
                 raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     with pytest.raises(TrainError) as caught:
-        train(tiny_run, quick(), callbacks=[OutOfMemoryAtStep3()])
+        fit(tiny_run, quick(), callbacks=[OutOfMemoryAtStep3()])
     message = str(caught.value)
     assert message.startswith("CUDA out of memory at step 3: lower the block size (--block-size) or the batch size")
     assert "--quantization 4bit" in message  # this run was not 4-bit yet
     # The error is still held (by ``caught``), yet the model is gone: its traceback must not keep GPU memory.
     assert len(loaded) == 1 and loaded[0]() is None
-    assert train(tiny_run, quick()).status == "done"  # the next training in the same process runs
+    assert fit(tiny_run, quick()).status == "done"  # the next training in the same process runs
 
 
 def test_disk_full_while_saving_keeps_the_previous_adapter(tiny_run, monkeypatch):
@@ -272,7 +338,9 @@ def test_disk_full_while_saving_keeps_the_previous_adapter(tiny_run, monkeypatch
 
     from kinject.train import TrainError
 
-    assert train(tiny_run, quick(max_steps=2)).status == "done"
+    assert fit(tiny_run, quick(max_steps=2)).status == "done"
+    from kinject import runs
+
     real_write = runs.atomic_write_json
 
     def full_disk(path, data):
@@ -282,14 +350,14 @@ def test_disk_full_while_saving_keeps_the_previous_adapter(tiny_run, monkeypatch
 
     monkeypatch.setattr(runs, "atomic_write_json", full_disk)
     with pytest.raises(TrainError, match=r"^disk full during save adapter while writing .*: free space and resume"):
-        train(tiny_run, quick(max_steps=4))
-    assert read_adapter_meta(tiny_run / runs.ADAPTER)["step"] == 2  # the earlier adapter is intact
+        fit(tiny_run, quick(max_steps=4))
+    assert meta(tiny_run)["step"] == 2  # the earlier adapter is intact
     assert sorted(p.name for p in tiny_run.iterdir() if p.name.startswith(".adapter")) == []  # no half folder
     monkeypatch.setattr(runs, "atomic_write_json", real_write)
-    resumed = train(tiny_run, quick(max_steps=4), resume=True)  # what the message advises, once space is freed
+    resumed = fit(tiny_run, quick(max_steps=4), resume=True)  # what the message advises, once space is freed
     assert resumed.status == "done" and resumed.step == 4 and resumed.final_loss is not None
-    assert read_adapter_meta(tiny_run / runs.ADAPTER)["step"] == 4  # not one step too many
-    saved, trained = _weights(tiny_run / runs.ADAPTER), _weights(tiny_run / runs.CHECKPOINTS / "checkpoint-4")
+    assert meta(tiny_run)["step"] == 4  # not one step too many
+    saved, trained = _weights(RunDir(tiny_run).adapter_dir), _weights(RunDir(tiny_run).last_checkpoint())
     assert saved.keys() == trained.keys() and all(torch.equal(saved[k], trained[k]) for k in saved)
 
 
@@ -337,12 +405,12 @@ def test_replaced_dir_keeps_the_old_folder_on_failure(tmp_path):
     target = tmp_path / "adapter"
     target.mkdir()
     (target / "weights").write_text("old")
-    with pytest.raises(RuntimeError), runs.replaced_dir(target) as tmp:
+    with pytest.raises(RuntimeError), replaced_dir(target) as tmp:
         (tmp / "weights").write_text("half")
         raise RuntimeError("disk full")
     assert (target / "weights").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]  # no temporary folder left
-    with runs.replaced_dir(target) as tmp:
+    with replaced_dir(target) as tmp:
         (tmp / "weights").write_text("new")
     assert (target / "weights").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]

@@ -1,0 +1,54 @@
+"""Evaluation: did the adapter learn the run's facts, and what did training cost the chat model? (stage: evaluate)
+
+- ``probes``: probe files, automatic probes cut from the corpus, the shipped retention probes and general data;
+- ``matching``: the answer-matching rule behind every accuracy;
+- ``metrics``: scoring with a model (``score_probes``, the reusable scorer), KL divergence, perplexity;
+- ``report``: ``EvalReport`` and eval.json / eval.md / eval.png;
+- ``runner``: the ``evaluate`` verb.
+
+Accuracy is "the answer contains an accepted alias"; the mean log-likelihood of the accepted answer is reported
+beside it as a graded signal that is less noisy than pass/fail on small models. Forgetting is measured on shipped
+general data: KL(base || adapter) over the base model's own greedy answers to general chat prompts, and the
+perplexity ratio on a general text sample.
+"""
+
+from .matching import is_correct, match_answer, normalize_answer
+from .metrics import Answer, EvalStopped, Forgetting, ProbeResult, Scores, score_probes, summarize
+from .probes import (
+    EvalError,
+    Probe,
+    ProbeError,
+    auto_probes,
+    collect_probes,
+    corpus_texts,
+    load_probes,
+    shipped_retention_probes,
+)
+from .report import EvalReport, format_markdown, format_table, read_report
+from .runner import evaluate
+
+__all__ = [
+    "Answer",
+    "EvalError",
+    "EvalReport",
+    "EvalStopped",
+    "Forgetting",
+    "Probe",
+    "ProbeError",
+    "ProbeResult",
+    "Scores",
+    "auto_probes",
+    "collect_probes",
+    "corpus_texts",
+    "evaluate",
+    "format_markdown",
+    "format_table",
+    "is_correct",
+    "load_probes",
+    "match_answer",
+    "normalize_answer",
+    "read_report",
+    "score_probes",
+    "shipped_retention_probes",
+    "summarize",
+]

@@ -1,0 +1,289 @@
+"""Scoring with a model: answers to probes, answer log-likelihood, KL divergence and perplexity.
+
+``score_probes`` is the reusable scorer: one model (or one side of a PeftModel), a list of probes, a decoding
+config; it returns one typed ``Answer`` per probe. ``evaluate`` calls it for the base and the adapter, and the
+knowledge sweep calls it between epochs, so every number in the project is scored the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..config import GenerationConfig
+from ..progress import Progress
+from .matching import is_correct
+from .probes import KINDS, EvalError, Probe
+
+SAMPLING_SEED = 1234  # only used when temperature asks for sampling: base and adapter draw the same way
+
+
+class EvalStopped(EvalError):
+    """The user asked to stop; nothing was written."""
+
+
+@dataclass
+class Answer:
+    """One side's answer to one probe."""
+
+    text: str
+    correct: bool | None  # None: a behaviour-only probe (no accepted answers)
+    ended: bool  # the turn ended (EOS) within max_new_tokens
+    logprob: float | None  # mean per-token log-prob of the best accepted answer; None without answers
+
+
+@dataclass
+class ProbeResult:
+    """A probe, the form it was asked in, and the base's and the adapter's answers (None: that side not asked)."""
+
+    probe: Probe
+    form: str  # chat | completion | plain
+    base: Answer | None = None
+    adapter: Answer | None = None
+
+    def side(self, name: str) -> Answer | None:
+        return self.base if name == "base" else self.adapter
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.probe
+        return {
+            "id": p.id,
+            "kind": p.kind,
+            "origin": p.origin,
+            "form": self.form,
+            "question": p.question,
+            "prompt": p.prompt,
+            "answers": p.answers,
+            "source_passage": p.source_passage,
+            "base": asdict(self.base) if self.base else None,
+            "adapter": asdict(self.adapter) if self.adapter else None,
+        }
+
+
+@dataclass
+class Scores:
+    """One side's scores (base or adapter). Accuracies and rates are None when nothing could be scored."""
+
+    knowledge_accuracy: float | None
+    retention_accuracy: float | None
+    knowledge_logprob: float | None  # mean over probes of the best alias's mean per-token log-prob
+    retention_logprob: float | None
+    eos_rate: float | None  # share of chat answers that ended their turn within max_new_tokens
+    knowledge_correct: int = 0
+    knowledge_scored: int = 0
+    retention_correct: int = 0
+    retention_scored: int = 0
+    chat_answers: int = 0
+    chat_ended: int = 0
+
+
+@dataclass
+class Forgetting:
+    """What training cost on general data: KL over the base's own chat answers, perplexity on general text."""
+
+    kl_mean: float
+    ppl_ratio: float
+    kl_max: float
+    kl_per_prompt: dict[str, float]
+    kl_tokens: int
+    base_ppl: float
+    adapter_ppl: float
+    ppl_tokens: int
+
+
+# ---------------------------------------------------------------------------------------------------- probes
+
+
+def probe_form(probe: Probe, chat_model: bool) -> str:
+    """chat (question through the chat template), completion (raw prompt), or plain (question as raw text)."""
+    if probe.question and chat_model:
+        return "chat"
+    if probe.prompt:
+        return "completion"
+    return "plain"
+
+
+def context_ids(tokenizer: Any, probe: Probe, form: str) -> list[int]:
+    """The token ids a probe is asked with."""
+    from ..generate import chat_input_ids
+
+    if form == "completion":
+        return tokenizer(probe.prompt)["input_ids"]
+    return chat_input_ids(tokenizer, [{"role": "user", "content": probe.question}])[0].tolist()
+
+
+def generate_answer(
+    model: Any, tokenizer: Any, ids: list[int], gen: GenerationConfig, seed: int
+) -> tuple[list[int], bool]:
+    """New token ids after ``ids`` and whether the turn ended; sampling (when asked for) is seeded."""
+    import torch
+
+    from ..generate import generate_ids
+
+    if not gen.greedy:
+        torch.manual_seed(seed)
+    return generate_ids(model, tokenizer, torch.tensor([ids]), gen)
+
+
+def score_probes(
+    model: Any,
+    tokenizer: Any,
+    probes: list[Probe],
+    generation: GenerationConfig,
+    progress: Progress | None = None,
+    logprob: bool = True,
+    side: str = "",
+) -> list[Answer]:
+    """Answer each probe with ``model`` as it is now (switch a PeftModel's adapter off around the call for the
+    base) and score it: accuracy by alias, the turn's end, and the accepted answer's log-likelihood.
+
+    ``progress.should_stop()`` is checked before each answer and raises ``EvalStopped``.
+    """
+    progress = progress or Progress()
+    chat_model = bool(getattr(tokenizer, "chat_template", None))
+    answers = []
+    for i, probe in enumerate(probes):
+        if progress.should_stop():
+            raise EvalStopped("evaluation stopped before all probes were answered; nothing was written")
+        form = probe_form(probe, chat_model)
+        context = context_ids(tokenizer, probe, form)
+        new, ended = generate_answer(model, tokenizer, context, generation, SAMPLING_SEED + i)
+        text = tokenizer.decode(new, skip_special_tokens=True).strip()
+        best = best_logprob(model, tokenizer, context, probe, form) if logprob and probe.answers else None
+        answers.append(Answer(text, is_correct(text, probe.answers), ended, best))
+        progress.advance(1, probe=probe.id, **({"side": side} if side else {}))
+    return answers
+
+
+def summarize(results: list[ProbeResult], side: str) -> Scores:
+    """One side's accuracies, mean log-probs and end-of-turn rate over ``results``."""
+    answered = [(r, r.side(side)) for r in results if r.side(side) is not None]
+
+    def correct(kind: str) -> list[bool]:
+        return [a.correct for r, a in answered if r.probe.kind == kind and a.correct is not None]
+
+    def logprobs(kind: str) -> list[float]:
+        return [a.logprob for r, a in answered if r.probe.kind == kind and a.logprob is not None]
+
+    chat = [a.ended for r, a in answered if r.form == "chat"]
+    know, ret = correct(KINDS[0]), correct(KINDS[1])
+    return Scores(
+        knowledge_accuracy=mean([float(c) for c in know]),
+        retention_accuracy=mean([float(c) for c in ret]),
+        knowledge_logprob=mean(logprobs(KINDS[0])),
+        retention_logprob=mean(logprobs(KINDS[1])),
+        eos_rate=mean([float(e) for e in chat]),
+        knowledge_correct=sum(know),
+        knowledge_scored=len(know),
+        retention_correct=sum(ret),
+        retention_scored=len(ret),
+        chat_answers=len(chat),
+        chat_ended=sum(chat),
+    )
+
+
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+# ----------------------------------------------------------------------------------------------- likelihoods
+
+
+def _logits(model: Any, ids: list[int], double: bool = True):
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([ids], device=device)).logits[0]
+    return logits.double() if double else logits.float()
+
+
+def answer_logprob(model: Any, context: list[int], answer: list[int]) -> float:
+    """Mean per-token log-probability of ``answer`` after ``context`` (teacher-forced)."""
+    import torch
+
+    logp = torch.log_softmax(_logits(model, context + answer)[len(context) - 1 : -1], dim=-1)
+    target = torch.tensor(answer, device=logp.device)[:, None]
+    return logp.gather(1, target).mean().item()
+
+
+def best_logprob(model: Any, tokenizer: Any, context: list[int], probe: Probe, form: str) -> float:
+    """The best alias's mean per-token log-prob. In chat form a probe's completion prompt, when it has one, is
+    teacher-forced as the start of the assistant's answer: a bare alias as an answer's first word ("H100") is
+    unlikely under any fluent model, and an adapter that learnt to answer in full sentences would score lower."""
+    lead = ""
+    if form == "completion":
+        lead = " "  # the alias continues the sentence
+    elif probe.prompt:
+        context = context + tokenizer(probe.prompt, add_special_tokens=False)["input_ids"]
+        lead = " "
+    return max(
+        answer_logprob(model, context, tokenizer(lead + a, add_special_tokens=False)["input_ids"])
+        for a in probe.answers
+    )
+
+
+def kl_per_token(model: Any, base_off: Any, ids: list[int], start: int):
+    """KL(base || adapter) of the next-token distributions at every position that predicts ids[start:]."""
+    import torch
+
+    with base_off():
+        base = torch.log_softmax(_logits(model, ids)[start - 1 : -1], dim=-1)
+    adapted = torch.log_softmax(_logits(model, ids)[start - 1 : -1], dim=-1)
+    return (base.exp() * (base - adapted)).sum(-1)
+
+
+def nll(model: Any, ids: list[int], chunk: int) -> tuple[float, int]:
+    """Summed negative log-likelihood of a token stream in non-overlapping windows of ``chunk`` tokens."""
+    import torch
+
+    total, count = 0.0, 0
+    for start in range(0, len(ids), chunk):
+        piece = ids[start : start + chunk]
+        if len(piece) < 2:
+            break
+        logits = _logits(model, piece, double=False)[:-1]
+        target = torch.tensor(piece[1:], device=logits.device)
+        total += torch.nn.functional.cross_entropy(logits, target, reduction="sum").item()
+        count += len(piece) - 1
+    return total, count
+
+
+def measure_forgetting(
+    loaded: Any, prompts: list[dict[str, str]], text: str, kl_tokens: int, chunk: int, progress: Progress
+) -> Forgetting:
+    """KL(base || adapter) over the base's own greedy answers to ``prompts``, and the perplexity ratio on
+    ``text`` (longer than the context on purpose: it is scored in windows of ``chunk`` tokens)."""
+    from ..generate import chat_input_ids
+
+    model, tok = loaded.model, loaded.tokenizer
+    greedy = GenerationConfig(max_new_tokens=kl_tokens, temperature=0.0)
+    per_prompt: dict[str, float] = {}
+    n_tokens = 0
+    for p in prompts:
+        if progress.should_stop():
+            raise EvalStopped("evaluation stopped while measuring forgetting; nothing was written")
+        context = chat_input_ids(tok, [{"role": "user", "content": p["prompt"]}])[0].tolist()
+        with loaded.adapter_disabled():
+            new, ended = generate_answer(model, tok, context, greedy, SAMPLING_SEED)
+        target = new + ([tok.eos_token_id] if ended else [])  # ending the turn is part of the behaviour
+        if target:
+            kl = kl_per_token(model, loaded.adapter_disabled, context + target, len(context))
+            per_prompt[p["id"]] = max(kl.mean().item(), 0.0)  # rounding can leave -1e-17
+            n_tokens += len(target)
+        progress.advance(1, prompt=p["id"])
+    ids = tok(text, verbose=False)["input_ids"]
+    with loaded.adapter_disabled():
+        base_nll, count = nll(model, ids, chunk)
+    adapter_nll, _ = nll(model, ids, chunk)
+    return Forgetting(
+        kl_mean=mean(list(per_prompt.values())) or 0.0,
+        ppl_ratio=math.exp((adapter_nll - base_nll) / count),
+        kl_max=max(per_prompt.values(), default=0.0),
+        kl_per_prompt=per_prompt,
+        kl_tokens=n_tokens,
+        base_ppl=math.exp(base_nll / count),
+        adapter_ppl=math.exp(adapter_nll / count),
+        ppl_tokens=count,
+    )

@@ -1,0 +1,116 @@
+"""RunDir owns the run folder: no other module spells its file names, and its writes are atomic."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from kinject.runs import RunDir, RunError
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_FILE_NAMES = {v for k, v in vars(RunDir).items() if k.startswith("_") and k[1:].isupper() and isinstance(v, str)}
+
+
+def _sources() -> list[Path]:
+    return [p for p in (REPO / "kinject").rglob("*.py") if p.name != "runs.py"] + [REPO / "app.py"]
+
+
+def test_the_run_folder_names_are_known():
+    assert {"config.yaml", "status.json", "metrics.jsonl", "adapter", "eval.json", "kinject.json"} <= RUN_FILE_NAMES
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(REPO)))
+def test_no_other_module_spells_a_run_folder_name(path):
+    """A file name of the run folder (``eval.json``) anywhere, or a folder name (``adapter``) in a path: both
+    belong to RunDir. (Config sections share some folder names, "blocks" say, and are allowed as plain words.)"""
+    files = {n for n in RUN_FILE_NAMES if "." in n}
+    folders = RUN_FILE_NAMES - files
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    in_paths = {
+        id(operand)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+        for operand in (node.left, node.right)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            value = node.value
+            as_path = id(node) in in_paths or any(value.startswith(f"{f}/") for f in folders)
+            if value in files or (as_path and value.strip("/").split("/")[0] in folders):
+                found.append(f"line {node.lineno}: {value!r}")
+    assert not found, f"{path.name} spells run-folder names (ask RunDir instead): {found}"
+
+
+def test_require_names_what_to_do(tmp_path):
+    with pytest.raises(RunError, match="not a run folder.*kinject prepare"):
+        RunDir(tmp_path).require()
+
+
+def test_require_adapter_fails_before_any_model_is_loaded(tmp_path):
+    run = RunDir(tmp_path)
+    run.write_config({"model": {"model": "no/such-model"}})
+    with pytest.raises(RunError, match="no trained adapter yet: train it first"):
+        run.require_adapter()
+
+
+def test_update_config_keeps_the_other_sections(tmp_path):
+    run = RunDir(tmp_path)
+    run.write_config({"model": {"model": "m"}, "blocks": {"block_size": 64}})
+    run.update_config(train={"seed": 1})
+    assert run.read_config() == {"model": {"model": "m"}, "blocks": {"block_size": 64}, "train": {"seed": 1}}
+
+
+def test_a_malformed_config_is_a_clear_error(tmp_path):
+    run = RunDir(tmp_path)
+    run.config_path.write_text("model: [unclosed\n")
+    with pytest.raises(RunError, match="not valid YAML"):
+        run.read_config()
+    run.config_path.write_text("- a list\n")
+    with pytest.raises(RunError, match="mapping of stage sections"):
+        run.read_config()
+
+
+def test_metrics_skip_a_cut_line_and_trim_after_a_step(tmp_path):
+    run = RunDir(tmp_path)
+    for step in (1, 2, 3):
+        run.append_metric({"step": step, "loss": 1.0 / step})
+    with open(tmp_path / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 4, "lo')  # a write cut off by a crash
+    assert [r["step"] for r in run.read_metrics()] == [1, 2, 3]
+    run.trim_metrics(2)
+    assert [r["step"] for r in run.read_metrics()] == [1, 2]
+    run.clear_metrics()
+    assert run.read_metrics() == []
+
+
+def test_a_failed_adapter_write_keeps_the_old_adapter(tmp_path):
+    run = RunDir(tmp_path)
+    run.write_config({"model": {"model": "m"}})
+
+    def save(folder: Path) -> None:
+        (folder / "adapter_config.json").write_text("{}")
+
+    run.write_adapter(save, {"step": 1}, [])
+    assert run.has_adapter() and run.read_adapter_meta() == {"step": 1}
+
+    def broken(folder: Path) -> None:
+        (folder / "adapter_config.json").write_text("{half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        run.write_adapter(broken, {"step": 2}, [])
+    assert run.read_adapter_meta() == {"step": 1}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".adapter")) == []
+
+
+def test_create_refuses_an_existing_run_before_any_work(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "x").write_text("keep")
+    with pytest.raises(RunError, match="already exists"):
+        RunDir.check_new(tmp_path / "run")
+    with pytest.raises(RunError, match="already exists"), RunDir.create(tmp_path / "run"):
+        pass
+    assert (tmp_path / "run" / "x").read_text() == "keep"
