@@ -29,6 +29,7 @@ from kinject.cli import VERB_SECTIONS, prepare_command, train_command  # noqa: E
 from kinject.config import (  # noqa: E402
     DEFAULT_PRESET,
     PRESET_FIELDS,
+    AugmentConfig,
     BlocksConfig,
     ConfigError,
     EvalConfig,
@@ -198,14 +199,34 @@ def preset_values(preset: str) -> list[Any]:
     return [getattr(train, k) for k in PRESET_FIELDS["train"]] + [getattr(blocks, k) for k in PRESET_FIELDS["blocks"]]
 
 
-@takes_fields("train")
-def start_training(run: str | None = None, **settings: Any):
-    return _start(run, settings, resume=False)
+def apply_preset(preset: str) -> list[Any]:
+    """The preset's values for the form's fields, and the preset they now show (the form's ``shown_preset``)."""
+    return [*preset_values(preset), preset]
 
 
 @takes_fields("train")
-def resume_training(run: str | None = None, **settings: Any):
-    return _start(run, settings, resume=True)
+def start_training(run: str | None = None, shown_preset: str | None = None, **settings: Any):
+    return _start(run, _preset_settings(settings, shown_preset), resume=False)
+
+
+@takes_fields("train")
+def resume_training(run: str | None = None, shown_preset: str | None = None, **settings: Any):
+    return _start(run, _preset_settings(settings, shown_preset), resume=True)
+
+
+def _preset_settings(settings: dict[str, Any], shown: str | None) -> dict[str, Any]:
+    """Settings with the chosen preset's values where a field still shows another preset's value.
+
+    In the browser, choosing a preset fills the form with its values (``shown`` follows it), so nothing changes
+    here. An API call that names a preset sends the fields it leaves out with the values the form shows, those of
+    ``shown``: they mean "not set", and the chosen preset fills them."""
+    preset, shown = settings.get("preset") or DEFAULT_PRESET, shown or DEFAULT_PRESET
+    if preset == shown:
+        return settings
+    names = PRESET_FIELDS["train"] + PRESET_FIELDS["blocks"]
+    showing = dict(zip(names, preset_values(shown), strict=True))
+    chosen = dict(zip(names, preset_values(preset), strict=True))
+    return {k: chosen[k] if k in showing and v == showing[k] else v for k, v in settings.items()}
 
 
 def _start(name: str | None, settings: dict[str, Any], resume: bool):
@@ -213,8 +234,15 @@ def _start(name: str | None, settings: dict[str, Any], resume: bool):
     try:
         configs = section_configs("train", settings)
         config, blocks = configs["train"], configs["blocks"]
-        JOBS.start(run, config, resume=resume, blocks=None if resume else blocks, evaluation=EvalConfig())
-        command = train_command(run.path, config, blocks, resume)
+        JOBS.start(
+            run,
+            config,
+            resume=resume,
+            blocks=None if resume else blocks,
+            augment=configs["augment"],
+            evaluation=EvalConfig(),
+        )
+        command = train_command(run.path, config, blocks, resume, augment=configs["augment"])
     except (JobBusyError, ConfigError, RunError) as exc:
         raise gr.Error(str(exc)) from exc
     return (*job_view(name), gr.Timer(active=True), f"CLI equivalent: `{command}`")
@@ -303,6 +331,29 @@ def do_ask(run: str | None = None, question: str = "", **settings: Any):
     return base, adapted
 
 
+AUGMENT_COLUMNS = ["kind", "passage", "asked or instruction", "generated", "kept", "why not"]
+
+
+def augmentation_table(run: str | None = None) -> list[list[Any]]:
+    """Every generated row of the run's augmentation (newest set of each kind), kept or not, and why."""
+    if not run:
+        return []
+    run_dir = _run(run)
+    rows, seen = [], set()
+    for info in run_dir.augmentation_infos():
+        if info.get("kind") in seen:
+            continue
+        seen.add(info.get("kind"))
+        loaded = run_dir.load_augmentation(info["key"])
+        for r in loaded[0] if loaded else []:
+            asked = r.get("question") or r.get("instruction", "")
+            made = r.get("text") or r.get("answer", "")
+            rows.append(
+                [r["kind"], r.get("passage", ""), asked, made, "yes" if r.get("kept") else "no", r.get("reason") or ""]
+            )
+    return rows
+
+
 RUNS_COLUMNS = ["run", "status", "tokens", "blocks", "base knowledge", "adapter knowledge"]
 
 
@@ -377,7 +428,7 @@ def build_ui() -> gr.Blocks:
                 zip(PRESET_FIELDS["train"] + PRESET_FIELDS["blocks"], preset_values(DEFAULT_PRESET), strict=True)
             )
             train_form = settings_form(
-                {"train": TrainConfig, "blocks": BlocksConfig},
+                {"train": TrainConfig, "blocks": BlocksConfig, "augment": AugmentConfig},
                 TRAIN_ROWS,
                 values={**preset_defaults, "eval_at_end": True},
             )
@@ -389,6 +440,9 @@ def build_ui() -> gr.Blocks:
             cli = gr.Markdown()
             loss_plot = gr.LinePlot(x="step", y="loss", label="Training loss")
             timer = gr.Timer(1.0, active=False)
+            with gr.Accordion("Generated training data (augmentation)", open=False):
+                show_data = gr.Button("Show")
+                data_df = gr.Dataframe(headers=AUGMENT_COLUMNS, wrap=True, label="Paraphrases, questions, replay")
         with gr.Tab("Evaluate"):
             gr.Markdown(
                 "Base vs adapter on knowledge probes (yours or generated from the corpus) and on retention "
@@ -420,11 +474,15 @@ def build_ui() -> gr.Blocks:
             inputs_kwargs=prepare_form,
             api_name="prepare",
         )
+        shown_preset = gr.State(DEFAULT_PRESET)  # the preset whose values the form shows (see _preset_settings)
         preset_outputs = [train_form[k] for k in PRESET_FIELDS["train"] + PRESET_FIELDS["blocks"]]
-        train_form["preset"].change(preset_values, train_form["preset"], preset_outputs, api_name="preset_values")
+        train_form["preset"].change(
+            apply_preset, train_form["preset"], [*preset_outputs, shown_preset], api_name="preset_values"
+        )
         train_outputs = [status, loss_plot, timer, cli]
-        start_btn.click(start_training, [run], train_outputs, inputs_kwargs=train_form, api_name="train")
-        resume_btn.click(resume_training, [run], train_outputs, inputs_kwargs=train_form, api_name="resume")
+        train_inputs = {**train_form, "shown_preset": shown_preset}
+        start_btn.click(start_training, [run], train_outputs, inputs_kwargs=train_inputs, api_name="train")
+        resume_btn.click(resume_training, [run], train_outputs, inputs_kwargs=train_inputs, api_name="resume")
         stop_btn.click(stop_training, run, [status, loss_plot], api_name="stop")
         timer.tick(poll, run, [status, loss_plot, timer], api_name="poll")
         run.change(poll, run, [status, loss_plot, timer], api_name="select_run").then(
@@ -433,6 +491,7 @@ def build_ui() -> gr.Blocks:
         eval_btn.click(do_evaluate, [run], [eval_md, eval_png], inputs_kwargs=eval_form, api_name="evaluate")
         ask_btn.click(do_ask, [run, question], [base_answer, adapter_answer], inputs_kwargs=ask_form, api_name="ask")
         refresh.click(runs_table, None, runs_df, api_name="runs")
+        show_data.click(augmentation_table, run, data_df, api_name="augmentation")
         # A reloaded page re-attaches to the running job: list runs, pick the training one, restart polling.
         demo.load(_on_load, None, [run, status, loss_plot, timer, runs_df], api_name="load")
     return demo

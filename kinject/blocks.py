@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -38,12 +39,14 @@ class BlockStats:
     slots: int  # blocks * block_size
     padding_tokens: int
     packing_efficiency: float  # real tokens / slots
+    replay_tokens: int = 0  # tokens of replay examples (their share of corpus_tokens is BlocksConfig.replay_share)
+    target_tokens: int = 0  # tokens with a loss (answers only, for question-answer and replay examples)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-TEXT_FORMATS = ("raw", "chat", "both")
+TEXT_FORMATS = ("raw", "chat", "both", "none")
 PACKING_VERSION = 1  # bump when packing changes, so cached blocks are packed again
 
 
@@ -67,28 +70,49 @@ def document_tokens(text: str, tokenizer: Any) -> list[int]:
     return head + ids + tail
 
 
-def pack_token_lists(
-    docs: Iterable[list[int]], block_size: int, pad_id: int, pad_last: bool = False
+@dataclass
+class Doc:
+    """One document to pack: its tokens, which of them are targets, and how it may be split."""
+
+    ids: list[int]
+    labels: list[int] | None = None  # per token: the target, or IGNORE_INDEX; None: every token is a target
+    replay: bool = False  # replay data (the base model's own answers): a soft target for replay_loss "kl"
+    whole: bool = False  # start a new block rather than split it, when it fits in one
+
+
+def pack_docs(
+    docs: Iterable[Doc], block_size: int, pad_id: int, pad_last: bool = False
 ) -> tuple[list[dict[str, list[int]]], int]:
-    """Pack token lists into blocks of at most ``block_size``; returns (blocks, total real tokens)."""
+    """Pack documents into blocks of at most ``block_size``; returns (blocks, total real tokens).
+
+    Position ids restart at each document and each block. A ``whole`` document that does not fit in what is
+    left of a block starts the next one, so a question and its answer stay together (that block is shorter).
+    """
     blocks: list[dict[str, list[int]]] = []
     ids: list[int] = []
+    labels: list[int] = []
     pos: list[int] = []
+    replay: list[int] = []
     total = 0
 
     def flush() -> None:
-        blocks.append({"input_ids": ids[:], "position_ids": pos[:]})
-        ids.clear()
-        pos.clear()
+        blocks.append({"input_ids": ids[:], "labels": labels[:], "position_ids": pos[:], "replay_mask": replay[:]})
+        for column in (ids, labels, pos, replay):
+            column.clear()
 
     for doc in docs:
-        total += len(doc)
+        total += len(doc.ids)
+        targets = doc.labels if doc.labels is not None else doc.ids
+        if doc.whole and ids and len(doc.ids) <= block_size and len(doc.ids) > block_size - len(ids):
+            flush()
         offset = 0
-        while offset < len(doc):
+        while offset < len(doc.ids):
             room = block_size - len(ids)
-            piece = doc[offset : offset + room]
+            piece = doc.ids[offset : offset + room]
             ids.extend(piece)
+            labels.extend(targets[offset : offset + room])
             pos.extend(range(len(piece)))  # restarts per document and per block
+            replay.extend([int(doc.replay)] * len(piece))
             offset += len(piece)
             if len(ids) == block_size:
                 flush()
@@ -96,7 +120,6 @@ def pack_token_lists(
         flush()
     for block in blocks:
         n = len(block["input_ids"])
-        block["labels"] = block["input_ids"][:]
         block["attention_mask"] = [1] * n
         if pad_last and n < block_size:
             pad = block_size - n
@@ -104,7 +127,32 @@ def pack_token_lists(
             block["labels"] += [IGNORE_INDEX] * pad
             block["attention_mask"] += [0] * pad
             block["position_ids"] += [0] * pad
+            block["replay_mask"] += [0] * pad
     return blocks, total
+
+
+def pack_token_lists(
+    docs: Iterable[list[int]], block_size: int, pad_id: int, pad_last: bool = False
+) -> tuple[list[dict[str, list[int]]], int]:
+    """Pack token lists (every token a target) into blocks of at most ``block_size``."""
+    return pack_docs((Doc(list(d)) for d in docs), block_size, pad_id, pad_last)
+
+
+def chat_example(question: str, answer: str, tokenizer: Any, ended: bool = True) -> tuple[list[int], list[int]]:
+    """A question and its answer as one chat exchange through the chat template: (ids, labels), the loss on the
+    answer and the turn's end only (the question and the template's prompt are IGNORE_INDEX). An answer that did
+    not end (a replayed answer cut at its length limit) gets no end of turn: it teaches going on, not stopping."""
+    from .generate import chat_prompt_ids
+
+    prompt = chat_prompt_ids(tokenizer, [{"role": "user", "content": question}])
+    if not ended:
+        ids = prompt + list(tokenizer(answer, add_special_tokens=False)["input_ids"])
+        return ids, [IGNORE_INDEX] * len(prompt) + ids[len(prompt) :]
+    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    full = list(tokenizer.apply_chat_template(messages, tokenize=True)["input_ids"])
+    if full[: len(prompt)] != prompt:  # a template that renders the prompt otherwise inside a whole exchange
+        full = prompt + list(tokenizer(answer, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+    return full, [IGNORE_INDEX] * len(prompt) + full[len(prompt) :]
 
 
 def pack_blocks(
@@ -121,28 +169,38 @@ def pack_blocks(
     ``block_size`` is capped at ``max_context`` (the model's context length) when given. ``config.text_format`` "chat"
     packs each document as a chat exchange (needs a chat template), "both" packs the raw and the chat form.
     """
-    from datasets import Dataset
-
     config = config or BlocksConfig()
     progress = progress or Progress()
     text_format = config.text_format
     block_size = min(config.block_size, max_context) if max_context else config.block_size
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if text_format not in TEXT_FORMATS:
         raise ValueError(f"text_format must be one of {', '.join(TEXT_FORMATS)}, got {text_format!r}")
-    if text_format != "raw" and not getattr(tokenizer, "chat_template", None):
+    if text_format in ("chat", "both") and not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"text_format {text_format!r} needs a chat model: this tokenizer has no chat template")
     titles = titles or [""] * len(texts)
     progress.start("tokenize", total=len(texts), unit="doc")
     docs = []
     for text, title in zip(texts, titles, strict=True):
-        if text_format in ("raw", "both"):
-            docs.append(document_tokens(text, tokenizer))
-        if text_format in ("chat", "both"):
-            docs.append(chat_document_tokens(text, title, tokenizer))
+        docs += [Doc(ids) for ids in _document_forms(text, title, tokenizer, text_format)]
         progress.advance(1)
     progress.finish()
-    blocks, total = pack_token_lists(docs, block_size, pad_id, config.pad_last)
+    return _pack(docs, tokenizer, config, block_size)
+
+
+def _document_forms(text: str, title: str, tokenizer: Any, text_format: str) -> list[list[int]]:
+    forms = []
+    if text_format in ("raw", "both"):
+        forms.append(document_tokens(text, tokenizer))
+    if text_format in ("chat", "both"):
+        forms.append(chat_document_tokens(text, title, tokenizer))
+    return forms
+
+
+def _pack(docs: list[Doc], tokenizer: Any, config: BlocksConfig, block_size: int):
+    from datasets import Dataset
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    blocks, total = pack_docs(docs, block_size, pad_id, config.pad_last)
     slots = len(blocks) * block_size
     stats = BlockStats(
         documents=len(docs),
@@ -154,7 +212,9 @@ def pack_blocks(
         padding_tokens=sum(len(b["attention_mask"]) - sum(b["attention_mask"]) for b in blocks),
         packing_efficiency=round(total / slots, 4) if slots else 0.0,
     )
-    columns = ("input_ids", "labels", "position_ids", "attention_mask")
+    stats.replay_tokens = sum(sum(b["replay_mask"]) for b in blocks)
+    stats.target_tokens = sum(sum(label != IGNORE_INDEX for label in b["labels"]) for b in blocks)
+    columns = ("input_ids", "labels", "position_ids", "attention_mask", "replay_mask")
     dataset = Dataset.from_dict({c: [b[c] for b in blocks] for c in columns})
     return dataset, stats
 
@@ -177,14 +237,80 @@ def blocks_key(config: BlocksConfig, tokenizer_digest: str, corpus_digest: str, 
     return f"{block_size}-{config.text_format}{pad}-{digest}"
 
 
+def augmentation_kinds(config: BlocksConfig) -> tuple[str, ...]:
+    """The kinds of augmentation (``kinject.augment``) these blocks are packed with."""
+    kinds = []
+    if config.use_paraphrases:
+        kinds.append("paraphrase")
+    if config.use_qa:
+        kinds.append("qa")
+    if config.replay_share > 0:
+        kinds.append("replay")
+    return tuple(kinds)
+
+
+def training_docs(
+    documents: list[dict[str, Any]], config: BlocksConfig, tokenizer: Any, augmentation: Any = None
+) -> list[Doc]:
+    """What a training packs: the corpus documents in ``text_format``, the kept paraphrases (raw text) and
+    question-answer pairs (chat turns, loss on the answers), and replay examples until their tokens are
+    ``replay_share`` of the total (prompts included; the last one cut to fit). Shuffled with a fixed seed, so the
+    kinds are spread over the blocks rather than one after another."""
+    docs = [
+        Doc(ids)
+        for d in documents
+        for ids in _document_forms(d["text"], d.get("title", ""), tokenizer, config.text_format)
+    ]
+    kinds = augmentation_kinds(config)
+    if not kinds:
+        return docs
+    if augmentation is None:
+        raise ValueError(f"these blocks need the run's augmentation ({', '.join(kinds)})")
+    if config.use_paraphrases:
+        docs += [Doc(document_tokens(r["text"], tokenizer)) for r in augmentation.kept("paraphrase")]
+    if config.use_qa:
+        docs += [
+            Doc(*chat_example(r["question"], r["answer"], tokenizer), whole=True) for r in augmentation.kept("qa")
+        ]
+    rng = random.Random(0)
+    if config.replay_share > 0:
+        docs += _replay_docs(
+            augmentation.kept("replay"), config.replay_share, sum(len(d.ids) for d in docs), tokenizer, rng
+        )
+    rng.shuffle(docs)
+    return docs
+
+
+def _replay_docs(rows: list[dict[str, Any]], share: float, other_tokens: int, tokenizer: Any, rng: random.Random):
+    if not rows:
+        raise ValueError(
+            "replay_share is set but no replay answer was kept: the base model gave only empty answers to the "
+            "replay prompts, or replay_prompts is 0 (set replay_share 0 to train without replay)"
+        )
+    target = round(share / (1 - share) * other_tokens)
+    order = rows[:]
+    rng.shuffle(order)
+    docs, tokens, i = [], 0, 0
+    while tokens < target:
+        row = order[i % len(order)]
+        i += 1
+        ids, labels = chat_example(row["question"], row["answer"], tokenizer, ended=row.get("ended", True))
+        cut = min(len(ids), target - tokens)
+        docs.append(Doc(ids[:cut], labels[:cut], replay=True, whole=True))
+        tokens += cut
+    return docs
+
+
 def ensure_blocks(
     run: RunDir,
     config: BlocksConfig,
     tokenizer: Any,
     max_context: int | None = None,
     progress: Progress | None = None,
+    augmentation: Any = None,
 ):
-    """The run's blocks for ``config``: from the cache, else packed from its corpus and cached.
+    """The run's blocks for ``config``: from the cache, else packed from its corpus (and ``augmentation``, a
+    ``kinject.augment.Augmentation``, when the config uses it) and cached.
 
     Returns (``datasets.Dataset``, ``BlockStats``, packed_now).
     """
@@ -192,11 +318,21 @@ def ensure_blocks(
     corpus = run.load_corpus()
     block_size = min(config.block_size, max_context) if max_context else config.block_size
     corpus_digest = hashlib.sha256("\n".join(corpus["sha256"]).encode("ascii")).hexdigest()
+    kinds = augmentation_kinds(config)
+    if kinds and augmentation is None:
+        raise ValueError(f"these blocks need the run's augmentation ({', '.join(kinds)})")
+    if kinds:
+        corpus_digest += "+" + "+".join(augmentation.keys[k] for k in kinds)
     key = blocks_key(config, tokenizer_fingerprint(tokenizer), corpus_digest, block_size)
     cached = run.load_blocks(key)
     if cached is not None:
         dataset, info = cached
         return dataset, BlockStats(**info["stats"]), False
-    dataset, stats = pack_blocks(list(corpus["text"]), tokenizer, config, max_context, progress, list(corpus["title"]))
+    if config.text_format in ("chat", "both") and not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"text_format {config.text_format!r} needs a chat model: this tokenizer has no chat template")
+    progress.start("pack blocks", total=None)
+    docs = training_docs(corpus.to_list(), config, tokenizer, augmentation)
+    dataset, stats = _pack(docs, tokenizer, config, block_size)
+    progress.finish()
     run.save_blocks(key, dataset, {"key": key, "config": to_dict(config), "stats": stats.to_dict()})
     return dataset, stats, True

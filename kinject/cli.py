@@ -20,6 +20,7 @@ from .config import (
     DEFAULT_PRESET,
     PRESET_FIELDS,
     PRESETS,
+    AugmentConfig,
     BlocksConfig,
     ConfigError,
     CorpusConfig,
@@ -33,6 +34,7 @@ from .config import (
     describe_fields,
     equivalent_command,
     from_dict,
+    to_dict,
     training_blocks,
 )
 from .models import ModelError
@@ -51,7 +53,21 @@ VERB_SECTIONS: dict[str, dict[str, type]] = {
         "corpus": CorpusConfig,
         "blocks": BlocksConfig,
     },
-    "train": {"train": TrainConfig, "blocks": BlocksConfig, "eval": EvalConfig, "generation": GenerationConfig},
+    "augment": {"augment": AugmentConfig},
+    "train": {
+        "train": TrainConfig,
+        "blocks": BlocksConfig,
+        "augment": AugmentConfig,
+        "eval": EvalConfig,
+        "generation": GenerationConfig,
+    },
+    "ablate": {
+        "train": TrainConfig,
+        "blocks": BlocksConfig,
+        "augment": AugmentConfig,
+        "eval": EvalConfig,
+        "generation": GenerationConfig,
+    },
     "merge": {},
     "ask": {"generation": GenerationConfig},
     "eval": {"eval": EvalConfig, "generation": GenerationConfig},
@@ -175,7 +191,8 @@ def verb_configs(verb: str, args: argparse.Namespace) -> dict[str, Any]:
     """The config objects that a verb's options (and its ``--config`` file) describe, by section.
 
     For ``train`` the blocks are those to train on: what the run was packed with, then the preset's, then the
-    options; None with ``--resume``, which continues the run's saved configuration.
+    options (None with ``--resume``, which continues the run's saved configuration); the augmentation is the
+    run's, then the options.
     """
     values = section_values(verb, args)
     if verb == "prepare":
@@ -184,11 +201,14 @@ def verb_configs(verb: str, args: argparse.Namespace) -> dict[str, Any]:
     configs = {
         name: from_dict(cls, values[name], name)
         for name, cls in VERB_SECTIONS[verb].items()
-        if (verb, name) != ("train", "blocks")
+        if not (verb in ("train", "ablate") and name == "blocks")
     }
-    if verb == "train":
+    if verb in ("train", "ablate", "augment"):
         run = RunDir(args.run_dir).require()
-        if args.resume:
+        # The augmentation the run was trained (or augmented) with, then the options (as for the blocks).
+        configs["augment"] = from_dict(AugmentConfig, {**run.section("augment"), **values["augment"]}, "augment")
+    if verb in ("train", "ablate"):
+        if getattr(args, "resume", False):
             changed = sorted({*_given(args, TrainConfig), *values["blocks"]} - {"eval_at_end"})
             if changed:
                 raise ConfigError(
@@ -234,7 +254,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainError
 
     c = verb_configs("train", args)
-    request = {"config": c["train"], "blocks": c["blocks"], "evaluation": c["eval"], "generation": c["generation"]}
+    request = {
+        "config": c["train"],
+        "blocks": c["blocks"],
+        "augment": c["augment"],
+        "evaluation": c["eval"],
+        "generation": c["generation"],
+    }
     recorder = StatusRecorder(args.run_dir, inner=TqdmProgress())
 
     def on_sigint(signum: int, frame: Any) -> None:
@@ -260,13 +286,70 @@ def cmd_train(args: argparse.Namespace) -> int:
     loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"
     print(
         f"{result.status}: step {result.step}/{result.total_steps}, final loss {loss}, "
-        f"{result.seconds:.0f} s; adapter in {result.adapter_dir}"
+        f"{result.seconds:.0f} s; adapter in {result.adapter_dir}" + (f"\n{result.note}" if result.note else "")
     )
     if outcome.report is not None:
         print(format_table(outcome.report))
     if outcome.eval_error:
         print(f"error: the evaluation did not finish: {outcome.eval_error}", file=sys.stderr)
         return EXIT_ERROR
+    return EXIT_OK
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    from .augment import KINDS, AugmentError, ensure_augmentation
+
+    config = verb_configs("augment", args)["augment"]
+    counts = {"paraphrase": config.paraphrases_per_passage, "qa": 1, "replay": config.replay_prompts}
+    kinds = tuple(k for k in KINDS if counts[k])
+    try:
+        result = ensure_augmentation(args.run_dir, config, kinds, TqdmProgress())
+    except (AugmentError, InterruptedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    RunDir(args.run_dir).update_config(augment=to_dict(config))  # what training uses unless told otherwise
+    print(f"{'kind':11} {'kept':>5} {'made':>5} {'seconds':>8}")
+    for kind in kinds:
+        rows = result.rows[kind]
+        origin = "generated now" if kind in result.generated else "cached"
+        print(f"{kind:11} {len(result.kept(kind)):>5} {len(rows):>5} {result.seconds[kind]:>8.0f}  {origin}")
+    for kind in kinds:
+        for row in result.kept(kind)[:2]:
+            shown = row.get("text") or f"Q: {row['question']}  A: {row['answer']}"
+            print(f"\n[{kind}] {shown[:300]}")
+    return EXIT_OK
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .ablate import ablate, format_ablation
+    from .augment import AugmentError
+    from .train import TrainError
+
+    c = verb_configs("ablate", args)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds: {args.seeds!r} is not a comma-separated list of integers") from None
+    try:
+        data = ablate(
+            args.run_dir,
+            variants,
+            seeds,
+            c["train"],
+            c["blocks"],
+            c["augment"],
+            c["eval"],
+            c["generation"],
+            TqdmProgress(),
+            reuse=not args.retrain,
+        )
+    except (AugmentError, TrainError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(f"the variants finished before it are in {args.run_dir}'s ablation table", file=sys.stderr)
+        return EXIT_ERROR
+    print(format_ablation(data))
+    print(f"wrote the ablation table into {args.run_dir}; the variants' runs are under {args.run_dir}/ablation/")
     return EXIT_OK
 
 
@@ -316,16 +399,20 @@ def train_command(
     resume: bool = False,
     evaluation: EvalConfig | None = None,
     generation: GenerationConfig | None = None,
+    augment: AugmentConfig | None = None,
 ) -> str:
-    """The ``train`` command line that gives ``config`` and ``blocks`` on this run (the preset, then only the
-    settings that differ from what the preset and the run give)."""
+    """The ``train`` command line that gives ``config``, ``blocks`` and ``augment`` on this run (the preset, then
+    only the settings that differ from what the preset and the run give)."""
     if resume:
         extra = ["--resume", *(["--eval-at-end"] if config.eval_at_end else [])]
         return equivalent_command("train", [str(run_dir)], [], extra)
     lead = [] if config.preset == DEFAULT_PRESET else ["--preset", config.preset]
     pairs = [(config, TrainConfig(preset=config.preset))]
+    run = RunDir(run_dir)
     if blocks is not None:
-        pairs.append((blocks, training_blocks(RunDir(run_dir).section("blocks"), config.preset)))
+        pairs.append((blocks, training_blocks(run.section("blocks"), config.preset)))
+    if augment is not None:
+        pairs.append((augment, from_dict(AugmentConfig, run.section("augment"), "augment")))
     if config.eval_at_end:
         pairs += [(evaluation or EvalConfig(), EvalConfig()), (generation or GenerationConfig(), GenerationConfig())]
     return equivalent_command("train", [str(run_dir), *lead], pairs)
@@ -366,6 +453,20 @@ VERBS: dict[str, dict[str, str]] = {
         "at the next step and saves the adapter trained so far; --resume continues from the last checkpoint with "
         "the saved configuration. --eval-at-end evaluates afterwards with the eval and generation options. "
         f"Presets ({DEFAULT_PRESET} by default): {_PRESETS_TEXT}.",
+    },
+    "augment": {
+        "help": "generate paraphrases, question-answer pairs and replay data from a run's corpus",
+        "description": "Generate, filter and save the augmentation of RUN_DIR's corpus: paraphrases of each passage, "
+        "question-answer pairs for each fact, and the base model's answers to general prompts (replay). Training "
+        "does this itself when its blocks use augmentation; run it alone to inspect the data first.",
+    },
+    "ablate": {
+        "help": "train and evaluate recipe variants with the same budget and write one comparison table",
+        "description": "Train each variant (a '+'-joined list of ingredients: raw, chat or both for the documents, "
+        "paraphrase, qa, replay or replay=SHARE, kl, noguard) with each seed for the same number of optimizer "
+        "steps (--max-steps, else the first variant's), evaluate each, and write ablation.json and ablation.md "
+        "into RUN_DIR (the variants' runs go under RUN_DIR/ablation/; one already trained and evaluated with the "
+        "same settings is read back, so an interrupted ablation goes on where it stopped).",
     },
     "merge": {
         "help": "merge the adapter into a 16-bit copy of the base (for TGI)",
@@ -416,6 +517,15 @@ def _add_verb_options(verb: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("run_dir", metavar="RUN_DIR")
     if verb == "train":
         p.add_argument("--resume", action="store_true", help="continue from the last checkpoint (saved configuration)")
+    elif verb == "ablate":
+        p.add_argument("--variants", default="raw,raw+qa,qa+replay", help="comma-separated variants (see above)")
+        p.add_argument("--seeds", default="42", help="comma-separated training seeds, each variant once per seed")
+        p.add_argument(
+            "--retrain",
+            action="store_true",
+            help="train every variant again, even one already trained and evaluated with the same settings (by "
+            "default such a run, e.g. of an interrupted ablation, is read back)",
+        )
     elif verb == "ask":
         p.add_argument("question")
         p.add_argument("--base", action="store_true", help="answer with the base model instead of the adapter")

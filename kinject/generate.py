@@ -98,3 +98,54 @@ def answer(loaded: Loaded, question: str, config: GenerationConfig | None = None
     else:
         new, _ = generate_ids(loaded.model, loaded.tokenizer, ids, config)
     return loaded.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+
+def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a conversation ending in the assistant's turn, as a plain list."""
+    return chat_input_ids(tokenizer, messages)[0].tolist()
+
+
+def generate_batch(
+    model: Any,
+    tokenizer: Any,
+    inputs: list[list[int]],
+    config: GenerationConfig,
+    batch_size: int = 16,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[tuple[list[int], bool]]:
+    """Continue many token lists at once (left-padded batches, similar lengths together); per input the new ids
+    up to EOS and whether it ended. Sampling, when ``config`` asks for it, is seeded per batch."""
+    import torch
+
+    progress = progress or Progress()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    kw: dict[str, Any] = {
+        "max_new_tokens": config.max_new_tokens,
+        "pad_token_id": pad,
+        "eos_token_id": tokenizer.eos_token_id,
+        "repetition_penalty": config.repetition_penalty,
+    }
+    if config.greedy:
+        kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        kw.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=None)
+    device = next(model.parameters()).device
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+    results: list[tuple[list[int], bool]] = [([], False)] * len(inputs)
+    for start in range(0, len(order), batch_size):
+        if progress.should_stop():
+            raise InterruptedError("generation stopped by the user")
+        chunk = order[start : start + batch_size]
+        width = max(len(inputs[i]) for i in chunk)
+        ids = torch.tensor([[pad] * (width - len(inputs[i])) + inputs[i] for i in chunk], device=device)
+        mask = torch.tensor([[0] * (width - len(inputs[i])) + [1] * len(inputs[i]) for i in chunk], device=device)
+        if not config.greedy:
+            torch.manual_seed(seed + start)
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=mask, **kw)
+        for row, i in zip(out[:, width:].tolist(), chunk, strict=True):
+            ended = tokenizer.eos_token_id in row
+            results[i] = (row[: row.index(tokenizer.eos_token_id)] if ended else row, ended)
+        progress.advance(len(chunk))
+    return results

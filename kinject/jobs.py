@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .config import BlocksConfig, EvalConfig, GenerationConfig, TrainConfig
+from .config import AugmentConfig, BlocksConfig, EvalConfig, GenerationConfig, TrainConfig
 from .progress import Progress
 from .runs import RunBusyError, RunDir
 
@@ -237,6 +237,7 @@ def train_then_evaluate(
     blocks: BlocksConfig | None = None,
     evaluation: EvalConfig | None = None,
     generation: GenerationConfig | None = None,
+    augment: AugmentConfig | None = None,
 ) -> TrainingOutcome:
     """Train, then (``config.eval_at_end``, training done) evaluate the adapter; raises what ``train`` raises.
 
@@ -246,9 +247,9 @@ def train_then_evaluate(
     from .train import train
 
     config = config or TrainConfig()
-    result = train(run_dir, config, progress, resume=resume, blocks=blocks)
+    result = train(run_dir, config, progress, resume=resume, blocks=blocks, augment=augment)
     outcome = TrainingOutcome(result, message=f"{result.status} at step {result.step}/{result.total_steps}")
-    outcome.message += "; adapter saved"
+    outcome.message += "; adapter saved" + (f" ({result.note})" if result.note else "")
     if config.eval_at_end and result.status == "done":
         try:
             progress.start("evaluate")
@@ -277,6 +278,7 @@ class JobManager:
         blocks: BlocksConfig | None = None,
         evaluation: EvalConfig | None = None,
         generation: GenerationConfig | None = None,
+        augment: AugmentConfig | None = None,
     ) -> JobState:
         """Start ``train_then_evaluate`` on ``run_dir`` in a background thread; returns the queued state."""
         run = RunDir(run_dir)
@@ -290,7 +292,7 @@ class JobManager:
             run.require()  # refuse a non-run folder now, not in the thread
             self._stop = threading.Event()
             recorder = StatusRecorder(run, stop_event=self._stop)
-            job = {"config": config, "resume": resume, "blocks": blocks, "evaluation": evaluation}
+            job = {"config": config, "resume": resume, "blocks": blocks, "evaluation": evaluation, "augment": augment}
             thread = threading.Thread(
                 target=self._run, args=(recorder, {**job, "generation": generation}), name=f"kinject-train-{run.name}"
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,5 +55,9 @@ def prepare(config: PrepareConfig, out: str | Path, force: bool = False, progres
         run.write_config({name: to_dict(getattr(config, name)) for name in sections})
         run.write_sources(corpus.rows)
         run.save_corpus(corpus.to_dataset())
-        _, stats, _ = ensure_blocks(run, config.blocks, tokenizer, context_length(model_config), progress)
+        # Augmentation needs the model and is generated when training starts; prepare packs the pages alone (the
+        # augmentation settings stay in config.yaml for training to use).
+        text_format = "raw" if config.blocks.text_format == "none" else config.blocks.text_format
+        pages = replace(config.blocks, text_format=text_format, use_paraphrases=False, use_qa=False, replay_share=0.0)
+        _, stats, _ = ensure_blocks(run, pages, tokenizer, context_length(model_config), progress)
     return PrepareResult(Path(out), corpus.rows, stats)

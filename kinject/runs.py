@@ -6,10 +6,13 @@ run. No other module spells a file name of that folder; they ask a ``RunDir``:
     config.yaml      resolved configuration, one section per stage (never secrets)
     sources.jsonl    one row per input
     corpus/          datasets.Dataset of the cleaned documents
+    augment/         generated training data (paraphrases, question-answer pairs, replay), one file pair per kind and
+                     settings, each row with the passage it came from (see kinject.augment)
     blocks/<key>/    packed blocks (datasets.Dataset) and blocks.json, one folder per packing (see kinject.blocks)
     status.json      the last job's state;  metrics.jsonl  one line per logged training step
     checkpoints/     for resume;  adapter/  the trained adapter;  merged/  adapter merged into the base
     eval.json, eval.md, eval.png   the evaluation report
+    ablation.json, ablation.md     recipe variants compared (their runs under ablation/)
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ class RunDir:
     _CORPUS = "corpus"
     _BLOCKS = "blocks"
     _BLOCKS_JSON = "blocks.json"
+    _AUGMENT = "augment"
     _STATUS = "status.json"
     _METRICS = "metrics.jsonl"
     _CHECKPOINTS = "checkpoints"
@@ -141,6 +145,8 @@ class RunDir:
     _EVAL_JSON = "eval.json"
     _EVAL_MD = "eval.md"
     _EVAL_PNG = "eval.png"
+    _ABLATION_JSON = "ablation.json"
+    _ABLATION_MD = "ablation.md"
     _LOCK = ".train.lock"
 
     # Names a user sees in messages and the README's file table.
@@ -266,6 +272,33 @@ class RunDir:
                 infos.append(read_json(path))
         return infos
 
+    # ------------------------------------------------------------------------------------------------ augmentation
+    def load_augmentation(self, name: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+        """Rows and summary of one generated set (``name``: kind and cache key), or None when not generated."""
+        folder = self.path / self._AUGMENT
+        info = folder / f"{name}.json"
+        if not info.is_file():
+            return None
+        try:
+            return read_jsonl(folder / f"{name}.jsonl"), read_json(info)
+        except (OSError, ValueError) as exc:
+            raise RunError(f"{folder / name}.* is damaged ({exc}); delete it to generate it again") from exc
+
+    def save_augmentation(self, name: str, rows: list[dict[str, Any]], info: dict[str, Any]) -> None:
+        """Store a generated set; its summary is written last, so a half-written set is never used."""
+        folder = self.path / self._AUGMENT
+        write_jsonl(folder / f"{name}.jsonl", rows)
+        atomic_write_json(folder / f"{name}.json", info)
+
+    def augmentation_infos(self) -> list[dict[str, Any]]:
+        """The summaries of every generated set, newest first."""
+        found = sorted((self.path / self._AUGMENT).glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        infos = []
+        for path in found:
+            with contextlib.suppress(OSError, ValueError):
+                infos.append(read_json(path))
+        return infos
+
     # ---------------------------------------------------------------------------------------- status, metrics
     def write_status(self, data: dict[str, Any]) -> None:
         atomic_write_json(self.path / self._STATUS, data)
@@ -381,6 +414,32 @@ class RunDir:
     def eval_plot(self) -> Path | None:
         path = self.path / self._EVAL_PNG
         return path if path.is_file() else None
+
+    def write_ablation(self, data: dict[str, Any], markdown: str) -> None:
+        atomic_write_text(self.path / self._ABLATION_MD, markdown)
+        atomic_write_json(self.path / self._ABLATION_JSON, data)
+
+    def read_ablation(self) -> dict[str, Any] | None:
+        path = self.path / self._ABLATION_JSON
+        return read_json(path) if path.is_file() else None
+
+    def ablation_markdown(self) -> str | None:
+        path = self.path / self._ABLATION_MD
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def copy_inputs(self, target: str | Path) -> RunDir:
+        """A new run folder at ``target`` with this run's settings, sources, corpus and generated data (no blocks,
+        training or evaluation): the start of a variant trained beside this one."""
+        new = RunDir(target)
+        new.path.mkdir(parents=True)
+        shutil.copy2(self.config_path, new.config_path)
+        for name in (self._SOURCES,):
+            if (self.path / name).is_file():
+                shutil.copy2(self.path / name, new.path / name)
+        for name in (self._CORPUS, self._AUGMENT):
+            if (self.path / name).is_dir():
+                shutil.copytree(self.path / name, new.path / name)
+        return new
 
     # ------------------------------------------------------------------------------------------------- locking
     @contextlib.contextmanager

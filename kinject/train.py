@@ -1,10 +1,13 @@
 """LoRA / QLoRA training on a run's packed blocks (stage: train).
 
-Causal-LM loss on every real token of the corpus. On CUDA the base is loaded in 4-bit (nf4, double quantization,
-bf16 compute where supported) and prepared with ``prepare_model_for_kbit_training``; on a CPU plain LoRA on the fp32
-model is the default because bitsandbytes' CPU 4-bit path is ~14x slower per step. A ``TrainerCallback`` turns
-Trainer events into ``Progress`` calls and the progress object's stop request into ``should_training_stop``, so the
-CLI (Ctrl-C), the job runner (stop button) and tests all stop training the same way.
+Causal-LM loss on the real tokens of the packed blocks: every token of the raw pages, the answers of question-answer
+turns, and replay answers (cross-entropy, or KL(base || adapter) with ``replay_loss kl``). On CUDA the base is
+loaded in 4-bit (nf4, double quantization, bf16 compute where supported) and prepared with
+``prepare_model_for_kbit_training``; on a CPU plain LoRA on the fp32 model is the default because bitsandbytes' CPU
+4-bit path is ~14x slower per step. A ``TrainerCallback`` turns Trainer events into ``Progress`` calls and the
+progress object's stop request into ``should_training_stop``, so the CLI (Ctrl-C), the job runner (stop button)
+and tests all stop training the same way; the forgetting guard (``kinject.forgetting``) checks from the same
+callback.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .blocks import IGNORE_INDEX, ensure_blocks
-from .config import BlocksConfig, ModelConfig, TrainConfig, from_dict, to_dict, training_blocks
+from .blocks import IGNORE_INDEX, augmentation_kinds, ensure_blocks
+from .config import AugmentConfig, BlocksConfig, ModelConfig, TrainConfig, from_dict, to_dict, training_blocks
 from .models import compute_dtype, context_length, load_model, load_tokenizer, resolve_model
 from .progress import Progress
 from .runs import RunDir, RunError, checkpoint_step
@@ -41,9 +44,11 @@ class TrainResult:
     total_steps: int
     final_loss: float | None
     seconds: float
+    kept_step: int | None = None  # the step whose adapter was saved (the forgetting guard's choice)
+    note: str = ""  # why that step (the guard's reason), for status messages
 
 
-def collate(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]:
+def collate(features: list[dict[str, list[int]]], pad_id: int, with_replay: bool = False) -> dict[str, Any]:
     """Pad a batch of blocks to its longest; padding is masked out of the labels.
 
     No attention mask on purpose: given none, transformers derives a per-document causal mask from the restarting
@@ -57,11 +62,48 @@ def collate(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, Any]
     def pad(key: str, value: int) -> Any:
         return torch.tensor([f[key] + [value] * (width - len(f[key])) for f in features], dtype=torch.long)
 
-    return {
+    batch = {
         "input_ids": pad("input_ids", pad_id),
         "labels": pad("labels", IGNORE_INDEX),
         "position_ids": pad("position_ids", 0),
     }
+    if with_replay:  # for the soft-target loss on replay tokens (KinjectTrainer), not the model
+        batch["replay_mask"] = pad("replay_mask", 0)
+    return batch
+
+
+def kinject_trainer(soft_replay: bool):
+    """The Trainer class: transformers' own, or one whose loss on replay tokens is KL(base || adapter), the base's
+    whole next-token distribution as a soft target (the base is the same PeftModel with its adapter off)."""
+    from transformers import Trainer
+
+    if not soft_replay:
+        return Trainer
+
+    class KinjectTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            import torch
+            import torch.nn.functional as F
+
+            replay = inputs.pop("replay_mask")
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs.logits[:, :-1].float()
+            targets = labels[:, 1:]
+            scored = targets != IGNORE_INDEX
+            soft = scored & replay[:, 1:].bool()  # positions that predict a replay answer's token
+            hard = scored & ~soft
+            loss = F.cross_entropy(logits[hard], targets[hard], reduction="sum") if hard.any() else logits.sum() * 0
+            if soft.any():
+                with torch.no_grad(), model.disable_adapter():
+                    base = model(**inputs).logits[:, :-1].float()[soft]
+                base_logp = torch.log_softmax(base, -1)
+                loss = loss + (base_logp.exp() * (base_logp - torch.log_softmax(logits[soft], -1))).sum()
+            count = num_items_in_batch if num_items_in_batch is not None else scored.sum()
+            loss = loss / count
+            return (loss, outputs) if return_outputs else loss
+
+    return KinjectTrainer
 
 
 def _use_4bit(config: TrainConfig) -> bool:
@@ -79,6 +121,7 @@ def train(
     resume: bool = False,
     callbacks: list[Any] | None = None,
     blocks: BlocksConfig | None = None,
+    augment: AugmentConfig | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on the run's blocks and save it as the run's adapter.
 
@@ -87,7 +130,8 @@ def train(
     the next step; the adapter trained so far is saved (and a checkpoint, so ``resume=True`` continues from it
     with the same configuration, optimizer, scheduler and data order; ``config`` and ``blocks`` are then taken
     from the run, except ``eval_at_end``). ``callbacks`` are extra ``TrainerCallback``s (the knowledge sweep
-    scores probes between epochs with one).
+    scores probes between epochs with one). ``augment`` says how to generate the augmentation the blocks use
+    (by default the run's ``augment`` section); it is generated once, then cached.
     """
     run = RunDir(run_dir).require()
     config = config or TrainConfig()
@@ -98,23 +142,29 @@ def train(
         config = from_dict(TrainConfig, {**saved, "eval_at_end": config.eval_at_end}, "train")
         legacy = {k: saved[k] for k in ("block_size", "text_format") if saved.get(k) is not None}  # older runs
         blocks = from_dict(BlocksConfig, {**run.section("blocks"), **legacy}, "blocks")
+        augment = None
     elif blocks is None:
         blocks = training_blocks(run.section("blocks"), config.preset)
+    augment = augment or from_dict(AugmentConfig, run.section("augment"), "augment")
     with run.training_lock():
-        return _train(run, config, blocks, progress or Progress(), resume, callbacks)
+        return _train(run, config, blocks, augment, progress or Progress(), resume, callbacks)
 
 
 def _train(
     run: RunDir,
     config: TrainConfig,
     blocks_config: BlocksConfig,
+    augment_config: AugmentConfig,
     progress: Progress,
     resume: bool,
     callbacks: list[Any] | None,
 ) -> TrainResult:
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import PrinterCallback, Trainer, TrainingArguments
+    from transformers import PrinterCallback, TrainingArguments
+
+    from .augment import AugmentError, LocalGenerator, ensure_augmentation
+    from .forgetting import ForgettingGuard, check_steps, knowledge_items
 
     model_cfg = from_dict(ModelConfig, run.section("model"), "model")
     last = run.last_checkpoint() if resume else None
@@ -125,7 +175,7 @@ def _train(
     else:
         run.clear_checkpoints()  # a fresh start must not resume an older run's state
         run.clear_metrics()
-    run.update_config(train=to_dict(config), blocks=to_dict(blocks_config))
+    run.update_config(train=to_dict(config), blocks=to_dict(blocks_config), augment=to_dict(augment_config))
 
     started = time.time()
     trainer = model = None
@@ -136,14 +186,32 @@ def _train(
         tokenizer = load_tokenizer(resolved)
         four_bit = _use_4bit(config)
         model = load_model(resolved, quantization="4bit" if four_bit else "none")
-        model.config.use_cache = False  # a KV cache in training would also disable the per-document mask
         progress.finish()
+        augmentation = None
+        if kinds := augmentation_kinds(blocks_config):
+            phase = "augment"  # with the model just loaded, before training changes its settings
+            if {"qa", "replay"} & set(kinds) and not getattr(tokenizer, "chat_template", None):
+                raise TrainError(
+                    f"{model_cfg.model} has no chat template, and question-answer pairs and replay are chat turns: "
+                    "train it on raw text (--preset cpu-demo, or --no-use-qa --replay-share 0)"
+                )
+            base = LocalGenerator(model.eval(), tokenizer, augment_config.augment_batch_size, progress)
+            try:
+                augmentation = ensure_augmentation(run, augment_config, kinds, progress, base=base)
+            except (AugmentError, RunError) as exc:
+                raise TrainError(str(exc)) from None
+            except InterruptedError:
+                raise TrainError(
+                    "stopped during augmentation: nothing was trained (each kind of data finished before the stop "
+                    "is saved, and the next start goes on from there)"
+                ) from None
+        model.config.use_cache = False  # a KV cache in training would also disable the per-document mask
         phase = "prepare training"
         try:
             blocks, stats, packed = ensure_blocks(
-                run, blocks_config, tokenizer, context_length(model.config), progress
+                run, blocks_config, tokenizer, context_length(model.config), progress, augmentation
             )
-        except RunError as exc:
+        except (RunError, ValueError) as exc:
             raise TrainError(str(exc)) from None
         if packed:
             progress.log(
@@ -200,13 +268,24 @@ def _train(
             disable_tqdm=True,
             include_num_input_tokens_seen="all",  # padding only trails the last block
         )
-        callback = _ProgressCallback(progress, total_steps, run)
+        guard = None
+        first = checkpoint_step(last) if last is not None else 0
+        if config.guard_checks and (steps := check_steps(total_steps, config.guard_checks, first)):
+            items = knowledge_items(run.load_corpus().to_list())
+            try:
+                guard = ForgettingGuard(
+                    model, tokenizer, items, config.guard_kl_max, steps, config.guard_patience, progress
+                )
+            except Exception as exc:  # noqa: BLE001 - a guard that cannot measure must not cost the training
+                progress.log(f"forgetting guard off: it could not measure this model ({type(exc).__name__}: {exc})")
+        callback = _ProgressCallback(progress, total_steps, run, guard)
         pad_id = tokenizer.pad_token_id
-        trainer = Trainer(
+        soft_replay = config.replay_loss == "kl" and stats.replay_tokens > 0
+        trainer = kinject_trainer(soft_replay)(
             model=model,
             args=args,
             train_dataset=blocks,
-            data_collator=lambda feats: collate(feats, pad_id),
+            data_collator=lambda feats: collate(feats, pad_id, with_replay=soft_replay),
             callbacks=[callback, *(callbacks or [])],
         )
         trainer.remove_callback(PrinterCallback)  # progress goes through our callback, not print()
@@ -225,12 +304,18 @@ def _train(
             trainer.train(resume_from_checkpoint=str(last) if last else None)
         progress.finish()
         step = trainer.state.global_step
-        status = "stopped" if callback.stopped else "done"
+        status = "stopped" if callback.stopped and not (guard and guard.stopped_early) else "done"
+        decision = guard.decide(step) if guard is not None else None
+        if decision is not None:
+            progress.log(f"forgetting guard: {decision.reason}")
         phase = "save adapter"
         progress.start(phase, total=None)
-        adapter_dir = save_adapter(run, model, tokenizer, trainer, config, status, step, total_steps)
+        adapter_dir = save_adapter(run, model, tokenizer, trainer, config, status, step, total_steps, decision)
         progress.finish()
-        return TrainResult(run.path, adapter_dir, status, step, total_steps, callback.last_loss, time.time() - started)
+        kept = decision.step if decision is not None and decision.step is not None else step
+        note = f"forgetting guard: {decision.reason}" if decision is not None else ""
+        seconds = time.time() - started
+        return TrainResult(run.path, adapter_dir, status, step, total_steps, callback.last_loss, seconds, kept, note)
     except TrainError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one readable message
@@ -273,8 +358,10 @@ def save_adapter(
     status: str,
     step: int,
     total_steps: int,
+    decision: Any = None,
 ) -> Path:
-    """Write the run's adapter atomically: weights, config, tokenizer, resolved config.yaml, metrics, metadata."""
+    """Write the run's adapter atomically: weights, config, tokenizer, resolved config.yaml, metrics, metadata
+    (with the forgetting guard's checks and the step whose weights these are)."""
 
     def save(folder: Path) -> None:
         model.save_pretrained(str(folder))
@@ -287,6 +374,9 @@ def save_adapter(
         "train": to_dict(config),
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if decision is not None:
+        meta["kept_step"] = decision.step if decision.step is not None else step
+        meta["guard"] = decision.to_dict()
     return run.write_adapter(save, meta, trainer.state.log_history if trainer is not None else [])
 
 
@@ -327,7 +417,7 @@ def explain_failure(exc: BaseException, where: str = "", four_bit: bool = False,
 class _ProgressCallback:
     """Bridges Trainer events to a Progress object (built lazily as a TrainerCallback subclass below)."""
 
-    def __new__(cls, progress: Progress, total_steps: int, run: RunDir):
+    def __new__(cls, progress: Progress, total_steps: int, run: RunDir, guard: Any = None):
         from transformers import TrainerCallback
 
         class Callback(TrainerCallback):
@@ -350,6 +440,9 @@ class _ProgressCallback:
 
             def on_step_end(self, args, state, control, **kw):
                 self.in_step = False
+                if guard is not None and state.global_step in guard.check_steps and guard.check(state.global_step):
+                    self.stopped = True
+                    control.should_training_stop = True
                 if progress.should_stop():
                     self.stopped = True
                     control.should_training_stop = True

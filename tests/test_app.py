@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from kinject.config import PRESET_FIELDS, BlocksConfig, TrainConfig, describe_fields
+from kinject.config import PRESET_FIELDS, AugmentConfig, BlocksConfig, TrainConfig, describe_fields
 from kinject.runs import RunDir
 
 
@@ -92,6 +92,31 @@ def test_train_in_the_background_and_poll(app_client, site, tiny_model_dir):
     assert runs_rows[0][0] == "p5" and runs_rows[0][1] == "done"
 
 
+def test_generated_data_is_shown_with_why_it_was_not_kept(app_client, site, tiny_model_dir):
+    from kinject.augment import augmentation_key
+    from kinject.config import AugmentConfig
+
+    app, client = app_client
+    _prepare(client, site, tiny_model_dir)
+    run = RunDir(app.RUNS_ROOT / "p5")
+    rows = [
+        {"kind": "qa", "passage": "d1p1", "question": "What powers P5?", "answer": "H100 GPUs.", "kept": True},
+        {
+            "kind": "paraphrase",
+            "passage": "d1p1",
+            "instruction": "plain",
+            "text": "P5 has 4 TB.",
+            "kept": False,
+            "reason": "drops or changes 2 tb",
+        },
+    ]
+    key = augmentation_key("qa", AugmentConfig(), "x", "m")
+    run.save_augmentation(key, rows, {"kind": "qa", "key": key})
+    table = client.predict(run="p5", api_name="/augmentation")["data"]
+    assert ["qa", "d1p1", "What powers P5?", "H100 GPUs.", "yes", ""] in table
+    assert any(r[0] == "paraphrase" and r[4] == "no" and "2 tb" in r[5] for r in table)
+
+
 def test_prepare_without_sources_is_a_clear_error(app_client):
     _, client = app_client
     with pytest.raises(Exception, match="at least one URL or file"):
@@ -104,7 +129,7 @@ def test_every_train_setting_is_a_control_of_the_train_endpoint(app_client):
         p["parameter_name"]
         for p in client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/train"]["parameters"]
     }
-    fields = {i.name for cls in (TrainConfig, BlocksConfig) for i in describe_fields(cls)}
+    fields = {i.name for cls in (TrainConfig, BlocksConfig, AugmentConfig) for i in describe_fields(cls)}
     assert fields <= params
 
 
@@ -126,3 +151,14 @@ def test_auth_required_off_loopback(monkeypatch):
     assert app._auth_for("127.0.0.1") is None
     monkeypatch.setenv("KINJECT_AUTH", "me:secret")
     assert app._auth_for("0.0.0.0") == [("me", "secret")]
+
+
+def test_a_preset_named_by_an_api_call_fills_what_the_call_leaves_out():
+    import app
+
+    sent = {"preset": "cpu-demo", "use_qa": True, "replay_share": 0.2, "epochs": 3.0}  # the first two: knowledge's
+    # An API call: the form still shows the default preset, so its values mean "not set".
+    assert app._preset_settings(sent, "knowledge") == {**sent, "use_qa": False, "replay_share": 0.0}
+    # In the browser the form shows cpu-demo's values once it is chosen: what the user then ticks is theirs.
+    assert app._preset_settings(sent, "cpu-demo") == sent
+    assert app.apply_preset("cpu-demo")[-1] == "cpu-demo"

@@ -97,7 +97,7 @@ def test_chat_format_needs_a_chat_template(bundled_tokenizer):
 
 
 def _packed(progress: RecordingProgress) -> bool:
-    return any(name == "start" and info[0] == "tokenize" for name, info in progress.events)
+    return any(name == "start" and info[0] == "pack blocks" for name, info in progress.events)
 
 
 def test_blocks_are_cached_by_what_they_depend_on(tiny_run, bundled_tokenizer):

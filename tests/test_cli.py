@@ -80,6 +80,8 @@ SPECIAL = {
     "lora_dropout": 0.2,
     "warmup_ratio": 0.25,
     "epochs": 2.5,
+    "replay_share": 0.3,
+    "generator": "http://127.0.0.1:8080",
 }
 
 

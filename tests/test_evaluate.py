@@ -245,7 +245,7 @@ def test_report_files_agree_and_settings_are_recorded(tiny_run, tiny_model_dir):
 def test_trained_adapter_diverges(tiny_run):
     from kinject.train import train
 
-    config = TrainConfig(preset="cpu-demo", max_steps=3, learning_rate=5e-2, quantization="none")
+    config = TrainConfig(preset="cpu-demo", max_steps=3, learning_rate=5e-2, quantization="none", guard_checks=0)
     train(tiny_run, config, blocks=TINY_BLOCKS)
     report = evaluate(tiny_run, EvalConfig(**{**FAST, "retention": False}), generation=SHORT)
     assert report.forgetting.kl_mean > 1e-4 and abs(report.forgetting.ppl_ratio - 1.0) > 1e-4

@@ -24,7 +24,7 @@ TEXT = (
 
 
 def quick(**kw) -> TrainConfig:
-    base = dict(preset="cpu-demo", max_steps=6, learning_rate=5e-3, save_steps=2, quantization="none")
+    base = dict(preset="cpu-demo", max_steps=6, learning_rate=5e-3, save_steps=2, quantization="none", guard_checks=0)
     return TrainConfig(**{**base, **kw})
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import EvalConfig
+from ..facts import DATE, name_spans, numeric_spans, sentences
 from ..progress import Progress
 from ..runs import RunDir, RunError, read_jsonl
 from .matching import match_answer
@@ -124,20 +125,8 @@ def general_text() -> str:
     return GENERAL_TEXT.read_text(encoding="utf-8")
 
 
-_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
-_DATE = re.compile(
-    rf"\b(?:(?:{_MONTHS})\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,\s*\d{{4}})?|\d{{1,2}}\s+(?:{_MONTHS})(?:\s+\d{{4}})?"
-    rf"|(?:{_MONTHS})\s+\d{{4}})\b"
-)
-_UNIT = r"(?:\s?%|\s(?:percent|times|[kKMGTP]i?B|[kMGT]bps|[kMG]Hz|ms|hours|days|years|minutes|seconds)\b)"
-# A free-standing number (not part of "p5.48xlarge", "H100" or "3rd"), with a unit when one follows.
-_NUMBER = re.compile(rf"(?<![\w.\-])\d+(?:[.,]\d+)*(?![\w.]\w|\w){_UNIT}?")
-_NAME_WORD = r"[A-Z][\w.\-]*[\w]|[A-Z]"
-_NAME = re.compile(rf"(?<![\w.\-])(?:{_NAME_WORD})(?:\s(?:{_NAME_WORD}))*")
-_SENTENCE_END = re.compile(r"(?:(?<=[^A-Z\s][.!?])|(?<=[A-Z]{2}[.!?]))\s+(?=[\"'(\[]?[A-Z0-9])")
 MIN_PREFIX_WORDS = 3
 MAX_SENTENCE_WORDS = 60
-MAX_NAME_WORDS = 3
 
 
 def _held_out_span(sentence: str) -> tuple[int, str] | None:
@@ -148,21 +137,12 @@ def _held_out_span(sentence: str) -> tuple[int, str] | None:
         prefix = sentence[:start]
         return len(prefix.split()) >= MIN_PREFIX_WORDS and match_answer(prefix, [span]) is None
 
-    dates = [(m.start(), m.end(), m.group()) for m in _DATE.finditer(sentence)]
-    numeric = [(start, span) for start, _, span in dates]
-    numeric += [
-        (m.start(), m.group()) for m in _NUMBER.finditer(sentence) if not any(s <= m.start() < e for s, e, _ in dates)
-    ]
-    for start, span in sorted(numeric):
-        if usable(start, span):
-            return start, span
-    for m in _NAME.finditer(sentence):
-        words = m.group().split()
-        span = " ".join(words if len(words) <= MAX_NAME_WORDS else words[:2]).rstrip(".")
-        # One plain capitalized word ("AI", "Bedrock", "APIs") is too easy to guess or too vague to test.
-        specific = len(span.split()) >= 2 or bool(re.search(r"\d|[a-z][A-Z]", span))
-        if specific and usable(m.start(), span):
-            return m.start(), span
+    for span in numeric_spans(sentence):
+        if usable(span.start, span.text):
+            return span.start, span.text
+    for span in name_spans(sentence, strip_openers=False):
+        if usable(span.start, span.text):
+            return span.start, span.text
     return None
 
 
@@ -177,7 +157,7 @@ def auto_probes(texts: list[str], limit: int) -> list[Probe]:
         s_index = 0
         for paragraph in re.split(r"\n\s*\n", text or ""):
             paragraph = " ".join(paragraph.split())
-            for sentence in _SENTENCE_END.split(paragraph):
+            for sentence in sentences(paragraph):
                 s_index += 1
                 if not sentence.endswith((".", "!", "?")) or len(sentence.split()) > MAX_SENTENCE_WORDS:
                     continue  # headings, list fragments, run-on text
@@ -189,7 +169,7 @@ def auto_probes(texts: list[str], limit: int) -> list[Probe]:
                 if prompt in seen:
                     continue
                 seen.add(prompt)
-                numeric = span[0].isdigit() or bool(_DATE.fullmatch(span))
+                numeric = span[0].isdigit() or bool(DATE.fullmatch(span))
                 probe = Probe(
                     id=f"auto-{d + 1}-{s_index}",
                     kind="knowledge",

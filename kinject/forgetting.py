@@ -1,0 +1,242 @@
+"""The forgetting guard: watch knowledge and drift while training, keep the best adapter within a KL bound.
+
+Forgetting tracks the KL divergence from the base model (Shenfeld et al., "RL's Razor", 2025), so every few steps
+the guard measures KL(base || adapter) over the base model's own greedy answers to a few fixed general chat prompts
+(shipped, used by nothing else: not trained on, not evaluated on), with the adapter switched off for the base (no
+second model), and the mean log-likelihood of the corpus's facts as chat answers to a held-out question form.
+The adapter kept is the checkpoint with the most knowledge among those within ``guard_kl_max``; with
+``guard_patience`` the training stops once that many checks in a row found nothing better.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .facts import paragraphs, sentences
+from .progress import Progress
+from .runs import read_jsonl
+
+GUARD_PROMPTS = Path(__file__).parent / "data" / "guard_prompts.jsonl"
+GUARD_ANSWER_TOKENS = 32
+GUARD_ITEMS = 16
+# Not one of kinject.augment's training templates: a held-out way to ask.
+GUARD_QUESTION = "What does the source say about {topic}?"
+
+
+@dataclass
+class Check:
+    """One measurement during training."""
+
+    step: int
+    kl: float  # mean KL(base || adapter) per token on the guard prompts
+    knowledge: float  # mean per-token log-likelihood of the corpus's facts as chat answers
+    within: bool  # kl <= the bound
+
+
+@dataclass
+class Decision:
+    """Which step's adapter the guard keeps, and why."""
+
+    step: int | None
+    reason: str
+    checks: list[Check] = field(default_factory=list)
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "checks": [asdict(c) for c in self.checks]}
+
+
+def knowledge_items(documents: list[dict[str, Any]], limit: int = GUARD_ITEMS) -> list[tuple[str, str]]:
+    """(question, answer) pairs: each fact-stating sentence as the answer to the held-out question form, taken
+    round-robin across documents so every page counts."""
+    from .augment import _facts, topic_of
+
+    per_doc = []
+    for doc in documents:
+        found = []
+        for para in paragraphs(doc["text"]):
+            for sentence in sentences(para):
+                if len(sentence.split()) >= 5 and sentence.endswith(".") and _facts(sentence):
+                    found.append((GUARD_QUESTION.format(topic=topic_of(sentence, doc.get("title", ""))), sentence))
+        per_doc.append(found)
+    items: list[tuple[str, str]] = []
+    for rank in range(max((len(f) for f in per_doc), default=0)):
+        items += [found[rank] for found in per_doc if rank < len(found)]
+    return items[:limit]
+
+
+class ForgettingGuard:
+    """Measures the adapter at ``check_steps`` and remembers the best LoRA weights (a copy on the CPU)."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        items: list[tuple[str, str]],
+        kl_max: float,
+        check_steps: list[int],
+        patience: int = 0,
+        progress: Progress | None = None,
+    ):
+        self.model, self.tokenizer, self.kl_max = model, tokenizer, kl_max
+        self.check_steps, self.patience = sorted(set(check_steps)), patience
+        self.progress = progress or Progress()
+        self.checks: list[Check] = []
+        self.best: Check | None = None
+        self.best_weights: dict[str, Any] | None = None
+        self.since_best = 0
+        self.stopped_early = False
+        self.failed = ""
+        self._items = [self._encode(q, a) for q, a in items]
+        self._prompts = self._base_answers()
+
+    # ------------------------------------------------------------------------------------------------ measuring
+    def _encode(self, question: str, answer: str) -> tuple[list[int], int]:
+        from .blocks import chat_example
+
+        ids, labels = chat_example(question, answer, self.tokenizer)
+        start = next(i for i, label in enumerate(labels) if label != -100)
+        return ids, start
+
+    def _base_answers(self) -> list[tuple[list[int], int, Any]]:
+        """Each guard prompt with the base's greedy answer, and the base's log-probabilities over it (computed
+        once: the base does not change)."""
+        import torch
+
+        from .config import GenerationConfig
+        from .generate import chat_prompt_ids, generate_batch
+
+        prompts = [
+            chat_prompt_ids(self.tokenizer, [{"role": "user", "content": r["prompt"]}]) for r in guard_prompts()
+        ]
+        greedy = GenerationConfig(max_new_tokens=GUARD_ANSWER_TOKENS, temperature=0.0)
+        was_training = self.model.training
+        self.model.eval()  # no dropout in the base's answers
+        with self._adapter_off():
+            answers = generate_batch(self.model, self.tokenizer, prompts, greedy, batch_size=len(prompts))
+            cached = []
+            for context, (new, ended) in zip(prompts, answers, strict=True):
+                ids = context + new + ([self.tokenizer.eos_token_id] if ended else [])
+                if len(ids) > len(context):
+                    cached.append((ids, len(context), torch.log_softmax(self._logits(ids, len(context)), -1)))
+        if was_training:
+            self.model.train()
+        return cached
+
+    def _adapter_off(self):
+        import contextlib
+
+        return self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else contextlib.nullcontext()
+
+    def _logits(self, ids: list[int], start: int):
+        import torch
+
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            return self.model(input_ids=torch.tensor([ids], device=device)).logits[0, start - 1 : -1].float()
+
+    def measure(self) -> tuple[float, float]:
+        """(KL(base || adapter) per token on the guard prompts, mean log-likelihood of the knowledge items)."""
+        import torch
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            kls = []
+            for ids, start, base in self._prompts:
+                adapted = torch.log_softmax(self._logits(ids, start), -1)
+                kls.append((base.exp() * (base - adapted)).sum(-1).mean().item())
+            lls = []
+            for ids, start in self._items:
+                logp = torch.log_softmax(self._logits(ids, start), -1)
+                target = torch.tensor(ids[start:], device=logp.device)[:, None]
+                lls.append(logp.gather(1, target).mean().item())
+        finally:
+            if was_training:
+                self.model.train()
+        kl = max(sum(kls) / len(kls), 0.0) if kls else 0.0
+        return kl, (sum(lls) / len(lls) if lls else 0.0)
+
+    # ----------------------------------------------------------------------------------------------- deciding
+    def check(self, step: int) -> bool:
+        """Measure at ``step``; remember it when it is the best so far. True when training should stop early.
+
+        A measurement that fails turns the guard off (logged) rather than failing the training."""
+        if self.failed:
+            return False
+        try:
+            kl, knowledge = self.measure()
+        except Exception as exc:  # noqa: BLE001
+            self.failed = f"{type(exc).__name__}: {exc}"
+            self.progress.log(f"forgetting guard off at step {step}: {self.failed}")
+            return False
+        within = kl <= self.kl_max
+        current = Check(step, round(kl, 5), round(knowledge, 5), within)
+        self.checks.append(current)
+        # A tie goes to the later step (more trained), e.g. when the corpus gave no knowledge items to score.
+        better = within and (self.best is None or knowledge >= self.best.knowledge)
+        if better:
+            self.best, self.since_best = current, 0
+            self.best_weights = {
+                n: p.detach().to("cpu", copy=True) for n, p in self.model.named_parameters() if "lora_" in n
+            }
+        else:
+            self.since_best += 1
+        self.progress.log(
+            f"guard at step {step}: KL {kl:.4f} ({'within' if within else 'over'} {self.kl_max:g}), "
+            f"knowledge {knowledge:.3f}{' (best so far)' if better else ''}"
+        )
+        self.stopped_early = bool(self.patience and self.best is not None and self.since_best >= self.patience)
+        return self.stopped_early
+
+    def decide(self, final_step: int) -> Decision:
+        """Which adapter to keep: the best check within the bound (its weights are put back into the model when
+        it is not the last step); with none within the bound, the last step's, and the message says so."""
+        if not self.checks:
+            return Decision(None, f"no check was made{f' ({self.failed})' if self.failed else ''}", [])
+        if self.best is None:
+            lowest = min(self.checks, key=lambda c: c.kl)
+            return Decision(
+                final_step,
+                f"no check stayed within KL {self.kl_max:g} (lowest {lowest.kl:.4f} at step {lowest.step}); "
+                f"kept the last step's adapter",
+                self.checks,
+                self.stopped_early,
+            )
+        b = self.best
+        if b.step != final_step and self.best_weights is not None:
+            params = dict(self.model.named_parameters())
+            for name, value in self.best_weights.items():
+                params[name].data.copy_(value.to(params[name].device))
+        how = (
+            f"stopped early at step {final_step} ({self.patience} checks without a better adapter); "
+            if (self.stopped_early)
+            else ""
+        )
+        last = self.checks[-1]
+        return Decision(
+            b.step,
+            f"{how}kept step {b.step}: knowledge {b.knowledge:.3f}, KL {b.kl:.4f} within {self.kl_max:g}"
+            + (
+                ""
+                if b.step == last.step
+                else f" (last check, step {last.step}: knowledge {last.knowledge:.3f}, KL {last.kl:.4f})"
+            ),
+            self.checks,
+            self.stopped_early,
+        )
+
+
+def check_steps(total_steps: int, checks: int, start: int = 0) -> list[int]:
+    """``checks`` steps evenly spread over (start, total_steps], the last one included."""
+    if checks <= 0 or total_steps <= start:
+        return []
+    span = total_steps - start
+    return sorted({start + max(1, round(span * (k + 1) / checks)) for k in range(checks)})
+
+
+def guard_prompts() -> list[dict[str, str]]:
+    """The guard's general chat prompts (used by nothing else)."""
+    return read_jsonl(GUARD_PROMPTS)

@@ -1,0 +1,360 @@
+"""Augmentation: what is generated is filtered, attributed to its passage and saved; QA pairs are chat turns with
+the loss on the answer; replay takes its share of the blocks; an ablation runs end to end."""
+
+from __future__ import annotations
+
+import pytest
+from fake_llm import fake_llm
+from model_fixtures import TINY_BLOCKS
+
+from kinject.augment import (
+    Augmentation,
+    answer_problem,
+    ensure_augmentation,
+    paraphrase_problem,
+    question_problem,
+    split_passages,
+)
+from kinject.blocks import IGNORE_INDEX, chat_example, ensure_blocks, training_docs
+from kinject.config import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, GenerationConfig, TrainConfig
+from kinject.runs import RunDir
+
+TEXT = (
+    "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
+    "and 2 TB of system memory. P5 instances deliver 3,200 Gbps of aggregate network bandwidth.\n\n"
+    "At the AWS Summit in New York City on July 26, 2023, AWS announced the general availability of P5 instances "
+    "for deep learning and high performance computing."
+)
+PASSAGE = TEXT.split("\n\n")[0]
+
+
+# ----------------------------------------------------------------------------------------------------- filters
+
+
+def test_a_paraphrase_that_changes_a_number_is_rejected():
+    assert "2 tb" in paraphrase_problem(PASSAGE, PASSAGE.replace("2 TB", "4 TB").replace("Each", "Every"))
+
+
+def test_a_paraphrase_that_drops_a_name_is_rejected():
+    rewrite = PASSAGE.replace("NVIDIA H100 Tensor Core GPUs", "fast chips").replace("Each", "Every")
+    assert "h100" in paraphrase_problem(PASSAGE, rewrite)
+
+
+CURIE = (
+    "Marie Curie won the Nobel Prize in Physics in 1903 together with Pierre Curie and Henri Becquerel, for their "
+    "research on radiation."
+)
+
+
+def test_plain_names_count_too():
+    # Names without digits or inner capitals: dropping one, or answering with another, is caught as well.
+    assert "Henri Becquerel" in paraphrase_problem(
+        CURIE, "In 1903 Marie and Pierre Curie shared the Nobel Prize in Physics with a colleague, for radiation work."
+    )
+    assert (
+        paraphrase_problem(
+            CURIE,
+            "In 1903 the Nobel Prize in Physics went to Marie Curie, Pierre Curie and Becquerel for radiation work.",
+        )
+        == ""
+    )
+    assert "Albert Einstein" in answer_problem("Albert Einstein won the Nobel Prize in Physics in 1903.", CURIE)
+    assert answer_problem("Marie Curie won the Nobel Prize in Physics in 1903.", CURIE) == ""
+
+
+def test_a_paraphrase_that_invents_a_number_is_rejected():
+    rewrite = "In short: " + PASSAGE + " They cost 12 dollars."
+    assert "adds 12" in paraphrase_problem(PASSAGE, rewrite)
+
+
+def test_a_faithful_paraphrase_is_kept_and_a_copy_is_not():
+    rewrite = (
+        "P5 instances, which deliver 3,200 Gbps of aggregate network bandwidth, run on NVIDIA H100 Tensor Core "
+        "GPUs; every p5.48xlarge instance comes with 8 GPUs and 2 TB of system memory (Amazon EC2)."
+    )
+    assert paraphrase_problem(PASSAGE, rewrite) == ""
+    assert paraphrase_problem(PASSAGE, PASSAGE) == "a copy of the passage"
+
+
+def test_an_answer_not_supported_by_its_passage_is_rejected():
+    assert "4 tb" in answer_problem("Each instance has 4 TB of memory.", PASSAGE)
+    assert "does not use" in answer_problem("Bananas grow quickly in tropical gardens everywhere.", PASSAGE)
+    assert answer_problem("It has 2 TB of system memory.", PASSAGE) == ""
+
+
+@pytest.mark.parametrize(
+    ("question", "problem"),
+    [
+        ("How much system memory does a p5.48xlarge instance have?", ""),
+        ("Does it have 2 TB of system memory?", "contains its answer"),
+        ("Memory of the instance.", "not a question"),
+        ("Why?", "1 words"),
+        ("What is the capital of France today?", "shares no word with the sentence"),
+    ],
+)
+def test_question_filter(question, problem):
+    sentence = "Each p5.48xlarge instance has 8 GPUs and 2 TB of system memory."
+    assert question_problem(question, sentence, "2 TB") == problem
+
+
+# ---------------------------------------------------------------------------------- generation, saved and cached
+
+
+def scripted(messages: list[dict[str, str]]) -> str:
+    """A teacher that is right except where a test needs it wrong."""
+    last = messages[-1]["content"]
+    if last.startswith("Rewrite the following text in your own words"):
+        return "In other words: " + last.split("\n\n", 1)[1]
+    if last.startswith("List the facts"):
+        return last.split("\n\n", 1)[1].replace("2 TB", "4 TB").replace("2023", "2024")
+    if last.startswith("Write one question"):
+        return "What does the sentence say about these instances and their system memory?"
+    if last.startswith("Answer the question"):
+        passage, question = last.rsplit("\n\n", 1)
+        if "memory" in question:
+            return "It has 4 TB of system memory."
+        return passage.split("Passage: ", 1)[1].split(". ")[0].rstrip(".") + "."  # the first sentence
+    return "Fine."
+
+
+@pytest.fixture
+def teacher():
+    with fake_llm(scripted) as server:
+        yield server
+
+
+def _endpoint(teacher, **kw) -> AugmentConfig:
+    base = dict(generator=teacher.url, paraphrases_per_passage=2, questions_per_fact=1, template_questions=1)
+    return AugmentConfig(**{**base, "replay_prompts": 0, **kw})
+
+
+def test_augmentation_is_filtered_attributed_and_saved(tiny_run, teacher):
+    result = ensure_augmentation(tiny_run, _endpoint(teacher), ("paraphrase", "qa"))
+    passages = {p.id: p for p in split_passages(RunDir(tiny_run).load_corpus().to_list())}
+    paraphrases = result.rows["paraphrase"]
+    assert len(paraphrases) == 2 * len(passages)
+    for row in paraphrases:
+        assert row["passage"] in passages and row["source"] == passages[row["passage"]].source
+        if row["instruction"] == "plain":
+            assert row["kept"] and row["text"].startswith("In other words: ")
+        else:  # "bullets" changed a number
+            assert not row["kept"] and "drops or changes" in row["reason"]
+    qa = result.rows["qa"]
+    assert {r["origin"] for r in qa} == {"generator", "template"}
+    for row in qa:
+        assert row["sentence"] in passages[row["passage"]].text and row["answer"] == row["sentence"]
+    assert all(r["passage_text"] == passages[r["passage"]].text for r in paraphrases)
+    infos = {i["kind"]: i for i in RunDir(tiny_run).augmentation_infos()}
+    assert infos["paraphrase"]["kept"] == sum(r["kept"] for r in paraphrases)
+    assert infos["qa"]["generator"] == teacher.url
+    # Greedy requests go out as temperature 0 (left out, a server would sample at its default).
+    assert any(r.get("temperature") == 0.0 for r in teacher.requests)
+    assert all(r.get("temperature") is not None for r in teacher.requests)
+
+
+def test_generated_answers_must_be_supported(tiny_run, teacher):
+    result = ensure_augmentation(tiny_run, _endpoint(teacher, answers="generator"), ("qa",))
+    answered = [r for r in result.rows["qa"] if r["origin"] == "generator"]
+    assert answered and not any(r["kept"] for r in answered)
+    assert any(r["reason"].startswith("answer states 4 tb") for r in answered)  # "It has 4 TB": unsupported
+    templates = [r for r in result.rows["qa"] if r["origin"] == "template"]
+    assert templates and all(r["kept"] and r["answer"] in TEXT for r in templates)  # supported answers are kept
+
+
+def test_augmentation_is_generated_once(tiny_run, teacher):
+    first = ensure_augmentation(tiny_run, _endpoint(teacher), ("paraphrase", "qa"))
+    calls = len(teacher.requests)
+    again = ensure_augmentation(tiny_run, _endpoint(teacher), ("paraphrase", "qa"))
+    assert again.generated == [] and len(teacher.requests) == calls and again.rows == first.rows
+    other = ensure_augmentation(tiny_run, _endpoint(teacher, paraphrases_per_passage=1), ("paraphrase", "qa"))
+    assert other.generated == ["paraphrase"]  # only what the changed setting affects
+
+
+def test_replay_comes_from_the_base_model(tiny_run):
+    config = AugmentConfig(replay_prompts=2, augment_max_new_tokens=8)
+    result = ensure_augmentation(tiny_run, config, ("replay",))
+    rows = result.rows["replay"]
+    assert [r["prompt_id"] for r in rows] == ["replay-01", "replay-02"]
+    for row in rows:  # kept as generated, ended or cut at the limit (only an empty answer is not)
+        assert row["kept"] == bool(row["answer"].strip()) and isinstance(row["ended"], bool)
+
+
+def test_an_unreachable_generator_is_a_clear_error(tiny_run):
+    from kinject.augment import AugmentError
+
+    with pytest.raises(AugmentError, match="generator endpoint http://127.0.0.1:9"):
+        ensure_augmentation(tiny_run, AugmentConfig(generator="http://127.0.0.1:9", replay_prompts=0), ("qa",))
+
+
+# ------------------------------------------------------------------------------------------------ packing
+
+
+def test_qa_pairs_are_chat_turns_with_the_loss_on_the_answer(bundled_tokenizer):
+    ids, labels = chat_example("What GPUs power P5?", "NVIDIA H100 GPUs.", bundled_tokenizer)
+    text = bundled_tokenizer.decode(ids)
+    assert "<|im_start|>user\nWhat GPUs power P5?<|im_end|>" in text and "<|im_start|>assistant\n" in text
+    answer = [t for t, label in zip(ids, labels, strict=True) if label != IGNORE_INDEX]
+    assert bundled_tokenizer.decode(answer).strip() == "NVIDIA H100 GPUs.<|im_end|>"
+    first = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+    assert all(label == IGNORE_INDEX for label in labels[:first]) and labels[first:] == ids[first:]
+
+
+def _augmentation(n_qa: int = 30, n_replay: int = 5) -> Augmentation:
+    qa = [{"kind": "qa", "kept": True, "question": f"Question {i} about P5?", "answer": PASSAGE} for i in range(n_qa)]
+    replay = [
+        {"kind": "replay", "kept": True, "question": f"General prompt {i}?", "answer": "A general answer. " * (i + 3)}
+        for i in range(n_replay)
+    ]
+    return Augmentation({"qa": qa, "replay": replay}, {"qa": "qa-x", "replay": "replay-y"}, {}, [])
+
+
+@pytest.mark.parametrize("share", [0.05, 0.2, 0.5])
+def test_replay_share_is_honoured(bundled_tokenizer, share):
+    config = BlocksConfig(text_format="raw", use_qa=True, replay_share=share)
+    docs = training_docs([{"text": TEXT, "title": "P5"}], config, bundled_tokenizer, _augmentation())
+    replay = sum(len(d.ids) for d in docs if d.replay)
+    total = sum(len(d.ids) for d in docs)
+    assert abs(replay / total - share) < 0.01
+
+
+def test_replay_share_holds_over_the_packed_blocks(tiny_run, bundled_tokenizer):
+    config = BlocksConfig(block_size=64, text_format="raw", use_qa=True, replay_share=0.2)
+    blocks, stats, _ = ensure_blocks(RunDir(tiny_run), config, bundled_tokenizer, 256, augmentation=_augmentation())
+    replay = sum(sum(b["replay_mask"]) for b in blocks)
+    assert replay == stats.replay_tokens and abs(replay / stats.corpus_tokens - 0.2) < 0.01
+    # The questions of QA pairs carry no loss: masked tokens outside replay examples (there is no padding here).
+    masked = [
+        i
+        for b in blocks
+        for i in range(len(b["labels"]))
+        if b["labels"][i] == IGNORE_INDEX and not b["replay_mask"][i]
+    ]
+    assert masked
+
+
+def test_a_replayed_answer_cut_at_its_limit_gets_no_end_of_turn(bundled_tokenizer):
+    ended, _ = chat_example("Hi?", "Hello there.", bundled_tokenizer)
+    cut, labels = chat_example("Hi?", "Hello there.", bundled_tokenizer, ended=False)
+    assert bundled_tokenizer.decode(ended).rstrip().endswith("<|im_end|>")
+    assert bundled_tokenizer.decode(cut).endswith("Hello there.") and cut == ended[: len(cut)]
+    assert labels[-1] == cut[-1]
+
+
+def test_qa_pairs_are_not_split_across_blocks(bundled_tokenizer):
+    from kinject.blocks import Doc, pack_docs
+
+    docs = [Doc(list(range(10))), Doc(list(range(100, 108)), whole=True), Doc(list(range(200, 230)))]
+    blocks, total = pack_docs(docs, block_size=16, pad_id=0)
+    assert blocks[0]["input_ids"] == list(range(10))  # the whole document moved on rather than being cut
+    assert blocks[1]["input_ids"][:8] == list(range(100, 108)) and total == 48
+
+
+def test_blocks_that_use_augmentation_need_it(tiny_run, bundled_tokenizer):
+    with pytest.raises(ValueError, match="need the run's augmentation"):
+        ensure_blocks(RunDir(tiny_run), BlocksConfig(use_qa=True), bundled_tokenizer, 256)
+    with pytest.raises(ConfigError, match="'none' leaves nothing to train on"):
+        BlocksConfig(text_format="none")
+
+
+# ---------------------------------------------------------------------------------------------------- ablation
+
+
+def test_ablation_runs_end_to_end(tiny_run, teacher, monkeypatch):
+    import math
+
+    import kinject.augment
+    from kinject.ablate import ablate
+
+    replay = [
+        {"kind": "replay", "prompt_id": f"r{i}", "question": f"Say something {i}?", "answer": "Something. " * 6}
+        for i in range(3)
+    ]
+    # The tiny random model writes nothing usable: replay comes from a stand-in for the base's answers.
+    monkeypatch.setattr(
+        kinject.augment,
+        "generate_replay",
+        lambda *a: [{**r, "ended": True, "kept": True, "reason": ""} for r in replay],
+    )
+
+    def run_ablation(variants, train=None, **kwargs):
+        return ablate(
+            tiny_run,
+            variants,
+            [1],
+            train
+            or TrainConfig(preset="cpu-demo", max_steps=2, learning_rate=5e-3, quantization="none", guard_checks=1),
+            TINY_BLOCKS,
+            _endpoint(teacher, paraphrases_per_passage=0, replay_prompts=3),
+            EvalConfig(auto_probes=2, retention=False, kl_max_new_tokens=4),
+            GenerationConfig(max_new_tokens=4),
+            **kwargs,
+        )
+
+    # The default recipe's ingredients: QA pairs and replay trained with the KL loss.
+    (recipe,) = run_ablation(["raw+qa+replay=0.3+kl"])["rows"]
+    sub = RunDir(recipe["run_dir"])
+    assert sub.section("train")["replay_loss"] == "kl" and sub.section("blocks")["replay_share"] == 0.3
+    assert recipe["steps"] == 2 and all(math.isfinite(m["loss"]) for m in sub.read_metrics() if "loss" in m)
+    assert next(i for i in sub.blocks_infos() if i["stats"]["replay_tokens"])  # replay was packed
+
+    data = run_ablation(["raw", "raw+qa"])
+    assert data["budget_steps"] == 2 and [r["variant"] for r in data["rows"]] == ["raw", "raw+qa"]
+    assert all(r["steps"] == 2 and r["knowledge_scored"] == 2 and r["kl"] is not None for r in data["rows"])
+    assert all(r["train_s"] > 0 for r in data["rows"])
+    table = RunDir(tiny_run).ablation_markdown()
+    assert "| raw+qa |" in table and "Budget: 2 optimizer steps" in table
+    assert RunDir(data["rows"][1]["run_dir"]).read_adapter_meta()["step"] == 2
+
+    # Run again with one more variant: the finished ones are read back (their adapters untouched), the new one trains.
+    def written(row):
+        return RunDir(row["run_dir"]).adapter_weights().stat().st_mtime_ns
+
+    saved = {r["variant"]: written(r) for r in data["rows"]}
+    again = run_ablation(["raw", "raw+qa", "qa"])
+    assert [r["variant"] for r in again["rows"]] == ["raw", "raw+qa", "qa"]
+    assert again["rows"][:2] == data["rows"]
+    assert all(written(r) == saved[r["variant"]] for r in data["rows"])
+    # A changed setting, or --retrain, trains again.
+    redone = run_ablation(["raw"], reuse=False)["rows"][0]
+    assert redone["steps"] == 2 and written(redone) != saved["raw"]
+    other = TrainConfig(preset="cpu-demo", max_steps=3, learning_rate=5e-3, quantization="none", guard_checks=1)
+    assert run_ablation(["raw"], train=other)["rows"][0]["steps"] == 3
+
+
+def test_variant_names_are_checked():
+    from kinject.ablate import variant_settings
+
+    assert variant_settings("raw+qa+replay=0.1+kl") == (
+        {"text_format": "raw", "use_paraphrases": False, "use_qa": True, "replay_share": 0.1},
+        {"replay_loss": "kl"},
+    )
+    assert variant_settings("qa+replay+noguard")[1] == {"replay_loss": "ce", "guard_checks": 0}
+    with pytest.raises(ConfigError, match="unknown ingredient 'qq'"):
+        variant_settings("raw+qq")
+    with pytest.raises(ConfigError, match="nothing to train on"):
+        variant_settings("replay")
+
+
+def test_the_augment_verb_keeps_its_settings_for_training(tiny_run, teacher):
+    from kinject.cli import build_parser, main, verb_configs
+
+    argv = ["augment", str(tiny_run), "--generator", teacher.url, "--paraphrases-per-passage", "0"]
+    assert main([*argv, "--replay-prompts", "0"]) == 0
+    assert RunDir(tiny_run).section("augment")["generator"] == teacher.url
+    # train then uses (and finds cached) what augment generated, unless told otherwise.
+    args = build_parser().parse_args(["train", str(tiny_run)])
+    assert verb_configs("train", args)["augment"].generator == teacher.url
+
+
+def test_prepare_packs_the_pages_and_leaves_augmentation_to_training(tmp_path, tiny_model_dir):
+    from kinject.cli import main
+
+    page = tmp_path / "p5.md"
+    page.write_text(TEXT, encoding="utf-8")
+    out = tmp_path / "run"
+    argv = ["prepare", "--out", str(out), "--file", str(page), "--model", str(tiny_model_dir)]
+    assert main([*argv, "--use-qa", "--replay-share", "0.2", "--text-format", "none"]) == 0
+    run = RunDir(out)
+    (info,) = run.blocks_infos()
+    assert info["stats"]["replay_tokens"] == 0 and info["config"]["text_format"] == "raw"
+    assert run.section("blocks")["use_qa"] is True and run.section("blocks")["replay_share"] == 0.2

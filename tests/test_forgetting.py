@@ -1,0 +1,118 @@
+"""The forgetting guard on a tiny model: it measures drift and knowledge while training, keeps the best adapter
+within its KL bound (a high learning rate forces the KL up), stops early when asked, and says what it did."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from model_fixtures import TINY_BLOCKS
+
+from kinject.config import TrainConfig
+from kinject.forgetting import check_steps, knowledge_items
+from kinject.jobs import JobManager
+from kinject.runs import RunDir
+from kinject.train import train
+
+TEXT = (
+    "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
+    "and 2 TB of system memory. P5 instances deliver 3,200 Gbps of aggregate network bandwidth.\n\n"
+) * 6
+
+
+def hot(**kw) -> TrainConfig:
+    """A learning rate high enough to pull the tiny model away from its base within a few steps."""
+    base = dict(preset="cpu-demo", max_steps=8, learning_rate=5e-2, quantization="none", guard_checks=4)
+    return TrainConfig(**{**base, **kw})
+
+
+def _checks(run) -> list[dict]:
+    return RunDir(run).read_adapter_meta()["guard"]["checks"]
+
+
+def test_check_steps_spread_over_training():
+    assert check_steps(100, 4) == [25, 50, 75, 100]
+    assert check_steps(10, 3, start=4) == [6, 8, 10]  # after a resume, over what is left
+    assert check_steps(3, 6) == [1, 2, 3] and check_steps(10, 0) == []
+
+
+def test_knowledge_items_are_fact_sentences_asked_a_held_out_way():
+    items = knowledge_items([{"text": TEXT, "title": "P5"}])
+    assert items and all(q.startswith("What does the source say about") for q, _ in items)
+    assert {a for _, a in items} <= set(TEXT.replace("\n", " ").split(". ")) | {
+        s + "." for s in TEXT.replace("\n", " ").split(". ")
+    }
+
+
+def test_the_guard_measures_a_growing_kl(tiny_run):
+    train(tiny_run, hot(guard_kl_max=1e9), blocks=TINY_BLOCKS)
+    checks = _checks(tiny_run)
+    assert [c["step"] for c in checks] == [2, 4, 6, 8]
+    assert checks[-1]["kl"] > checks[0]["kl"] > 0  # the adapter drifts from the base as it trains
+
+
+def test_the_guard_keeps_the_best_adapter_within_its_bound(tiny_run):
+    train(tiny_run, hot(guard_kl_max=1e9), blocks=TINY_BLOCKS)
+    kls = [c["kl"] for c in _checks(tiny_run)]
+    bound = (kls[0] + kls[-1]) / 2  # the first check within, the last beyond: the same seed trains the same way
+    result = train(tiny_run, hot(guard_kl_max=bound), blocks=TINY_BLOCKS)
+    meta = RunDir(tiny_run).read_adapter_meta()
+    within = [c for c in meta["guard"]["checks"] if c["kl"] <= bound]
+    best = max(within, key=lambda c: c["knowledge"])
+    assert meta["kept_step"] == best["step"] == result.kept_step < 8
+    assert f"kept step {best['step']}" in result.note and "within" in result.note
+    # The saved adapter is that step's: its KL, measured again, is the check's.
+    from kinject.forgetting import ForgettingGuard
+    from kinject.generate import load_for_run
+
+    loaded = load_for_run(tiny_run)
+    guard = ForgettingGuard(loaded.model, loaded.tokenizer, [("Q?", "A.")], bound, [1])
+    assert guard.measure()[0] == pytest.approx(best["kl"], rel=1e-3, abs=1e-6)
+
+
+def test_no_check_within_the_bound_keeps_the_last_step_and_says_so(tiny_run):
+    result = train(tiny_run, hot(guard_kl_max=1e-12), blocks=TINY_BLOCKS)
+    assert result.kept_step == 8 and "no check stayed within KL 1e-12" in result.note
+
+
+def test_patience_stops_training_early(tiny_run):
+    result = train(
+        tiny_run, hot(max_steps=40, guard_checks=20, guard_kl_max=1e-12, guard_patience=2), blocks=TINY_BLOCKS
+    )
+    assert result.step == 40  # never within the bound: there is no best to wait for, so it trains on
+    result = train(
+        tiny_run, hot(max_steps=40, guard_checks=20, guard_kl_max=1e9, guard_patience=1), blocks=TINY_BLOCKS
+    )
+    checks = RunDir(tiny_run).read_adapter_meta()["guard"]["checks"]
+    # With this seed the knowledge score rises at steps 2 and 4 and falls at 6: one check without a better
+    # adapter, so training stops there and keeps step 4.
+    assert result.step == checks[-1]["step"] < 40 and result.status == "done" and "stopped early" in result.note
+    assert checks[-1]["knowledge"] <= max(c["knowledge"] for c in checks[:-1])
+    assert result.kept_step == max(checks, key=lambda c: c["knowledge"])["step"] < result.step
+
+
+def test_the_job_status_says_what_the_guard_kept(tiny_run):
+    jobs = JobManager()
+    jobs.start(tiny_run, hot(guard_kl_max=1e-12), blocks=TINY_BLOCKS)
+    state = jobs.wait(120)
+    assert state.status == "done" and "forgetting guard: no check stayed within" in state.message
+
+
+def test_guard_does_not_change_what_is_trained(tiny_run):
+    """Measuring in between must not move the training: same seed, same final weights, guard on or off."""
+    from safetensors.torch import load_file
+
+    train(tiny_run, hot(guard_checks=0), blocks=TINY_BLOCKS)
+    off = load_file(str(RunDir(tiny_run).adapter_weights()))
+    train(tiny_run, hot(guard_checks=4, guard_kl_max=1e-12), blocks=TINY_BLOCKS)  # keeps the last step
+    on = load_file(str(RunDir(tiny_run).adapter_weights()))
+    assert off.keys() == on.keys() and all(torch.allclose(off[k], on[k], atol=1e-6) for k in off)
+
+
+def test_a_tie_goes_to_the_later_step(tiny_run, monkeypatch):
+    from kinject.forgetting import ForgettingGuard
+
+    # No knowledge to tell checks apart (as with a corpus that states no fact): the most trained adapter within the
+    # bound is kept, not the barely trained first one.
+    monkeypatch.setattr(ForgettingGuard, "measure", lambda self: (0.01, 0.0))
+    result = train(tiny_run, hot(guard_checks=4, guard_kl_max=0.1), blocks=TINY_BLOCKS)
+    assert result.kept_step == result.step == 8 and "kept step 8" in result.note
