@@ -160,6 +160,22 @@ class ForgettingGuard:
         return kl, (sum(lls) / len(lls) if lls else 0.0)
 
     # ----------------------------------------------------------------------------------------------- deciding
+    def state(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """What a checkpoint keeps of the guard (its checks and best step; the best step's weights)."""
+        data = {
+            "checks": [asdict(c) for c in self.checks],
+            "best": self.best.step if self.best else None,
+            "since_best": self.since_best,
+        }
+        return data, self.best_weights
+
+    def restore(self, data: dict[str, Any], weights: dict[str, Any] | None) -> None:
+        """Continue from a checkpoint's ``state()``: its checks count as this training's."""
+        self.checks = [Check(**c) for c in data.get("checks", [])]
+        self.best = next((c for c in self.checks if c.step == data.get("best")), None)
+        self.best_weights = weights if self.best is not None else None
+        self.since_best = int(data.get("since_best", 0))
+
     def check(self, step: int) -> bool:
         """Measure at ``step``; remember it when it is the best so far. True when training should stop early.
 

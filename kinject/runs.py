@@ -141,6 +141,8 @@ class RunDir:
     _ADAPTER_HISTORY = "training_metrics.json"
     _ADAPTER_WEIGHTS = "adapter_model.safetensors"
     _TRAINER_STATE = "trainer_state.json"
+    _GUARD_STATE = "guard.json"  # in a checkpoint: the forgetting guard's checks so far and its best step
+    _GUARD_WEIGHTS = "guard_best.safetensors"  # ... and that step's LoRA weights
     _MERGED = "merged"
     _EVAL_JSON = "eval.json"
     _EVAL_MD = "eval.md"
@@ -341,9 +343,34 @@ class RunDir:
         done = [p for p in self.checkpoints_dir.glob("checkpoint-*") if (p / self._TRAINER_STATE).is_file()]
         return max(done, key=checkpoint_step, default=None)
 
+    def checkpoint_at(self, step: int) -> Path:
+        """The checkpoint folder of ``step`` (named as transformers' Trainer names it)."""
+        return self.checkpoints_dir / f"checkpoint-{step}"
+
     def checkpoint_files(self, checkpoint: Path) -> tuple[Path, Path]:
         """A checkpoint's (LoRA weights, trainer state) files."""
         return checkpoint / self._ADAPTER_WEIGHTS, checkpoint / self._TRAINER_STATE
+
+    def save_guard_state(self, checkpoint: Path, state: dict[str, Any], weights: dict[str, Any] | None) -> None:
+        """The forgetting guard's state beside a checkpoint, so a resumed training keeps its earlier checks."""
+        if weights:
+            from safetensors.torch import save_file
+
+            atomic_write_file(checkpoint / self._GUARD_WEIGHTS, lambda tmp: save_file(weights, str(tmp)))
+        atomic_write_json(checkpoint / self._GUARD_STATE, state)
+
+    def load_guard_state(self, checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        """(state, best weights or None) saved beside ``checkpoint``, or None when it has none."""
+        path = checkpoint / self._GUARD_STATE
+        if not path.is_file():
+            return None
+        state = read_json(path)
+        weights = None
+        if (checkpoint / self._GUARD_WEIGHTS).is_file():
+            from safetensors.torch import load_file
+
+            weights = load_file(str(checkpoint / self._GUARD_WEIGHTS))
+        return state, weights
 
     def clear_checkpoints(self) -> None:
         shutil.rmtree(self.checkpoints_dir, ignore_errors=True)

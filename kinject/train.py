@@ -270,12 +270,17 @@ def _train(
         )
         guard = None
         first = checkpoint_step(last) if last is not None else 0
-        if config.guard_checks and (steps := check_steps(total_steps, config.guard_checks, first)):
+        # The same check steps as an uninterrupted training; on resume the earlier checks come from the checkpoint.
+        steps = [s for s in check_steps(total_steps, config.guard_checks or 0) if s > first]
+        saved = run.load_guard_state(last) if last is not None else None
+        if config.guard_checks and (steps or saved):
             items = knowledge_items(run.load_corpus().to_list())
             try:
                 guard = ForgettingGuard(
                     model, tokenizer, items, config.guard_kl_max, steps, config.guard_patience, progress
                 )
+                if saved:
+                    guard.restore(*saved)
             except Exception as exc:  # noqa: BLE001 - a guard that cannot measure must not cost the training
                 progress.log(f"forgetting guard off: it could not measure this model ({type(exc).__name__}: {exc})")
         callback = _ProgressCallback(progress, total_steps, run, guard)
@@ -447,6 +452,12 @@ class _ProgressCallback:
                     self.stopped = True
                     control.should_training_stop = True
                     control.should_save = True  # a checkpoint to resume from
+
+            def on_save(self, args, state, control, **kw):
+                if guard is not None and guard.checks:  # a resumed training keeps the checks made so far
+                    checkpoint = run.checkpoint_at(state.global_step)
+                    if checkpoint.is_dir():
+                        run.save_guard_state(checkpoint, *guard.state())
 
             def on_log(self, args, state, control, logs=None, **kw):
                 logs = logs or {}

@@ -116,3 +116,27 @@ def test_a_tie_goes_to_the_later_step(tiny_run, monkeypatch):
     monkeypatch.setattr(ForgettingGuard, "measure", lambda self: (0.01, 0.0))
     result = train(tiny_run, hot(guard_checks=4, guard_kl_max=0.1), blocks=TINY_BLOCKS)
     assert result.kept_step == result.step == 8 and "kept step 8" in result.note
+
+
+def test_the_guard_keeps_its_checks_across_stop_and_resume(tiny_run):
+    from kinject.progress import Progress
+
+    class StopAt(Progress):
+        def __init__(self, step: int):
+            self.step, self.seen = step, 0
+
+        def advance(self, n=1, **info):
+            self.seen = info.get("step", self.seen)
+
+        def should_stop(self):
+            return self.seen >= self.step
+
+    config = hot(max_steps=8, guard_checks=4, guard_kl_max=1e9, save_steps=100)
+    stopped = train(tiny_run, config, StopAt(4), blocks=TINY_BLOCKS)  # checks at 2 and 4, stops after step 5
+    assert stopped.status == "stopped" and [c["step"] for c in _checks(tiny_run)] == [2, 4]
+    resumed = train(tiny_run, config, resume=True)
+    assert resumed.status == "done" and resumed.step == 8
+    checks = _checks(tiny_run)
+    assert [c["step"] for c in checks] == [2, 4, 6, 8]  # the same schedule as without the stop, none lost
+    best = max(checks, key=lambda c: c["knowledge"])
+    assert resumed.kept_step == best["step"]
