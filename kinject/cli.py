@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from .config import (
     PRESETS,
     AugmentConfig,
     BlocksConfig,
+    ChatConfig,
     ConfigError,
     CorpusConfig,
     EvalConfig,
@@ -30,6 +32,7 @@ from .config import (
     InputsConfig,
     ModelConfig,
     PrepareConfig,
+    ServeConfig,
     TrainConfig,
     describe_fields,
     equivalent_command,
@@ -70,6 +73,8 @@ VERB_SECTIONS: dict[str, dict[str, type]] = {
     },
     "merge": {},
     "ask": {"generation": GenerationConfig},
+    "serve": {"model": ModelConfig, "serve": ServeConfig, "generation": GenerationConfig},
+    "chat": {"chat": ChatConfig, "generation": GenerationConfig},
     "eval": {"eval": EvalConfig, "generation": GenerationConfig},
 }
 
@@ -369,6 +374,35 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import ServeError, serve
+
+    c = verb_configs("serve", args)
+    try:
+        serve(c["model"], c["serve"], c["generation"], TqdmProgress())
+    except ServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .serve import ChatClientError, chat_once
+
+    c = verb_configs("chat", args)
+    config = c["chat"]
+    if "endpoint" not in _given(args, ChatConfig) and os.environ.get("KINJECT_ENDPOINT"):
+        config = ChatConfig(os.environ["KINJECT_ENDPOINT"], config.model, config.system)
+    try:
+        for piece in chat_once(config, args.message, c["generation"], stream=not args.no_stream):
+            print(piece, end="", flush=True)
+    except ChatClientError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print()
+    return EXIT_OK
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .eval import EvalError, evaluate, format_table
 
@@ -476,6 +510,20 @@ VERBS: dict[str, dict[str, str]] = {
         "help": "answer one chat question with the run's adapter (or --base)",
         "description": "Answer one chat question with RUN_DIR's base model and adapter (or the base alone).",
     },
+    "serve": {
+        "help": "serve the base model, adapters and merged models over TGI's HTTP protocol",
+        "description": "Serve one base model (--model) with any number of LoRA adapters (--adapter NAME=RUN_DIR) "
+        "and merged models (--merged NAME=DIR) over Text Generation Inference's routes: /generate, "
+        "/generate_stream, /v1/chat/completions, /v1/models, /info, /health. A request picks an adapter with "
+        "parameters.adapter_id or the chat route's model field, as with TGI; POST /kinject/adapters "
+        '{"name", "path"} adds one while the server runs (kinject\'s own route). Runs until Ctrl-C.',
+    },
+    "chat": {
+        "help": "send one chat message to a TGI-protocol server (kinject serve, TGI, vLLM, SGLang)",
+        "description": "Send MESSAGE as one user turn to the server at --endpoint (or KINJECT_ENDPOINT) through "
+        "huggingface_hub's InferenceClient, to the base model or the adapter named by --model, and print the "
+        "answer as it streams.",
+    },
     "eval": {
         "help": "score base vs adapter: knowledge, retention, forgetting (writes eval.json, eval.md, eval.png)",
         "description": "Answer knowledge probes (--probes FILE, or probes cut from the run's corpus) and kinject's "
@@ -513,6 +561,11 @@ def _add_verb_options(verb: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", required=True, metavar="RUN_DIR", help="the run folder to create")
         p.add_argument("--urls-file", action="append", metavar="F", help="a file with one URL per line (# comments)")
         p.add_argument("--force", action="store_true", help="replace RUN_DIR if it exists (once the new one is done)")
+    elif verb == "serve":
+        pass
+    elif verb == "chat":
+        p.add_argument("message", help="what to say (one user turn)")
+        p.add_argument("--no-stream", action="store_true", help="print the answer once it is complete")
     else:
         p.add_argument("run_dir", metavar="RUN_DIR")
     if verb == "train":

@@ -416,6 +416,61 @@ class PrepareConfig:
         _require(bool(self.inputs.urls or self.inputs.files), "urls", "give at least one URL or file")
 
 
+@dataclass
+class ServeConfig:
+    """The embedded server speaking TGI's protocol (verb: serve); the base model is the ``model`` section."""
+
+    _argument_group_name = "serve"
+
+    adapters: list[str] = _f(
+        [],
+        "Adapters to serve beside the base, as NAME=RUN_DIR (a kinject run, or a folder with adapter_config.json); "
+        "a request names one by adapter_id (/generate) or model (/v1/chat/completions).",
+        aliases=["--adapter"],
+        metavar="NAME=PATH",
+    )
+    merged: list[str] = _f(
+        [], "Merged models to serve as models of their own, as NAME=DIR (kinject merge's output).", metavar="NAME=DIR"
+    )
+    host: str = _f("127.0.0.1", "Address to listen on (0.0.0.0 to serve other machines).")
+    port: int = _f(8080, "Port to listen on.")
+    max_concurrent_requests: int = _f(
+        16, "Requests queued or running at once; beyond that a request is refused at once (429, TGI's overload error)."
+    )
+    max_total_tokens: int | None = _f(
+        None, "Most prompt plus generated tokens per request (default: the model's context length)."
+    )
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.port <= 65535, "port", f"must be within 1-65535, got {self.port}")
+        _require(self.max_concurrent_requests >= 1, "max_concurrent_requests", "must be >= 1")
+        _require(self.max_total_tokens is None or self.max_total_tokens >= 2, "max_total_tokens", "must be >= 2")
+        for item in self.adapters + self.merged:
+            name, sep, path = item.partition("=")
+            _require(bool(sep and name and path), "adapters", f"{item!r}: use NAME=PATH")
+
+
+@dataclass
+class ChatConfig:
+    """One chat message to a TGI-protocol server (verb: chat): kinject's own, TGI, vLLM or SGLang."""
+
+    _argument_group_name = "chat"
+
+    endpoint: str = _f(
+        "http://127.0.0.1:8080",
+        "The server's base URL (the KINJECT_ENDPOINT environment variable, when set, replaces this default).",
+    )
+    model: str | None = _f(None, "The adapter or model to ask, by the name the server knows it (default: the base).")
+    system: str | None = _f(None, "A system message to put before the user's.")
+
+    def __post_init__(self) -> None:
+        _require(
+            self.endpoint.startswith(("http://", "https://")),
+            "endpoint",
+            f"must be an http(s) URL, got {self.endpoint!r}",
+        )
+
+
 # The sections of a run's config.yaml, each one stage's dataclass.
 SECTIONS: dict[str, type] = {
     "inputs": InputsConfig,

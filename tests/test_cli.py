@@ -81,6 +81,9 @@ SPECIAL = {
     "warmup_ratio": 0.25,
     "epochs": 2.5,
     "replay_share": 0.3,
+    "adapters": ["p5=runs/p5", "other=runs/other"],
+    "merged": ["p5-merged=runs/p5/merged"],
+    "endpoint": "http://10.0.0.5:8080",
     "generator": "http://127.0.0.1:8080",
 }
 
@@ -113,6 +116,8 @@ def verb_argv(verb: str, run: Path) -> list[str]:
     return {
         "prepare": ["prepare", "--out", "x", "--url", "https://example.com/"],
         "model": ["model"],
+        "serve": ["serve"],
+        "chat": ["chat", "Hello?"],
         "ask": ["ask", str(run), "Q?"],
     }.get(verb, [verb, str(run)])
 
