@@ -25,6 +25,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home fr
 
 import gradio as gr  # noqa: E402
 
+from kinject.backends import BackendError, choose_backend, stream_chat  # noqa: E402
 from kinject.cli import VERB_SECTIONS, prepare_command, train_command  # noqa: E402
 from kinject.config import (  # noqa: E402
     DEFAULT_PRESET,
@@ -331,6 +332,71 @@ def do_ask(run: str | None = None, question: str = "", **settings: Any):
     return base, adapted
 
 
+# --- Chat ----------------------------------------------------------------------------------------------------------
+CHAT = choose_backend()
+TALK_TO = ["adapter", "base", "merged"]
+
+
+def _text(content: Any) -> str:
+    """A chatbot message's text (gradio may hand back content as parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or content.get("value") or "")
+    if isinstance(content, list):
+        return "".join(_text(c) for c in content)
+    return "" if content is None else str(content)
+
+
+def _conversation(history: list[dict[str, Any]] | None) -> list[dict[str, str]]:
+    return [{"role": m["role"], "content": _text(m.get("content"))} for m in history or []]
+
+
+@takes_fields("ask")
+def send_chat(
+    run: str | None = None,
+    message: str = "",
+    talk_to: str = "adapter",
+    compare: bool = False,
+    left: list[dict[str, Any]] | None = None,
+    right: list[dict[str, Any]] | None = None,
+    **settings: Any,
+):
+    """Stream the answer of the chosen model (and, with ``compare``, of the base beside it) through TGI's protocol:
+    kinject's embedded server by default, the KINJECT_ENDPOINT server when set. Yields (left, right, cleared box)."""
+    run_dir = _run(run)
+    if not (message or "").strip():
+        raise gr.Error("Type a message.")
+    try:
+        generation = section_configs("ask", settings)["generation"]
+        target = CHAT.target(run_dir)
+    except (ConfigError, RunError, BackendError, RuntimeError) as exc:
+        raise gr.Error(f"Chat is not available: {exc}") from exc
+    names = {"base": None, "adapter": target.adapter, "merged": target.merged}
+    if talk_to not in names:
+        raise gr.Error(f"Talk to one of {', '.join(TALK_TO)}.")
+    if talk_to != "base" and names[talk_to] is None:
+        why = "train one first (Train tab)" if talk_to == "adapter" else "merge the adapter first (`kinject merge`)"
+        raise gr.Error(f"Run {run_dir.name} has no {talk_to} model: {why}, or talk to the base.")
+    sides = [(left, names[talk_to])] + ([(right, None)] if compare else [])
+    histories = [_conversation(h) + [{"role": "user", "content": message}] for h, _ in sides]
+    for i, (_, model) in enumerate(sides):
+        asked = list(histories[i])
+        histories[i].append({"role": "assistant", "content": ""})
+        try:
+            for piece in stream_chat(target.endpoint, model, asked, generation):
+                histories[i][-1]["content"] += piece
+                yield histories[0], histories[1] if compare else right or [], ""
+        except BackendError as exc:
+            raise gr.Error(str(exc)) from exc
+    yield histories[0], histories[1] if compare else right or [], ""
+
+
+def chat_sides(compare: bool):
+    """The right-hand chatbot shows only when comparing."""
+    return gr.update(visible=bool(compare), label="Base model")
+
+
 AUGMENT_COLUMNS = ["kind", "passage", "asked or instruction", "generated", "kept", "why not"]
 
 
@@ -463,6 +529,24 @@ def build_ui() -> gr.Blocks:
             with gr.Row():
                 base_answer = gr.Textbox(label="Base model", lines=8)
                 adapter_answer = gr.Textbox(label="With adapter", lines=8)
+        with gr.Tab("Chat"):
+            gr.Markdown(
+                "Chat with the run's adapter, its base model or its merged model through TGI's protocol "
+                "(kinject's embedded server, started on the first message; or your own TGI, vLLM or SGLang "
+                "server when `KINJECT_ENDPOINT` is set). Compare mode sends the same conversation to the base "
+                "too and shows both answers side by side."
+            )
+            with gr.Row():
+                talk_to = gr.Radio(TALK_TO, value="adapter", label="Talk to")
+                compare = gr.Checkbox(value=False, label="Compare with the base model")
+            chat_form = settings_form(VERB_SECTIONS["ask"], [["max_new_tokens", "temperature", "top_p"]])
+            with gr.Row():
+                chat_left = gr.Chatbot(label="Chat", height=380)
+                chat_right = gr.Chatbot(label="Base model", height=380, visible=False)
+            with gr.Row():
+                chat_box = gr.Textbox(label="Message", placeholder="Ask about your pages...", scale=4)
+                chat_btn = gr.Button("Send", variant="primary", scale=1)
+                clear_btn = gr.Button("Clear", scale=1)
         with gr.Tab("Runs"):
             refresh = gr.Button("Refresh")
             runs_df = gr.Dataframe(headers=RUNS_COLUMNS, label="Runs")
@@ -491,6 +575,12 @@ def build_ui() -> gr.Blocks:
         eval_btn.click(do_evaluate, [run], [eval_md, eval_png], inputs_kwargs=eval_form, api_name="evaluate")
         ask_btn.click(do_ask, [run, question], [base_answer, adapter_answer], inputs_kwargs=ask_form, api_name="ask")
         refresh.click(runs_table, None, runs_df, api_name="runs")
+        chat_inputs = [run, chat_box, talk_to, compare, chat_left, chat_right]
+        chat_outputs = [chat_left, chat_right, chat_box]
+        chat_btn.click(send_chat, chat_inputs, chat_outputs, inputs_kwargs=chat_form, api_name="chat")
+        chat_box.submit(send_chat, chat_inputs, chat_outputs, inputs_kwargs=chat_form, api_name=False)
+        compare.change(chat_sides, compare, chat_right, api_name=False)
+        clear_btn.click(lambda: ([], []), None, [chat_left, chat_right], api_name=False)
         show_data.click(augmentation_table, run, data_df, api_name="augmentation")
         # A reloaded page re-attaches to the running job: list runs, pick the training one, restart polling.
         demo.load(_on_load, None, [run, status, loss_plot, timer, runs_df], api_name="load")

@@ -380,6 +380,11 @@ class RunDir:
     def adapter_dir(self) -> Path:
         return self.path / self._ADAPTER
 
+    @classmethod
+    def holds_adapter(cls, folder: str | Path) -> bool:
+        """Whether ``folder`` is a saved PEFT adapter (a run's ``adapter/``, or any such folder)."""
+        return (Path(folder) / cls._ADAPTER_CONFIG).is_file()
+
     def has_adapter(self) -> bool:
         return (self.adapter_dir / self._ADAPTER_CONFIG).is_file()
 

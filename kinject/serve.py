@@ -309,16 +309,17 @@ class _Release:
 
 
 def _adapter_folder(path: str | Path) -> Path:
+    """The adapter of ``path``: the folder itself when it holds ``adapter_config.json``, else a run's adapter."""
     folder = Path(path)
+    if RunDir.holds_adapter(folder):
+        return folder
     run = RunDir(folder)
     if run.is_run():
         try:
             return run.require_adapter()
         except RunError as exc:
             raise ServeError(str(exc)) from None
-    if not (folder / "adapter_config.json").is_file():
-        raise ServeError(f"{path} is neither a kinject run with an adapter nor a folder with adapter_config.json")
-    return folder
+    raise ServeError(f"{path} is neither a kinject run with an adapter nor a folder with adapter_config.json")
 
 
 # ------------------------------------------------------------------------------------------------ request bodies
@@ -733,20 +734,31 @@ class ChatClientError(RuntimeError):
 def chat_once(
     config: ChatConfig, message: str, generation: GenerationConfig | None = None, stream: bool = True
 ) -> Iterator[str]:
-    """Send one user turn to a TGI-protocol server with huggingface_hub's ``InferenceClient``; yields the answer
-    (piece by piece when streaming). The generation settings go as the request's (temperature at or below 0.05
-    as 0, greedy, as kinject decodes)."""
-    from huggingface_hub import InferenceClient
-
-    gen = generation or GenerationConfig()
-    client = InferenceClient(base_url=config.endpoint.rstrip("/"), timeout=600)
+    """One user turn (after ``config.system``, if any) to the server ``config`` names; yields the answer."""
     messages = ([{"role": "system", "content": config.system}] if config.system else []) + [
         {"role": "user", "content": message}
     ]
+    return chat_messages(config.endpoint, config.model, messages, generation, stream)
+
+
+def chat_messages(
+    endpoint: str,
+    model: str | None,
+    messages: list[dict[str, str]],
+    generation: GenerationConfig | None = None,
+    stream: bool = True,
+) -> Iterator[str]:
+    """Send a conversation to a TGI-protocol server with huggingface_hub's ``InferenceClient``; yields the answer
+    (piece by piece when streaming). ``model``: the adapter or model to ask (None: the base, TGI's "tgi"). The
+    generation settings go as the request's (temperature at or below 0.05 as 0, greedy, as kinject decodes)."""
+    from huggingface_hub import InferenceClient
+
+    gen = generation or GenerationConfig()
+    client = InferenceClient(base_url=endpoint.rstrip("/"), timeout=600)
     try:
         reply = client.chat_completion(
             messages,
-            model=config.model or "tgi",
+            model=model or "tgi",
             max_tokens=gen.max_new_tokens,
             temperature=0.0 if gen.greedy else gen.temperature,
             top_p=None if gen.greedy else gen.top_p,
@@ -759,7 +771,7 @@ def chat_once(
             if chunk.choices and chunk.choices[0].delta.content:
                 yield chunk.choices[0].delta.content
     except Exception as exc:  # noqa: BLE001 - connection errors, HTTP errors with the server's message
-        raise ChatClientError(f"{config.endpoint}: {_client_message(exc)}") from None
+        raise ChatClientError(f"{endpoint}: {_client_message(exc)}") from None
 
 
 def _client_message(exc: Exception) -> str:

@@ -20,11 +20,14 @@ def app_client(tmp_path, monkeypatch):
 
     monkeypatch.setattr(app, "RUNS_ROOT", tmp_path / "runs")
     demo = app.build_ui()
-    demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    demo.queue().launch(
+        server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, show_error=True
+    )
     try:
         yield app, Client(demo.local_url, verbose=False)
     finally:
         demo.close()
+        app.CHAT.stop()
 
 
 def _prepare(client, site, model_dir, name="p5"):
@@ -162,3 +165,36 @@ def test_a_preset_named_by_an_api_call_fills_what_the_call_leaves_out():
     # In the browser the form shows cpu-demo's values once it is chosen: what the user then ticks is theirs.
     assert app._preset_settings(sent, "cpu-demo") == sent
     assert app.apply_preset("cpu-demo")[-1] == "cpu-demo"
+
+
+def test_chat_with_base_adapter_and_both_side_by_side(app_client, site, tiny_model_dir):
+    app, client = app_client
+    _prepare(client, site, tiny_model_dir)
+
+    def chat(message, talk_to, compare=False, left=None, right=None):
+        return client.predict(
+            run="p5",
+            message=message,
+            talk_to=talk_to,
+            compare=compare,
+            left=left or [],
+            right=right or [],
+            max_new_tokens=6,
+            api_name="/chat",
+        )
+
+    with pytest.raises(Exception, match="no adapter model: train one first"):
+        chat("Hi?", "adapter")
+    left, _, box = chat("Hi?", "base")
+    assert [m["role"] for m in left] == ["user", "assistant"] and box == ""
+    client.predict(run="p5", preset="cpu-demo", epochs=2, learning_rate=5e-2, quantization="none", api_name="/train")
+    assert "done" in _wait_done(client, "p5")
+    # Trained since the server loaded the run: the new adapter is served, beside the base, in compare mode.
+    left, right, _ = chat("What GPUs do P5 instances have?", "adapter", compare=True)
+    assert [m["role"] for m in left] == [m["role"] for m in right] == ["user", "assistant"]
+    assert app.CHAT.target(RunDir(app.RUNS_ROOT / "p5")).adapter == "p5"
+    # A second turn carries the conversation on each side.
+    left2, right2, _ = chat("And how many?", "adapter", compare=True, left=left, right=right)
+    assert len(left2) == len(right2) == 4 and left2[:2] == left
+    with pytest.raises(Exception, match="no merged model"):
+        chat("Hi?", "merged")
