@@ -5,6 +5,9 @@ Every chat is a request in TGI's protocol through huggingface_hub's ``InferenceC
 - **embedded** (default): ``kinject.serve``'s engine for the run's base model, with the run's adapter and merged
   model, on a loopback port in a background thread. Started on the first chat; a run with another base model, or
   an adapter trained again since it was loaded, restarts it with what is needed.
+- **TGI** (when ``text-generation-launcher`` is on PATH, as in the Docker image): kinject launches TGI itself with
+  the base model and ``--lora-adapters`` for the trained adapters, waits for ``/health``, and launches it again
+  when a chat needs an adapter it was not started with (TGI cannot add one while running), or another base model.
 - **external** (``KINJECT_ENDPOINT=http://host:port``): a TGI, vLLM or SGLang server started elsewhere. kinject names
   a run's adapter by the run's name (start the server with ``--lora-adapters <run>=<run>/adapter``, or vLLM's
   ``--lora-modules``) and its merged model by ``<run>-merged``.
@@ -12,8 +15,12 @@ Every chat is a request in TGI's protocol through huggingface_hub's ``InferenceC
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -133,6 +140,107 @@ class ExternalBackend:
         pass
 
 
+class TGIBackend:
+    """Text Generation Inference launched by kinject (``text-generation-launcher``), one process at a time."""
+
+    name = "tgi"
+    LAUNCHER = "text-generation-launcher"
+
+    def __init__(self, launcher: str | None = None, log_dir: str | Path | None = None, start_timeout_s: float = 900):
+        self.launcher = launcher or shutil.which(self.LAUNCHER) or self.LAUNCHER
+        self.log_dir = Path(log_dir or os.environ.get("KINJECT_HOME", Path.home() / ".cache" / "kinject"))
+        self.start_timeout_s = start_timeout_s
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._model: tuple[str, str | None] | None = None
+        self._adapters: dict[str, tuple[str, float | None]] = {}  # name -> (folder, when it last changed)
+        self.endpoint = ""
+        self.log_path = self.log_dir / "tgi.log"
+        atexit.register(self.stop)
+
+    def command(self, model: str, revision: str | None, adapters: dict[str, str], port: int) -> list[str]:
+        """The launcher's command line: the base model, the adapters by name, loopback only."""
+        cmd = [self.launcher, "--model-id", model, "--hostname", "127.0.0.1", "--port", str(port)]
+        if revision:
+            cmd += ["--revision", revision]
+        if adapters:
+            cmd += ["--lora-adapters", ",".join(f"{name}={path}" for name, path in adapters.items())]
+        return cmd
+
+    def target(self, run: RunDir, progress: Progress | None = None) -> Target:
+        from .models import resolve_model
+
+        cfg = from_dict(ModelConfig, run.section("model"), "model")
+        adapter = run.adapter_dir if run.has_adapter() else None
+        with self._lock:
+            wanted = dict(self._adapters) if self._model == (cfg.model, cfg.revision) else {}
+            if adapter is not None:
+                wanted[run.name] = (str(adapter), _stamp(adapter))
+            if self._proc is None or self._proc.poll() is not None or wanted != self._adapters or not self._model:
+                resolved = resolve_model(cfg.model, cfg.revision, progress)
+                self._launch(resolved.path, cfg.revision, wanted, progress)
+                self._model, self._adapters = (cfg.model, cfg.revision), wanted
+        return Target(self.endpoint, "tgi", run.name if adapter else None, None)
+
+    def _launch(self, model: str, revision: str | None, adapters: dict[str, tuple[str, float | None]], progress):
+        import httpx
+
+        self.stop()
+        port = _free_port()
+        cmd = self.command(model, revision, {n: p for n, (p, _) in adapters.items()}, port)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - the process writes it while it runs
+        try:
+            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as exc:
+            raise BackendError(f"could not start {self.launcher}: {exc}") from None
+        finally:
+            log.close()
+        if progress is not None:
+            progress.start("start TGI", total=None)
+        self.endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.time() + self.start_timeout_s
+        while time.time() < deadline:
+            if self._proc.poll() is not None:
+                raise BackendError(
+                    f"TGI exited with code {self._proc.returncode} while starting ({' '.join(cmd)}); the end of its "
+                    f"log ({self.log_path}):\n{self.log_tail()}"
+                )
+            try:
+                if httpx.get(self.endpoint + "/health", timeout=2).status_code == 200:
+                    if progress is not None:
+                        progress.finish()
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise BackendError(
+            f"TGI did not answer /health within {self.start_timeout_s:.0f} s; its log:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        """Stop the launched TGI (its whole process group: the launcher starts shards and a router)."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        import signal
+
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+        except (OSError, subprocess.TimeoutExpired):
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
 def _stamp(path: Path | None) -> float | None:
     """When a model folder last changed (a retrained adapter must be loaded again)."""
     if path is None:
@@ -140,10 +248,15 @@ def _stamp(path: Path | None) -> float | None:
     return max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0.0)
 
 
-def choose_backend() -> EmbeddedBackend | ExternalBackend:
-    """``KINJECT_ENDPOINT`` when set, else the embedded server."""
+def choose_backend() -> EmbeddedBackend | ExternalBackend | TGIBackend:
+    """``KINJECT_ENDPOINT`` when set; else TGI when its launcher is on PATH (the Docker image); else the embedded
+    server. ``KINJECT_BACKEND=embedded`` keeps the embedded server even where TGI is installed."""
     endpoint = os.environ.get("KINJECT_ENDPOINT", "").strip()
-    return ExternalBackend(endpoint) if endpoint else EmbeddedBackend()
+    if endpoint:
+        return ExternalBackend(endpoint)
+    if os.environ.get("KINJECT_BACKEND", "").strip() != "embedded" and shutil.which(TGIBackend.LAUNCHER):
+        return TGIBackend()
+    return EmbeddedBackend()
 
 
 def stream_chat(
