@@ -120,7 +120,11 @@ class EmbeddedBackend:
 
 
 class ExternalBackend:
-    """A TGI-protocol server kinject does not manage (``KINJECT_ENDPOINT``)."""
+    """A TGI-protocol server kinject does not manage (``KINJECT_ENDPOINT``): TGI, vLLM, SGLang or ``kinject serve``.
+
+    A run's adapter is asked for by the run's name. When the server does not list it, kinject loads it where the
+    server can do that while running (``kinject serve``'s ``/kinject/adapters``, vLLM's ``/v1/load_lora_adapter``
+    when ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``), and otherwise says how to start the server with it."""
 
     name = "external"
 
@@ -129,11 +133,48 @@ class ExternalBackend:
 
     def target(self, run: RunDir, progress: Progress | None = None) -> Target:
         model = from_dict(ModelConfig, run.section("model"), "model")
+        adapter = run.adapter_dir if run.has_adapter() else None
+        if adapter is not None:
+            self._ensure_adapter(run.name, adapter)
         return Target(
             self.endpoint,
             model.model,
-            run.name if run.has_adapter() else None,
+            run.name if adapter else None,
             f"{run.name}-merged" if (run.merged_dir / "config.json").is_file() else None,
+        )
+
+    def served(self) -> list[str]:
+        """The model names the server lists (``/v1/models``)."""
+        import httpx
+
+        try:
+            response = httpx.get(self.endpoint + "/v1/models", timeout=10)
+            response.raise_for_status()
+            return [m.get("id") for m in response.json().get("data", [])]
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise BackendError(f"{self.endpoint} does not answer /v1/models: {exc}") from None
+
+    def _ensure_adapter(self, name: str, folder: Path) -> None:
+        import httpx
+
+        if name in self.served():
+            return
+        attempts = [
+            ("/kinject/adapters", {"name": name, "path": str(folder)}),  # kinject serve
+            ("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder)}),  # vLLM (runtime loading on)
+        ]
+        for route, body in attempts:
+            try:
+                response = httpx.post(self.endpoint + route, json=body, timeout=600)
+            except httpx.HTTPError:
+                continue
+            if response.status_code < 300:
+                return
+        raise BackendError(
+            f"{self.endpoint} does not serve the adapter {name!r} and cannot load it while running: start it with "
+            f"the adapter, e.g. TGI: --lora-adapters {name}={folder}; vLLM: --enable-lora --lora-modules "
+            f"{name}={folder} (or VLLM_ALLOW_RUNTIME_LORA_UPDATING=True); kinject: kinject serve --adapter "
+            f"{name}={folder}"
         )
 
     def stop(self) -> None:

@@ -327,3 +327,44 @@ def test_serve_verb_names_a_bad_adapter(tmp_path, tiny_model_dir, capsys):
 
     assert main(["serve", "--model", str(tiny_model_dir), "--adapter", f"x={tmp_path}"]) == 1
     assert "adapter_config.json" in capsys.readouterr().err
+
+
+def test_an_external_server_gets_the_runs_adapter_loaded(server, trained):
+    from kinject.backends import ExternalBackend
+    from kinject.runs import RunDir
+
+    backend = ExternalBackend(server.url)
+    target = backend.target(RunDir(trained))  # "kinject serve" can load it while running
+    assert target.adapter == RunDir(trained).name and target.adapter in backend.served()
+    assert greedy(server, target.adapter)["generated_text"] == greedy(server, "p5")["generated_text"]
+
+
+def test_an_external_server_that_cannot_load_adapters_says_how_to_start_it(trained):
+    import http.server
+
+    from kinject.backends import BackendError, ExternalBackend
+    from kinject.runs import RunDir
+
+    class ModelsOnly(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"object": "list", "data": [{"id": "base", "object": "model"}]}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), ModelsOnly)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(BackendError, match="--lora-adapters run=") as info:
+            ExternalBackend(f"http://127.0.0.1:{httpd.server_address[1]}").target(RunDir(trained))
+        assert "--lora-modules" in str(info.value)
+    finally:
+        httpd.shutdown()
