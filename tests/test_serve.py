@@ -368,3 +368,17 @@ def test_an_external_server_that_cannot_load_adapters_says_how_to_start_it(train
         assert "--lora-modules" in str(info.value)
     finally:
         httpd.shutdown()
+
+
+def test_the_serving_benchmark_runs(tiny_model_dir, capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "serve_bench.py"
+    spec = importlib.util.spec_from_file_location("serve_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--model", str(tiny_model_dir), "--requests", "2", "--max-new-tokens", "4", "--clients", "1,2"]
+    assert bench.main(argv) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(r["mode"], r["clients"]) for r in rows] == [("direct", 1), ("server", 1), ("server", 2)]
+    assert all(r["tokens"] > 0 and r["tokens_per_s"] > 0 and len(r["ttft_s"]) == 2 for r in rows)
