@@ -366,11 +366,22 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .generate import answer, load_for_run
+    from .serve import Engine, Params, ServeError
 
     gen = verb_configs("ask", args)["generation"]
-    loaded = load_for_run(args.run_dir, with_adapter=not args.base)
-    print(answer(loaded, args.question, gen))
+    run = RunDir(args.run_dir).require()
+    model = from_dict(ModelConfig, run.section("model"), "model")
+    if not args.base:
+        run.require_adapter()
+    # The serving engine's own path (chat template, decoding), without the HTTP around it.
+    try:
+        engine = Engine(model.model, None if args.base else {run.name: run}, revision=model.revision)
+        target = None if args.base else run.name
+        messages = [{"role": "user", "content": args.question}]
+        print(engine.generate(target, engine.chat_ids(target, messages), Params.from_generation(gen)).text.strip())
+    except ServeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK
 
 

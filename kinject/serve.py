@@ -69,6 +69,19 @@ class Params:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_generation(cls, gen: GenerationConfig) -> "Params":
+        """kinject's decoding settings as a request's (greedy at or below temperature 0.05, as kinject decodes)."""
+        if gen.greedy:
+            return cls(max_new_tokens=gen.max_new_tokens, repetition_penalty=gen.repetition_penalty)
+        return cls(
+            max_new_tokens=gen.max_new_tokens,
+            temperature=gen.temperature,
+            top_p=gen.top_p if gen.top_p < 1 else None,
+            repetition_penalty=gen.repetition_penalty,
+            do_sample=True,
+        )
+
     @property
     def sampling(self) -> bool:
         """TGI samples when asked to, or when a sampling setting is given; temperature 0 means greedy."""

@@ -382,3 +382,14 @@ def test_the_serving_benchmark_runs(tiny_model_dir, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [(r["mode"], r["clients"]) for r in rows] == [("direct", 1), ("server", 1), ("server", 2)]
     assert all(r["tokens"] > 0 and r["tokens_per_s"] > 0 and len(r["ttft_s"]) == 2 for r in rows)
+
+
+def test_ask_answers_as_the_server_does(server, trained, capsys):
+    from kinject.cli import main
+
+    client = InferenceClient(base_url=server.url)
+    messages = [{"role": "user", "content": "What GPUs do P5 instances have?"}]
+    for extra, model in (([], "p5"), (["--base"], None)):
+        assert main(["ask", str(trained), messages[0]["content"], "--max-new-tokens", "8", *extra]) == 0
+        served = client.chat_completion(messages, model=model, max_tokens=8, temperature=0)
+        assert capsys.readouterr().out.strip() == served.choices[0].message.content.strip()
