@@ -8,7 +8,7 @@ HOST ?= $(or $(KINJECT_HOST),127.0.0.1)
 PORT ?= $(or $(KINJECT_PORT),7860)
 BENCH_DATA ?= ../shared/benchmarks/article-extraction
 
-.PHONY: help setup model run test test-fast lint format docs bench clean
+.PHONY: help setup model run test test-fast lint format docs bench clean browser
 
 help:
 	@echo "make run     set up .venv, prepare the bundled model, start the app on http://$(HOST):$(PORT)"
@@ -46,7 +46,16 @@ format: setup
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-test: setup lint
+# The browser test drives Debian's chromium; installed here where this user may (root with apt-get), else that
+# one test is skipped and says why.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } \
+	      || echo "note: chromium could not be installed; the browser test will be skipped"; \
+	  else echo "note: /usr/bin/chromium is missing (apt-get install chromium); the browser test will be skipped"; fi; }
+
+test: setup lint browser
 	$(PY) -m pytest
 
 test-fast: setup lint
