@@ -369,7 +369,7 @@ def send_chat(
         raise gr.Error("Type a message.")
     try:
         generation = section_configs("ask", settings)["generation"]
-        target = CHAT.target(run_dir)
+        target = CHAT.target(run_dir, merged=talk_to == "merged")
     except (ConfigError, RunError, BackendError, RuntimeError) as exc:
         raise gr.Error(f"Chat is not available: {exc}") from exc
     names = {"base": None, "adapter": target.adapter, "merged": target.merged}
@@ -384,7 +384,7 @@ def send_chat(
         asked = list(histories[i])
         histories[i].append({"role": "assistant", "content": ""})
         try:
-            for piece in stream_chat(target.endpoint, model, asked, generation):
+            for piece in stream_chat(target.endpoint_of(model), model, asked, generation):
                 histories[i][-1]["content"] += piece
                 yield histories[0], histories[1] if compare else right or [], ""
         except BackendError as exc:

@@ -45,6 +45,11 @@ class Target:
     base: str
     adapter: str | None
     merged: str | None
+    merged_endpoint: str | None = None  # where the merged model is served, when not at ``endpoint``
+
+    def endpoint_of(self, name: str | None) -> str:
+        """The server that answers for ``name`` (one of this target's names; None: the base)."""
+        return self.merged_endpoint if (self.merged_endpoint and name == self.merged) else self.endpoint
 
 
 def _free_port() -> int:
@@ -66,7 +71,7 @@ class EmbeddedBackend:
         self._key: tuple = ()
         self.endpoint = ""
 
-    def target(self, run: RunDir, progress: Progress | None = None) -> Target:
+    def target(self, run: RunDir, progress: Progress | None = None, merged: bool = False) -> Target:
         """The embedded server with ``run``'s base model, adapter and merged model loaded (started when needed)."""
         model = from_dict(ModelConfig, run.section("model"), "model")
         adapter = run.adapter_dir if run.has_adapter() else None
@@ -131,7 +136,7 @@ class ExternalBackend:
     def __init__(self, endpoint: str):
         self.endpoint = endpoint.rstrip("/")
 
-    def target(self, run: RunDir, progress: Progress | None = None) -> Target:
+    def target(self, run: RunDir, progress: Progress | None = None, merged: bool = False) -> Target:
         model = from_dict(ModelConfig, run.section("model"), "model")
         adapter = run.adapter_dir if run.has_adapter() else None
         if adapter is not None:
@@ -181,71 +186,43 @@ class ExternalBackend:
         pass
 
 
-class TGIBackend:
-    """Text Generation Inference launched by kinject (``text-generation-launcher``), one process at a time."""
+class _Launched:
+    """One ``text-generation-launcher`` process: started, awaited on ``/health``, stopped with its process group."""
 
-    name = "tgi"
-    LAUNCHER = "text-generation-launcher"
-
-    def __init__(self, launcher: str | None = None, log_dir: str | Path | None = None, start_timeout_s: float = 900):
-        self.launcher = launcher or shutil.which(self.LAUNCHER) or self.LAUNCHER
-        self.log_dir = Path(log_dir or os.environ.get("KINJECT_HOME", Path.home() / ".cache" / "kinject"))
-        self.start_timeout_s = start_timeout_s
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-        self._model: tuple[str, str | None] | None = None
-        self._adapters: dict[str, tuple[str, float | None]] = {}  # name -> (folder, when it last changed)
+    def __init__(self, launcher: str, log_path: Path, start_timeout_s: float):
+        self.launcher, self.log_path, self.start_timeout_s = launcher, log_path, start_timeout_s
+        self.proc: subprocess.Popen | None = None
         self.endpoint = ""
-        self.log_path = self.log_dir / "tgi.log"
-        atexit.register(self.stop)
+        self.key: Any = None  # what it was launched with
 
-    def command(self, model: str, revision: str | None, adapters: dict[str, str], port: int) -> list[str]:
-        """The launcher's command line: the base model, the adapters by name, loopback only."""
-        cmd = [self.launcher, "--model-id", model, "--hostname", "127.0.0.1", "--port", str(port)]
-        if revision:
-            cmd += ["--revision", revision]
-        if adapters:
-            cmd += ["--lora-adapters", ",".join(f"{name}={path}" for name, path in adapters.items())]
-        return cmd
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
-    def target(self, run: RunDir, progress: Progress | None = None) -> Target:
-        from .models import resolve_model
-
-        cfg = from_dict(ModelConfig, run.section("model"), "model")
-        adapter = run.adapter_dir if run.has_adapter() else None
-        with self._lock:
-            wanted = dict(self._adapters) if self._model == (cfg.model, cfg.revision) else {}
-            if adapter is not None:
-                wanted[run.name] = (str(adapter), _stamp(adapter))
-            if self._proc is None or self._proc.poll() is not None or wanted != self._adapters or not self._model:
-                resolved = resolve_model(cfg.model, cfg.revision, progress)
-                self._launch(resolved.path, cfg.revision, wanted, progress)
-                self._model, self._adapters = (cfg.model, cfg.revision), wanted
-        return Target(self.endpoint, "tgi", run.name if adapter else None, None)
-
-    def _launch(self, model: str, revision: str | None, adapters: dict[str, tuple[str, float | None]], progress):
+    def launch(self, cmd_for_port: Any, key: Any, progress: Progress | None) -> None:
         import httpx
 
         self.stop()
         port = _free_port()
-        cmd = self.command(model, revision, {n: p for n, (p, _) in adapters.items()}, port)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        cmd = cmd_for_port(port)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - the process writes it while it runs
         try:
-            self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
             raise BackendError(f"could not start {self.launcher}: {exc}") from None
         finally:
             log.close()
         if progress is not None:
             progress.start("start TGI", total=None)
-        self.endpoint = f"http://127.0.0.1:{port}"
+        self.endpoint, self.key = f"http://127.0.0.1:{port}", key
         deadline = time.time() + self.start_timeout_s
         while time.time() < deadline:
-            if self._proc.poll() is not None:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self.proc = None
                 raise BackendError(
-                    f"TGI exited with code {self._proc.returncode} while starting ({' '.join(cmd)}); the end of its "
-                    f"log ({self.log_path}):\n{self.log_tail()}"
+                    f"TGI exited with code {code} while starting ({' '.join(cmd)}); the end of its log "
+                    f"({self.log_path}):\n{self.log_tail()}"
                 )
             try:
                 if httpx.get(self.endpoint + "/health", timeout=2).status_code == 200:
@@ -256,9 +233,8 @@ class TGIBackend:
                 pass
             time.sleep(0.5)
         self.stop()
-        raise BackendError(
-            f"TGI did not answer /health within {self.start_timeout_s:.0f} s; its log:\n{self.log_tail()}"
-        )
+        waited = f"{self.start_timeout_s:.0f} s"
+        raise BackendError(f"TGI did not answer /health within {waited}; the end of its log:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -267,12 +243,12 @@ class TGIBackend:
             return "(no log)"
 
     def stop(self) -> None:
-        """Stop the launched TGI (its whole process group: the launcher starts shards and a router)."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
+        """Stop the process group (the launcher starts shards and a router)."""
         import signal
 
+        proc, self.proc, self.key = self.proc, None, None
+        if proc is None or proc.poll() is not None:
+            return
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(30)
@@ -280,6 +256,81 @@ class TGIBackend:
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+class TGIBackend:
+    """Text Generation Inference launched by kinject (``text-generation-launcher``): one instance for the base model
+    with the adapters, and, when a chat asks for a run's merged model, a second instance serving that folder."""
+
+    name = "tgi"
+    LAUNCHER = "text-generation-launcher"
+
+    def __init__(self, launcher: str | None = None, log_dir: str | Path | None = None, start_timeout_s: float = 900):
+        self.launcher = launcher or shutil.which(self.LAUNCHER) or self.LAUNCHER
+        self.log_dir = Path(log_dir or os.environ.get("KINJECT_HOME", Path.home() / ".cache" / "kinject"))
+        self._lock = threading.Lock()
+        self._main = _Launched(self.launcher, self.log_dir / "tgi.log", start_timeout_s)
+        self._merged = _Launched(self.launcher, self.log_dir / "tgi-merged.log", start_timeout_s)
+        self._adapters: dict[str, tuple[str, float | None]] = {}  # name -> (folder, when it last changed)
+        atexit.register(self.stop)
+
+    @property
+    def endpoint(self) -> str:
+        return self._main.endpoint
+
+    @property
+    def log_path(self) -> Path:
+        return self._main.log_path
+
+    def command(self, model: str, revision: str | None, adapters: dict[str, str], port: int) -> list[str]:
+        """The launcher's command line: the model, the adapters by name, loopback only."""
+        cmd = [self.launcher, "--model-id", model, "--hostname", "127.0.0.1", "--port", str(port)]
+        if revision:
+            cmd += ["--revision", revision]
+        if adapters:
+            cmd += ["--lora-adapters", ",".join(f"{name}={path}" for name, path in adapters.items())]
+        return cmd
+
+    def target(self, run: RunDir, progress: Progress | None = None, merged: bool = False) -> Target:
+        """TGI with ``run``'s base model and adapter (and its other adapters so far); with ``merged``, also an
+        instance serving the run's merged model, whose endpoint the target gives."""
+        from .models import resolve_model
+
+        cfg = from_dict(ModelConfig, run.section("model"), "model")
+        adapter = run.adapter_dir if run.has_adapter() else None
+        with self._lock:
+            base = (cfg.model, cfg.revision)
+            wanted = dict(self._adapters) if self._main.key and self._main.key[0] == base else {}
+            if adapter is not None:
+                wanted[run.name] = (str(adapter), _stamp(adapter))
+            key = (base, tuple(sorted(wanted.items())))
+            if not self._main.alive() or self._main.key != key:
+                path = resolve_model(cfg.model, cfg.revision, progress).path
+                folders = {n: p for n, (p, _) in wanted.items()}
+                self._main.launch(lambda port: self.command(path, cfg.revision, folders, port), key, progress)
+                self._adapters = wanted
+            merged_endpoint = None
+            folder = run.merged_dir
+            if merged and (folder / "config.json").is_file():
+                mkey = (str(folder), _stamp(folder))
+                if not self._merged.alive() or self._merged.key != mkey:
+                    self._merged.launch(lambda port: self.command(str(folder), None, {}, port), mkey, progress)
+                merged_endpoint = self._merged.endpoint
+        return Target(
+            self._main.endpoint,
+            "tgi",
+            run.name if adapter else None,
+            "tgi" if merged_endpoint else None,
+            merged_endpoint,
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        return self._main.log_tail(lines)
+
+    def stop(self) -> None:
+        """Stop every TGI this backend launched."""
+        self._main.stop()
+        self._merged.stop()
 
 
 def _stamp(path: Path | None) -> float | None:

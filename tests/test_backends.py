@@ -90,10 +90,20 @@ def test_tgi_is_launched_with_the_adapters_and_again_for_a_new_one(launcher, tin
         assert args[args.index("--lora-adapters") + 1] == f"{RunDir(tiny_run).name}={adapter}"
         backend.target(RunDir(tiny_run))
         assert len(launches(launcher)) == 2  # nothing new: no relaunch
-        proc = backend._proc
+
+        # The merged model, when a chat asks for it, is an instance of its own.
+        merged = RunDir(tiny_run).merged_dir
+        merged.mkdir()
+        (merged / "config.json").write_text("{}")
+        third = backend.target(RunDir(tiny_run), merged=True)
+        args = launches(launcher)[-1]
+        assert len(launches(launcher)) == 3 and args[args.index("--model-id") + 1] == str(merged)
+        assert third.merged == "tgi" and third.endpoint_of("tgi") != third.endpoint  # its own server
+        assert third.endpoint_of(third.adapter) == third.endpoint == second.endpoint  # the main one kept running
+        procs = [backend._main.proc, backend._merged.proc]
     finally:
         backend.stop()
-    assert proc.poll() is not None  # stopped with the app
+    assert all(p.poll() is not None for p in procs)  # both stopped with the app
 
 
 def test_a_launch_that_fails_shows_the_log_tail(launcher, tiny_run, tmp_path, monkeypatch):
