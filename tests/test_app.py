@@ -198,3 +198,23 @@ def test_chat_with_base_adapter_and_both_side_by_side(app_client, site, tiny_mod
     assert len(left2) == len(right2) == 4 and left2[:2] == left
     with pytest.raises(Exception, match="no merged model"):
         chat("Hi?", "merged")
+
+
+def test_chat_works_while_a_training_job_runs(app_client, site, tiny_model_dir):
+    app, client = app_client
+    _prepare(client, site, tiny_model_dir)
+    client.predict(run="p5", preset="cpu-demo", epochs=5000, quantization="none", api_name="/train")
+    try:
+        deadline = time.time() + 60
+        while not app.JOBS.running() and time.time() < deadline:
+            time.sleep(0.2)
+        assert app.JOBS.running()
+        chat = {"message": "Hi?", "talk_to": "base", "compare": False, "left": [], "right": []}
+        left, _, _ = client.predict(run="p5", **chat, max_new_tokens=4, api_name="/chat")
+        assert [m["role"] for m in left] == ["user", "assistant"]
+        assert app.JOBS.running()  # the chat did not wait for, or stop, the training
+    finally:
+        client.predict(run="p5", api_name="/stop")
+        deadline = time.time() + 60
+        while app.JOBS.running() and time.time() < deadline:
+            time.sleep(0.2)
