@@ -49,6 +49,10 @@ def record(name: str, ok: bool, out: Path | None, **numbers: Any) -> None:
         runs.atomic_write_json(out, RESULTS)
 
 
+# The small random Llama the functional checks train (bench/recipe_cost.py uses it too).
+SMALL = dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2)
+
+
 def build_llama(folder: Path, tokenizer_dir: Path, **shape: Any) -> Path:
     """A random Llama of ``shape`` saved in bf16 beside the tokenizer."""
     import torch
@@ -392,15 +396,7 @@ def main() -> int:
         return 1
     only = {c for c in args.only.split(",") if c}
     want = lambda c: not only or c in only  # noqa: E731
-    small = build_llama(
-        work / "small",
-        args.tokenizer,
-        hidden_size=256,
-        intermediate_size=688,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
+    small = build_llama(work / "small", args.tokenizer, **SMALL)
     steps = [
         ("masking", lambda: check_masking(small, args.out)),
         ("qlora", lambda: RESULTS.__setitem__("_run", check_qlora(small, work, args.out))),

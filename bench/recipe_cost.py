@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from cuda_check import build_llama  # noqa: E402
+from cuda_check import SMALL, build_llama  # noqa: E402
 
 from kinject.config import (  # noqa: E402
     DEFAULT_PRESET,
@@ -235,15 +235,7 @@ def main() -> int:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     print(json.dumps({"torch": torch.__version__, "gpu": gpu}), flush=True)
     work = Path(tempfile.mkdtemp(prefix="kinject-recipe-"))
-    small = build_llama(
-        work / "small",
-        args.tokenizer,
-        hidden_size=256,
-        intermediate_size=688,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
+    small = build_llama(work / "small", args.tokenizer, **SMALL)
     if not args.skip_recipe:
         check_recipe(small, work, args.preset, args.out)
     rows = [

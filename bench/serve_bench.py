@@ -20,7 +20,6 @@ import argparse
 import json
 import statistics
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from kinject.serve import Engine, Params, create_app  # noqa: E402
+from kinject.serve import Engine, Params, ServerThread, create_app  # noqa: E402
 
 PROMPTS = [
     "Explain in a few sentences how a rainbow forms.",
@@ -40,21 +39,6 @@ PROMPTS = [
     "Why do cats purr?",
     "How do I start learning to play the guitar?",
 ]
-
-
-def _serve(engine: Engine):
-    import socket
-
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, f"http://127.0.0.1:{port}"
 
 
 def direct(engine: Engine, prompts: list[str], max_new_tokens: int) -> dict:
@@ -110,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     prompts = (PROMPTS * (args.requests // len(PROMPTS) + 1))[: args.requests]
     engine = Engine(args.model, max_concurrent_requests=64)
     engine.generate(None, engine.chat_ids(None, [{"role": "user", "content": "Hi"}]), Params(max_new_tokens=4))
-    server, url = _serve(engine)
+    server = ServerThread(create_app(engine))
+    url = server.url
     rows = [direct(engine, prompts, args.max_new_tokens)]
     rows += [served(url, prompts, args.max_new_tokens, int(n)) for n in args.clients.split(",")]
-    server.should_exit = True
+    server.stop()
     lines = [json.dumps({**r, "ttft_s": [round(t, 4) for t in r["ttft_s"]]}) for r in rows]
     print("\n".join(lines))
     if args.out:

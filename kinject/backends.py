@@ -19,7 +19,6 @@ import atexit
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -31,6 +30,7 @@ from typing import Any
 from .config import GenerationConfig, ModelConfig, from_dict
 from .progress import Progress
 from .runs import RunDir
+from .serve import free_port
 
 
 class BackendError(RuntimeError):
@@ -52,12 +52,6 @@ class Target:
         return self.merged_endpoint if (self.merged_endpoint and name == self.merged) else self.endpoint
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class EmbeddedBackend:
     """kinject's own server, in this process: one engine at a time, for the base model of the run chatted with."""
 
@@ -66,7 +60,6 @@ class EmbeddedBackend:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._server: Any = None
-        self._thread: threading.Thread | None = None
         self._engine: Any = None
         self._key: tuple = ()
         self.endpoint = ""
@@ -89,9 +82,7 @@ class EmbeddedBackend:
         )
 
     def _start(self, model: ModelConfig, name: str, adapter: Path | None, merged: Path | None, progress) -> None:
-        import uvicorn
-
-        from .serve import Engine, create_app
+        from .serve import Engine, ServeError, ServerThread, create_app
 
         self.stop()
         engine = Engine(
@@ -101,26 +92,17 @@ class EmbeddedBackend:
             model.revision,
             progress=progress,
         )
-        port = _free_port()
-        config = uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="kinject-serve", daemon=True)
-        thread.start()
-        deadline = time.time() + 60
-        while not server.started and thread.is_alive() and time.time() < deadline:
-            time.sleep(0.05)
-        if not server.started:
-            raise BackendError(f"the embedded server did not start on 127.0.0.1:{port}")
-        self._server, self._thread, self._engine = server, thread, engine
-        self.endpoint = f"http://127.0.0.1:{port}"
+        try:
+            server = ServerThread(create_app(engine))
+        except ServeError as exc:
+            raise BackendError(str(exc)) from None
+        self._server, self._engine, self.endpoint = server, engine, server.url
 
     def stop(self) -> None:
         """Stop the server and let its models go."""
         if self._server is not None:
-            self._server.should_exit = True
-            if self._thread is not None:
-                self._thread.join(10)
-        self._server = self._thread = self._engine = None
+            self._server.stop()
+        self._server = self._engine = None
         self._key = ()
 
 
@@ -202,7 +184,7 @@ class _Launched:
         import httpx
 
         self.stop()
-        port = _free_port()
+        port = free_port()
         cmd = cmd_for_port(port)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - the process writes it while it runs

@@ -63,13 +63,11 @@ def chat_input_ids(tokenizer: Any, messages: list[dict[str, str]]):
     return tokenizer(text, return_tensors="pt")["input_ids"]
 
 
-def generate_ids(model: Any, tokenizer: Any, input_ids: Any, config: GenerationConfig) -> tuple[list[int], bool]:
-    """Generate a continuation; returns (new token ids, whether it ended with EOS within the limit)."""
-    import torch
-
+def _generate_kwargs(tokenizer: Any, config: GenerationConfig, pad_id: int | None) -> dict[str, Any]:
+    """``model.generate`` arguments for ``config``: greedy at or below the greedy temperature, else sampling."""
     kw: dict[str, Any] = {
         "max_new_tokens": config.max_new_tokens,
-        "pad_token_id": tokenizer.pad_token_id,
+        "pad_token_id": pad_id,
         "eos_token_id": tokenizer.eos_token_id,
         "repetition_penalty": config.repetition_penalty,
     }
@@ -77,6 +75,14 @@ def generate_ids(model: Any, tokenizer: Any, input_ids: Any, config: GenerationC
         kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     else:
         kw.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=None)
+    return kw
+
+
+def generate_ids(model: Any, tokenizer: Any, input_ids: Any, config: GenerationConfig) -> tuple[list[int], bool]:
+    """Generate a continuation; returns (new token ids, whether it ended with EOS within the limit)."""
+    import torch
+
+    kw = _generate_kwargs(tokenizer, config, tokenizer.pad_token_id)
     device = next(model.parameters()).device
     input_ids = input_ids.to(device)
     with torch.no_grad():
@@ -120,16 +126,7 @@ def generate_batch(
 
     progress = progress or Progress()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    kw: dict[str, Any] = {
-        "max_new_tokens": config.max_new_tokens,
-        "pad_token_id": pad,
-        "eos_token_id": tokenizer.eos_token_id,
-        "repetition_penalty": config.repetition_penalty,
-    }
-    if config.greedy:
-        kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    else:
-        kw.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=None)
+    kw = _generate_kwargs(tokenizer, config, pad)
     device = next(model.parameters()).device
     order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
     results: list[tuple[list[int], bool]] = [([], False)] * len(inputs)

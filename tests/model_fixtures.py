@@ -11,8 +11,22 @@ from pathlib import Path
 import pytest
 
 from kinject.config import BlocksConfig
+from kinject.progress import Progress
 
 TINY_BLOCKS = BlocksConfig(block_size=64)  # what ``tiny_run`` is packed with; tests train on it too
+
+
+class StopAt(Progress):
+    """Asks training to stop once step ``step`` has been reported (it ends at the next step)."""
+
+    def __init__(self, step: int):
+        self.step, self.seen = step, 0
+
+    def advance(self, n=1, **info):
+        self.seen = info.get("step", self.seen)
+
+    def should_stop(self):
+        return self.seen >= self.step
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_fixtures import TINY_BLOCKS
+from model_fixtures import TINY_BLOCKS, StopAt
 
 from kinject.config import TrainConfig
 from kinject.forgetting import check_steps, knowledge_items
@@ -119,18 +119,6 @@ def test_a_tie_goes_to_the_later_step(tiny_run, monkeypatch):
 
 
 def test_the_guard_keeps_its_checks_across_stop_and_resume(tiny_run):
-    from kinject.progress import Progress
-
-    class StopAt(Progress):
-        def __init__(self, step: int):
-            self.step, self.seen = step, 0
-
-        def advance(self, n=1, **info):
-            self.seen = info.get("step", self.seen)
-
-        def should_stop(self):
-            return self.seen >= self.step
-
     config = hot(max_steps=8, guard_checks=4, guard_kl_max=1e9, save_steps=100)
     stopped = train(tiny_run, config, StopAt(4), blocks=TINY_BLOCKS)  # checks at 2 and 4, stops after step 5
     assert stopped.status == "stopped" and [c["step"] for c in _checks(tiny_run)] == [2, 4]

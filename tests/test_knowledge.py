@@ -36,25 +36,13 @@ def test_ask_cli(p5_trained):
 
 
 def test_the_embedded_server_serves_the_bundled_model_and_its_adapter(p5_trained):
-    import socket
-    import threading
-    import time
-
-    import uvicorn
     from huggingface_hub import InferenceClient
 
-    from kinject.serve import Engine, create_app
+    from kinject.serve import Engine, ServerThread, create_app
 
-    engine = Engine("smollm2-135m-instruct", {"p5": p5_trained})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
+    server = ServerThread(create_app(Engine("smollm2-135m-instruct", {"p5": p5_trained})))
     try:
-        client = InferenceClient(base_url=f"http://127.0.0.1:{port}")
+        client = InferenceClient(base_url=server.url)
         messages = [{"role": "user", "content": P5_QUESTION}]
         adapter = client.chat_completion(messages, model="p5", max_tokens=40, temperature=0).choices[0].message
         base = client.chat_completion(messages, max_tokens=40, temperature=0).choices[0].message
@@ -66,4 +54,4 @@ def test_the_embedded_server_serves_the_bundled_model_and_its_adapter(p5_trained
         )
         assert streamed == adapter.content
     finally:
-        server.should_exit = True
+        server.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -88,30 +87,6 @@ def trained(tmp_path_factory, tiny_model_dir) -> Path:
     return run
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, app: Any):
-        import uvicorn
-
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def engine(trained, tiny_model_dir):
     from kinject.serve import Engine
@@ -121,9 +96,9 @@ def engine(trained, tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def server(engine):
-    from kinject.serve import create_app
+    from kinject.serve import ServerThread, create_app
 
-    srv = Server(create_app(engine, default_max_new_tokens=8))
+    srv = ServerThread(create_app(engine, default_max_new_tokens=8))
     yield srv
     srv.stop()
 
@@ -303,7 +278,9 @@ def test_serve_verb_serves_until_stopped(trained, tiny_model_dir):
     import subprocess
     import sys
 
-    port = _free_port()
+    from kinject.serve import free_port
+
+    port = free_port()
     argv = ["serve", "--model", str(tiny_model_dir), "--adapter", f"p5={trained}", "--port", str(port)]
     proc = subprocess.Popen([sys.executable, "-m", "kinject", *argv], stdout=subprocess.PIPE, text=True)
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_fixtures import TINY_BLOCKS
+from model_fixtures import TINY_BLOCKS, StopAt
 
 from kinject.config import BlocksConfig, TrainConfig
 from kinject.jobs import JobBusyError, JobManager, read_status
@@ -84,17 +84,6 @@ def test_train_4bit_on_cpu(tiny_run):
     assert any(name == "log" and "(4-bit base)" in text for name, text in progress.events)
     cfg = json.loads((result.adapter_dir / "adapter_config.json").read_text())
     assert cfg["peft_type"] == "LORA"
-
-
-class StopAt(Progress):
-    def __init__(self, step: int):
-        self.step, self.seen = step, 0
-
-    def advance(self, n=1, **info):
-        self.seen = info.get("step", self.seen)
-
-    def should_stop(self):
-        return self.seen >= self.step
 
 
 def test_stop_saves_adapter_and_a_checkpoint(tiny_run):
