@@ -1,7 +1,10 @@
 """kinject web app: Gradio UI wiring only; every action calls the same kinject verbs as the CLI.
 
-`python app.py [--host H] [--port P]`. Runs live under $KINJECT_RUNS (default ./runs). Bound to a non-loopback
-address the app requires $KINJECT_AUTH ("user:password"), or refuses to start unless $KINJECT_ALLOW_NO_AUTH=1.
+`python app.py [--host H] [--port P] [--allow-private-urls] [--allowed-networks CIDR ...]`. Runs live under
+$KINJECT_RUNS (default ./runs). Bound to a non-loopback address the app requires $KINJECT_AUTH ("user:password",
+passwords of 8 characters or more), or refuses to start unless $KINJECT_ALLOW_NO_AUTH=1. Which addresses the
+server may fetch is the operator's launch setting (``kinject.config.AppConfig``: flags or KINJECT_* variables),
+shown in the Prepare tab and never a form field.
 
 The forms are built from the config dataclasses (``kinject.config.describe_fields``): each field is a control
 named after it, and each handler receives the controls' values by field name (gradio's ``inputs_kwargs``) and
@@ -12,12 +15,15 @@ without a change here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import ipaddress
 import os
 import re
 import sys
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,44 +32,34 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home fr
 import gradio as gr  # noqa: E402
 
 from kinject.backends import BackendError, choose_backend, stream_chat  # noqa: E402
-from kinject.cli import VERB_SECTIONS, prepare_command, train_command  # noqa: E402
+from kinject.cli import VERB_SECTIONS, describe_os_error, prepare_command, train_command  # noqa: E402
 from kinject.config import (  # noqa: E402
     DEFAULT_PRESET,
+    OPERATOR_FETCH_FIELDS,
     PRESET_FIELDS,
+    AppConfig,
     AugmentConfig,
     BlocksConfig,
     ConfigError,
     EvalConfig,
     FieldInfo,
+    ModelConfig,
     PrepareConfig,
+    PublishConfig,
     TrainConfig,
     build,
     describe_fields,
+    from_dict,
+    to_dict,
     training_blocks,
 )
-from kinject.jobs import JOBS, JobBusyError  # noqa: E402
-from kinject.progress import Progress  # noqa: E402
+from kinject.jobs import JOBS, JobBusyError, JobOutcome, JobState, describe_job  # noqa: E402
 from kinject.runs import RunDir, RunError  # noqa: E402
 
 RUNS_ROOT = Path(os.environ.get("KINJECT_RUNS", "runs"))
+OPERATOR = AppConfig()  # the operator's launch settings (set by build_ui); nothing a web user sends changes them
 SOURCE_COLUMNS = ["status", "input", "title", "chars", "tokens", "error"]
 _UNSET = object()
-
-
-class GradioProgress(Progress):
-    """Bridges kinject's Progress to a gr.Progress bar inside an event handler."""
-
-    def __init__(self, bar: gr.Progress):
-        self.bar, self.phase, self.total, self.done = bar, "", None, 0
-
-    def start(self, phase: str, total: int | None = None, unit: str = "it") -> None:
-        self.phase, self.total, self.done = phase, total, 0
-        self.bar(0 if total else None, desc=phase)
-
-    def advance(self, n: int = 1, **info: Any) -> None:
-        self.done += n
-        if self.total:
-            self.bar(min(self.done / self.total, 1.0), desc=self.phase)
 
 
 # --- Forms from the config dataclasses -----------------------------------------------------------------------------
@@ -114,11 +110,12 @@ def settings_form(
     return form
 
 
-def takes_fields(verb: str):
+def takes_fields(verb: str, leave_out: tuple[str, ...] = ()):
     """Declare that a handler takes ``verb``'s config fields as keyword arguments (its ``**settings``).
 
     Gradio reads a handler's signature to name its API parameters: declared with a default, a field the client
-    leaves out is sent as the control's value (or None, which means the field's default), not refused.
+    leaves out is sent as the control's value (or None, which means the field's default), not refused. Fields in
+    ``leave_out`` are no parameter at all (the operator's settings): an API call naming one is refused.
     """
 
     def declare(fn):
@@ -128,6 +125,7 @@ def takes_fields(verb: str):
             inspect.Parameter(info.name, inspect.Parameter.KEYWORD_ONLY, default=None)
             for cls in VERB_SECTIONS[verb].values()
             for info in describe_fields(cls)
+            if info.name not in leave_out
         ]
         fn.__signature__ = signature.replace(parameters=params)
         return fn
@@ -165,20 +163,212 @@ def _runs_update(selected: str | None = None) -> Any:
     return gr.update(choices=names, value=selected if selected in names else (names[0] if names else None))
 
 
+# --- Messages that name the app's controls -------------------------------------------------------------------------
+# The verbs' messages speak to a CLI user; in the app each hint becomes the control that does the same.
+_APP_PHRASES = [
+    (
+        r"choose another --out or pass --force to replace it",
+        "choose another Run name, or tick “Replace an existing run of that name” (Prepare tab)",
+    ),
+    (r"rerun `kinject prepare --force`", "prepare it again with “Replace an existing run of that name” ticked"),
+    (r"(?:create it with |run )?`kinject prepare`( first)?", "prepare it first (Prepare tab)"),
+    (r"train it first \(`kinject train [^`]*`\)", "train it first (Start, Train tab)"),
+    (r"`kinject train [^`]*`", "the Train tab"),
+    (r"`kinject merge`", "the Merge button (Runs tab)"),
+    (r"(?:resume )?with --resume|--resume", "press Resume (Train tab)"),
+    (r"--preset ([\w-]+)", r"Preset “\1” (Train tab)"),
+]
+
+
+def _control(match: re.Match) -> str:
+    """A CLI option as the app control of the same field: "--no-use-qa" -> “Use qa” (untick it), "--replay-share 0"
+    -> set “Replay share” to 0; an option that is no field stays as it is."""
+    option, value = match.group(1), match.group(2)
+    negated = option.startswith("no-")
+    name = option[3 if negated else 0 :].replace("-", "_")
+    infos = {i.name: i for sections in VERB_SECTIONS.values() for c in sections.values() for i in describe_fields(c)}
+    if name not in infos:
+        return match.group(0)
+    label = f"“{name.replace('_', ' ').capitalize()}”"
+    if infos[name].kind == "bool":
+        return f"{label} ({'untick' if negated else 'tick'} it)" + (f" {value}" if value else "")
+    return f"set {label} to {value}" if value else label
+
+
+def app_text(message: str) -> str:
+    """A verb's message with its CLI hints replaced by the app's controls (see ``_APP_PHRASES``)."""
+    for pattern, replacement in _APP_PHRASES:
+        message = re.sub(pattern, replacement, message)
+    return re.sub(r"--([a-z][a-z0-9-]*)(?: ([^\s,;)-][^\s,;)]*))?", _control, message)
+
+
+def _error(message: str) -> gr.Error:
+    return gr.Error(app_text(message))
+
+
+# --- Jobs: one status area, progress, stop, buttons ----------------------------------------------------------------
+def _seconds(value: float | None) -> str:
+    """A duration for people: "45 s", "12 min", "2 h 5 min"."""
+    if value is None:
+        return ""
+    s = round(value)
+    if s < 90:
+        return f"{s} s"
+    if s < 90 * 60:
+        return f"{round(s / 60)} min"
+    return f"{s // 3600} h {round(s % 3600 / 60)} min"
+
+
+def _job_line(state: JobState) -> str:
+    """What a job does or did: its kind and run, its phase with count/total while active, and the ETA."""
+    if not state.active:
+        state = JobState(**{**state.to_dict(), "phase": "", "phase_total": 0})
+    line = f"{state.status}: {describe_job(state)}"
+    return line + (f" · ETA {_seconds(state.eta_s)}" if state.active and state.eta_s else "")
+
+
+def _training_line(state: JobState) -> str:
+    """The training numbers of a run's last job (step, epoch, loss, speed, memory), rounded; "" before training."""
+    if not state.total:
+        return ""
+    parts = [f"step {state.step}/{state.total}", f"epoch {state.epoch:.2f}"]
+    if state.loss is not None:
+        parts.append(f"loss {state.loss:.3f}")
+    if state.tokens_per_s and state.kind == "train" and state.active:
+        parts.append(f"{state.tokens_per_s:,.0f} tokens/s")
+    if state.peak_memory_mb:
+        parts.append(f"peak memory {state.peak_memory_mb:,.0f} MB")
+    return "Training: " + " · ".join(parts)
+
+
+def status_text(name: str | None) -> str:
+    """The status area: the job running now (whatever its run) and the selected run's last job."""
+    lines = []
+    live = JOBS.state()
+    if live.active and (not name or Path(live.run_dir).name != name):
+        lines.append(f"**Running now:** {_job_line(live)}")
+    if name:
+        state = JOBS.status_of(_run(name))
+        if state is None:
+            lines.append(f"**{name}**: prepared, not trained yet.")
+        else:
+            lines.append(f"**{name}** · {_job_line(state)}")
+            if training := _training_line(state):
+                lines.append(training)
+            if state.error:
+                lines.append(f"**Error:** {app_text(state.error)}")
+            elif state.message:
+                lines.append(app_text(state.message))
+    return "\n\n".join(lines) or "No run selected."
+
+
+def button_states(name: str | None) -> list[Any]:
+    """Which actions make sense now: nothing that needs the model while a job runs; Resume only after a training
+    that did not finish (stopped, failed, interrupted) left a checkpoint; Merge only with an adapter."""
+    busy = JOBS.running()
+    run = RunDir(RUNS_ROOT / name) if name and re.fullmatch(r"[\w.-]+", name) and not name.startswith(".") else None
+    run = run if run is not None and run.is_run() else None
+    adapter = run is not None and run.has_adapter()
+    resumable = False
+    if run is not None and run.last_checkpoint() is not None:
+        with contextlib.suppress(OSError, ValueError):
+            resumable = run.read_adapter_meta().get("status") != "done" if adapter else True
+    live = JOBS.state()
+    own_job = busy and run is not None and Path(live.run_dir).name == run.name
+    free = not busy
+    return [
+        gr.update(interactive=free),  # prepare
+        gr.update(interactive=free and run is not None),  # start
+        gr.update(interactive=free and resumable),  # resume
+        gr.update(interactive=busy),  # stop
+        gr.update(interactive=free and run is not None),  # evaluate
+        gr.update(interactive=free and run is not None),  # ask
+        gr.update(interactive=free and adapter),  # merge
+        gr.update(interactive=run is not None and not own_job),  # delete
+        gr.update(interactive=free and adapter),  # push
+    ]
+
+
+def stop_job(run: str | None = None):
+    """Stop the running job (a training saves its adapter so far, an evaluation keeps what it scored)."""
+    if not JOBS.stop():
+        gr.Info("No job is running.")
+    return status_text(run)
+
+
+def _wait_for_job(run: str | None, every_s: float = 0.5):
+    """Yield the status area's text while the job runs (the handler that started it shows its progress)."""
+    while JOBS.running():
+        yield status_text(run)
+        JOBS.wait(every_s)
+    yield status_text(run)
+
+
+def _finished(kind: str) -> JobOutcome:
+    """The outcome of the job that just ended, or its failure as a gr.Error naming what to change."""
+    state = JOBS.state()
+    if state.kind == kind and state.status == "failed":
+        raise _error(state.error or state.message or f"the {kind} job failed")
+    outcome = JOBS.outcome()
+    return outcome if outcome is not None else JobOutcome(state.status, state.message)
+
+
 # --- Prepare -------------------------------------------------------------------------------------------------------
-@takes_fields("prepare")
-def do_prepare(run_name: str = "", force: bool = False, progress: gr.Progress = gr.Progress(), **settings: Any):
+@takes_fields("prepare", leave_out=OPERATOR_FETCH_FIELDS)
+def do_prepare(run_name: str = "", force: bool = False, **settings: Any):
+    """Prepare as a job (progress in the status area, Stop stops it); yields (sources, summary, status, run picker).
+
+    A failure is shown in the summary (and a toast), not raised: an event that raises marks every output with an
+    error badge, and the run picker is one of them."""
     from kinject.prepare import NoUsableSourceError, prepare
 
     name = (run_name or "").strip() or time.strftime("run-%Y%m%d-%H%M%S")
-    run = _run(name)
+
+    def failed(message: str, rows: list[dict[str, Any]] | None = None):
+        gr.Warning(message)
+        return _rows_table(rows or []), f"**Nothing prepared.** {message}", status_text(None), gr.skip()
+
     try:
+        run = _run(name)
         config = PrepareConfig(**section_configs("prepare", settings))
-        result = prepare(config, run.path, force=force, progress=GradioProgress(progress))
-    except NoUsableSourceError as exc:
-        return _rows_table(exc.rows), f"**No usable source; nothing written.**\n\n```\n{exc}\n```", _runs_update()
-    except (ConfigError, RunError, RuntimeError) as exc:
-        raise gr.Error(str(exc)) from exc
+        # Which addresses may be fetched is the operator's choice, whatever the request says.
+        config = replace(config, fetch=OPERATOR.fetch_policy(config.fetch))
+        RunDir.check_writable(run.path)
+    except gr.Error as exc:
+        yield failed(str(exc.message))
+        return
+    except (ConfigError, RunError) as exc:
+        yield failed(app_text(str(exc)))
+        return
+    try:
+        RunDir.check_new(run.path, force)
+    except RunError:
+        yield failed(
+            f"A run named {name} exists already: choose another Run name, or tick “Replace an existing run of "
+            "that name”."
+        )
+        return
+
+    def work(recorder) -> JobOutcome:
+        try:
+            result = prepare(config, run.path, force=force, progress=recorder)
+        except NoUsableSourceError as exc:
+            return JobOutcome("failed", "No usable source: every URL and file failed (see the table).", exc.rows)
+        return JobOutcome("done", f"prepared: {sum(r['status'] == 'ok' for r in result.rows)} sources", result)
+
+    try:
+        JOBS.submit(run, "prepare", work, persist=False)
+    except JobBusyError as exc:
+        yield failed(f"Prepare must wait: {exc}. Press Stop to stop it.")
+        return
+    for text in _wait_for_job(name):
+        yield gr.skip(), "Preparing… (progress above; Stop stops it)", text, gr.skip()
+    state, outcome = JOBS.state(), JOBS.outcome()
+    if state.status != "done" or outcome is None:
+        rows = outcome.value if outcome is not None and isinstance(outcome.value, list) else []
+        yield failed(app_text(state.error or state.message or state.status), rows)
+        return
+    result = outcome.value
     s = result.stats
     ok = sum(r["status"] == "ok" for r in result.rows)
     summary = (
@@ -186,7 +376,7 @@ def do_prepare(run_name: str = "", force: bool = False, progress: gr.Progress = 
         f"{s.block_size} · packing efficiency {s.packing_efficiency:.1%}\n\n"
         f"CLI equivalent: `{prepare_command(config, run.path, force)}`"
     )
-    return _rows_table(result.rows), summary, _runs_update(name)
+    yield _rows_table(result.rows), summary, status_text(name), _runs_update(name)
 
 
 def _rows_table(rows: list[dict[str, Any]]) -> list[list[Any]]:
@@ -207,11 +397,14 @@ def apply_preset(preset: str) -> list[Any]:
 
 @takes_fields("train")
 def start_training(run: str | None = None, shown_preset: str | None = None, **settings: Any):
+    """Start a training of ``run`` with the form's settings; returns the equivalent command."""
     return _start(run, _preset_settings(settings, shown_preset), resume=False)
 
 
 @takes_fields("train")
 def resume_training(run: str | None = None, shown_preset: str | None = None, **settings: Any):
+    """Resume ``run``'s training from its last checkpoint with its saved configuration (the form's
+    "Eval at end" and evaluation settings still apply)."""
     return _start(run, _preset_settings(settings, shown_preset), resume=True)
 
 
@@ -231,86 +424,256 @@ def _preset_settings(settings: dict[str, Any], shown: str | None) -> dict[str, A
 
 
 def _start(name: str | None, settings: dict[str, Any], resume: bool):
+    """Start (or resume) training as the job; the status area, the loss plot and the buttons follow it."""
     run = _run(name)
     try:
         configs = section_configs("train", settings)
         config, blocks = configs["train"], configs["blocks"]
+        if resume and run.is_run() and not run.section("train"):
+            raise gr.Error(f"Run {run.name} was never trained, so there is nothing to resume: press Start.")
+        # Before the job starts: the command's baseline is the run's config.yaml, which training then rewrites.
+        command = train_command(
+            run.path,
+            config,
+            blocks,
+            resume,
+            evaluation=configs["eval"],
+            generation=configs["generation"],
+            augment=configs["augment"],
+        )
         JOBS.start(
             run,
             config,
             resume=resume,
             blocks=None if resume else blocks,
             augment=configs["augment"],
-            evaluation=EvalConfig(),
+            evaluation=configs["eval"],
+            generation=configs["generation"],
         )
-        command = train_command(run.path, config, blocks, resume, augment=configs["augment"])
-    except (JobBusyError, ConfigError, RunError) as exc:
-        raise gr.Error(str(exc)) from exc
-    return (*job_view(name), gr.Timer(active=True), f"CLI equivalent: `{command}`")
+    except JobBusyError as exc:
+        raise gr.Error(f"Training must wait: {exc}. Press Stop to stop it.") from None
+    except (ConfigError, RunError) as exc:
+        raise _error(str(exc)) from exc
+    return f"CLI equivalent: `{command}`"
 
 
-def stop_training(run: str | None = None):
-    if not JOBS.stop():
-        gr.Info("No training job is running.")
-    return job_view(run)
-
-
-def job_view(name: str | None):
-    """Status markdown and the loss curve for run ``name`` (the live job when it is the one training)."""
-    if not name:
-        return "No run selected.", None
-    run = _run(name)
-    state = JOBS.status_of(run)
-    if state is None:
-        return f"**{name}**: not trained yet.", None
-    eta = f" · ETA {state.eta_s:.0f} s" if state.eta_s else ""
-    tps = f" · {state.tokens_per_s:.0f} tokens/s" if state.tokens_per_s else ""
-    loss = f" · loss {state.loss:.4f}" if state.loss is not None else ""
-    mem = f" · peak memory {state.peak_memory_mb:.0f} MB" if state.peak_memory_mb else ""
-    text = f"**{name}**: {state.status}" + (f" ({state.phase})" if state.active else "")
-    text += f" · step {state.step}/{state.total} · epoch {state.epoch:.2f}{loss}{tps}{eta}{mem}"
-    if state.error:
-        text += f"\n\n**Error:** {state.error}"
-    elif state.message:
-        text += f"\n\n{state.message}"
-    return text, _loss_frame(run)
-
-
-def _loss_frame(run: RunDir):
-    import pandas as pd
-
+def loss_figure(run: RunDir):
+    """The training loss by step: integer steps, a marker on every point (so a single point shows), 3 digits."""
     rows = [r for r in run.read_metrics() if "loss" in r and "step" in r]
-    return pd.DataFrame({"step": [r["step"] for r in rows], "loss": [r["loss"] for r in rows]}) if rows else None
+    if not rows:
+        return None
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
+    fig = Figure(figsize=(9, 3), dpi=100)
+    ax = fig.subplots()
+    steps, losses = [int(r["step"]) for r in rows], [float(r["loss"]) for r in rows]
+    ax.plot(steps, losses, marker="o" if len(rows) <= 60 else None, markersize=3, color="#2a7ab9")
+    if steps[-1] - steps[0] < 8:  # few steps: a tick on each (a locator would add fractions)
+        ax.set_xticks(range(steps[0] - 1, steps[-1] + 2))
+        ax.set_xlim(steps[0] - 0.5, steps[-1] + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
-def poll(run: str | None = None):
+def _plot_key(run: RunDir) -> str:
+    """What the loss plot shows, so a poll redraws it only when a step was logged."""
+    rows = run.read_metrics()
+    return f"{run.path}:{len(rows)}:{rows[-1].get('step') if rows else ''}"
+
+
+def poll(run: str | None = None, shown: str | None = None):
+    """The status area, the loss plot (only when it changed), whether to keep polling, and the buttons' states."""
     active = JOBS.running()  # read first: if the job ends meanwhile, the view below already shows it ended
-    text, frame = job_view(run)
-    return text, frame, gr.Timer(active=active)
+    text = status_text(run)
+    plot, key = None, ""
+    if run:
+        run_dir = _run(run)
+        key = _plot_key(run_dir)
+        plot = gr.skip() if key == shown else loss_figure(run_dir)
+    return (text, plot, key, gr.Timer(active=active), *button_states(run))
+
+
+def run_settings(run: str | None = None) -> list[Any]:
+    """The Train form's values for run ``run``: its saved config.yaml read back into the same fields (what its job
+    ran with, running, stopped or done), or the app's defaults with the run's blocks before its first training."""
+    values = _form_defaults()
+    if run and _run(run).is_run():
+        saved = _run(run).read_config()
+        try:
+            if saved.get("train"):
+                train = from_dict(TrainConfig, saved["train"], "train")
+                blocks = from_dict(BlocksConfig, saved.get("blocks"), "blocks")
+            else:
+                train = TrainConfig(eval_at_end=values["eval_at_end"])
+                blocks = training_blocks(saved.get("blocks"), train.preset)
+            evaluation = from_dict(EvalConfig, saved["eval"], "eval") if saved.get("eval") else None
+            augment = from_dict(AugmentConfig, saved.get("augment"), "augment")
+            values.update({**to_dict(train), **to_dict(blocks), **to_dict(augment)})
+            if evaluation is not None:
+                values.update(to_dict(evaluation))
+        except ConfigError as exc:
+            gr.Warning(f"Run {run}'s config.yaml does not read back ({exc}); the form shows the defaults.")
+            values = _form_defaults()
+    infos = {i.name: i for cls in TRAIN_SECTIONS.values() for i in describe_fields(cls)}
+    shown = [_form_value(infos[name], values[name]) for name in TRAIN_FIELDS]
+    return [*shown, values["preset"]]
+
+
+def _form_defaults() -> dict[str, Any]:
+    """What the Train form shows before a run is chosen: the default preset's values and the app's defaults."""
+    values = {i.name: i.default for cls in TRAIN_SECTIONS.values() for i in describe_fields(cls)}
+    values.update(zip(PRESET_FIELDS["train"] + PRESET_FIELDS["blocks"], preset_values(DEFAULT_PRESET), strict=True))
+    return {**values, **APP_DEFAULTS}
+
+
+def _form_value(info: FieldInfo, value: Any) -> Any:
+    """A config value as its control holds it (lists as lines, unset text as blank)."""
+    if info.kind == "list":
+        return "\n".join(value or [])
+    if info.kind not in ("int", "float", "bool") and value is None:
+        return ""
+    return value
 
 
 # --- Evaluate and ask ----------------------------------------------------------------------------------------------
 @takes_fields("eval")
-def do_evaluate(run: str | None = None, progress: gr.Progress = gr.Progress(), **settings: Any):
-    from kinject.eval import evaluate
+def do_evaluate(run: str | None = None, **settings: Any):
+    """Evaluate as a job: yields the status area while it runs, then the scores, chart and answers. Stop keeps the
+    probes answered so far (scored and written, marked as stopped)."""
+    from kinject.eval import EvalStopped, evaluate
 
     run_dir = _run(run)
-    if JOBS.running():
-        raise gr.Error("A training job is running; evaluate when it has finished (one model job at a time).")
     try:
+        run_dir.require()
         configs = section_configs("eval", settings)
-        evaluate(run_dir, configs["eval"], GradioProgress(progress), configs["generation"])
-    except (ConfigError, RunError, RuntimeError, ValueError) as exc:
-        raise gr.Error(str(exc)) from exc
-    return show_eval(run)
+    except (ConfigError, RunError) as exc:
+        raise _error(str(exc)) from exc
+
+    def work(recorder) -> JobOutcome:
+        try:
+            report = evaluate(run_dir, configs["eval"], recorder, configs["generation"])
+        except EvalStopped as exc:
+            return JobOutcome("stopped", str(exc))
+        answered = len(report.probes)
+        if report.stopped:
+            return JobOutcome("stopped", f"evaluation stopped: {answered} probes scored and written", report)
+        return JobOutcome("done", f"evaluation written: {answered} probes", report)
+
+    try:
+        JOBS.submit(run_dir, "evaluate", work)
+    except JobBusyError as exc:
+        raise gr.Error(f"Evaluation must wait: {exc}. Press Stop to stop it.") from None
+    for text in _wait_for_job(run):
+        yield gr.skip(), gr.skip(), gr.skip(), text
+    _finished("evaluate")
+    yield (*show_eval(run), status_text(run))
+
+
+ANSWER_COLUMNS = ["id", "kind", "question or prompt", "accepted", "base", "", "adapter", " "]
+ANSWER_WIDTHS = ["9%", "8%", "20%", "11%", "22%", "3%", "24%", "3%"]
+_COUNTS = {
+    "knowledge_accuracy": ("knowledge_correct", "knowledge_scored"),
+    "retention_accuracy": ("retention_correct", "retention_scored"),
+    "eos_rate": ("chat_ended", "chat_answers"),
+}
+SCORE_LABELS = {
+    "knowledge_accuracy": "knowledge (facts of your pages)",
+    "retention_accuracy": "retention (general facts and chat)",
+    "knowledge_logprob": "knowledge log-prob (closer to 0 is better)",
+    "eos_rate": "answers that ended their turn",
+}
+
+
+def _score(scores: dict[str, Any] | None, key: str) -> str:
+    """A score rounded, with its counts beside a fraction: "0.57 (4/7)"; "–" when not measured."""
+    value = (scores or {}).get(key)
+    if value is None:
+        return "–"
+    if key in _COUNTS:
+        hit, n = (scores.get(k) for k in _COUNTS[key])
+        return f"{value:.2f} ({hit}/{n})"
+    return f"{value:.3f}"
+
+
+def eval_summary(data: dict[str, Any]) -> str:
+    """The scores first: base vs adapter with counts, forgetting, and how the evaluation was run."""
+    s = data.get("settings") or {}
+    counts = s.get("counts") or {}
+    lines = [
+        f"**Evaluated** {data.get('created_at', '')} · model `{data.get('model', '')}` · "
+        f"{counts.get('knowledge', 0)} knowledge and {counts.get('retention', 0)} retention probes"
+        + (" (the quick set)" if s.get("quick") else "")
+        + (f" · answers of at most {s['generation']['max_new_tokens']} tokens" if s.get("generation") else ""),
+    ]
+    if data.get("note"):
+        lines.append(f"> {data['note']}")
+    lines += ["", "| score | base | adapter |", "|---|---:|---:|"]
+    for key, label in SCORE_LABELS.items():
+        lines.append(f"| {label} | {_score(data.get('base'), key)} | {_score(data.get('adapter'), key)} |")
+    f = data.get("forgetting")
+    if f:
+        lines += [
+            "",
+            f"**Forgetting:** KL(base ‖ adapter) {f['kl_mean']:.3g} nats/token (max {f['kl_max']:.3g}) · perplexity "
+            f"on general text {f['base_ppl']:.1f} → {f['adapter_ppl']:.1f} (ratio {f['ppl_ratio']:.2f})",
+        ]
+    return "\n".join(lines)
+
+
+def _mark(answer: dict[str, Any] | None) -> str:
+    return {True: "✓", False: "✗"}.get((answer or {}).get("correct"), "–")
+
+
+def eval_answers(data: dict[str, Any]) -> list[list[str]]:
+    """Every probe's answers side by side, as plain text (a table cell shows text, never renders markdown)."""
+    rows = []
+    for p in data.get("probes") or []:
+        asked = p.get("question") if p.get("form") != "completion" else f"{p.get('prompt', '')} …"
+        base, adapter = p.get("base"), p.get("adapter")
+        rows.append(
+            [
+                p.get("id", ""),
+                p.get("kind", ""),
+                asked or "",
+                " / ".join(p.get("answers") or []),
+                (base or {}).get("text", ""),
+                _mark(base),
+                (adapter or {}).get("text", "") if adapter else "",
+                _mark(adapter),
+            ]
+        )
+    return rows
 
 
 def show_eval(run: str | None = None):
+    """The Evaluate tab's results: scores (with counts), the chart, the answers."""
     if not run:
-        return "No run selected.", None
+        return "No run selected.", None, []
     run_dir = _run(run)
+    try:
+        data = run_dir.read_eval()
+    except (OSError, ValueError) as exc:
+        return f"The evaluation of {run} is unreadable ({exc}); evaluate again.", None, []
+    if not data:
+        return "No evaluation yet for this run: press Evaluate.", None, []
     plot = run_dir.eval_plot()
-    return run_dir.eval_markdown() or "No evaluation yet for this run.", str(plot) if plot else None
+    return eval_summary(data), str(plot) if plot else None, eval_answers(data)
+
+
+def _must_wait(action: str) -> str | None:
+    """Why ``action`` must wait, naming the job that holds the model, or None when nothing runs."""
+    if not JOBS.running():
+        return None
+    state = JOBS.state()
+    eta = f", about {_seconds(state.eta_s)} left" if state.eta_s else ""
+    return f"{action} must wait: {describe_job(state)} is running{eta}. Press Stop to stop it, or wait."
 
 
 @takes_fields("ask")
@@ -319,14 +682,14 @@ def do_ask(run: str | None = None, question: str = "", **settings: Any):
 
     run_dir = _run(run)
     if not (question or "").strip():
-        raise gr.Error("Type a question.")
-    if JOBS.running():
-        raise gr.Error("A training job is running; ask when it has finished (one model job at a time).")
+        raise gr.Error("Type a question in the Question box.")
+    if why := _must_wait("Ask"):
+        raise gr.Error(why)
     try:
         config = section_configs("ask", settings)["generation"]
         loaded = load_for_run(run_dir, with_adapter=run_dir.has_adapter())
     except (ConfigError, RuntimeError, RunError) as exc:
-        raise gr.Error(str(exc)) from exc
+        raise _error(str(exc)) from exc
     base = answer(loaded, question, config, base=True)
     adapted = answer(loaded, question, config) if loaded.has_adapter else "(no adapter trained for this run yet)"
     return base, adapted
@@ -366,18 +729,31 @@ def send_chat(
     kinject's embedded server by default, the KINJECT_ENDPOINT server when set. Yields (left, right, cleared box)."""
     run_dir = _run(run)
     if not (message or "").strip():
-        raise gr.Error("Type a message.")
+        raise gr.Error("Type a message in the Message box.")
+    if talk_to not in TALK_TO:
+        raise gr.Error(f"Talk to one of {', '.join(TALK_TO)}.")
     try:
         generation = section_configs("ask", settings)["generation"]
-        target = CHAT.target(run_dir, merged=talk_to == "merged")
-    except (ConfigError, RunError, BackendError, RuntimeError) as exc:
-        raise gr.Error(f"Chat is not available: {exc}") from exc
+    except ConfigError as exc:
+        raise _error(str(exc)) from exc
+    waiting = _conversation(left) + [
+        {"role": "user", "content": message},
+        {"role": "assistant", "content": _chat_wait_note(run_dir)},
+    ]
+    found: dict[str, Any] = {}
+    starting = threading.Thread(target=_find_target, args=(run_dir, talk_to == "merged", found), daemon=True)
+    starting.start()
+    starting.join(0.3)
+    if starting.is_alive():  # loading a model into the chat server: say so instead of a silent wait
+        yield waiting, right or [], ""
+        starting.join()
+    if "error" in found:
+        raise _error(f"Chat is not available: {found['error']}")
+    target = found["target"]
     names = {"base": None, "adapter": target.adapter, "merged": target.merged}
-    if talk_to not in names:
-        raise gr.Error(f"Talk to one of {', '.join(TALK_TO)}.")
     if talk_to != "base" and names[talk_to] is None:
-        why = "train one first (Train tab)" if talk_to == "adapter" else "merge the adapter first (`kinject merge`)"
-        raise gr.Error(f"Run {run_dir.name} has no {talk_to} model: {why}, or talk to the base.")
+        why = "train one first (Start, Train tab)" if talk_to == "adapter" else "merge it first (Merge, Runs tab)"
+        raise gr.Error(f"Run {run_dir.name} has no {talk_to} model: {why}, or choose “base” in Talk to.")
     sides = [(left, names[talk_to])] + ([(right, None)] if compare else [])
     histories = [_conversation(h) + [{"role": "user", "content": message}] for h, _ in sides]
     for i, (_, model) in enumerate(sides):
@@ -390,6 +766,27 @@ def send_chat(
         except BackendError as exc:
             raise gr.Error(str(exc)) from exc
     yield histories[0], histories[1] if compare else right or [], ""
+
+
+def _find_target(run_dir: RunDir, merged: bool, found: dict[str, Any]) -> None:
+    """The chat backend's target for ``run_dir`` (starting its server when needed), or the error, into ``found``."""
+    try:
+        found["target"] = CHAT.target(run_dir, merged=merged)
+    except (RunError, BackendError, RuntimeError) as exc:
+        found["error"] = str(exc)
+
+
+def _chat_wait_note(run_dir: RunDir) -> str:
+    """What a chat waits for while its server starts: the model being loaded, and a job sharing the machine."""
+    try:
+        model = from_dict(ModelConfig, run_dir.section("model"), "model").model
+    except (ConfigError, RunError):
+        model = "the run's model"
+    server = "kinject's embedded chat server" if CHAT.name == "embedded" else f"the {CHAT.name} chat server"
+    note = f"⏳ Waiting for {server} to load {model} with run {run_dir.name}'s adapter (first message, new weights)…"
+    if JOBS.running():
+        note += f" {describe_job(JOBS.state()).capitalize()} is running beside it, so this takes longer."
+    return note
 
 
 def chat_sides(compare: bool):
@@ -420,60 +817,266 @@ def augmentation_table(run: str | None = None) -> list[list[Any]]:
     return rows
 
 
-RUNS_COLUMNS = ["run", "status", "tokens", "blocks", "base knowledge", "adapter knowledge"]
+RUNS_COLUMNS = ["run", "date", "model", "preset", "steps", "final loss", "knowledge", "retention", "KL", "status"]
+
+
+def _run_row(name: str) -> list[Any]:
+    """One run's row in the Runs tab: when, what model and recipe, how far it trained, and its scores."""
+    run = RunDir(RUNS_ROOT / name)
+    config = run.read_config()
+    state = JOBS.status_of(run)
+    meta = run.read_adapter_meta() if run.has_adapter() else {}
+    ev = run.read_eval() or {}
+    train = config.get("train") or {}
+    losses = [r["loss"] for r in run.read_metrics() if "loss" in r]
+    steps = f"{meta['step']}/{meta['total_steps']}" if meta.get("step") is not None else ""
+    if not steps and state is not None and state.total:
+        steps = f"{state.step}/{state.total}"
+
+    def pair(key: str) -> str:
+        base, adapter = _score(ev.get("base"), key), _score(ev.get("adapter"), key)
+        return "" if not ev else (f"{base} → {adapter}" if ev.get("adapter") else base)
+
+    kl = (ev.get("forgetting") or {}).get("kl_mean")
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.config_path.stat().st_mtime))
+    return [
+        name,
+        when,
+        (config.get("model") or {}).get("model", ""),
+        train.get("preset", ""),
+        steps,
+        f"{losses[-1]:.3f}" if losses else "",
+        pair("knowledge_accuracy"),
+        pair("retention_accuracy"),
+        "" if kl is None else f"{kl:.3g}",
+        state.status if state else "prepared",
+    ]
 
 
 def runs_table():
+    """Every run, newest first; a damaged run shows why instead of hiding the others."""
     rows = []
     for name in list_runs():
-        run = RunDir(RUNS_ROOT / name)
-        state = JOBS.status_of(run)
         try:
-            packings = run.blocks_infos()
-            stats = packings[0]["stats"] if packings else {}
-            ev = run.read_eval() or {}
-        except (OSError, ValueError, KeyError) as exc:  # one damaged run must not hide the others
-            rows.append([name, f"unreadable: {exc}", "", "", "", ""])
-            continue
-        adapter = (ev.get("adapter") or {}).get("knowledge_accuracy")
-        rows.append(
-            [
-                name,
-                state.status if state else "prepared",
-                stats.get("corpus_tokens", ""),
-                stats.get("blocks", ""),
-                (ev.get("base") or {}).get("knowledge_accuracy", ""),
-                "" if adapter is None else adapter,
-            ]
-        )
+            rows.append(_run_row(name))
+        except (OSError, ValueError, KeyError, TypeError, RunError) as exc:
+            rows.append([name, "", "", "", "", "", "", "", "", f"unreadable: {exc}"])
     return rows
 
 
+def delete_run(run: str | None = None, confirm: str = ""):
+    """Delete a run folder once its name is typed to confirm; never the run a job is working on."""
+    run_dir = _run(run)
+    if (confirm or "").strip() != run_dir.name:
+        raise gr.Error(f"To delete run {run_dir.name}, type its name in “Type the run's name to confirm”.")
+    live = JOBS.state()
+    if live.active and Path(live.run_dir).name == run_dir.name:
+        raise gr.Error(f"Run {run_dir.name} has a job running ({describe_job(live)}): press Stop first.")
+    try:
+        run_dir.delete()
+    except RunError as exc:
+        raise _error(str(exc)) from exc
+    gr.Info(f"Deleted run {run_dir.name}.")
+    return _runs_update(), runs_table(), ""
+
+
+def compare_runs(first: str | None = None, second: str | None = None) -> str:
+    """Two runs' settings and evaluations side by side, then each probe both answered."""
+    if not first or not second:
+        return "Choose two runs to compare."
+    data = []
+    for name in (first, second):
+        run_dir = _run(name)
+        try:
+            data.append((run_dir.read_config(), run_dir.read_eval() or {}, _run_row(name)))
+        except (OSError, ValueError, RunError) as exc:
+            raise _error(f"Run {name} is unreadable: {exc}") from exc
+    head = ["model", "preset", "steps", "final loss"]
+    lines = [f"| | {first} | {second} |", "|---|---|---|"]
+    for i, label in enumerate(head, start=2):
+        lines.append(f"| {label} | {data[0][2][i]} | {data[1][2][i]} |")
+    for key, label in SCORE_LABELS.items():
+        cells = [_score(ev.get("adapter") or ev.get("base"), key) if ev else "not evaluated" for _, ev, _ in data]
+        lines.append(f"| {label} (adapter) | {cells[0]} | {cells[1]} |")
+    kls = [(ev.get("forgetting") or {}).get("kl_mean") for _, ev, _ in data]
+    lines.append("| KL(base ‖ adapter) | " + " | ".join("–" if k is None else f"{k:.3g}" for k in kls) + " |")
+    answers = [{p["id"]: p for p in ev.get("probes") or []} for _, ev, _ in data]
+    shared = [pid for pid in answers[0] if pid in answers[1]]
+    if shared:
+        lines += ["", "| probe | kind | " + f"{first} | {second} |", "|---|---|---|---|"]
+        for pid in shared:
+            cells = []
+            for side in answers:
+                answer = side[pid].get("adapter") or side[pid].get("base") or {}
+                cells.append(f"{_mark(answer)} {_cell_text(answer.get('text', ''))}")
+            lines.append(f"| {_cell_text(pid)} | {answers[0][pid]['kind']} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def _cell_text(text: str, limit: int = 160) -> str:
+    """Text safe inside a markdown table cell: cut, one line, markdown characters escaped."""
+    text = " ".join((text or "").split())
+    text = text if len(text) <= limit else text[:limit] + "…"
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", text)
+
+
+def source_choices(run: str | None = None) -> Any:
+    """The selected run's sources that gave text, for the Sources view."""
+    if not run:
+        return gr.update(choices=[], value=None)
+    rows = [r for r in _run(run).read_sources() if r.get("status") == "ok"]
+    names = [r["input"] for r in rows]
+    return gr.update(choices=names, value=names[0] if names else None)
+
+
+SOURCE_AUGMENT_COLUMNS = ["passage", "kind", "asked or instruction", "generated", "kept", "why not"]
+
+
+def source_view(run: str | None = None, source: str | None = None):
+    """One source's extracted text as training will see it, and what augmentation generated from its passages."""
+    if not run or not source:
+        return "", []
+    run_dir = _run(run)
+    try:
+        docs = [d for d in run_dir.load_corpus().to_list() if d.get("source") == source]
+    except RunError as exc:
+        raise _error(str(exc)) from exc
+    if not docs:
+        return f"(no text kept from {source}: it was a duplicate, or its text did not pass the cleaning)", []
+    from kinject.augment import split_passages
+
+    everything = run_dir.load_corpus().to_list()
+    passages = {p.id for p in split_passages(everything) if p.source == source}
+    rows = [r[1:2] + r[:1] + r[2:] for r in augmentation_table(run) if r[1] in passages]
+    return "\n\n".join(f"{d.get('title') or source}\n\n{d['text']}" for d in docs), rows
+
+
+def do_merge(run: str | None = None):
+    """Merge the run's adapter into a 16-bit copy of its base model, as a job (for TGI or a merged chat)."""
+    from kinject.merge import merge
+
+    run_dir = _run(run)
+    try:
+        run_dir.require_adapter()
+    except RunError as exc:
+        raise _error(str(exc)) from exc
+    try:
+        JOBS.submit(run_dir, "merge", lambda recorder: JobOutcome("done", f"merged into {merge(run_dir, recorder)}"))
+    except JobBusyError as exc:
+        raise gr.Error(f"Merge must wait: {exc}. Press Stop to stop it.") from None
+    yield from _wait_for_job(run)
+    _finished("merge")
+
+
+# --- Publish -------------------------------------------------------------------------------------------------------
+@takes_fields("push", leave_out=("public",))
+def do_push(run: str | None = None, token: str = "", private: bool = True, **settings: Any):
+    """Push the run's adapter and model card to the Hub as a job; yields (status, link to the result).
+
+    The token lives in this call and the job's closure only: never in the status, a file or a message."""
+    from kinject.publish import PublishError, push, scrub
+
+    run_dir = _run(run)
+    settings = {k: v for k, v in settings.items() if v not in (None, "")}
+    try:
+        config = section_configs("push", {**settings, "public": not private})["publish"]
+    except ConfigError as exc:
+        raise _error(str(exc)) from None
+    if not config.repo:
+        raise gr.Error("Give the repository as OWNER/NAME in the Repository field.")
+    token = (token or "").strip() or None
+
+    def work(recorder) -> JobOutcome:
+        try:
+            result = push(run_dir, config, token, recorder)
+        except PublishError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever it was, its message must not carry the token
+            raise PublishError(scrub(f"{type(exc).__name__}: {exc}", token)) from None
+        kind = "private" if result.private else "public"
+        return JobOutcome("done", f"pushed to {result.repo_id} ({kind}): {result.url}", result)
+
+    try:
+        # persist=False: a push leaves the run's status.json (its training's) as it was.
+        JOBS.submit(run_dir, "push", work, persist=False)
+    except JobBusyError as exc:
+        raise gr.Error(f"Push must wait: {exc}. Press Stop to stop it.") from None
+    for text in _wait_for_job(run):
+        yield text, gr.update()
+    outcome = _finished("push")
+    result = outcome.value
+    link = f"**Pushed:** [{result.repo_id}]({result.url}) · [commit]({result.commit_url})" if result else ""
+    yield f"{status_text(run)}\n\n**Push {outcome.status}:** {outcome.message}", link
+
+
+def card_preview(run: str | None = None, repo: str = "") -> str:
+    """The model card the push would upload (sources, training, evaluation, usage)."""
+    from kinject.publish import model_card
+
+    run_dir = _run(run)
+    if not run_dir.has_adapter():
+        return "This run has no adapter yet: train it first (Train tab)."
+    return model_card(run_dir, repo.strip() or "OWNER/NAME")
+
+
 # --- Layout --------------------------------------------------------------------------------------------------------
-PREPARE_ROWS = [["model", "block_size", "allow_private_urls"]]
+PREPARE_ROWS = [["model", "block_size"]]
 TRAIN_ROWS = [
-    ["preset", "quantization", "eval_at_end"],
+    ["preset", "quantization", "eval_at_end", "quick"],
     ["epochs", "learning_rate", "lora_r", "lora_alpha", "batch_size", "text_format"],
 ]
-EVAL_ROWS = [["probes", "auto_probes", "max_new_tokens"]]
+# The Train form: training, its blocks and augmentation, and the evaluation "Eval at end" runs.
+TRAIN_SECTIONS = {"train": TrainConfig, "blocks": BlocksConfig, "augment": AugmentConfig, "eval": EvalConfig}
+TRAIN_FIELDS = [name for row in TRAIN_ROWS for name in row] + [
+    i.name
+    for cls in TRAIN_SECTIONS.values()
+    for i in describe_fields(cls)
+    if not any(i.name in row for row in TRAIN_ROWS)
+]
+# Where the app's defaults differ from the CLI's: evaluate when training ends, on the quick set on a CPU.
+APP_DEFAULTS = {"eval_at_end": True, "quick": "auto"}
+EVAL_ROWS = [["probes", "auto_probes", "max_new_tokens", "quick"]]
 ASK_ROWS = [["max_new_tokens"]]
+PUBLISH_ROWS = [["repo", "merged"]]
 
 
-def build_ui() -> gr.Blocks:
+def fetch_policy_text(operator: AppConfig) -> str:
+    """What the server may fetch, as the operator set it at launch (shown read-only in the Prepare tab)."""
+    how = "`--allow-private-urls` / `KINJECT_ALLOW_PRIVATE_URLS=1`, `--allowed-networks` / `KINJECT_ALLOWED_NETWORKS`"
+    if operator.allow_private_urls:
+        return f"**Private and loopback addresses: allowed** by the operator at launch ({how})."
+    networks = ", ".join(operator.allowed_networks)
+    except_ = f", except {networks} (allowed by the operator)" if networks else ""
+    return (
+        f"Private, loopback and link-local addresses are refused{except_}. Only the operator can change this, at "
+        f"launch ({how})."
+    )
+
+
+def build_ui(operator: AppConfig | None = None) -> gr.Blocks:
+    """The app; ``operator`` holds the launch settings (by default those of the KINJECT_* environment)."""
+    global OPERATOR
+    OPERATOR = operator if operator is not None else AppConfig.from_env(os.environ)
     with gr.Blocks(title="kinject") as demo:
         gr.Markdown(
             "# kinject\nTeach a chat model new facts from a few web pages with (Q)LoRA, then check with numbers "
             "that it learnt them and still chats. Prepare → Train → Evaluate → Ask."
         )
         run = gr.Dropdown(label="Run", choices=list_runs(), value=None, allow_custom_value=False, interactive=True)
+        with gr.Row():
+            status = gr.Markdown("No run selected.", elem_id="job-status")
+            stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=120, interactive=False)
+        timer = gr.Timer(1.0, active=False)
         with gr.Tab("Prepare"):
             gr.Markdown(
                 "Fetch pages (one URL per line) and/or upload files; kinject strips menus, banners and "
                 "footers, deduplicates, tokenizes and packs the text into training blocks."
             )
+            gr.Markdown(fetch_policy_text(OPERATOR), elem_id="fetch-policy")
             prepare_form = settings_form(
                 VERB_SECTIONS["prepare"],
                 [["urls"], ["files"], *PREPARE_ROWS],
+                leave_out=OPERATOR_FETCH_FIELDS,
                 made={
                     "urls": lambda: gr.Textbox(
                         label="URLs", lines=5, placeholder="https://example.com/announcement\n..."
@@ -490,22 +1093,14 @@ def build_ui() -> gr.Blocks:
             summary = gr.Markdown()
             table = gr.Dataframe(headers=SOURCE_COLUMNS, label="Sources", wrap=True)
         with gr.Tab("Train"):
-            preset_defaults = dict(
-                zip(PRESET_FIELDS["train"] + PRESET_FIELDS["blocks"], preset_values(DEFAULT_PRESET), strict=True)
-            )
-            train_form = settings_form(
-                {"train": TrainConfig, "blocks": BlocksConfig, "augment": AugmentConfig},
-                TRAIN_ROWS,
-                values={**preset_defaults, "eval_at_end": True},
-            )
+            train_form = settings_form(TRAIN_SECTIONS, TRAIN_ROWS, values=_form_defaults())
             with gr.Row():
                 start_btn = gr.Button("Start", variant="primary")
-                stop_btn = gr.Button("Stop (saves the adapter so far)", variant="stop")
-                resume_btn = gr.Button("Resume from checkpoint")
-            status = gr.Markdown("No run selected.")
+                resume_btn = gr.Button("Resume from checkpoint", interactive=False)
+            gr.Markdown("Stop (above) saves the adapter trained so far; Resume continues the run's saved settings.")
             cli = gr.Markdown()
-            loss_plot = gr.LinePlot(x="step", y="loss", label="Training loss")
-            timer = gr.Timer(1.0, active=False)
+            loss_plot = gr.Plot(label="Training loss")
+            plot_key = gr.State("")  # what the plot shows, so a poll redraws it only when a step was logged
             with gr.Accordion("Generated training data (augmentation)", open=False):
                 show_data = gr.Button("Show")
                 data_df = gr.Dataframe(headers=AUGMENT_COLUMNS, wrap=True, label="Paraphrases, questions, replay")
@@ -520,8 +1115,18 @@ def build_ui() -> gr.Blocks:
                 made={"probes": lambda: gr.File(label="Probe file (JSONL, optional)", type="filepath")},
             )
             eval_btn = gr.Button("Evaluate", variant="primary")
-            eval_md = gr.Markdown()
-            eval_png = gr.Image(label="Scores", type="filepath")
+            eval_md = gr.Markdown(elem_id="eval-scores")
+            eval_png = gr.Image(label="Scores", type="filepath", height=360)
+            with gr.Accordion("Answers, probe by probe", open=False, elem_id="eval-answers"):
+                eval_answers = gr.Dataframe(
+                    headers=ANSWER_COLUMNS,
+                    column_widths=ANSWER_WIDTHS,
+                    datatype="str",
+                    wrap=True,
+                    max_height=700,
+                    interactive=False,
+                    label="Answers",
+                )
         with gr.Tab("Ask"):
             question = gr.Textbox(label="Question", value="What GPUs do Amazon EC2 P5 instances have?")
             ask_form = settings_form(VERB_SECTIONS["ask"], ASK_ROWS)
@@ -549,32 +1154,95 @@ def build_ui() -> gr.Blocks:
                 clear_btn = gr.Button("Clear", scale=1)
         with gr.Tab("Runs"):
             refresh = gr.Button("Refresh")
-            runs_df = gr.Dataframe(headers=RUNS_COLUMNS, label="Runs")
+            runs_df = gr.Dataframe(headers=RUNS_COLUMNS, label="Runs", wrap=True, interactive=False)
+            with gr.Row():
+                merge_btn = gr.Button("Merge the selected run's adapter into its base", interactive=False)
+                confirm_box = gr.Textbox(label="Type the run's name to confirm", scale=2)
+                delete_btn = gr.Button("Delete the selected run", variant="stop", interactive=False)
+            with gr.Accordion("Compare two runs", open=False):
+                with gr.Row():
+                    # Custom values allowed: runs made after the page loaded are valid (checked when compared).
+                    first = gr.Dropdown(label="First run", choices=list_runs(), allow_custom_value=True)
+                    second = gr.Dropdown(label="Second run", choices=list_runs(), allow_custom_value=True)
+                compare_btn = gr.Button("Compare")
+                compare_md = gr.Markdown()
+            with gr.Accordion("Sources: the text training sees", open=False):
+                source_pick = gr.Dropdown(label="Source", choices=[], allow_custom_value=True)
+                source_text = gr.Textbox(label="Extracted text", lines=14, max_lines=30, interactive=False)
+                source_df = gr.Dataframe(
+                    headers=SOURCE_AUGMENT_COLUMNS, wrap=True, label="Generated from it (augmentation)"
+                )
+        with gr.Tab("Publish"):
+            gr.Markdown(
+                "Push the selected run's adapter to the Hugging Face Hub with a model card that records its sources "
+                "(with their sha256), the training configuration and the base-vs-adapter scores. Pushing again to "
+                "the same repository makes a new commit."
+            )
+            publish_form = settings_form({"publish": PublishConfig}, PUBLISH_ROWS, leave_out=("public",))
+            with gr.Row():
+                private = gr.Checkbox(
+                    value=True, label="Private", info="Create the repository private (an existing one keeps its own)."
+                )
+                token = gr.Textbox(
+                    label="Hugging Face token",
+                    type="password",
+                    placeholder="hf_... (empty: the HF_TOKEN the app was started with)",
+                    info="A write token from huggingface.co/settings/tokens; used for this push only, never stored.",
+                    scale=2,
+                )
+            with gr.Row():
+                push_btn = gr.Button("Push", variant="primary", interactive=False)
+                preview_btn = gr.Button("Preview the model card")
+            push_link = gr.Markdown()
+            with gr.Accordion("Model card", open=False):
+                card_md = gr.Markdown()
 
+        buttons = [prepare_btn, start_btn, resume_btn, stop_btn, eval_btn, ask_btn, merge_btn, delete_btn, push_btn]
+        shown_preset = gr.State(DEFAULT_PRESET)
+        form_outputs = [*(train_form[k] for k in TRAIN_FIELDS), shown_preset]
+        poll_outputs = [status, loss_plot, plot_key, timer, *buttons]
         prepare_btn.click(
             do_prepare,
             [run_name, force],
-            [table, summary, run],
+            [table, summary, status, run],
             inputs_kwargs=prepare_form,
             api_name="prepare",
         )
-        shown_preset = gr.State(DEFAULT_PRESET)  # the preset whose values the form shows (see _preset_settings)
+        # shown_preset: the preset whose values the form shows (see _preset_settings). "input", not "change": the
+        # form filled from a run's config.yaml must keep that run's values, not take its preset's.
         preset_outputs = [train_form[k] for k in PRESET_FIELDS["train"] + PRESET_FIELDS["blocks"]]
-        train_form["preset"].change(
+        train_form["preset"].input(
             apply_preset, train_form["preset"], [*preset_outputs, shown_preset], api_name="preset_values"
         )
-        train_outputs = [status, loss_plot, timer, cli]
         train_inputs = {**train_form, "shown_preset": shown_preset}
-        start_btn.click(start_training, [run], train_outputs, inputs_kwargs=train_inputs, api_name="train")
-        resume_btn.click(resume_training, [run], train_outputs, inputs_kwargs=train_inputs, api_name="resume")
-        stop_btn.click(stop_training, run, [status, loss_plot], api_name="stop")
-        timer.tick(poll, run, [status, loss_plot, timer], api_name="poll")
-        run.change(poll, run, [status, loss_plot, timer], api_name="select_run").then(
-            show_eval, run, [eval_md, eval_png], api_name="show_eval"
+        start_btn.click(start_training, [run], cli, inputs_kwargs=train_inputs, api_name="train").success(
+            poll, [run, plot_key], poll_outputs, api_name=False
         )
-        eval_btn.click(do_evaluate, [run], [eval_md, eval_png], inputs_kwargs=eval_form, api_name="evaluate")
+        resume_btn.click(resume_training, [run], cli, inputs_kwargs=train_inputs, api_name="resume").success(
+            run_settings, run, form_outputs, api_name=False
+        ).success(poll, [run, plot_key], poll_outputs, api_name=False)
+        stop_btn.click(stop_job, run, status, api_name="stop")
+        timer.tick(poll, [run, plot_key], poll_outputs, api_name="poll", show_progress="hidden")
+        run.change(poll, [run, plot_key], poll_outputs, api_name="select_run").then(
+            show_eval, run, [eval_md, eval_png, eval_answers], api_name="show_eval"
+        ).then(run_settings, run, form_outputs, api_name="run_settings").then(
+            source_choices, run, source_pick, api_name=False
+        )
+        eval_btn.click(
+            do_evaluate, [run], [eval_md, eval_png, eval_answers, status], inputs_kwargs=eval_form, api_name="evaluate"
+        )
         ask_btn.click(do_ask, [run, question], [base_answer, adapter_answer], inputs_kwargs=ask_form, api_name="ask")
-        refresh.click(runs_table, None, runs_df, api_name="runs")
+        refresh.click(runs_table, None, runs_df, api_name="runs").then(
+            lambda: (_runs_update(None), _runs_update(None)), None, [first, second], api_name=False
+        )
+        merge_btn.click(do_merge, run, status, api_name="merge")
+        push_btn.click(
+            do_push, [run, token, private], [status, push_link], inputs_kwargs=publish_form, api_name="push"
+        )
+        preview_btn.click(card_preview, [run, publish_form["repo"]], card_md, api_name="card")
+        delete_btn.click(delete_run, [run, confirm_box], [run, runs_df, confirm_box], api_name="delete_run")
+        compare_btn.click(compare_runs, [first, second], compare_md, api_name="compare")
+        source_pick.change(source_view, [run, source_pick], [source_text, source_df], api_name="source")
         chat_inputs = [run, chat_box, talk_to, compare, chat_left, chat_right]
         chat_outputs = [chat_left, chat_right, chat_box]
         chat_btn.click(send_chat, chat_inputs, chat_outputs, inputs_kwargs=chat_form, api_name="chat")
@@ -582,24 +1250,57 @@ def build_ui() -> gr.Blocks:
         compare.change(chat_sides, compare, chat_right, api_name=False)
         clear_btn.click(lambda: ([], []), None, [chat_left, chat_right], api_name=False)
         show_data.click(augmentation_table, run, data_df, api_name="augmentation")
-        # A reloaded page re-attaches to the running job: list runs, pick the training one, restart polling.
-        demo.load(_on_load, None, [run, status, loss_plot, timer, runs_df], api_name="load")
+        # A reloaded page re-attaches to the running job: list runs, pick the job's run, show its settings in the
+        # Train form, restart polling.
+        demo.load(
+            _on_load, None, [run, runs_df, *form_outputs, *poll_outputs], api_name="load", show_progress="hidden"
+        )
     return demo
 
 
 def _on_load():
+    """The page's state on (re)load: the job's run selected (else the newest), its settings, status and buttons."""
     state = JOBS.state()
-    selected = Path(state.run_dir).name if state.run_dir else None
-    text, frame = job_view(selected) if selected else ("No run selected.", None)
-    return _runs_update(selected), text, frame, gr.Timer(active=JOBS.running()), runs_table()
+    names = list_runs()
+    selected = Path(state.run_dir).name if state.run_dir and Path(state.run_dir).name in names else None
+    selected = selected or (names[0] if names else None)
+    return _runs_update(selected), runs_table(), *run_settings(selected), *poll(selected)
+
+
+MIN_PASSWORD_CHARS = 8
+
+
+def parse_auth(raw: str) -> list[tuple[str, str]]:
+    """Credentials from a $KINJECT_AUTH value, "user:password[,user2:password2]": each entry needs a user name and a
+    password of at least MIN_PASSWORD_CHARS characters. Raises ConfigError naming the entry (never its password)."""
+    creds = []
+    for number, entry in enumerate(raw.split(","), 1):
+        user, sep, password = entry.partition(":")
+        user = user.strip()
+        if not sep:
+            raise ConfigError(
+                f"KINJECT_AUTH: entry {number} has no ':' (the format is user:password[,user2:password2])"
+            )
+        if not user:
+            raise ConfigError(f"KINJECT_AUTH: entry {number} has an empty user name")
+        if len(password) < MIN_PASSWORD_CHARS:
+            size = f"{len(password)} characters" if password else "empty"
+            raise ConfigError(
+                f"KINJECT_AUTH: the password of {user!r} is {size}; use at least {MIN_PASSWORD_CHARS} characters"
+            )
+        creds.append((user, password))
+    return creds
 
 
 def _auth_for(host: str) -> list[tuple[str, str]] | None:
-    """Credentials from $KINJECT_AUTH ("user:pass[,user2:pass2]"); required off loopback."""
+    """Credentials from $KINJECT_AUTH ("user:pass[,user2:pass2]"); required off loopback. A malformed or weak
+    value stops the app with a message (even on loopback): ignoring it would serve without the auth it meant."""
     raw = os.environ.get("KINJECT_AUTH", "").strip()
-    creds = [tuple(p.split(":", 1)) for p in raw.split(",") if ":" in p] if raw else []
-    if creds:
-        return creds  # type: ignore[return-value]
+    if raw:
+        try:
+            return parse_auth(raw)
+        except ConfigError as exc:
+            sys.exit(f"error: {exc}")
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -615,15 +1316,43 @@ def _auth_for(host: str) -> list[tuple[str, str]] | None:
     return None
 
 
+def launch_config(argv: list[str] | None = None) -> AppConfig:
+    """The operator's settings: the KINJECT_* environment, then the flags given (generated from ``AppConfig``).
+
+    Raises ConfigError for a malformed value (``KINJECT_PORT=abc``), naming the variable or flag."""
+    from_env = AppConfig.from_env(os.environ)
+    parser = argparse.ArgumentParser(description="kinject web app (the operator's settings; web users change none)")
+    for info in describe_fields(AppConfig):
+        text = f"{info.help} (environment: {AppConfig.env_name(info.name)}; now: {getattr(from_env, info.name)})"
+        if info.kind == "bool":
+            parser.add_argument(info.option, action="store_true", default=None, help=text)
+        elif info.kind == "list":
+            parser.add_argument(info.option, nargs="+", default=None, metavar="CIDR", help=text)
+        else:
+            parser.add_argument(info.option, type=int if info.kind == "int" else str, default=None, help=text)
+    given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    return replace(from_env, **given)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="kinject web app")
-    parser.add_argument("--host", default=os.environ.get("KINJECT_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("KINJECT_PORT", "7860")))
-    args = parser.parse_args(argv)
-    auth = _auth_for(args.host)
-    RUNS_ROOT.mkdir(parents=True, exist_ok=True)
-    build_ui().queue(default_concurrency_limit=2).launch(
-        server_name=args.host, server_port=args.port, auth=auth, show_error=True
+    try:
+        operator = launch_config(argv)
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")
+    auth = _auth_for(operator.host)
+    try:
+        RUNS_ROOT.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        sys.exit(f"error: cannot create the runs folder {RUNS_ROOT} (KINJECT_RUNS): {describe_os_error(exc)}")
+    if operator.allow_private_urls or operator.allowed_networks:
+        allowed = "all private addresses" if operator.allow_private_urls else ", ".join(operator.allowed_networks)
+        print(f"note: this server may fetch {allowed} (operator setting)", file=sys.stderr)
+    build_ui(operator).queue(default_concurrency_limit=2).launch(
+        server_name=operator.host,
+        server_port=operator.port,
+        auth=auth,
+        show_error=True,
+        max_file_size=operator.max_upload_bytes,
     )
 
 

@@ -10,6 +10,7 @@ calls the same verbs.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -32,6 +33,7 @@ from .config import (
     InputsConfig,
     ModelConfig,
     PrepareConfig,
+    PublishConfig,
     ServeConfig,
     TrainConfig,
     describe_fields,
@@ -42,6 +44,7 @@ from .config import (
 )
 from .models import ModelError
 from .progress import TqdmProgress
+from .publish import PublishError
 from .runs import RunDir, RunError
 
 EXIT_OK, EXIT_ERROR, EXIT_NO_SOURCE = 0, 1, 2
@@ -76,6 +79,7 @@ VERB_SECTIONS: dict[str, dict[str, type]] = {
     "serve": {"model": ModelConfig, "serve": ServeConfig, "generation": GenerationConfig},
     "chat": {"chat": ChatConfig, "generation": GenerationConfig},
     "eval": {"eval": EvalConfig, "generation": GenerationConfig},
+    "push": {"publish": PublishConfig},
 }
 
 
@@ -278,6 +282,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         outcome = train_then_evaluate(args.run_dir, progress=recorder, resume=args.resume, **request)
     except TrainError as exc:
+        if exc.phase:  # the phase that failed, not the last one reported
+            recorder.update(phase=exc.phase)
         recorder.close("failed", error=str(exc))
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -366,10 +372,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from .publish import adapter_run
     from .serve import Engine, Params, ServeError
 
     gen = verb_configs("ask", args)["generation"]
-    run = RunDir(args.run_dir).require()
+    run = adapter_run(args.run_dir, TqdmProgress()).require()
     model = from_dict(ModelConfig, run.section("model"), "model")
     if not args.base:
         run.require_adapter()
@@ -418,13 +425,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .eval import EvalError, evaluate, format_table
 
     c = verb_configs("eval", args)
+    from .publish import adapter_run
+
+    run = adapter_run(args.run_dir, TqdmProgress())
     try:
-        report = evaluate(args.run_dir, c["eval"], TqdmProgress(), c["generation"])
+        report = evaluate(run, c["eval"], TqdmProgress(), c["generation"])
     except EvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     print(format_table(report))
-    print(f"\nwrote {', '.join(RunDir.EVAL_FILES)} in {args.run_dir}")
+    print(f"\nwrote {', '.join(RunDir.EVAL_FILES)} in {run}")
+    return EXIT_OK
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    import traceback
+
+    from .publish import PublishError, push, scrub
+
+    config = verb_configs("push", args)["publish"]
+    if not config.repo:
+        raise ConfigError("--repo: give the Hub repository as OWNER/NAME")
+    token = os.environ.get("HF_TOKEN")
+    try:
+        result = push(args.run_dir, config, token, TqdmProgress())
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(f"nothing in {args.run_dir} was changed", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception:  # noqa: BLE001 - an unexpected failure still must not print the token
+        print(scrub(traceback.format_exc(), token), file=sys.stderr)
+        return EXIT_ERROR
+    print(
+        f"pushed {len(result.files)} files to {result.repo_id} ({'private' if result.private else 'public'}, "
+        f"{'new repository' if result.created else 'new commit'} on {result.revision})"
+    )
+    print(f"commit: {result.commit_url}")
+    print(result.url)
     return EXIT_OK
 
 
@@ -448,9 +485,10 @@ def train_command(
 ) -> str:
     """The ``train`` command line that gives ``config``, ``blocks`` and ``augment`` on this run (the preset, then
     only the settings that differ from what the preset and the run give)."""
-    if resume:
+    evaluated = [(evaluation or EvalConfig(), EvalConfig()), (generation or GenerationConfig(), GenerationConfig())]
+    if resume:  # the run's saved configuration; only the evaluation afterwards can be chosen
         extra = ["--resume", *(["--eval-at-end"] if config.eval_at_end else [])]
-        return equivalent_command("train", [str(run_dir)], [], extra)
+        return equivalent_command("train", [str(run_dir)], evaluated if config.eval_at_end else [], extra)
     lead = [] if config.preset == DEFAULT_PRESET else ["--preset", config.preset]
     pairs = [(config, TrainConfig(preset=config.preset))]
     run = RunDir(run_dir)
@@ -459,7 +497,7 @@ def train_command(
     if augment is not None:
         pairs.append((augment, from_dict(AugmentConfig, run.section("augment"), "augment")))
     if config.eval_at_end:
-        pairs += [(evaluation or EvalConfig(), EvalConfig()), (generation or GenerationConfig(), GenerationConfig())]
+        pairs += evaluated
     return equivalent_command("train", [str(run_dir), *lead], pairs)
 
 
@@ -519,7 +557,8 @@ VERBS: dict[str, dict[str, str]] = {
     },
     "ask": {
         "help": "answer one chat question with the run's adapter (or --base)",
-        "description": "Answer one chat question with RUN_DIR's base model and adapter (or the base alone).",
+        "description": "Answer one chat question with RUN_DIR's base model and adapter (or the base alone). "
+        "RUN_DIR may be a Hub adapter, OWNER/NAME[@revision], downloaded once into huggingface_hub's cache.",
     },
     "serve": {
         "help": "serve the base model, adapters and merged models over TGI's HTTP protocol",
@@ -535,12 +574,22 @@ VERBS: dict[str, dict[str, str]] = {
         "huggingface_hub's InferenceClient, to the base model or the adapter named by --model, and print the "
         "answer as it streams.",
     },
+    "push": {
+        "help": "push the run's adapter with its model card to the Hugging Face Hub (token: HF_TOKEN)",
+        "description": "Upload RUN_DIR's adapter/ (and merged/ with --merged) with a model card (sources and their "
+        "sha256, corpus and packing, the whole training configuration, the base-vs-adapter evaluation, usage for "
+        "peft, TGI and vLLM) to the Hub repository --repo in one commit, creating it private unless --public. "
+        "Pushing again makes a new commit. The token comes from HF_TOKEN (or `hf auth login`), never from the "
+        "command line, and is written nowhere. HF_ENDPOINT points at another Hub.",
+    },
     "eval": {
         "help": "score base vs adapter: knowledge, retention, forgetting (writes eval.json, eval.md, eval.png)",
         "description": "Answer knowledge probes (--probes FILE, or probes cut from the run's corpus) and kinject's "
         "retention probes with the base model and with the adapter, and measure forgetting (KL divergence on "
         "general chat answers, perplexity ratio on general text). Prints the score table and writes the report "
-        "into RUN_DIR. A run without an adapter is evaluated on the base alone.",
+        "into RUN_DIR. A run without an adapter is evaluated on the base alone. RUN_DIR may be a Hub adapter, "
+        "OWNER/NAME[@revision]: it is downloaded, and the report goes into a run folder under the kinject cache "
+        "(printed at the end).",
     },
 }
 
@@ -632,12 +681,27 @@ def write_reference(readme: str | Path) -> bool:
     return new != text
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed file or system operation: what went wrong, on which file, and what to do."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"disk full{where}: free some space and run the command again"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied{where}: choose a folder you can write to, or fix its permissions"
+    if exc.errno == errno.EROFS:
+        return f"read-only file system{where}: choose a folder on a writable disk"
+    return f"{exc.strerror or type(exc).__name__}{where}" if exc.strerror else f"{type(exc).__name__}: {exc}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ModelError, RunError) as exc:
+    except (ConfigError, ModelError, RunError, PublishError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # permissions, a full or read-only disk, a missing file: a message, not a traceback
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import shlex
 import typing
 from dataclasses import dataclass, field
@@ -74,29 +75,33 @@ class FetchConfig:
     timeout_s: float = _f(20.0, "Seconds to wait for connect and for each read before giving up on a URL.")
     total_timeout_s: float = _f(60.0, "Most seconds for one page's whole download (a server trickling bytes is cut).")
     max_bytes: int = _f(5_000_000, "Largest page body read, in bytes; a longer page is refused, not truncated.")
+    max_file_bytes: int = _f(
+        5_000_000, "Largest local or uploaded file read, in bytes; a bigger file is refused before it is read."
+    )
     max_concurrency: int = _f(4, "Requests in flight at once.")
     max_redirects: int = _f(5, "Redirects followed per URL.")
     user_agent: str = _f(DEFAULT_USER_AGENT, "User-Agent header sent with every request.")
     allow_private_urls: bool = _f(
         False,
         "Allow URLs that resolve to loopback, private, link-local, multicast or reserved addresses "
-        "(off by default: the server fetches what users paste, so internal addresses are refused).",
+        "(off by default: the server fetches what users paste, so internal addresses are refused). In the app "
+        "this is the operator's launch setting, never a form field.",
     )
     allowed_networks: list[str] = _f(
-        [], "Address ranges (CIDR) allowed even when private, e.g. an intranet wiki at 10.1.2.0/24.", metavar="CIDR"
+        [],
+        "Address ranges (CIDR) allowed even when private, e.g. an intranet wiki at 10.1.2.0/24 (in the app: the "
+        "operator's launch setting).",
+        metavar="CIDR",
     )
 
     def __post_init__(self) -> None:
         _require(self.timeout_s > 0, "timeout_s", f"must be > 0, got {self.timeout_s}")
         _require(self.total_timeout_s > 0, "total_timeout_s", f"must be > 0, got {self.total_timeout_s}")
         _require(self.max_bytes > 0, "max_bytes", f"must be > 0, got {self.max_bytes}")
+        _require(self.max_file_bytes > 0, "max_file_bytes", f"must be > 0, got {self.max_file_bytes}")
         _require(self.max_concurrency >= 1, "max_concurrency", f"must be >= 1, got {self.max_concurrency}")
         _require(0 <= self.max_redirects <= 20, "max_redirects", f"must be within 0..20, got {self.max_redirects}")
-        for net in self.allowed_networks:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError as exc:
-                raise ConfigError(f"allowed_networks: {net!r} is not a CIDR range ({exc})") from None
+        _check_networks("allowed_networks", self.allowed_networks)
 
 
 @dataclass
@@ -107,14 +112,20 @@ class CorpusConfig:
 
     dedup_documents: bool = _f(True, "Drop documents whose cleaned text equals an earlier one.")
     dedup_paragraphs: bool = _f(
-        True, "Drop paragraphs that repeat across different documents (site chrome that survived extraction)."
+        True,
+        "Drop site chrome that survived extraction: lines repeated across documents that are short or "
+        "navigation-like, and lines on most pages (3 or more); a full sentence two articles share is kept.",
     )
     min_document_chars: int = _f(
         40, "A source whose cleaned text is shorter than this is reported as an error and left out."
     )
+    min_document_words: int = _f(
+        10, "A source whose cleaned text has fewer words than this is reported as an error and left out."
+    )
 
     def __post_init__(self) -> None:
         _require(self.min_document_chars >= 1, "min_document_chars", "must be >= 1")
+        _require(self.min_document_words >= 1, "min_document_words", "must be >= 1")
 
 
 @dataclass
@@ -396,10 +407,17 @@ class EvalConfig:
     kl_max_new_tokens: int = _f(
         64, "Tokens of the base model's own greedy answer to each general prompt over which KL is measured."
     )
+    quick: Switch = _f(
+        "off",
+        "A quick probe set: at most 4 knowledge and 4 retention probes, answers of at most 32 tokens, KL on 4 "
+        "general prompts over at most 16 tokens (minutes on a CPU instead of most of an hour); 'auto' is quick on "
+        "a CPU and full with CUDA (the app's default for evaluating when training ends).",
+    )
 
     def __post_init__(self) -> None:
         _require(self.auto_probes >= 0, "auto_probes", f"must be >= 0, got {self.auto_probes}")
         _require(self.kl_max_new_tokens >= 1, "kl_max_new_tokens", f"must be >= 1, got {self.kl_max_new_tokens}")
+        _choice(self.quick, "quick", Switch)
 
 
 @dataclass
@@ -424,7 +442,8 @@ class ServeConfig:
 
     adapters: list[str] = _f(
         [],
-        "Adapters to serve beside the base, as NAME=RUN_DIR (a kinject run, or a folder with adapter_config.json); "
+        "Adapters to serve beside the base, as NAME=RUN_DIR (a kinject run, a folder with adapter_config.json, or "
+        "a Hub adapter OWNER/NAME[@revision]); "
         "a request names one by adapter_id (/generate) or model (/v1/chat/completions).",
         aliases=["--adapter"],
         metavar="NAME=PATH",
@@ -468,6 +487,133 @@ class ChatConfig:
             self.endpoint.startswith(("http://", "https://")),
             "endpoint",
             f"must be an http(s) URL, got {self.endpoint!r}",
+        )
+
+
+# The fetch settings that decide which addresses the server may reach: in the app, the operator's (AppConfig).
+OPERATOR_FETCH_FIELDS = ("allow_private_urls", "allowed_networks")
+_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+@dataclass
+class AppConfig:
+    """How the web app is served (`python app.py`): the operator's settings at launch, never a web user's.
+
+    Each field is a launch flag of app.py (``--allow-private-urls``) and an environment variable named after it
+    (``KINJECT_ALLOW_PRIVATE_URLS``; lists comma-separated); a flag given wins over the variable. These settings
+    are not part of a run's config.yaml: they belong to the server, not to a run.
+    """
+
+    _argument_group_name = "app"
+
+    host: str = _f("127.0.0.1", "Address to listen on; off loopback the app requires KINJECT_AUTH.")
+    port: int = _f(7860, "Port to listen on.")
+    allow_private_urls: bool = _f(
+        False,
+        "Let the app fetch URLs that resolve to loopback, private, link-local, multicast or reserved addresses "
+        "(an intranet, or tests on 127.0.0.1). Web users cannot change it; the Prepare tab shows it.",
+    )
+    allowed_networks: list[str] = _f(
+        [],
+        "Address ranges (CIDR) the app may fetch even when private, e.g. an intranet wiki at 10.1.2.0/24.",
+        metavar="CIDR",
+    )
+    max_upload_bytes: int = _f(
+        5_000_000, "Largest file a web user may upload, in bytes; a bigger upload is refused before it is stored."
+    )
+
+    def __post_init__(self) -> None:
+        _require(bool(self.host and self.host.strip()), "host", "must not be empty")
+        _require(1 <= self.port <= 65535, "port", f"must be within 1-65535, got {self.port}")
+        _require(self.max_upload_bytes > 0, "max_upload_bytes", f"must be > 0, got {self.max_upload_bytes}")
+        _check_networks("allowed_networks", self.allowed_networks)
+
+    @staticmethod
+    def env_name(field_name: str) -> str:
+        """The environment variable of a field: ``port`` -> ``KINJECT_PORT``."""
+        return "KINJECT_" + field_name.upper()
+
+    @classmethod
+    def from_env(cls, environ: typing.Mapping[str, str]) -> AppConfig:
+        """The settings the environment gives (unset or blank variables keep the default); a malformed value
+        raises ConfigError naming its variable, so the app stops with a message instead of a traceback."""
+        values: dict[str, Any] = {}
+        for info in describe_fields(cls):
+            name, raw = cls.env_name(info.name), (environ.get(cls.env_name(info.name)) or "").strip()
+            if not raw:
+                continue
+            if info.kind == "int":
+                if not raw.lstrip("+-").isdigit():
+                    raise ConfigError(f"{name}: {raw!r} is not a whole number")
+                values[info.name] = int(raw)
+            elif info.kind == "bool":
+                if raw.lower() not in _YES + _NO:
+                    raise ConfigError(f"{name}: {raw!r} is not one of {', '.join(_YES + _NO)}")
+                values[info.name] = raw.lower() in _YES
+            elif info.kind == "list":
+                values[info.name] = [item.strip() for item in raw.split(",") if item.strip()]
+            else:
+                values[info.name] = raw
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            field_name = str(exc).split(":", 1)[0]
+            if field_name in values:
+                raise ConfigError(f"{cls.env_name(field_name)}{str(exc)[len(field_name) :]}") from None
+            raise
+
+    def fetch_policy(self, fetch: FetchConfig) -> FetchConfig:
+        """``fetch`` with the operator's choice of reachable addresses (whatever a web form sent)."""
+        return dataclasses.replace(
+            fetch, allow_private_urls=self.allow_private_urls, allowed_networks=list(self.allowed_networks)
+        )
+
+
+def _check_networks(field_name: str, networks: list[str]) -> None:
+    for net in networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"{field_name}: {net!r} is not a CIDR range ({exc})") from None
+
+
+@dataclass
+class PublishConfig:
+    """Pushing a run's adapter and its model card to the Hugging Face Hub (verb: push). The token is never a
+    setting: it comes from the app's Token field or ``HF_TOKEN`` and is held in memory only."""
+
+    _argument_group_name = "publish"
+
+    repo: str = _f(
+        "", "The Hub repository to push to, as OWNER/NAME (created when it does not exist).", metavar="OWNER/NAME"
+    )
+    public: bool = _f(
+        False, "Create the repository public; by default it is created private (an existing one keeps its visibility)."
+    )
+    merged: bool = _f(
+        False,
+        "Also upload the merged 16-bit model (the run's merged/, from `kinject merge`) into the "
+        "repository's merged/ folder.",
+    )
+    revision: str | None = _f(
+        None, "The branch to commit to, created from main when missing (default: main).", metavar="BRANCH"
+    )
+    message: str | None = _f(None, "The commit message (default: names the run, its step and how many sources).")
+    retries: int = _f(4, "Retries after a Hub server error (5xx) or a network failure, each after a doubling wait.")
+    backoff_s: float = _f(1.0, "Seconds before the first retry (then 2x, 4x, ...).")
+
+    def __post_init__(self) -> None:
+        _require(
+            not self.repo or re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", self.repo) is not None,
+            "repo",
+            f"must be OWNER/NAME (letters, digits, '-', '_', '.'), got {self.repo!r}",
+        )
+        _require(self.retries >= 0, "retries", f"must be >= 0, got {self.retries}")
+        _require(self.backoff_s >= 0, "backoff_s", f"must be >= 0, got {self.backoff_s}")
+        _require(
+            self.revision is None or re.fullmatch(r"[\w./-]+", self.revision) is not None,
+            "revision",
+            f"must be a branch name, got {self.revision!r}",
         )
 
 

@@ -1,8 +1,9 @@
 """Clean extracted text and build the training corpus (stage: corpus).
 
 Cleaning normalizes white space but keeps paragraph breaks, drops documents that repeat an earlier one, and drops
-lines that recur across different documents: menus, cookie notices and footers that survive main-content
-extraction look exactly like that, while article sentences rarely repeat verbatim on two pages.
+site chrome that survives main-content extraction: lines that recur across documents and look like chrome (short,
+not a sentence, or navigation-like), and lines on most pages of a batch. A full sentence that two articles share
+(both quote the same fact) is content and stays in both. A document needs a minimum of characters and words.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import CorpusConfig
+from .extract import count_words
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 _SPACES = re.compile(r"[^\S\n]+")  # white space other than newlines
@@ -66,9 +68,7 @@ def build_corpus(sources: list[Any], config: CorpusConfig | None = None, tokeniz
 
     repeated: set[str] = set()
     if config.dedup_paragraphs:
-        # A line counts once per document; lines seen in two or more distinct documents are chrome.
-        seen = Counter(line for text in set(cleaned) if text for line in set(text.split("\n")) if line)
-        repeated = {line for line, n in seen.items() if n > 1}
+        repeated = chrome_lines([text for text in set(cleaned) if text])
 
     corpus = Corpus()
     first_by_hash: dict[str, str] = {}
@@ -97,6 +97,12 @@ def build_corpus(sources: list[Any], config: CorpusConfig | None = None, tokeniz
         if len(text) < config.min_document_chars:
             row.update(status="error", error=f"only {len(text)} characters of text after cleaning")
             continue
+        if (words := count_words(text)) < config.min_document_words:
+            row.update(
+                status="error",
+                error=f"only {words} words of text after cleaning (at least {config.min_document_words} needed)",
+            )
+            continue
         if config.dedup_documents and digest in first_by_hash:
             row.update(status="duplicate", error=f"same text as {first_by_hash[digest]}")
             continue
@@ -113,6 +119,33 @@ def build_corpus(sources: list[Any], config: CorpusConfig | None = None, tokeniz
             }
         )
     return corpus
+
+
+# A line ending like a sentence; and lines that read as navigation or legal chrome even when they are sentences.
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]]*$")
+_CHROME = re.compile(
+    r"[|·•›»]|©|\ball rights reserved\b|\b(?:we|this site|this website) uses? cookies\b|\bprivacy policy\b|"
+    r"\bterms of (?:use|service)\b|\bsign (?:in|up)\b|\bsubscribe\b|\bfollow us\b",
+    re.IGNORECASE,
+)
+SENTENCE_MIN_WORDS = 5  # a shorter repeated line ("Related posts", "Share this") is chrome, not a shared fact
+
+
+def is_sentence(line: str) -> bool:
+    """A full sentence (enough words, a sentence's end, no navigation or legal markers): content, not chrome."""
+    return count_words(line) >= SENTENCE_MIN_WORDS and bool(_SENTENCE_END.search(line)) and not _CHROME.search(line)
+
+
+def chrome_lines(documents: list[str]) -> set[str]:
+    """The lines of ``documents`` (distinct texts) that are site chrome.
+
+    A line counts once per document. Repeated in two or more documents, a line is chrome when it is not a full
+    sentence (a menu, a heading such as "Related posts", a footer with separators); a full sentence is chrome only
+    when it is on most pages of a batch of three or more (a site-wide notice), so one that two articles quote stays.
+    """
+    seen = Counter(line for text in documents for line in set(text.split("\n")) if line)
+    pages = len(documents)
+    return {line for line, n in seen.items() if n > 1 and (not is_sentence(line) or (n >= 3 and n * 2 > pages))}
 
 
 def _drop_lines(text: str, repeated: set[str]) -> tuple[str, int]:

@@ -1,8 +1,10 @@
 """Extraction: a fetched body (HTML, text, Markdown or PDF) to its title and main text (stage: sources).
 
 HTML is decoded with the declared or detected charset and reduced to the article text by trafilatura (the page's
-plain visible text when trafilatura finds nothing); PDF pages and text files keep their paragraphs. No network:
-``bench/extraction.py`` scores this module alone.
+plain visible text, site chrome left out, when trafilatura finds nothing); PDF pages and text files keep their
+paragraphs. Junk never passes as text: a body that decodes to control or replacement characters, or text without
+real words, is refused with a message that says so (``check_text``), and a page that gives no text says why (too
+deep for the parser, empty, or only boilerplate). No network: ``bench/extraction.py`` scores this module alone.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import codecs
 import io
 import re
+import unicodedata
 
 
 class SourceError(Exception):
@@ -27,13 +30,81 @@ def sniff(body: bytes) -> str:
 
 
 def extract(body: bytes, kind: str, charset: str | None, url: str | None) -> tuple[str, str]:
-    """(title, text) from a body of ``kind`` "html", "text" or "pdf"."""
+    """(title, text) from a body of ``kind`` "html", "text" or "pdf".
+
+    Raises SourceError for a body that is binary data rather than text, and for a page that gives no text (the
+    message says why). The text returned may still be junk: ``check_text`` judges it.
+    """
     if kind == "pdf":
         return _pdf_text(body)
     text = decode_bytes(body, charset, html=kind == "html")
+    if (share := bad_char_share(text)) > MAX_BAD_CHAR_SHARE:
+        raise SourceError(_binary_message(share))
+    text = _CONTROL_CHARS.sub("", text)  # a few strays would make the HTML parser refuse the whole page
     if kind == "html":
-        return extract_main_text(text, url)
+        title, main = extract_main_text(text, url)
+        # trafilatura takes a cookie banner for the article when the page has nothing else: a short text on a page
+        # whose every visible word sits in site chrome is no article.
+        chrome_only = count_words(main) < BOILERPLATE_MAX_WORDS and not _visible_text(text, drop_boilerplate=True)
+        if not main.strip() or chrome_only:
+            raise SourceError(f"no text could be extracted: {why_no_text(text)}")
+        return title, main
     return _markdown_title(text), _paragraphs(text.splitlines())
+
+
+# Text is refused when more than this share of its characters are control, replacement, surrogate or private-use
+# characters (random bytes decoded as windows-1252 give about 14%; real text next to none), or when less than
+# MIN_WORD_SHARE of its non-space characters are words (random bytes: under 1%; English prose: about 80%, technical
+# pages full of numbers and model names: 60% and up).
+MAX_BAD_CHAR_SHARE = 0.05
+MIN_WORD_SHARE = 0.3
+BOILERPLATE_MAX_WORDS = 50  # a page whose text is all site chrome is refused only when that text is this short
+_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufffd\ud800-\udfff\ue000-\uf8ff]")
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LETTERS = re.compile(r"[^\W\d_]")
+_EDGE_PUNCTUATION = "\"'“”‘’«»()[]{}<>.,;:!?…—–-*_#/\\|"
+
+
+def bad_char_share(text: str) -> float:
+    """The share of ``text`` that is control (not white space), replacement, surrogate or private-use characters."""
+    return len(_BAD_CHARS.findall(text)) / len(text) if text else 0.0
+
+
+def _is_word(token: str) -> bool:
+    """A token that reads as a word: letters (any script, digits fewer than letters, punctuation inside allowed, as
+    in Japanese or "p5.48xlarge"), and no control or symbol character, which mojibake and binary are full of."""
+    letters = len(_LETTERS.findall(token))
+    if not letters or letters < sum(c.isdigit() for c in token):
+        return False
+    return not any(unicodedata.category(c)[0] in "CS" for c in token)
+
+
+def word_share(text: str) -> float:
+    """The share of the non-space characters of ``text`` that are in words (see ``_is_word``)."""
+    tokens = text.split()
+    total = sum(len(t) for t in tokens)
+    words = sum(len(t) for t in tokens if _is_word(t.strip(_EDGE_PUNCTUATION)))
+    return words / total if total else 0.0
+
+
+def count_words(text: str) -> int:
+    """Words in ``text``: white-space separated tokens with at least one letter."""
+    return sum(1 for t in text.split() if any(c.isalpha() for c in t))
+
+
+def _binary_message(share: float) -> str:
+    return f"binary data, not text: {share:.0%} of its characters are control or replacement characters"
+
+
+def check_text(text: str) -> None:
+    """Raise SourceError when extracted ``text`` is junk: mostly control or replacement characters, or no real
+    words (binary data that decoded to something, mojibake, a dump of numbers)."""
+    if (share := bad_char_share(text)) > MAX_BAD_CHAR_SHARE:
+        raise SourceError(_binary_message(share))
+    if (share := word_share(text)) < MIN_WORD_SHARE:
+        raise SourceError(
+            f"no real words: only {share:.0%} of the text is words (binary data, a garbled encoding or only numbers)"
+        )
 
 
 def _pdf_text(body: bytes) -> tuple[str, str]:
@@ -136,7 +207,7 @@ def extract_main_text(html: str, url: str | None = None) -> tuple[str, str]:
         text = recall_text
     title = title or recall_title
     if not text.strip():
-        text = _visible_text(html)
+        text = _visible_text(html, drop_boilerplate=True)
     if not title:
         title = _html_title(html)
     # trafilatura's text output puts each block (paragraph, heading, list item) on its own line.
@@ -150,8 +221,27 @@ _BLOCK_TAGS = frozenset(
 )
 
 
-def _visible_text(html: str) -> str:
-    """All text a reader would see (no script or style), one line per block element."""
+# Site chrome a reader skips: these elements, and any whose id, class or role names a notice, menu or bar.
+_BOILERPLATE_TAGS = frozenset("nav header footer aside form button dialog menu".split())
+_BOILERPLATE_NAMES = re.compile(
+    r"(?<![a-z])(cookies?|consent|gdpr|banner|popup|modal|newsletter|subscribe|nav|navbar|navigation|menu|"
+    r"breadcrumbs?|share|social|footer|header|sidebar|contentinfo)(?![a-z])",
+    re.IGNORECASE,
+)
+
+
+def _is_boilerplate(element) -> bool:
+    if element.tag in ("html", "body", "main", "article"):
+        return False
+    if element.tag in _BOILERPLATE_TAGS:
+        return True
+    marks = " ".join(element.get(a, "") for a in ("id", "class", "role"))
+    return bool(_BOILERPLATE_NAMES.search(marks))
+
+
+def _visible_text(html: str, drop_boilerplate: bool = False) -> str:
+    """All text a reader would see (no script or style), one line per block element; ``drop_boilerplate`` also
+    leaves out navigation, headers, footers, forms and cookie or newsletter notices."""
     import lxml.etree
     import lxml.html
 
@@ -162,6 +252,10 @@ def _visible_text(html: str) -> str:
     for element in list(root.iter(*_DROP_TAGS)):
         if element.getparent() is not None:
             element.drop_tree()  # keeps the tail text, which belongs to the parent
+    if drop_boilerplate:
+        for element in list(root.iter()):
+            if isinstance(element.tag, str) and element.getparent() is not None and _is_boilerplate(element):
+                element.drop_tree()
     for element in root.iter():
         if isinstance(element.tag, str) and element.tag in _BLOCK_TAGS:
             element.text = "\n" + (element.text or "")
@@ -177,3 +271,41 @@ def _html_title(html: str) -> str:
     import html as html_lib
 
     return " ".join(html_lib.unescape(match.group(1)).split())
+
+
+# lxml's HTML parser (libxml2) keeps at most this many levels of nesting; text nested deeper is lost.
+PARSER_MAX_DEPTH = 255
+
+
+def nesting_depth(html: str) -> int:
+    """How deep the page's elements nest (parsed without libxml2's depth limit; it still stops near 2048)."""
+    import lxml.etree
+
+    try:
+        root = lxml.etree.fromstring(html.encode("utf-8"), lxml.etree.HTMLParser(encoding="utf-8", huge_tree=True))
+    except (ValueError, lxml.etree.ParserError, lxml.etree.XMLSyntaxError):
+        return 0
+    if root is None:
+        return 0
+    deepest, stack = 0, [(root, 0)]
+    while stack:
+        element, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in element)
+    return deepest
+
+
+def why_no_text(html: str) -> str:
+    """Why a page gave no text: too deep for the parser, only boilerplate, or empty."""
+    depth = nesting_depth(html)
+    if depth >= PARSER_MAX_DEPTH:
+        shown = f"{depth}" if depth < 2000 else "about 2000 or more"
+        return f"too deep: its HTML nests {shown} levels, and the parser gives up at {PARSER_MAX_DEPTH}"
+    visible = _visible_text(html)
+    if visible.strip():
+        first = visible.splitlines()[0]
+        return (
+            f"only boilerplate: its {count_words(visible)} visible words are navigation, a header or footer, or a "
+            f"cookie or newsletter notice (starting {first[:60]!r}), no article"
+        )
+    return "empty: the page has no visible text (only markup and scripts; a page built by JavaScript needs a browser)"

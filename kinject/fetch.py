@@ -1,8 +1,10 @@
 """Fetching: get URLs and read local files into ``Source`` rows (stage: sources; the text comes from ``extract``).
 
-URLs go through the SSRF-guarded client of ``kinject.guard``; bodies are streamed with a byte cap and handed to
-``kinject.extract`` with their declared charset. Every input gives exactly one ``Source`` row; a bad input becomes
-an error row with a specific message and never stops the others.
+URLs go through the SSRF-guarded client of ``kinject.guard`` under one deadline per page (connect, headers, body
+and redirects); bodies are streamed with a byte cap, files are refused by size before they are read, and both are
+handed to ``kinject.extract`` with their declared charset. The text that comes out passes a quality gate (no
+binary data, real words). Every input gives exactly one ``Source`` row; a bad input becomes an error row with a
+specific message and never stops the others.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from pathlib import Path
 import httpx
 
 from kinject.config import FetchConfig
-from kinject.extract import SourceError, extract, sniff
-from kinject.guard import BlockedURLError, check_url, guarded_client
+from kinject.extract import SourceError, check_text, extract, sniff
+from kinject.guard import DEADLINE_MESSAGE, BlockedURLError, check_url, deadline, guarded_client
 from kinject.progress import Progress
 
 # Media type -> how the body is read.
@@ -96,9 +98,10 @@ def _load(kind: str, raw: str, client: httpx.Client, config: FetchConfig, progre
             if kind == "url":
                 _fetch_url(source, client, config)
             else:
-                _read_file(source)
+                _read_file(source, config)
             if not source.text.strip():
                 raise SourceError("no text could be extracted")
+            check_text(source.text)
         except (SourceError, BlockedURLError) as exc:
             source.status, source.error = "error", str(exc)
         except Exception as exc:  # noqa: BLE001 - one bad source must never stop the others
@@ -113,6 +116,8 @@ def _load(kind: str, raw: str, client: httpx.Client, config: FetchConfig, progre
 
 def _describe(exc: Exception, config: FetchConfig) -> str:
     """A short, specific message for an exception raised while fetching."""
+    if isinstance(exc, httpx.TimeoutException) and str(exc) == _deadline_message(config):
+        return str(exc)
     if isinstance(exc, httpx.ConnectTimeout):
         return f"timeout: no connection within {config.timeout_s:g} s"
     if isinstance(exc, httpx.TimeoutException):
@@ -126,6 +131,10 @@ def _describe(exc: Exception, config: FetchConfig) -> str:
     if isinstance(exc, httpx.HTTPError):
         return f"{type(exc).__name__}: {exc}"
     return f"unexpected error ({type(exc).__name__}: {exc})"
+
+
+def _deadline_message(config: FetchConfig) -> str:
+    return DEADLINE_MESSAGE.format(seconds=config.total_timeout_s)
 
 
 def _now() -> str:
@@ -173,8 +182,10 @@ def _fetch_url(source: Source, client: httpx.Client, config: FetchConfig) -> Non
 
     limit = config.max_bytes
     too_big = f"page larger than {_human_bytes(limit)} limit"
-    deadline = time.monotonic() + config.total_timeout_s  # httpx's timeout is per read; this bounds the whole page
-    with client.stream("GET", parsed, headers={"Accept": _ACCEPT}) as response:
+    # httpx's timeouts are per step; the guard's deadline bounds every step of the page, redirects included (the
+    # check in the loop below also stops a body that arrives in one fast stream of chunks).
+    ends = time.monotonic() + config.total_timeout_s
+    with deadline(config.total_timeout_s), client.stream("GET", parsed, headers={"Accept": _ACCEPT}) as response:
         source.final_url = str(response.url)
         if response.status_code >= 400:
             raise SourceError(f"HTTP {response.status_code} {response.reason_phrase}".rstrip())
@@ -191,8 +202,8 @@ def _fetch_url(source: Source, client: httpx.Client, config: FetchConfig) -> Non
             body += chunk
             if len(body) > limit:
                 raise SourceError(f"{too_big} (stopped reading after {len(body)} bytes)")
-            if time.monotonic() > deadline:
-                raise SourceError(f"timeout: page not received within {config.total_timeout_s:g} s")
+            if time.monotonic() > ends:
+                raise SourceError(_deadline_message(config))
     source.bytes = len(body)
     if kind is None:  # no Content-Type header: look at the bytes
         kind = sniff(bytes(body))
@@ -218,7 +229,8 @@ def _parse_content_type(header: str) -> tuple[str, str | None]:
 # --------------------------------------------------------------------------------------------------------- files
 
 
-def _read_file(source: Source) -> None:
+def _read_file(source: Source, config: FetchConfig) -> None:
+    """Read a local (or uploaded) file, refused by its size before it is read and read no further than the limit."""
     path = Path(source.input.strip()).expanduser()
     kind = FILE_TYPES.get(path.suffix.lower())
     if kind is None:
@@ -228,7 +240,15 @@ def _read_file(source: Source) -> None:
         raise SourceError(f"file not found: {path}")
     if not path.is_file():
         raise SourceError(f"not a file: {path}")
-    data = path.read_bytes()
+    limit = config.max_file_bytes
+    too_big = f"file larger than {_human_bytes(limit)} limit"
+    size = path.stat().st_size
+    if size > limit:
+        raise SourceError(f"{too_big} ({size} bytes)")
+    with path.open("rb") as fh:
+        data = fh.read(limit + 1)  # the file may have grown since stat
+    if len(data) > limit:
+        raise SourceError(f"{too_big} (it grew while being read)")
     source.bytes = len(data)
     source.final_url = path.resolve().as_uri()
     source.content_type = {"html": "text/html", "pdf": "application/pdf"}.get(

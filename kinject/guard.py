@@ -14,6 +14,10 @@ backend, every hop is checked. TLS still uses the host name (httpcore passes ``s
 ``start_tls``, not the connected address), and so does the ``Host`` header. Environment proxies are ignored
 (``trust_env=False``): a proxy would do the resolving and connecting, out of our sight.
 
+Inside ``deadline(seconds)`` every step the client takes in that thread (name lookup, connect, TLS, each read and
+write of headers and body, on every redirect hop) gets at most the time left, so one page cannot outlast its
+deadline however slowly a server dribbles its headers.
+
 Why not a library: the maintained candidates for httpx (``safehttpx``, gradio's; ``httpx-secure``; langchain-core's
 ``SSRFSafeTransport``) are async-only, and ``safehttpx`` also asks Google's DNS-over-HTTPS when the local lookup finds
 no public address, turns itself off when proxy variables are set, has no CIDR allow-list and leaves redirects
@@ -23,9 +27,12 @@ on top of httpcore's public ``SyncBackend``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpcore
@@ -42,6 +49,104 @@ _OPT_IN_HINT = "use --allow-private-urls to allow"
 
 class BlockedURLError(Exception):
     """A URL or address the guard refuses; the message says why and how to opt in."""
+
+
+# ---------------------------------------------------------------------------------------------------- deadline
+
+DEADLINE_MESSAGE = "timeout: page not received within {seconds:g} s"
+_deadline = threading.local()  # (monotonic end, seconds) of the fetch this thread is doing, or None
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Bound every network step of the guarded client in this thread to ``seconds`` in all (redirects included).
+
+    httpx's timeouts are per operation, so a server that sends a byte every second never trips them; within this
+    block each lookup, connect, read and write is given at most the time left, and none starts once it is spent.
+    """
+    previous = getattr(_deadline, "value", None)
+    _deadline.value = (time.monotonic() + seconds, seconds)
+    try:
+        yield
+    finally:
+        _deadline.value = previous
+
+
+def _time_left(timeout: float | None, error: type[Exception]) -> tuple[float | None, bool]:
+    """(the timeout to use, whether the deadline set it); raises ``error`` once the deadline has passed."""
+    current = getattr(_deadline, "value", None)
+    if current is None:
+        return timeout, False
+    left = current[0] - time.monotonic()
+    if left <= 0:
+        raise error(DEADLINE_MESSAGE.format(seconds=current[1]))
+    return (left, True) if timeout is None or left < timeout else (timeout, False)
+
+
+def _expired() -> str:
+    return DEADLINE_MESSAGE.format(seconds=_deadline.value[1])
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose reads, writes and TLS handshake stop at the current thread's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        timeout, clamped = _time_left(timeout, httpcore.ReadTimeout)
+        try:
+            return self._stream.read(max_bytes, timeout)
+        except httpcore.ReadTimeout as exc:
+            if clamped:
+                raise httpcore.ReadTimeout(_expired()) from exc
+            raise
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        timeout, clamped = _time_left(timeout, httpcore.WriteTimeout)
+        try:
+            self._stream.write(buffer, timeout)
+        except httpcore.WriteTimeout as exc:
+            if clamped:
+                raise httpcore.WriteTimeout(_expired()) from exc
+            raise
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> Any:
+        timeout, clamped = _time_left(timeout, httpcore.ConnectTimeout)
+        try:
+            return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+        except httpcore.ConnectTimeout as exc:
+            if clamped:
+                raise httpcore.ConnectTimeout(_expired()) from exc
+            raise
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+def _getaddrinfo(host: str, port: int, timeout: float | None) -> list[Any]:
+    """``socket.getaddrinfo`` given at most ``timeout`` seconds (the system resolver has no timeout of its own)."""
+    if timeout is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    answer: dict[str, Any] = {}
+
+    def lookup() -> None:
+        try:
+            answer["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            answer["error"] = exc
+
+    thread = threading.Thread(target=lookup, name=f"kinject-dns-{host}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise httpcore.ConnectTimeout(f"timed out looking up {host} (no DNS answer within {timeout:g} s)")
+    if "error" in answer:
+        raise answer["error"]
+    return answer["infos"]
 
 
 def _networks(allowed_networks: Iterable[str | Network]) -> tuple[Network, ...]:
@@ -130,10 +235,10 @@ class GuardedBackend(httpcore.SyncBackend):
         self.allow_private = allow_private
         self.allowed_networks = _networks(allowed_networks)
 
-    def resolve(self, host: str, port: int) -> list[str]:
+    def resolve(self, host: str, port: int, timeout: float | None = None) -> list[str]:
         """Every address ``host`` resolves to, all checked; raises if any is refused (a mixed answer is suspect)."""
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = _getaddrinfo(host, port, timeout)
         except (socket.gaierror, UnicodeError) as exc:
             raise httpcore.ConnectError(f"unknown host {host!r} (DNS lookup failed: {exc})") from exc
         addresses: list[str] = []
@@ -157,11 +262,15 @@ class GuardedBackend(httpcore.SyncBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         last: Exception | None = None
-        for ip in self.resolve(host, port):
+        limit, _ = _time_left(timeout, httpcore.ConnectTimeout)
+        for ip in self.resolve(host, port, limit):
+            limit, clamped = _time_left(timeout, httpcore.ConnectTimeout)
             try:
                 # An IP literal: the parent's socket.create_connection does no further DNS lookup.
-                return super().connect_tcp(ip, port, timeout, local_address, socket_options)
+                return _DeadlineStream(super().connect_tcp(ip, port, limit, local_address, socket_options))
             except httpcore.ConnectTimeout as exc:
+                if clamped:
+                    raise httpcore.ConnectTimeout(_expired()) from exc
                 last = httpcore.ConnectTimeout(f"timed out connecting to {host} ({ip}:{port})")
                 last.__cause__ = exc
             except httpcore.ConnectError as exc:

@@ -1,10 +1,12 @@
-"""Background jobs: the one owner of training threads in a process.
+"""Background jobs: the one owner of long-running threads in a process.
 
-Job state lives here, guarded by a lock, and is mirrored to the run folder's status (throttled), so the UI can
-poll it and a restarted process still tells finished, stopped and failed runs apart; a run whose status says
-running but whose process or thread is gone reads as ``interrupted``. One training job at a time per process (one
-GPU): a second start is refused naming the first. ``train_then_evaluate`` is the one place where a training is
-followed by its evaluation; the CLI and the job runner both call it.
+Every long step the app starts (prepare, training, evaluation, merge, push) is a job: ``JobManager.submit`` runs a
+function of one ``StatusRecorder`` (the Progress object the step reports through) in a background thread. Job
+state lives here, guarded by a lock, and is mirrored to the run folder's status (throttled), so the UI can poll
+it and a restarted process still tells finished, stopped and failed runs apart; a run whose status says running
+but whose process or thread is gone reads as ``interrupted``. One job at a time per process (one GPU): a second is
+refused naming the first. ``train_then_evaluate`` is the one place where a training is followed by its
+evaluation; the CLI and the job runner both call it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,8 +38,13 @@ class JobState:
 
     run_dir: str = ""
     status: str = "idle"  # idle | queued | running | done | stopped | failed | interrupted
+    kind: str = "train"  # what the job does: train | prepare | evaluate | merge | push
     phase: str = ""  # load model | train | save adapter | evaluate ...
-    step: int = 0
+    phase_done: int = 0  # units of the current phase done ...
+    phase_total: int = 0  # ... of this many (0: not known)
+    phase_unit: str = ""  # what a unit is: step, answer, page ...
+    phase_started: float = 0.0
+    step: int = 0  # training steps (kind train; the last training's when another kind of job ran since)
     total: int = 0
     epoch: float = 0.0
     loss: float | None = None
@@ -73,6 +81,11 @@ def peak_memory_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+# The numbers a stage may report through ``advance(**info)`` that the job state keeps (a fetch's per-page
+# ``status``, say, is not the job's).
+_REPORTED = ("step", "total", "epoch", "loss", "learning_rate", "tokens_per_s", "eta_s")
+
+
 class StatusRecorder(Progress):
     """A Progress that keeps a JobState current, mirrors it to the run folder, and forwards to ``inner``."""
 
@@ -83,6 +96,7 @@ class StatusRecorder(Progress):
         stop_event: threading.Event | None = None,
         lock: threading.Lock | None = None,
         min_interval_s: float = 1.0,
+        kind: str = "train",
     ):
         self.run = RunDir(run_dir)
         self.run_dir = self.run.path
@@ -93,12 +107,19 @@ class StatusRecorder(Progress):
         self.state = JobState(
             run_dir=str(self.run_dir),
             status="queued",
+            kind=kind,
             started_at=time.time(),
             pid=os.getpid(),
             pid_started=_process_started(os.getpid()) or 0.0,
         )
         self._written = 0.0
         self.persist = True  # False for a job refused before it owned the run: its status.json is another's
+        if kind != "train":  # keep the run's training numbers in its status while another kind of job runs
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                before = self.run.read_status() or {}
+                for key in ("step", "total", "epoch", "loss"):
+                    if before.get(key) is not None:
+                        setattr(self.state, key, before[key])
 
     def snapshot(self) -> JobState:
         with self.lock:
@@ -118,20 +139,46 @@ class StatusRecorder(Progress):
                 self.run.write_status(data)
 
     def start(self, phase: str, total: int | None = None, unit: str = "it") -> None:
-        changes: dict[str, Any] = {"phase": phase, "status": "running"}
+        changes: dict[str, Any] = {
+            "phase": phase,
+            "status": "running",
+            "phase_done": 0,
+            "phase_total": total or 0,
+            "phase_unit": "" if unit == "it" else unit,
+            "phase_started": time.time(),
+            "eta_s": None,
+        }
         if phase == "train":
             changes["total"] = total or 0
         self.update(force=True, **changes)
         self.inner.start(phase, total, unit)
 
     def advance(self, n: int = 1, **info: Any) -> None:
-        changes = {k: v for k, v in info.items() if k in JobState.__dataclass_fields__ and v is not None}
+        changes = {k: v for k, v in info.items() if k in _REPORTED and v is not None}
+        with self.lock:
+            done = self.state.phase_done + n
+            total, began = self.state.phase_total, self.state.phase_started
         if "step" in info:
             changes["peak_memory_mb"] = peak_memory_mb()
+            done = int(info["step"])
         if "resumed_from" in info:
-            changes["step"] = self.state.step + n
+            changes["step"] = done = self.state.step + n
+            changes.update(self._resumed_epoch(done))
+        changes["phase_done"] = done
+        if "eta_s" not in info and total and done and "resumed_from" not in info:
+            # Seconds per unit so far in this phase, times the units left (training reports its own ETA).
+            elapsed = time.time() - began
+            changes["eta_s"] = round(elapsed / done * max(total - done, 0), 1) if elapsed > 0 else None
         self.update(**changes)
         self.inner.advance(n, **{k: v for k, v in info.items() if k not in ("total",)})
+
+    def _resumed_epoch(self, step: int) -> dict[str, Any]:
+        """The epoch of a resumed training's checkpoint step, from its logged metrics (kept up to that step)."""
+        with contextlib.suppress(OSError, ValueError):
+            rows = [r for r in self.run.read_metrics() if r.get("step", 0) <= step and "epoch" in r]
+            if rows:
+                return {"epoch": float(rows[-1]["epoch"]), "loss": rows[-1].get("loss")}
+        return {}
 
     def log(self, message: str) -> None:
         self.update(message=message)
@@ -261,14 +308,69 @@ def train_then_evaluate(
     return outcome
 
 
+@dataclass
+class JobOutcome:
+    """What a job's work function returns: its final status, a message for the user, and its value."""
+
+    status: str = "done"
+    message: str = ""
+    value: Any = None
+
+
+def describe_error(exc: BaseException) -> str:
+    """A failure for the user: kinject's own errors say what to do already; others get their type named."""
+    return str(exc) if type(exc).__module__.startswith("kinject.") else f"{type(exc).__name__}: {exc}"
+
+
+def describe_job(state: JobState) -> str:
+    """What a job is doing, in words ("training of p5 (train, step 12/40)")."""
+    noun = {"train": "training", "prepare": "preparing", "evaluate": "evaluation", "merge": "merge", "push": "push"}
+    what = f"{noun.get(state.kind, state.kind)} of {Path(state.run_dir).name}"
+    unit = state.phase_unit + ("s" if state.phase_unit and state.phase_total != 1 else "")
+    done = f"{state.phase_done}/{state.phase_total} {unit}".strip() if state.phase_total else ""
+    doing = ", ".join(x for x in (state.phase, done) if x)
+    return f"{what} ({doing})" if doing else what
+
+
 class JobManager:
-    """Starts training in a background thread; at most one job per process."""
+    """Runs one background job at a time (training, evaluation, prepare, merge, push) and keeps its state."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._recorder: StatusRecorder | None = None
         self._stop = threading.Event()
+        self._outcome: JobOutcome | None = None
+
+    def submit(
+        self,
+        run_dir: str | Path | RunDir,
+        kind: str,
+        work: Callable[[StatusRecorder], JobOutcome | Any],
+        persist: bool = True,
+    ) -> JobState:
+        """Run ``work(recorder)`` in a background thread; returns the queued state.
+
+        ``recorder`` is the job's one Progress object: ``work`` passes it to the verb it calls, so the verb's
+        phases, counts and ETA become the job's state, and the Stop button reaches it through ``should_stop``.
+        ``work`` returns a ``JobOutcome`` (or any value, meaning done); an exception fails the job with its message,
+        ``InterruptedError`` stops it. ``persist=False`` keeps the state in memory (a run folder that does not
+        exist yet, as while preparing it).
+        """
+        run = RunDir(run_dir)
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                raise JobBusyError(
+                    f"{describe_job(self._recorder.snapshot())} is already running; stop it or wait for it to finish"
+                )
+            self._stop = threading.Event()
+            recorder = StatusRecorder(run, stop_event=self._stop, kind=kind)
+            recorder.persist = persist
+            thread = threading.Thread(target=self._run, args=(recorder, work), name=f"kinject-{kind}-{run.name}")
+            self._recorder, self._thread, self._outcome = recorder, thread, None
+            thread.daemon = True
+            thread.start()
+            return recorder.snapshot()
 
     def start(
         self,
@@ -280,47 +382,44 @@ class JobManager:
         generation: GenerationConfig | None = None,
         augment: AugmentConfig | None = None,
     ) -> JobState:
-        """Start ``train_then_evaluate`` on ``run_dir`` in a background thread; returns the queued state."""
-        run = RunDir(run_dir)
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                s = self._recorder.snapshot()
-                raise JobBusyError(
-                    f"a training job is already running: {s.run_dir} ({s.phase}, step {s.step}/{s.total}); "
-                    "stop it or wait for it to finish"
-                )
-            run.require()  # refuse a non-run folder now, not in the thread
-            self._stop = threading.Event()
-            recorder = StatusRecorder(run, stop_event=self._stop)
-            job = {"config": config, "resume": resume, "blocks": blocks, "evaluation": evaluation, "augment": augment}
-            thread = threading.Thread(
-                target=self._run, args=(recorder, {**job, "generation": generation}), name=f"kinject-train-{run.name}"
-            )
-            self._recorder, self._thread = recorder, thread
-            thread.daemon = True
-            thread.start()
-            return recorder.snapshot()
+        """Start ``train_then_evaluate`` on ``run_dir`` as a job; returns the queued state."""
+        RunDir(run_dir).require()  # refuse a non-run folder now, not in the thread
+        job = {"config": config, "resume": resume, "blocks": blocks, "evaluation": evaluation, "augment": augment}
 
-    @staticmethod
-    def _run(recorder: StatusRecorder, job: dict[str, Any]) -> None:
-        from .train import TrainError
+        def work(recorder: StatusRecorder) -> JobOutcome:
+            outcome = train_then_evaluate(recorder.run, progress=recorder, **job, generation=generation)
+            return JobOutcome(outcome.result.status, outcome.message, outcome)
 
+        return self.submit(run_dir, "train", work)
+
+    def _run(self, recorder: StatusRecorder, work: Callable[[StatusRecorder], Any]) -> None:
         _reset_peak_memory()
         try:  # train() frees its model's memory itself when it fails, so the next job can start
-            outcome = train_then_evaluate(recorder.run, progress=recorder, **job)
-        except RunBusyError as exc:
+            outcome = work(recorder)
+        except RunBusyError as exc:  # refused before it owned the run: its status.json is the other job's
             recorder.close("failed", error=str(exc), persist=False)
             return
-        except TrainError as exc:
-            recorder.close("failed", error=str(exc))
+        except InterruptedError as exc:
+            recorder.close("stopped", message=str(exc) or "stopped")
             return
         except Exception as exc:  # noqa: BLE001 - a thread must record, not swallow, its failure
-            recorder.close("failed", error=f"{type(exc).__name__}: {exc}")
+            if getattr(exc, "phase", ""):  # the phase that failed (a TrainError's), not the last one reported
+                recorder.update(phase=exc.phase)
+            recorder.close("failed", error=describe_error(exc))
             return
-        recorder.close(outcome.result.status, message=outcome.message)
+        outcome = outcome if isinstance(outcome, JobOutcome) else JobOutcome(value=outcome)
+        with self._lock:
+            self._outcome = outcome
+        recorder.close(outcome.status, message=outcome.message)
+
+    def outcome(self) -> JobOutcome | None:
+        """The last job's outcome once it finished without failing (None before, or when it failed)."""
+        with self._lock:
+            return self._outcome
 
     def stop(self) -> bool:
-        """Ask the running job to stop at the next step (its adapter so far is saved). False if none runs."""
+        """Ask the running job to stop at its next check (a training saves its adapter so far, an evaluation
+        what it has scored). False if none runs."""
         with self._lock:
             running = self._thread is not None and self._thread.is_alive()
             if running:
@@ -344,7 +443,7 @@ class JobManager:
         return self.state()
 
     def status_of(self, run_dir: str | Path) -> JobState | None:
-        """A run's state: live when this process trains it, else from its ``status.json``."""
+        """A run's state: live when this process runs a job on it, else from its ``status.json``."""
         with self._lock:
             alive = self._thread is not None and self._thread.is_alive()
             live = self._recorder.snapshot() if self._recorder and alive else None

@@ -14,7 +14,8 @@ def merge(run_dir: str | Path | RunDir, progress: Progress | None = None, max_sh
     """Write ``run_dir/merged`` atomically: base + adapter (``merge_and_unload``) as safetensors shards.
 
     The base is loaded in 16 bits even when the adapter was trained on a 4-bit base: merging into quantized
-    weights would round the adapter's update away.
+    weights would round the adapter's update away. ``progress.should_stop()`` is checked between the steps and
+    raises ``InterruptedError`` (nothing written).
     """
     import torch
     from peft import PeftModel
@@ -23,13 +24,15 @@ def merge(run_dir: str | Path | RunDir, progress: Progress | None = None, max_sh
     progress = progress or Progress()
     adapter = run.require_adapter()
     cfg = from_dict(ModelConfig, run.section("model"), "model")
-    progress.start("merge", total=3, unit="step")
     resolved = resolve_model(cfg.model, cfg.revision, progress)
+    progress.start("merge", total=3, unit="step")
     dtype = torch.bfloat16 if not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else torch.float16
     base = load_model(resolved, quantization="none", dtype=dtype, device_map="cpu")
     progress.advance(1)
+    _check_stop(progress)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     progress.advance(1)
+    _check_stop(progress)
     tokenizer = load_tokenizer(resolved)
 
     def save(folder: Path) -> None:
@@ -40,3 +43,8 @@ def merge(run_dir: str | Path | RunDir, progress: Progress | None = None, max_sh
     progress.advance(1)
     progress.finish()
     return target
+
+
+def _check_stop(progress: Progress) -> None:
+    if progress.should_stop():
+        raise InterruptedError("merge stopped before the merged model was written; nothing was written")

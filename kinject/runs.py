@@ -150,6 +150,12 @@ class RunDir:
     _ABLATION_JSON = "ablation.json"
     _ABLATION_MD = "ablation.md"
     _LOCK = ".train.lock"
+    _PUSHES = "pushes.jsonl"  # one row per successful push to the Hub (repo, commit, when; never the token)
+
+    # Names fixed by others: peft's adapter config, the Hub's model card, the merged model's folder in a Hub repo.
+    ADAPTER_CONFIG = _ADAPTER_CONFIG
+    CARD = "README.md"
+    MERGED_IN_REPO = _MERGED
 
     # Names a user sees in messages and the README's file table.
     EVAL_FILES = (_EVAL_JSON, _EVAL_MD, _EVAL_PNG)
@@ -396,6 +402,9 @@ class RunDir:
         self.require()
         if not self.has_adapter():
             raise RunError(f"{self.path} has no trained adapter yet: train it first (`kinject train {self.path}`)")
+        stem = self._ADAPTER_WEIGHTS.split(".", 1)[0]  # .safetensors, or .bin for an older foreign adapter
+        if not any(self.adapter_dir.glob(f"{stem}.*")):
+            raise RunError(f"{self.adapter_dir} has no weights (an interrupted copy?): train again or resume")
         return self.adapter_dir
 
     def read_adapter_meta(self) -> dict[str, Any]:
@@ -417,9 +426,50 @@ class RunDir:
         path = self.adapter_dir / self._ADAPTER_HISTORY
         return read_json(path) if path.is_file() else []
 
+    def write_card(self, text: str) -> None:
+        """Keep the model card beside the adapter (``adapter/README.md``, replacing peft's template)."""
+        atomic_write_text(self.adapter_dir / self.CARD, text)
+
+    def append_push(self, row: dict[str, Any]) -> None:
+        rows = self.read_pushes()
+        write_jsonl(self.path / self._PUSHES, [*rows, row])
+
+    def read_pushes(self) -> list[dict[str, Any]]:
+        path = self.path / self._PUSHES
+        return read_jsonl(path, skip_bad=True) if path.is_file() else []
+
+    @classmethod
+    def adapter_settings(cls, folder: str | Path) -> dict[str, Any]:
+        """The kinject settings saved beside an adapter (its run's ``config.yaml``), or {} for a foreign one."""
+        path = Path(folder) / cls._CONFIG
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except yaml.YAMLError:
+            data = {}
+        return data if isinstance(data, dict) else {}
+
+    @classmethod
+    def from_adapter(cls, target: str | Path, adapter: str | Path, config: dict[str, Any]) -> RunDir:
+        """A run folder at ``target`` whose ``adapter/`` links to ``adapter`` (a downloaded one) with ``config``;
+        evaluation and answers of that adapter are written there. Made again when it exists."""
+        run = cls(target)
+        run.path.mkdir(parents=True, exist_ok=True)
+        link = run.adapter_dir
+        if link.is_symlink() or link.exists():
+            if link.is_symlink() and link.resolve() == Path(adapter).resolve():
+                run.write_config(config)
+                return run
+            shutil.rmtree(link) if link.is_dir() and not link.is_symlink() else link.unlink()
+        os.symlink(Path(adapter).resolve(), link)
+        run.write_config(config)
+        return run
+
     @property
     def merged_dir(self) -> Path:
         return self.path / self._MERGED
+
+    def has_merged(self) -> bool:
+        return (self.merged_dir / "config.json").is_file()
 
     def write_merged(self, save: Callable[[Path], None]) -> Path:
         """Write ``merged/`` atomically through ``save(folder)``."""
@@ -491,13 +541,40 @@ class RunDir:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def delete(self) -> None:
+        """Remove this run folder, after checking that it is one (a config.yaml; not a link to elsewhere) and that
+        no training holds its lock (in this process or another)."""
+        self.require()
+        if self.path.is_symlink():
+            raise RunError(f"{self.path} is a link, not a run folder; remove it yourself")
+        with self.training_lock():
+            shutil.rmtree(self.path)
+
     # ------------------------------------------------------------------------------------------------ creating
     @staticmethod
     def check_new(target: str | Path, force: bool = False) -> None:
-        """Refuse an existing, non-empty ``target`` unless ``force`` (checked before any slow work)."""
+        """Refuse an existing, non-empty ``target`` unless ``force``, and a ``target`` that cannot be written
+        (checked before any slow work, so `prepare` does not fetch pages it could never save)."""
         target = Path(target)
         if target.exists() and not force and (not target.is_dir() or any(target.iterdir())):
             raise RunError(f"{target} already exists; choose another --out or pass --force to replace it")
+        RunDir.check_writable(target)
+
+    @staticmethod
+    def check_writable(target: str | Path) -> None:
+        """Raise RunError unless a run folder can be made at ``target``: its nearest existing parent is a folder in
+        which a folder can be created (tried, then removed: permissions, read-only disks and quotas all show)."""
+        target = Path(target).absolute()
+        parent = target.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise RunError(f"cannot create {target}: {parent} is a file, not a folder")
+        try:
+            probe = tempfile.mkdtemp(prefix=f".{target.name}.probe-", dir=parent)
+        except OSError as exc:
+            raise RunError(f"cannot write {target}: {exc.strerror or exc} (in {parent})") from None
+        os.rmdir(probe)
 
     @classmethod
     @contextlib.contextmanager

@@ -322,7 +322,15 @@ class _Release:
 
 
 def _adapter_folder(path: str | Path) -> Path:
-    """The adapter of ``path``: the folder itself when it holds ``adapter_config.json``, else a run's adapter."""
+    """The adapter of ``path``: the folder itself when it holds ``adapter_config.json``, a run's adapter, or a Hub
+    adapter ``OWNER/NAME[@revision]`` (downloaded once into huggingface_hub's cache)."""
+    from .publish import PublishError, download_adapter, parse_hub_id
+
+    if parse_hub_id(str(path)) is not None:
+        try:
+            return download_adapter(str(path))
+        except PublishError as exc:
+            raise ServeError(str(exc)) from None
     folder = Path(path)
     if RunDir.holds_adapter(folder):
         return folder
@@ -799,8 +807,12 @@ def chat_messages(
     generation settings go as the request's (temperature at or below 0.05 as 0, greedy, as kinject decodes)."""
     from huggingface_hub import InferenceClient
 
+    from .publish import parse_hub_id
+
     gen = generation or GenerationConfig()
     client = InferenceClient(base_url=endpoint.rstrip("/"), timeout=600)
+    if model and parse_hub_id(model) is not None:
+        _ensure_hub_adapter(endpoint, model)
     try:
         reply = client.chat_completion(
             messages,
@@ -818,6 +830,34 @@ def chat_messages(
                 yield chunk.choices[0].delta.content
     except Exception as exc:  # noqa: BLE001 - connection errors, HTTP errors with the server's message
         raise ChatClientError(f"{endpoint}: {_client_message(exc)}") from None
+
+
+def _ensure_hub_adapter(endpoint: str, model: str) -> None:
+    """Make a Hub adapter ``model`` known to the server: nothing when it lists it already; a kinject server
+    downloads it (``POST /kinject/adapters``); others are told how to start with it."""
+    import httpx
+
+    base = endpoint.rstrip("/")
+    try:
+        listed = httpx.get(f"{base}/v1/models", timeout=30)
+        if listed.status_code == 200 and model in {m.get("id") for m in listed.json().get("data", [])}:
+            return
+        added = httpx.post(f"{base}/kinject/adapters", json={"name": model, "path": model}, timeout=600)
+    except httpx.HTTPError as exc:
+        raise ChatClientError(f"{endpoint}: {type(exc).__name__}: {exc}") from None
+    if added.status_code == 201:
+        return
+    if added.status_code in (404, 405):
+        raise ChatClientError(
+            f"{endpoint} does not serve the Hub adapter {model} and cannot load one at run time: start TGI with "
+            f"--lora-adapters {model}, or vLLM with --enable-lora --lora-modules {model}={model}"
+        )
+    raise ChatClientError(f"{endpoint}: could not load {model}: {_client_message(_Failed(added))}")
+
+
+class _Failed(Exception):
+    def __init__(self, response: Any) -> None:
+        self.response = response
 
 
 def _client_message(exc: Exception) -> str:

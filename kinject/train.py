@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import json
 import math
 import time
 import traceback
@@ -24,13 +25,17 @@ from typing import Any
 
 from .blocks import IGNORE_INDEX, augmentation_kinds, ensure_blocks
 from .config import AugmentConfig, BlocksConfig, ModelConfig, TrainConfig, from_dict, to_dict, training_blocks
-from .models import compute_dtype, context_length, load_model, load_tokenizer, resolve_model
+from .models import base_hub_id, compute_dtype, context_length, load_model, load_tokenizer, resolve_model
 from .progress import Progress
 from .runs import RunDir, RunError, checkpoint_step
 
 
 class TrainError(RuntimeError):
-    """Training failed; the message says why and the likely fix."""
+    """Training failed; the message says why and the likely fix, ``phase`` where (for the job's status)."""
+
+    def __init__(self, message: str, phase: str = "") -> None:
+        super().__init__(message)
+        self.phase = phase
 
 
 @dataclass
@@ -166,16 +171,17 @@ def _train(
     from .augment import AugmentError, LocalGenerator, ensure_augmentation
     from .forgetting import ForgettingGuard, check_steps, knowledge_items
 
+    # Checks before destruction: the run, its model, augmentation and blocks are all checked (and loaded) before
+    # this training touches the run's checkpoints, metrics or settings, so one that fails at once leaves what
+    # --resume needs as it was.
     model_cfg = from_dict(ModelConfig, run.section("model"), "model")
     last = run.last_checkpoint() if resume else None
     if resume and last is None:
-        raise TrainError(f"nothing to resume: {run.checkpoints_dir} has no checkpoint")
-    if resume:
-        run.trim_metrics(checkpoint_step(last))  # steps after the checkpoint are trained again
-    else:
-        run.clear_checkpoints()  # a fresh start must not resume an older run's state
-        run.clear_metrics()
-    run.update_config(train=to_dict(config), blocks=to_dict(blocks_config), augment=to_dict(augment_config))
+        raise TrainError(f"nothing to resume: {run.checkpoints_dir} has no checkpoint", "check run")
+    if not run.has_corpus():
+        raise TrainError(
+            f"{run} has no corpus to train on: prepare it first (`kinject prepare --out {run}`)", "check run"
+        )
 
     started = time.time()
     trainer = model = None
@@ -294,6 +300,14 @@ def _train(
             callbacks=[callback, *(callbacks or [])],
         )
         trainer.remove_callback(PrinterCallback)  # progress goes through our callback, not print()
+        # Training really begins: only now does a fresh start set the older run's checkpoints and metrics aside
+        # (it must not resume their state), and this training's settings become the run's.
+        if resume:
+            run.trim_metrics(checkpoint_step(last))  # steps after the checkpoint are trained again
+        else:
+            run.clear_checkpoints()
+            run.clear_metrics()
+        run.update_config(train=to_dict(config), blocks=to_dict(blocks_config), augment=to_dict(augment_config))
         phase = "train"
         progress.start(phase, total=total_steps, unit="step")
         if last is not None:
@@ -321,12 +335,13 @@ def _train(
         note = f"forgetting guard: {decision.reason}" if decision is not None else ""
         seconds = time.time() - started
         return TrainResult(run.path, adapter_dir, status, step, total_steps, callback.last_loss, seconds, kept, note)
-    except TrainError:
+    except TrainError as exc:
+        exc.phase = exc.phase or phase
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one readable message
         message = explain_failure(exc, _where(phase, callback, trainer), four_bit, phase)
         traceback.clear_frames(exc.__traceback__)  # its frames hold the model: let the memory go with them
-        raise TrainError(message) from exc
+        raise TrainError(message, phase) from exc
     finally:
         del trainer, model
         gc.collect()
@@ -371,6 +386,12 @@ def save_adapter(
     def save(folder: Path) -> None:
         model.save_pretrained(str(folder))
         tokenizer.save_pretrained(str(folder))
+        # peft records the base as the folder it was loaded from (for the bundled model, this machine's cache);
+        # a shared adapter should name it as others can load it.
+        adapter_config = folder / RunDir.ADAPTER_CONFIG
+        data = json.loads(adapter_config.read_text(encoding="utf-8"))
+        data["base_model_name_or_path"] = base_hub_id(run.section("model").get("model"))
+        adapter_config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     meta = {
         "status": status,

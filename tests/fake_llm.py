@@ -5,12 +5,13 @@ augmentation keeps and rejects without a real model."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from httpserver import in_thread
 
 
 class FakeLLM(ThreadingHTTPServer):
@@ -63,13 +64,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(raw)
 
 
-@contextmanager
-def fake_llm(reply: Callable[[list[dict[str, str]]], str]) -> Iterator[FakeLLM]:
-    server = FakeLLM(reply)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def fake_llm(reply: Callable[[list[dict[str, str]]], str]) -> AbstractContextManager[FakeLLM]:
+    """A started fake OpenAI-compatible server answering with ``reply(messages)``; stopped on exit."""
+    return in_thread(FakeLLM(reply))

@@ -7,6 +7,11 @@ Routes (GET):
   /huge                   ``huge_bytes`` of HTML with Content-Length
   /huge-stream            the same without Content-Length, streamed until the client hangs up; ``huge_sent`` counts
   /trickle                one byte every 0.1 s for 10 s (defeats a per-read timeout)
+  /dribble-headers        the status line and headers one byte every 0.05 s, for up to 30 s (never a body)
+  /slow-redirect?n=N      waits 0.4 s, then 302 to n=N-1; n=0 is a page (each hop within any per-read timeout)
+  /binary-html            64 kB of random bytes labelled text/html
+  /banner-only            a page whose only text is a cookie banner and a menu
+  /deep                   an article nested 400 <div>s deep (deeper than lxml's parser keeps)
   /binary                 a PNG
   /latin1                 a cp1252 page declared by <meta charset="windows-1252">
   /latin1-header          an ISO-8859-1 page declared only in the Content-Type header
@@ -25,6 +30,7 @@ to a non-loopback address fails the test instead of leaving the machine.
 from __future__ import annotations
 
 import ipaddress
+import random
 import socket
 import ssl
 import threading
@@ -45,6 +51,26 @@ LATIN1_PAGE = (
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(64)
 TEXT_BODY = "Plain text first paragraph about the llamas of Lima.\n\nSecond paragraph: they like rain.\n"
 MARKDOWN_BODY = "# Llama notes\n\nThe llamas of Lima **prefer** rain.\n\n- one\n- two\n"
+ARTICLE_TEXT = (
+    "The llamas of Lima prefer rain, and the 2026 census counted four thousand of them in the hills above the "
+    "city. Herders say the animals walk up to twenty kilometres a day in search of fresh grass."
+)
+ARTICLE_PAGE = (
+    f"<html><head><title>Llamas of Lima</title></head><body><article><p>{ARTICLE_TEXT}</p></article></body></html>"
+)
+BANNER_PAGE = (
+    "<html><head><title>Welcome</title></head><body>"
+    '<nav><a href="/">Home</a> <a href="/news">News</a></nav>'
+    '<div id="cookie-banner"><p>We use cookies to improve your experience.</p><button>Accept all</button></div>'
+    "</body></html>"
+)
+DEEP_PAGE = (
+    "<html><head><title>Deep</title></head><body>"
+    + "<div>" * 400
+    + f"<p>{ARTICLE_TEXT}</p>"
+    + "</div>" * 400
+    + "</body></html>"
+)
 
 
 class SiteServer(ThreadingHTTPServer):
@@ -117,6 +143,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream_huge()
         elif path == "/trickle":
             self._trickle()
+        elif path == "/dribble-headers":
+            self._dribble_headers()
+        elif path == "/slow-redirect":
+            hops = int(parse_qs(url.query).get("n", ["0"])[0])
+            if self.server.stopping.wait(0.4):
+                return
+            if hops > 0:
+                self._send(302, b"", "text/plain", Location=f"/slow-redirect?n={hops - 1}")
+            else:
+                self._send(200, ARTICLE_PAGE.encode(), html)
+        elif path == "/binary-html":
+            self._send(200, random.Random(7).randbytes(64_000), "text/html")
+        elif path == "/banner-only":
+            self._send(200, BANNER_PAGE.encode(), html)
+        elif path == "/deep":
+            self._send(200, DEEP_PAGE.encode(), html)
         elif path == "/binary":
             self._send(200, PNG, "image/png")
         elif path == "/latin1":
@@ -167,6 +209,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
         except OSError:
             pass
+
+    def _dribble_headers(self) -> None:
+        """A status line and headers that never end, one byte at a time: a per-read timeout never fires."""
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n" + b"X-Slow: " + b"a" * 10_000
+        try:
+            for byte in head[:600]:  # 600 x 0.05 s = 30 s
+                if self.server.stopping.wait(0.05):
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+        except OSError:
+            pass
+        self.close_connection = True
 
     def _stream_huge(self) -> None:
         """No Content-Length (HTTP/1.0: the body ends when the connection closes); stops when the client leaves."""
@@ -252,3 +307,16 @@ class NetJail:
         if not loopback:
             raise AssertionError(f"test tried to connect to {host}, which is not a loopback address")
         return self._real_create_connection(address, *args, **kwargs)
+
+
+@contextmanager
+def in_thread(server: Any) -> Iterator[Any]:
+    """Serve ``server`` (any socketserver) from a thread for the block; shut it down and close it on exit."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -3,12 +3,14 @@ train in the background, poll, and the forms generated from the configs."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
+from pathlib import Path
 
 import pytest
 
-from kinject.config import PRESET_FIELDS, AugmentConfig, BlocksConfig, TrainConfig, describe_fields
+from kinject.config import PRESET_FIELDS, AppConfig, AugmentConfig, BlocksConfig, TrainConfig, describe_fields
 from kinject.runs import RunDir
 
 
@@ -19,7 +21,7 @@ def app_client(tmp_path, monkeypatch):
     import app
 
     monkeypatch.setattr(app, "RUNS_ROOT", tmp_path / "runs")
-    demo = app.build_ui()
+    demo = app.build_ui(AppConfig(allow_private_urls=True))  # the operator lets the tests fetch from loopback
     demo.queue().launch(
         server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, show_error=True
     )
@@ -37,7 +39,6 @@ def _prepare(client, site, model_dir, name="p5"):
         files=None,
         model=str(model_dir),
         block_size=64,
-        allow_private_urls=True,
         api_name="/prepare",
     )
 
@@ -45,7 +46,7 @@ def _prepare(client, site, model_dir, name="p5"):
 def _wait_done(client, run: str) -> str:
     deadline = time.time() + 180
     while time.time() < deadline:
-        status, _, _ = client.predict(run=run, api_name="/poll")
+        status = client.predict(run=run, api_name="/poll")[0]
         if "done" in status or "failed" in status:
             return status
         time.sleep(0.5)
@@ -54,7 +55,7 @@ def _wait_done(client, run: str) -> str:
 
 def test_prepare_reports_each_source(app_client, site, tiny_model_dir):
     app, client = app_client
-    table, summary, _ = _prepare(client, site, tiny_model_dir)
+    table, summary, *_ = _prepare(client, site, tiny_model_dir)
     rows = table["data"]
     assert [r[0] for r in rows] == ["ok", "error"] and "HTTP 404" in rows[1][5]
     assert "1/2 sources used" in summary
@@ -63,7 +64,7 @@ def test_prepare_reports_each_source(app_client, site, tiny_model_dir):
 
 def test_prepare_summary_gives_a_pasteable_command(app_client, site, tiny_model_dir):
     _, client = app_client
-    _, summary, _ = _prepare(client, site, tiny_model_dir)
+    _, summary, *_ = _prepare(client, site, tiny_model_dir)
     command = summary.split("CLI equivalent: `", 1)[1].split("`", 1)[0]
     argv = shlex.split(command)
     assert argv[:4] == ["python", "-m", "kinject", "prepare"]
@@ -74,7 +75,7 @@ def test_prepare_summary_gives_a_pasteable_command(app_client, site, tiny_model_
 def test_train_in_the_background_and_poll(app_client, site, tiny_model_dir):
     app, client = app_client
     _prepare(client, site, tiny_model_dir)
-    _, _, _, cli = client.predict(
+    cli = client.predict(
         run="p5",
         preset="cpu-demo",
         epochs=2,
@@ -92,7 +93,9 @@ def test_train_in_the_background_and_poll(app_client, site, tiny_model_dir):
     run = RunDir(app.RUNS_ROOT / "p5")
     assert run.has_adapter() and run.read_adapter_meta()["train"]["seed"] == 3
     runs_rows = client.predict(api_name="/runs")["data"]
-    assert runs_rows[0][0] == "p5" and runs_rows[0][1] == "done"
+    row = dict(zip(app.RUNS_COLUMNS, runs_rows[0], strict=True))
+    assert row["run"] == "p5" and row["status"] == "done" and row["preset"] == "cpu-demo"
+    assert row["steps"] and row["final loss"] and row["model"] == str(tiny_model_dir)
 
 
 def test_generated_data_is_shown_with_why_it_was_not_kept(app_client, site, tiny_model_dir):
@@ -122,8 +125,8 @@ def test_generated_data_is_shown_with_why_it_was_not_kept(app_client, site, tiny
 
 def test_prepare_without_sources_is_a_clear_error(app_client):
     _, client = app_client
-    with pytest.raises(Exception, match="at least one URL or file"):
-        client.predict(run_name="x", urls="", files=None, api_name="/prepare")
+    _, summary, *_ = client.predict(run_name="x", urls="", files=None, api_name="/prepare")
+    assert "Nothing prepared" in summary and "at least one URL or file" in summary
 
 
 def test_every_train_setting_is_a_control_of_the_train_endpoint(app_client):
@@ -152,8 +155,8 @@ def test_auth_required_off_loopback(monkeypatch):
     with pytest.raises(SystemExit, match="without authentication"):
         app._auth_for("0.0.0.0")
     assert app._auth_for("127.0.0.1") is None
-    monkeypatch.setenv("KINJECT_AUTH", "me:secret")
-    assert app._auth_for("0.0.0.0") == [("me", "secret")]
+    monkeypatch.setenv("KINJECT_AUTH", "me:long-secret")
+    assert app._auth_for("0.0.0.0") == [("me", "long-secret")]
 
 
 def test_a_preset_named_by_an_api_call_fills_what_the_call_leaves_out():
@@ -212,9 +215,238 @@ def test_chat_works_while_a_training_job_runs(app_client, site, tiny_model_dir):
         chat = {"message": "Hi?", "talk_to": "base", "compare": False, "left": [], "right": []}
         left, _, _ = client.predict(run="p5", **chat, max_new_tokens=4, api_name="/chat")
         assert [m["role"] for m in left] == ["user", "assistant"]
-        assert app.JOBS.running()  # the chat did not wait for, or stop, the training
+        assert app.JOBS.running(), app.JOBS.state()  # the chat did not wait for, or stop, the training
     finally:
         client.predict(run="p5", api_name="/stop")
         deadline = time.time() + 60
         while app.JOBS.running() and time.time() < deadline:
             time.sleep(0.2)
+
+
+# ------------------------------------------------------------------------- the app as a product (issue 11)
+
+
+def _named(client, endpoint: str, values) -> dict:
+    """An endpoint's outputs by their controls' labels (gradio_client returns them in order, without states)."""
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"][endpoint]
+    return dict(zip([r["label"] for r in api["returns"]], values, strict=True))
+
+
+def _wait_for(predicate, timeout: float = 120, every: float = 0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def _stop_and_wait(app, client, run="p5"):
+    client.predict(run=run, api_name="/stop")
+    _wait_for(lambda: not app.JOBS.running(), timeout=60)
+
+
+CUSTOM = {"preset": "cpu-demo", "learning_rate": 3e-3, "lora_r": 4, "lora_alpha": 8, "seed": 5, "max_steps": 4000}
+
+
+def _start_custom(app, client, **extra):
+    """A long cpu-demo training with custom settings, a checkpoint every 2 steps; waits for its third step."""
+    client.predict(
+        run="p5", quantization="none", eval_at_end=False, save_steps=2, **CUSTOM, **extra, api_name="/train"
+    )
+    _wait_for(lambda: app.JOBS.state().phase == "train" and app.JOBS.state().step >= 3)
+
+
+def test_reloading_during_a_job_shows_the_job_s_real_settings(app_client, site, tiny_model_dir):
+    app, client = app_client
+    _prepare(client, site, tiny_model_dir)
+    _start_custom(app, client)
+    try:
+        # A new page (another browser, a reload): the job's run is selected and the form holds the job's settings,
+        # not the default preset's.
+        loaded = _named(client, "/load", client.predict(api_name="/load"))
+        assert loaded["Run"]["value"] == "p5"
+        assert loaded["Preset"] == "cpu-demo" and loaded["Lora r"] == 4 and loaded["Seed"] == 5
+        assert loaded["Learning rate"] == 3e-3 and loaded["Max steps"] == 4000 and loaded["Eval at end"] is False
+        assert loaded["Epochs"] == 20  # cpu-demo's, which the job runs with
+        shown = _named(client, "/run_settings", client.predict(run="p5", api_name="/run_settings"))
+        assert {k: shown[k] for k in ("Preset", "Lora r", "Save steps")} == {
+            "Preset": "cpu-demo",
+            "Lora r": 4,
+            "Save steps": 2,
+        }
+        # While it runs: Stop makes sense, Start, Resume, Evaluate, Ask, Merge, Delete and Push do not.
+        interactive = [b["interactive"] for b in app.button_states("p5")]
+        assert interactive == [False, False, False, True, False, False, False, False, False]
+    finally:
+        _stop_and_wait(app, client)
+
+
+def test_resume_after_a_custom_preset_continues_that_preset(app_client, site, tiny_model_dir):
+    app, client = app_client
+    _prepare(client, site, tiny_model_dir)
+    _start_custom(app, client)
+    _stop_and_wait(app, client)
+    run = RunDir(app.RUNS_ROOT / "p5")
+    stopped_at = run.read_adapter_meta()["step"]
+    blocks = run.section("blocks")
+    resume, start = app.button_states("p5")[2], app.button_states("p5")[1]
+    assert resume["interactive"] and start["interactive"]
+    # The form as a fresh page shows it (from config.yaml), sent back as is; then the worst case, an API call that
+    # sends the default preset's values: both continue the saved configuration.
+    shown = _named(client, "/run_settings", client.predict(run="p5", api_name="/run_settings"))
+    assert shown["Preset"] == "cpu-demo" and shown["Lora r"] == 4
+    for sent in ({"preset": "cpu-demo", "lora_r": 4, "seed": 5}, {"preset": "knowledge", "epochs": 15}):
+        cli = client.predict(run="p5", **sent, eval_at_end=False, api_name="/resume")
+        assert shlex.split(cli.split("`")[1]) == ["python", "-m", "kinject", "train", str(run.path), "--resume"]
+        _wait_for(lambda at=stopped_at: app.JOBS.state().phase == "train" and app.JOBS.state().step > at)
+        state = app.JOBS.state()
+        assert state.total == 4000 and state.step > stopped_at
+        saved = run.section("train")
+        assert saved["preset"] == "cpu-demo" and saved["lora_r"] == 4 and saved["learning_rate"] == 3e-3
+        assert run.section("blocks") == blocks
+        _stop_and_wait(app, client)
+        assert run.read_adapter_meta()["train"]["preset"] == "cpu-demo"
+        stopped_at = run.read_adapter_meta()["step"]
+
+
+def test_evaluation_reports_progress_and_a_stop_keeps_what_it_scored(app_client, site, tiny_model_dir):
+    app, client = app_client
+    _prepare(client, site, tiny_model_dir)
+    client.predict(run="p5", preset="cpu-demo", max_steps=2, quantization="none", api_name="/train")
+    assert "done" in _wait_done(client, "p5")
+    job = client.submit(
+        run="p5", auto_probes=8, max_new_tokens=200, quick="off", kl_max_new_tokens=8, api_name="/evaluate"
+    )
+
+    def count() -> tuple[int, int] | None:
+        found = re.search(r"evaluate, (\d+)/(\d+) answers", client.predict(run="p5", api_name="/poll")[0])
+        return (int(found[1]), int(found[2])) if found else None
+
+    first, total = _wait_for(lambda: (c := count()) and c[0] >= 2 and c)
+    assert total > 8 and total % 2 == 0  # each probe on both sides, then 8 KL prompts
+    _wait_for(lambda: (c := count()) and c[0] > first)  # it advances
+    client.predict(run="p5", api_name="/stop")
+    scores, _, answers, status = job.result(timeout=120)
+    data = RunDir(app.RUNS_ROOT / "p5").read_eval()
+    assert data["stopped"] is True and 1 <= len(data["probes"]) < data["settings"]["probes_planned"]
+    assert "stopped" in status and "stopped after" in scores
+    assert re.search(r"\| \d\.\d\d \(\d+/\d+\) \|", scores)  # a fraction with its counts
+    assert len(answers["data"]) == len(data["probes"])
+    assert all(p["adapter"] is not None for p in data["probes"])  # each kept probe was answered by both sides
+
+
+def test_each_fixed_message_names_the_control_to_change(app_client, site, tiny_model_dir):
+    app, client = app_client
+    _prepare(client, site, tiny_model_dir)
+    # An existing run name: the checkbox that replaces it, not --force.
+    _, summary, *_ = _prepare(client, site, tiny_model_dir)
+    assert "Replace an existing run of that name" in summary and "--force" not in summary
+    # Resume before any training: the Start button.
+    with pytest.raises(Exception, match="nothing to resume: press Start"):
+        client.predict(run="p5", api_name="/resume")
+    # Chat with a merged model that does not exist: the Merge button, or the Talk to choice.
+    chat = {"message": "Hi?", "compare": False, "left": [], "right": [], "max_new_tokens": 2}
+    with pytest.raises(Exception, match=r"merge it first \(Merge, Runs tab\).*“base” in Talk to"):
+        client.predict(run="p5", talk_to="merged", **chat, api_name="/chat")
+    # Delete without typing the name: the confirmation box.
+    with pytest.raises(Exception, match="type its name in “Type the run's name to confirm”"):
+        client.predict(run="p5", confirm="", api_name="/delete_run")
+    # Ask while a job runs: which job, and the Stop button.
+    client.predict(run="p5", preset="cpu-demo", max_steps=4000, quantization="none", api_name="/train")
+    try:
+        _wait_for(lambda: app.JOBS.state().phase == "train")
+        with pytest.raises(Exception, match=r"Ask must wait: training of p5 \(train.*Press Stop"):
+            client.predict(run="p5", question="Hi?", max_new_tokens=2, api_name="/ask")
+        with pytest.raises(Exception, match=r"Training must wait: training of p5 .* Press Stop"):
+            client.predict(run="p5", api_name="/train")
+    finally:
+        _stop_and_wait(app, client)
+    # The verbs' CLI hints, as the app shows them.
+    assert app.app_text("x exists; choose another --out or pass --force to replace it") == (
+        "x exists; choose another Run name, or tick “Replace an existing run of that name” (Prepare tab)"
+    )
+    assert app.app_text("free space and resume with --resume") == "free space and press Resume (Train tab)"
+    assert "--" not in app.app_text("train it on raw text (--preset cpu-demo, or --no-use-qa --replay-share 0)")
+
+
+def test_the_equivalent_command_survives_shlex_and_runs(app_client, site, tiny_model_dir, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    app, client = app_client
+    monkeypatch.setattr(app, "RUNS_ROOT", tmp_path / "runs with 'quotes' and spaces")
+    _prepare(client, site, tiny_model_dir)
+    cli = client.predict(
+        run="p5", preset="cpu-demo", max_steps=2, lora_r=4, quantization="none", seed=7, api_name="/train"
+    )
+    assert "done" in _wait_done(client, "p5")
+    run = RunDir(app.RUNS_ROOT / "p5")
+    trained_by_app = run.section("train")
+    argv = shlex.split(cli.split("CLI equivalent: `", 1)[1].rsplit("`", 1)[0])
+    assert argv[:5] == ["python", "-m", "kinject", "train", str(run.path)]
+    done = subprocess.run([sys.executable, *argv[1:]], cwd=Path(app.__file__).parent, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert run.section("train") == trained_by_app and run.read_adapter_meta()["step"] == 2
+
+
+def test_runs_tab_deletes_compares_and_shows_sources(app_client, site, tiny_model_dir):
+    app, client = app_client
+    _prepare(client, site, tiny_model_dir, name="a")
+    _prepare(client, site, tiny_model_dir, name="b")
+    rows = {r[0]: dict(zip(app.RUNS_COLUMNS, r, strict=True)) for r in client.predict(api_name="/runs")["data"]}
+    assert set(rows) == {"a", "b"} and rows["a"]["status"] == "prepared" and rows["a"]["date"]
+    text, generated = client.predict(run="a", source=f"{site}/ec2-p5.html", api_name="/source")
+    assert "H100" in text and not any(any(cell for cell in row) for row in generated["data"])
+    for name in ("a", "b"):
+        RunDir(app.RUNS_ROOT / name).write_eval(
+            {"base": {"knowledge_accuracy": 0.25, "knowledge_correct": 1, "knowledge_scored": 4}, "probes": []},
+            "",
+            lambda path: path.write_bytes(b""),
+        )
+    compared = client.predict(first="a", second="b", api_name="/compare")
+    assert "| a | b |" in compared and "0.25 (1/4)" in compared
+    client.predict(run="b", confirm="b", api_name="/delete_run")
+    assert not (app.RUNS_ROOT / "b").exists() and (app.RUNS_ROOT / "a").exists()
+
+
+def test_status_and_plot_glitches(tmp_path):
+    """No "queued ()", the checkpoint's epoch after a resume, rounded numbers, and a single loss point drawn on an
+    integer step axis."""
+    import app
+    from kinject.jobs import StatusRecorder
+
+    run = RunDir(tmp_path)
+    run.write_config({"model": {"model": "m"}})
+    for step in (1, 2, 3):
+        run.append_metric({"step": step, "epoch": step / 10, "loss": 1.234567})
+    recorder = StatusRecorder(run)
+    assert app._job_line(recorder.snapshot()) == f"queued: training of {run.name}"
+    run.trim_metrics(2)  # as a resume does before it starts
+    recorder.start("train", total=20, unit="step")
+    recorder.advance(2, resumed_from="checkpoint-2")
+    state = recorder.snapshot()
+    assert (state.step, state.phase_done, state.epoch) == (2, 2, 0.2)
+    assert app._training_line(state).startswith("Training: step 2/20 · epoch 0.20 · loss 1.235")
+    assert "(train, 2/20 steps)" in app._job_line(state)
+
+    run.clear_metrics()
+    run.append_metric({"step": 1, "loss": 2.5})
+    axes = app.loss_figure(run).axes[0]
+    (line,) = axes.get_lines()
+    assert line.get_marker() == "o" and list(line.get_xdata()) == [1]
+    ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_merge_button_runs_a_job_with_progress(app_client, site, tiny_model_dir):
+    app, client = app_client
+    _prepare(client, site, tiny_model_dir)
+    with pytest.raises(Exception, match=r"train it first \(Start, Train tab\)"):
+        client.predict(run="p5", api_name="/merge")
+    client.predict(run="p5", preset="cpu-demo", max_steps=2, quantization="none", eval_at_end=False, api_name="/train")
+    assert "done" in _wait_done(client, "p5")
+    status = client.predict(run="p5", api_name="/merge")
+    assert "done: merge of p5" in status and "merged into" in status
+    assert (RunDir(app.RUNS_ROOT / "p5").merged_dir / "config.json").is_file()

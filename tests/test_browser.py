@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from kinject.config import AppConfig
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -34,7 +36,7 @@ def app_url(tmp_path, monkeypatch):
     import app
 
     monkeypatch.setattr(app, "RUNS_ROOT", tmp_path / "runs")
-    demo = app.build_ui()
+    demo = app.build_ui(AppConfig(allow_private_urls=True))  # the operator lets the test fetch from loopback
     demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     try:
         yield demo.local_url
@@ -56,7 +58,6 @@ def test_prepare_train_and_chat_in_compare_mode(app_url, site, tiny_model_dir):
             page.get_by_role("textbox", name="URLs").fill(f"{site}/ec2-p5.html")
             page.get_by_role("textbox", name=re.compile(r"^Model\b")).first.fill(str(tiny_model_dir))
             page.get_by_role("spinbutton", name="Block size").first.fill("64")
-            page.get_by_role("checkbox", name="Allow private urls").check()
             page.get_by_role("textbox", name="Run name").fill("p5")
             page.get_by_role("button", name="Prepare", exact=True).click()
             expect(page.get_by_text("sources used")).to_be_visible(timeout=120_000)
@@ -86,6 +87,66 @@ def test_prepare_train_and_chat_in_compare_mode(app_url, site, tiny_model_dir):
             expect(users).to_have_count(2)  # the question on both sides
             page.screenshot(path=str(ARTIFACTS / "3-chat-compare.png"))
             assert bots.count() == 2
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"))
+            raise
+        finally:
+            browser.close()
+
+
+def _badges(page) -> int:
+    """Error badges on components (gradio's status tracker shows a span.error "Error" on an event's outputs)."""
+    return page.locator("span.error:visible").count()
+
+
+def test_no_error_badge_after_a_failed_then_successful_prepare_and_scores_above_answers(app_url, site, tiny_model_dir):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(app_url)
+            # A prepare that fails (no URL, no file), then one that succeeds: no error badge is left anywhere.
+            page.get_by_role("textbox", name="Run name").fill("p5")
+            page.get_by_role("button", name="Prepare", exact=True).click()
+            expect(page.get_by_text("Nothing prepared")).to_be_visible(timeout=60_000)
+            page.get_by_role("textbox", name="URLs").fill(f"{site}/ec2-p5.html")
+            page.get_by_role("textbox", name=re.compile(r"^Model\b")).first.fill(str(tiny_model_dir))
+            page.get_by_role("spinbutton", name="Block size").first.fill("64")
+            page.get_by_role("button", name="Prepare", exact=True).click()
+            expect(page.get_by_text("sources used")).to_be_visible(timeout=120_000)
+            assert _badges(page) == 0
+
+            # Train a long cpu-demo run, screenshot it mid-training, stop it; its evaluation is then asked for.
+            page.get_by_role("tab", name="Train").click()
+            page.get_by_role("combobox", name="Preset", exact=True).click()
+            page.get_by_role("option", name="cpu-demo").click()
+            page.get_by_role("combobox", name="Quantization", exact=True).click()
+            page.get_by_role("option", name="none").click()
+            page.get_by_role("checkbox", name="Eval at end").uncheck()
+            page.get_by_role("spinbutton", name=re.compile(r"^Epochs\b")).first.fill("400")
+            page.get_by_role("button", name="Start", exact=True).click()
+            expect(page.get_by_text(re.compile(r"Training: step [1-9]\d*/"))).to_be_visible(timeout=120_000)
+            page.wait_for_timeout(2500)  # a few points on the loss plot
+            page.screenshot(path=str(ARTIFACTS / "app-training.png"))
+            page.get_by_role("button", name="Stop", exact=True).click()
+            expect(page.get_by_text(re.compile(r"stopped: training of p5"))).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("button", name="Resume from checkpoint")).to_be_enabled(timeout=10_000)
+
+            # Evaluate (quick set): the score table comes first, the answers below it, folded.
+            page.get_by_role("tab", name="Evaluate").click()
+            page.get_by_role("combobox", name="Quick", exact=True).click()
+            page.get_by_role("option", name="on", exact=True).click()
+            page.get_by_role("button", name="Evaluate", exact=True).click()
+            scores = page.locator("#eval-scores table")
+            expect(scores).to_be_visible(timeout=300_000)
+            answers = page.locator("#eval-answers")
+            assert scores.bounding_box()["y"] < answers.bounding_box()["y"]
+            expect(page.get_by_text(re.compile(r"\d\.\d\d \(\d+/\d+\)")).first).to_be_visible()
+            assert _badges(page) == 0
+            page.screenshot(path=str(ARTIFACTS / "app-evaluate.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"))
             raise

@@ -85,14 +85,15 @@ SPECIAL = {
     "merged": ["p5-merged=runs/p5/merged"],
     "endpoint": "http://10.0.0.5:8080",
     "generator": "http://127.0.0.1:8080",
+    "repo": "someone/p5-adapter",
 }
 
 
 def other_value(info) -> Any:
+    if info.kind == "bool":  # before SPECIAL: a name can be a flag in one section and a list in another (merged)
+        return not info.default
     if info.name in SPECIAL:
         return SPECIAL[info.name]
-    if info.kind == "bool":
-        return not info.default
     if info.kind == "choice":
         return next(c for c in info.choices if c != info.default)
     if info.kind == "int":

@@ -28,8 +28,8 @@ def test_clean_text_keeps_paragraph_breaks():
 
 def test_dedup_documents_and_cross_page_lines():
     footer = "Privacy | Site terms | Cookie preferences"
-    a = f"Article A talks about H100 GPUs in great detail.\n\n{footer}"
-    b = f"Article B talks about vector databases and their indexes.\n\n{footer}"
+    a = f"Article A talks about H100 GPUs and their memory in great detail.\n\n{footer}"
+    b = f"Article B talks about vector databases and the indexes they build.\n\n{footer}"
     sources = [src("a", a), src("b", b), src("c", a), src("d", "", status="error")]
     corpus = build_corpus(sources, CorpusConfig())
     assert [d["source"] for d in corpus.documents] == ["a", "b"]
@@ -47,7 +47,7 @@ def test_short_document_reported():
 
 
 def test_dataset_columns():
-    corpus = build_corpus([src("a", "A long enough article sentence about something specific.")])
+    corpus = build_corpus([src("a", "A long enough article sentence about something specific, in ten words.")])
     ds = corpus.to_dataset()
     assert ds.column_names == ["text", "source", "title", "sha256", "fetched_at"]
     assert len(ds[0]["sha256"]) == 64

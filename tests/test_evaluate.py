@@ -278,6 +278,35 @@ def test_stop_writes_nothing(tiny_run):
     assert RunDir(tiny_run).read_eval() is None
 
 
+def test_a_stop_keeps_the_probes_both_sides_answered(tiny_run, tiny_model_dir):
+    class StopAfter(Progress):
+        """Stops once ``n`` answers were given (checked before the next)."""
+
+        def __init__(self, n: int):
+            self.n, self.answers = n, 0
+
+        def advance(self, n=1, **info):
+            self.answers += n
+
+        def should_stop(self) -> bool:
+            return self.answers >= self.n
+
+    _zero_adapter(tiny_run, tiny_model_dir)
+    report = evaluate(tiny_run, EvalConfig(**FAST), StopAfter(5), SHORT)  # base, adapter, base, adapter, base: stop
+    data = RunDir(tiny_run).read_eval()
+    assert report.stopped and data["stopped"] is True and report.forgetting is None
+    assert len(data["probes"]) == 2 and all(p["base"] and p["adapter"] for p in data["probes"])
+    assert data["settings"]["probes_planned"] > 2 and "stopped after 2 of" in data["note"]
+    assert report.base.retention_scored + report.base.knowledge_scored <= 2
+
+
+def test_the_quick_set_is_small_and_short(tiny_run):
+    report = evaluate(tiny_run, EvalConfig(auto_probes=8, quick="on"), generation=GenerationConfig(max_new_tokens=200))
+    assert report.settings["quick"] is True and report.settings["generation"]["max_new_tokens"] == 32
+    assert report.settings["counts"]["retention"] == 4 and report.settings["counts"]["knowledge"] <= 4
+    assert RunDir(tiny_run).section("generation")["max_new_tokens"] == 200  # the run keeps what was asked
+
+
 def test_corpus_texts_of_a_run(tiny_run):
     texts = corpus_texts(RunDir(tiny_run))
     assert texts == [RunDir(tiny_run).load_corpus()[0]["text"]]

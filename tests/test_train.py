@@ -150,8 +150,7 @@ def test_job_manager_refuses_a_second_job(tiny_run):
 
 def test_failed_job_reads_failed_and_the_next_one_runs(tiny_run, tmp_path):
     jobs = JobManager()
-    broken = RunDir(tmp_path / "broken")
-    broken.path.mkdir()
+    broken = RunDir(tiny_run).copy_inputs(tmp_path / "broken")  # its corpus, and a model that is not there
     cfg = RunDir(tiny_run).read_config()
     cfg["model"]["model"] = str(tmp_path / "no-such-model")
     broken.write_config(cfg)

@@ -20,7 +20,11 @@ SAMPLING_SEED = 1234  # only used when temperature asks for sampling: base and a
 
 
 class EvalStopped(EvalError):
-    """The user asked to stop; nothing was written."""
+    """The user asked to stop; ``answers`` holds what was scored before the stop (``score_probes``)."""
+
+    def __init__(self, message: str, answers: list[Answer] | None = None):
+        super().__init__(message)
+        self.answers = answers or []
 
 
 @dataclass
@@ -134,18 +138,21 @@ def score_probes(
     progress: Progress | None = None,
     logprob: bool = True,
     side: str = "",
+    first_index: int = 0,
 ) -> list[Answer]:
     """Answer each probe with ``model`` as it is now (switch a PeftModel's adapter off around the call for the
     base) and score it: accuracy by alias, the turn's end, and the accepted answer's log-likelihood.
 
-    ``progress.should_stop()`` is checked before each answer and raises ``EvalStopped``.
+    ``progress.should_stop()`` is checked before each answer and raises ``EvalStopped`` carrying the answers so
+    far. ``first_index`` is the first probe's position in the whole set (it seeds sampling, so scoring a set in
+    pieces draws as scoring it at once).
     """
     progress = progress or Progress()
     chat_model = bool(getattr(tokenizer, "chat_template", None))
-    answers = []
-    for i, probe in enumerate(probes):
+    answers: list[Answer] = []
+    for i, probe in enumerate(probes, first_index):
         if progress.should_stop():
-            raise EvalStopped("evaluation stopped before all probes were answered; nothing was written")
+            raise EvalStopped("evaluation stopped before all probes were answered", answers)
         form = probe_form(probe, chat_model)
         context = context_ids(tokenizer, probe, form)
         new, ended = generate_answer(model, tokenizer, context, generation, SAMPLING_SEED + i)
@@ -263,7 +270,7 @@ def measure_forgetting(
     n_tokens = 0
     for p in prompts:
         if progress.should_stop():
-            raise EvalStopped("evaluation stopped while measuring forgetting; nothing was written")
+            raise EvalStopped("evaluation stopped while measuring forgetting")
         context = chat_input_ids(tok, [{"role": "user", "content": p["prompt"]}])[0].tolist()
         with loaded.adapter_disabled():
             new, ended = generate_answer(model, tok, context, greedy, SAMPLING_SEED)

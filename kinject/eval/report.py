@@ -26,6 +26,7 @@ class EvalReport:
     timings: dict[str, float]
     note: str | None = None
     created_at: str = ""
+    stopped: bool = False  # stopped by the user: the scores cover the probes answered before the stop
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +35,7 @@ class EvalReport:
             "has_adapter": self.has_adapter,
             "note": self.note,
             "created_at": self.created_at,
+            "stopped": self.stopped,
             "base": asdict(self.base),
             "adapter": asdict(self.adapter) if self.adapter else None,
             "forgetting": asdict(self.forgetting) if self.forgetting else None,
@@ -106,8 +108,8 @@ def format_markdown(report: EvalReport) -> str:
         f"# Evaluation of `{Path(report.run_dir).name}`",
         "",
         f"Model `{report.model}`, {adapter}. Probes: {s['probes']} ({s['counts']['knowledge']} knowledge, "
-        f"{s['counts']['retention']} retention). Decoding: {decoding}, max_new_tokens {g['max_new_tokens']}. "
-        f"{report.created_at}, {report.timings.get('total_s', 0):.0f} s.",
+        f"{s['counts']['retention']} retention{', the quick set' if s.get('quick') else ''}). Decoding: {decoding}, "
+        f"max_new_tokens {g['max_new_tokens']}. {report.created_at}, {report.timings.get('total_s', 0):.0f} s.",
         "",
     ]
     if report.note:

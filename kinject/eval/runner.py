@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import EvalConfig, GenerationConfig, to_dict
 from ..progress import Progress
 from ..runs import RunDir
-from .metrics import ProbeResult, measure_forgetting, probe_form, score_probes, summarize
+from .metrics import EvalStopped, ProbeResult, measure_forgetting, probe_form, score_probes, summarize
 from .probes import KINDS, EvalError, collect_probes, general_prompts, general_text
 from .report import EvalReport, write_report
 
 PPL_MAX_CHUNK = 1024  # tokens per perplexity window (the model's context when shorter)
+# The quick probe set (EvalConfig.quick): per kind of probe, answer length, general prompts and their KL tokens.
+QUICK = {"probes_per_kind": 4, "max_new_tokens": 32, "kl_prompts": 4, "kl_max_new_tokens": 16}
+
+
+def is_quick(config: EvalConfig) -> bool:
+    """Whether ``config`` asks for the quick probe set here ('auto': on a machine without CUDA)."""
+    if config.quick != "auto":
+        return config.quick == "on"
+    import torch
+
+    return not torch.cuda.is_available()
 
 
 def evaluate(
@@ -27,20 +39,31 @@ def evaluate(
     with kinject) are answered by the base model and by the adapter from one model load: the base is the same
     PeftModel with its adapter switched off, so both sides see identical weights, prompts and decoding.
     A run without an adapter is evaluated on the base alone (``adapter`` and ``forgetting`` null, ``note`` says
-    so). ``progress.should_stop()`` is checked between answers; a stop raises ``EvalStopped`` and writes nothing.
+    so). Each probe is answered by both sides before the next, so ``progress.should_stop()`` (checked between
+    answers) keeps the probes answered so far: they are scored and written, with ``stopped`` set and a note; a stop
+    before the first probe was answered on both sides raises ``EvalStopped`` and writes nothing. ``config.quick``
+    evaluates a small set with short answers (``QUICK``).
     """
     from ..generate import load_for_run
     from ..models import context_length
 
     run = RunDir(run_dir).require()
     config = config or EvalConfig()
-    gen = generation or GenerationConfig()
+    asked = gen = generation or GenerationConfig()
     progress = progress or Progress()
     started = time.time()
     probes, source = collect_probes(run, config, progress)
     has_adapter = run.has_adapter()
     forgetting_on = config.forgetting and has_adapter
     prompts = general_prompts() if forgetting_on else []
+    quick = is_quick(config)
+    kl_tokens = config.kl_max_new_tokens
+    if quick:
+        n = QUICK["probes_per_kind"]
+        probes = [p for kind in KINDS for p in [q for q in probes if q.kind == kind][:n]]
+        prompts = prompts[: QUICK["kl_prompts"]]
+        gen = replace(gen, max_new_tokens=min(gen.max_new_tokens, QUICK["max_new_tokens"]))
+        kl_tokens = min(kl_tokens, QUICK["kl_max_new_tokens"])
     if not probes and not forgetting_on:
         raise EvalError(
             "nothing to evaluate: no probes (give --probes, --auto-probes or keep retention) and no forgetting"
@@ -58,24 +81,40 @@ def evaluate(
     sides = 2 if has_adapter else 1
     progress.start("evaluate", total=len(probes) * sides + len(prompts), unit="answer")
     results = [ProbeResult(p, probe_form(p, chat_model)) for p in probes]
-    with loaded.adapter_disabled():
-        for result, answer in zip(results, score_probes(model, tok, probes, gen, progress, side="base"), strict=True):
-            result.base = answer
-    if has_adapter:
-        for result, answer in zip(
-            results, score_probes(model, tok, probes, gen, progress, side="adapter"), strict=True
-        ):
-            result.adapter = answer
+    answered, stopped = 0, False
+    try:
+        for i, result in enumerate(results):
+            with loaded.adapter_disabled():
+                (result.base,) = score_probes(model, tok, [result.probe], gen, progress, side="base", first_index=i)
+            if has_adapter:
+                (result.adapter,) = score_probes(
+                    model, tok, [result.probe], gen, progress, side="adapter", first_index=i
+                )
+            answered += 1
+    except EvalStopped:
+        stopped = True
+        if not answered:
+            raise EvalStopped("evaluation stopped before any probe was answered; nothing was written") from None
+        results = results[:answered]  # a probe only one side answered would compare unequal sets
     timings["probes_s"] = time.time() - t0
 
     forgetting = None
-    if forgetting_on:
+    if forgetting_on and not stopped:
         t0 = time.time()
         chunk = min(context_length(model.config) or PPL_MAX_CHUNK, PPL_MAX_CHUNK)
-        forgetting = measure_forgetting(loaded, prompts, general_text(), config.kl_max_new_tokens, chunk, progress)
+        try:
+            forgetting = measure_forgetting(loaded, prompts, general_text(), kl_tokens, chunk, progress)
+        except EvalStopped:
+            stopped = True
         timings["forgetting_s"] = time.time() - t0
     progress.finish()
     timings["total_s"] = time.time() - started
+    if stopped and not answered and forgetting is None:
+        raise EvalStopped("evaluation stopped before anything was measured; nothing was written")
+    if stopped:
+        skipped = " and forgetting was not measured" if forgetting_on and forgetting is None else ""
+        stop_note = f"stopped after {answered} of {len(probes)} probes: the scores cover those{skipped}"
+        note = f"{note}; {stop_note}" if note else stop_note
 
     meta = run.read_adapter_meta() if has_adapter else {}
     settings = {
@@ -86,11 +125,13 @@ def evaluate(
         "auto_probes": config.auto_probes,
         "retention": config.retention,
         "forgetting": config.forgetting,
-        "kl_max_new_tokens": config.kl_max_new_tokens,
+        "kl_max_new_tokens": kl_tokens,
+        "quick": quick,
+        "probes_planned": len(probes),
         "chat_template": chat_model,
         "adapter_status": meta.get("status"),
         "adapter_step": meta.get("step"),
-        "counts": {kind: sum(p.kind == kind for p in probes) for kind in KINDS},
+        "counts": {kind: sum(r.probe.kind == kind for r in results) for kind in KINDS},
     }
     report = EvalReport(
         run_dir=str(run),
@@ -104,7 +145,8 @@ def evaluate(
         timings={k: round(v, 2) for k, v in timings.items()},
         note=note,
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        stopped=stopped,
     )
-    run.update_config(eval=to_dict(config), generation=to_dict(gen))
+    run.update_config(eval=to_dict(config), generation=to_dict(asked))
     write_report(report, run)
     return report

@@ -1,0 +1,485 @@
+"""Hub publishing against a loopback Hub (tests/hubserver.py, reached through HF_ENDPOINT): push, the model card,
+the token kept out of every file and message, each failure's message, and Hub ids used as adapters."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+from hubserver import User, hub_server
+
+from kinject.config import (
+    BlocksConfig,
+    EvalConfig,
+    InputsConfig,
+    ModelConfig,
+    PrepareConfig,
+    PublishConfig,
+    TrainConfig,
+)
+from kinject.progress import RecordingProgress
+from kinject.publish import PublishError, base_license, parse_hub_id, push
+from kinject.runs import RunDir
+
+TEXT = (
+    "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
+    "and 2 TB of system memory. P5 instances deliver 3,200 Gbps of aggregate network bandwidth.\n\n"
+) * 6
+PROBES = [
+    {"id": "gpu", "kind": "knowledge", "question": "What GPUs do P5 instances have?",
+     "prompt": "Amazon EC2 P5 instances are powered by", "answers": ["H100"]},
+    {"id": "mem", "kind": "knowledge", "question": "How much memory does a P5 have?",
+     "prompt": "Each p5.48xlarge instance has 8 GPUs and", "answers": ["2 TB"]},
+]  # fmt: skip
+ALICE = "hf_aliceWriteToken0123456789abcdefXYZ"
+READER = "hf_ritaReadOnlyToken0123456789abcdefXY"
+BOB = "hf_bobWriteToken0123456789abcdefXYZ012"
+TOKENS = (ALICE, READER, BOB)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir) -> Path:
+    """A tiny run with an adapter, its evaluation and its merged model."""
+    from kinject.eval import evaluate
+    from kinject.merge import merge
+    from kinject.prepare import prepare
+    from kinject.train import train
+
+    root = tmp_path_factory.mktemp("publish")
+    doc = root / "p5.txt"
+    doc.write_text(TEXT)
+    probes = root / "probes.jsonl"
+    probes.write_text("".join(json.dumps(p) + "\n" for p in PROBES))
+    config = PrepareConfig(
+        inputs=InputsConfig(files=[str(doc)]), model=ModelConfig(model=str(tiny_model_dir)), blocks=BlocksConfig(64)
+    )
+    run = prepare(config, root / "run").run_dir
+    hot = TrainConfig(preset="cpu-demo", max_steps=6, learning_rate=5e-2, quantization="none", guard_checks=0)
+    train(run, hot, blocks=BlocksConfig(block_size=64))
+    evaluate(run, EvalConfig(probes=str(probes), retention=False, kl_max_new_tokens=4))
+    merge(run)
+    return run
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> RunDir:
+    """A fresh copy of the trained run per test, so a push's changes never leak into another test."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy, symlinks=True)
+    return RunDir(copy)
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    import huggingface_hub.constants as hf_constants
+
+    users = {ALICE: User("alice", orgs={"team": "write", "readers": "read"}), READER: User("rita", role="read")}
+    users[BOB] = User("bob")
+    with hub_server(users) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.setattr("kinject.publish._saved_token", lambda: "")
+        # The loopback Hub speaks git-LFS, not Xet's content-addressed store: huggingface_hub then uploads through
+        # LFS, as it does wherever hf_xet is not installed.
+        monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+        monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        monkeypatch.setattr("kinject.models.kinject_home", lambda: tmp_path / "kinject-home")
+        yield server
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with its sha256 (of the content a symlink points to, as in the Hub's cache)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def assert_no_token(*places: bytes | str) -> None:
+    for place in places:
+        data = place.encode() if isinstance(place, str) else place
+        for token in TOKENS:
+            assert token.encode() not in data, "a token leaked"
+
+
+def folder_bytes(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+# ------------------------------------------------------------------------------------------------------ push
+
+
+def test_push_then_download_gives_the_runs_adapter_byte_for_byte(hub, run, tiny_model_dir, caplog, capsys):
+    import torch
+    from huggingface_hub import snapshot_download
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    caplog.set_level(logging.DEBUG)
+    progress = RecordingProgress()
+    result = push(run, PublishConfig(repo="alice/p5-facts"), token=ALICE, progress=progress)
+
+    assert result.created and result.private and hub.repos["alice/p5-facts"].private
+    assert result.url == f"{hub.url}/alice/p5-facts"
+    assert "README.md" in result.files and "adapter_model.safetensors" in result.files
+    assert hub.lfs, "the weights went through LFS"
+    (title,) = [m for sha, m in hub.repos["alice/p5-facts"].messages.items() if sha != _initial(hub, "alice/p5-facts")]
+    assert title.startswith("kinject: LoRA adapter from 1 sources")
+    # The card is kept beside the adapter, and what the Hub holds is exactly the run's adapter/.
+    card = (run.adapter_dir / "README.md").read_text()
+    assert card.startswith("---\nbase_model:")
+    local = tree(run.adapter_dir)
+    downloaded = Path(snapshot_download("alice/p5-facts", endpoint=hub.url, token=ALICE))
+    assert {k: v for k, v in tree(downloaded).items() if k != ".gitattributes"} == local
+    assert run.read_pushes()[0]["commit_oid"] == result.commit_oid
+
+    # The downloaded adapter loads with peft and answers as the local one does.
+    ids = torch.tensor([[1, 5, 9, 14, 2, 7]])
+    logits = []
+    for folder in (run.adapter_dir, downloaded):
+        base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+        logits.append(PeftModel.from_pretrained(base, str(folder)).eval()(ids).logits)
+    assert torch.equal(logits[0], logits[1])
+    base_logits = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).eval()(ids).logits
+    assert not torch.allclose(base_logits, logits[0]), "the adapter changes answers"
+
+    assert_no_token(folder_bytes(run.path), *hub.files("alice/p5-facts").values(), caplog.text, *capsys.readouterr())
+
+
+def _initial(hub, repo_id: str) -> str:
+    repo = hub.repos[repo_id]
+    return next(sha for sha, m in repo.messages.items() if m == "initial commit")
+
+
+def test_pushing_again_makes_a_new_commit(hub, run):
+    first = push(run, PublishConfig(repo="alice/again", public=True), token=ALICE)
+    second = push(run, PublishConfig(repo="alice/again", message="second push"), token=ALICE)
+    assert first.created and not first.private
+    assert not second.created and not second.private, "an existing repository keeps its visibility"
+    assert second.commit_oid != first.commit_oid and hub.commit_count("alice/again") == 3
+    assert hub.repos["alice/again"].messages[second.commit_oid] == "second push"
+    assert [p["commit_oid"] for p in run.read_pushes()] == [first.commit_oid, second.commit_oid]
+
+
+def test_push_to_a_branch_with_the_merged_model(hub, run):
+    result = push(run, PublishConfig(repo="team/shared", merged=True, revision="dev"), token=ALICE)
+    dev, main = hub.files("team/shared", "dev"), hub.files("team/shared", "main")
+    assert result.revision == "dev" and result.url.endswith("/team/shared/tree/dev")
+    assert "merged/config.json" in dev and any(p.startswith("merged/model") for p in dev)
+    assert dev["merged/config.json"] == (run.merged_dir / "config.json").read_bytes()
+    assert set(main) == {".gitattributes"}, "main is untouched"
+
+
+def test_the_cli_pushes_with_the_environments_token(hub, run, monkeypatch, capsys):
+    from kinject.cli import main
+
+    monkeypatch.setenv("HF_TOKEN", ALICE)
+    assert main(["push", str(run), "--repo", "alice/from-cli"]) == 0
+    out, err = capsys.readouterr()
+    assert f"{hub.url}/alice/from-cli" in out.splitlines()[-1]
+    assert "private, new repository on main" in out
+    assert_no_token(out, err, folder_bytes(run.path))
+
+
+# ------------------------------------------------------------------------------------------------------ card
+
+
+def test_the_card_records_sources_training_evaluation_and_usage(hub, run):
+    push(run, PublishConfig(repo="alice/card"), token=ALICE)
+    card = hub.files("alice/card")["README.md"].decode()
+    _, front, body = card.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["base_model"] == str(RunDir(run).section("model")["model"])
+    assert meta["base_model_relation"] == "adapter" and meta["library_name"] == "peft"
+    assert meta["pipeline_tag"] == "text-generation" and {"lora", "kinject"} <= set(meta["tags"])
+    assert "license" not in meta, "a local base's license is unknown: no guess"
+
+    (source,) = run.read_sources()
+    row = next(line for line in body.splitlines() if source["sha256"] in line)
+    assert "p5.txt" in row and source["fetched_at"] in row and f"| {source['tokens']} |" in row
+    assert "packing efficiency" in body and "blocks of 64 tokens" in body
+    assert "learning_rate: 0.05" in body and "max_steps: 6" in body and "lora_r:" in body
+    report = run.read_eval()
+    a = report["adapter"]
+    assert f"({a['knowledge_correct']}/{a['knowledge_scored']})" in body
+    assert f"{report['forgetting']['kl_mean']:.3f}" in body and "perplexity" in body
+    assert "--lora-adapters alice/card" in body and "--lora-modules card=alice/card" in body
+    assert 'PeftModel.from_pretrained(base, "alice/card")' in body
+
+
+def test_licenses_of_known_bases():
+    assert base_license("HuggingFaceTB/SmolLM2-135M-Instruct") == "apache-2.0"
+    assert base_license("meta-llama/Llama-2-13b-chat-hf") == "llama2"
+    assert base_license("someone/unknown-model") is None
+
+
+def test_the_bundled_model_is_named_by_its_hub_id(hub, run):
+    from kinject.models import BUNDLED_HUB_ID
+
+    run.update_config(model={**run.section("model"), "model": "smollm2-135m-instruct"})
+    push(run, PublishConfig(repo="alice/bundled"), token=ALICE)
+    meta = yaml.safe_load(hub.files("alice/bundled")["README.md"].decode().split("---\n")[1])
+    assert meta["base_model"] == BUNDLED_HUB_ID and meta["license"] == "apache-2.0"
+
+
+def test_training_saves_the_adapter_with_a_shareable_base_name(trained):
+    config = json.loads((RunDir(trained).adapter_dir / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == RunDir(trained).section("model")["model"]
+
+
+# ---------------------------------------------------------------------------------------------------- errors
+
+
+# Each case prepares the failure (on the hub or the run) and returns the push that must fail.
+
+
+def _no_token(run, hub):
+    return lambda: push(run, PublishConfig(repo="alice/x"))
+
+
+def _bad_token(run, hub):
+    return lambda: push(run, PublishConfig(repo="alice/x"), token="hf_notAValidToken0123456789abcdefXYZ")
+
+
+def _read_token(run, hub):
+    return lambda: push(run, PublishConfig(repo="rita/x"), token=READER)
+
+
+def _someone_elses(run, hub):
+    return lambda: push(run, PublishConfig(repo="bob/taken"), token=ALICE)
+
+
+def _foreign_namespace(run, hub):
+    return lambda: push(run, PublishConfig(repo="carol/new"), token=ALICE)
+
+
+def _read_only_org(run, hub):
+    return lambda: push(run, PublishConfig(repo="readers/x"), token=ALICE)
+
+
+def _network(run, hub):
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{closed}"  # the test's monkeypatch restores it
+    return lambda: push(run, PublishConfig(repo="alice/x", retries=1, backoff_s=0), token=ALICE)
+
+
+def _server_errors(run, hub):
+    hub.fail["create"] = [503, 502, 500]
+    return lambda: push(run, PublishConfig(repo="alice/x", retries=2, backoff_s=0), token=ALICE)
+
+
+def _commit_forbidden(run, hub):
+    hub.fail["commit"] = [403]
+    return lambda: push(run, PublishConfig(repo="alice/x"), token=ALICE)
+
+
+def _no_adapter(run, hub):
+    import shutil
+
+    shutil.rmtree(run.adapter_dir)
+    return lambda: push(run, PublishConfig(repo="alice/x"), token=ALICE)
+
+
+def _no_merged(run, hub):
+    import shutil
+
+    shutil.rmtree(run.merged_dir)
+    return lambda: push(run, PublishConfig(repo="alice/x", merged=True), token=ALICE)
+
+
+@pytest.mark.parametrize(
+    "case, says",
+    [
+        (_no_token, "no Hugging Face token: paste a write token into the Token field or set HF_TOKEN"),
+        (_bad_token, "refused the token (401)"),
+        (_read_token, "is read-only"),
+        (_someone_elses, "bob/taken belongs to bob, not to your token's user alice"),
+        (_foreign_namespace, "cannot create repositories under carol"),
+        (_read_only_org, "your role in the organization readers is 'read'"),
+        (_network, "could not reach the Hub"),
+        (_server_errors, "the Hub kept failing (500"),
+        (_commit_forbidden, "no right to write to alice/x (403)"),
+        (_no_adapter, "has no trained adapter yet"),
+        (_no_merged, "has no merged model to upload"),
+    ],
+)
+def test_each_failure_says_why_and_leaves_the_run_as_it_was(case, says, hub, run, monkeypatch, caplog, capsys):
+    from huggingface_hub import HfApi
+
+    HfApi(endpoint=hub.url, token=BOB).create_repo("bob/taken")
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    caplog.set_level(logging.DEBUG)
+    attempt = case(run, hub)
+    before = tree(run.path)
+    with pytest.raises(PublishError) as err:
+        attempt()
+    assert says in str(err.value)
+    assert tree(run.path) == before, "a failed push changed the run"
+    assert not run.read_pushes()
+    assert_no_token(str(err.value), caplog.text, *capsys.readouterr(), folder_bytes(run.path))
+    assert set(hub.repos) <= {"bob/taken", "alice/x"}
+    if "alice/x" in hub.repos:
+        assert hub.commit_count("alice/x") == 1, "nothing was committed"
+
+
+def test_a_server_error_is_retried_and_the_retry_shown(hub, run, monkeypatch, capsys):
+    from kinject.cli import main
+
+    hub.fail["create"] = [503]
+    hub.fail["commit"] = [502]
+    progress = RecordingProgress()
+    result = push(run, PublishConfig(repo="alice/retried", backoff_s=0.01), token=ALICE, progress=progress)
+    logs = [e[1] for e in progress.events if e[0] == "log"]
+    assert any("the Hub answered 503 while creating the repository; retry 1/4" in m for m in logs), logs
+    assert any("the Hub answered 502 while uploading the files; retry 1/4" in m for m in logs), logs
+    assert result.commit_oid in hub.repos["alice/retried"].commits
+
+    hub.fail["commit"] = [500]
+    monkeypatch.setenv("HF_TOKEN", ALICE)
+    assert main(["push", str(run), "--repo", "alice/retried", "--backoff-s", "0.01"]) == 0
+    err = capsys.readouterr().err
+    assert "the Hub answered 500 while uploading the files; retry 1/4" in err
+    assert_no_token(err)
+
+
+def test_stop_ends_a_push_before_anything_is_committed(hub, run):
+    class StopNow(RecordingProgress):
+        def should_stop(self):
+            return True
+
+    before = tree(run.path)
+    with pytest.raises(InterruptedError, match="nothing was committed"):
+        push(run, PublishConfig(repo="alice/stopped"), token=ALICE, progress=StopNow())
+    hub.fail["create"] = [503]
+    with pytest.raises(InterruptedError, match="while waiting to retry creating the repository"):
+        push(run, PublishConfig(repo="alice/stopped", backoff_s=30), token=ALICE, progress=_StopAfterLog())
+    assert "alice/stopped" not in hub.repos and tree(run.path) == before
+
+
+class _StopAfterLog(RecordingProgress):
+    """Asks to stop once something was logged (the retry notice)."""
+
+    def should_stop(self):
+        return any(kind == "log" for kind, _ in self.events)
+
+
+def test_an_unexpected_failure_in_the_cli_prints_no_token(hub, run, monkeypatch, capsys):
+    from kinject.cli import main
+
+    def boom(*args, **kwargs):
+        raise RuntimeError(f"unexpected, with the token {ALICE} in its message")
+
+    monkeypatch.setattr("kinject.publish.model_card", boom)
+    monkeypatch.setenv("HF_TOKEN", ALICE)
+    assert main(["push", str(run), "--repo", "alice/boom"]) == 1
+    out, err = capsys.readouterr()
+    assert "RuntimeError: unexpected, with the token *** in its message" in err
+    assert_no_token(out, err)
+
+
+# ------------------------------------------------------------------------------------------ Hub ids as adapters
+
+
+def test_hub_ids_are_told_from_folders(tmp_path, monkeypatch):
+    assert parse_hub_id("alice/p5") == ("alice/p5", None)
+    assert parse_hub_id("alice/p5@v2") == ("alice/p5", "v2")
+    assert parse_hub_id("a/b/c") is None and parse_hub_id("just-a-name") is None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "p5").mkdir(parents=True)
+    assert parse_hub_id("runs/p5") is None, "an existing folder wins over a Hub id"
+
+
+def test_a_hub_adapter_answers_in_ask_serve_chat_and_eval(hub, run, tiny_model_dir, capsys):
+    import httpx
+
+    from kinject.cli import main
+    from kinject.serve import Engine, ServerThread, create_app
+
+    push(run, PublishConfig(repo="alice/shared"), token=ALICE)
+    hub.repos["alice/shared"].private = False  # downloads need no token
+
+    question = "What GPUs do P5 instances have?"
+    assert main(["ask", str(run), question, "--max-new-tokens", "6"]) == 0
+    local = capsys.readouterr().out.strip()
+    assert main(["ask", "alice/shared", question, "--max-new-tokens", "6"]) == 0
+    assert capsys.readouterr().out.strip() == local
+
+    engine = Engine(str(tiny_model_dir), {"from-hub": "alice/shared", "local": str(run)})
+    server = ServerThread(create_app(engine, default_max_new_tokens=6))
+    try:
+        answers = {}
+        for name in ("from-hub", "local"):
+            body = {"inputs": question, "parameters": {"adapter_id": name, "max_new_tokens": 6}}
+            answers[name] = httpx.post(server.url + "/generate", json=body, timeout=60).json()["generated_text"]
+        assert answers["from-hub"] == answers["local"]
+        # chat names a Hub adapter the server has not loaded: kinject's server downloads it.
+        assert main(["chat", "hi", "--endpoint", server.url, "--model", "alice/shared@main", "--no-stream"]) == 0
+        assert "alice/shared@main" in engine.names()
+    finally:
+        server.stop()
+
+    assert main(["eval", "alice/shared", "--retention", "--no-forgetting", "--auto-probes", "0"]) == 0
+    out = capsys.readouterr().out
+    hub_run = Path(out.strip().splitlines()[-1].rsplit(" in ", 1)[1])
+    assert "hub-runs" in hub_run.parts and RunDir(hub_run).read_eval()["has_adapter"]
+
+
+def test_a_missing_hub_adapter_is_a_clear_error(hub, capsys):
+    from kinject.cli import main
+
+    assert main(["ask", "alice/nothing-here", "hi"]) == 1
+    assert "no Hub repository alice/nothing-here" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------------ app
+
+
+def test_the_publish_tab_pushes_and_links_to_the_result(hub, trained, tmp_path, monkeypatch):
+    import shutil
+
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    import app
+    from kinject.config import AppConfig
+
+    monkeypatch.setattr(app, "RUNS_ROOT", tmp_path / "runs")
+    shutil.copytree(trained, tmp_path / "runs" / "p5")
+    demo = app.build_ui(AppConfig())
+    demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, show_error=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        assert app.button_states("p5")[-1]["interactive"], "Push is enabled for a run with an adapter"
+        card = client.predict(run="p5", repo="alice/from-app", api_name="/card")
+        assert "base_model_relation: adapter" in card and "## Evaluation" in card
+
+        status, link = client.predict(run="p5", repo="alice/from-app", token=ALICE, api_name="/push")
+        assert f"[alice/from-app]({hub.url}/alice/from-app)" in link and "commit" in link
+        assert "push" in status and "done" in status
+        assert hub.repos["alice/from-app"].private, "private unless the toggle is off"
+        status, link = client.predict(
+            run="p5", repo="alice/public-one", token=ALICE, private=False, merged=True, api_name="/push"
+        )
+        assert not hub.repos["alice/public-one"].private and "merged/config.json" in hub.files("alice/public-one")
+
+        with pytest.raises(AppError) as err:
+            client.predict(run="p5", repo="alice/x", token="hf_notAValidToken0123456789abcdefXYZ", api_name="/push")
+        assert "refused the token (401)" in str(err.value)
+        with pytest.raises(AppError) as err:
+            client.predict(run="p5", repo="not a repo", token=ALICE, api_name="/push")
+        assert "must be OWNER/NAME" in str(err.value)
+        assert_no_token(folder_bytes(tmp_path / "runs"), str(err.value), status)
+    finally:
+        demo.close()
