@@ -865,17 +865,25 @@ def runs_table():
 
 
 def delete_run(run: str | None = None, confirm: str = ""):
-    """Delete a run folder once its name is typed to confirm; never the run a job is working on."""
+    """Delete a run folder once its name is typed to confirm; never the run a job is working on.
+
+    A refusal is a warning that leaves the outputs as they are: raised, it would mark the run picker with an error
+    badge that hides the selected run."""
     run_dir = _run(run)
-    if (confirm or "").strip() != run_dir.name:
-        raise gr.Error(f"To delete run {run_dir.name}, type its name in “Type the run's name to confirm”.")
+    refusal = None
     live = JOBS.state()
-    if live.active and Path(live.run_dir).name == run_dir.name:
-        raise gr.Error(f"Run {run_dir.name} has a job running ({describe_job(live)}): press Stop first.")
-    try:
-        run_dir.delete()
-    except RunError as exc:
-        raise _error(str(exc)) from exc
+    if (confirm or "").strip() != run_dir.name:
+        refusal = f"To delete run {run_dir.name}, type its name in “Type the run's name to confirm”."
+    elif live.active and Path(live.run_dir).name == run_dir.name:
+        refusal = f"Run {run_dir.name} has a job running ({describe_job(live)}): press Stop first."
+    else:
+        try:
+            run_dir.delete()
+        except RunError as exc:
+            refusal = app_text(str(exc))
+    if refusal:
+        gr.Warning(refusal)
+        return gr.skip(), gr.skip(), gr.skip()
     gr.Info(f"Deleted run {run_dir.name}.")
     return _runs_update(), runs_table(), ""
 
@@ -985,16 +993,22 @@ def do_push(run: str | None = None, token: str = "", private: bool = True, **set
     if not config.repo:
         raise gr.Error("Give the repository as OWNER/NAME in the Repository field.")
     token = (token or "").strip() or None
+    if token is None and not OPERATOR.push_with_server_token:
+        raise gr.Error(
+            "Paste a Hugging Face write token into the token field (huggingface.co/settings/tokens): this server "
+            "does not push with its own token."
+        )
 
     def work(recorder) -> JobOutcome:
         try:
-            result = push(run_dir, config, token, recorder)
+            result = push(run_dir, config, token, recorder, server_token=OPERATOR.push_with_server_token)
         except PublishError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever it was, its message must not carry the token
             raise PublishError(scrub(f"{type(exc).__name__}: {exc}", token)) from None
         kind = "private" if result.private else "public"
-        return JobOutcome("done", f"pushed to {result.repo_id} ({kind}): {result.url}", result)
+        what = "nothing changed, no new commit" if result.unchanged else f"pushed to {result.repo_id} ({kind})"
+        return JobOutcome("done", f"{what}: {result.url}" + (f" ({result.note})" if result.note else ""), result)
 
     try:
         # persist=False: a push leaves the run's status.json (its training's) as it was.
@@ -1176,7 +1190,7 @@ def build_ui(operator: AppConfig | None = None) -> gr.Blocks:
             gr.Markdown(
                 "Push the selected run's adapter to the Hugging Face Hub with a model card that records its sources "
                 "(with their sha256), the training configuration and the base-vs-adapter scores. Pushing again to "
-                "the same repository makes a new commit."
+                "the same repository commits what changed."
             )
             publish_form = settings_form({"publish": PublishConfig}, PUBLISH_ROWS, leave_out=("public",))
             with gr.Row():
@@ -1186,7 +1200,8 @@ def build_ui(operator: AppConfig | None = None) -> gr.Blocks:
                 token = gr.Textbox(
                     label="Hugging Face token",
                     type="password",
-                    placeholder="hf_... (empty: the HF_TOKEN the app was started with)",
+                    placeholder="hf_..."
+                    + (" (empty: the server's HF_TOKEN)" if OPERATOR.push_with_server_token else ""),
                     info="A write token from huggingface.co/settings/tokens; used for this push only, never stored.",
                     scale=2,
                 )

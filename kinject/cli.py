@@ -456,10 +456,14 @@ def cmd_push(args: argparse.Namespace) -> int:
     except Exception:  # noqa: BLE001 - an unexpected failure still must not print the token
         print(scrub(traceback.format_exc(), token), file=sys.stderr)
         return EXIT_ERROR
-    print(
-        f"pushed {len(result.files)} files to {result.repo_id} ({'private' if result.private else 'public'}, "
-        f"{'new repository' if result.created else 'new commit'} on {result.revision})"
-    )
+    if result.unchanged:
+        print(f"{result.repo_id} already holds this adapter and card on {result.revision}: nothing changed")
+    else:
+        state = "new repository" if result.created else "new commit"
+        privacy = "private" if result.private else "public"
+        print(f"pushed {len(result.files)} files to {result.repo_id} ({privacy}, {state} on {result.revision})")
+    if result.note:
+        print(result.note, file=sys.stderr)
     print(f"commit: {result.commit_url}")
     print(result.url)
     return EXIT_OK
@@ -579,8 +583,8 @@ VERBS: dict[str, dict[str, str]] = {
         "description": "Upload RUN_DIR's adapter/ (and merged/ with --merged) with a model card (sources and their "
         "sha256, corpus and packing, the whole training configuration, the base-vs-adapter evaluation, usage for "
         "peft, TGI and vLLM) to the Hub repository --repo in one commit, creating it private unless --public. "
-        "Pushing again makes a new commit. The token comes from HF_TOKEN (or `hf auth login`), never from the "
-        "command line, and is written nowhere. HF_ENDPOINT points at another Hub.",
+        "Pushing again makes a new commit of what changed. The token comes from HF_TOKEN (or `hf auth login`), "
+        "never from the command line, and is written nowhere. HF_ENDPOINT points at another Hub.",
     },
     "eval": {
         "help": "score base vs adapter: knowledge, retention, forgetting (writes eval.json, eval.md, eval.png)",

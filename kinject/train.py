@@ -184,6 +184,7 @@ def _train(
         )
 
     started = time.time()
+    set_aside = False  # whether the previous training's checkpoints were moved aside (see set_aside_previous)
     trainer = model = None
     phase, four_bit, callback = "load model", False, None
     try:
@@ -305,8 +306,8 @@ def _train(
         if resume:
             run.trim_metrics(checkpoint_step(last))  # steps after the checkpoint are trained again
         else:
-            run.clear_checkpoints()
-            run.clear_metrics()
+            run.set_aside_previous()  # back in place if this training fails before its first checkpoint
+            set_aside = True
         run.update_config(train=to_dict(config), blocks=to_dict(blocks_config), augment=to_dict(augment_config))
         phase = "train"
         progress.start(phase, total=total_steps, unit="step")
@@ -330,6 +331,7 @@ def _train(
         phase = "save adapter"
         progress.start(phase, total=None)
         adapter_dir = save_adapter(run, model, tokenizer, trainer, config, status, step, total_steps, decision)
+        run.drop_previous()
         progress.finish()
         kept = decision.step if decision is not None and decision.step is not None else step
         note = f"forgetting guard: {decision.reason}" if decision is not None else ""
@@ -337,8 +339,10 @@ def _train(
         return TrainResult(run.path, adapter_dir, status, step, total_steps, callback.last_loss, seconds, kept, note)
     except TrainError as exc:
         exc.phase = exc.phase or phase
+        _settle_previous(run, set_aside)
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one readable message
+        _settle_previous(run, set_aside)
         message = explain_failure(exc, _where(phase, callback, trainer), four_bit, phase)
         traceback.clear_frames(exc.__traceback__)  # its frames hold the model: let the memory go with them
         raise TrainError(message, phase) from exc
@@ -347,6 +351,13 @@ def _train(
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _settle_previous(run: RunDir, set_aside: bool) -> None:
+    """After a failed fresh training: the previous training's checkpoints come back unless this one saved its own
+    (then --resume continues this one)."""
+    if set_aside:
+        run.drop_previous() if run.last_checkpoint() is not None else run.restore_previous()
 
 
 def _load_checkpoint_weights(model: Any, trainer: Any, run: RunDir, checkpoint: Path) -> None:

@@ -220,6 +220,10 @@ class _Handler(BaseHTTPRequestHandler):
                 for key in ("base_model", "library_name", "pipeline_tag", "license"):
                     if key in meta and not isinstance(meta[key], (str, list)):
                         errors.append(f'"{key}" must be a string')
+                bases = meta.get("base_model") or []
+                for base in [bases] if isinstance(bases, str) else bases:
+                    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+|[\w.-]+", str(base)):
+                        errors.append(f'"base_model" must be a model id, got {base!r}')
                 if not isinstance(meta.get("tags", []), list):
                     errors.append('"tags" must be an array')
                 if meta.get("base_model_relation", "adapter") not in ("adapter", "merge", "quantized", "finetune"):
@@ -254,16 +258,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, entries)
 
     def _preupload(self, method: str, body: bytes, repo: str, rev: str) -> None:
-        self._repo(repo, write=True)
-        files = json.loads(body)["files"]
-        modes = [
-            {
-                "path": f["path"],
-                "uploadMode": "lfs" if _is_lfs(f["path"], f["size"]) else "regular",
-                "shouldIgnore": False,
-            }
-            for f in files
-        ]
+        r = self._repo(repo, write=True)
+        sha = r.branches.get(rev, r.branches["main"])
+        present = r.commits[sha]
+        modes = []
+        for f in json.loads(body)["files"]:
+            lfs = _is_lfs(f["path"], f["size"])
+            mode = {"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False}
+            if f["path"] in present:  # as the Hub does: the file's oid there, so unchanged files are skipped
+                data = present[f["path"]]
+                mode["oid"] = _sha(data) if lfs else _git_oid(data)
+            modes.append(mode)
         self._json(200, {"files": modes})
 
     def _branch(self, method: str, body: bytes, repo: str, branch: str) -> None:
@@ -342,7 +347,8 @@ def _may(user: User, owner: str, need: str) -> bool:
     if owner == user.name:
         return True
     role = user.orgs.get(owner)
-    return role is not None and (need == "read" or role in ("write", "admin"))
+    # Contributors may create repositories in their organization (and write to those they created).
+    return role is not None and (need == "read" or role in ("write", "admin", "contributor"))
 
 
 def _is_lfs(path: str, size: int) -> bool:

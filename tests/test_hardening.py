@@ -236,6 +236,31 @@ def test_a_sentence_on_most_pages_of_a_batch_is_chrome():
     assert [fact in d["text"] for d in corpus.documents] == [True, True, False]  # on 2 of 3: content
 
 
+def test_chinese_and_japanese_text_counts_its_words_and_keeps_a_shared_sentence():
+    fact = "二〇二六年の調査では、リマの丘で四千頭のラマが数えられた。"
+    a = "\n\n".join(["リマのラマ", "ペルーの牧夫によると、ラマは雨が好きだという。", fact, "ホーム | ニュース"])
+    b = "\n\n".join(["ペルーの雨", "雨季は十二月に始まり、四か月続く。", fact, "ホーム | ニュース"])
+    corpus = build_corpus([_doc("a", a), _doc("b", b)])
+    assert [r["status"] for r in corpus.rows] == ["ok", "ok"], corpus.rows  # not "only N words"
+    assert all(fact in d["text"] for d in corpus.documents)  # a full sentence two articles share stays
+    assert all("ホーム | ニュース" not in d["text"] for d in corpus.documents)  # the shared menu goes
+
+
+def test_a_short_article_in_a_wrapper_named_like_chrome_is_kept():
+    from kinject.extract import extract
+
+    article = (
+        "The Lima llama census of 2026 counted four thousand animals in the hills, twice the number of the last "
+        "count, and the herders expect more after the rainy season."
+    )
+    page = (
+        '<html><body><div class="layout has-sidebar"><h1>Llama census</h1>'
+        f"<p>{article}</p></div><footer>© Llama Society</footer></body></html>"
+    ).encode()
+    title, text = extract(page, "html", "utf-8", None)
+    assert article in text
+
+
 # ------------------------------------------------------------------------------------- 7. messages, not tracebacks
 
 
@@ -330,6 +355,29 @@ def test_a_failing_train_leaves_checkpoints_intact(tiny_run, capsys):
     cached.unlink()  # packed again from the corpus
     result = train(run, quick, resume=True)
     assert result.status == "done" and result.step == 4
+
+
+def test_a_training_that_fails_at_its_first_step_puts_the_earlier_checkpoints_back(tiny_run):
+    from model_fixtures import TINY_BLOCKS
+    from transformers import TrainerCallback
+
+    from kinject.config import TrainConfig
+    from kinject.train import TrainError, train
+
+    class FailAtFirstStep(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            raise RuntimeError("out of memory (simulated)")
+
+    run = RunDir(tiny_run)
+    quick = TrainConfig(preset="cpu-demo", max_steps=4, save_steps=2, quantization="none", learning_rate=5e-3)
+    train(run, quick, blocks=TINY_BLOCKS)
+    before = _snapshot(run)
+    other = TrainConfig(preset="cpu-demo", max_steps=8, save_steps=2, quantization="none", learning_rate=1e-2)
+    with pytest.raises(TrainError, match="simulated"):
+        train(run, other, blocks=TINY_BLOCKS, callbacks=[FailAtFirstStep()])
+    assert _snapshot(run) == before  # checkpoints, metrics and settings of the earlier training, as --resume needs
+    assert not (run.path / ".previous").exists()
+    assert train(run, quick, resume=True).status == "done"
 
 
 def test_train_without_a_corpus_fails_before_loading_the_model(tmp_path, monkeypatch):

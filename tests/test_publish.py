@@ -79,7 +79,10 @@ def run(trained, tmp_path) -> RunDir:
 def hub(monkeypatch, tmp_path):
     import huggingface_hub.constants as hf_constants
 
-    users = {ALICE: User("alice", orgs={"team": "write", "readers": "read"}), READER: User("rita", role="read")}
+    users = {
+        ALICE: User("alice", orgs={"team": "write", "readers": "read", "helpers": "contributor"}),
+        READER: User("rita", role="read"),
+    }
     users[BOB] = User("bob")
     with hub_server(users) as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
@@ -134,7 +137,7 @@ def test_push_then_download_gives_the_runs_adapter_byte_for_byte(hub, run, tiny_
     assert title.startswith("kinject: LoRA adapter from 1 sources")
     # The card is kept beside the adapter, and what the Hub holds is exactly the run's adapter/.
     card = (run.adapter_dir / "README.md").read_text()
-    assert card.startswith("---\nbase_model:")
+    assert card.startswith("---\nlibrary_name: peft")
     local = tree(run.adapter_dir)
     downloaded = Path(snapshot_download("alice/p5-facts", endpoint=hub.url, token=ALICE))
     assert {k: v for k, v in tree(downloaded).items() if k != ".gitattributes"} == local
@@ -158,14 +161,25 @@ def _initial(hub, repo_id: str) -> str:
     return next(sha for sha, m in repo.messages.items() if m == "initial commit")
 
 
-def test_pushing_again_makes_a_new_commit(hub, run):
+def test_pushing_again_makes_a_new_commit_when_something_changed(hub, run):
     first = push(run, PublishConfig(repo="alice/again", public=True), token=ALICE)
-    second = push(run, PublishConfig(repo="alice/again", message="second push"), token=ALICE)
+    same = push(run, PublishConfig(repo="alice/again"), token=ALICE)
     assert first.created and not first.private
-    assert not second.created and not second.private, "an existing repository keeps its visibility"
-    assert second.commit_oid != first.commit_oid and hub.commit_count("alice/again") == 3
-    assert hub.repos["alice/again"].messages[second.commit_oid] == "second push"
-    assert [p["commit_oid"] for p in run.read_pushes()] == [first.commit_oid, second.commit_oid]
+    assert same.unchanged and same.commit_oid == first.commit_oid and hub.commit_count("alice/again") == 2
+    with_merged = push(run, PublishConfig(repo="alice/again", merged=True, message="with merged"), token=ALICE)
+    assert not with_merged.created and not with_merged.private, "an existing repository keeps its visibility"
+    assert not with_merged.unchanged and hub.commit_count("alice/again") == 3
+    assert hub.repos["alice/again"].messages[with_merged.commit_oid] == "with merged"
+    assert "merged/config.json" in hub.files("alice/again")
+    # The adapter changes (retrained) and is pushed without its merged model: the old merged/ goes.
+    (run.adapter_dir / "training_metrics.json").write_text("[]")
+    progress = RecordingProgress()
+    again = push(run, PublishConfig(repo="alice/again"), token=ALICE, progress=progress)
+    files = hub.files("alice/again")
+    assert not any(p.startswith("merged/") for p in files) and files["training_metrics.json"] == b"[]"
+    assert any("removing the repository's merged/" in e[1] for e in progress.events if e[0] == "log")
+    pushes = [p["commit_oid"] for p in run.read_pushes()]
+    assert pushes == [first.commit_oid, same.commit_oid, with_merged.commit_oid, again.commit_oid]
 
 
 def test_push_to_a_branch_with_the_merged_model(hub, run):
@@ -175,6 +189,18 @@ def test_push_to_a_branch_with_the_merged_model(hub, run):
     assert "merged/config.json" in dev and any(p.startswith("merged/model") for p in dev)
     assert dev["merged/config.json"] == (run.merged_dir / "config.json").read_bytes()
     assert set(main) == {".gitattributes"}, "main is untouched"
+
+
+def test_a_contributor_pushes_to_a_new_repository_of_the_organization(hub, run):
+    result = push(run, PublishConfig(repo="helpers/p5"), token=ALICE)
+    assert result.created and "adapter_model.safetensors" in hub.files("helpers/p5")
+
+
+def test_without_a_token_of_its_own_a_push_uses_the_servers_only_when_allowed(hub, run, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", ALICE)
+    with pytest.raises(PublishError, match="no Hugging Face token"):
+        push(run, PublishConfig(repo="alice/x"), server_token=False)
+    assert push(run, PublishConfig(repo="alice/x")).repo_id == "alice/x"
 
 
 def test_the_cli_pushes_with_the_environments_token(hub, run, monkeypatch, capsys):
@@ -196,10 +222,13 @@ def test_the_card_records_sources_training_evaluation_and_usage(hub, run):
     card = hub.files("alice/card")["README.md"].decode()
     _, front, body = card.split("---\n", 2)
     meta = yaml.safe_load(front)
-    assert meta["base_model"] == str(RunDir(run).section("model")["model"])
-    assert meta["base_model_relation"] == "adapter" and meta["library_name"] == "peft"
+    # The base is a local folder: the Hub takes only a model id as base_model, so the card names it in its text.
+    assert "base_model" not in meta and "license" not in meta
+    assert meta["library_name"] == "peft"
     assert meta["pipeline_tag"] == "text-generation" and {"lora", "kinject"} <= set(meta["tags"])
-    assert "license" not in meta, "a local base's license is unknown: no guess"
+    local = Path(RunDir(run).section("model")["model"])
+    assert f"local folder, `{local.name}`" in body and str(local) not in card, "no local paths in a card"
+    assert f"model: {local.name}" in body
 
     (source,) = run.read_sources()
     row = next(line for line in body.splitlines() if source["sha256"] in line)
@@ -225,13 +254,50 @@ def test_the_bundled_model_is_named_by_its_hub_id(hub, run):
 
     run.update_config(model={**run.section("model"), "model": "smollm2-135m-instruct"})
     push(run, PublishConfig(repo="alice/bundled"), token=ALICE)
-    meta = yaml.safe_load(hub.files("alice/bundled")["README.md"].decode().split("---\n")[1])
+    card = hub.files("alice/bundled")["README.md"].decode()
+    meta = yaml.safe_load(card.split("---\n")[1])
     assert meta["base_model"] == BUNDLED_HUB_ID and meta["license"] == "apache-2.0"
+    assert meta["base_model_relation"] == "adapter"
+    assert f'AutoModelForCausalLM.from_pretrained("{BUNDLED_HUB_ID}")' in card
+    assert f"--model-id {BUNDLED_HUB_ID} --lora-adapters alice/bundled" in card
+    assert "serve --model smollm2-135m-instruct --adapter bundled=alice/bundled" in card
 
 
-def test_training_saves_the_adapter_with_a_shareable_base_name(trained):
-    config = json.loads((RunDir(trained).adapter_dir / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == RunDir(trained).section("model")["model"]
+def test_a_card_never_shows_the_scores_of_an_earlier_adapter(hub, run):
+    report = run.read_eval()
+    run_eval = {**report, "created_at": "2000-01-01T00:00:00Z"}  # evaluated before this adapter was saved
+    import json as _json
+
+    (run.path / "eval.json").write_text(_json.dumps(run_eval))
+    push(run, PublishConfig(repo="alice/stale"), token=ALICE)
+    body = hub.files("alice/stale")["README.md"].decode()
+    assert "Not evaluated since this adapter was trained" in body and "| knowledge accuracy |" not in body
+
+
+def test_the_loopback_hub_refuses_a_path_as_base_model(hub, run, monkeypatch):
+    monkeypatch.setattr("kinject.publish._hub_base", lambda model: "/home/someone/models/base")
+    with pytest.raises(PublishError, match="refused the request while uploading the files: Invalid metadata"):
+        push(run, PublishConfig(repo="alice/bad-card"), token=ALICE)
+
+
+def test_training_names_the_bundled_base_by_its_hub_id(run, tiny_model_dir):
+    """peft records the folder the base was loaded from; for the bundled model that is this machine's cache, so
+    the saved adapter names the Hub original instead (the tiny model stands in for the bundled one here)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from kinject.config import TrainConfig as Train
+    from kinject.models import BUNDLED_HUB_ID, load_tokenizer, resolve_model
+    from kinject.train import save_adapter
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), str(run.adapter_dir))
+    saved = json.loads((run.adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert saved == str(tiny_model_dir)
+    run.update_config(model={**run.section("model"), "model": "smollm2-135m-instruct"})
+    tokenizer = load_tokenizer(resolve_model(str(tiny_model_dir)))
+    save_adapter(run, model, tokenizer, None, Train(preset="cpu-demo"), "done", 6, 6)
+    config = json.loads((run.adapter_dir / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == BUNDLED_HUB_ID
 
 
 # ---------------------------------------------------------------------------------------------------- errors
@@ -347,6 +413,7 @@ def test_a_server_error_is_retried_and_the_retry_shown(hub, run, monkeypatch, ca
     assert result.commit_oid in hub.repos["alice/retried"].commits
 
     hub.fail["commit"] = [500]
+    (run.adapter_dir / "training_metrics.json").write_text("[]")  # something to commit
     monkeypatch.setenv("HF_TOKEN", ALICE)
     assert main(["push", str(run), "--repo", "alice/retried", "--backoff-s", "0.01"]) == 0
     err = capsys.readouterr().err
@@ -463,7 +530,7 @@ def test_the_publish_tab_pushes_and_links_to_the_result(hub, trained, tmp_path, 
         client = Client(demo.local_url, verbose=False)
         assert app.button_states("p5")[-1]["interactive"], "Push is enabled for a run with an adapter"
         card = client.predict(run="p5", repo="alice/from-app", api_name="/card")
-        assert "base_model_relation: adapter" in card and "## Evaluation" in card
+        assert "library_name: peft" in card and "## Evaluation" in card
 
         status, link = client.predict(run="p5", repo="alice/from-app", token=ALICE, api_name="/push")
         assert f"[alice/from-app]({hub.url}/alice/from-app)" in link and "commit" in link
@@ -474,6 +541,10 @@ def test_the_publish_tab_pushes_and_links_to_the_result(hub, trained, tmp_path, 
         )
         assert not hub.repos["alice/public-one"].private and "merged/config.json" in hub.files("alice/public-one")
 
+        monkeypatch.setenv("HF_TOKEN", ALICE)  # the operator's: not used unless the operator allowed it
+        with pytest.raises(AppError, match="Paste a Hugging Face write token"):
+            client.predict(run="p5", repo="alice/x", token="", api_name="/push")
+        assert "alice/x" not in hub.repos
         with pytest.raises(AppError) as err:
             client.predict(run="p5", repo="alice/x", token="hf_notAValidToken0123456789abcdefXYZ", api_name="/push")
         assert "refused the token (401)" in str(err.value)
