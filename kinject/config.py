@@ -410,8 +410,8 @@ class EvalConfig:
     quick: Switch = _f(
         "off",
         "A quick probe set: at most 4 knowledge and 4 retention probes, answers of at most 32 tokens, KL on 4 "
-        "general prompts over at most 16 tokens (minutes on a CPU instead of most of an hour); 'auto' is quick on "
-        "a CPU and full with CUDA (the app's default for evaluating when training ends).",
+        "general prompts over at most 16 tokens (fewer, shorter answers: a fraction of the full set's time); "
+        "'auto' is quick on a CPU and full with CUDA (the app's default for evaluating when training ends).",
     )
 
     def __post_init__(self) -> None:
