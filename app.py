@@ -296,20 +296,27 @@ def stop_job(run: str | None = None):
     return status_text(run)
 
 
-def _wait_for_job(run: str | None, every_s: float = 0.5):
-    """Yield the status area's text while the job runs (the handler that started it shows its progress)."""
-    while JOBS.running():
+def _wait_for_job(run: str | None, job: JobState, every_s: float = 0.5):
+    """Yield the status area's text while ``job`` (as ``submit`` returned it) runs: the handler that started it
+    shows its progress, and stops waiting when that job ends, whatever another user starts next."""
+    while JOBS.job_running(job.job_id):
         yield status_text(run)
         JOBS.wait(every_s)
     yield status_text(run)
 
 
-def _finished(kind: str) -> JobOutcome:
-    """The outcome of the job that just ended, or its failure as a gr.Error naming what to change."""
-    state = JOBS.state()
-    if state.kind == kind and state.status == "failed":
-        raise _error(state.error or state.message or f"the {kind} job failed")
-    outcome = JOBS.outcome()
+def _ended(job: JobState) -> tuple[JobState, JobOutcome | None]:
+    """``job``'s final state and outcome (its own, not those of a job another user started since)."""
+    while JOBS.job_running(job.job_id):
+        JOBS.wait(0.5)
+    return JOBS.result(job.job_id) or (JOBS.state(), JOBS.outcome())
+
+
+def _finished(job: JobState) -> JobOutcome:
+    """The outcome of ``job``, or its failure as a gr.Error naming what to change."""
+    state, outcome = _ended(job)
+    if state.status == "failed":
+        raise _error(state.error or state.message or f"the {job.kind} job failed")
     return outcome if outcome is not None else JobOutcome(state.status, state.message)
 
 
@@ -357,13 +364,13 @@ def do_prepare(run_name: str = "", force: bool = False, **settings: Any):
         return JobOutcome("done", f"prepared: {sum(r['status'] == 'ok' for r in result.rows)} sources", result)
 
     try:
-        JOBS.submit(run, "prepare", work, persist=False)
+        job = JOBS.submit(run, "prepare", work, persist=False)
     except JobBusyError as exc:
         yield failed(f"Prepare must wait: {exc}. Press Stop to stop it.")
         return
-    for text in _wait_for_job(name):
+    for text in _wait_for_job(name, job):
         yield gr.skip(), "Preparing… (progress above; Stop stops it)", text, gr.skip()
-    state, outcome = JOBS.state(), JOBS.outcome()
+    state, outcome = _ended(job)
     if state.status != "done" or outcome is None:
         rows = outcome.value if outcome is not None and isinstance(outcome.value, list) else []
         yield failed(app_text(state.error or state.message or state.status), rows)
@@ -567,12 +574,12 @@ def do_evaluate(run: str | None = None, **settings: Any):
         return JobOutcome("done", f"evaluation written: {answered} probes", report)
 
     try:
-        JOBS.submit(run_dir, "evaluate", work)
+        job = JOBS.submit(run_dir, "evaluate", work)
     except JobBusyError as exc:
         raise gr.Error(f"Evaluation must wait: {exc}. Press Stop to stop it.") from None
-    for text in _wait_for_job(run):
+    for text in _wait_for_job(run, job):
         yield gr.skip(), gr.skip(), gr.skip(), text
-    _finished("evaluate")
+    _finished(job)
     yield (*show_eval(run), status_text(run))
 
 
@@ -969,11 +976,13 @@ def do_merge(run: str | None = None):
     except RunError as exc:
         raise _error(str(exc)) from exc
     try:
-        JOBS.submit(run_dir, "merge", lambda recorder: JobOutcome("done", f"merged into {merge(run_dir, recorder)}"))
+        job = JOBS.submit(
+            run_dir, "merge", lambda recorder: JobOutcome("done", f"merged into {merge(run_dir, recorder)}")
+        )
     except JobBusyError as exc:
         raise gr.Error(f"Merge must wait: {exc}. Press Stop to stop it.") from None
-    yield from _wait_for_job(run)
-    _finished("merge")
+    yield from _wait_for_job(run, job)
+    _finished(job)
 
 
 # --- Publish -------------------------------------------------------------------------------------------------------
@@ -1012,12 +1021,12 @@ def do_push(run: str | None = None, token: str = "", private: bool = True, **set
 
     try:
         # persist=False: a push leaves the run's status.json (its training's) as it was.
-        JOBS.submit(run_dir, "push", work, persist=False)
+        job = JOBS.submit(run_dir, "push", work, persist=False)
     except JobBusyError as exc:
         raise gr.Error(f"Push must wait: {exc}. Press Stop to stop it.") from None
-    for text in _wait_for_job(run):
+    for text in _wait_for_job(run, job):
         yield text, gr.update()
-    outcome = _finished("push")
+    outcome = _finished(job)
     result = outcome.value
     link = f"**Pushed:** [{result.repo_id}]({result.url}) · [commit]({result.commit_url})" if result else ""
     yield f"{status_text(run)}\n\n**Push {outcome.status}:** {outcome.message}", link

@@ -58,6 +58,7 @@ class JobState:
     updated_at: float = 0.0
     pid: int = 0  # the process running the job (0: unknown, reads as not running)
     pid_started: float = 0.0  # that process's start time, which tells a reused pid apart (0: unknown)
+    job_id: int = 0  # which job of the process that ran it (1, 2, ...), so a caller waits for its own job
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -341,6 +342,9 @@ class JobManager:
         self._recorder: StatusRecorder | None = None
         self._stop = threading.Event()
         self._outcome: JobOutcome | None = None
+        self._jobs = 0
+        # The last jobs' final states and outcomes by job id: a caller reads its own job's, not whichever ran last.
+        self._ended: dict[int, tuple[JobState, JobOutcome | None]] = {}
 
     def submit(
         self,
@@ -366,6 +370,8 @@ class JobManager:
             self._stop = threading.Event()
             recorder = StatusRecorder(run, stop_event=self._stop, kind=kind)
             recorder.persist = persist
+            self._jobs += 1
+            recorder.state.job_id = self._jobs
             thread = threading.Thread(target=self._run, args=(recorder, work), name=f"kinject-{kind}-{run.name}")
             self._recorder, self._thread, self._outcome = recorder, thread, None
             thread.daemon = True
@@ -394,23 +400,39 @@ class JobManager:
 
     def _run(self, recorder: StatusRecorder, work: Callable[[StatusRecorder], Any]) -> None:
         _reset_peak_memory()
+        outcome = None
         try:  # train() frees its model's memory itself when it fails, so the next job can start
             outcome = work(recorder)
         except RunBusyError as exc:  # refused before it owned the run: its status.json is the other job's
             recorder.close("failed", error=str(exc), persist=False)
-            return
         except InterruptedError as exc:
             recorder.close("stopped", message=str(exc) or "stopped")
-            return
         except Exception as exc:  # noqa: BLE001 - a thread must record, not swallow, its failure
             if getattr(exc, "phase", ""):  # the phase that failed (a TrainError's), not the last one reported
                 recorder.update(phase=exc.phase)
             recorder.close("failed", error=describe_error(exc))
-            return
-        outcome = outcome if isinstance(outcome, JobOutcome) else JobOutcome(value=outcome)
+        else:
+            outcome = outcome if isinstance(outcome, JobOutcome) else JobOutcome(value=outcome)
+            with self._lock:
+                self._outcome = outcome
+            recorder.close(outcome.status, message=outcome.message)
+        final = recorder.snapshot()
         with self._lock:
-            self._outcome = outcome
-        recorder.close(outcome.status, message=outcome.message)
+            self._ended[final.job_id] = (final, outcome)
+            for old in sorted(self._ended)[:-16]:
+                del self._ended[old]
+
+    def result(self, job_id: int) -> tuple[JobState, JobOutcome | None] | None:
+        """Job ``job_id``'s final state and outcome (None for the outcome when it failed or stopped without one);
+        None while it runs."""
+        with self._lock:
+            return self._ended.get(job_id)
+
+    def job_running(self, job_id: int) -> bool:
+        """Whether job ``job_id`` is the one running now."""
+        with self._lock:
+            alive = self._thread is not None and self._thread.is_alive()
+            return alive and self._recorder is not None and self._recorder.state.job_id == job_id
 
     def outcome(self) -> JobOutcome | None:
         """The last job's outcome once it finished without failing (None before, or when it failed)."""

@@ -452,3 +452,27 @@ def test_merge_button_runs_a_job_with_progress(app_client, site, tiny_model_dir)
     status = client.predict(run="p5", api_name="/merge")
     assert "done: merge of p5" in status and "merged into" in status
     assert (RunDir(app.RUNS_ROOT / "p5").merged_dir / "config.json").is_file()
+
+
+def test_a_handler_reads_its_own_jobs_outcome_not_the_last_one(tmp_path, monkeypatch):
+    """Two users: a push ends, then a merge another user started fails; the push's handler still reports the push."""
+    import gradio as gr
+
+    import app
+    from kinject.jobs import JobManager, JobOutcome
+
+    jobs = JobManager()
+    monkeypatch.setattr(app, "JOBS", jobs)
+
+    def fail(recorder):
+        raise RuntimeError("the merge failed")
+
+    pushed = jobs.submit(tmp_path, "push", lambda recorder: JobOutcome("done", "pushed A"), persist=False)
+    jobs.wait(10)
+    merged = jobs.submit(tmp_path, "merge", fail, persist=False)
+    jobs.wait(10)
+    assert merged.job_id == pushed.job_id + 1
+    assert app._finished(pushed).message == "pushed A"
+    with pytest.raises(gr.Error, match="the merge failed"):
+        app._finished(merged)
+    assert list(app._wait_for_job(None, pushed)) == [app.status_text(None)], "an ended job is not waited for"

@@ -95,8 +95,12 @@ def test_prepare_train_and_chat_in_compare_mode(app_url, site, tiny_model_dir):
 
 
 def _badges(page) -> int:
-    """Error badges on components (gradio's status tracker shows a span.error "Error" on an event's outputs)."""
-    return page.locator("span.error:visible").count()
+    """Error badges on components (gradio's status tracker shows a span.error "Error" on an event's outputs); an
+    error toast, a message the user closes, is not one."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll("span.error")].filter(
+            e => e.offsetParent !== null && !e.closest("[class*=toast]")).length"""
+    )
 
 
 def test_no_error_badge_after_a_failed_then_successful_prepare_and_scores_above_answers(app_url, site, tiny_model_dir):
@@ -147,6 +151,20 @@ def test_no_error_badge_after_a_failed_then_successful_prepare_and_scores_above_
             expect(page.get_by_text(re.compile(r"\d\.\d\d \(\d+/\d+\)")).first).to_be_visible()
             assert _badges(page) == 0
             page.screenshot(path=str(ARTIFACTS / "app-evaluate.png"), full_page=True)
+
+            # Ask with no question fails, with an error on the answers; the next question clears it.
+            page.get_by_role("tab", name="Ask").click()
+            page.get_by_role("textbox", name="Question").fill("")
+            page.get_by_role("button", name="Ask both", exact=True).click()
+            expect(page.get_by_text("Type a question in the Question box.").first).to_be_visible(timeout=30_000)
+            page.wait_for_timeout(500)
+            failed = _badges(page)
+            page.get_by_role("textbox", name="Question").fill("What GPUs do P5 instances have?")
+            page.get_by_role("button", name="Ask both", exact=True).click()
+            expect(page.get_by_role("textbox", name="With adapter")).not_to_have_value("", timeout=120_000)
+            page.wait_for_timeout(500)
+            assert failed == 2, "the failed ask marks both answer boxes"
+            assert _badges(page) == 0, "the good ask clears the answer boxes' error badges"
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"))
             raise
