@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .config import AugmentConfig, GenerationConfig, ModelConfig, from_dict, to_dict
+from .errors import KinjectError
 from .facts import key_terms, name_spans, name_words, numeric_spans, paragraphs, sentences, words_of
 from .progress import Progress
 from .runs import RunDir, read_jsonl
@@ -80,7 +81,7 @@ _STOPWORDS = frozenset(
 )
 
 
-class AugmentError(RuntimeError):
+class AugmentError(KinjectError, RuntimeError):
     """Augmentation cannot run; the message says why."""
 
 

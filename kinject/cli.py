@@ -42,10 +42,9 @@ from .config import (
     to_dict,
     training_blocks,
 )
-from .models import ModelError
+from .errors import KinjectError
 from .progress import TqdmProgress
-from .publish import PublishError
-from .runs import RunDir, RunError
+from .runs import RunDir
 
 EXIT_OK, EXIT_ERROR, EXIT_NO_SOURCE = 0, 1, 2
 
@@ -373,7 +372,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from .publish import adapter_run
-    from .serve import Engine, Params, ServeError
+    from .serve import Engine, Params
 
     gen = verb_configs("ask", args)["generation"]
     run = adapter_run(args.run_dir, TqdmProgress()).require()
@@ -381,26 +380,18 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if not args.base:
         run.require_adapter()
     # The serving engine's own path (chat template, decoding), without the HTTP around it.
-    try:
-        engine = Engine(model.model, None if args.base else {run.name: run}, revision=model.revision)
-        target = None if args.base else run.name
-        messages = [{"role": "user", "content": args.question}]
-        print(engine.generate(target, engine.chat_ids(target, messages), Params.from_generation(gen)).text.strip())
-    except ServeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    engine = Engine(model.model, None if args.base else {run.name: run}, revision=model.revision)
+    target = None if args.base else run.name
+    messages = [{"role": "user", "content": args.question}]
+    print(engine.generate(target, engine.chat_ids(target, messages), Params.from_generation(gen)).text.strip())
     return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import ServeError, serve
+    from .serve import serve
 
     c = verb_configs("serve", args)
-    try:
-        serve(c["model"], c["serve"], c["generation"], TqdmProgress())
-    except ServeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    serve(c["model"], c["serve"], c["generation"], TqdmProgress())
     return EXIT_OK
 
 
@@ -422,17 +413,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .eval import EvalError, evaluate, format_table
-
-    c = verb_configs("eval", args)
+    from .eval import evaluate, format_table
     from .publish import adapter_run
 
+    c = verb_configs("eval", args)
     run = adapter_run(args.run_dir, TqdmProgress())
-    try:
-        report = evaluate(run, c["eval"], TqdmProgress(), c["generation"])
-    except EvalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    report = evaluate(run, c["eval"], TqdmProgress(), c["generation"])
     print(format_table(report))
     print(f"\nwrote {', '.join(RunDir.EVAL_FILES)} in {run}")
     return EXIT_OK
@@ -701,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ModelError, RunError, PublishError) as exc:
+    except KinjectError as exc:  # every stage's expected failure: its message says what to do
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:  # permissions, a full or read-only disk, a missing file: a message, not a traceback

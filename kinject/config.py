@@ -17,6 +17,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .errors import KinjectError
+
 TextFormat = Literal["raw", "chat", "both", "none"]
 Generator = str  # "base" or an endpoint URL
 AnswerSource = Literal["sentence", "generator"]
@@ -35,7 +37,7 @@ def _f(default: Any, help: str, **metadata: Any) -> Any:  # noqa: A002 - "help" 
     return field(default=default, metadata=meta)
 
 
-class ConfigError(ValueError):
+class ConfigError(KinjectError, ValueError):
     """A configuration value is invalid; the message names the field."""
 
 

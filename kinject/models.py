@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import KinjectError
 from .progress import Progress
 
 BUNDLED_MODEL = "smollm2-135m-instruct"
@@ -28,7 +29,7 @@ _ALIASES = {BUNDLED_MODEL, "smollm2", "default"}  # the Hub id stays a Hub id: t
 BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the bundled model's original, as cards and peft name it
 
 
-class ModelError(RuntimeError):
+class ModelError(KinjectError, RuntimeError):
     """A model could not be resolved or loaded; the message says why and what to do."""
 
 

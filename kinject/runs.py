@@ -28,8 +28,10 @@ from typing import Any
 
 import yaml
 
+from .errors import KinjectError
 
-class RunError(RuntimeError):
+
+class RunError(KinjectError, RuntimeError):
     """A run folder is missing, incomplete or would be overwritten."""
 
 

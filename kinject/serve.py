@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ChatConfig, GenerationConfig, ModelConfig, ServeConfig
+from .errors import KinjectError
 from .models import load_model, load_tokenizer, resolve_model
 from .progress import Progress
 from .runs import RunDir, RunError
@@ -37,7 +38,7 @@ VERSION = "3.3.6-kinject"  # the TGI protocol version whose openapi.json the ser
 BASE_ALIASES = ("tgi", "dummy")
 
 
-class ServeError(Exception):
+class ServeError(KinjectError):
     """A request the server refuses, with TGI's status code and error type."""
 
     def __init__(self, message: str, status: int = 422, error_type: str = "validation"):
@@ -781,7 +782,7 @@ def serve(
 # ------------------------------------------------------------------------------------------------------ a client
 
 
-class ChatClientError(RuntimeError):
+class ChatClientError(KinjectError, RuntimeError):
     """The server could not be reached or refused the request; the message says which and why."""
 
 

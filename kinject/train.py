@@ -25,12 +25,13 @@ from typing import Any
 
 from .blocks import IGNORE_INDEX, augmentation_kinds, ensure_blocks
 from .config import AugmentConfig, BlocksConfig, ModelConfig, TrainConfig, from_dict, to_dict, training_blocks
+from .errors import KinjectError
 from .models import base_hub_id, compute_dtype, context_length, load_model, load_tokenizer, resolve_model
 from .progress import Progress
 from .runs import RunDir, RunError, checkpoint_step
 
 
-class TrainError(RuntimeError):
+class TrainError(KinjectError, RuntimeError):
     """Training failed; the message says why and the likely fix, ``phase`` where (for the job's status)."""
 
     def __init__(self, message: str, phase: str = "") -> None:
@@ -356,8 +357,10 @@ def _train(
 def _settle_previous(run: RunDir, set_aside: bool) -> None:
     """After a failed fresh training: the previous training's checkpoints come back unless this one saved its own
     (then --resume continues this one)."""
-    if set_aside:
-        run.drop_previous() if run.last_checkpoint() is not None else run.restore_previous()
+    if set_aside and run.last_checkpoint() is not None:
+        run.drop_previous()
+    elif set_aside:
+        run.restore_previous()
 
 
 def _load_checkpoint_weights(model: Any, trainer: Any, run: RunDir, checkpoint: Path) -> None:

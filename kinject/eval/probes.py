@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import EvalConfig
+from ..errors import KinjectError
 from ..facts import DATE, name_spans, numeric_spans, sentences
 from ..progress import Progress
 from ..runs import RunDir, RunError, read_jsonl
@@ -27,7 +28,7 @@ KINDS = ("knowledge", "retention")
 PROBE_FIELDS = ("id", "kind", "question", "prompt", "answers", "source_passage")
 
 
-class EvalError(RuntimeError):
+class EvalError(KinjectError, RuntimeError):
     """Evaluation cannot run; the message says why and what to do."""
 
 
