@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 from .config import PublishConfig
+from .errors import KinjectError
 from .models import _ALIASES, BUNDLED_HUB_ID, BUNDLED_MODEL
 from .progress import Progress
 from .runs import RunDir, RunError
@@ -42,7 +44,7 @@ LICENSES = {
 }
 
 
-class PublishError(RuntimeError):
+class PublishError(KinjectError, RuntimeError):
     """A push or a download failed; the message says which step, why and what to do (and never holds the token)."""
 
 
@@ -122,40 +124,33 @@ def _push(run: RunDir, config: PublishConfig, token: str, progress: Progress, ad
         if progress.should_stop():
             raise InterruptedError("push stopped before the upload: nothing was committed")
 
-    who = _retrying(lambda: api.whoami(), "checking the token", config, progress, endpoint)
-    _check_rights(who, config.repo, api, config, progress, endpoint)
+    def hub(call: Any, what: str) -> Any:
+        """A Hub call, retried after a 5xx or a network failure; any other error a PublishError."""
+        return _retrying(call, what, config, progress, endpoint)
+
+    who = hub(api.whoami, "checking the token")
+    _check_rights(who, config.repo, lambda: hub(lambda: api.repo_exists(config.repo), "looking up the repository"))
     step_done()
 
     card = model_card(run, config.repo)
-    operations = [add(path_in_repo=p.relative_to(adapter).as_posix(), path_or_fileobj=str(p)) for p in _files(adapter)]
-    operations = [op for op in operations if op.path_in_repo != RunDir.CARD]
-    operations.append(add(path_in_repo=RunDir.CARD, path_or_fileobj=card.encode("utf-8")))
+    # What goes up, as (path in the repository, file or bytes): each attempt makes its own operations, since
+    # huggingface_hub marks them uploaded and frees their content.
+    files = [(p.relative_to(adapter).as_posix(), str(p)) for p in _files(adapter)]
+    files = [(path, src) for path, src in files if path != RunDir.CARD] + [(RunDir.CARD, card.encode("utf-8"))]
     if config.merged:
         merged = run.merged_dir
-        operations += [
-            add(path_in_repo=f"{RunDir.MERGED_IN_REPO}/{p.relative_to(merged).as_posix()}", path_or_fileobj=str(p))
-            for p in _files(merged)
-        ]
-    size_mb = sum(_size(op.path_or_fileobj) for op in operations) / 1e6
+        files += [(f"{RunDir.MERGED_IN_REPO}/{p.relative_to(merged).as_posix()}", str(p)) for p in _files(merged)]
+    size_mb = sum(_size(src) for _, src in files) / 1e6
 
-    created = _retrying(lambda: _create(api, config), "creating the repository", config, progress, endpoint)
+    created = hub(lambda: _create(api, config), "creating the repository")
     step_done()
     if config.revision:
-        _retrying(
+        hub(
             lambda: api.create_branch(config.repo, branch=config.revision, exist_ok=True),
             f"creating branch {config.revision}",
-            config,
-            progress,
-            endpoint,
         )
         step_done()
-    before = _retrying(
-        lambda: api.model_info(config.repo, revision=config.revision),
-        "reading the repository",
-        config,
-        progress,
-        endpoint,
-    )
+    before = hub(lambda: api.model_info(config.repo, revision=config.revision), "reading the repository")
     step_done()
     stale = [
         f.rfilename
@@ -168,19 +163,17 @@ def _push(run: RunDir, config: PublishConfig, token: str, progress: Progress, ad
             "earlier adapter (push with the merged model to replace it instead)"
         )
     message = config.message or _commit_message(run)
-    progress.log(f"uploading {len(operations)} files ({size_mb:.1f} MB) to {config.repo}")
-    info = _retrying(
+    progress.log(f"uploading {len(files)} files ({size_mb:.1f} MB) to {config.repo}")
+    info = hub(
         lambda: api.create_commit(
             config.repo,
-            operations=[_fresh(op, add) for op in operations] + [delete(path_in_repo=f) for f in stale],
+            operations=[add(path_in_repo=path, path_or_fileobj=src) for path, src in files]
+            + [delete(path_in_repo=f) for f in stale],
             commit_message=message,
             commit_description=f"Pushed by kinject from run {run.name}.",
             revision=config.revision,
         ),
         "uploading the files",
-        config,
-        progress,
-        endpoint,
     )
     progress.advance(1)
 
@@ -194,9 +187,9 @@ def _push(run: RunDir, config: PublishConfig, token: str, progress: Progress, ad
         commit_url=info.commit_url,
         commit_oid=info.oid,
         revision=config.revision or "main",
-        files=[op.path_in_repo for op in operations],
-        private=bool(created.private) if created is not None else not config.public,
-        created=created is not None and created.created,
+        files=[path for path, _ in files],
+        private=bool(created.private),
+        created=created.created,
         unchanged=unchanged,
     )
     # Only now, with the push done, does the run change: the card beside the adapter, and the push recorded.
@@ -231,9 +224,9 @@ def _create(api: Any, config: PublishConfig) -> _Created:
     return _Created(False, info.private)
 
 
-def _check_rights(who: dict[str, Any], repo_id: str, api: Any, config: PublishConfig, progress: Progress, ep: str):
+def _check_rights(who: dict[str, Any], repo_id: str, repo_exists: Callable[[], bool]) -> None:
     """Say before uploading anything when the token cannot write to ``repo_id``: a read token, another user's
-    namespace, an organization where the user only reads."""
+    namespace, an organization where the user only reads (``who``: the token's whoami)."""
     user = who.get("name", "?")
     role = ((who.get("auth") or {}).get("accessToken") or {}).get("role")
     if role == "read":
@@ -253,7 +246,7 @@ def _check_rights(who: dict[str, Any], repo_id: str, api: Any, config: PublishCo
                 f"for write access, or push to {user}/{repo_id.split('/', 1)[1]}"
             )
         return
-    exists = _retrying(lambda: api.repo_exists(repo_id), "looking up the repository", config, progress, ep)
+    exists = repo_exists()
     writable = ", ".join([user, *[n for n, r in orgs.values() if r in ("write", "admin", "contributor")]])
     if exists:
         raise PublishError(
@@ -352,11 +345,6 @@ def _files(folder: Path) -> list[Path]:
 
 def _size(obj: Any) -> int:
     return len(obj) if isinstance(obj, bytes) else Path(obj).stat().st_size
-
-
-def _fresh(op: Any, add: Any) -> Any:
-    """A new operation per attempt: huggingface_hub marks operations as uploaded and frees their content."""
-    return add(path_in_repo=op.path_in_repo, path_or_fileobj=op.path_or_fileobj)
 
 
 def _commit_message(run: RunDir) -> str:
@@ -693,8 +681,6 @@ def download_adapter(spec: str, token: str | None = None, progress: Progress | N
         raise PublishError(scrub(f"could not download {spec} from {hub_endpoint()}: {exc}", token)) from None
     finally:
         progress.finish()
-    if not RunDir.holds_adapter(folder):
-        raise PublishError(f"{spec} is not a PEFT adapter (no adapter_config.json in the repository)")
     return folder
 
 
