@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +19,25 @@ from kinject.config import AppConfig
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@contextmanager
+def browser_page(url: str) -> Iterator[Any]:
+    """Chromium at 1400x1000 on ``url``; a failure inside leaves tests/artifacts/failure.png."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(url)
+            yield page
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"))
+            raise
+        finally:
+            browser.close()
 
 
 def _missing() -> str:
@@ -46,52 +68,42 @@ def app_url(tmp_path, monkeypatch):
 
 
 def test_prepare_train_and_chat_in_compare_mode(app_url, site, tiny_model_dir):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            page.goto(app_url)
-            # Prepare: one loopback page, the tiny model, small blocks.
-            page.get_by_role("textbox", name="URLs").fill(f"{site}/ec2-p5.html")
-            page.get_by_role("textbox", name=re.compile(r"^Model\b")).first.fill(str(tiny_model_dir))
-            page.get_by_role("spinbutton", name="Block size").first.fill("64")
-            page.get_by_role("textbox", name="Run name").fill("p5")
-            page.get_by_role("button", name="Prepare", exact=True).click()
-            expect(page.get_by_text("sources used")).to_be_visible(timeout=120_000)
-            page.screenshot(path=str(ARTIFACTS / "1-prepare.png"))
+    with browser_page(app_url) as page:
+        # Prepare: one loopback page, the tiny model, small blocks.
+        page.get_by_role("textbox", name="URLs").fill(f"{site}/ec2-p5.html")
+        page.get_by_role("textbox", name=re.compile(r"^Model\b")).first.fill(str(tiny_model_dir))
+        page.get_by_role("spinbutton", name="Block size").first.fill("64")
+        page.get_by_role("textbox", name="Run name").fill("p5")
+        page.get_by_role("button", name="Prepare", exact=True).click()
+        expect(page.get_by_text("sources used")).to_be_visible(timeout=120_000)
+        page.screenshot(path=str(ARTIFACTS / "1-prepare.png"))
 
-            # Train: the cpu-demo preset (raw text, no augmentation), a few steps.
-            page.get_by_role("tab", name="Train").click()
-            page.get_by_role("combobox", name="Preset", exact=True).click()
-            page.get_by_role("option", name="cpu-demo").click()
-            page.get_by_role("spinbutton", name=re.compile(r"^Epochs\b")).first.fill("2")
-            page.get_by_role("combobox", name="Quantization", exact=True).click()
-            page.get_by_role("option", name="none").click()
-            page.get_by_role("checkbox", name="Eval at end").uncheck()
-            page.get_by_role("button", name="Start", exact=True).click()
-            expect(page.get_by_text("done", exact=False).first).to_be_visible(timeout=300_000)
-            page.screenshot(path=str(ARTIFACTS / "2-train.png"))
+        # Train: the cpu-demo preset (raw text, no augmentation), a few steps.
+        page.get_by_role("tab", name="Train").click()
+        page.get_by_role("combobox", name="Preset", exact=True).click()
+        page.get_by_role("option", name="cpu-demo").click()
+        page.get_by_role("spinbutton", name=re.compile(r"^Epochs\b")).first.fill("2")
+        page.get_by_role("combobox", name="Quantization", exact=True).click()
+        page.get_by_role("option", name="none").click()
+        page.get_by_role("checkbox", name="Eval at end").uncheck()
+        page.get_by_role("button", name="Start", exact=True).click()
+        expect(page.get_by_text("done", exact=False).first).to_be_visible(timeout=300_000)
+        page.screenshot(path=str(ARTIFACTS / "2-train.png"))
 
-            # Chat: adapter and base side by side.
-            page.get_by_role("tab", name="Chat").click()
-            page.get_by_role("checkbox", name="Compare with the base model").check()
-            page.get_by_role("textbox", name="Message").fill("What GPUs do P5 instances have?")
-            page.get_by_role("button", name="Send", exact=True).click()
-            # One answer on each side (the tiny random model's answers may be blank, so "attached", not "visible").
-            bots = page.locator("[data-testid='bot']")
-            bots.nth(1).wait_for(state="attached", timeout=120_000)
-            users = page.locator("[data-testid='user']")
-            expect(users).to_have_count(2)  # the question on both sides
-            page.screenshot(path=str(ARTIFACTS / "3-chat-compare.png"))
-            assert bots.count() == 2
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "failure.png"))
-            raise
-        finally:
-            browser.close()
+        # Chat: adapter and base side by side.
+        page.get_by_role("tab", name="Chat").click()
+        page.get_by_role("checkbox", name="Compare with the base model").check()
+        page.get_by_role("textbox", name="Message").fill("What GPUs do P5 instances have?")
+        page.get_by_role("button", name="Send", exact=True).click()
+        # One answer on each side (the tiny random model's answers may be blank, so "attached", not "visible").
+        bots = page.locator("[data-testid='bot']")
+        bots.nth(1).wait_for(state="attached", timeout=120_000)
+        users = page.locator("[data-testid='user']")
+        expect(users).to_have_count(2)  # the question on both sides
+        page.screenshot(path=str(ARTIFACTS / "3-chat-compare.png"))
+        assert bots.count() == 2
 
 
 def _badges(page) -> int:
@@ -104,69 +116,59 @@ def _badges(page) -> int:
 
 
 def test_no_error_badge_after_a_failed_then_successful_prepare_and_scores_above_answers(app_url, site, tiny_model_dir):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            page.goto(app_url)
-            # A prepare that fails (no URL, no file), then one that succeeds: no error badge is left anywhere.
-            page.get_by_role("textbox", name="Run name").fill("p5")
-            page.get_by_role("button", name="Prepare", exact=True).click()
-            expect(page.get_by_text("Nothing prepared")).to_be_visible(timeout=60_000)
-            page.get_by_role("textbox", name="URLs").fill(f"{site}/ec2-p5.html")
-            page.get_by_role("textbox", name=re.compile(r"^Model\b")).first.fill(str(tiny_model_dir))
-            page.get_by_role("spinbutton", name="Block size").first.fill("64")
-            page.get_by_role("button", name="Prepare", exact=True).click()
-            expect(page.get_by_text("sources used")).to_be_visible(timeout=120_000)
-            assert _badges(page) == 0
+    with browser_page(app_url) as page:
+        # A prepare that fails (no URL, no file), then one that succeeds: no error badge is left anywhere.
+        page.get_by_role("textbox", name="Run name").fill("p5")
+        page.get_by_role("button", name="Prepare", exact=True).click()
+        expect(page.get_by_text("Nothing prepared")).to_be_visible(timeout=60_000)
+        page.get_by_role("textbox", name="URLs").fill(f"{site}/ec2-p5.html")
+        page.get_by_role("textbox", name=re.compile(r"^Model\b")).first.fill(str(tiny_model_dir))
+        page.get_by_role("spinbutton", name="Block size").first.fill("64")
+        page.get_by_role("button", name="Prepare", exact=True).click()
+        expect(page.get_by_text("sources used")).to_be_visible(timeout=120_000)
+        assert _badges(page) == 0
 
-            # Train a long cpu-demo run, screenshot it mid-training, stop it; its evaluation is then asked for.
-            page.get_by_role("tab", name="Train").click()
-            page.get_by_role("combobox", name="Preset", exact=True).click()
-            page.get_by_role("option", name="cpu-demo").click()
-            page.get_by_role("combobox", name="Quantization", exact=True).click()
-            page.get_by_role("option", name="none").click()
-            page.get_by_role("checkbox", name="Eval at end").uncheck()
-            page.get_by_role("spinbutton", name=re.compile(r"^Epochs\b")).first.fill("400")
-            page.get_by_role("button", name="Start", exact=True).click()
-            expect(page.get_by_text(re.compile(r"Training: step [1-9]\d*/"))).to_be_visible(timeout=120_000)
-            page.wait_for_timeout(2500)  # a few points on the loss plot
-            page.screenshot(path=str(ARTIFACTS / "app-training.png"))
-            page.get_by_role("button", name="Stop", exact=True).click()
-            expect(page.get_by_text(re.compile(r"stopped: training of p5"))).to_be_visible(timeout=60_000)
-            expect(page.get_by_role("button", name="Resume from checkpoint")).to_be_enabled(timeout=10_000)
+        # Train a long cpu-demo run, screenshot it mid-training, stop it; its evaluation is then asked for.
+        page.get_by_role("tab", name="Train").click()
+        page.get_by_role("combobox", name="Preset", exact=True).click()
+        page.get_by_role("option", name="cpu-demo").click()
+        page.get_by_role("combobox", name="Quantization", exact=True).click()
+        page.get_by_role("option", name="none").click()
+        page.get_by_role("checkbox", name="Eval at end").uncheck()
+        page.get_by_role("spinbutton", name=re.compile(r"^Epochs\b")).first.fill("400")
+        page.get_by_role("button", name="Start", exact=True).click()
+        expect(page.get_by_text(re.compile(r"Training: step [1-9]\d*/"))).to_be_visible(timeout=120_000)
+        page.wait_for_timeout(2500)  # a few points on the loss plot
+        page.screenshot(path=str(ARTIFACTS / "app-training.png"))
+        page.get_by_role("button", name="Stop", exact=True).click()
+        expect(page.get_by_text(re.compile(r"stopped: training of p5"))).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("button", name="Resume from checkpoint")).to_be_enabled(timeout=10_000)
 
-            # Evaluate (quick set): the score table comes first, the answers below it, folded.
-            page.get_by_role("tab", name="Evaluate").click()
-            page.get_by_role("combobox", name="Quick", exact=True).click()
-            page.get_by_role("option", name="on", exact=True).click()
-            page.get_by_role("button", name="Evaluate", exact=True).click()
-            scores = page.locator("#eval-scores table")
-            expect(scores).to_be_visible(timeout=300_000)
-            answers = page.locator("#eval-answers")
-            assert scores.bounding_box()["y"] < answers.bounding_box()["y"]
-            expect(page.get_by_text(re.compile(r"\d\.\d\d \(\d+/\d+\)")).first).to_be_visible()
-            assert _badges(page) == 0
-            page.screenshot(path=str(ARTIFACTS / "app-evaluate.png"), full_page=True)
+        # Evaluate (quick set): the score table comes first, the answers below it, folded.
+        page.get_by_role("tab", name="Evaluate").click()
+        page.get_by_role("combobox", name="Quick", exact=True).click()
+        page.get_by_role("option", name="on", exact=True).click()
+        page.get_by_role("button", name="Evaluate", exact=True).click()
+        scores = page.locator("#eval-scores table")
+        expect(scores).to_be_visible(timeout=300_000)
+        answers = page.locator("#eval-answers")
+        assert scores.bounding_box()["y"] < answers.bounding_box()["y"]
+        expect(page.get_by_text(re.compile(r"\d\.\d\d \(\d+/\d+\)")).first).to_be_visible()
+        assert _badges(page) == 0
+        page.screenshot(path=str(ARTIFACTS / "app-evaluate.png"), full_page=True)
 
-            # Ask with no question fails, with an error on the answers; the next question clears it.
-            page.get_by_role("tab", name="Ask").click()
-            page.get_by_role("textbox", name="Question").fill("")
-            page.get_by_role("button", name="Ask both", exact=True).click()
-            expect(page.get_by_text("Type a question in the Question box.").first).to_be_visible(timeout=30_000)
-            page.wait_for_timeout(500)
-            failed = _badges(page)
-            page.get_by_role("textbox", name="Question").fill("What GPUs do P5 instances have?")
-            page.get_by_role("button", name="Ask both", exact=True).click()
-            expect(page.get_by_role("textbox", name="With adapter")).not_to_have_value("", timeout=120_000)
-            page.wait_for_timeout(500)
-            assert failed == 2, "the failed ask marks both answer boxes"
-            assert _badges(page) == 0, "the good ask clears the answer boxes' error badges"
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "failure.png"))
-            raise
-        finally:
-            browser.close()
+        # Ask with no question fails, with an error on the answers; the next question clears it.
+        page.get_by_role("tab", name="Ask").click()
+        page.get_by_role("textbox", name="Question").fill("")
+        page.get_by_role("button", name="Ask both", exact=True).click()
+        expect(page.get_by_text("Type a question in the Question box.").first).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(500)
+        failed = _badges(page)
+        page.get_by_role("textbox", name="Question").fill("What GPUs do P5 instances have?")
+        page.get_by_role("button", name="Ask both", exact=True).click()
+        expect(page.get_by_role("textbox", name="With adapter")).not_to_have_value("", timeout=120_000)
+        page.wait_for_timeout(500)
+        assert failed == 2, "the failed ask marks both answer boxes"
+        assert _badges(page) == 0, "the good ask clears the answer boxes' error badges"
