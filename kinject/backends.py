@@ -31,6 +31,7 @@ from .config import GenerationConfig, ModelConfig, from_dict
 from .progress import Progress
 from .runs import RunDir
 from .serve import free_port
+from .serving.client import auth_headers
 
 
 class BackendError(RuntimeError):
@@ -135,7 +136,7 @@ class ExternalBackend:
         import httpx
 
         try:
-            response = httpx.get(self.endpoint + "/v1/models", timeout=10)
+            response = httpx.get(self.endpoint + "/v1/models", headers=auth_headers(), timeout=10)
             response.raise_for_status()
             return [m.get("id") for m in response.json().get("data", [])]
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
@@ -152,7 +153,7 @@ class ExternalBackend:
         ]
         for route, body in attempts:
             try:
-                response = httpx.post(self.endpoint + route, json=body, timeout=600)
+                response = httpx.post(self.endpoint + route, json=body, headers=auth_headers(), timeout=600)
             except httpx.HTTPError:
                 continue
             if response.status_code < 300:

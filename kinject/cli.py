@@ -553,10 +553,13 @@ VERBS: dict[str, dict[str, str]] = {
     "serve": {
         "help": "serve the base model, adapters and merged models over TGI's HTTP protocol",
         "description": "Serve one base model (--model) with any number of LoRA adapters (--adapter NAME=RUN_DIR) "
-        "and merged models (--merged NAME=DIR) over Text Generation Inference's routes: /generate, "
-        "/generate_stream, /v1/chat/completions, /v1/models, /info, /health. A request picks an adapter with "
-        "parameters.adapter_id or the chat route's model field, as with TGI; POST /kinject/adapters "
-        '{"name", "path"} adds one while the server runs (kinject\'s own route). Runs until Ctrl-C.',
+        "and merged models (--merged NAME=DIR) over every route of Text Generation Inference's API: /generate, "
+        "/generate_stream, /, /v1/chat/completions, /v1/completions, /invocations, /tokenize, /chat_tokenize, "
+        "/v1/models, /info, /metrics (Prometheus), /health. A request picks an adapter with "
+        "parameters.adapter_id or the OpenAI routes' model field, as with TGI; POST /kinject/adapters "
+        '{"name", "path"} adds one while the server runs (kinject\'s own route; local folders under '
+        "--adapter-root only). Off loopback it needs KINJECT_API_KEY (clients send `Authorization: Bearer KEY`) "
+        "or KINJECT_ALLOW_NO_AUTH=1. Runs until Ctrl-C.",
     },
     "chat": {
         "help": "send one chat message to a TGI-protocol server (kinject serve, TGI, vLLM, SGLang)",

@@ -461,9 +461,23 @@ class ServeConfig:
     max_total_tokens: int | None = _f(
         None, "Most prompt plus generated tokens per request (default: the model's context length)."
     )
+    max_body_bytes: int = _f(
+        2_000_000, "Largest request body, in bytes; a bigger one is refused (413) before it is read or tokenized."
+    )
+    adapter_root: str | None = _f(
+        None,
+        "The only folder under which POST /kinject/adapters may load a local adapter, links resolved (default: "
+        "$KINJECT_RUNS, else ./runs; 'none': no local folder). Adapters given at launch may lie anywhere.",
+    )
+    hub_adapters: bool = _f(
+        True,
+        "Whether POST /kinject/adapters may download public Hub adapters (always anonymously: the operator's "
+        "HF_TOKEN is never used for a client's request).",
+    )
 
     def __post_init__(self) -> None:
         _require(1 <= self.port <= 65535, "port", f"must be within 1-65535, got {self.port}")
+        _require(self.max_body_bytes >= 1024, "max_body_bytes", f"must be >= 1024, got {self.max_body_bytes}")
         _require(self.max_concurrent_requests >= 1, "max_concurrent_requests", "must be >= 1")
         _require(self.max_total_tokens is None or self.max_total_tokens >= 2, "max_total_tokens", "must be >= 2")
         for item in self.adapters + self.merged:

@@ -95,10 +95,11 @@ def engine(trained, tiny_model_dir):
 
 
 @pytest.fixture(scope="module")
-def server(engine):
-    from kinject.serve import ServerThread, create_app
+def server(engine, trained):
+    from kinject.serve import HttpPolicy, ServerThread, create_app
 
-    srv = ServerThread(create_app(engine, default_max_new_tokens=8))
+    policy = HttpPolicy(adapter_root=trained.parent)  # runtime loading from the test's folder only
+    srv = ServerThread(create_app(engine, default_max_new_tokens=8, policy=policy))
     yield srv
     srv.stop()
 
