@@ -46,6 +46,13 @@ def _require(cond: bool, field_name: str, message: str) -> None:
         raise ConfigError(f"{field_name}: {message}")
 
 
+SEED_LIMIT = 2**32  # numpy's generators (which transformers' set_seed seeds too) take seeds below 2**32
+
+
+def _check_seed(field_name: str, seed: int) -> None:
+    _require(0 <= seed < SEED_LIMIT, field_name, f"must be within 0..{SEED_LIMIT - 1}, got {seed}")
+
+
 def _choice(value: Any, field_name: str, kind: Any) -> None:
     choices = typing.get_args(kind)
     _require(value in choices, field_name, f"must be one of {', '.join(choices)}, got {value!r}")
@@ -258,6 +265,7 @@ class AugmentConfig:
             f"must be 'base' or an http(s) URL, got {self.generator!r}",
         )
         _require(self.augment_temperature >= 0, "augment_temperature", "must be >= 0")
+        _check_seed("augment_seed", self.augment_seed)
         _require(self.augment_max_new_tokens >= 8, "augment_max_new_tokens", "must be >= 8")
         _require(self.augment_batch_size >= 1, "augment_batch_size", "must be >= 1")
 
@@ -386,6 +394,7 @@ class TrainConfig:
         _choice(self.lr_scheduler, "lr_scheduler", Scheduler)
         _require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be within [0, 1)")
         _require(self.save_steps >= 1, "save_steps", f"must be >= 1, got {self.save_steps}")
+        _check_seed("seed", self.seed)
         _choice(self.replay_loss, "replay_loss", ReplayLoss)
         _require(self.guard_checks >= 0, "guard_checks", f"must be >= 0, got {self.guard_checks}")
         _require(self.guard_kl_max > 0, "guard_kl_max", f"must be > 0, got {self.guard_kl_max}")
@@ -677,10 +686,37 @@ def from_dict(cls: type, data: dict[str, Any] | None, section: str | None = None
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{section or cls.__name__}: unknown field(s) {', '.join(unknown)}")
+    check_types(cls, data, section)
     try:
         return cls(**data)
     except TypeError as exc:  # a value of the wrong shape, e.g. a list where a number belongs
         raise ConfigError(f"{section or cls.__name__}: {exc}") from None
+
+
+_KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "list": "a list"}
+
+
+def _has_kind(value: Any, kind: str) -> bool:
+    """Whether ``value`` fits a field of ``kind`` (an integral float passes as an integer; a bool only as a bool)."""
+    if isinstance(value, bool) or kind == "bool":
+        return isinstance(value, bool) and kind == "bool"
+    if kind == "int":
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if kind == "float":
+        return isinstance(value, (int, float))
+    return isinstance(value, (list, tuple))
+
+
+def check_types(cls: type, data: dict[str, Any], section: str | None = None) -> None:
+    """Refuse a value whose type is not its field's (``lora_r: abc`` in a config.yaml), naming the field, before
+    ``__post_init__`` would fail on it with Python's own words ("'>=' not supported between ...")."""
+    infos = {i.name: i for i in describe_fields(cls)}
+    for name, value in data.items():
+        info = infos.get(name)
+        if info is None or info.kind not in _KIND_WORDS or (value is None and info.optional):
+            continue
+        if not _has_kind(value, info.kind):
+            raise ConfigError(f"{section or cls.__name__}: {name} must be {_KIND_WORDS[info.kind]}, got {value!r}")
 
 
 def training_blocks(prepared: dict[str, Any] | None, preset: str, given: dict[str, Any] | None = None) -> BlocksConfig:

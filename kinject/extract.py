@@ -10,9 +10,13 @@ deep for the parser, empty, or only boilerplate). No network: ``bench/extraction
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
+import logging
 import re
+import threading
 import unicodedata
+from collections.abc import Iterator
 
 
 class SourceError(Exception):
@@ -119,16 +123,44 @@ def check_text(text: str) -> None:
         )
 
 
+_quiet_lock = threading.Lock()
+_quiet = {"count": 0, "level": logging.NOTSET}
+
+
+@contextlib.contextmanager
+def _quiet_pypdf() -> Iterator[None]:
+    """Silence pypdf's logger: it logs what it repairs ("EOF marker not found") as warnings, which reach stderr as
+    stray lines, while the source's row says what matters. Counted, since sources are read in threads at once."""
+    logger = logging.getLogger("pypdf")
+    with _quiet_lock:
+        if _quiet["count"] == 0:
+            _quiet["level"] = logger.level
+            logger.setLevel(logging.CRITICAL + 1)
+        _quiet["count"] += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet["count"] -= 1
+            if _quiet["count"] == 0:
+                logger.setLevel(_quiet["level"])
+
+
 def _pdf_text(body: bytes) -> tuple[str, str]:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
+    if b"%PDF-" not in body[:1024]:  # a PDF's header, which readers look for in its first 1024 bytes
+        if sniff(body) == "html":
+            raise SourceError("not a PDF: it holds HTML (an error or login page in place of the document?)")
+        raise SourceError("not a PDF: no PDF header (%PDF-) in its first 1024 bytes")
     try:
-        reader = PdfReader(io.BytesIO(body))
-        if reader.is_encrypted:
-            raise SourceError("encrypted PDF")
-        pages = [page.extract_text() or "" for page in reader.pages]
-        title = str((reader.metadata or {}).get("/Title", "") or "").strip()
+        with _quiet_pypdf():
+            reader = PdfReader(io.BytesIO(body))
+            if reader.is_encrypted:
+                raise SourceError("encrypted PDF")
+            pages = [page.extract_text() or "" for page in reader.pages]
+            title = str((reader.metadata or {}).get("/Title", "") or "").strip()
     except (PdfReadError, ValueError, KeyError, TypeError) as exc:
         raise SourceError(f"unreadable PDF ({exc})") from None
     # Pages are paragraphs at least; blank lines inside a page keep theirs.
@@ -180,6 +212,8 @@ def decode_bytes(body: bytes, charset: str | None = None, html: bool = True) -> 
         except LookupError:
             continue
         return body.decode(name, errors="replace")
+    if (text := _utf16_without_bom(body)) is not None:
+        return text  # before UTF-8, which decodes UTF-16 of ASCII text too, each NUL a character
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
@@ -190,6 +224,24 @@ def decode_bytes(body: bytes, charset: str | None = None, html: bool = True) -> 
     if best is not None:
         return str(best)
     return body.decode("cp1252", errors="replace")
+
+
+def _utf16_without_bom(body: bytes) -> str | None:
+    """UTF-16 text without a BOM (as some Windows tools write it), or None: in its first 4 KB a third or more of
+    the high bytes are NUL (Latin script) and almost none of the low ones, and the whole decodes cleanly."""
+    head = body[:4096]
+    if len(head) < 4 or len(body) % 2:
+        return None
+    half = len(head) // 2
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    for nuls, others, encoding in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
+        if nuls >= 0.3 * half and others <= 0.05 * half:
+            try:
+                text = body.decode(encoding)
+            except UnicodeDecodeError:
+                return None
+            return text if bad_char_share(text) <= MAX_BAD_CHAR_SHARE else None
+    return None
 
 
 # Below this share of the recall-oriented extraction's words, the precise one has probably missed the article

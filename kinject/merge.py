@@ -15,14 +15,21 @@ def merge(run_dir: str | Path | RunDir, progress: Progress | None = None, max_sh
 
     The base is loaded in 16 bits even when the adapter was trained on a 4-bit base: merging into quantized
     weights would round the adapter's update away. ``progress.should_stop()`` is checked between the steps and
-    raises ``InterruptedError`` (nothing written).
+    raises ``InterruptedError`` (nothing written). It holds the run's training lock, and records the sha256 of the
+    adapter's weights in ``merged/`` (see ``RunDir.merged_is_current``).
     """
+    run = RunDir(run_dir)
+    adapter = run.require_adapter()
+    with run.training_lock():  # a training must not replace the adapter while it is merged
+        return _merge(run, adapter, progress or Progress(), max_shard_size)
+
+
+def _merge(run: RunDir, adapter: Path, progress: Progress, max_shard_size: str) -> Path:
     import torch
     from peft import PeftModel
 
-    run = RunDir(run_dir)
-    progress = progress or Progress()
-    adapter = run.require_adapter()
+    # Which adapter this is, recorded in merged/ so that a push tells a merged model of an older adapter.
+    record = {"adapter_sha256": run.adapter_digest(), "adapter_step": run.read_adapter_meta().get("step")}
     cfg = from_dict(ModelConfig, run.section("model"), "model")
     resolved = resolve_model(cfg.model, cfg.revision, progress)
     progress.start("merge", total=3, unit="step")
@@ -39,7 +46,7 @@ def merge(run_dir: str | Path | RunDir, progress: Progress | None = None, max_sh
         merged.save_pretrained(str(folder), safe_serialization=True, max_shard_size=max_shard_size)
         tokenizer.save_pretrained(str(folder))
 
-    target = run.write_merged(save)
+    target = run.write_merged(save, record)
     progress.advance(1)
     progress.finish()
     return target

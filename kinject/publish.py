@@ -109,6 +109,22 @@ def _push(run: RunDir, config: PublishConfig, token: str, progress: Progress, ad
             f"{run.path} has no merged model to upload: merge it first (`kinject merge {run.path}`, or the "
             "Merge button), or push without the merged model"
         )
+    folders = [adapter, *([run.merged_dir] if config.merged else [])]
+    if links := [line for folder in folders for line in _links(folder, run.path)]:
+        raise PublishError(
+            f"refusing to upload links or files from outside {run.path}: {'; '.join(links)}; nothing was uploaded "
+            "(replace each link by the file itself, or remove it)"
+        )
+    if config.merged and not run.merged_is_current():
+        made = (
+            "was made from an older adapter"
+            if run.read_merge_record()
+            else "does not record which adapter it was made from"
+        )
+        raise PublishError(
+            f"{run.merged_dir} {made}; run `kinject merge {run.path}` again (or the Merge button), or push "
+            "without the merged model"
+        )
     if not token:
         raise PublishError(
             f"no Hugging Face token: paste a write token into the Token field or set HF_TOKEN (create one at "
@@ -164,17 +180,27 @@ def _push(run: RunDir, config: PublishConfig, token: str, progress: Progress, ad
         )
     message = config.message or _commit_message(run)
     progress.log(f"uploading {len(files)} files ({size_mb:.1f} MB) to {config.repo}")
-    info = hub(
-        lambda: api.create_commit(
-            config.repo,
-            operations=[add(path_in_repo=path, path_or_fileobj=src) for path, src in files]
-            + [delete(path_in_repo=f) for f in stale],
-            commit_message=message,
-            commit_description=f"Pushed by kinject from run {run.name}.",
-            revision=config.revision,
-        ),
-        "uploading the files",
-    )
+
+    def commit() -> Any:
+        try:
+            return api.create_commit(
+                config.repo,
+                operations=[add(path_in_repo=path, path_or_fileobj=src) for path, src in files]
+                + [delete(path_in_repo=f) for f in stale],
+                commit_message=message,
+                commit_description=f"Pushed by kinject from run {run.name}.",
+                revision=config.revision,
+            )
+        except (ConnectionError, RuntimeError) as exc:  # hf_xet's: its storage refused, or is not there
+            hint = "" if "xet" not in str(exc).lower() else _XET_HINT
+            raise PublishError(f"the Hub at {endpoint} refused the upload: {_one_line(exc)}{hint}") from None
+
+    try:
+        info = hub(commit, "uploading the files")
+    except BaseException:
+        if created.created:  # no repository left behind empty by the push that made it
+            _delete_created(api, config, progress)
+        raise
     progress.advance(1)
 
     url = f"{endpoint.rstrip('/')}/{config.repo}"
@@ -202,6 +228,24 @@ def _push(run: RunDir, config: PublishConfig, token: str, progress: Progress, ad
     progress.advance(1)
     progress.finish()
     return result
+
+
+_XET_HINT = (
+    " (that Hub or mirror does not take Xet uploads: set HF_HUB_DISABLE_XET=1 to upload through git-LFS instead)"
+)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _delete_created(api: Any, config: PublishConfig, progress: Progress) -> None:
+    """Delete the repository this push created when its first commit failed (it holds nothing of the run)."""
+    try:
+        api.delete_repo(config.repo)
+        progress.log(f"deleted {config.repo} again: this push created it, and its upload failed")
+    except Exception as exc:  # noqa: BLE001 - the upload's failure is the message; this one is only logged
+        progress.log(f"{config.repo} was created but the upload failed, and deleting it failed too: {_one_line(exc)}")
 
 
 @dataclass
@@ -341,6 +385,20 @@ def _status(exc: Exception) -> int | None:
 
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _links(folder: Path, root: Path) -> list[str]:
+    """``path -> target`` for each link under ``folder`` (the folder itself included) and each file whose real
+    path lies outside ``root``: a push uploads what the run holds, never what a link points to."""
+    found = []
+    real_root = root.resolve()
+    entries = [folder, *(Path(top) / name for top, dirs, names in os.walk(folder) for name in dirs + names)]
+    for path in entries:
+        if path.is_symlink():
+            found.append(f"{path.relative_to(root)} -> {os.readlink(path)}")
+        elif not path.resolve().is_relative_to(real_root):
+            found.append(f"{path.relative_to(root)} (lies in {path.resolve().parent})")
+    return found
 
 
 def _size(obj: Any) -> int:
@@ -642,8 +700,9 @@ def parse_hub_id(spec: str) -> tuple[str, str | None] | None:
     return m["repo"], m["revision"]
 
 
-def download_adapter(spec: str, token: str | None = None, progress: Progress | None = None) -> Path:
+def download_adapter(spec: str, token: str | bool | None = None, progress: Progress | None = None) -> Path:
     """Download the adapter ``OWNER/NAME[@revision]`` into huggingface_hub's cache (once) and return its folder.
+    ``token``: None takes ``$HF_TOKEN``; False downloads anonymously (a server loading what a client names).
 
     The repository's ``merged/`` folder is not downloaded: only the adapter is needed beside a base."""
     from huggingface_hub import HfApi, snapshot_download
@@ -653,7 +712,8 @@ def download_adapter(spec: str, token: str | None = None, progress: Progress | N
     if parsed is None:
         raise PublishError(f"{spec!r} is not a Hub id (OWNER/NAME or OWNER/NAME@revision)")
     repo_id, revision = parsed
-    token = token or os.environ.get("HF_TOKEN") or None
+    if token is None:
+        token = os.environ.get("HF_TOKEN") or None
     progress = progress or Progress()
     progress.start(f"download {repo_id}", total=None)
     try:

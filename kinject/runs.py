@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from .config import SECTIONS, ConfigError, check_types
 from .errors import KinjectError
 
 
@@ -37,6 +38,10 @@ class RunError(KinjectError, RuntimeError):
 
 class RunBusyError(RunError):
     """Another process (or job) is training this run."""
+
+
+class AdapterDamagedError(RunError):
+    """The adapter's weights file cannot be read (cut off by a crash or a full disk, or empty)."""
 
 
 # ------------------------------------------------------------------------------------------------- atomic files
@@ -146,6 +151,7 @@ class RunDir:
     _GUARD_STATE = "guard.json"  # in a checkpoint: the forgetting guard's checks so far and its best step
     _GUARD_WEIGHTS = "guard_best.safetensors"  # ... and that step's LoRA weights
     _MERGED = "merged"
+    _MERGE_RECORD = "kinject-merge.json"  # in merged/: the sha256 of the adapter weights it was made from
     _EVAL_JSON = "eval.json"
     _EVAL_MD = "eval.md"
     _EVAL_PNG = "eval.png"
@@ -203,9 +209,17 @@ class RunDir:
         """``config.yaml`` as a dict of stage sections."""
         self.require()
         try:
-            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise RunError(f"{self.config_path} is not valid YAML: {exc}") from None
+        if data is None:  # every run's config.yaml holds its model at least: an empty one was cut off or wiped
+            copy = self.adapter_dir / self._CONFIG
+            hint = (
+                f"copy {copy} back"
+                if copy.is_file()
+                else f"prepare the run again (`kinject prepare --out {self.path}`)"
+            )
+            raise RunError(f"{self.config_path} is empty or damaged (it holds no settings): {hint}")
         if not isinstance(data, dict):
             raise RunError(f"{self.config_path} must hold a mapping of stage sections")
         return data
@@ -215,7 +229,23 @@ class RunDir:
         value = self.read_config().get(name) or {}
         if not isinstance(value, dict):
             raise RunError(f"{self.config_path}: section {name!r} must be a mapping")
+        if name in SECTIONS:
+            try:
+                check_types(SECTIONS[name], value, name)
+            except ConfigError as exc:
+                raise ConfigError(f"{self.config_path}: {exc}") from None
         return value
+
+    def is_kinject_run(self) -> bool:
+        """Whether this folder is a run kinject made (what ``--force`` may replace): its config.yaml is a mapping
+        of kinject's stage sections, not merely a file of that name."""
+        if not self.config_path.is_file():
+            return False
+        try:
+            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return False
+        return isinstance(data, dict) and bool(data) and set(data) <= set(SECTIONS)
 
     def write_config(self, data: dict[str, Any]) -> None:
         atomic_write_text(self.config_path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
@@ -437,7 +467,24 @@ class RunDir:
         stem = self._ADAPTER_WEIGHTS.split(".", 1)[0]  # .safetensors, or .bin for an older foreign adapter
         if not any(self.adapter_dir.glob(f"{stem}.*")):
             raise RunError(f"{self.adapter_dir} has no weights (an interrupted copy?): train again or resume")
+        if self.adapter_weights().is_file() and not safetensors_complete(self.adapter_weights()):
+            raise AdapterDamagedError(
+                f"{self.adapter_weights()} is damaged (truncated or empty): retrain or resume the run "
+                f"(`kinject train {self.path}`, or with --resume)"
+            )
         return self.adapter_dir
+
+    def adapter_digest(self) -> str:
+        """The sha256 of the adapter's weights: which adapter a merged model was made from ("" without them)."""
+        import hashlib
+
+        if not self.adapter_weights().is_file():
+            return ""
+        digest = hashlib.sha256()
+        with open(self.adapter_weights(), "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
 
     def read_adapter_meta(self) -> dict[str, Any]:
         """The adapter's kinject metadata (status, step, train config), or {} when absent."""
@@ -503,11 +550,31 @@ class RunDir:
     def has_merged(self) -> bool:
         return (self.merged_dir / "config.json").is_file()
 
-    def write_merged(self, save: Callable[[Path], None]) -> Path:
-        """Write ``merged/`` atomically through ``save(folder)``."""
+    def write_merged(self, save: Callable[[Path], None], record: dict[str, Any] | None = None) -> Path:
+        """Write ``merged/`` atomically through ``save(folder)``, with ``record`` (which adapter it was made from,
+        ``adapter_sha256``) beside the weights."""
         with replaced_dir(self.merged_dir) as tmp:
             save(tmp)
+            if record is not None:
+                atomic_write_json(tmp / self._MERGE_RECORD, record)
         return self.merged_dir
+
+    def merge_record_path(self) -> Path:
+        return self.merged_dir / self._MERGE_RECORD
+
+    def read_merge_record(self) -> dict[str, Any]:
+        """What ``merged/`` says it was made from ({} when it records nothing: made by hand, or by an older
+        kinject)."""
+        try:
+            data = read_json(self.merge_record_path())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def merged_is_current(self) -> bool:
+        """Whether ``merged/`` was made from the adapter the run holds now (a retraining makes it stale)."""
+        made_from = self.read_merge_record().get("adapter_sha256")
+        return bool(made_from) and made_from == self.adapter_digest()
 
     # ------------------------------------------------------------------------------------------------ evaluation
     def write_eval(self, data: dict[str, Any], markdown: str, plot: Callable[[Path], None]) -> None:
@@ -566,7 +633,8 @@ class RunDir:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise RunBusyError(
-                    f"{self.path} is being trained by another process or job; stop that one first"
+                    f"{self.path} is being trained (or merged) by another process or job, which may still be "
+                    "starting (loading its model): wait for it to finish, or stop it first"
                 ) from None
             try:
                 yield
@@ -585,11 +653,23 @@ class RunDir:
     # ------------------------------------------------------------------------------------------------ creating
     @staticmethod
     def check_new(target: str | Path, force: bool = False) -> None:
-        """Refuse an existing, non-empty ``target`` unless ``force``, and a ``target`` that cannot be written
-        (checked before any slow work, so `prepare` does not fetch pages it could never save)."""
+        """Refuse an existing, non-empty ``target`` unless ``force`` (which replaces only a kinject run or an empty
+        folder), a blank, ``.`` or ``..`` ``target``, and one that cannot be written (checked before any slow work
+        or deletion, so `prepare` does not fetch pages it could never save, nor replace someone's folder)."""
+        if not str(target).strip() or not Path(target).name.strip() or Path(target).name in (".", ".."):
+            raise RunError(
+                f"{str(target)!r} is not a folder to create: give --out the name of a new run folder, e.g. runs/p5"
+            )
         target = Path(target)
         if target.exists() and not force and (not target.is_dir() or any(target.iterdir())):
             raise RunError(f"{target} already exists; choose another --out or pass --force to replace it")
+        if force and (target.exists() or target.is_symlink()):
+            empty = target.is_dir() and not target.is_symlink() and not any(target.iterdir())
+            if not empty and (target.is_symlink() or not target.is_dir() or not RunDir(target).is_kinject_run()):
+                raise RunError(
+                    f"{target} is not a kinject run (no config.yaml of kinject's), so --force does not replace it; "
+                    "nothing was deleted: choose another --out, or move its files away yourself"
+                )
         RunDir.check_writable(target)
 
     @staticmethod
@@ -623,6 +703,7 @@ class RunDir:
         try:
             yield cls(tmp)
             if force and target.exists():
+                cls.check_new(target, force)  # still a run (or empty) after the slow work: checks before deleting
                 with cls(target).training_lock():  # never swap a run out from under its training job
                     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
                     os.replace(target, old / target.name)
@@ -635,6 +716,26 @@ class RunDir:
                     raise RunError(f"{target} was created by someone else meanwhile; nothing overwritten") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def safetensors_complete(path: str | Path) -> bool:
+    """Whether a .safetensors file is whole: an 8-byte header length, a JSON header of that length, and every
+    tensor's bytes (a file cut off by a crash or a full disk fails here, not with safetensors' own error)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return False
+            length = int.from_bytes(head, "little")
+            size = os.fstat(fh.fileno()).st_size
+            if length > size - 8:
+                return False
+            header = json.loads(fh.read(length))
+        tensors = [t for name, t in header.items() if name != "__metadata__"]
+        end = max((int(t["data_offsets"][1]) for t in tensors), default=0)
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return False
+    return 8 + length + end <= size
 
 
 def checkpoint_step(path: Path) -> int:

@@ -141,18 +141,20 @@ def train(
     """
     run = RunDir(run_dir).require()
     config = config or TrainConfig()
-    if resume:
-        saved = run.section("train")
-        if not saved:
-            raise TrainError(f"nothing to resume: {run} was never trained")
-        config = from_dict(TrainConfig, {**saved, "eval_at_end": config.eval_at_end}, "train")
-        legacy = {k: saved[k] for k in ("block_size", "text_format") if saved.get(k) is not None}  # older runs
-        blocks = from_dict(BlocksConfig, {**run.section("blocks"), **legacy}, "blocks")
-        augment = None
-    elif blocks is None:
-        blocks = training_blocks(run.section("blocks"), config.preset)
-    augment = augment or from_dict(AugmentConfig, run.section("augment"), "augment")
+    # The lock first: a training still loading its model has written no settings yet, and a resume must hear that
+    # it runs, not that the run was never trained.
     with run.training_lock():
+        if resume:
+            saved = run.section("train")
+            if not saved:
+                raise TrainError(f"nothing to resume: {run} was never trained")
+            config = from_dict(TrainConfig, {**saved, "eval_at_end": config.eval_at_end}, "train")
+            legacy = {k: saved[k] for k in ("block_size", "text_format") if saved.get(k) is not None}  # older runs
+            blocks = from_dict(BlocksConfig, {**run.section("blocks"), **legacy}, "blocks")
+            augment = None
+        elif blocks is None:
+            blocks = training_blocks(run.section("blocks"), config.preset)
+        augment = augment or from_dict(AugmentConfig, run.section("augment"), "augment")
         return _train(run, config, blocks, augment, progress or Progress(), resume, callbacks)
 
 

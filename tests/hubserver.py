@@ -4,6 +4,7 @@ Reached through ``HF_ENDPOINT``, it speaks the Hub's protocol as huggingface_hub
 
   GET  /api/whoami-v2                                 the token's user, orgs and role (401 on a bad token)
   POST /api/repos/create                              {name, organization, private}: 200, 409 exists, 403 namespace
+  DELETE /api/repos/delete                            {name, organization}: 200, 404 unknown, 403 not the owner's
   GET  /api/models/{repo}[/revision/{rev}]            repo info: id, sha, private, siblings
   GET  /api/models/{repo}/tree/{rev}                  the files of a commit (with lfs oid and size)
   POST /api/models/{repo}/preupload/{rev}             upload mode per file: "lfs" for weights and big files
@@ -13,6 +14,9 @@ Reached through ``HF_ENDPOINT``, it speaks the Hub's protocol as huggingface_hub
   POST /api/models/{repo}/commit/{rev}                ndjson: header, file (base64), lfsFile (oid uploaded)
   HEAD/GET /{repo}/resolve/{rev}/{path}               a file, with X-Repo-Commit, ETag / X-Linked-Etag
   POST /api/validate-yaml                             a README's metadata: 400 with errors when malformed
+
+It serves no Xet route: a client with hf_xet enabled gets 404 from ``/api/models/{repo}/xet-write-token/{rev}``, as
+from a Hub or mirror without Xet storage (tests disable Xet with ``HF_HUB_DISABLE_XET`` to upload through LFS).
 
 Every route checks the bearer token; a private repository is invisible (404) to anyone but its owner. Errors come
 with the Hub's ``X-Error-Code``/``X-Error-Message`` headers and ``{"error": ...}`` bodies. ``fail`` injects
@@ -116,6 +120,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self._dispatch("PUT")
 
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
     def _dispatch(self, method: str) -> None:
         path = unquote(urlsplit(self.path).path)
         self.server.requests.append((method, path, dict(self.headers.items())))
@@ -205,6 +212,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._new_commit(repo, "main", {".gitattributes": GITATTRIBUTES}, "initial commit", None)
             self.server.repos[repo_id] = repo
         self._json(200, {"url": f"{self.server.url}/{repo_id}", "name": repo_id, "id": repo_id})
+
+    def _delete(self, method: str, body: bytes) -> None:
+        user = self._user()
+        req = json.loads(body)
+        repo_id = f"{req.get('organization') or user.name}/{req['name']}"
+        self._repo(repo_id, write=True)
+        with self.server.lock:
+            del self.server.repos[repo_id]
+        self._json(200, {})
 
     def _validate_yaml(self, method: str, body: bytes) -> None:
         """The card metadata checks the Hub applies to the fields kinject writes."""
@@ -359,6 +375,7 @@ _REPO = r"(?P<repo>[^/]+/[^/]+)"
 ROUTES = [
     (r"/api/whoami-v2", "GET", "whoami"),
     (r"/api/repos/create", "POST", "create"),
+    (r"/api/repos/delete", "DELETE", "delete"),
     (r"/api/validate-yaml", "POST", "validate_yaml"),
     (rf"/api/models/{_REPO}", "GET", "info"),
     (rf"/api/models/{_REPO}/revision/(?P<rev>[^/]+)", "GET", "info"),

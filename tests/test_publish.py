@@ -503,6 +503,31 @@ def test_a_hub_adapter_answers_in_ask_serve_chat_and_eval(hub, run, tiny_model_d
     assert "hub-runs" in hub_run.parts and RunDir(hub_run).read_eval()["has_adapter"]
 
 
+def test_a_client_cannot_load_a_private_hub_adapter_with_the_operators_token(hub, run, tiny_model_dir, monkeypatch):
+    import httpx
+
+    from kinject.serve import Engine, ServerThread, create_app
+
+    push(run, PublishConfig(repo="alice/secret"), token=ALICE)
+    assert hub.repos["alice/secret"].private
+    monkeypatch.setenv("HF_TOKEN", ALICE)  # the operator's token could read it
+    engine = Engine(str(tiny_model_dir))
+    server = ServerThread(create_app(engine, default_max_new_tokens=6))
+    try:
+        response = httpx.post(
+            server.url + "/kinject/adapters", json={"name": "stolen", "path": "alice/secret"}, timeout=60
+        )
+        assert response.status_code == 422 and "alice/secret" in response.json()["error"]
+        assert "stolen" not in engine.names()
+        hub.repos["alice/secret"].private = False  # once public, anyone may load it
+        response = httpx.post(
+            server.url + "/kinject/adapters", json={"name": "shared", "path": "alice/secret"}, timeout=60
+        )
+        assert response.status_code == 201 and "shared" in engine.names()
+    finally:
+        server.stop()
+
+
 def test_a_missing_hub_adapter_is_a_clear_error(hub, capsys):
     from kinject.cli import main
 
