@@ -61,6 +61,7 @@ from kinject.config import (  # noqa: E402
     to_dict,
     training_blocks,
 )
+from kinject.eval.report import learnt_nothing  # noqa: E402
 from kinject.jobs import JOBS, JobBusyError, JobOutcome, JobState, describe_job  # noqa: E402
 from kinject.runs import RunDir, RunError  # noqa: E402
 
@@ -629,6 +630,8 @@ def eval_summary(data: dict[str, Any]) -> str:
     ]
     if data.get("note"):
         lines.append(f"> {data['note']}")
+    if learnt_nothing(s):
+        lines.append(f"> ⚠️ **The adapter learnt nothing within the forgetting bound.** {s['guard']['reason']}")
     lines += ["", "| score | base | adapter |", "|---|---:|---:|"]
     for key, label in SCORE_LABELS.items():
         lines.append(f"| {label} | {_score(data.get('base'), key)} | {_score(data.get('adapter'), key)} |")

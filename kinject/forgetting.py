@@ -6,6 +6,11 @@ the guard measures KL(base || adapter) over the base model's own greedy answers 
 second model), and the mean log-likelihood of the corpus's facts as chat answers to a held-out question form.
 The adapter kept is the checkpoint with the most knowledge among those within ``guard_kl_max``; with
 ``guard_patience`` the training stops once that many checks in a row found nothing better.
+
+The base model's knowledge is measured the same way before training, so the decision says whether anything was
+learnt: an adapter whose facts are no likelier than the base's (by ``LEARNT_MIN_GAIN``), or one that could only be
+kept past the KL bound, is reported as "learnt nothing within the forgetting bound", with what to change, never as
+a success.
 """
 
 from __future__ import annotations
@@ -23,6 +28,13 @@ GUARD_ANSWER_TOKENS = 32
 GUARD_ITEMS = 16
 # Not one of kinject.augment's training templates: a held-out way to ask.
 GUARD_QUESTION = "What does the source say about {topic}?"
+# Nats per token the facts must gain over the base for an adapter to count as having learnt them: a bar, not a
+# measurement; below it the kept adapter's facts are within noise of the base's likelihood.
+LEARNT_MIN_GAIN = 0.05
+ADVICE = (
+    "try a lower learning rate with more steps (e.g. --learning-rate 2e-4 --epochs 6), more questions per fact "
+    "(--questions-per-fact), or a looser bound (--guard-kl-max 0.2) if some drift is acceptable"
+)
 
 
 @dataclass
@@ -43,6 +55,8 @@ class Decision:
     reason: str
     checks: list[Check] = field(default_factory=list)
     stopped_early: bool = False
+    learnt: bool | None = None  # whether the kept adapter knows more than the base within the bound (None: unknown)
+    base_knowledge: float | None = None  # the base model's score on the same facts
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "checks": [asdict(c) for c in self.checks]}
@@ -91,6 +105,7 @@ class ForgettingGuard:
         self.failed = ""
         self._items = [self._encode(q, a) for q, a in items]
         self._prompts = self._base_answers()
+        self.base_knowledge = self._base_knowledge()
 
     # ------------------------------------------------------------------------------------------------ measuring
     def _encode(self, question: str, answer: str) -> tuple[list[int], int]:
@@ -124,6 +139,13 @@ class ForgettingGuard:
         if was_training:
             self.model.train()
         return cached
+
+    def _base_knowledge(self) -> float | None:
+        """The base model's knowledge score (the adapter switched off), the yardstick of "learnt"."""
+        if not self._items:
+            return None
+        with self._adapter_off():
+            return round(self.measure()[1], 5)
 
     def _adapter_off(self):
         import contextlib
@@ -166,6 +188,7 @@ class ForgettingGuard:
             "checks": [asdict(c) for c in self.checks],
             "best": self.best.step if self.best else None,
             "since_best": self.since_best,
+            "base_knowledge": self.base_knowledge,
         }
         return data, self.best_weights
 
@@ -175,6 +198,8 @@ class ForgettingGuard:
         self.best = next((c for c in self.checks if c.step == data.get("best")), None)
         self.best_weights = weights if self.best is not None else None
         self.since_best = int(data.get("since_best", 0))
+        if data.get("base_knowledge") is not None:
+            self.base_knowledge = data["base_knowledge"]
 
     def check(self, step: int) -> bool:
         """Measure at ``step``; remember it when it is the best so far. True when training should stop early.
@@ -210,18 +235,23 @@ class ForgettingGuard:
     def decide(self, final_step: int) -> Decision:
         """Which adapter to keep: the best check within the bound (its weights are put back into the model when
         it is not the last step); with none within the bound, the last step's, and the message says so."""
+        base = self.base_knowledge
         if not self.checks:
             return Decision(None, f"no check was made{f' ({self.failed})' if self.failed else ''}", [])
         if self.best is None:
             lowest = min(self.checks, key=lambda c: c.kl)
             return Decision(
                 final_step,
-                f"no check stayed within KL {self.kl_max:g} (lowest {lowest.kl:.4f} at step {lowest.step}); "
-                f"kept the last step's adapter",
+                f"learnt nothing within the forgetting bound: no check stayed within KL {self.kl_max:g} (lowest "
+                f"{lowest.kl:.4f} at step {lowest.step}), so the last step's adapter was kept, and it drifts from "
+                f"the base model; {ADVICE}",
                 self.checks,
                 self.stopped_early,
+                learnt=False,
+                base_knowledge=base,
             )
         b = self.best
+        learnt = None if base is None else b.knowledge - base >= LEARNT_MIN_GAIN
         if b.step != final_step and self.best_weights is not None:
             params = dict(self.model.named_parameters())
             for name, value in self.best_weights.items():
@@ -232,17 +262,24 @@ class ForgettingGuard:
             else ""
         )
         last = self.checks[-1]
-        return Decision(
-            b.step,
-            f"{how}kept step {b.step}: knowledge {b.knowledge:.3f}, KL {b.kl:.4f} within {self.kl_max:g}"
-            + (
-                ""
-                if b.step == last.step
-                else f" (last check, step {last.step}: knowledge {last.knowledge:.3f}, KL {last.kl:.4f})"
-            ),
-            self.checks,
-            self.stopped_early,
+        later = (
+            ""
+            if b.step == last.step
+            else f" (last check, step {last.step}: knowledge {last.knowledge:.3f}, KL {last.kl:.4f})"
         )
+        kept = f"kept step {b.step}: knowledge {b.knowledge:.3f}, KL {b.kl:.4f} within {self.kl_max:g}{later}"
+        if learnt is False:
+            reason = (
+                f"learnt nothing within the forgetting bound: {how}the adapter kept (step {b.step}) knows the "
+                f"pages' facts no better than the base model (score {b.knowledge:.3f} against the base's "
+                f"{base:.3f}; it needs {LEARNT_MIN_GAIN:g} more), and "
+                + (f"every later check drifted past KL {self.kl_max:g}" if later else "no step gained more")
+                + f"; {kept}; {ADVICE}"
+            )
+        else:
+            gain = "" if base is None else f"; the base scores {base:.3f}"
+            reason = f"{how}{kept}{gain}"
+        return Decision(b.step, reason, self.checks, self.stopped_early, learnt=learnt, base_knowledge=base)
 
 
 def check_steps(total_steps: int, checks: int, start: int = 0) -> list[int]:

@@ -297,6 +297,8 @@ def train_then_evaluate(
     config = config or TrainConfig()
     result = train(run_dir, config, progress, resume=resume, blocks=blocks, augment=augment)
     outcome = TrainingOutcome(result, message=f"{result.status} at step {result.step}/{result.total_steps}")
+    if result.learnt is False:  # said first, in words: the adapter is the base in disguise or drifts
+        outcome.message = f"{outcome.message}: the adapter learnt nothing within the forgetting bound"
     outcome.message += "; adapter saved" + (f" ({result.note})" if result.note else "")
     if config.eval_at_end and result.status == "done":
         try:

@@ -569,6 +569,12 @@ def _training_section(config: dict[str, Any], meta: dict[str, Any]) -> list[str]
     state = f"{meta.get('status', '?')} at step {meta.get('step', '?')} of {meta.get('total_steps', '?')}"
     lines = ["## Training", "", f"Training {state}; adapter saved {meta.get('saved_at', '?')}.", ""]
     guard = meta.get("guard") or {}
+    if guard.get("learnt") is False:
+        lines += [
+            "**This adapter learnt nothing within the forgetting bound**: it knows the pages no better than its "
+            "base model without drifting from it (see the forgetting guard below).",
+            "",
+        ]
     if guard.get("reason"):
         checks = ", ".join(f"{c['kl']:.3f} at step {c['step']}" for c in guard.get("checks", []))
         lines += [f"Forgetting guard (KL on fixed general prompts: {checks}): {guard['reason']}.", ""]

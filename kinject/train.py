@@ -52,6 +52,7 @@ class TrainResult:
     seconds: float
     kept_step: int | None = None  # the step whose adapter was saved (the forgetting guard's choice)
     note: str = ""  # why that step (the guard's reason), for status messages
+    learnt: bool | None = None  # the guard's verdict: False when nothing was learnt within its bound
 
 
 def collate(features: list[dict[str, list[int]]], pad_id: int, with_replay: bool = False) -> dict[str, Any]:
@@ -339,7 +340,10 @@ def _train(
         kept = decision.step if decision is not None and decision.step is not None else step
         note = f"forgetting guard: {decision.reason}" if decision is not None else ""
         seconds = time.time() - started
-        return TrainResult(run.path, adapter_dir, status, step, total_steps, callback.last_loss, seconds, kept, note)
+        learnt = decision.learnt if decision is not None else None
+        return TrainResult(
+            run.path, adapter_dir, status, step, total_steps, callback.last_loss, seconds, kept, note, learnt
+        )
     except TrainError as exc:
         exc.phase = exc.phase or phase
         _settle_previous(run, set_aside)

@@ -94,7 +94,8 @@ def test_the_job_status_says_what_the_guard_kept(tiny_run):
     jobs = JobManager()
     jobs.start(tiny_run, hot(guard_kl_max=1e-12), blocks=TINY_BLOCKS)
     state = jobs.wait(120)
-    assert state.status == "done" and "forgetting guard: no check stayed within" in state.message
+    assert state.status == "done"
+    assert "forgetting guard: learnt nothing within the forgetting bound: no check stayed within" in state.message
 
 
 def test_guard_does_not_change_what_is_trained(tiny_run):
@@ -128,3 +129,47 @@ def test_the_guard_keeps_its_checks_across_stop_and_resume(tiny_run):
     assert [c["step"] for c in checks] == [2, 4, 6, 8]  # the same schedule as without the stop, none lost
     best = max(checks, key=lambda c: c["knowledge"])
     assert resumed.kept_step == best["step"]
+
+
+# ------------------------------------------------------------------------------- did it learn anything at all
+
+
+def test_an_adapter_that_learnt_is_told_from_one_that_did_not(tiny_run, monkeypatch):
+    import kinject.forgetting
+
+    # The tiny random model gains about 0.04 nats/token on the facts in 8 hot steps (the bundled model far more):
+    # a bar it can clear, so that the verdict is what is tested.
+    monkeypatch.setattr(kinject.forgetting, "LEARNT_MIN_GAIN", 0.01)
+    learnt = train(tiny_run, hot(guard_kl_max=1e9), blocks=TINY_BLOCKS)
+    meta = RunDir(tiny_run).read_adapter_meta()["guard"]
+    assert learnt.learnt is True and meta["learnt"] is True and "learnt nothing" not in learnt.note
+    assert meta["base_knowledge"] < max(c["knowledge"] for c in meta["checks"])
+    # A learning rate too small to move the weights: within the bound, but the base in disguise.
+    idle = train(tiny_run, hot(guard_kl_max=1e9, learning_rate=1e-9), blocks=TINY_BLOCKS)
+    assert idle.learnt is False
+    assert "learnt nothing within the forgetting bound" in idle.note and "no better than the base" in idle.note
+    assert "--learning-rate" in idle.note  # and what to change
+
+
+def test_drift_past_the_bound_is_reported_as_nothing_learnt(tiny_run):
+    result = train(tiny_run, hot(guard_kl_max=1e-12), blocks=TINY_BLOCKS)  # KL forced over the bound
+    assert result.learnt is False and "learnt nothing within the forgetting bound" in result.note
+    jobs = JobManager()
+    jobs.start(tiny_run, hot(guard_kl_max=1e-12), blocks=TINY_BLOCKS)
+    state = jobs.wait(120)
+    assert state.status == "done"
+    assert state.message.startswith("done at step 8/8: the adapter learnt nothing within the forgetting bound")
+
+
+def test_the_card_and_the_evaluation_say_nothing_was_learnt(tiny_run):
+    from app import eval_summary
+    from kinject.publish import model_card
+
+    train(tiny_run, hot(guard_kl_max=1e-12), blocks=TINY_BLOCKS)
+    run = RunDir(tiny_run)
+    assert "This adapter learnt nothing within the forgetting bound" in model_card(run, "me/x")
+    guard = run.read_adapter_meta()["guard"]
+    data = {"settings": {"guard": {"learnt": False, "reason": guard["reason"]}}, "base": {}, "adapter": {}}
+    assert "The adapter learnt nothing within the forgetting bound" in eval_summary(data)
+    data["settings"]["guard"]["learnt"] = True
+    assert "learnt nothing" not in eval_summary(data)

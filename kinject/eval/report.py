@@ -54,6 +54,11 @@ _COUNTS = {
 }
 
 
+def learnt_nothing(settings: dict[str, Any]) -> bool:
+    """Whether the forgetting guard found that the evaluated adapter learnt nothing within its bound."""
+    return ((settings or {}).get("guard") or {}).get("learnt") is False
+
+
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
@@ -114,6 +119,8 @@ def format_markdown(report: EvalReport) -> str:
     ]
     if report.note:
         lines += [f"> {report.note}", ""]
+    if learnt_nothing(s):
+        lines += [f"> **The adapter learnt nothing within the forgetting bound.** {s['guard']['reason']}", ""]
     lines += ["| metric | base | adapter |", "|---|---:|---:|"]
     lines += [f"| {key} | {_cell(report.base, key)} | {_cell(report.adapter, key)} |" for key in SCORE_ROWS]
     lines += [

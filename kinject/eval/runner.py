@@ -131,6 +131,7 @@ def evaluate(
         "chat_template": chat_model,
         "adapter_status": meta.get("status"),
         "adapter_step": meta.get("step"),
+        "guard": {k: (meta.get("guard") or {}).get(k) for k in ("learnt", "reason")} if meta.get("guard") else None,
         "counts": {kind: sum(r.probe.kind == kind for r in results) for kind in KINDS},
     }
     report = EvalReport(
