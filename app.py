@@ -61,6 +61,7 @@ from kinject.config import (  # noqa: E402
     to_dict,
     training_blocks,
 )
+from kinject.eval.contamination import contamination_line  # noqa: E402
 from kinject.eval.report import learnt_nothing  # noqa: E402
 from kinject.jobs import JOBS, JobBusyError, JobOutcome, JobState, describe_job  # noqa: E402
 from kinject.runs import RunDir, RunError  # noqa: E402
@@ -642,6 +643,8 @@ def eval_summary(data: dict[str, Any]) -> str:
             f"**Forgetting:** KL(base ‖ adapter) {f['kl_mean']:.3g} nats/token (max {f['kl_max']:.3g}) · perplexity "
             f"on general text {f['base_ppl']:.1f} → {f['adapter_ppl']:.1f} (ratio {f['ppl_ratio']:.2f})",
         ]
+    if contamination_line(data.get("contamination")):
+        lines.append(f"**Contamination:** {contamination_line(data.get('contamination'))}")
     return "\n".join(lines)
 
 

@@ -629,6 +629,9 @@ def _eval_section(report: dict[str, Any] | None) -> list[str]:
         )
         base_ppl, adapter_ppl, ratio = f.get("base_ppl", 0), f.get("adapter_ppl", 0), f.get("ppl_ratio", 0)
         lines.append(f"| perplexity on general text | {base_ppl:.2f} | {adapter_ppl:.2f} ({ratio:.2f}× the base) |")
+    leaks = report.get("contamination") or {}
+    if leaks.get("of"):
+        lines.append(f"| general answers naming the corpus | 0 | {leaks['answers']}/{leaks['of']} |")
     settings = report.get("settings") or {}
     counts = settings.get("counts") or {}
     gen = settings.get("generation") or {}

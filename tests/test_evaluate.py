@@ -207,6 +207,8 @@ def test_untrained_adapter_changes_nothing(tiny_run, tiny_model_dir):
     assert f is not None and f.kl_mean < 1e-6 and f.kl_max < 1e-6 and f.kl_tokens > 0
     assert abs(f.ppl_ratio - 1.0) < 1e-4 and f.ppl_tokens > 1000
     assert report.note is None and report.adapter is not None
+    c = report.contamination  # the same answers on both sides: nothing leaked, every general answer compared
+    assert c is not None and c.answers == 0 and c.of == len(shipped_retention_probes()) and c.names > 0
     for r in report.probes:
         assert r.base.text == r.adapter.text and r.base.correct == r.adapter.correct
         if r.probe.answers:
@@ -236,6 +238,7 @@ def test_report_files_agree_and_settings_are_recorded(tiny_run, tiny_model_dir):
     report = evaluate(tiny_run, EvalConfig(**FAST), generation=SHORT)
     data = assert_report_files_agree(tiny_run)
     assert data["forgetting"]["kl_mean"] == report.forgetting.kl_mean
+    assert data["contamination"]["of"] == report.contamination.of > 0
     assert data["settings"]["generation"]["max_new_tokens"] == 6
     config = RunDir(tiny_run).read_config()
     assert config["eval"]["auto_probes"] == 3 and config["generation"]["max_new_tokens"] == 6

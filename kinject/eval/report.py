@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import RunDir
+from .contamination import Contamination, contamination_line
 from .metrics import Forgetting, ProbeResult, Scores
 
 
@@ -27,6 +28,7 @@ class EvalReport:
     note: str | None = None
     created_at: str = ""
     stopped: bool = False  # stopped by the user: the scores cover the probes answered before the stop
+    contamination: Contamination | None = None  # corpus names in the adapter's general answers
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class EvalReport:
             "base": asdict(self.base),
             "adapter": asdict(self.adapter) if self.adapter else None,
             "forgetting": asdict(self.forgetting) if self.forgetting else None,
+            "contamination": asdict(self.contamination) if self.contamination else None,
             "settings": self.settings,
             "timings": self.timings,
             "probes": [r.to_dict() for r in self.probes],
@@ -82,6 +85,8 @@ def format_table(report: EvalReport) -> str:
     if report.forgetting:
         lines.append("")
         lines += [f"{key:<{width[0]}}  {_num(getattr(report.forgetting, key)):>{width[1]}}" for key in FORGETTING_ROWS]
+    if report.contamination and report.contamination.of:
+        lines += ["", f"contamination: {contamination_line(asdict(report.contamination))}"]
     if report.note:
         lines += ["", f"note: {report.note}"]
     return "\n".join(lines)
@@ -138,6 +143,12 @@ def format_markdown(report: EvalReport) -> str:
             "",
             f"KL(base ‖ adapter) averaged over {f.kl_tokens} tokens of the base model's own answers to "
             f"{len(f.kl_per_prompt)} general prompts; perplexities on {f.ppl_tokens} tokens of general text.",
+        ]
+    if report.contamination and report.contamination.of:
+        lines += [
+            "",
+            f"Contamination: {contamination_line(asdict(report.contamination))}: names of the corpus in the "
+            "adapter's answers to general (retention) probes that the base's answers and the questions do not hold.",
         ]
     lines += [
         "",

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..config import EvalConfig, GenerationConfig, to_dict
 from ..progress import Progress
 from ..runs import RunDir
+from .contamination import corpus_names, measure_contamination
 from .metrics import EvalStopped, ProbeResult, measure_forgetting, probe_form, score_probes, summarize
 from .probes import KINDS, EvalError, collect_probes, general_prompts, general_text
 from .report import EvalReport, write_report
@@ -97,6 +98,9 @@ def evaluate(
             raise EvalStopped("evaluation stopped before any probe was answered; nothing was written") from None
         results = results[:answered]  # a probe only one side answered would compare unequal sets
     timings["probes_s"] = time.time() - t0
+    contamination = None
+    if has_adapter and run.has_corpus():
+        contamination = measure_contamination(results, corpus_names(list(run.load_corpus()["text"])))
 
     forgetting = None
     if forgetting_on and not stopped:
@@ -147,6 +151,7 @@ def evaluate(
         note=note,
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         stopped=stopped,
+        contamination=contamination,
     )
     run.update_config(eval=to_dict(config), generation=to_dict(asked))
     write_report(report, run)
