@@ -636,6 +636,9 @@ def eval_summary(data: dict[str, Any]) -> str:
     lines += ["", "| score | base | adapter |", "|---|---:|---:|"]
     for key, label in SCORE_LABELS.items():
         lines.append(f"| {label} | {_score(data.get('base'), key)} | {_score(data.get('adapter'), key)} |")
+    if data.get("open_book"):
+        ob = _score(data["open_book"], "knowledge_accuracy")
+        lines.append(f"| knowledge, open book (the base with your pages in its prompt) | {ob} | |")
     f = data.get("forgetting")
     if f:
         lines += [

@@ -415,6 +415,11 @@ class EvalConfig:
     auto_probes: int = _f(8, "Knowledge probes generated from the corpus when no probe file is given (0: none).")
     retention: bool = _f(True, "Add kinject's shipped retention probes (general knowledge and chat behaviour).")
     forgetting: bool = _f(True, "Measure KL divergence and perplexity ratio on kinject's shipped general data.")
+    open_book: bool = _f(
+        True,
+        "Also answer each knowledge probe with the base model and the run's pages in its prompt (the whole corpus "
+        "when it fits the context, else the paragraphs BM25 ranks highest): the yardstick without training.",
+    )
     kl_max_new_tokens: int = _f(
         64, "Tokens of the base model's own greedy answer to each general prompt over which KL is measured."
     )

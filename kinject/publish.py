@@ -622,6 +622,12 @@ def _eval_section(report: dict[str, Any] | None) -> list[str]:
             f"| {label} | {_pct(bs.get(f'{kind}_accuracy'), bs.get(f'{kind}_correct'), bs.get(f'{kind}_scored'))} "
             f"| {_pct(ads.get(f'{kind}_accuracy'), ads.get(f'{kind}_correct'), ads.get(f'{kind}_scored'))} |"
         )
+    ob = report.get("open_book") or {}
+    if ob.get("knowledge_scored"):
+        lines.append(
+            "| knowledge accuracy, open book (the base with the pages in its prompt) | "
+            f"{_pct(ob.get('knowledge_accuracy'), ob.get('knowledge_correct'), ob.get('knowledge_scored'))} | |"
+        )
     lines.append(f"| end-of-turn rate | {_pct(b.get('eos_rate'))} | {_pct(a.get('eos_rate'))} |")
     if f:
         lines.append(

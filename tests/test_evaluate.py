@@ -230,7 +230,9 @@ def test_evaluation_reports_progress_per_answer(tiny_run, tiny_model_dir):
     report = evaluate(tiny_run, EvalConfig(**FAST), progress, SHORT)
     starts = [info for name, info in progress.events if name == "start" and info[0] == "evaluate"]
     advances = [info for name, info in progress.events if name == "advance"]
-    assert starts == [("evaluate", 2 * len(report.probes) + 8)] and len(advances) == starts[0][1]
+    open_book = sum(r.open_book is not None for r in report.probes)  # knowledge probes asked with the pages too
+    assert open_book and starts == [("evaluate", 2 * len(report.probes) + open_book + 8)]
+    assert len(advances) == starts[0][1]
 
 
 def test_report_files_agree_and_settings_are_recorded(tiny_run, tiny_model_dir):

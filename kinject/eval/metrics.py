@@ -45,9 +45,10 @@ class ProbeResult:
     form: str  # chat | completion | plain
     base: Answer | None = None
     adapter: Answer | None = None
+    open_book: Answer | None = None  # the base with the pages in its prompt (knowledge probes)
 
     def side(self, name: str) -> Answer | None:
-        return self.base if name == "base" else self.adapter
+        return {"base": self.base, "adapter": self.adapter, "open_book": self.open_book}[name]
 
     def to_dict(self) -> dict[str, Any]:
         p = self.probe
@@ -62,6 +63,7 @@ class ProbeResult:
             "source_passage": p.source_passage,
             "base": asdict(self.base) if self.base else None,
             "adapter": asdict(self.adapter) if self.adapter else None,
+            "open_book": asdict(self.open_book) if self.open_book else None,
         }
 
 

@@ -29,6 +29,7 @@ class EvalReport:
     created_at: str = ""
     stopped: bool = False  # stopped by the user: the scores cover the probes answered before the stop
     contamination: Contamination | None = None  # corpus names in the adapter's general answers
+    open_book: Scores | None = None  # the base with the pages in its prompt, on the knowledge probes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +43,7 @@ class EvalReport:
             "adapter": asdict(self.adapter) if self.adapter else None,
             "forgetting": asdict(self.forgetting) if self.forgetting else None,
             "contamination": asdict(self.contamination) if self.contamination else None,
+            "open_book": asdict(self.open_book) if self.open_book else None,
             "settings": self.settings,
             "timings": self.timings,
             "probes": [r.to_dict() for r in self.probes],
@@ -80,6 +82,8 @@ def format_table(report: EvalReport) -> str:
     """The scores as an aligned plain-text table (what the CLI prints)."""
     rows = [("metric", "base", "adapter")]
     rows += [(key, _cell(report.base, key), _cell(report.adapter, key)) for key in SCORE_ROWS]
+    if report.open_book:
+        rows.append(("knowledge_accuracy, open book", _cell(report.open_book, "knowledge_accuracy"), ""))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"{r[0]:<{width[0]}}  {r[1]:>{width[1]}}  {r[2]:>{width[2]}}" for r in rows]
     if report.forgetting:
@@ -128,6 +132,9 @@ def format_markdown(report: EvalReport) -> str:
         lines += [f"> **The adapter learnt nothing within the forgetting bound.** {s['guard']['reason']}", ""]
     lines += ["| metric | base | adapter |", "|---|---:|---:|"]
     lines += [f"| {key} | {_cell(report.base, key)} | {_cell(report.adapter, key)} |" for key in SCORE_ROWS]
+    if report.open_book:
+        ob = _cell(report.open_book, "knowledge_accuracy")
+        lines.append(f"| knowledge_accuracy, open book (the base with the pages in its prompt) | {ob} | |")
     lines += [
         "",
         "Accuracy: the answer contains an accepted alias. Log-prob: mean per-token log-probability of the best "

@@ -5,18 +5,37 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..config import EvalConfig, GenerationConfig, to_dict
 from ..progress import Progress
 from ..runs import RunDir
 from .contamination import corpus_names, measure_contamination
 from .metrics import EvalStopped, ProbeResult, measure_forgetting, probe_form, score_probes, summarize
-from .probes import KINDS, EvalError, collect_probes, general_prompts, general_text
+from .open_book import open_book_probe
+from .probes import KINDS, EvalError, Probe, collect_probes, corpus_texts, general_prompts, general_text
 from .report import EvalReport, write_report
 
 PPL_MAX_CHUNK = 1024  # tokens per perplexity window (the model's context when shorter)
 # The quick probe set (EvalConfig.quick): per kind of probe, answer length, general prompts and their KL tokens.
 QUICK = {"probes_per_kind": 4, "max_new_tokens": 32, "kl_prompts": 4, "kl_max_new_tokens": 16}
+
+
+def open_book_probes(run: RunDir, probes: list[Probe], tokenizer: Any, model: Any, gen: GenerationConfig) -> dict:
+    """Position -> the knowledge probe asked with the pages in the prompt, for those where a passage fits."""
+    from ..models import context_length
+
+    if not run.has_corpus():
+        return {}
+    texts = corpus_texts(run)
+    context = context_length(model.config) or 2048
+    out = {}
+    for i, probe in enumerate(probes):
+        if probe.kind == KINDS[0]:
+            asked = open_book_probe(probe, texts, tokenizer, context, gen.max_new_tokens)
+            if asked is not None:
+                out[i] = asked
+    return out
 
 
 def is_quick(config: EvalConfig) -> bool:
@@ -80,7 +99,9 @@ def evaluate(
 
     t0 = time.time()
     sides = 2 if has_adapter else 1
-    progress.start("evaluate", total=len(probes) * sides + len(prompts), unit="answer")
+    open_book = open_book_probes(run, probes, tok, model, gen) if config.open_book else {}
+    total = len(probes) * sides + len(open_book) + len(prompts)
+    progress.start("evaluate", total=total, unit="answer")
     results = [ProbeResult(p, probe_form(p, chat_model)) for p in probes]
     answered, stopped = 0, False
     try:
@@ -91,6 +112,15 @@ def evaluate(
                 (result.adapter,) = score_probes(
                     model, tok, [result.probe], gen, progress, side="adapter", first_index=i
                 )
+            if i in open_book:
+                try:
+                    with loaded.adapter_disabled():
+                        (result.open_book,) = score_probes(
+                            model, tok, [open_book[i]], gen, progress, logprob=False, side="open_book", first_index=i
+                        )
+                except EvalStopped:
+                    answered += 1  # both sides answered it: kept, without its open-book answer
+                    raise
             answered += 1
     except EvalStopped:
         stopped = True
@@ -152,6 +182,7 @@ def evaluate(
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         stopped=stopped,
         contamination=contamination,
+        open_book=summarize(results, "open_book") if open_book else None,
     )
     run.update_config(eval=to_dict(config), generation=to_dict(asked))
     write_report(report, run)
