@@ -62,7 +62,7 @@ from kinject.config import (  # noqa: E402
     training_blocks,
 )
 from kinject.eval.contamination import contamination_line  # noqa: E402
-from kinject.eval.report import learnt_nothing  # noqa: E402
+from kinject.eval.report import learnt_nothing, no_gain_line  # noqa: E402
 from kinject.jobs import JOBS, JobBusyError, JobOutcome, JobState, describe_job  # noqa: E402
 from kinject.runs import RunDir, RunError  # noqa: E402
 
@@ -633,6 +633,8 @@ def eval_summary(data: dict[str, Any]) -> str:
         lines.append(f"> {data['note']}")
     if learnt_nothing(s):
         lines.append(f"> ⚠️ **The adapter learnt nothing within the forgetting bound.** {s['guard']['reason']}")
+    elif gain := no_gain_line(data.get("base"), data.get("adapter")):
+        lines.append(f"> ⚠️ **{gain}**")
     lines += ["", "| score | base | adapter |", "|---|---:|---:|"]
     for key, label in SCORE_LABELS.items():
         lines.append(f"| {label} | {_score(data.get('base'), key)} | {_score(data.get('adapter'), key)} |")
@@ -702,7 +704,7 @@ def _must_wait(action: str) -> str | None:
 
 @takes_fields("ask")
 def do_ask(run: str | None = None, question: str = "", **settings: Any):
-    from kinject.generate import answer, load_for_run
+    from kinject.generate import answer, load_for_run, shown_answer
 
     run_dir = _run(run)
     if not (question or "").strip():
@@ -714,8 +716,10 @@ def do_ask(run: str | None = None, question: str = "", **settings: Any):
         loaded = load_for_run(run_dir, with_adapter=run_dir.has_adapter())
     except (ConfigError, RuntimeError, RunError) as exc:
         raise _error(str(exc)) from exc
-    base = answer(loaded, question, config, base=True)
-    adapted = answer(loaded, question, config) if loaded.has_adapter else "(no adapter trained for this run yet)"
+    base = shown_answer(answer(loaded, question, config, base=True))
+    adapted = "(no adapter trained for this run yet)"
+    if loaded.has_adapter:
+        adapted = shown_answer(answer(loaded, question, config))
     return base, adapted
 
 

@@ -266,7 +266,7 @@ def answer_problem(answer: str, passage: str) -> str:
 # ------------------------------------------------------------------------------------------------- generation
 
 
-def _facts(sentence: str) -> list[str]:
+def facts_of(sentence: str) -> list[str]:
     """The facts a sentence can be asked about: its dates and numbers, then its specific names."""
     seen, facts = set(), []
     for span in [*numeric_spans(sentence), *name_spans(sentence)]:
@@ -275,6 +275,11 @@ def _facts(sentence: str) -> list[str]:
             seen.add(key)
             facts.append(span.text)
     return facts
+
+
+def asked_sentences(text: str) -> list[str]:
+    """The sentences of a passage that questions are asked about: whole sentences of five words or more."""
+    return [s for s in sentences(text) if len(s.split()) >= 5 and s.endswith((".", "!", "?"))]
 
 
 def topic_of(sentence: str, title: str) -> str:
@@ -336,10 +341,8 @@ def generate_qa(
     asks: list[tuple[Passage, str, str]] = []  # passage, sentence, fact
     rows: list[dict[str, Any]] = []
     for p in passages:
-        for sentence in sentences(p.text):
-            if len(sentence.split()) < 5 or not sentence.endswith((".", "!", "?")):
-                continue
-            asks += [(p, sentence, fact) for fact in _facts(sentence)]
+        for sentence in asked_sentences(p.text):
+            asks += [(p, sentence, fact) for fact in facts_of(sentence)]
             templates = rng.sample(TEMPLATES, min(config.template_questions, len(TEMPLATES)))
             topic = topic_of(sentence, p.title)
             for template in templates:

@@ -371,6 +371,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from .generate import shown_answer
     from .publish import adapter_run
     from .serve import Engine, Params
 
@@ -383,7 +384,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     engine = Engine(model.model, None if args.base else {run.name: run}, revision=model.revision)
     target = None if args.base else run.name
     messages = [{"role": "user", "content": args.question}]
-    print(engine.generate(target, engine.chat_ids(target, messages), Params.from_generation(gen)).text.strip())
+    print(shown_answer(engine.generate(target, engine.chat_ids(target, messages), Params.from_generation(gen)).text))
     return EXIT_OK
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import GenerationConfig, ModelConfig, from_dict
-from .models import load_model, load_tokenizer, resolve_model
+from .models import BUILD_LOCK, load_model, load_tokenizer, resolve_model
 from .progress import Progress
 from .runs import RunDir
 
@@ -47,7 +47,8 @@ def load_for_run(run_dir: str | Path | RunDir, with_adapter: bool = True, progre
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter))
+        with BUILD_LOCK:
+            model = PeftModel.from_pretrained(model, str(adapter))
     model.eval()
     return Loaded(model, tokenizer, adapter is not None, cfg.model)
 
@@ -106,9 +107,57 @@ def answer(loaded: Loaded, question: str, config: GenerationConfig | None = None
     return loaded.tokenizer.decode(new, skip_special_tokens=True).strip()
 
 
+EMPTY_ANSWER = "(empty answer: the model ended its turn without any text)"
+
+
+def shown_answer(text: str) -> str:
+    """An answer as a person should see it: stripped, and never a blank box that looks like nothing happened."""
+    return text.strip() or EMPTY_ANSWER
+
+
 def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     """Token ids of a conversation ending in the assistant's turn, as a plain list."""
     return chat_input_ids(tokenizer, messages)[0].tolist()
+
+
+BATCH_TOKENS = 16384  # most prompt-plus-answer tokens generated together (long open-book prompts go fewer at once)
+
+
+def batches(lengths: list[int], batch_size: int, extra: int = 0, max_tokens: int = BATCH_TOKENS) -> list[list[int]]:
+    """Indices of ``lengths`` in batches: similar lengths together (less padding), at most ``batch_size`` a batch
+    and at most ``max_tokens`` padded tokens (longest prompt plus ``extra`` new tokens, times the rows)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    out: list[list[int]] = []
+    for i in order:
+        if out and len(out[-1]) < batch_size and (len(out[-1]) + 1) * (lengths[i] + extra) <= max_tokens:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def generate_padded(
+    model: Any, tokenizer: Any, inputs: list[list[int]], config: GenerationConfig
+) -> list[tuple[list[int], bool]]:
+    """Continue ``inputs`` together in one left-padded batch; per input the new ids up to EOS and whether it ended.
+
+    Under greedy decoding each row's answer is the one it gets alone (the mask hides the padding, positions start
+    at each row's first real token); tests compare the two."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    kw = _generate_kwargs(tokenizer, config, pad)
+    device = next(model.parameters()).device
+    width = max(len(row) for row in inputs)
+    ids = torch.tensor([[pad] * (width - len(row)) + row for row in inputs], device=device)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in inputs], device=device)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, **kw)
+    results = []
+    for row in out[:, width:].tolist():
+        ended = tokenizer.eos_token_id in row
+        results.append((row[: row.index(tokenizer.eos_token_id)] if ended else row, ended))
+    return results
 
 
 def generate_batch(
@@ -125,24 +174,15 @@ def generate_batch(
     import torch
 
     progress = progress or Progress()
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    kw = _generate_kwargs(tokenizer, config, pad)
-    device = next(model.parameters()).device
-    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
     results: list[tuple[list[int], bool]] = [([], False)] * len(inputs)
-    for start in range(0, len(order), batch_size):
+    for number, chunk in enumerate(batches([len(x) for x in inputs], batch_size, config.max_new_tokens)):
         if progress.should_stop():
             raise InterruptedError("generation stopped by the user")
-        chunk = order[start : start + batch_size]
-        width = max(len(inputs[i]) for i in chunk)
-        ids = torch.tensor([[pad] * (width - len(inputs[i])) + inputs[i] for i in chunk], device=device)
-        mask = torch.tensor([[0] * (width - len(inputs[i])) + [1] * len(inputs[i]) for i in chunk], device=device)
         if not config.greedy:
-            torch.manual_seed(seed + start)
-        with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, **kw)
-        for row, i in zip(out[:, width:].tolist(), chunk, strict=True):
-            ended = tokenizer.eos_token_id in row
-            results[i] = (row[: row.index(tokenizer.eos_token_id)] if ended else row, ended)
+            torch.manual_seed(seed + number * batch_size)
+        for i, result in zip(
+            chunk, generate_padded(model, tokenizer, [inputs[i] for i in chunk], config), strict=True
+        ):
+            results[i] = result
         progress.advance(len(chunk))
     return results

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import ModelConfig, from_dict
-from .models import load_model, load_tokenizer, resolve_model
+from .models import BUILD_LOCK, load_model, load_tokenizer, resolve_model
 from .progress import Progress
 from .runs import RunDir
 
@@ -37,7 +37,8 @@ def _merge(run: RunDir, adapter: Path, progress: Progress, max_shard_size: str) 
     base = load_model(resolved, quantization="none", dtype=dtype, device_map="cpu")
     progress.advance(1)
     _check_stop(progress)
-    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    with BUILD_LOCK:
+        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     progress.advance(1)
     _check_stop(progress)
     tokenizer = load_tokenizer(resolved)

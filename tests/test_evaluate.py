@@ -207,6 +207,9 @@ def test_untrained_adapter_changes_nothing(tiny_run, tiny_model_dir):
     assert f is not None and f.kl_mean < 1e-6 and f.kl_max < 1e-6 and f.kl_tokens > 0
     assert abs(f.ppl_ratio - 1.0) < 1e-4 and f.ppl_tokens > 1000
     assert report.note is None and report.adapter is not None
+    # The same answers on both sides: the report says the adapter answers nothing more, in the table and eval.md.
+    assert "answers no more knowledge probes than the base" in format_table(report)
+    assert "answers no more knowledge probes than the base" in RunDir(tiny_run).eval_markdown()
     c = report.contamination  # the same answers on both sides: nothing leaked, every general answer compared
     assert c is not None and c.answers == 0 and c.of == len(shipped_retention_probes()) and c.names > 0
     for r in report.probes:
@@ -283,26 +286,71 @@ def test_stop_writes_nothing(tiny_run):
     assert RunDir(tiny_run).read_eval() is None
 
 
+class StopAfter(Progress):
+    """Stops once ``n`` answers were given (checked before the next batch)."""
+
+    def __init__(self, n: int):
+        self.n, self.answers = n, 0
+
+    def advance(self, n=1, **info):
+        self.answers += n
+
+    def should_stop(self) -> bool:
+        return self.answers >= self.n
+
+
 def test_a_stop_keeps_the_probes_both_sides_answered(tiny_run, tiny_model_dir):
-    class StopAfter(Progress):
-        """Stops once ``n`` answers were given (checked before the next)."""
-
-        def __init__(self, n: int):
-            self.n, self.answers = n, 0
-
-        def advance(self, n=1, **info):
-            self.answers += n
-
-        def should_stop(self) -> bool:
-            return self.answers >= self.n
-
     _zero_adapter(tiny_run, tiny_model_dir)
-    report = evaluate(tiny_run, EvalConfig(**FAST), StopAfter(5), SHORT)  # base, adapter, base, adapter, base: stop
+    # One probe at a time: base, adapter, base, adapter, base: stop.
+    report = evaluate(tiny_run, EvalConfig(**FAST, eval_batch_size=1, open_book=False), StopAfter(5), SHORT)
     data = RunDir(tiny_run).read_eval()
     assert report.stopped and data["stopped"] is True and report.forgetting is None
     assert len(data["probes"]) == 2 and all(p["base"] and p["adapter"] for p in data["probes"])
     assert data["settings"]["probes_planned"] > 2 and "stopped after 2 of" in data["note"]
     assert report.base.retention_scored + report.base.knowledge_scored <= 2
+
+
+def test_a_stop_keeps_the_groups_both_sides_answered(tiny_run, tiny_model_dir):
+    _zero_adapter(tiny_run, tiny_model_dir)
+    # Groups of 2: base 2, adapter 2 (the first group is whole), base 2 of the next group, then the stop.
+    report = evaluate(tiny_run, EvalConfig(**FAST, eval_batch_size=2, open_book=False), StopAfter(5), SHORT)
+    data = RunDir(tiny_run).read_eval()
+    assert report.stopped and len(data["probes"]) == 2 and all(p["base"] and p["adapter"] for p in data["probes"])
+    assert "stopped after 2 of" in data["note"]
+
+
+def test_batched_evaluation_gives_the_answers_of_one_at_a_time(tiny_run, tiny_model_dir):
+    """Greedy answers, log-probs, open-book answers and forgetting are the same whatever the batch size."""
+    from kinject.train import train
+
+    config = TrainConfig(preset="cpu-demo", max_steps=2, learning_rate=5e-2, quantization="none")
+    train(tiny_run, config, blocks=TINY_BLOCKS)
+    gen = GenerationConfig(max_new_tokens=12)
+    one = evaluate(tiny_run, EvalConfig(**FAST, eval_batch_size=1), generation=gen)
+    many = evaluate(tiny_run, EvalConfig(**FAST, eval_batch_size=8), generation=gen)
+    assert len(one.probes) == len(many.probes) > 8  # more than one group
+    assert any(r.base.text != r.adapter.text for r in one.probes)  # the adapter answers differently: both sides count
+    for a, b in zip(one.probes, many.probes, strict=True):
+        for side in ("base", "adapter", "open_book"):
+            x, y = a.side(side), b.side(side)
+            assert (x is None) == (y is None)
+            if x is not None:
+                assert (x.text, x.correct, x.ended) == (y.text, y.correct, y.ended), (a.probe.id, side)
+                assert (x.logprob is None) == (y.logprob is None)
+                if x.logprob is not None:
+                    assert x.logprob == pytest.approx(y.logprob, abs=1e-6)
+    assert one.forgetting.kl_per_prompt == pytest.approx(many.forgetting.kl_per_prompt, abs=1e-6)
+    assert one.forgetting.kl_tokens == many.forgetting.kl_tokens
+
+
+def test_sampled_answers_do_not_depend_on_the_batch_size(tiny_run, tiny_model_dir):
+    _zero_adapter(tiny_run, tiny_model_dir)
+    gen = GenerationConfig(max_new_tokens=8, temperature=1.0, top_p=1.0)
+    config = dict(**FAST, open_book=False, forgetting=False)
+    one = evaluate(tiny_run, EvalConfig(**config, eval_batch_size=1), generation=gen)
+    many = evaluate(tiny_run, EvalConfig(**config, eval_batch_size=4), generation=gen)
+    assert [r.base.text for r in one.probes] == [r.base.text for r in many.probes]
+    assert len({r.base.text for r in one.probes}) > 1
 
 
 def test_the_quick_set_is_small_and_short(tiny_run):
@@ -359,3 +407,17 @@ def test_p5_adapter_knows_more_than_base(p5_trained, sample_dir, tmp_path):
     h100 = next(p for p in data["probes"] if p["id"] == "p5-gpu")
     assert "H100" in h100["adapter"]["text"] and h100["adapter"]["correct"] is True
     assert "H100" not in h100["base"]["text"] and h100["base"]["correct"] is False
+
+
+def test_no_gain_is_said_only_when_the_adapter_answers_no_more_than_the_base():
+    from dataclasses import replace
+
+    from kinject.eval.metrics import Scores
+    from kinject.eval.report import EvalReport, no_gain
+
+    base = Scores(0.25, None, None, None, None, knowledge_correct=1, knowledge_scored=4)
+    report = EvalReport("run", "m", True, base, replace(base, knowledge_correct=1), None, [], {}, {})
+    assert "(1 of 4 against 1 of 4)" in no_gain(report)
+    assert no_gain(replace(report, adapter=replace(base, knowledge_correct=2))) == ""
+    assert no_gain(replace(report, adapter=None, has_adapter=False)) == ""
+    assert no_gain(replace(report, base=replace(base, knowledge_scored=0))) == ""  # no knowledge probe asked

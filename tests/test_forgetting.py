@@ -148,7 +148,7 @@ def test_an_adapter_that_learnt_is_told_from_one_that_did_not(tiny_run, monkeypa
     idle = train(tiny_run, hot(guard_kl_max=1e9, learning_rate=1e-9), blocks=TINY_BLOCKS)
     assert idle.learnt is False
     assert "learnt nothing within the forgetting bound" in idle.note and "no better than the base" in idle.note
-    assert "--learning-rate" in idle.note  # and what to change
+    assert "--fact-exposures" in idle.note and "--kl-weight" in idle.note  # and what to change
 
 
 def test_drift_past_the_bound_is_reported_as_nothing_learnt(tiny_run):

@@ -64,3 +64,30 @@ def test_cli_model_prints_info(bundled_model_dir):
     info = json.loads(out.strip().splitlines()[-1])
     assert info["kind"] == "bundled" and info["chat_template"] is True
     assert info["parameters"] == 134_515_008
+
+
+def test_models_loaded_by_two_threads_at_once_are_real(tiny_model_dir):
+    """transformers builds a model's parameters on the meta device by patching module construction process-wide, so
+    two loads at once (a training starting while the chat server loads its model) could leave one model with meta
+    parameters ("Cannot copy out of meta tensor" when training starts). Every build holds one lock."""
+    import threading
+
+    from kinject.models import ResolvedModel, load_model
+
+    tiny = ResolvedModel("tiny", str(tiny_model_dir), "local")
+    done = threading.Event()
+
+    def keep_loading() -> None:
+        while not done.is_set():
+            load_model(tiny)
+
+    loader = threading.Thread(target=keep_loading)
+    loader.start()
+    meta = 0
+    try:
+        for _ in range(20):
+            meta += any(p.is_meta for p in load_model(tiny).parameters())
+    finally:
+        done.set()
+        loader.join()
+    assert meta == 0

@@ -579,3 +579,13 @@ def test_the_publish_tab_pushes_and_links_to_the_result(hub, trained, tmp_path, 
         assert_no_token(folder_bytes(tmp_path / "runs"), str(err.value), status)
     finally:
         demo.close()
+
+
+def test_the_card_says_when_the_adapter_answers_no_more_than_the_base():
+    from kinject.publish import _eval_section
+
+    side = {"knowledge_accuracy": 0.0, "knowledge_correct": 0, "knowledge_scored": 7, "retention_accuracy": 1.0}
+    same = "\n".join(_eval_section({"base": side, "adapter": dict(side)}))
+    assert "answers no more knowledge probes than the base (0 of 7 against 0 of 7)" in same
+    better = "\n".join(_eval_section({"base": side, "adapter": {**side, "knowledge_correct": 3}}))
+    assert "no more knowledge probes" not in better

@@ -364,10 +364,12 @@ def test_the_serving_benchmark_runs(tiny_model_dir, capsys):
 
 def test_ask_answers_as_the_server_does(server, trained, capsys):
     from kinject.cli import main
+    from kinject.generate import shown_answer
 
     client = InferenceClient(base_url=server.url)
     messages = [{"role": "user", "content": "What GPUs do P5 instances have?"}]
     for extra, model in (([], "p5"), (["--base"], None)):
         assert main(["ask", str(trained), messages[0]["content"], "--max-new-tokens", "8", *extra]) == 0
         served = client.chat_completion(messages, model=model, max_tokens=8, temperature=0)
-        assert capsys.readouterr().out.strip() == served.choices[0].message.content.strip()
+        # The same answer; an empty one is shown as such rather than as a blank line.
+        assert capsys.readouterr().out.strip() == shown_answer(served.choices[0].message.content)

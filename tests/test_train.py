@@ -421,3 +421,30 @@ def test_gpu_check_script_runs_its_cpu_part(bundled_model_dir, tmp_path):
     results = json.loads(out.read_text())
     assert results["masking"]["ok"] and results["masking"]["max_abs_diff"] < 1e-4
     assert set(results) == {"masking"}
+
+
+def test_the_kl_weight_scales_only_the_replay_term(tiny_model_dir):
+    """loss = (cross-entropy on the corpus's tokens + kl_weight * KL(base || adapter) on replay tokens) / tokens."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from kinject.train import kinject_trainer
+
+    torch.manual_seed(0)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)  # B != 0: it drifts
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), lora)
+    ids = torch.tensor([[11, 25, 39, 43, 57, 61, 75, 89]])
+    labels = ids.clone()
+    labels[0, :2] = -100
+
+    def loss(weight: float) -> float:
+        cls = kinject_trainer(True, weight)
+        trainer = cls.__new__(cls)  # compute_loss reads only its arguments
+        batch = {"input_ids": ids, "labels": labels.clone(), "replay_mask": torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1]])}
+        with torch.no_grad():
+            return trainer.compute_loss(model, batch).item()
+
+    half, one, three = loss(0.5), loss(1.0), loss(3.0)
+    assert one - half > 1e-6  # the replay term is there and positive
+    assert three - one == pytest.approx(4 * (one - half), abs=2e-5)  # and linear in the weight

@@ -132,6 +132,19 @@ def generate_answer(
     return generate_ids(model, tokenizer, torch.tensor([ids]), gen)
 
 
+def answer_ids(
+    model: Any, tokenizer: Any, contexts: list[list[int]], gen: GenerationConfig, seeds: list[int]
+) -> list[tuple[list[int], bool]]:
+    """New ids and turn end for each context. Greedy decoding answers them in one padded batch (the same answers
+    as one at a time); sampling answers one at a time, each with its own seed, so a set scored in pieces or whole
+    draws alike."""
+    from ..generate import generate_padded
+
+    if gen.greedy and len(contexts) > 1:
+        return generate_padded(model, tokenizer, contexts, gen)
+    return [generate_answer(model, tokenizer, c, gen, seed) for c, seed in zip(contexts, seeds, strict=True)]
+
+
 def score_probes(
     model: Any,
     tokenizer: Any,
@@ -141,28 +154,40 @@ def score_probes(
     logprob: bool = True,
     side: str = "",
     first_index: int = 0,
+    batch_size: int = 1,
 ) -> list[Answer]:
     """Answer each probe with ``model`` as it is now (switch a PeftModel's adapter off around the call for the
     base) and score it: accuracy by alias, the turn's end, and the accepted answer's log-likelihood.
 
-    ``progress.should_stop()`` is checked before each answer and raises ``EvalStopped`` carrying the answers so
+    Answers are generated ``batch_size`` at a time (similar prompt lengths together, fewer for long prompts).
+    ``progress.should_stop()`` is checked before each batch and raises ``EvalStopped`` carrying the answers so
     far. ``first_index`` is the first probe's position in the whole set (it seeds sampling, so scoring a set in
     pieces draws as scoring it at once).
     """
+    from ..generate import batches
+
     progress = progress or Progress()
     chat_model = bool(getattr(tokenizer, "chat_template", None))
-    answers: list[Answer] = []
-    for i, probe in enumerate(probes, first_index):
+    forms = [probe_form(p, chat_model) for p in probes]
+    contexts = [context_ids(tokenizer, p, f) for p, f in zip(probes, forms, strict=True)]
+    answers: list[Answer | None] = [None] * len(probes)
+    if generation.greedy:
+        chunks = batches([len(c) for c in contexts], batch_size, generation.max_new_tokens)
+    else:
+        chunks = [[i] for i in range(len(probes))]
+    for chunk in chunks:
         if progress.should_stop():
-            raise EvalStopped("evaluation stopped before all probes were answered", answers)
-        form = probe_form(probe, chat_model)
-        context = context_ids(tokenizer, probe, form)
-        new, ended = generate_answer(model, tokenizer, context, generation, SAMPLING_SEED + i)
-        text = tokenizer.decode(new, skip_special_tokens=True).strip()
-        best = best_logprob(model, tokenizer, context, probe, form) if logprob and probe.answers else None
-        answers.append(Answer(text, is_correct(text, probe.answers), ended, best))
-        progress.advance(1, probe=probe.id, **({"side": side} if side else {}))
-    return answers
+            done = answers[: answers.index(None)] if None in answers else answers
+            raise EvalStopped("evaluation stopped before all probes were answered", done)
+        seeds = [SAMPLING_SEED + first_index + i for i in chunk]
+        outs = answer_ids(model, tokenizer, [contexts[i] for i in chunk], generation, seeds)
+        for i, (new, ended) in zip(chunk, outs, strict=True):
+            probe = probes[i]
+            text = tokenizer.decode(new, skip_special_tokens=True).strip()
+            best = best_logprob(model, tokenizer, contexts[i], probe, forms[i]) if logprob and probe.answers else None
+            answers[i] = Answer(text, is_correct(text, probe.answers), ended, best)
+            progress.advance(1, probe=probe.id, **({"side": side} if side else {}))
+    return [a for a in answers if a is not None]
 
 
 def summarize(results: list[ProbeResult], side: str) -> Scores:
@@ -260,22 +285,35 @@ def nll(model: Any, ids: list[int], chunk: int) -> tuple[float, int]:
 
 
 def measure_forgetting(
-    loaded: Any, prompts: list[dict[str, str]], text: str, kl_tokens: int, chunk: int, progress: Progress
+    loaded: Any,
+    prompts: list[dict[str, str]],
+    text: str,
+    kl_tokens: int,
+    chunk: int,
+    progress: Progress,
+    batch_size: int = 1,
 ) -> Forgetting:
-    """KL(base || adapter) over the base's own greedy answers to ``prompts``, and the perplexity ratio on
-    ``text`` (longer than the context on purpose: it is scored in windows of ``chunk`` tokens)."""
-    from ..generate import chat_input_ids
+    """KL(base || adapter) over the base's own greedy answers to ``prompts`` (generated ``batch_size`` at a time),
+    and the perplexity ratio on ``text`` (longer than the context on purpose: it is scored in windows of ``chunk``
+    tokens)."""
+    from ..generate import batches, chat_input_ids
 
     model, tok = loaded.model, loaded.tokenizer
     greedy = GenerationConfig(max_new_tokens=kl_tokens, temperature=0.0)
+    contexts = [chat_input_ids(tok, [{"role": "user", "content": p["prompt"]}])[0].tolist() for p in prompts]
+    answers: list[tuple[list[int], bool]] = [([], False)] * len(prompts)
     per_prompt: dict[str, float] = {}
     n_tokens = 0
-    for p in prompts:
+    for group in batches([len(c) for c in contexts], batch_size, kl_tokens):
         if progress.should_stop():
             raise EvalStopped("evaluation stopped while measuring forgetting")
-        context = chat_input_ids(tok, [{"role": "user", "content": p["prompt"]}])[0].tolist()
         with loaded.adapter_disabled():
-            new, ended = generate_answer(model, tok, context, greedy, SAMPLING_SEED)
+            outs = answer_ids(model, tok, [contexts[i] for i in group], greedy, [SAMPLING_SEED] * len(group))
+        for i, (new, ended) in zip(group, outs, strict=True):
+            answers[i] = (new, ended)
+    for p, context, (new, ended) in zip(prompts, contexts, answers, strict=True):
+        if progress.should_stop():
+            raise EvalStopped("evaluation stopped while measuring forgetting")
         target = new + ([tok.eos_token_id] if ended else [])  # ending the turn is part of the behaviour
         if target:
             kl = kl_per_token(model, loaded.adapter_disabled, context + target, len(context))

@@ -64,6 +64,26 @@ def learnt_nothing(settings: dict[str, Any]) -> bool:
     return ((settings or {}).get("guard") or {}).get("learnt") is False
 
 
+def no_gain_line(base: dict[str, Any] | None, adapter: dict[str, Any] | None) -> str:
+    """A sentence when the adapter answers no more knowledge probes than the base ("" otherwise), from the two
+    sides' scores as eval.json holds them: whatever its likelihoods say, such an adapter taught nothing a user can
+    ask for."""
+    if not base or not adapter or not base.get("knowledge_scored"):
+        return ""
+    if adapter["knowledge_correct"] > base["knowledge_correct"]:
+        return ""
+    n = base["knowledge_scored"]
+    return (
+        f"The adapter answers no more knowledge probes than the base ({adapter['knowledge_correct']} of {n} against "
+        f"{base['knowledge_correct']} of {n}): nothing it learnt can be asked for yet."
+    )
+
+
+def no_gain(report: EvalReport) -> str:
+    """``no_gain_line`` of a report."""
+    return no_gain_line(asdict(report.base), asdict(report.adapter) if report.adapter else None)
+
+
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
@@ -93,6 +113,8 @@ def format_table(report: EvalReport) -> str:
         lines += ["", f"contamination: {contamination_line(asdict(report.contamination))}"]
     if report.note:
         lines += ["", f"note: {report.note}"]
+    if gain := no_gain(report):
+        lines += ["", gain]
     return "\n".join(lines)
 
 
@@ -116,6 +138,11 @@ def format_markdown(report: EvalReport) -> str:
         adapter = "no adapter"
     elif s["adapter_step"] is None:
         adapter = "adapter (no training metadata)"
+    elif s.get("adapter_kept_step") not in (None, s["adapter_step"]):
+        adapter = (
+            f"adapter of step {s['adapter_kept_step']} (kept by the forgetting guard; training ran to step "
+            f"{s['adapter_step']}, {s['adapter_status']})"
+        )
     else:
         adapter = f"adapter at step {s['adapter_step']} ({s['adapter_status']})"
     lines = [
@@ -130,6 +157,8 @@ def format_markdown(report: EvalReport) -> str:
         lines += [f"> {report.note}", ""]
     if learnt_nothing(s):
         lines += [f"> **The adapter learnt nothing within the forgetting bound.** {s['guard']['reason']}", ""]
+    elif gain := no_gain(report):
+        lines += [f"> **{gain}**", ""]
     lines += ["| metric | base | adapter |", "|---|---:|---:|"]
     lines += [f"| {key} | {_cell(report.base, key)} | {_cell(report.adapter, key)} |" for key in SCORE_ROWS]
     if report.open_book:

@@ -38,6 +38,54 @@ def open_book_probes(run: RunDir, probes: list[Probe], tokenizer: Any, model: An
     return out
 
 
+class GroupStopped(EvalStopped):
+    """A stop inside a group of probes; ``answered`` of them were answered on every side and are kept."""
+
+    def __init__(self, answered: int):
+        super().__init__("evaluation stopped")
+        self.answered = answered
+
+
+def answer_group(
+    loaded: Any,
+    results: list[ProbeResult],
+    first: int,
+    size: int,
+    open_book: dict[int, Probe],
+    gen: GenerationConfig,
+    progress: Progress,
+) -> None:
+    """Answer ``results[first:first + size]`` with the base, the adapter and the open-book base, a batch per side.
+
+    A stop while the base or the adapter answers keeps none of the group (raises ``GroupStopped(0)``); a stop during
+    the open-book answers keeps the group without them, as those are an extra beside the comparison."""
+    model, tok = loaded.model, loaded.tokenizer
+    group = results[first : first + size]
+    probes = [r.probe for r in group]
+    try:
+        with loaded.adapter_disabled():
+            base = score_probes(model, tok, probes, gen, progress, side="base", first_index=first, batch_size=size)
+        adapter = (
+            score_probes(model, tok, probes, gen, progress, side="adapter", first_index=first, batch_size=size)
+            if loaded.has_adapter
+            else [None] * len(group)
+        )
+    except EvalStopped:
+        raise GroupStopped(0) from None
+    for result, b, a in zip(group, base, adapter, strict=True):
+        result.base, result.adapter = b, a
+    asked = [i for i in range(first, first + len(group)) if i in open_book]
+    try:
+        with loaded.adapter_disabled():
+            answers = score_probes(
+                model, tok, [open_book[i] for i in asked], gen, progress, False, "open_book", first, size
+            )
+    except EvalStopped:
+        raise GroupStopped(len(group)) from None
+    for i, answer in zip(asked, answers, strict=True):
+        results[i].open_book = answer
+
+
 def is_quick(config: EvalConfig) -> bool:
     """Whether ``config`` asks for the quick probe set here ('auto': on a machine without CUDA)."""
     if config.quick != "auto":
@@ -59,10 +107,11 @@ def evaluate(
     with kinject) are answered by the base model and by the adapter from one model load: the base is the same
     PeftModel with its adapter switched off, so both sides see identical weights, prompts and decoding.
     A run without an adapter is evaluated on the base alone (``adapter`` and ``forgetting`` null, ``note`` says
-    so). Each probe is answered by both sides before the next, so ``progress.should_stop()`` (checked between
-    answers) keeps the probes answered so far: they are scored and written, with ``stopped`` set and a note; a stop
-    before the first probe was answered on both sides raises ``EvalStopped`` and writes nothing. ``config.quick``
-    evaluates a small set with short answers (``QUICK``).
+    so). Probes are answered in groups of ``config.eval_batch_size``, each group by both sides (one padded batch a
+    side) before the next, so ``progress.should_stop()`` (checked between batches) keeps the groups answered so
+    far: they are scored and written, with ``stopped`` set and a note; a stop before the first group was answered
+    on both sides raises ``EvalStopped`` and writes nothing. ``config.quick`` evaluates a small set with short
+    answers (``QUICK``).
     """
     from ..generate import load_for_run
     from ..models import context_length
@@ -105,25 +154,12 @@ def evaluate(
     results = [ProbeResult(p, probe_form(p, chat_model)) for p in probes]
     answered, stopped = 0, False
     try:
-        for i, result in enumerate(results):
-            with loaded.adapter_disabled():
-                (result.base,) = score_probes(model, tok, [result.probe], gen, progress, side="base", first_index=i)
-            if has_adapter:
-                (result.adapter,) = score_probes(
-                    model, tok, [result.probe], gen, progress, side="adapter", first_index=i
-                )
-            if i in open_book:
-                try:
-                    with loaded.adapter_disabled():
-                        (result.open_book,) = score_probes(
-                            model, tok, [open_book[i]], gen, progress, logprob=False, side="open_book", first_index=i
-                        )
-                except EvalStopped:
-                    answered += 1  # both sides answered it: kept, without its open-book answer
-                    raise
-            answered += 1
-    except EvalStopped:
+        for first in range(0, len(results), config.eval_batch_size):
+            answer_group(loaded, results, first, config.eval_batch_size, open_book, gen, progress)
+            answered = min(first + config.eval_batch_size, len(results))
+    except GroupStopped as exc:
         stopped = True
+        answered += exc.answered
         if not answered:
             raise EvalStopped("evaluation stopped before any probe was answered; nothing was written") from None
         results = results[:answered]  # a probe only one side answered would compare unequal sets
@@ -137,7 +173,9 @@ def evaluate(
         t0 = time.time()
         chunk = min(context_length(model.config) or PPL_MAX_CHUNK, PPL_MAX_CHUNK)
         try:
-            forgetting = measure_forgetting(loaded, prompts, general_text(), kl_tokens, chunk, progress)
+            forgetting = measure_forgetting(
+                loaded, prompts, general_text(), kl_tokens, chunk, progress, config.eval_batch_size
+            )
         except EvalStopped:
             stopped = True
         timings["forgetting_s"] = time.time() - t0
@@ -165,6 +203,7 @@ def evaluate(
         "chat_template": chat_model,
         "adapter_status": meta.get("status"),
         "adapter_step": meta.get("step"),
+        "adapter_kept_step": meta.get("kept_step"),  # the guard's choice: the step whose weights these are
         "guard": {k: (meta.get("guard") or {}).get(k) for k in ("learnt", "reason")} if meta.get("guard") else None,
         "counts": {kind: sum(r.probe.kind == kind for r in results) for kind in KINDS},
     }

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import GenerationConfig
 from ..errors import KinjectError
-from ..models import load_model, load_tokenizer, resolve_model
+from ..models import BUILD_LOCK, load_model, load_tokenizer, resolve_model
 from ..progress import Progress
 from ..runs import RunDir, RunError
 
@@ -171,7 +171,7 @@ class Engine:
 
         self.check_new_name(name)
         key = f"adapter_{len(self._peft_names)}"
-        with self._lock:
+        with self._lock, BUILD_LOCK:
             try:
                 if self.adapters:
                     self.model.load_adapter(str(folder), adapter_name=key)

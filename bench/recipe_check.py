@@ -1,0 +1,163 @@
+"""A recipe on the test sets, several seeds: what a new user gets from `prepare`, `train` and `eval --probes`.
+
+For every set (``bench/data/<set>/``: its pages and probes.jsonl; ``samples``: the AWS sample pages) and seed, this
+runs the CLI as a user would: ``kinject prepare --files PAGES``, ``kinject train RUN --seed N [options]`` (the
+recipe's options; none: the default recipe), ``kinject eval RUN --probes probes.jsonl`` (full set, seed-faithful
+decoding). One JSON line per run goes to ``OUT/results.jsonl`` (a run already there is read back, so an interrupted
+check goes on where it stopped), and the table per set, summed or averaged over seeds, is printed and written to
+``OUT/table.md``: knowledge of the base, the open-book base and the adapter; retention; KL; perplexity ratio;
+contamination; end-of-turn rates; the step the guard kept and whether it learnt; wall time of training (augmentation
+included) and of evaluation.
+
+    python bench/recipe_check.py --out /tmp/recipe --sets announcement,lookalikes --seeds 42,7,11
+    python bench/recipe_check.py --out /tmp/lr --label lr3e-4 -- --learning-rate 3e-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kinject.runs import RunDir  # noqa: E402
+
+SAMPLES = ROOT / "tests" / "data" / "samples" / "aws-summit-nyc-2023"
+
+
+def pages_and_probes(name: str) -> tuple[list[Path], Path]:
+    """A set's pages and probe file."""
+    if name == "samples":
+        return sorted(SAMPLES.glob("*.html")), SAMPLES / "probes.jsonl"
+    folder = ROOT / "bench" / "data" / name
+    if not (folder / "probes.jsonl").is_file():
+        raise SystemExit(f"no test set {name!r}: {folder}/probes.jsonl is missing")
+    return sorted(p for p in folder.glob("*.md") if p.name != "README.md"), folder / "probes.jsonl"
+
+
+def kinject(*args: str, log: Path) -> float:
+    """Run ``python -m kinject ARGS``, its output appended to ``log``; the wall time in seconds."""
+    started = time.time()
+    with log.open("a", encoding="utf-8") as out:
+        code = subprocess.call([sys.executable, "-m", "kinject", *args], cwd=ROOT, stdout=out, stderr=out)
+    if code:
+        raise SystemExit(f"kinject {args[0]} failed ({code}); see {log}")
+    return time.time() - started
+
+
+def run_one(name: str, seed: int, label: str, options: list[str], out: Path) -> dict:
+    """Prepare, train and evaluate one set with one seed; the row of results.jsonl."""
+    pages, probes = pages_and_probes(name)
+    run = out / f"{label}-{name}-seed{seed}"
+    log = out / f"{run.name}.log"
+    shutil.rmtree(run, ignore_errors=True)
+    log.unlink(missing_ok=True)
+    kinject("prepare", "--files", *map(str, pages), "--out", str(run), log=log)
+    train_s = kinject("train", str(run), "--seed", str(seed), *options, log=log)
+    eval_s = kinject("eval", str(run), "--probes", str(probes), log=log)
+    report, meta = RunDir(run).read_eval(), RunDir(run).read_adapter_meta()
+    forgetting = report.get("forgetting") or {}
+    guard = meta.get("guard") or {}
+    return {
+        "set": name,
+        "seed": seed,
+        "label": label,
+        "options": options,
+        "knowledge": {
+            side: (report.get(side) or {}).get("knowledge_correct") for side in ("base", "open_book", "adapter")
+        },
+        "knowledge_of": report["base"]["knowledge_scored"],
+        "retention": {side: report[side]["retention_correct"] for side in ("base", "adapter")},
+        "retention_of": report["base"]["retention_scored"],
+        "eos": {side: report[side]["eos_rate"] for side in ("base", "adapter")},
+        "kl": forgetting.get("kl_mean"),
+        "ppl_ratio": forgetting.get("ppl_ratio"),
+        "contamination": (report.get("contamination") or {}).get("answers"),
+        "steps": meta.get("total_steps"),
+        "kept_step": meta.get("kept_step", meta.get("step")),
+        "learnt": guard.get("learnt"),
+        "budget": meta.get("budget"),
+        "train_s": round(train_s, 1),
+        "eval_s": round(eval_s, 1),
+    }
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _total(group: list[dict], key: str, side: str) -> int:
+    return sum(r[key][side] or 0 for r in group)
+
+
+def table_row(name: str, label: str, group: list[dict]) -> str:
+    """One set's line: counts summed over the seeds, rates and times averaged, KL and kept steps per seed."""
+    know = " / ".join(str(_total(group, "knowledge", side)) for side in ("base", "open_book", "adapter"))
+    retention = " / ".join(str(_total(group, "retention", side)) for side in ("base", "adapter"))
+    kls = " / ".join(f"{r['kl']:.3f}" for r in group)
+    eos = " / ".join(f"{_mean([r['eos'][side] for r in group]):.2f}" for side in ("base", "adapter"))
+    kept = ", ".join(f"{r['kept_step']}/{r['steps']}" for r in group)
+    cells = [
+        name,
+        label,
+        str(len(group)),
+        f"{know} of {sum(r['knowledge_of'] for r in group)}",
+        f"{retention} of {sum(r['retention_of'] for r in group)}",
+        kls,
+        f"{_mean([r['ppl_ratio'] for r in group]):.2f}",
+        str(sum(r["contamination"] or 0 for r in group)),
+        eos,
+        kept,
+        f"{sum(bool(r['learnt']) for r in group)} of {len(group)}",
+        f"{_mean([r['train_s'] for r in group]):.0f}",
+        f"{_mean([r['eval_s'] for r in group]):.0f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(rows: list[dict]) -> str:
+    """The markdown table, one line per set and recipe."""
+    lines = [
+        "| set | recipe | seeds | knowledge base / open book / adapter | retention base / adapter | KL per seed | "
+        "ppl ratio | contamination | eos base / adapter | kept step / steps | learnt | train s | eval s |",
+        "|---|---|---:|---|---|---|---:|---:|---|---|---|---:|---:|",
+    ]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["set"], row["label"]), []).append(row)
+    lines += [table_row(name, label, group) for (name, label), group in groups.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, type=Path, help="folder for the runs, results.jsonl and table.md")
+    parser.add_argument("--sets", default="announcement,lookalikes", help="comma-separated test sets")
+    parser.add_argument("--seeds", default="42,7,11", help="comma-separated training seeds")
+    parser.add_argument("--label", default="default", help="the recipe's name in the table")
+    parser.add_argument("options", nargs="*", help="`kinject train` options of the recipe (after --)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "results.jsonl"
+    rows = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+    for name in args.sets.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            if any(r["set"] == name and r["seed"] == seed and r["label"] == args.label for r in rows):
+                continue
+            print(f"{args.label}: {name}, seed {seed}", flush=True)
+            row = run_one(name, seed, args.label, args.options, args.out)
+            rows.append(row)
+            with results.open("a", encoding="utf-8") as out:
+                out.write(json.dumps(row) + "\n")
+            (args.out / "table.md").write_text(table(rows), encoding="utf-8")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
