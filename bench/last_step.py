@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipe_check import kinject, pages_and_probes, table  # noqa: E402
+from recipe_check import kinject, pages_and_probes, scores, table  # noqa: E402
 
-from kinject.runs import RunDir  # noqa: E402
+from kinject.runs import RunDir, checkpoint_step  # noqa: E402
 
 
 def last_step_row(row: dict, out: Path) -> dict:
@@ -38,18 +38,11 @@ def last_step_row(row: dict, out: Path) -> dict:
     _, probes = pages_and_probes(row["set"])
     started = time.time()
     kinject("eval", str(copy.path), "--probes", str(probes), log=log)
-    report = copy.read_eval()
-    step = int(last.name.rsplit("-", 1)[1])
     return {
         **row,
+        **scores(copy.read_eval()),
         "label": f"{row['label']}, last step",
-        "knowledge": {s: (report.get(s) or {}).get("knowledge_correct") for s in ("base", "open_book", "adapter")},
-        "retention": {s: report[s]["retention_correct"] for s in ("base", "adapter")},
-        "eos": {s: report[s]["eos_rate"] for s in ("base", "adapter")},
-        "kl": (report.get("forgetting") or {}).get("kl_mean"),
-        "ppl_ratio": (report.get("forgetting") or {}).get("ppl_ratio"),
-        "contamination": (report.get("contamination") or {}).get("answers"),
-        "kept_step": step,
+        "kept_step": checkpoint_step(last),
         "learnt": None,
         "eval_s": round(time.time() - started, 1),
     }

@@ -61,14 +61,26 @@ def run_one(name: str, seed: int, label: str, options: list[str], out: Path) -> 
     kinject("prepare", "--files", *map(str, pages), "--out", str(run), log=log)
     train_s = kinject("train", str(run), "--seed", str(seed), *options, log=log)
     eval_s = kinject("eval", str(run), "--probes", str(probes), log=log)
-    report, meta = RunDir(run).read_eval(), RunDir(run).read_adapter_meta()
-    forgetting = report.get("forgetting") or {}
-    guard = meta.get("guard") or {}
+    meta = RunDir(run).read_adapter_meta()
     return {
         "set": name,
         "seed": seed,
         "label": label,
         "options": options,
+        **scores(RunDir(run).read_eval()),
+        "steps": meta.get("total_steps"),
+        "kept_step": meta.get("kept_step", meta.get("step")),
+        "learnt": (meta.get("guard") or {}).get("learnt"),
+        "budget": meta.get("budget"),
+        "train_s": round(train_s, 1),
+        "eval_s": round(eval_s, 1),
+    }
+
+
+def scores(report: dict) -> dict:
+    """What a results row keeps of an ``eval.json``: counts per side, rates, KL, perplexity, contamination."""
+    forgetting = report.get("forgetting") or {}
+    return {
         "knowledge": {
             side: (report.get(side) or {}).get("knowledge_correct") for side in ("base", "open_book", "adapter")
         },
@@ -79,12 +91,6 @@ def run_one(name: str, seed: int, label: str, options: list[str], out: Path) -> 
         "kl": forgetting.get("kl_mean"),
         "ppl_ratio": forgetting.get("ppl_ratio"),
         "contamination": (report.get("contamination") or {}).get("answers"),
-        "steps": meta.get("total_steps"),
-        "kept_step": meta.get("kept_step", meta.get("step")),
-        "learnt": guard.get("learnt"),
-        "budget": meta.get("budget"),
-        "train_s": round(train_s, 1),
-        "eval_s": round(eval_s, 1),
     }
 
 

@@ -42,12 +42,12 @@ def corpus_facts(documents: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 def exposures_per_epoch(documents: list[dict[str, Any]], blocks: Any, augmentation: Any = None) -> tuple[int, float]:
     """(facts, mean places each fact is stated in per epoch) for training on ``blocks`` (a ``BlocksConfig``)."""
+    from .eval.matching import match_answer
+
     facts = corpus_facts(documents)
     if not facts:
         return 0, 0.0
     page_forms = {"raw": 1, "chat": 1, "both": 2}.get(blocks.text_format, 0)
-    from .eval.matching import match_answer
-
     texts: dict[str, list[str]] = {}  # passage id -> the generated texts that restate it
     rows = []
     if augmentation is not None and blocks.use_paraphrases:

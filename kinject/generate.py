@@ -80,19 +80,9 @@ def _generate_kwargs(tokenizer: Any, config: GenerationConfig, pad_id: int | Non
 
 
 def generate_ids(model: Any, tokenizer: Any, input_ids: Any, config: GenerationConfig) -> tuple[list[int], bool]:
-    """Generate a continuation; returns (new token ids, whether it ended with EOS within the limit)."""
-    import torch
-
-    kw = _generate_kwargs(tokenizer, config, tokenizer.pad_token_id)
-    device = next(model.parameters()).device
-    input_ids = input_ids.to(device)
-    with torch.no_grad():
-        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kw)
-    new = out[0, input_ids.shape[1] :].tolist()
-    ended = tokenizer.eos_token_id in new
-    if ended:
-        new = new[: new.index(tokenizer.eos_token_id)]
-    return new, ended
+    """Generate a continuation of one prompt (a 1-row id tensor); returns (new token ids, whether it ended with EOS
+    within the limit)."""
+    return generate_padded(model, tokenizer, [input_ids[0].tolist()], config)[0]
 
 
 def answer(loaded: Loaded, question: str, config: GenerationConfig | None = None, base: bool = False) -> str:
