@@ -40,7 +40,6 @@ from fastapi import HTTPException  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from kinject.backends import BackendError, choose_backend, stream_chat  # noqa: E402
-from kinject.cli import VERB_SECTIONS, describe_os_error, prepare_command, train_command  # noqa: E402
 from kinject.config import (  # noqa: E402
     DEFAULT_PRESET,
     OPERATOR_FETCH_FIELDS,
@@ -65,6 +64,7 @@ from kinject.eval.contamination import contamination_line  # noqa: E402
 from kinject.eval.report import learnt_nothing, no_gain_line  # noqa: E402
 from kinject.jobs import JOBS, JobBusyError, JobOutcome, JobState, describe_job  # noqa: E402
 from kinject.runs import RunDir, RunError  # noqa: E402
+from kinject.verbs import VERB_SECTIONS, describe_os_error, prepare_command, train_command  # noqa: E402
 
 RUNS_ROOT = Path(os.environ.get("KINJECT_RUNS", "runs"))
 OPERATOR = AppConfig()  # the operator's launch settings (set by build_ui); nothing a web user sends changes them

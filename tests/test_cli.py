@@ -21,12 +21,9 @@ from kinject.cli import (
     EXIT_OK,
     REFERENCE_END,
     REFERENCE_START,
-    VERB_SECTIONS,
     build_parser,
     cli_reference,
     main,
-    prepare_command,
-    train_command,
     verb_configs,
 )
 from kinject.config import (
@@ -41,6 +38,7 @@ from kinject.config import (
     describe_fields,
 )
 from kinject.runs import RunDir
+from kinject.verbs import VERB_SECTIONS, prepare_command, train_command
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TEXT = "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs with 3,200 Gbps of networking.\n"
