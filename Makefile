@@ -62,7 +62,7 @@ test-fast: setup lint
 	$(PY) -m pytest -m "not slow"
 
 docs: setup
-	$(PY) -c 'from kinject.cli import write_reference; print("README.md updated" if write_reference("README.md") else "README.md up to date")'
+	$(PY) -c 'from kinject.cli_docs import write_reference; print("README.md updated" if write_reference("README.md") else "README.md up to date")'
 
 bench: setup
 	$(PY) bench/extraction.py $(BENCH_DATA)

@@ -143,7 +143,7 @@ def check_qlora(small: Path, work: Path, out: Path | None) -> Path:
     import torch
 
     from kinject.models import compute_dtype
-    from kinject.train import train
+    from kinject.pipeline import train
 
     run = prepare_run(small, work / "run-qlora", 256)
     inspector = Inspector()
@@ -342,7 +342,7 @@ def bench_recipe(name: str, model_dir: Path, work: Path, out: Path | None, steps
     """Case-study recipe: steps/s, tokens/s and peak GPU memory (after 2 warm-up steps)."""
     import torch
 
-    from kinject.train import train
+    from kinject.pipeline import train
 
     run = prepare_run(model_dir, work / f"run-{name}", 2048)
     n_blocks = RunDir(run).blocks_infos()[0]["stats"]["blocks"]

@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 from kinject.config import BlocksConfig, GenerationConfig, InputsConfig, PrepareConfig, TrainConfig  # noqa: E402
 from kinject.eval import load_probes, score_probes, shipped_retention_probes  # noqa: E402
 from kinject.models import load_tokenizer, resolve_model  # noqa: E402
+from kinject.pipeline import train  # noqa: E402
 from kinject.prepare import prepare  # noqa: E402
-from kinject.train import train  # noqa: E402
 
 SAMPLES = REPO / "tests" / "data" / "samples" / "aws-summit-nyc-2023"
 

@@ -29,16 +29,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from cuda_check import SMALL, build_llama  # noqa: E402
 
-from kinject.config import (  # noqa: E402
-    DEFAULT_PRESET,
-    AugmentConfig,
-    BlocksConfig,
-    InputsConfig,
-    ModelConfig,
-    PrepareConfig,
-    TrainConfig,
-    training_blocks,
-)
+from kinject.config import AugmentConfig, BlocksConfig, InputsConfig, ModelConfig, PrepareConfig, TrainConfig  # noqa: E402
+from kinject.fields import training_blocks  # noqa: E402
+from kinject.presets import DEFAULT_PRESET  # noqa: E402
 from kinject.progress import Progress  # noqa: E402
 from kinject.runs import RunDir  # noqa: E402
 
@@ -80,8 +73,8 @@ def prepare_sample(model_dir: Path, run_dir: Path, block_size: int) -> RunDir:
 
 def check_recipe(small: Path, work: Path, preset: str, out: Path | None) -> None:
     """The whole recipe on CUDA (the CPU with --smoke) with a small random model: it must train, guard and save."""
-    import kinject.augment as augment
-    from kinject.train import train
+    import kinject.augment.verb as augment
+    from kinject.pipeline import train
 
     run = prepare_sample(small, work / "recipe", 256)
     real_replay = augment.generate_replay
@@ -136,7 +129,7 @@ def time_depth(shape: str, layers: int, tokenizer: Path, work: Path, preset: str
     )
     from kinject.forgetting import ForgettingGuard, knowledge_items
     from kinject.models import ResolvedModel, load_model, load_tokenizer
-    from kinject.train import train
+    from kinject.pipeline import train
 
     model_dir = build_llama(work / f"{shape}-{layers}", tokenizer, **SHAPES[shape], num_hidden_layers=layers)
     train_cfg = TrainConfig(preset=preset, save_steps=10_000, guard_checks=0)

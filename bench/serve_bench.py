@@ -27,7 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from kinject.serve import Engine, Params, ServerThread, create_app  # noqa: E402
+from kinject.serving.engine import Engine, Params  # noqa: E402
+from kinject.serving.http import create_app  # noqa: E402
+from kinject.serving.server import ServerThread  # noqa: E402
 
 PROMPTS = [
     "Explain in a few sentences how a rainbow forms.",

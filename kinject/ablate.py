@@ -18,16 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .config import (
-    AugmentConfig,
-    BlocksConfig,
-    ConfigError,
-    EvalConfig,
-    GenerationConfig,
-    TrainConfig,
-    from_dict,
-    to_dict,
-)
+from .config import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, GenerationConfig, TrainConfig
+from .fields import from_dict, to_dict
 from .progress import Progress
 from .runs import RunDir
 
@@ -110,7 +102,7 @@ def ablate(
     from .augment import ensure_augmentation
     from .blocks import augmentation_kinds
     from .eval import evaluate
-    from .train import train as train_run
+    from .pipeline import train as train_run
 
     run = RunDir(run_dir).require()
     progress = progress or Progress()

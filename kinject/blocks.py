@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .config import BlocksConfig, to_dict
+from .config import BlocksConfig
+from .fields import to_dict
 from .progress import Progress
 from .runs import RunDir
 

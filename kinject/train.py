@@ -1,35 +1,31 @@
-"""LoRA / QLoRA training on a run's packed blocks (stage: train).
+"""The training loop: LoRA / QLoRA on packed blocks through transformers' Trainer, and its callbacks.
 
 Causal-LM loss on the real tokens of the packed blocks: every token of the raw pages, the answers of question-answer
-turns, and replay answers (cross-entropy, or KL(base || adapter) with ``replay_loss kl``). On CUDA the base is
-loaded in 4-bit (nf4, double quantization, bf16 compute where supported) and prepared with
-``prepare_model_for_kbit_training``; on a CPU plain LoRA on the fp32 model is the default because bitsandbytes' CPU
-4-bit path is ~14x slower per step. A ``TrainerCallback`` turns Trainer events into ``Progress`` calls and the
+turns, and replay answers (cross-entropy, or KL(base || adapter) with ``replay_loss kl``). A 4-bit base is prepared
+with ``prepare_model_for_kbit_training``. A ``TrainerCallback`` turns Trainer events into ``Progress`` calls and the
 progress object's stop request into ``should_training_stop``, so the CLI (Ctrl-C), the job runner (stop button)
 and tests all stop training the same way; the forgetting guard (``kinject.forgetting``) checks from the same
-callback.
+callback. This module trains; ``kinject.pipeline`` wires a run's stages around it (load, augment, pack, guard and
+the run folder's records).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import gc
 import json
-import math
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .blocks import IGNORE_INDEX, augmentation_kinds, ensure_blocks
-from .budget import plan_epochs
-from .config import AugmentConfig, BlocksConfig, ModelConfig, TrainConfig, from_dict, to_dict, training_blocks
+from .blocks import IGNORE_INDEX
+from .config import TrainConfig
 from .errors import KinjectError
-from .models import base_hub_id, compute_dtype, context_length, load_model, load_tokenizer, resolve_model, with_lora
+from .fields import to_dict
+from .models import base_hub_id, compute_dtype, with_lora
 from .progress import Progress
-from .runs import RunDir, RunError, checkpoint_step
+from .runs import RunDir, checkpoint_step
 
 
 class TrainError(KinjectError, RuntimeError):
@@ -54,6 +50,25 @@ class TrainResult:
     kept_step: int | None = None  # the step whose adapter was saved (the forgetting guard's choice)
     note: str = ""  # why that step (the guard's reason), for status messages
     learnt: bool | None = None  # the guard's verdict: False when nothing was learnt within its bound
+
+
+@dataclass
+class Attempt:
+    """Where a training stands, for the message of a failure and for letting its memory go afterwards."""
+
+    phase: str = "load model"
+    four_bit: bool = False
+    model: Any = None
+    trainer: Any = None
+    callback: Any = None
+
+    def failure(self, exc: BaseException) -> str:
+        """The readable message of ``exc`` raised at this point of the training."""
+        return explain_failure(exc, _where(self.phase, self.callback, self.trainer), self.four_bit, self.phase)
+
+    def release(self) -> None:
+        """Drop the model and the trainer (which holds it), so their memory can go."""
+        self.model = self.trainer = None
 
 
 def collate(features: list[dict[str, list[int]]], pad_id: int, with_replay: bool = False) -> dict[str, Any]:
@@ -116,267 +131,106 @@ def kinject_trainer(soft_replay: bool, kl_weight: float = 1.0):
     return KinjectTrainer
 
 
-def _use_4bit(config: TrainConfig) -> bool:
-    import torch
-
-    if config.quantization == "auto":
-        return torch.cuda.is_available()
-    return config.quantization == "4bit"
-
-
-def train(
-    run_dir: str | Path | RunDir,
-    config: TrainConfig | None = None,
-    progress: Progress | None = None,
-    resume: bool = False,
-    callbacks: list[Any] | None = None,
-    blocks: BlocksConfig | None = None,
-    augment: AugmentConfig | None = None,
-) -> TrainResult:
-    """Train a LoRA adapter on the run's blocks and save it as the run's adapter.
-
-    ``blocks`` are the blocks to train on (packed from the corpus once, then cached); by default those the run
-    was packed with, with the preset's block size and text format. ``progress.should_stop()`` ends training at
-    the next step; the adapter trained so far is saved (and a checkpoint, so ``resume=True`` continues from it
-    with the same configuration, optimizer, scheduler and data order; ``config`` and ``blocks`` are then taken
-    from the run, except ``eval_at_end``). ``callbacks`` are extra ``TrainerCallback``s (the knowledge sweep
-    scores probes between epochs with one). ``augment`` says how to generate the augmentation the blocks use
-    (by default the run's ``augment`` section); it is generated once, then cached.
-    """
-    run = RunDir(run_dir).require()
-    config = config or TrainConfig()
-    # The lock first: a training still loading its model has written no settings yet, and a resume must hear that
-    # it runs, not that the run was never trained.
-    with run.training_lock():
-        if resume:
-            saved = run.section("train")
-            if not saved:
-                raise TrainError(f"nothing to resume: {run} was never trained")
-            config = from_dict(TrainConfig, {**saved, "eval_at_end": config.eval_at_end}, "train")
-            legacy = {k: saved[k] for k in ("block_size", "text_format") if saved.get(k) is not None}  # older runs
-            blocks = from_dict(BlocksConfig, {**run.section("blocks"), **legacy}, "blocks")
-            augment = None
-        elif blocks is None:
-            blocks = training_blocks(run.section("blocks"), config.preset)
-        augment = augment or from_dict(AugmentConfig, run.section("augment"), "augment")
-        return _train(run, config, blocks, augment, progress or Progress(), resume, callbacks)
-
-
-def _train(
-    run: RunDir,
-    config: TrainConfig,
-    blocks_config: BlocksConfig,
-    augment_config: AugmentConfig,
-    progress: Progress,
-    resume: bool,
-    callbacks: list[Any] | None,
-) -> TrainResult:
+def add_lora(model: Any, config: TrainConfig, four_bit: bool, progress: Progress) -> Any:
+    """``model`` made ready to train (k-bit preparation, gradient checkpointing) with fresh LoRA layers."""
     import torch
     from peft import LoraConfig, prepare_model_for_kbit_training
-    from transformers import PrinterCallback, TrainingArguments
 
-    from .augment import AugmentError, LocalGenerator, ensure_augmentation
-    from .forgetting import ForgettingGuard, check_steps, knowledge_items
-
-    # Checks before destruction: the run, its model, augmentation and blocks are all checked (and loaded) before
-    # this training touches the run's checkpoints, metrics or settings, so one that fails at once leaves what
-    # --resume needs as it was.
-    model_cfg = from_dict(ModelConfig, run.section("model"), "model")
-    last = run.last_checkpoint() if resume else None
-    if resume and last is None:
-        raise TrainError(f"nothing to resume: {run.checkpoints_dir} has no checkpoint", "check run")
-    if not run.has_corpus():
-        raise TrainError(
-            f"{run} has no corpus to train on: prepare it first (`kinject prepare --out {run}`)", "check run"
-        )
-
-    started = time.time()
-    set_aside = False  # whether the previous training's checkpoints were moved aside (see set_aside_previous)
-    trainer = model = None
-    phase, four_bit, callback = "load model", False, None
-    try:
-        progress.start(phase, total=None)
-        resolved = resolve_model(model_cfg.model, model_cfg.revision, progress)
-        tokenizer = load_tokenizer(resolved)
-        four_bit = _use_4bit(config)
-        model = load_model(resolved, quantization="4bit" if four_bit else "none")
-        progress.finish()
-        augmentation = None
-        if kinds := augmentation_kinds(blocks_config):
-            phase = "augment"  # with the model just loaded, before training changes its settings
-            if {"qa", "replay"} & set(kinds) and not getattr(tokenizer, "chat_template", None):
-                raise TrainError(
-                    f"{model_cfg.model} has no chat template, and question-answer pairs and replay are chat turns: "
-                    "train it on raw text (--preset cpu-demo, or --no-use-qa --replay-share 0)"
-                )
-            base = LocalGenerator(model.eval(), tokenizer, augment_config.augment_batch_size, progress)
-            try:
-                augmentation = ensure_augmentation(run, augment_config, kinds, progress, base=base)
-            except (AugmentError, RunError) as exc:
-                raise TrainError(str(exc)) from None
-            except InterruptedError:
-                raise TrainError(
-                    "stopped during augmentation: nothing was trained (each kind of data finished before the stop "
-                    "is saved, and the next start goes on from there)"
-                ) from None
-        model.config.use_cache = False  # a KV cache in training would also disable the per-document mask
-        phase = "prepare training"
-        try:
-            blocks, stats, packed = ensure_blocks(
-                run, blocks_config, tokenizer, context_length(model.config), progress, augmentation
-            )
-        except (RunError, ValueError) as exc:
-            raise TrainError(str(exc)) from None
-        if packed:
-            progress.log(
-                f"packed the corpus ({blocks_config.text_format}) into {stats.blocks} blocks of "
-                f"{stats.block_size} tokens"
-            )
-        cuda = torch.cuda.is_available()
-        checkpointing = config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and cuda)
-        if four_bit:
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
-        elif checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            model.enable_input_require_grads()
-        targets = config.target_modules
-        lora = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
-        torch.manual_seed(config.seed)
-        model = with_lora(model, lora)
-        trainable, total = model.get_nb_trainable_parameters()
-        progress.log(f"LoRA: {trainable:,} trainable of {total:,} parameters ({'4-bit' if four_bit else 'full'} base)")
-
-        budget = plan_epochs(
-            config.epochs, config.fact_exposures, run.load_corpus().to_list(), blocks_config, augmentation
-        )
-        steps_per_epoch = math.ceil(len(blocks) / (config.batch_size * config.gradient_accumulation))
-        total_steps = config.max_steps or math.ceil(steps_per_epoch * budget.epochs)
-        if not config.max_steps:
-            progress.log(f"training length: {total_steps} steps, {budget.reason}")
-        half = compute_dtype() if cuda else None
-        args = TrainingArguments(
-            output_dir=str(run.checkpoints_dir),
-            per_device_train_batch_size=config.batch_size,
-            gradient_accumulation_steps=config.gradient_accumulation,
-            learning_rate=config.learning_rate,
-            num_train_epochs=budget.epochs,
-            max_steps=total_steps,
-            lr_scheduler_type=config.lr_scheduler,
-            warmup_steps=config.warmup_ratio,
-            weight_decay=config.weight_decay,
-            max_grad_norm=config.max_grad_norm,
-            logging_steps=1,
-            save_strategy="steps",
-            save_steps=config.save_steps,
-            save_total_limit=2,
-            seed=config.seed,
-            data_seed=config.seed,
-            bf16=half is torch.bfloat16,
-            fp16=half is torch.float16,
-            use_cpu=not cuda,
-            report_to="none",
-            remove_unused_columns=False,
-            dataloader_num_workers=0,
-            disable_tqdm=True,
-            include_num_input_tokens_seen="all",  # padding only trails the last block
-        )
-        guard = None
-        first = checkpoint_step(last) if last is not None else 0
-        # The same check steps as an uninterrupted training; on resume the earlier checks come from the checkpoint.
-        steps = [s for s in check_steps(total_steps, config.guard_checks or 0) if s > first]
-        saved = run.load_guard_state(last) if last is not None else None
-        if config.guard_checks and (steps or saved):
-            items = knowledge_items(run.load_corpus().to_list())
-            try:
-                guard = ForgettingGuard(
-                    model, tokenizer, items, config.guard_kl_max, steps, config.guard_patience, progress
-                )
-                if saved:
-                    guard.restore(*saved)
-            except Exception as exc:  # noqa: BLE001 - a guard that cannot measure must not cost the training
-                progress.log(f"forgetting guard off: it could not measure this model ({type(exc).__name__}: {exc})")
-        callback = _ProgressCallback(progress, total_steps, run, guard)
-        pad_id = tokenizer.pad_token_id
-        soft_replay = config.replay_loss == "kl" and stats.replay_tokens > 0
-        trainer = kinject_trainer(soft_replay, config.kl_weight)(
-            model=model,
-            args=args,
-            train_dataset=blocks,
-            data_collator=lambda feats: collate(feats, pad_id, with_replay=soft_replay),
-            callbacks=[callback, *(callbacks or [])],
-        )
-        trainer.remove_callback(PrinterCallback)  # progress goes through our callback, not print()
-        # Training really begins: only now does a fresh start set the older run's checkpoints and metrics aside
-        # (it must not resume their state), and this training's settings become the run's.
-        if resume:
-            run.trim_metrics(checkpoint_step(last))  # steps after the checkpoint are trained again
-        else:
-            run.set_aside_previous()  # back in place if this training fails before its first checkpoint
-            set_aside = True
-        run.update_config(train=to_dict(config), blocks=to_dict(blocks_config), augment=to_dict(augment_config))
-        phase = "train"
-        progress.start(phase, total=total_steps, unit="step")
-        if last is not None:
-            progress.advance(checkpoint_step(last), resumed_from=last.name)
-        if last is not None and checkpoint_step(last) >= total_steps:
-            # Nothing left to train (e.g. saving the adapter failed after the last step): the Trainer would run one
-            # step too many, so take the checkpoint's weights and history as they are.
-            phase = f"resume from {last.name}"
-            _load_checkpoint_weights(model, trainer, run, last)
-            callback.last_loss = next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None)
-            progress.log(f"{last.name} is the last step: saving its adapter")
-        else:
-            trainer.train(resume_from_checkpoint=str(last) if last else None)
-        progress.finish()
-        step = trainer.state.global_step
-        status = "stopped" if callback.stopped and not (guard and guard.stopped_early) else "done"
-        decision = guard.decide(step) if guard is not None else None
-        if decision is not None:
-            progress.log(f"forgetting guard: {decision.reason}")
-        phase = "save adapter"
-        progress.start(phase, total=None)
-        adapter_dir = save_adapter(
-            run, model, tokenizer, trainer, config, status, step, total_steps, decision, budget.to_dict()
-        )
-        run.drop_previous()
-        progress.finish()
-        kept = decision.step if decision is not None and decision.step is not None else step
-        note = f"forgetting guard: {decision.reason}" if decision is not None else ""
-        seconds = time.time() - started
-        learnt = decision.learnt if decision is not None else None
-        return TrainResult(
-            run.path, adapter_dir, status, step, total_steps, callback.last_loss, seconds, kept, note, learnt
-        )
-    except TrainError as exc:
-        exc.phase = exc.phase or phase
-        _settle_previous(run, set_aside)
-        raise
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one readable message
-        _settle_previous(run, set_aside)
-        message = explain_failure(exc, _where(phase, callback, trainer), four_bit, phase)
-        traceback.clear_frames(exc.__traceback__)  # its frames hold the model: let the memory go with them
-        raise TrainError(message, phase) from exc
-    finally:
-        del trainer, model
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+    cuda = torch.cuda.is_available()
+    checkpointing = config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and cuda)
+    if four_bit:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    elif checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    targets = config.target_modules
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    torch.manual_seed(config.seed)
+    model = with_lora(model, lora)
+    trainable, total = model.get_nb_trainable_parameters()
+    progress.log(f"LoRA: {trainable:,} trainable of {total:,} parameters ({'4-bit' if four_bit else 'full'} base)")
+    return model
 
 
-def _settle_previous(run: RunDir, set_aside: bool) -> None:
-    """After a failed fresh training: the previous training's checkpoints come back unless this one saved its own
-    (then --resume continues this one)."""
-    if set_aside and run.last_checkpoint() is not None:
-        run.drop_previous()
-    elif set_aside:
-        run.restore_previous()
+def training_arguments(output_dir: Path, config: TrainConfig, epochs: float, total_steps: int) -> Any:
+    """The Trainer's arguments: ``config``'s optimizer, schedule and checkpoints, one log line a step."""
+    import torch
+    from transformers import TrainingArguments
+
+    cuda = torch.cuda.is_available()
+    half = compute_dtype() if cuda else None
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        learning_rate=config.learning_rate,
+        num_train_epochs=epochs,
+        max_steps=total_steps,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=half is torch.bfloat16,
+        fp16=half is torch.float16,
+        use_cpu=not cuda,
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        include_num_input_tokens_seen="all",  # padding only trails the last block
+    )
+
+
+def make_trainer(
+    model: Any, pad_id: int, blocks: Any, args: Any, config: TrainConfig, soft_replay: bool, callbacks: list[Any]
+) -> Any:
+    """The Trainer of ``model`` on ``blocks`` (soft targets on replay tokens when ``soft_replay``); progress goes
+    through ``callbacks``, not print()."""
+    from transformers import PrinterCallback
+
+    trainer = kinject_trainer(soft_replay, config.kl_weight)(
+        model=model,
+        args=args,
+        train_dataset=blocks,
+        data_collator=lambda feats: collate(feats, pad_id, with_replay=soft_replay),
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def fit(attempt: Attempt, run: RunDir, last: Path | None, total_steps: int, progress: Progress) -> int:
+    """Run ``attempt.trainer`` to ``total_steps`` (from checkpoint ``last`` when resuming); returns the last step.
+
+    Resuming a checkpoint at the last step trains nothing: the Trainer would run one step too many (e.g. after
+    saving the adapter failed), so the checkpoint's weights and history are taken as they are."""
+    trainer, callback = attempt.trainer, attempt.callback
+    attempt.phase = "train"
+    progress.start(attempt.phase, total=total_steps, unit="step")
+    if last is not None:
+        progress.advance(checkpoint_step(last), resumed_from=last.name)
+    if last is not None and checkpoint_step(last) >= total_steps:
+        attempt.phase = f"resume from {last.name}"
+        _load_checkpoint_weights(attempt.model, trainer, run, last)
+        callback.last_loss = next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None)
+        progress.log(f"{last.name} is the last step: saving its adapter")
+    else:
+        trainer.train(resume_from_checkpoint=str(last) if last else None)
+    progress.finish()
+    return trainer.state.global_step
 
 
 def _load_checkpoint_weights(model: Any, trainer: Any, run: RunDir, checkpoint: Path) -> None:
@@ -472,67 +326,66 @@ def explain_failure(exc: BaseException, where: str = "", four_bit: bool = False,
     return f"{type(exc).__name__}{where}: {text[:500]}"
 
 
-class _ProgressCallback:
-    """Bridges Trainer events to a Progress object (built lazily as a TrainerCallback subclass below)."""
+def progress_callback(progress: Progress, total_steps: int, run: RunDir, guard: Any = None) -> Any:
+    """A ``TrainerCallback`` that bridges Trainer events to ``progress`` (and the run's metrics), turns its stop
+    request into ``should_training_stop`` and lets the forgetting ``guard`` check at its steps."""
+    from transformers import TrainerCallback
 
-    def __new__(cls, progress: Progress, total_steps: int, run: RunDir, guard: Any = None):
-        from transformers import TrainerCallback
+    class Callback(TrainerCallback):
+        def __init__(self) -> None:
+            self.stopped = False
+            self.in_step = False  # True from a step's start to its end: a failure then is "at" that step
+            self.current_step = 0
+            self.last_loss: float | None = None
+            self._t0 = time.time()
+            self._step0 = 0
+            self._tok0 = 0
 
-        class Callback(TrainerCallback):
-            def __init__(self) -> None:
-                self.stopped = False
-                self.in_step = False  # True from a step's start to its end: a failure then is "at" that step
-                self.current_step = 0
-                self.last_loss: float | None = None
-                self._t0 = time.time()
-                self._step0 = 0
-                self._tok0 = 0
+        def on_train_begin(self, args, state, control, **kw):
+            self._t0 = time.time()
+            self._step0 = state.global_step  # non-zero on resume
+            self._tok0 = int(state.num_input_tokens_seen or 0)
 
-            def on_train_begin(self, args, state, control, **kw):
-                self._t0 = time.time()
-                self._step0 = state.global_step  # non-zero on resume
-                self._tok0 = int(state.num_input_tokens_seen or 0)
+        def on_step_begin(self, args, state, control, **kw):
+            self.in_step, self.current_step = True, state.global_step + 1
 
-            def on_step_begin(self, args, state, control, **kw):
-                self.in_step, self.current_step = True, state.global_step + 1
+        def on_step_end(self, args, state, control, **kw):
+            self.in_step = False
+            if guard is not None and state.global_step in guard.check_steps and guard.check(state.global_step):
+                self.stopped = True
+                control.should_training_stop = True
+            if progress.should_stop():
+                self.stopped = True
+                control.should_training_stop = True
+                control.should_save = True  # a checkpoint to resume from
 
-            def on_step_end(self, args, state, control, **kw):
-                self.in_step = False
-                if guard is not None and state.global_step in guard.check_steps and guard.check(state.global_step):
-                    self.stopped = True
-                    control.should_training_stop = True
-                if progress.should_stop():
-                    self.stopped = True
-                    control.should_training_stop = True
-                    control.should_save = True  # a checkpoint to resume from
+        def on_save(self, args, state, control, **kw):
+            if guard is not None and guard.checks:  # a resumed training keeps the checks made so far
+                checkpoint = run.checkpoint_at(state.global_step)
+                if checkpoint.is_dir():
+                    run.save_guard_state(checkpoint, *guard.state())
 
-            def on_save(self, args, state, control, **kw):
-                if guard is not None and guard.checks:  # a resumed training keeps the checks made so far
-                    checkpoint = run.checkpoint_at(state.global_step)
-                    if checkpoint.is_dir():
-                        run.save_guard_state(checkpoint, *guard.state())
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            if "loss" not in logs:
+                return
+            self.last_loss = float(logs["loss"])
+            elapsed = time.time() - self._t0
+            rate = (state.global_step - self._step0) / elapsed if elapsed > 0 else 0.0
+            left = max(total_steps - state.global_step, 0)
+            tokens = int(state.num_input_tokens_seen or 0) - self._tok0
+            row = {
+                "step": state.global_step,
+                "total": total_steps,
+                "epoch": round(float(state.epoch or 0), 3),
+                "loss": self.last_loss,
+                "learning_rate": float(logs.get("learning_rate", 0.0)),
+                "grad_norm": float(logs.get("grad_norm", 0.0) or 0.0),
+                "tokens_per_s": round(tokens / elapsed, 1) if tokens and elapsed else None,
+                "eta_s": round(left / rate, 1) if rate else None,
+            }
+            with contextlib.suppress(OSError):  # a full disk fails the next checkpoint, with its message
+                run.append_metric({"time": time.time(), **row})
+            progress.advance(1, **row)
 
-            def on_log(self, args, state, control, logs=None, **kw):
-                logs = logs or {}
-                if "loss" not in logs:
-                    return
-                self.last_loss = float(logs["loss"])
-                elapsed = time.time() - self._t0
-                rate = (state.global_step - self._step0) / elapsed if elapsed > 0 else 0.0
-                left = max(total_steps - state.global_step, 0)
-                tokens = int(state.num_input_tokens_seen or 0) - self._tok0
-                row = {
-                    "step": state.global_step,
-                    "total": total_steps,
-                    "epoch": round(float(state.epoch or 0), 3),
-                    "loss": self.last_loss,
-                    "learning_rate": float(logs.get("learning_rate", 0.0)),
-                    "grad_norm": float(logs.get("grad_norm", 0.0) or 0.0),
-                    "tokens_per_s": round(tokens / elapsed, 1) if tokens and elapsed else None,
-                    "eta_s": round(left / rate, 1) if rate else None,
-                }
-                with contextlib.suppress(OSError):  # a full disk fails the next checkpoint, with its message
-                    run.append_metric({"time": time.time(), **row})
-                progress.advance(1, **row)
-
-        return Callback()
+    return Callback()

@@ -10,26 +10,33 @@ from pathlib import Path
 
 import pytest
 
-from kinject.config import PRESET_FIELDS, AppConfig, AugmentConfig, BlocksConfig, TrainConfig, describe_fields
+from kinject.config import AugmentConfig, BlocksConfig, TrainConfig
+from kinject.fields import describe_fields
+from kinject.presets import PRESET_FIELDS
 from kinject.runs import RunDir
+from kinject.settings import AppConfig
+from kinject.web.views import RUNS_COLUMNS, app_text, job_line, status_text, training_line
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def app_client(tmp_path, monkeypatch):
     from gradio_client import Client
 
-    import app
+    from kinject.web import state
+    from kinject.web.layout import build_ui
 
-    monkeypatch.setattr(app, "RUNS_ROOT", tmp_path / "runs")
-    demo = app.build_ui(AppConfig(allow_private_urls=True))  # the operator lets the tests fetch from loopback
+    monkeypatch.setattr(state, "RUNS_ROOT", tmp_path / "runs")
+    demo = build_ui(AppConfig(allow_private_urls=True))  # the operator lets the tests fetch from loopback
     demo.queue().launch(
         server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, show_error=True
     )
     try:
-        yield app, Client(demo.local_url, verbose=False)
+        yield state, Client(demo.local_url, verbose=False)
     finally:
         demo.close()
-        app.CHAT.stop()
+        state.CHAT.stop()
 
 
 def _prepare(client, site, model_dir, name="p5"):
@@ -54,12 +61,12 @@ def _wait_done(client, run: str) -> str:
 
 
 def test_prepare_reports_each_source(app_client, site, tiny_model_dir):
-    app, client = app_client
+    state, client = app_client
     table, summary, *_ = _prepare(client, site, tiny_model_dir)
     rows = table["data"]
     assert [r[0] for r in rows] == ["ok", "error"] and "HTTP 404" in rows[1][5]
     assert "1/2 sources used" in summary
-    assert RunDir(app.RUNS_ROOT / "p5").section("blocks")["block_size"] == 64
+    assert RunDir(state.RUNS_ROOT / "p5").section("blocks")["block_size"] == 64
 
 
 def test_prepare_summary_gives_a_pasteable_command(app_client, site, tiny_model_dir):
@@ -73,7 +80,7 @@ def test_prepare_summary_gives_a_pasteable_command(app_client, site, tiny_model_
 
 
 def test_train_in_the_background_and_poll(app_client, site, tiny_model_dir):
-    app, client = app_client
+    state, client = app_client
     _prepare(client, site, tiny_model_dir)
     cli = client.predict(
         run="p5",
@@ -90,10 +97,10 @@ def test_train_in_the_background_and_poll(app_client, site, tiny_model_dir):
     )
     assert "python -m kinject train" in cli and "--lora-r 4" in cli and "--seed 3" in cli
     assert "done" in _wait_done(client, "p5")
-    run = RunDir(app.RUNS_ROOT / "p5")
+    run = RunDir(state.RUNS_ROOT / "p5")
     assert run.has_adapter() and run.read_adapter_meta()["train"]["seed"] == 3
     runs_rows = client.predict(api_name="/runs")["data"]
-    row = dict(zip(app.RUNS_COLUMNS, runs_rows[0], strict=True))
+    row = dict(zip(RUNS_COLUMNS, runs_rows[0], strict=True))
     assert row["run"] == "p5" and row["status"] == "done" and row["preset"] == "cpu-demo"
     assert row["steps"] and row["final loss"] and row["model"] == str(tiny_model_dir)
 
@@ -102,9 +109,9 @@ def test_generated_data_is_shown_with_why_it_was_not_kept(app_client, site, tiny
     from kinject.augment import augmentation_key
     from kinject.config import AugmentConfig
 
-    app, client = app_client
+    state, client = app_client
     _prepare(client, site, tiny_model_dir)
-    run = RunDir(app.RUNS_ROOT / "p5")
+    run = RunDir(state.RUNS_ROOT / "p5")
     rows = [
         {"kind": "qa", "passage": "d1p1", "question": "What powers P5?", "answer": "H100 GPUs.", "kept": True},
         {
@@ -148,30 +155,31 @@ def test_preset_change_fills_the_preset_fields(app_client):
 
 
 def test_auth_required_off_loopback(monkeypatch):
-    import app
+    from kinject.web.auth import auth_for
 
     monkeypatch.delenv("KINJECT_AUTH", raising=False)
     monkeypatch.delenv("KINJECT_ALLOW_NO_AUTH", raising=False)
     with pytest.raises(SystemExit, match="without authentication"):
-        app._auth_for("0.0.0.0")
-    assert app._auth_for("127.0.0.1") is None
+        auth_for("0.0.0.0")
+    assert auth_for("127.0.0.1") is None
     monkeypatch.setenv("KINJECT_AUTH", "me:long-secret")
-    assert app._auth_for("0.0.0.0") == [("me", "long-secret")]
+    assert auth_for("0.0.0.0") == [("me", "long-secret")]
 
 
 def test_a_preset_named_by_an_api_call_fills_what_the_call_leaves_out():
-    import app
+    from kinject.verbs import preset_settings
+    from kinject.web.forms import apply_preset
 
     sent = {"preset": "cpu-demo", "use_qa": True, "replay_share": 0.2, "epochs": 3.0}  # the first two: knowledge's
     # An API call: the form still shows the default preset, so its values mean "not set".
-    assert app._preset_settings(sent, "knowledge") == {**sent, "use_qa": False, "replay_share": 0.0}
+    assert preset_settings(sent, "knowledge") == {**sent, "use_qa": False, "replay_share": 0.0}
     # In the browser the form shows cpu-demo's values once it is chosen: what the user then ticks is theirs.
-    assert app._preset_settings(sent, "cpu-demo") == sent
-    assert app.apply_preset("cpu-demo")[-1] == "cpu-demo"
+    assert preset_settings(sent, "cpu-demo") == sent
+    assert apply_preset("cpu-demo")[-1] == "cpu-demo"
 
 
 def test_chat_with_base_adapter_and_both_side_by_side(app_client, site, tiny_model_dir):
-    app, client = app_client
+    state, client = app_client
     _prepare(client, site, tiny_model_dir)
 
     def chat(message, talk_to, compare=False, left=None, right=None):
@@ -195,7 +203,7 @@ def test_chat_with_base_adapter_and_both_side_by_side(app_client, site, tiny_mod
     # Trained since the server loaded the run: the new adapter is served, beside the base, in compare mode.
     left, right, _ = chat("What GPUs do P5 instances have?", "adapter", compare=True)
     assert [m["role"] for m in left] == [m["role"] for m in right] == ["user", "assistant"]
-    assert app.CHAT.target(RunDir(app.RUNS_ROOT / "p5")).adapter == "p5"
+    assert state.CHAT.target(RunDir(state.RUNS_ROOT / "p5")).adapter == "p5"
     # A second turn carries the conversation on each side.
     left2, right2, _ = chat("And how many?", "adapter", compare=True, left=left, right=right)
     assert len(left2) == len(right2) == 4 and left2[:2] == left
@@ -204,22 +212,22 @@ def test_chat_with_base_adapter_and_both_side_by_side(app_client, site, tiny_mod
 
 
 def test_chat_works_while_a_training_job_runs(app_client, site, tiny_model_dir):
-    app, client = app_client
+    state, client = app_client
     _prepare(client, site, tiny_model_dir)
     client.predict(run="p5", preset="cpu-demo", epochs=5000, quantization="none", api_name="/train")
     try:
         deadline = time.time() + 60
-        while not app.JOBS.running() and time.time() < deadline:
+        while not state.JOBS.running() and time.time() < deadline:
             time.sleep(0.2)
-        assert app.JOBS.running()
+        assert state.JOBS.running()
         chat = {"message": "Hi?", "talk_to": "base", "compare": False, "left": [], "right": []}
         left, _, _ = client.predict(run="p5", **chat, max_new_tokens=4, api_name="/chat")
         assert [m["role"] for m in left] == ["user", "assistant"]
-        assert app.JOBS.running(), app.JOBS.state()  # the chat did not wait for, or stop, the training
+        assert state.JOBS.running(), state.JOBS.state()  # the chat did not wait for, or stop, the training
     finally:
         client.predict(run="p5", api_name="/stop")
         deadline = time.time() + 60
-        while app.JOBS.running() and time.time() < deadline:
+        while state.JOBS.running() and time.time() < deadline:
             time.sleep(0.2)
 
 
@@ -242,26 +250,28 @@ def _wait_for(predicate, timeout: float = 120, every: float = 0.2):
     raise AssertionError("timed out")
 
 
-def _stop_and_wait(app, client, run="p5"):
+def _stop_and_wait(state, client, run="p5"):
     client.predict(run=run, api_name="/stop")
-    _wait_for(lambda: not app.JOBS.running(), timeout=60)
+    _wait_for(lambda: not state.JOBS.running(), timeout=60)
 
 
 CUSTOM = {"preset": "cpu-demo", "learning_rate": 3e-3, "lora_r": 4, "lora_alpha": 8, "seed": 5, "max_steps": 4000}
 
 
-def _start_custom(app, client, **extra):
+def _start_custom(state, client, **extra):
     """A long cpu-demo training with custom settings, a checkpoint every 2 steps; waits for its third step."""
     client.predict(
         run="p5", quantization="none", eval_at_end=False, save_steps=2, **CUSTOM, **extra, api_name="/train"
     )
-    _wait_for(lambda: app.JOBS.state().phase == "train" and app.JOBS.state().step >= 3)
+    _wait_for(lambda: state.JOBS.state().phase == "train" and state.JOBS.state().step >= 3)
 
 
 def test_reloading_during_a_job_shows_the_job_s_real_settings(app_client, site, tiny_model_dir):
-    app, client = app_client
+    from kinject.web.handlers import button_states
+
+    state, client = app_client
     _prepare(client, site, tiny_model_dir)
-    _start_custom(app, client)
+    _start_custom(state, client)
     try:
         # A new page (another browser, a reload): the job's run is selected and the form holds the job's settings,
         # not the default preset's.
@@ -277,21 +287,23 @@ def test_reloading_during_a_job_shows_the_job_s_real_settings(app_client, site, 
             "Save steps": 2,
         }
         # While it runs: Stop makes sense, Start, Resume, Evaluate, Ask, Merge, Delete and Push do not.
-        interactive = [b["interactive"] for b in app.button_states("p5")]
+        interactive = [b["interactive"] for b in button_states("p5")]
         assert interactive == [False, False, False, True, False, False, False, False, False]
     finally:
-        _stop_and_wait(app, client)
+        _stop_and_wait(state, client)
 
 
 def test_resume_after_a_custom_preset_continues_that_preset(app_client, site, tiny_model_dir):
-    app, client = app_client
+    from kinject.web.handlers import button_states
+
+    state, client = app_client
     _prepare(client, site, tiny_model_dir)
-    _start_custom(app, client)
-    _stop_and_wait(app, client)
-    run = RunDir(app.RUNS_ROOT / "p5")
+    _start_custom(state, client)
+    _stop_and_wait(state, client)
+    run = RunDir(state.RUNS_ROOT / "p5")
     stopped_at = run.read_adapter_meta()["step"]
     blocks = run.section("blocks")
-    resume, start = app.button_states("p5")[2], app.button_states("p5")[1]
+    resume, start = button_states("p5")[2], button_states("p5")[1]
     assert resume["interactive"] and start["interactive"]
     # The form as a fresh page shows it (from config.yaml), sent back as is; then the worst case, an API call that
     # sends the default preset's values: both continue the saved configuration.
@@ -300,19 +312,19 @@ def test_resume_after_a_custom_preset_continues_that_preset(app_client, site, ti
     for sent in ({"preset": "cpu-demo", "lora_r": 4, "seed": 5}, {"preset": "knowledge", "epochs": 15}):
         cli = client.predict(run="p5", **sent, eval_at_end=False, api_name="/resume")
         assert shlex.split(cli.split("`")[1]) == ["python", "-m", "kinject", "train", str(run.path), "--resume"]
-        _wait_for(lambda at=stopped_at: app.JOBS.state().phase == "train" and app.JOBS.state().step > at)
-        state = app.JOBS.state()
-        assert state.total == 4000 and state.step > stopped_at
+        _wait_for(lambda at=stopped_at: state.JOBS.state().phase == "train" and state.JOBS.state().step > at)
+        job = state.JOBS.state()
+        assert job.total == 4000 and job.step > stopped_at
         saved = run.section("train")
         assert saved["preset"] == "cpu-demo" and saved["lora_r"] == 4 and saved["learning_rate"] == 3e-3
         assert run.section("blocks") == blocks
-        _stop_and_wait(app, client)
+        _stop_and_wait(state, client)
         assert run.read_adapter_meta()["train"]["preset"] == "cpu-demo"
         stopped_at = run.read_adapter_meta()["step"]
 
 
 def test_evaluation_reports_progress_and_a_stop_keeps_what_it_scored(app_client, site, tiny_model_dir):
-    app, client = app_client
+    state, client = app_client
     _prepare(client, site, tiny_model_dir)
     client.predict(run="p5", preset="cpu-demo", max_steps=2, quantization="none", api_name="/train")
     assert "done" in _wait_done(client, "p5")
@@ -329,7 +341,7 @@ def test_evaluation_reports_progress_and_a_stop_keeps_what_it_scored(app_client,
     _wait_for(lambda: (c := count()) and c[0] > first)  # it advances
     client.predict(run="p5", api_name="/stop")
     scores, _, answers, status = job.result(timeout=120)
-    data = RunDir(app.RUNS_ROOT / "p5").read_eval()
+    data = RunDir(state.RUNS_ROOT / "p5").read_eval()
     assert data["stopped"] is True and 1 <= len(data["probes"]) < data["settings"]["probes_planned"]
     assert "stopped" in status and "stopped after" in scores
     assert re.search(r"\| \d\.\d\d \(\d+/\d+\) \|", scores)  # a fraction with its counts
@@ -338,7 +350,9 @@ def test_evaluation_reports_progress_and_a_stop_keeps_what_it_scored(app_client,
 
 
 def test_each_fixed_message_names_the_control_to_change(app_client, site, tiny_model_dir):
-    app, client = app_client
+    from kinject.web.handlers import delete_run
+
+    state, client = app_client
     _prepare(client, site, tiny_model_dir)
     # An existing run name: the checkbox that replaces it, not --force.
     _, summary, *_ = _prepare(client, site, tiny_model_dir)
@@ -352,57 +366,57 @@ def test_each_fixed_message_names_the_control_to_change(app_client, site, tiny_m
         client.predict(run="p5", talk_to="merged", **chat, api_name="/chat")
     # Delete without typing the name: the confirmation box, as a warning (an error would badge the run picker).
     client.predict(run="p5", confirm="", api_name="/delete_run")
-    assert (app.RUNS_ROOT / "p5").is_dir()
+    assert (state.RUNS_ROOT / "p5").is_dir()
     with pytest.warns(UserWarning, match="type its name in “Type the run's name to confirm”"):
-        app.delete_run("p5", "")
+        delete_run("p5", "")
     # Ask while a job runs: which job, and the Stop button.
     client.predict(run="p5", preset="cpu-demo", max_steps=4000, quantization="none", api_name="/train")
     try:
-        _wait_for(lambda: app.JOBS.state().phase == "train")
+        _wait_for(lambda: state.JOBS.state().phase == "train")
         with pytest.raises(Exception, match=r"Ask must wait: training of p5 \(train.*Press Stop"):
             client.predict(run="p5", question="Hi?", max_new_tokens=2, api_name="/ask")
         with pytest.raises(Exception, match=r"Training must wait: training of p5 .* Press Stop"):
             client.predict(run="p5", api_name="/train")
     finally:
-        _stop_and_wait(app, client)
+        _stop_and_wait(state, client)
     # The verbs' CLI hints, as the app shows them.
-    assert app.app_text("x exists; choose another --out or pass --force to replace it") == (
+    assert app_text("x exists; choose another --out or pass --force to replace it") == (
         "x exists; choose another Run name, or tick “Replace an existing run of that name” (Prepare tab)"
     )
-    assert app.app_text("free space and resume with --resume") == "free space and press Resume (Train tab)"
-    assert "--" not in app.app_text("train it on raw text (--preset cpu-demo, or --no-use-qa --replay-share 0)")
+    assert app_text("free space and resume with --resume") == "free space and press Resume (Train tab)"
+    assert "--" not in app_text("train it on raw text (--preset cpu-demo, or --no-use-qa --replay-share 0)")
 
 
 def test_the_equivalent_command_survives_shlex_and_runs(app_client, site, tiny_model_dir, tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    app, client = app_client
-    monkeypatch.setattr(app, "RUNS_ROOT", tmp_path / "runs with 'quotes' and spaces")
+    state, client = app_client
+    monkeypatch.setattr(state, "RUNS_ROOT", tmp_path / "runs with 'quotes' and spaces")
     _prepare(client, site, tiny_model_dir)
     cli = client.predict(
         run="p5", preset="cpu-demo", max_steps=2, lora_r=4, quantization="none", seed=7, api_name="/train"
     )
     assert "done" in _wait_done(client, "p5")
-    run = RunDir(app.RUNS_ROOT / "p5")
+    run = RunDir(state.RUNS_ROOT / "p5")
     trained_by_app = run.section("train")
     argv = shlex.split(cli.split("CLI equivalent: `", 1)[1].rsplit("`", 1)[0])
     assert argv[:5] == ["python", "-m", "kinject", "train", str(run.path)]
-    done = subprocess.run([sys.executable, *argv[1:]], cwd=Path(app.__file__).parent, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, *argv[1:]], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert run.section("train") == trained_by_app and run.read_adapter_meta()["step"] == 2
 
 
 def test_runs_tab_deletes_compares_and_shows_sources(app_client, site, tiny_model_dir):
-    app, client = app_client
+    state, client = app_client
     _prepare(client, site, tiny_model_dir, name="a")
     _prepare(client, site, tiny_model_dir, name="b")
-    rows = {r[0]: dict(zip(app.RUNS_COLUMNS, r, strict=True)) for r in client.predict(api_name="/runs")["data"]}
+    rows = {r[0]: dict(zip(RUNS_COLUMNS, r, strict=True)) for r in client.predict(api_name="/runs")["data"]}
     assert set(rows) == {"a", "b"} and rows["a"]["status"] == "prepared" and rows["a"]["date"]
     text, generated = client.predict(run="a", source=f"{site}/ec2-p5.html", api_name="/source")
     assert "H100" in text and not any(any(cell for cell in row) for row in generated["data"])
     for name in ("a", "b"):
-        RunDir(app.RUNS_ROOT / name).write_eval(
+        RunDir(state.RUNS_ROOT / name).write_eval(
             {"base": {"knowledge_accuracy": 0.25, "knowledge_correct": 1, "knowledge_scored": 4}, "probes": []},
             "",
             lambda path: path.write_bytes(b""),
@@ -410,32 +424,32 @@ def test_runs_tab_deletes_compares_and_shows_sources(app_client, site, tiny_mode
     compared = client.predict(first="a", second="b", api_name="/compare")
     assert "| a | b |" in compared and "0.25 (1/4)" in compared
     client.predict(run="b", confirm="b", api_name="/delete_run")
-    assert not (app.RUNS_ROOT / "b").exists() and (app.RUNS_ROOT / "a").exists()
+    assert not (state.RUNS_ROOT / "b").exists() and (state.RUNS_ROOT / "a").exists()
 
 
 def test_status_and_plot_glitches(tmp_path):
     """No "queued ()", the checkpoint's epoch after a resume, rounded numbers, and a single loss point drawn on an
     integer step axis."""
-    import app
     from kinject.jobs import StatusRecorder
+    from kinject.web.eval_view import loss_figure
 
     run = RunDir(tmp_path)
     run.write_config({"model": {"model": "m"}})
     for step in (1, 2, 3):
         run.append_metric({"step": step, "epoch": step / 10, "loss": 1.234567})
     recorder = StatusRecorder(run)
-    assert app._job_line(recorder.snapshot()) == f"queued: training of {run.name}"
+    assert job_line(recorder.snapshot()) == f"queued: training of {run.name}"
     run.trim_metrics(2)  # as a resume does before it starts
     recorder.start("train", total=20, unit="step")
     recorder.advance(2, resumed_from="checkpoint-2")
     state = recorder.snapshot()
     assert (state.step, state.phase_done, state.epoch) == (2, 2, 0.2)
-    assert app._training_line(state).startswith("Training: step 2/20 · epoch 0.20 · loss 1.235")
-    assert "(train, 2/20 steps)" in app._job_line(state)
+    assert training_line(state).startswith("Training: step 2/20 · epoch 0.20 · loss 1.235")
+    assert "(train, 2/20 steps)" in job_line(state)
 
     run.clear_metrics()
     run.append_metric({"step": 1, "loss": 2.5})
-    axes = app.loss_figure(run).axes[0]
+    axes = loss_figure(run).axes[0]
     (line,) = axes.get_lines()
     assert line.get_marker() == "o" and list(line.get_xdata()) == [1]
     ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]
@@ -443,7 +457,7 @@ def test_status_and_plot_glitches(tmp_path):
 
 
 def test_merge_button_runs_a_job_with_progress(app_client, site, tiny_model_dir):
-    app, client = app_client
+    state, client = app_client
     _prepare(client, site, tiny_model_dir)
     with pytest.raises(Exception, match=r"train it first \(Start, Train tab\)"):
         client.predict(run="p5", api_name="/merge")
@@ -451,18 +465,19 @@ def test_merge_button_runs_a_job_with_progress(app_client, site, tiny_model_dir)
     assert "done" in _wait_done(client, "p5")
     status = client.predict(run="p5", api_name="/merge")
     assert "done: merge of p5" in status and "merged into" in status
-    assert (RunDir(app.RUNS_ROOT / "p5").merged_dir / "config.json").is_file()
+    assert (RunDir(state.RUNS_ROOT / "p5").merged_dir / "config.json").is_file()
 
 
 def test_a_handler_reads_its_own_jobs_outcome_not_the_last_one(tmp_path, monkeypatch):
     """Two users: a push ends, then a merge another user started fails; the push's handler still reports the push."""
     import gradio as gr
 
-    import app
     from kinject.jobs import JobManager, JobOutcome
+    from kinject.web import state
+    from kinject.web.handlers import job_finished, wait_for_job
 
     jobs = JobManager()
-    monkeypatch.setattr(app, "JOBS", jobs)
+    monkeypatch.setattr(state, "JOBS", jobs)
 
     def fail(recorder):
         raise RuntimeError("the merge failed")
@@ -472,10 +487,10 @@ def test_a_handler_reads_its_own_jobs_outcome_not_the_last_one(tmp_path, monkeyp
     merged = jobs.submit(tmp_path, "merge", fail, persist=False)
     jobs.wait(10)
     assert merged.job_id == pushed.job_id + 1
-    assert app._finished(pushed).message == "pushed A"
+    assert job_finished(pushed).message == "pushed A"
     with pytest.raises(gr.Error, match="the merge failed"):
-        app._finished(merged)
-    assert list(app._wait_for_job(None, pushed)) == [app.status_text(None)], "an ended job is not waited for"
+        job_finished(merged)
+    assert list(wait_for_job(None, pushed)) == [status_text(None)], "an ended job is not waited for"
 
 
 def test_an_empty_answer_is_shown_as_such():
@@ -486,12 +501,10 @@ def test_an_empty_answer_is_shown_as_such():
 
 
 def test_the_evaluate_tab_says_when_the_adapter_answers_no_more_than_the_base():
-    import app
+    from kinject.web.eval_view import eval_summary
 
     side = {"knowledge_accuracy": 0.25, "knowledge_correct": 1, "knowledge_scored": 4}
-    assert "no more knowledge probes than the base (1 of 4 against 1 of 4)" in app.eval_summary(
+    assert "no more knowledge probes than the base (1 of 4 against 1 of 4)" in eval_summary(
         {"base": side, "adapter": dict(side)}
     )
-    assert "no more knowledge probes" not in app.eval_summary(
-        {"base": side, "adapter": {**side, "knowledge_correct": 2}}
-    )
+    assert "no more knowledge probes" not in eval_summary({"base": side, "adapter": {**side, "knowledge_correct": 2}})

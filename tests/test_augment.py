@@ -262,7 +262,7 @@ def test_blocks_that_use_augmentation_need_it(tiny_run, bundled_tokenizer):
 def test_ablation_runs_end_to_end(tiny_run, teacher, monkeypatch):
     import math
 
-    import kinject.augment
+    import kinject.augment.verb
     from kinject.ablate import ablate
 
     replay = [
@@ -271,7 +271,7 @@ def test_ablation_runs_end_to_end(tiny_run, teacher, monkeypatch):
     ]
     # The tiny random model writes nothing usable: replay comes from a stand-in for the base's answers.
     monkeypatch.setattr(
-        kinject.augment,
+        kinject.augment.verb,
         "generate_replay",
         lambda *a: [{**r, "ended": True, "kept": True, "reason": ""} for r in replay],
     )
@@ -336,7 +336,8 @@ def test_variant_names_are_checked():
 
 
 def test_the_augment_verb_keeps_its_settings_for_training(tiny_run, teacher):
-    from kinject.cli import build_parser, main, verb_configs
+    from kinject.cli import main, verb_configs
+    from kinject.cli_parser import build_parser
 
     argv = ["augment", str(tiny_run), "--generator", teacher.url, "--paraphrases-per-passage", "0"]
     assert main([*argv, "--replay-prompts", "0"]) == 0

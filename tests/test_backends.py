@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kinject.backends import BackendError, EmbeddedBackend, ExternalBackend, TGIBackend, choose_backend
 from kinject.runs import RunDir
+from kinject.serving.backends import BackendError, EmbeddedBackend, ExternalBackend, TGIBackend, choose_backend
 
 TEXT = "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each has 8 GPUs.\n\n" * 4
 

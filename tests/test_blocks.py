@@ -131,6 +131,6 @@ def test_a_changed_tokenizer_packs_again(tiny_run, bundled_tokenizer):
 
 
 def test_prepare_default_block_size_is_the_default_presets():
-    from kinject.config import DEFAULT_PRESET, PRESETS
+    from kinject.presets import DEFAULT_PRESET, PRESETS
 
     assert BlocksConfig().block_size == PRESETS[DEFAULT_PRESET]["blocks"]["block_size"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kinject.config import AppConfig
+from kinject.settings import AppConfig
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -55,16 +55,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(_missing()), reason=_mis
 
 @pytest.fixture
 def app_url(tmp_path, monkeypatch):
-    import app
+    from kinject.web import state
+    from kinject.web.layout import build_ui
 
-    monkeypatch.setattr(app, "RUNS_ROOT", tmp_path / "runs")
-    demo = app.build_ui(AppConfig(allow_private_urls=True))  # the operator lets the test fetch from loopback
+    monkeypatch.setattr(state, "RUNS_ROOT", tmp_path / "runs")
+    demo = build_ui(AppConfig(allow_private_urls=True))  # the operator lets the test fetch from loopback
     demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     try:
         yield demo.local_url
     finally:
         demo.close()
-        app.CHAT.stop()
+        state.CHAT.stop()
 
 
 def test_prepare_train_and_chat_in_compare_mode(app_url, site, tiny_model_dir):

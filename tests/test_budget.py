@@ -9,7 +9,8 @@ import pytest
 from model_fixtures import TINY_BLOCKS
 
 from kinject.budget import MAX_EPOCHS, MIN_EPOCHS, corpus_facts, exposures_per_epoch, plan_epochs
-from kinject.config import PRESETS, BlocksConfig, ConfigError, TrainConfig
+from kinject.config import BlocksConfig, ConfigError, TrainConfig
+from kinject.presets import PRESETS
 from kinject.runs import RunDir
 
 TEXT = (
@@ -96,7 +97,7 @@ def test_the_knowledge_preset_sizes_by_exposures_and_epochs_or_other_presets_ove
 
 
 def test_a_training_runs_the_budgets_steps_and_records_it(tiny_run):
-    from kinject.train import train
+    from kinject.pipeline import train
 
     result = train(
         tiny_run,

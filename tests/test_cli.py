@@ -16,27 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
-from kinject.cli import (
-    EXIT_NO_SOURCE,
-    EXIT_OK,
-    REFERENCE_END,
-    REFERENCE_START,
-    build_parser,
-    cli_reference,
-    main,
-    verb_configs,
-)
-from kinject.config import (
-    PRESETS,
-    BlocksConfig,
-    ConfigError,
-    EvalConfig,
-    FetchConfig,
-    InputsConfig,
-    PrepareConfig,
-    TrainConfig,
-    describe_fields,
-)
+from kinject.cli import EXIT_NO_SOURCE, EXIT_OK, main, verb_configs
+from kinject.cli_docs import REFERENCE_END, REFERENCE_START, cli_reference
+from kinject.cli_parser import build_parser
+from kinject.config import BlocksConfig, ConfigError, EvalConfig, FetchConfig, InputsConfig, PrepareConfig, TrainConfig
+from kinject.fields import describe_fields
+from kinject.presets import PRESETS
 from kinject.runs import RunDir
 from kinject.verbs import VERB_SECTIONS, prepare_command, train_command
 

@@ -74,7 +74,9 @@ def conformance_spec(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def tgi_server(tiny_model_dir):
-    from kinject.serve import Engine, ServerThread, create_app
+    from kinject.serving.engine import Engine
+    from kinject.serving.http import create_app
+    from kinject.serving.server import ServerThread
 
     # A short context keeps every generation in a few milliseconds, whatever max_new_tokens the fuzzer picks.
     server = ServerThread(create_app(Engine(str(tiny_model_dir), max_total_tokens=48), default_max_new_tokens=4))

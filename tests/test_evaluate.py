@@ -251,7 +251,7 @@ def test_report_files_agree_and_settings_are_recorded(tiny_run, tiny_model_dir):
 
 
 def test_trained_adapter_diverges(tiny_run):
-    from kinject.train import train
+    from kinject.pipeline import train
 
     config = TrainConfig(preset="cpu-demo", max_steps=3, learning_rate=5e-2, quantization="none", guard_checks=0)
     train(tiny_run, config, blocks=TINY_BLOCKS)
@@ -321,7 +321,7 @@ def test_a_stop_keeps_the_groups_both_sides_answered(tiny_run, tiny_model_dir):
 
 def test_batched_evaluation_gives_the_answers_of_one_at_a_time(tiny_run, tiny_model_dir):
     """Greedy answers, log-probs, open-book answers and forgetting are the same whatever the batch size."""
-    from kinject.train import train
+    from kinject.pipeline import train
 
     config = TrainConfig(preset="cpu-demo", max_steps=2, learning_rate=5e-2, quantization="none")
     train(tiny_run, config, blocks=TINY_BLOCKS)

@@ -10,8 +10,8 @@ from model_fixtures import TINY_BLOCKS, StopAt
 from kinject.config import TrainConfig
 from kinject.forgetting import check_steps, knowledge_items
 from kinject.jobs import JobManager
+from kinject.pipeline import train
 from kinject.runs import RunDir
-from kinject.train import train
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -162,8 +162,8 @@ def test_drift_past_the_bound_is_reported_as_nothing_learnt(tiny_run):
 
 
 def test_the_card_and_the_evaluation_say_nothing_was_learnt(tiny_run):
-    from app import eval_summary
-    from kinject.publish import model_card
+    from kinject.card import model_card
+    from kinject.web.eval_view import eval_summary
 
     train(tiny_run, hot(guard_kl_max=1e-12), blocks=TINY_BLOCKS)
     run = RunDir(tiny_run)

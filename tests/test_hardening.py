@@ -14,10 +14,11 @@ import pytest
 from httpserver import NetJail, SiteServer
 
 from kinject.cli import EXIT_ERROR, main
-from kinject.config import AppConfig, ConfigError, CorpusConfig, FetchConfig
+from kinject.config import ConfigError, CorpusConfig, FetchConfig
 from kinject.corpus import build_corpus
 from kinject.fetch import fetch_sources
 from kinject.runs import RunDir
+from kinject.settings import AppConfig
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -42,10 +43,11 @@ def test_the_app_api_cannot_allow_private_addresses(
 ):
     from gradio_client import Client
 
-    import app
+    from kinject.web import state
+    from kinject.web.layout import build_ui
 
-    monkeypatch.setattr(app, "RUNS_ROOT", tmp_path / "runs")
-    demo = app.build_ui(AppConfig())  # the operator allowed nothing
+    monkeypatch.setattr(state, "RUNS_ROOT", tmp_path / "runs")
+    demo = build_ui(AppConfig())  # the operator allowed nothing
     demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, show_error=True)
     try:
         client = Client(demo.local_url, verbose=False)
@@ -75,24 +77,25 @@ def test_the_app_api_cannot_allow_private_addresses(
         assert not (tmp_path / "runs" / "x").exists()
     finally:
         demo.close()
-        app.CHAT.stop()
+        state.CHAT.stop()
 
 
 def test_the_operator_sets_the_fetch_policy_at_launch(monkeypatch):
-    import app
+    from kinject.web.launch import launch_config
+    from kinject.web.views import fetch_policy_text
 
     asked = FetchConfig(allow_private_urls=True, allowed_networks=["0.0.0.0/0"])  # what a form might send
     assert AppConfig().fetch_policy(asked) == FetchConfig()
     monkeypatch.setenv("KINJECT_ALLOWED_NETWORKS", "10.1.2.0/24, 192.168.0.0/16")
-    operator = app.launch_config([])
+    operator = launch_config([])
     assert operator.fetch_policy(FetchConfig()).allowed_networks == ["10.1.2.0/24", "192.168.0.0/16"]
     assert not operator.allow_private_urls
-    assert "except 10.1.2.0/24, 192.168.0.0/16" in app.fetch_policy_text(operator)
+    assert "except 10.1.2.0/24, 192.168.0.0/16" in fetch_policy_text(operator)
     monkeypatch.setenv("KINJECT_ALLOW_PRIVATE_URLS", "1")
-    assert app.launch_config([]).allow_private_urls
+    assert launch_config([]).allow_private_urls
     monkeypatch.delenv("KINJECT_ALLOW_PRIVATE_URLS")
-    assert app.launch_config(["--allow-private-urls", "--port", "8000"]).fetch_policy(FetchConfig()).allow_private_urls
-    assert "allowed** by the operator" in app.fetch_policy_text(AppConfig(allow_private_urls=True))
+    assert launch_config(["--allow-private-urls", "--port", "8000"]).fetch_policy(FetchConfig()).allow_private_urls
+    assert "allowed** by the operator" in fetch_policy_text(AppConfig(allow_private_urls=True))
 
 
 # --------------------------------------------------------------------------------------- 2. one deadline per page
@@ -130,19 +133,19 @@ def test_the_deadline_covers_every_redirect_hop(site, jail):
     ],
 )
 def test_weak_or_malformed_credentials_refuse_to_start(monkeypatch, value, message):
-    import app
+    from kinject.web.auth import auth_for
 
     monkeypatch.setenv("KINJECT_AUTH", value)
     for host in ("0.0.0.0", "127.0.0.1"):  # a malformed value is never ignored, on loopback either
         with pytest.raises(SystemExit, match=message) as info:
-            app._auth_for(host)
+            auth_for(host)
         assert "short" not in str(info.value).replace("'admin' is 5", "")  # the password is never shown
 
 
 def test_good_credentials_are_parsed():
-    import app
+    from kinject.web.auth import parse_auth
 
-    assert app.parse_auth("me:long-secret, you:a:b:c:d:e:f:g") == [("me", "long-secret"), ("you", "a:b:c:d:e:f:g")]
+    assert parse_auth("me:long-secret, you:a:b:c:d:e:f:g") == [("me", "long-secret"), ("you", "a:b:c:d:e:f:g")]
 
 
 # -------------------------------------------------------------------------------------------------- 4. file sizes
@@ -309,11 +312,11 @@ def test_os_errors_become_one_message_and_an_exit_code(tmp_path, monkeypatch, ca
     ],
 )
 def test_a_bad_environment_value_stops_the_app_with_a_message(monkeypatch, variable, value, message):
-    import app
+    from kinject.web.launch import main as app_main
 
     monkeypatch.setenv(variable, value)
     with pytest.raises(SystemExit) as info:
-        app.main([])
+        app_main([])
     assert str(info.value).startswith(message)
     with pytest.raises(ConfigError):
         AppConfig.from_env({variable: value})
@@ -337,7 +340,7 @@ def test_a_failing_train_leaves_checkpoints_intact(tiny_run, capsys):
     from model_fixtures import TINY_BLOCKS
 
     from kinject.config import TrainConfig
-    from kinject.train import train
+    from kinject.pipeline import train
 
     run = RunDir(tiny_run)
     quick = TrainConfig(preset="cpu-demo", max_steps=4, save_steps=2, quantization="none", learning_rate=5e-3)
@@ -362,7 +365,8 @@ def test_a_training_that_fails_at_its_first_step_puts_the_earlier_checkpoints_ba
     from transformers import TrainerCallback
 
     from kinject.config import TrainConfig
-    from kinject.train import TrainError, train
+    from kinject.pipeline import train
+    from kinject.train import TrainError
 
     class FailAtFirstStep(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
@@ -381,13 +385,14 @@ def test_a_training_that_fails_at_its_first_step_puts_the_earlier_checkpoints_ba
 
 
 def test_train_without_a_corpus_fails_before_loading_the_model(tmp_path, monkeypatch):
-    import kinject.train
-    from kinject.train import TrainError, train
+    import kinject.pipeline
+    from kinject.pipeline import train
+    from kinject.train import TrainError
 
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
     run.write_config({"model": {"model": str(tmp_path / "no-model")}})
-    monkeypatch.setattr(kinject.train, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(kinject.pipeline, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     with pytest.raises(TrainError, match="has no corpus to train on: prepare it first") as info:
         train(run)
     assert info.value.phase == "check run"

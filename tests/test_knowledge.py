@@ -38,7 +38,9 @@ def test_ask_cli(p5_trained):
 def test_the_embedded_server_serves_the_bundled_model_and_its_adapter(p5_trained):
     from huggingface_hub import InferenceClient
 
-    from kinject.serve import Engine, ServerThread, create_app
+    from kinject.serving.engine import Engine
+    from kinject.serving.http import create_app
+    from kinject.serving.server import ServerThread
 
     server = ServerThread(create_app(Engine("smollm2-135m-instruct", {"p5": p5_trained})))
     try:

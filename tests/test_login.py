@@ -7,8 +7,10 @@ import logging
 
 import httpx
 import pytest
+from fastapi import HTTPException
 
-import app
+from kinject.config import ConfigError
+from kinject.web.auth import LoginLimiter, auth_for, auth_launch_kwargs, parse_auth
 
 GOOD = [("me", "long-secret"), ("you", "correct horse battery")]
 
@@ -30,8 +32,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def limiter(clock: FakeClock) -> app.LoginLimiter:
-    return app.LoginLimiter(GOOD, clock=clock)
+def limiter(clock: FakeClock) -> LoginLimiter:
+    return LoginLimiter(GOOD, clock=clock)
 
 
 # --------------------------------------------------------------------------------------- weak passwords refused
@@ -64,13 +66,13 @@ def _without(message: str, why: str) -> str:
 )
 def test_weak_passwords_refuse_to_start(monkeypatch, value, why):
     user, password = value.split(",")[-1].split(":", 1)
-    with pytest.raises(app.ConfigError, match=f"the password of '{user}' is {why}") as info:
-        app.parse_auth(value)
+    with pytest.raises(ConfigError, match=f"the password of '{user}' is {why}") as info:
+        parse_auth(value)
     assert password not in _without(str(info.value), why)  # the password itself is never shown
     monkeypatch.setenv("KINJECT_AUTH", value)
     for host in ("0.0.0.0", "127.0.0.1"):
         with pytest.raises(SystemExit, match=why) as info:
-            app._auth_for(host)
+            auth_for(host)
         assert password not in _without(str(info.value), why)
 
 
@@ -80,12 +82,12 @@ def test_weak_passwords_refuse_to_start(monkeypatch, value, why):
 )
 def test_reasonable_passwords_are_accepted(value):
     user, password = value.split(":", 1)
-    assert app.parse_auth(value) == [(user, password)]
+    assert parse_auth(value) == [(user, password)]
 
 
 def test_short_passwords_keep_their_message():
-    with pytest.raises(app.ConfigError, match="the password of 'admin' is 5 characters; use at least 8"):
-        app.parse_auth("admin:short")
+    with pytest.raises(ConfigError, match="the password of 'admin' is 5 characters; use at least 8"):
+        parse_auth("admin:short")
 
 
 # ------------------------------------------------------------------------------------------- the login limiter
@@ -162,7 +164,7 @@ def test_unknown_users_odd_passwords_and_many_names(limiter, monkeypatch):
 def test_the_gradio_callable_answers_429_while_locked(limiter):
     for _ in range(5):
         assert limiter("me", "nope-nope") is False
-    with pytest.raises(app.HTTPException) as info:
+    with pytest.raises(HTTPException) as info:
         limiter("me", "long-secret")
     assert info.value.status_code == 429 and info.value.headers["Retry-After"] == "60"
 
@@ -175,7 +177,7 @@ def test_real_login_route_locks_out_and_recovers(clock):
 
     with gr.Blocks() as demo:
         gr.Markdown("hello")
-    kwargs = app.auth_launch_kwargs([("me", "long-secret")], clock=clock)
+    kwargs = auth_launch_kwargs([("me", "long-secret")], clock=clock)
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, **kwargs)
     try:
         with httpx.Client(base_url=demo.local_url, timeout=10) as http:

@@ -13,11 +13,13 @@ import pytest
 from hubserver import User, hub_server
 
 from kinject.cli import EXIT_ERROR, main
-from kinject.config import AugmentConfig, ConfigError, FetchConfig, PublishConfig, TrainConfig, from_dict
+from kinject.config import AugmentConfig, ConfigError, FetchConfig, TrainConfig
 from kinject.extract import decode_bytes
 from kinject.fetch import fetch_sources
+from kinject.fields import from_dict
 from kinject.publish import PublishError, push
 from kinject.runs import RunBusyError, RunDir, RunError
+from kinject.settings import PublishConfig
 
 ALICE = "hf_aliceWriteToken0123456789abcdefXYZ"
 TEXT = "The llamas of Lima prefer rain, says the 2026 census of Peru. Each llama drinks four litres a day.\n"
@@ -231,7 +233,7 @@ def test_a_hub_without_xet_refuses_in_one_line_and_leaves_no_empty_repository(hu
 
 
 def test_resume_while_the_first_training_is_starting_says_so(tmp_path):
-    from kinject.train import train
+    from kinject.pipeline import train
 
     run = fake_run(tmp_path / "run")
     with run.training_lock(), pytest.raises(RunBusyError, match=r"being trained .*still be starting"):
@@ -253,7 +255,7 @@ def test_a_value_of_the_wrong_type_names_the_field_and_the_file(tmp_path):
 
 
 def test_an_empty_config_yaml_is_called_empty_not_never_trained(tmp_path):
-    from kinject.train import train
+    from kinject.pipeline import train
 
     run = fake_run(tmp_path / "run")
     state = run.checkpoint_at(2) / "trainer_state.json"

@@ -12,18 +12,13 @@ import pytest
 import yaml
 from hubserver import User, hub_server
 
-from kinject.config import (
-    BlocksConfig,
-    EvalConfig,
-    InputsConfig,
-    ModelConfig,
-    PrepareConfig,
-    PublishConfig,
-    TrainConfig,
-)
+from kinject.card import base_license
+from kinject.config import BlocksConfig, EvalConfig, InputsConfig, ModelConfig, PrepareConfig, TrainConfig
+from kinject.hub import parse_hub_id
 from kinject.progress import RecordingProgress
-from kinject.publish import PublishError, base_license, parse_hub_id, push
+from kinject.publish import PublishError, push
 from kinject.runs import RunDir
+from kinject.settings import PublishConfig
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -46,8 +41,8 @@ def trained(tmp_path_factory, tiny_model_dir) -> Path:
     """A tiny run with an adapter, its evaluation and its merged model."""
     from kinject.eval import evaluate
     from kinject.merge import merge
+    from kinject.pipeline import train
     from kinject.prepare import prepare
-    from kinject.train import train
 
     root = tmp_path_factory.mktemp("publish")
     doc = root / "p5.txt"
@@ -275,7 +270,7 @@ def test_a_card_never_shows_the_scores_of_an_earlier_adapter(hub, run):
 
 
 def test_the_loopback_hub_refuses_a_path_as_base_model(hub, run, monkeypatch):
-    monkeypatch.setattr("kinject.publish._hub_base", lambda model: "/home/someone/models/base")
+    monkeypatch.setattr("kinject.card._hub_base", lambda model: "/home/someone/models/base")
     with pytest.raises(PublishError, match="refused the request while uploading the files: Invalid metadata"):
         push(run, PublishConfig(repo="alice/bad-card"), token=ALICE)
 
@@ -472,7 +467,9 @@ def test_a_hub_adapter_answers_in_ask_serve_chat_and_eval(hub, run, tiny_model_d
     import httpx
 
     from kinject.cli import main
-    from kinject.serve import Engine, ServerThread, create_app
+    from kinject.serving.engine import Engine
+    from kinject.serving.http import create_app
+    from kinject.serving.server import ServerThread
 
     push(run, PublishConfig(repo="alice/shared"), token=ALICE)
     hub.repos["alice/shared"].private = False  # downloads need no token
@@ -506,7 +503,9 @@ def test_a_hub_adapter_answers_in_ask_serve_chat_and_eval(hub, run, tiny_model_d
 def test_a_client_cannot_load_a_private_hub_adapter_with_the_operators_token(hub, run, tiny_model_dir, monkeypatch):
     import httpx
 
-    from kinject.serve import Engine, ServerThread, create_app
+    from kinject.serving.engine import Engine
+    from kinject.serving.http import create_app
+    from kinject.serving.server import ServerThread
 
     push(run, PublishConfig(repo="alice/secret"), token=ALICE)
     assert hub.repos["alice/secret"].private
@@ -544,16 +543,18 @@ def test_the_publish_tab_pushes_and_links_to_the_result(hub, trained, tmp_path, 
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    import app
-    from kinject.config import AppConfig
+    from kinject.settings import AppConfig
+    from kinject.web import state
+    from kinject.web.handlers import button_states
+    from kinject.web.layout import build_ui
 
-    monkeypatch.setattr(app, "RUNS_ROOT", tmp_path / "runs")
+    monkeypatch.setattr(state, "RUNS_ROOT", tmp_path / "runs")
     shutil.copytree(trained, tmp_path / "runs" / "p5")
-    demo = app.build_ui(AppConfig())
+    demo = build_ui(AppConfig())
     demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, show_error=True)
     try:
         client = Client(demo.local_url, verbose=False)
-        assert app.button_states("p5")[-1]["interactive"], "Push is enabled for a run with an adapter"
+        assert button_states("p5")[-1]["interactive"], "Push is enabled for a run with an adapter"
         card = client.predict(run="p5", repo="alice/from-app", api_name="/card")
         assert "library_name: peft" in card and "## Evaluation" in card
 
@@ -582,10 +583,10 @@ def test_the_publish_tab_pushes_and_links_to_the_result(hub, trained, tmp_path, 
 
 
 def test_the_card_says_when_the_adapter_answers_no_more_than_the_base():
-    from kinject.publish import _eval_section
+    from kinject.card import eval_section
 
     side = {"knowledge_accuracy": 0.0, "knowledge_correct": 0, "knowledge_scored": 7, "retention_accuracy": 1.0}
-    same = "\n".join(_eval_section({"base": side, "adapter": dict(side)}))
+    same = "\n".join(eval_section({"base": side, "adapter": dict(side)}))
     assert "answers no more knowledge probes than the base (0 of 7 against 0 of 7)" in same
-    better = "\n".join(_eval_section({"base": side, "adapter": {**side, "knowledge_correct": 3}}))
+    better = "\n".join(eval_section({"base": side, "adapter": {**side, "knowledge_correct": 3}}))
     assert "no more knowledge probes" not in better

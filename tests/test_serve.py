@@ -69,8 +69,8 @@ def events(response: httpx.Response) -> list[Any]:
 def trained(tmp_path_factory, tiny_model_dir) -> Path:
     """A tiny run with an adapter trained hard enough to answer unlike the base, and its merged copy."""
     from kinject.merge import merge
+    from kinject.pipeline import train
     from kinject.prepare import prepare
-    from kinject.train import train
 
     root = tmp_path_factory.mktemp("serve")
     doc = root / "doc.txt"
@@ -89,14 +89,15 @@ def trained(tmp_path_factory, tiny_model_dir) -> Path:
 
 @pytest.fixture(scope="module")
 def engine(trained, tiny_model_dir):
-    from kinject.serve import Engine
+    from kinject.serving.engine import Engine
 
     return Engine(str(tiny_model_dir), {"p5": trained}, {"p5-merged": trained}, max_concurrent_requests=4)
 
 
 @pytest.fixture(scope="module")
 def server(engine, trained):
-    from kinject.serve import HttpPolicy, ServerThread, create_app
+    from kinject.serving.http import HttpPolicy, create_app
+    from kinject.serving.server import ServerThread
 
     policy = HttpPolicy(adapter_root=trained.parent)  # runtime loading from the test's folder only
     srv = ServerThread(create_app(engine, default_max_new_tokens=8, policy=policy))
@@ -279,7 +280,7 @@ def test_serve_verb_serves_until_stopped(trained, tiny_model_dir):
     import subprocess
     import sys
 
-    from kinject.serve import free_port
+    from kinject.serving.server import free_port
 
     port = free_port()
     argv = ["serve", "--model", str(tiny_model_dir), "--adapter", f"p5={trained}", "--port", str(port)]
@@ -308,8 +309,8 @@ def test_serve_verb_names_a_bad_adapter(tmp_path, tiny_model_dir, capsys):
 
 
 def test_an_external_server_gets_the_runs_adapter_loaded(server, trained):
-    from kinject.backends import ExternalBackend
     from kinject.runs import RunDir
+    from kinject.serving.backends import ExternalBackend
 
     backend = ExternalBackend(server.url)
     target = backend.target(RunDir(trained))  # "kinject serve" can load it while running
@@ -320,8 +321,8 @@ def test_an_external_server_gets_the_runs_adapter_loaded(server, trained):
 def test_an_external_server_that_cannot_load_adapters_says_how_to_start_it(trained):
     import http.server
 
-    from kinject.backends import BackendError, ExternalBackend
     from kinject.runs import RunDir
+    from kinject.serving.backends import BackendError, ExternalBackend
 
     class ModelsOnly(http.server.BaseHTTPRequestHandler):
         def do_GET(self):

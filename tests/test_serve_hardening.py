@@ -22,7 +22,7 @@ SLOW_S = 0.1  # seconds per generated token in the slowed engine: 240 tokens wou
 def engine(tiny_model_dir):
     """A tiny engine that, while ``slow``, takes ``SLOW_S`` per forward pass and never emits EOS, so an
     uncancelled generation of 240 tokens would hold the model for 24 s."""
-    from kinject.serve import Engine
+    from kinject.serving.engine import Engine
 
     engine = Engine(str(tiny_model_dir), max_concurrent_requests=4)
     forward = engine.model.forward
@@ -40,7 +40,8 @@ def engine(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def server(engine, tmp_path_factory):
-    from kinject.serve import HttpPolicy, ServerThread, create_app
+    from kinject.serving.http import HttpPolicy, create_app
+    from kinject.serving.server import ServerThread
 
     root = tmp_path_factory.mktemp("adapter-root")
     srv = ServerThread(create_app(engine, 8, HttpPolicy(adapter_root=root, max_body_bytes=100_000)))
@@ -289,7 +290,8 @@ def test_a_bad_adapter_name_is_a_validation_error(server, name):
 
 
 def test_no_adapter_root_means_no_local_loading(engine, tmp_path):
-    from kinject.serve import ServerThread, create_app
+    from kinject.serving.http import create_app
+    from kinject.serving.server import ServerThread
 
     srv = ServerThread(create_app(engine))
     try:
@@ -300,7 +302,8 @@ def test_no_adapter_root_means_no_local_loading(engine, tmp_path):
 
 
 def test_an_api_key_guards_every_route_but_health(engine):
-    from kinject.serve import HttpPolicy, ServerThread, create_app
+    from kinject.serving.http import HttpPolicy, create_app
+    from kinject.serving.server import ServerThread
 
     key = "k" * 24
     srv = ServerThread(create_app(engine, 4, HttpPolicy(api_key=key)))
@@ -331,24 +334,22 @@ def test_serve_off_loopback_needs_a_key_before_loading_anything(monkeypatch, cap
     assert "at least 16 characters" in capsys.readouterr().err
 
 
-def test_the_chat_client_never_sends_the_hf_token(monkeypatch):
-    from kinject.serving.client import chat_messages
-
-    seen: list[str] = []
+def _chat_recorder(seen: list[tuple[str, dict]], content: str) -> ThreadingHTTPServer:
+    """A loopback chat-completions server that answers ``content`` and records each request's authorization
+    header and body in ``seen``."""
 
     class Recorder(BaseHTTPRequestHandler):
         def do_POST(self):
-            seen.append(self.headers.get("authorization", ""))
-            self.rfile.read(int(self.headers.get("content-length", 0)))
+            sent = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+            seen.append((self.headers.get("authorization", ""), sent))
+            message = {"role": "assistant", "content": content}
             body = json.dumps(
                 {
                     "object": "chat.completion",
                     "id": "x",
                     "created": 0,
                     "model": "m",
-                    "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
-                    ],
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                 }
             ).encode()
@@ -363,6 +364,14 @@ def test_the_chat_client_never_sends_the_hf_token(monkeypatch):
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def test_the_chat_client_never_sends_the_hf_token(monkeypatch):
+    from kinject.serving.client import chat_messages
+
+    seen: list[tuple[str, dict]] = []
+    httpd = _chat_recorder(seen, "ok")
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
     secret = "hf_operatorSecretToken0123456789abcdef"
     monkeypatch.setenv("HF_TOKEN", secret)
@@ -373,5 +382,26 @@ def test_the_chat_client_never_sends_the_hf_token(monkeypatch):
         assert "".join(chat_messages(url, None, [{"role": "user", "content": "hi"}], stream=False)) == "ok"
     finally:
         httpd.shutdown()
-    assert seen and all(secret not in header for header in seen)
-    assert seen[-1] == "Bearer the-servers-own-key-1234"
+    assert seen and all(secret not in header for header, _ in seen)
+    assert seen[-1][0] == "Bearer the-servers-own-key-1234"
+
+
+def test_one_reply_sends_its_seed_and_the_servers_key_only(monkeypatch):
+    """``ServerClient.reply`` (what a generator server is asked): one answer, the request's seed and temperature,
+    no top_p, and ``$KINJECT_API_KEY`` rather than the HF token."""
+    from kinject.serving.client import ServerClient
+
+    seen: list[tuple[str, dict]] = []
+    httpd = _chat_recorder(seen, " ok ")
+    monkeypatch.setenv("HF_TOKEN", "hf_operatorSecretToken0123456789abcdef")
+    monkeypatch.setenv("KINJECT_API_KEY", "the-servers-own-key-1234")
+    try:
+        client = ServerClient(f"http://127.0.0.1:{httpd.server_address[1]}", timeout_s=30)
+        answer = client.reply([{"role": "user", "content": "hi"}], "gen", max_tokens=8, temperature=-1, seed=7)
+    finally:
+        httpd.shutdown()
+    assert answer == " ok "
+    (header, sent), *_ = seen
+    assert header == "Bearer the-servers-own-key-1234"
+    assert sent["seed"] == 7 and sent["temperature"] == 0.0 and sent["max_tokens"] == 8 and sent["model"] == "gen"
+    assert "top_p" not in sent

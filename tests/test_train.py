@@ -13,9 +13,9 @@ from model_fixtures import TINY_BLOCKS, StopAt
 
 from kinject.config import BlocksConfig, TrainConfig
 from kinject.jobs import JobBusyError, JobManager, read_status
+from kinject.pipeline import train
 from kinject.progress import Progress, RecordingProgress
 from kinject.runs import RunDir, replaced_dir
-from kinject.train import train
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -164,7 +164,7 @@ def test_failed_job_reads_failed_and_the_next_one_runs(tiny_run, tmp_path):
 
 def test_train_then_evaluate_runs_the_evaluation_once_training_is_done(tiny_run):
     from kinject.config import EvalConfig, GenerationConfig
-    from kinject.jobs import train_then_evaluate
+    from kinject.pipeline import train_then_evaluate
 
     evaluation = EvalConfig(auto_probes=1, retention=False, forgetting=False)
     outcome = train_then_evaluate(
@@ -185,7 +185,7 @@ def test_interrupted_status_is_reported(tiny_run):
     import subprocess
     import sys
 
-    from kinject.jobs import _process_started
+    from kinject.jobs import process_started
 
     def status_with(**fields) -> str:
         RunDir(tiny_run).write_status({"run_dir": str(tiny_run), "status": "running", **fields})
@@ -196,14 +196,14 @@ def test_interrupted_status_is_reported(tiny_run):
     assert status_with(pid=2**80) == "interrupted" and status_with(pid="x") == "interrupted"  # malformed
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        started = _process_started(other.pid)
+        started = process_started(other.pid)
         assert status_with(pid=other.pid, pid_started=started) == "running"  # another live process trains it
         assert status_with(pid=other.pid) == "running"  # start time not recorded: the live pid is enough
         # The recorded pid is alive but started at another time: a reused pid, the writer is gone.
         assert status_with(pid=other.pid, pid_started=(started or 5000.0) + 3600) == "interrupted"
         os.kill(other.pid, signal.SIGKILL)
         deadline = time.time() + 10
-        while _process_started(other.pid) != 0.0 and time.time() < deadline:
+        while process_started(other.pid) != 0.0 and time.time() < deadline:
             time.sleep(0.05)
         assert status_with(pid=other.pid, pid_started=started) == "interrupted"  # dead but not reaped: a zombie
     finally:
@@ -293,7 +293,7 @@ def test_out_of_memory_names_the_step_and_the_fix(tiny_run, monkeypatch):
 
     from transformers import TrainerCallback
 
-    from kinject import train as train_module
+    from kinject import pipeline as train_module
     from kinject.train import TrainError
 
     loaded = []
@@ -327,7 +327,7 @@ def test_disk_full_while_saving_keeps_the_previous_adapter(tiny_run, monkeypatch
     from kinject.train import TrainError
 
     assert fit(tiny_run, quick(max_steps=2)).status == "done"
-    from kinject import runs
+    from kinject.runs import adapters as runs  # where write_adapter looks the writer up
 
     real_write = runs.atomic_write_json
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import EvalConfig, GenerationConfig, to_dict
+from ..config import EvalConfig, GenerationConfig
+from ..fields import to_dict
 from ..progress import Progress
 from ..runs import RunDir
 from .contamination import corpus_names, measure_contamination
@@ -95,6 +96,90 @@ def is_quick(config: EvalConfig) -> bool:
     return not torch.cuda.is_available()
 
 
+@dataclass
+class _Plan:
+    """What one evaluation asks: its probes, the general prompts for forgetting, and how long answers may be."""
+
+    probes: list[Probe]
+    source: str
+    has_adapter: bool
+    forgetting_on: bool
+    prompts: list[Any]
+    quick: bool
+    gen: GenerationConfig
+    kl_tokens: int
+
+
+def _plan(run: RunDir, config: EvalConfig, gen: GenerationConfig, progress: Progress) -> _Plan:
+    """The probes and prompts to answer (the quick set cut to ``QUICK``); raises when there is nothing to do."""
+    probes, source = collect_probes(run, config, progress)
+    has_adapter = run.has_adapter()
+    forgetting_on = config.forgetting and has_adapter
+    prompts = general_prompts() if forgetting_on else []
+    quick = is_quick(config)
+    kl_tokens = config.kl_max_new_tokens
+    if quick:
+        n = QUICK["probes_per_kind"]
+        probes = [p for kind in KINDS for p in [q for q in probes if q.kind == kind][:n]]
+        prompts = prompts[: QUICK["kl_prompts"]]
+        gen = replace(gen, max_new_tokens=min(gen.max_new_tokens, QUICK["max_new_tokens"]))
+        kl_tokens = min(kl_tokens, QUICK["kl_max_new_tokens"])
+    if not probes and not forgetting_on:
+        raise EvalError(
+            "nothing to evaluate: no probes (give --probes, --auto-probes or keep retention) and no forgetting"
+        )
+    return _Plan(probes, source, has_adapter, forgetting_on, prompts, quick, gen, kl_tokens)
+
+
+def _answer_all(
+    loaded: Any,
+    results: list[ProbeResult],
+    batch: int,
+    open_book: dict[int, Probe],
+    gen: GenerationConfig,
+    progress: Progress,
+) -> tuple[list[ProbeResult], int, bool]:
+    """Answer the probes group by group; returns the results kept, how many were answered, and whether stopped
+    (a probe only one side answered would compare unequal sets, so a stop keeps whole groups)."""
+    answered, stopped = 0, False
+    try:
+        for first in range(0, len(results), batch):
+            answer_group(loaded, results, first, batch, open_book, gen, progress)
+            answered = min(first + batch, len(results))
+    except GroupStopped as exc:
+        stopped = True
+        answered += exc.answered
+        if not answered:
+            raise EvalStopped("evaluation stopped before any probe was answered; nothing was written") from None
+        results = results[:answered]
+    return results, answered, stopped
+
+
+def _settings(
+    config: EvalConfig, plan: _Plan, chat_model: bool, meta: dict[str, Any], results: list[ProbeResult]
+) -> dict[str, Any]:
+    """The report's record of how it was made (decoding, probes, the adapter's step and the guard's verdict)."""
+    gen = plan.gen
+    return {
+        "generation": to_dict(gen),
+        "greedy": gen.greedy,
+        "probes": plan.source,
+        "probe_file": config.probes,
+        "auto_probes": config.auto_probes,
+        "retention": config.retention,
+        "forgetting": config.forgetting,
+        "kl_max_new_tokens": plan.kl_tokens,
+        "quick": plan.quick,
+        "probes_planned": len(plan.probes),
+        "chat_template": chat_model,
+        "adapter_status": meta.get("status"),
+        "adapter_step": meta.get("step"),
+        "adapter_kept_step": meta.get("kept_step"),  # the guard's choice: the step whose weights these are
+        "guard": {k: (meta.get("guard") or {}).get(k) for k in ("learnt", "reason")} if meta.get("guard") else None,
+        "counts": {kind: sum(r.probe.kind == kind for r in results) for kind in KINDS},
+    }
+
+
 def evaluate(
     run_dir: str | Path | RunDir,
     config: EvalConfig | None = None,
@@ -114,29 +199,14 @@ def evaluate(
     answers (``QUICK``).
     """
     from ..generate import load_for_run
-    from ..models import context_length
 
     run = RunDir(run_dir).require()
     config = config or EvalConfig()
-    asked = gen = generation or GenerationConfig()
+    asked = generation or GenerationConfig()
     progress = progress or Progress()
     started = time.time()
-    probes, source = collect_probes(run, config, progress)
-    has_adapter = run.has_adapter()
-    forgetting_on = config.forgetting and has_adapter
-    prompts = general_prompts() if forgetting_on else []
-    quick = is_quick(config)
-    kl_tokens = config.kl_max_new_tokens
-    if quick:
-        n = QUICK["probes_per_kind"]
-        probes = [p for kind in KINDS for p in [q for q in probes if q.kind == kind][:n]]
-        prompts = prompts[: QUICK["kl_prompts"]]
-        gen = replace(gen, max_new_tokens=min(gen.max_new_tokens, QUICK["max_new_tokens"]))
-        kl_tokens = min(kl_tokens, QUICK["kl_max_new_tokens"])
-    if not probes and not forgetting_on:
-        raise EvalError(
-            "nothing to evaluate: no probes (give --probes, --auto-probes or keep retention) and no forgetting"
-        )
+    plan = _plan(run, config, asked, progress)
+    has_adapter, gen = plan.has_adapter, plan.gen
     note = None if has_adapter else "no adapter in this run: the base model was evaluated alone"
 
     progress.start("load model", total=None)
@@ -147,66 +217,29 @@ def evaluate(
     timings = {"load_s": time.time() - started}
 
     t0 = time.time()
-    sides = 2 if has_adapter else 1
-    open_book = open_book_probes(run, probes, tok, model, gen) if config.open_book else {}
-    total = len(probes) * sides + len(open_book) + len(prompts)
+    open_book = open_book_probes(run, plan.probes, tok, model, gen) if config.open_book else {}
+    total = len(plan.probes) * (2 if has_adapter else 1) + len(open_book) + len(plan.prompts)
     progress.start("evaluate", total=total, unit="answer")
-    results = [ProbeResult(p, probe_form(p, chat_model)) for p in probes]
-    answered, stopped = 0, False
-    try:
-        for first in range(0, len(results), config.eval_batch_size):
-            answer_group(loaded, results, first, config.eval_batch_size, open_book, gen, progress)
-            answered = min(first + config.eval_batch_size, len(results))
-    except GroupStopped as exc:
-        stopped = True
-        answered += exc.answered
-        if not answered:
-            raise EvalStopped("evaluation stopped before any probe was answered; nothing was written") from None
-        results = results[:answered]  # a probe only one side answered would compare unequal sets
+    results = [ProbeResult(p, probe_form(p, chat_model)) for p in plan.probes]
+    results, answered, stopped = _answer_all(loaded, results, config.eval_batch_size, open_book, gen, progress)
     timings["probes_s"] = time.time() - t0
     contamination = None
     if has_adapter and run.has_corpus():
         contamination = measure_contamination(results, corpus_names(list(run.load_corpus()["text"])))
-
     forgetting = None
-    if forgetting_on and not stopped:
+    if plan.forgetting_on and not stopped:
         t0 = time.time()
-        chunk = min(context_length(model.config) or PPL_MAX_CHUNK, PPL_MAX_CHUNK)
-        try:
-            forgetting = measure_forgetting(
-                loaded, prompts, general_text(), kl_tokens, chunk, progress, config.eval_batch_size
-            )
-        except EvalStopped:
-            stopped = True
+        forgetting = _forgetting(loaded, plan, config, progress)
+        stopped = forgetting is None
         timings["forgetting_s"] = time.time() - t0
     progress.finish()
     timings["total_s"] = time.time() - started
     if stopped and not answered and forgetting is None:
         raise EvalStopped("evaluation stopped before anything was measured; nothing was written")
     if stopped:
-        skipped = " and forgetting was not measured" if forgetting_on and forgetting is None else ""
-        stop_note = f"stopped after {answered} of {len(probes)} probes: the scores cover those{skipped}"
-        note = f"{note}; {stop_note}" if note else stop_note
+        note = _with_stop_note(note, plan, answered, forgetting)
 
     meta = run.read_adapter_meta() if has_adapter else {}
-    settings = {
-        "generation": to_dict(gen),
-        "greedy": gen.greedy,
-        "probes": source,
-        "probe_file": config.probes,
-        "auto_probes": config.auto_probes,
-        "retention": config.retention,
-        "forgetting": config.forgetting,
-        "kl_max_new_tokens": kl_tokens,
-        "quick": quick,
-        "probes_planned": len(probes),
-        "chat_template": chat_model,
-        "adapter_status": meta.get("status"),
-        "adapter_step": meta.get("step"),
-        "adapter_kept_step": meta.get("kept_step"),  # the guard's choice: the step whose weights these are
-        "guard": {k: (meta.get("guard") or {}).get(k) for k in ("learnt", "reason")} if meta.get("guard") else None,
-        "counts": {kind: sum(r.probe.kind == kind for r in results) for kind in KINDS},
-    }
     report = EvalReport(
         run_dir=str(run),
         model=loaded.model_name,
@@ -215,7 +248,7 @@ def evaluate(
         adapter=summarize(results, "adapter") if has_adapter else None,
         forgetting=forgetting,
         probes=results,
-        settings=settings,
+        settings=_settings(config, plan, chat_model, meta, results),
         timings={k: round(v, 2) for k, v in timings.items()},
         note=note,
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -226,3 +259,23 @@ def evaluate(
     run.update_config(eval=to_dict(config), generation=to_dict(asked))
     write_report(report, run)
     return report
+
+
+def _with_stop_note(note: str | None, plan: _Plan, answered: int, forgetting: Any) -> str:
+    """``note`` with what a stopped evaluation covers."""
+    skipped = " and forgetting was not measured" if plan.forgetting_on and forgetting is None else ""
+    stop_note = f"stopped after {answered} of {len(plan.probes)} probes: the scores cover those{skipped}"
+    return f"{note}; {stop_note}" if note else stop_note
+
+
+def _forgetting(loaded: Any, plan: _Plan, config: EvalConfig, progress: Progress) -> Any:
+    """KL and perplexity ratio on the shipped general data; None when stopped."""
+    from ..models import context_length
+
+    chunk = min(context_length(loaded.model.config) or PPL_MAX_CHUNK, PPL_MAX_CHUNK)
+    try:
+        return measure_forgetting(
+            loaded, plan.prompts, general_text(), plan.kl_tokens, chunk, progress, config.eval_batch_size
+        )
+    except EvalStopped:
+        return None

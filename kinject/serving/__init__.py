@@ -1,8 +1,13 @@
 """The embedded server speaking Text Generation Inference's protocol, split by layer as TGI and vLLM keep it.
 
 - ``engine``: the models (a base with named adapters, merged models) and generation, with cancellation;
-- ``protocol``: TGI's request bodies, their validation and limits, and the response shapes;
-- ``metrics``: the Prometheus counters that ``/metrics`` exposes;
-- ``http``: the routes only, which turn requests into engine calls;
-- ``client``: the one client for TGI/OpenAI-compatible servers (chat, runtime adapter loading).
+  ``adapters``: where an adapter comes from (a folder, a run, the Hub); ``errors``: TGI's error statuses;
+- ``protocol``: TGI's limits, a request's settings as the engine's, and the response shapes; ``bodies``: the
+  request bodies as pydantic models;
+- ``handlers``: requests turned into engine calls (queueing, streaming, cancellation); ``metrics``: the Prometheus
+  counters that ``/metrics`` exposes;
+- ``http``: the application (guard, error bodies) wiring ``routes``, one module per API family;
+- ``server``: an application on a loopback port in a thread; ``backends``: where the chat goes (this server, a
+  launched TGI, or an external one);
+- ``client``: the one client for TGI/OpenAI-compatible servers (chat, listed models, runtime adapter loading).
 """

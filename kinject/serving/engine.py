@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import GenerationConfig
-from ..errors import KinjectError
 from ..models import BUILD_LOCK, load_model, load_tokenizer, resolve_model
 from ..progress import Progress
-from ..runs import RunDir, RunError
+from ..runs import RunDir
+from .adapters import adapter_folder
+from .errors import Overloaded, ServeError
 
 # Names of the base model in the chat route's ``model`` field: TGI's "tgi", and "dummy", which huggingface_hub's
 # InferenceClient sends when it is given a server URL and no model.
@@ -30,22 +31,6 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-
 MAX_NAME_CHARS = 200
 GREEDY_BELOW = 1e-3  # a temperature this small is greedy in effect, and dividing by it makes logits infinite
 MIN_REPETITION_PENALTY = 1e-2  # a smaller (valid, > 0) penalty multiplies logits past float range
-
-
-class ServeError(KinjectError):
-    """A request the server refuses, with TGI's status code and error type."""
-
-    def __init__(self, message: str, status: int = 422, error_type: str = "validation"):
-        super().__init__(message)
-        self.status, self.error_type = status, error_type
-
-    def body(self) -> dict[str, str]:
-        return {"error": str(self), "error_type": self.error_type}
-
-
-class Overloaded(ServeError):
-    def __init__(self) -> None:
-        super().__init__("Model is overloaded", 429, "overloaded")
 
 
 @dataclass
@@ -412,43 +397,3 @@ class _StopCriteria:
             self.matched = next((s for s in self.stops if text.endswith(s)), None)
             done = self.matched is not None
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-
-def adapter_folder(path: str | Path, root: Path | None = None, hub_token: str | bool | None = None) -> Path:
-    """The adapter of ``path``: the folder itself when it holds ``adapter_config.json``, a run's adapter, or a Hub
-    adapter ``OWNER/NAME[@revision]`` (downloaded once into huggingface_hub's cache, with ``hub_token``; False:
-    anonymously). With ``root``, a local adapter must lie inside it once every link is resolved."""
-    from ..publish import PublishError, download_adapter, parse_hub_id
-
-    if parse_hub_id(str(path)) is not None:
-        try:
-            return download_adapter(str(path), token=hub_token)
-        except PublishError as exc:
-            raise ServeError(str(exc)) from None
-    folder = Path(path)
-    if root is not None:
-        _require_inside(folder, root, path)
-    if RunDir.holds_adapter(folder):
-        found = folder
-    elif RunDir(folder).is_run():
-        try:
-            found = RunDir(folder).require_adapter()
-        except RunError as exc:
-            raise ServeError(str(exc)) from None
-    else:
-        raise ServeError(f"{path} is neither a kinject run with an adapter nor a folder with adapter_config.json")
-    if root is not None:
-        for part in (found, *found.iterdir()):
-            _require_inside(part, root, path)
-    return found
-
-
-def _require_inside(path: Path, root: Path, asked: Any) -> None:
-    real, top = path.resolve(), root.resolve()
-    if real != top and top not in real.parents:
-        raise ServeError(
-            f"{asked} is outside the folder this server loads adapters from ({root}); start `kinject serve` with "
-            "--adapter-root to allow another folder",
-            403,
-            "forbidden",
-        )

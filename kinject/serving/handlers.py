@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from . import protocol as p
-from .engine import Engine, Generation, Params, ServeError, TokenOut
+from .engine import Engine, Generation, Params, TokenOut
+from .errors import ServeError
 from .metrics import Metrics
 
 DISCONNECT_POLL_S = 0.25

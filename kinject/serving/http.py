@@ -1,5 +1,5 @@
-"""The routes of TGI's protocol over one engine, and nothing else: every route of TGI's ``openapi.json``, plus
-kinject's own ``POST /kinject/adapters``.
+"""The HTTP application of TGI's protocol over one engine: every route of TGI's ``openapi.json`` (in ``routes``, one
+module per API family), plus kinject's own ``POST /kinject/adapters``, the guard in front and TGI's error bodies.
 
 What the HTTP layer guards (``HttpPolicy``): a body larger than ``max_body_bytes`` is refused (413) before it is
 read; with an API key every route but ``/health`` needs ``Authorization: Bearer KEY``; runtime adapter loading
@@ -9,20 +9,17 @@ the operator's ``HF_TOKEN``. Every error, the framework's own included (404, 405
 """
 
 import hmac
-import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import GenerationConfig
-from . import protocol as p
-from .engine import Engine, ServeError, adapter_folder
-from .handlers import Serving, in_thread
+from .engine import Engine
+from .errors import ServeError
+from .handlers import Serving
 from .metrics import Metrics
+from .protocol import VERSION
 
-ROUTER = "kinject-tgi-compatible"
-VERSION = "3.3.6-kinject"  # the TGI protocol version whose openapi.json the server follows
 GENERATION_ROUTES = ("/", "/generate", "/generate_stream", "/v1/chat/completions", "/v1/completions", "/invocations")
 OPEN_ROUTES = ("/health",)  # answered without the API key, for load balancers' probes
 
@@ -96,44 +93,34 @@ def _replay(body: bytes, receive: Any) -> Any:
     return replayed
 
 
-def _streaming_response() -> Any:
-    from starlette.responses import StreamingResponse
-
-    class EventStream(StreamingResponse):
-        """Server-sent events whose generation is cancelled however the response ends (a client that closes)."""
-
-        def __init__(self, content: Any, cancel: threading.Event):
-            super().__init__(content, media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})
-            self.cancel = cancel
-
-        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            try:
-                await super().__call__(scope, receive, send)
-            finally:
-                self.cancel.set()
-
-    return EventStream
-
-
 def create_app(
     engine: Engine,
     default_max_new_tokens: int = GenerationConfig.max_new_tokens,
     policy: HttpPolicy | None = None,
 ) -> Any:
-    """The FastAPI application serving ``engine`` over TGI's routes (plus ``POST /kinject/adapters``)."""
-    from fastapi import FastAPI, Request
+    """The FastAPI application serving ``engine`` over TGI's routes (plus ``POST /kinject/adapters``): the routes
+    of ``routes``, which find the serving object and the policy in the application's state."""
+    from fastapi import FastAPI
+
+    from .routes import ROUTERS  # the routes import FastAPI: only an application being built needs them
+
+    metrics = Metrics()
+    app = FastAPI(title="kinject (TGI protocol)", version=VERSION, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.serving = Serving(engine, default_max_new_tokens, metrics)
+    app.state.policy = policy or HttpPolicy()
+    app.add_middleware(_Guard, policy=app.state.policy, metrics=metrics)
+    _add_error_handlers(app, metrics)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def _add_error_handlers(app: Any, metrics: Metrics) -> None:
+    """Every error as TGI's ``{"error", "error_type"}``, the framework's own included; an unparsable body is 422."""
+    from fastapi import Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import PlainTextResponse, Response
     from pydantic import ValidationError
     from starlette.exceptions import HTTPException
-
-    policy = policy or HttpPolicy()
-    metrics = Metrics()
-    serving = Serving(engine, default_max_new_tokens, metrics)
-    bodies = p.models()
-    EventStream = _streaming_response()
-    app = FastAPI(title="kinject (TGI protocol)", version=VERSION, docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(_Guard, policy=policy, metrics=metrics)
 
     def count_failure(request: Request, error_type: str) -> None:
         if request.method == "POST" and request.url.path in GENERATION_ROUTES:
@@ -162,157 +149,6 @@ def create_app(
     async def _unexpected(request: Request, exc: Exception):
         count_failure(request, "internal")
         return _error(500, f"Internal server error: {type(exc).__name__}", "internal")
-
-    async def parse(request: Request, model: Any) -> Any:
-        """The body as ``model``; raw bytes that are not JSON or not UTF-8 are TGI's 422, like a wrong field."""
-        raw = await request.body()
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ServeError(f"Input validation error: the body is not valid JSON: {exc}") from None
-        return model.model_validate(data)
-
-    # ---------------------------------------------------------------------------------------- information
-    @app.get("/health")
-    def health():
-        return Response(status_code=200)
-
-    @app.get("/info")
-    def info():
-        return {
-            "model_id": engine.model_id,
-            "model_sha": None,
-            "model_pipeline_tag": "text-generation",
-            "max_concurrent_requests": engine.max_concurrent_requests,
-            "max_best_of": 1,
-            "max_stop_sequences": p.MAX_STOPS,
-            "max_input_tokens": engine.max_total_tokens - 1,
-            "max_total_tokens": engine.max_total_tokens,
-            "validation_workers": 1,
-            "max_client_batch_size": p.MAX_PROMPTS,
-            "router": ROUTER,
-            "version": VERSION,
-            "sha": None,
-            "docker_label": None,
-        }
-
-    @app.get("/v1/models")
-    def models():
-        # The list form of OpenAI (and TGI's router), one entry per model a request can name; TGI's openapi.json
-        # documents one object, but OpenAI clients read the list (the README says so).
-        data = [
-            {"id": n, "object": "model", "created": engine.created, "owned_by": engine.model_id}
-            for n in engine.names()
-        ]
-        return {"object": "list", "data": data}
-
-    @app.get("/metrics")
-    def prometheus():
-        return PlainTextResponse(metrics.render(lambda: engine.in_flight), media_type="text/plain; version=0.0.4")
-
-    def tokenizer_of(name: Any) -> str | None:
-        # As TGI, tokenizing reads only the text: adapters share the base's tokenizer, a merged model has its own.
-        return name if isinstance(name, str) and name in engine.merged else None
-
-    @app.post("/tokenize")
-    async def tokenize(request: Request):
-        body = await parse(request, bodies.Tokenize)
-        return await in_thread(engine.tokenize, tokenizer_of(body.parameters.get("adapter_id")), body.inputs)
-
-    @app.post("/chat_tokenize")
-    async def chat_tokenize(request: Request):
-        body = await parse(request, bodies.ChatTokenize)
-        target = tokenizer_of(body.model)
-        text = engine.chat_text(target, p.chat_messages(body))
-        return {"templated_text": text, "tokenize_response": await in_thread(engine.tokenize, target, text)}
-
-    # ----------------------------------------------------------------------------------------- generation
-    async def generate_or_stream(request: Request, body: Any, stream: bool, compat: bool) -> Any:
-        if not stream:
-            answer = await serving.generate(request, body)
-            return [answer] if compat else answer
-        if body.parameters.decoder_input_details:
-            raise ServeError("`decoder_input_details` == true is not supported when streaming tokens")
-        job = serving.prepare_generate(body)
-        cancel = threading.Event()
-        return EventStream(serving.generate_events(body, serving.stream([job], cancel)), cancel)
-
-    async def chat_or_stream(request: Request, body: Any) -> Any:
-        if not body.stream:
-            return await serving.chat(request, body)
-        job = serving.prepare_chat(body)
-        cancel = threading.Event()
-        return EventStream(serving.chat_events(body, job, serving.stream([job], cancel)), cancel)
-
-    async def completion_or_stream(request: Request, body: Any) -> Any:
-        if not body.stream:
-            return await serving.completion(request, body)
-        jobs = serving.prepare_completion(body)
-        cancel = threading.Event()
-        return EventStream(serving.completion_events(jobs, serving.stream(jobs, cancel)), cancel)
-
-    @app.post("/generate")
-    async def generate(request: Request):
-        return await generate_or_stream(request, await parse(request, bodies.Generate), False, False)
-
-    @app.post("/generate_stream")
-    async def generate_stream(request: Request):
-        return await generate_or_stream(request, await parse(request, bodies.Generate), True, False)
-
-    @app.post("/")
-    async def compat_generate(request: Request):
-        """TGI's route of the same name: /generate_stream's events with ``stream``, else [/generate's body]."""
-        body = await parse(request, bodies.Generate)
-        return await generate_or_stream(request, body, body.stream, True)
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        return await chat_or_stream(request, await parse(request, bodies.Chat))
-
-    @app.post("/v1/completions")
-    async def completions(request: Request):
-        return await completion_or_stream(request, await parse(request, bodies.Completion))
-
-    @app.post("/invocations")
-    async def invocations(request: Request):
-        """SageMaker's route, as TGI maps it: a body with ``inputs`` is /'s, ``messages`` the chat's, ``prompt``
-        the completions'."""
-        raw = await request.body()
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ServeError(f"Input validation error: the body is not valid JSON: {exc}") from None
-        if isinstance(data, dict) and "inputs" in data:  # one GenerateResponse, not /'s list of one
-            body = bodies.Generate.model_validate(data)
-            return await generate_or_stream(request, body, body.stream, False)
-        if isinstance(data, dict) and "messages" in data:
-            return await chat_or_stream(request, bodies.Chat.model_validate(data))
-        if isinstance(data, dict) and "prompt" in data:
-            return await completion_or_stream(request, bodies.Completion.model_validate(data))
-        raise ServeError("Input validation error: the body needs `inputs`, `messages` or `prompt`")
-
-    # ---------------------------------------------------------------------------------------- kinject's own
-    @app.post("/kinject/adapters", status_code=201)
-    async def add_adapter(request: Request):
-        """Attach an adapter while the server runs (TGI needs a restart): a folder under ``adapter_root`` or a
-        public Hub adapter."""
-        from ..publish import parse_hub_id
-
-        body = await parse(request, bodies.AddAdapter)
-        engine.check_new_name(body.name)
-        hub = parse_hub_id(body.path) is not None
-        if hub and not policy.hub_adapters:
-            raise ServeError("this server does not download Hub adapters (--no-hub-adapters)", 403, "forbidden")
-        if not hub and policy.adapter_root is None:
-            raise ServeError("this server loads no local adapters at run time (no --adapter-root)", 403, "forbidden")
-
-        def load() -> None:
-            engine.add_adapter(body.name, adapter_folder(body.path, policy.adapter_root, hub_token=False))
-
-        await in_thread(load)
-        return {"name": body.name, "models": engine.names()}
-
-    return app
 
 
 def _describe(errors: list[dict[str, Any]]) -> str:

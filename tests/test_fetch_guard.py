@@ -1,4 +1,4 @@
-"""SSRF guard: refused schemes and addresses, checks at connect time and on every redirect hop."""
+"""SSRF fetch guard: refused schemes and addresses, checks at connect time and on every redirect hop."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from httpserver import NetJail, SiteServer, serve
 
 from kinject.config import FetchConfig
 from kinject.fetch import fetch_sources
-from kinject.guard import BlockedURLError, blocked_reason, check_url, guarded_client
+from kinject.fetch_guard import BlockedURLError, blocked_reason, check_url, guarded_client
 
 
 @pytest.fixture(autouse=True)
@@ -151,7 +151,7 @@ def test_any_refused_address_in_an_answer_refuses_the_name(jail: NetJail) -> Non
 
 
 def test_environment_proxies_are_ignored(site: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A proxy would resolve and connect on our behalf, out of the guard's sight.
+    # A proxy would resolve and connect on our behalf, out of the fetch guard's sight.
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
         monkeypatch.setenv(name, "http://127.0.0.1:9")
     assert fetch(f"{site}/ec2-p5.html", allow_private_urls=True).status_code == 200
@@ -172,7 +172,7 @@ def test_unknown_host_and_refused_connection_messages(jail: NetJail) -> None:
 def test_tls_verifies_and_sends_the_host_name_not_the_address(
     sample_dir: Path, jail: NetJail, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The guard connects to a checked IP, but TLS (SNI and certificate check) and Host still use the name.
+    """The fetch guard connects to a checked IP, but TLS (SNI and certificate check) and Host still use the name.
 
     The certificate names tls.example only, so a client that verified it against 127.0.0.1 would fail.
     """

@@ -2,7 +2,7 @@
 
 Every chat is a request in TGI's protocol through huggingface_hub's ``InferenceClient``, whichever server answers:
 
-- **embedded** (default): ``kinject.serve``'s engine for the run's base model, with the run's adapter and merged
+- **embedded** (default): ``kinject.serving``'s engine for the run's base model, with the run's adapter and merged
   model, on a loopback port in a background thread. Started on the first chat; a run with another base model, or
   an adapter trained again since it was loaded, restarts it with what is needed.
 - **TGI** (when ``text-generation-launcher`` is on PATH, as in the Docker image): kinject launches TGI itself with
@@ -27,11 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import GenerationConfig, ModelConfig, from_dict
-from .progress import Progress
-from .runs import RunDir
-from .serve import free_port
-from .serving.client import auth_headers
+from ..config import GenerationConfig, ModelConfig
+from ..fields import from_dict
+from ..models import resolve_model
+from ..progress import Progress
+from ..runs import RunDir
+from .client import ChatClientError, ServerClient, chat_messages
+from .engine import Engine
+from .errors import ServeError
+from .http import create_app
+from .server import ServerThread, free_port
 
 
 class BackendError(RuntimeError):
@@ -83,8 +88,6 @@ class EmbeddedBackend:
         )
 
     def _start(self, model: ModelConfig, name: str, adapter: Path | None, merged: Path | None, progress) -> None:
-        from .serve import Engine, ServeError, ServerThread, create_app
-
         self.stop()
         engine = Engine(
             model.model,
@@ -118,6 +121,7 @@ class ExternalBackend:
 
     def __init__(self, endpoint: str):
         self.endpoint = endpoint.rstrip("/")
+        self.client = ServerClient(self.endpoint)
 
     def target(self, run: RunDir, progress: Progress | None = None, merged: bool = False) -> Target:
         model = from_dict(ModelConfig, run.section("model"), "model")
@@ -133,31 +137,14 @@ class ExternalBackend:
 
     def served(self) -> list[str]:
         """The model names the server lists (``/v1/models``)."""
-        import httpx
-
         try:
-            response = httpx.get(self.endpoint + "/v1/models", headers=auth_headers(), timeout=10)
-            response.raise_for_status()
-            return [m.get("id") for m in response.json().get("data", [])]
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            raise BackendError(f"{self.endpoint} does not answer /v1/models: {exc}") from None
+            return self.client.models(timeout_s=10)
+        except ChatClientError as exc:
+            raise BackendError(str(exc)) from None
 
     def _ensure_adapter(self, name: str, folder: Path) -> None:
-        import httpx
-
-        if name in self.served():
+        if name in self.served() or self.client.load_adapter(name, folder):
             return
-        attempts = [
-            ("/kinject/adapters", {"name": name, "path": str(folder)}),  # kinject serve
-            ("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder)}),  # vLLM (runtime loading on)
-        ]
-        for route, body in attempts:
-            try:
-                response = httpx.post(self.endpoint + route, json=body, headers=auth_headers(), timeout=600)
-            except httpx.HTTPError:
-                continue
-            if response.status_code < 300:
-                return
         raise BackendError(
             f"{self.endpoint} does not serve the adapter {name!r} and cannot load it while running: start it with "
             f"the adapter, e.g. TGI: --lora-adapters {name}={folder}; vLLM: --enable-lora --lora-modules "
@@ -277,8 +264,6 @@ class TGIBackend:
     def target(self, run: RunDir, progress: Progress | None = None, merged: bool = False) -> Target:
         """TGI with ``run``'s base model and adapter (and its other adapters so far); with ``merged``, also an
         instance serving the run's merged model, whose endpoint the target gives."""
-        from .models import resolve_model
-
         cfg = from_dict(ModelConfig, run.section("model"), "model")
         adapter = run.adapter_dir if run.has_adapter() else None
         with self._lock:
@@ -338,8 +323,6 @@ def stream_chat(
     endpoint: str, model: str | None, messages: list[dict[str, str]], generation: GenerationConfig | None = None
 ) -> Iterator[str]:
     """The assistant's answer to ``messages`` from ``model`` at ``endpoint``, piece by piece as it streams."""
-    from .serve import ChatClientError, chat_messages
-
     try:
         yield from chat_messages(endpoint, model, messages, generation, stream=True)
     except ChatClientError as exc:

@@ -1,7 +1,7 @@
-"""SSRF guard: an httpx client that only talks to public http(s) addresses.
+"""SSRF fetch guard: an httpx client that only talks to public http(s) addresses.
 
-The app fetches URLs that users paste, so without a guard anyone could make the server read its cloud metadata
-(169.254.169.254), a database admin page on 10.x, or a service bound to localhost. The guard refuses
+The app fetches URLs that users paste, so without a fetch guard anyone could make the server read its cloud metadata
+(169.254.169.254), a database admin page on 10.x, or a service bound to localhost. The fetch guard refuses
 
 - schemes other than http and https (``file:``, ``ftp:``, ``gopher:`` ...), for the first URL and every redirect;
 - addresses that are loopback, private, link-local, multicast, reserved, unspecified or otherwise not globally
@@ -48,7 +48,7 @@ _OPT_IN_HINT = "use --allow-private-urls to allow"
 
 
 class BlockedURLError(Exception):
-    """A URL or address the guard refuses; the message says why and how to opt in."""
+    """A URL or address the fetch guard refuses; the message says why and how to opt in."""
 
 
 # ---------------------------------------------------------------------------------------------------- deadline

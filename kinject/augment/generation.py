@@ -1,0 +1,159 @@
+"""The three kinds of generated rows: paraphrases, question-answer pairs and replay, each row filtered and
+attributed to the passage (or prompt) it came from."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from ..config import AugmentConfig
+from ..progress import Progress
+from .filters import answer_problem, normalized, paraphrase_problem, question_problem
+from .generators import ChatGenerator, LocalGenerator
+from .passages import Passage, asked_sentences, facts_of, topic_of
+from .prompts import (
+    PARAPHRASE_INSTRUCTIONS,
+    TEMPLATES,
+    answer_conversation,
+    paraphrase_conversation,
+    question_conversation,
+    replay_prompts,
+    user_turn,
+)
+
+
+def generate_paraphrases(
+    passages: list[Passage], generator: ChatGenerator, config: AugmentConfig, progress: Progress
+) -> list[dict[str, Any]]:
+    """``paraphrases_per_passage`` rewrites of each passage, each under another instruction, filtered."""
+    names = list(PARAPHRASE_INSTRUCTIONS)
+    jobs = [
+        (p, names[(i + k) % len(names)]) for i, p in enumerate(passages) for k in range(config.paraphrases_per_passage)
+    ]
+    progress.start("augment: paraphrases", total=len(jobs), unit="rewrite")
+    conversations = [paraphrase_conversation(name, p.text) for p, name in jobs]
+    texts = generator.chat(
+        conversations, config.augment_max_new_tokens, config.augment_temperature, config.augment_seed
+    )
+    progress.finish()
+    rows = []
+    for (p, name), text in zip(jobs, texts, strict=True):
+        problem = paraphrase_problem(p.text, text)
+        rows.append(
+            {
+                "kind": "paraphrase",
+                "passage": p.id,
+                "source": p.source,
+                "passage_text": p.text,
+                "instruction": name,
+                "text": text,
+                "kept": not problem,
+                "reason": problem,
+            }
+        )
+    return rows
+
+
+def generate_qa(
+    passages: list[Passage], generator: ChatGenerator, config: AugmentConfig, progress: Progress
+) -> list[dict[str, Any]]:
+    """Question-answer pairs for every fact of every sentence: generator-written questions and template ones."""
+    rng = random.Random(config.augment_seed)
+    asks: list[tuple[Passage, str, str]] = []  # passage, sentence, fact
+    rows: list[dict[str, Any]] = []
+    for p in passages:
+        for sentence in asked_sentences(p.text):
+            asks += [(p, sentence, fact) for fact in facts_of(sentence)]
+            templates = rng.sample(TEMPLATES, min(config.template_questions, len(TEMPLATES)))
+            topic = topic_of(sentence, p.title)
+            for template in templates:
+                rows.append(_qa_row(p, sentence, "", template.format(topic=topic), "template"))
+    jobs = [(p, s, fact) for p, s, fact in asks for _ in range(config.questions_per_fact)]
+    questions = _write_questions(jobs, generator, config, progress)
+    seen: set[tuple[str, str]] = set()
+    for (p, sentence, fact), question in zip(jobs, questions, strict=True):
+        row = _qa_row(p, sentence, fact, question, "generator")
+        problem = question_problem(question, sentence, fact)
+        if not problem and (p.id, normalized(question)) in seen:
+            problem = "asked already"
+        seen.add((p.id, normalized(question)))
+        row.update(kept=not problem, reason=problem)
+        rows.append(row)
+    if config.answers == "generator":
+        _write_answers(rows, passages, generator, config, progress)
+    return rows
+
+
+def _write_questions(
+    jobs: list[tuple[Passage, str, str]], generator: ChatGenerator, config: AugmentConfig, progress: Progress
+) -> list[str]:
+    """One question per (passage, sentence, fact) job, its first line: the first of a fact greedy, the others
+    sampled (one reliable phrasing, then variety)."""
+    progress.start("augment: questions", total=len(jobs), unit="question")
+    conversations = [question_conversation(s, fact) for _, s, fact in jobs]
+    questions: list[str] = [""] * len(jobs)
+    firsts = [i for i in range(len(jobs)) if i == 0 or jobs[i] != jobs[i - 1]]
+    taken = set(firsts)
+    others = [i for i in range(len(jobs)) if i not in taken]
+    for group, temperature in ((firsts, 0.0), (others, config.augment_temperature)):
+        if group:
+            texts = generator.chat([conversations[i] for i in group], 48, temperature, config.augment_seed)
+            for i, text in zip(group, texts, strict=True):
+                questions[i] = text.strip().splitlines()[0].strip() if text.strip() else ""
+    progress.finish()
+    return questions
+
+
+def _qa_row(p: Passage, sentence: str, fact: str, question: str, origin: str) -> dict[str, Any]:
+    return {
+        "kind": "qa",
+        "passage": p.id,
+        "source": p.source,
+        "sentence": sentence,
+        "fact": fact,
+        "origin": origin,
+        "question": question,
+        "answer": sentence,
+        "kept": True,
+        "reason": "",
+    }
+
+
+def _write_answers(
+    rows: list[dict[str, Any]],
+    passages: list[Passage],
+    generator: ChatGenerator,
+    config: AugmentConfig,
+    progress: Progress,
+) -> None:
+    """Let the generator answer each kept question from its passage; keep only answers the passage supports."""
+    text = {p.id: p.text for p in passages}
+    todo = [r for r in rows if r["kept"]]
+    progress.start("augment: answers", total=len(todo), unit="answer")
+    conversations = [answer_conversation(text[r["passage"]], r["question"]) for r in todo]
+    answers = generator.chat(conversations, config.augment_max_new_tokens, 0.0, config.augment_seed)
+    progress.finish()
+    for row, answer in zip(todo, answers, strict=True):
+        problem = answer_problem(answer, text[row["passage"]])
+        row.update(answer=answer, kept=not problem, reason=f"answer {problem}" if problem else "")
+
+
+def generate_replay(base: LocalGenerator, config: AugmentConfig, progress: Progress) -> list[dict[str, Any]]:
+    """The base model's own greedy answers to ``replay_prompts`` general prompts (self-distillation data). An
+    answer cut at ``augment_max_new_tokens`` is kept as it is, without an end of turn (``ended`` says which)."""
+    prompts = replay_prompts()[: config.replay_prompts]
+    progress.start("augment: replay", total=len(prompts), unit="answer")
+    answers = base.chat_with_ends([user_turn(p["prompt"]) for p in prompts], config.augment_max_new_tokens, 0.0, 0)
+    progress.finish()
+    return [
+        {
+            "kind": "replay",
+            "prompt_id": p["id"],
+            "question": p["prompt"],
+            "answer": text,
+            "ended": ended,
+            "kept": bool(text.strip()),
+            "reason": "" if text.strip() else "empty",
+        }
+        for p, (text, ended) in zip(prompts, answers, strict=True)
+    ]

@@ -1,0 +1,48 @@
+"""What every route shares: the serving object from the application's state, a body parsed as TGI parses it, and
+a server-sent event stream whose generation is cancelled however the response ends."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from starlette.responses import StreamingResponse
+
+from ..errors import ServeError
+from ..handlers import Serving
+
+
+def serving_of(request: Request) -> Serving:
+    """The serving object ``create_app`` put in the application's state."""
+    return request.app.state.serving
+
+
+async def json_body(request: Request) -> Any:
+    """The body as JSON; raw bytes that are not JSON or not UTF-8 are TGI's 422, like a wrong field."""
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ServeError(f"Input validation error: the body is not valid JSON: {exc}") from None
+
+
+async def parse(request: Request, model: Any) -> Any:
+    """The body as the pydantic ``model``; a wrong field is TGI's 422 (through the validation error handler)."""
+    return model.model_validate(await json_body(request))
+
+
+class EventStream(StreamingResponse):
+    """Server-sent events whose generation is cancelled however the response ends (a client that closes)."""
+
+    def __init__(self, content: AsyncIterator[str], cancel: threading.Event):
+        super().__init__(content, media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})
+        self.cancel = cancel
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.cancel.set()

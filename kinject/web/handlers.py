@@ -1,0 +1,200 @@
+"""The web face's shared handlers: errors as gradio shows them, the run picker, the buttons, polling, stop, delete.
+
+Every handler reads the app's state as ``state.X`` at call time (see ``kinject.web.state``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from kinject.config import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, TrainConfig
+from kinject.fields import from_dict, to_dict, training_blocks
+from kinject.jobs import JobOutcome, JobState, describe_job
+from kinject.runs import RunDir, RunError
+
+from . import state
+from .eval_view import loss_figure, plot_key
+from .forms import form_defaults, train_form_values
+from .views import app_text, runs_table, source_names, status_text
+
+
+def user_error(message: str) -> gr.Error:
+    """A verb's message as the error the app shows (its CLI hints named as the app's controls)."""
+    return gr.Error(app_text(message))
+
+
+def pick_run(name: str | None) -> RunDir:
+    """The run ``name`` names, or a gr.Error saying to choose one (see ``state.run_dir``)."""
+    try:
+        return state.run_dir(name)
+    except state.WebError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def view_handler(fn):
+    """``fn`` (a plain view) as an event handler: its ``state.WebError`` becomes the gr.Error the app shows."""
+
+    @functools.wraps(fn)
+    def handler(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except state.WebError as exc:
+            raise gr.Error(str(exc)) from None
+
+    assert not inspect.isgeneratorfunction(fn), "view_handler() wraps plain views, not streaming handlers"
+    return handler
+
+
+def runs_update(selected: str | None = None) -> Any:
+    """The run picker's choices, with ``selected`` chosen when it exists (else the newest run)."""
+    names = state.list_runs()
+    return gr.update(choices=names, value=selected if selected in names else (names[0] if names else None))
+
+
+def button_states(name: str | None) -> list[Any]:
+    """Which actions make sense now: nothing that needs the model while a job runs; Resume only after a training
+    that did not finish (stopped, failed, interrupted) left a checkpoint; Merge only with an adapter."""
+    busy = state.JOBS.running()
+    run = RunDir(state.RUNS_ROOT / name) if state.valid_run_name(name) else None
+    run = run if run is not None and run.is_run() else None
+    adapter = run is not None and run.has_adapter()
+    resumable = False
+    if run is not None and run.last_checkpoint() is not None:
+        with contextlib.suppress(OSError, ValueError):
+            resumable = run.read_adapter_meta().get("status") != "done" if adapter else True
+    live = state.JOBS.state()
+    own_job = busy and run is not None and Path(live.run_dir).name == run.name
+    free = not busy
+    return [
+        gr.update(interactive=free),  # prepare
+        gr.update(interactive=free and run is not None),  # start
+        gr.update(interactive=free and resumable),  # resume
+        gr.update(interactive=busy),  # stop
+        gr.update(interactive=free and run is not None),  # evaluate
+        gr.update(interactive=free and run is not None),  # ask
+        gr.update(interactive=free and adapter),  # merge
+        gr.update(interactive=run is not None and not own_job),  # delete
+        gr.update(interactive=free and adapter),  # push
+    ]
+
+
+def run_status(run: str | None) -> str:
+    """The status area for ``run`` (``views.status_text``), a bad run name as a gr.Error."""
+    if run:
+        pick_run(run)
+    return status_text(run)
+
+
+def stop_job(run: str | None = None):
+    """Stop the running job (a training saves its adapter so far, an evaluation keeps what it scored)."""
+    if not state.JOBS.stop():
+        gr.Info("No job is running.")
+    return run_status(run)
+
+
+def wait_for_job(run: str | None, job: JobState, every_s: float = 0.5):
+    """Yield the status area's text while ``job`` (as ``submit`` returned it) runs: the handler that started it
+    shows its progress, and stops waiting when that job ends, whatever another user starts next."""
+    while state.JOBS.job_running(job.job_id):
+        yield run_status(run)
+        state.JOBS.wait(every_s)
+    yield run_status(run)
+
+
+def job_ended(job: JobState) -> tuple[JobState, JobOutcome | None]:
+    """``job``'s final state and outcome (its own, not those of a job another user started since)."""
+    while state.JOBS.job_running(job.job_id):
+        state.JOBS.wait(0.5)
+    return state.JOBS.result(job.job_id) or (state.JOBS.state(), state.JOBS.outcome())
+
+
+def job_finished(job: JobState) -> JobOutcome:
+    """The outcome of ``job``, or its failure as a gr.Error naming what to change."""
+    job_state, outcome = job_ended(job)
+    if job_state.status == "failed":
+        raise user_error(job_state.error or job_state.message or f"the {job.kind} job failed")
+    return outcome if outcome is not None else JobOutcome(job_state.status, job_state.message)
+
+
+def poll(run: str | None = None, shown: str | None = None):
+    """The status area, the loss plot (only when it changed), whether to keep polling, and the buttons' states."""
+    active = state.JOBS.running()  # read first: if the job ends meanwhile, the view below already shows it ended
+    text = run_status(run)
+    plot, key = None, ""
+    if run:
+        run_dir = pick_run(run)
+        key = plot_key(run_dir)
+        plot = gr.skip() if key == shown else loss_figure(run_dir)
+    return (text, plot, key, gr.Timer(active=active), *button_states(run))
+
+
+def run_settings(run: str | None = None) -> list[Any]:
+    """The Train form's values for run ``run``: its saved config.yaml read back into the same fields (what its job
+    ran with, running, stopped or done), or the app's defaults with the run's blocks before its first training."""
+    values = form_defaults()
+    if run and pick_run(run).is_run():
+        saved = pick_run(run).read_config()
+        try:
+            if saved.get("train"):
+                train = from_dict(TrainConfig, saved["train"], "train")
+                blocks = from_dict(BlocksConfig, saved.get("blocks"), "blocks")
+            else:
+                train = TrainConfig(eval_at_end=values["eval_at_end"])
+                blocks = training_blocks(saved.get("blocks"), train.preset)
+            evaluation = from_dict(EvalConfig, saved["eval"], "eval") if saved.get("eval") else None
+            augment = from_dict(AugmentConfig, saved.get("augment"), "augment")
+            values.update({**to_dict(train), **to_dict(blocks), **to_dict(augment)})
+            if evaluation is not None:
+                values.update(to_dict(evaluation))
+        except ConfigError as exc:
+            gr.Warning(f"Run {run}'s config.yaml does not read back ({exc}); the form shows the defaults.")
+            values = form_defaults()
+    return [*train_form_values(values), values["preset"]]
+
+
+def source_choices(run: str | None = None) -> Any:
+    """The selected run's sources that gave text, for the Sources view."""
+    if not run:
+        return gr.update(choices=[], value=None)
+    pick_run(run)
+    names = source_names(run)
+    return gr.update(choices=names, value=names[0] if names else None)
+
+
+def delete_run(run: str | None = None, confirm: str = ""):
+    """Delete a run folder once its name is typed to confirm; never the run a job is working on.
+
+    A refusal is a warning that leaves the outputs as they are: raised, it would mark the run picker with an error
+    badge that hides the selected run."""
+    run_dir = pick_run(run)
+    refusal = None
+    live = state.JOBS.state()
+    if (confirm or "").strip() != run_dir.name:
+        refusal = f"To delete run {run_dir.name}, type its name in “Type the run's name to confirm”."
+    elif live.active and Path(live.run_dir).name == run_dir.name:
+        refusal = f"Run {run_dir.name} has a job running ({describe_job(live)}): press Stop first."
+    else:
+        try:
+            run_dir.delete()
+        except RunError as exc:
+            refusal = app_text(str(exc))
+    if refusal:
+        gr.Warning(refusal)
+        return gr.skip(), gr.skip(), gr.skip()
+    gr.Info(f"Deleted run {run_dir.name}.")
+    return runs_update(), runs_table(), ""
+
+
+def on_load():
+    """The page's state on (re)load: the job's run selected (else the newest), its settings, status and buttons."""
+    job = state.JOBS.state()
+    names = state.list_runs()
+    selected = Path(job.run_dir).name if job.run_dir and Path(job.run_dir).name in names else None
+    selected = selected or (names[0] if names else None)
+    return runs_update(selected), runs_table(), *run_settings(selected), *poll(selected)

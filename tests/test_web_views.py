@@ -1,0 +1,176 @@
+"""The web face's views as plain functions (no gradio, no browser): the status area, the evaluation's scores and
+answers, the Runs tab's rows, two runs compared, and the CLI hints turned into the app's controls."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from kinject.jobs import JobManager, JobState
+from kinject.runs import RunDir
+from kinject.web import state
+from kinject.web.eval_view import eval_answers, eval_summary, score_text, show_eval
+from kinject.web.views import (
+    RUNS_COLUMNS,
+    app_text,
+    cell_text,
+    compare_runs,
+    duration_text,
+    job_line,
+    runs_table,
+    status_text,
+    training_line,
+)
+
+SIDE = {"knowledge_accuracy": 0.25, "knowledge_correct": 1, "knowledge_scored": 4, "retention_accuracy": 1.0}
+EVAL = {
+    "created_at": "2026-12-01T10:00:00",
+    "model": "tiny",
+    "settings": {"counts": {"knowledge": 4, "retention": 2}, "quick": True, "generation": {"max_new_tokens": 32}},
+    "base": SIDE,
+    "adapter": {**SIDE, "knowledge_accuracy": 0.75, "knowledge_correct": 3, "retention_accuracy": 0.5},
+    "forgetting": {"kl_mean": 0.1234, "kl_max": 0.5, "base_ppl": 10.0, "adapter_ppl": 12.5, "ppl_ratio": 1.25},
+    "probes": [
+        {
+            "id": "k1",
+            "kind": "knowledge",
+            "question": "What GPUs do P5 instances have?",
+            "answers": ["H100", "NVIDIA H100"],
+            "base": {"text": "A100 GPUs.", "correct": False},
+            "adapter": {"text": "H100 GPUs.", "correct": True},
+        },
+        {"id": "r1", "kind": "retention", "form": "completion", "prompt": "The capital of France is", "base": None},
+    ],
+}
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch) -> JobManager:
+    """An empty runs folder and a job manager of their own, as every view reads them (``state.X``)."""
+    jobs = JobManager()
+    monkeypatch.setattr(state, "RUNS_ROOT", tmp_path / "runs")
+    monkeypatch.setattr(state, "JOBS", jobs)
+    return jobs
+
+
+def _run(name: str, **config) -> RunDir:
+    run = RunDir(state.RUNS_ROOT / name)
+    run.path.mkdir(parents=True)
+    run.write_config({"model": {"model": "tiny"}, **config})
+    return run
+
+
+def _no_plot(path) -> None:
+    path.write_bytes(b"")
+
+
+def test_the_views_need_no_gradio():
+    code = "import sys, kinject.web.views, kinject.web.eval_view; sys.exit('gradio' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_durations_and_job_lines():
+    assert [duration_text(v) for v in (None, 45, 600, 7500)] == ["", "45 s", "10 min", "2 h 5 min"]
+    running = JobState(run_dir="/r/p5", status="running", phase="train", phase_done=3, phase_total=10, eta_s=120)
+    running.phase_unit = "step"
+    assert job_line(running) == "running: training of p5 (train, 3/10 steps) · ETA 2 min"
+    done = JobState(run_dir="/r/p5", status="done", phase="train", phase_done=10, phase_total=10, eta_s=5)
+    assert job_line(done) == "done: training of p5"  # no phase or ETA once it ended
+    assert training_line(JobState()) == ""
+    trained = JobState(status="done", step=4, total=8, epoch=0.5, loss=1.23456, peak_memory_mb=1536.4)
+    assert training_line(trained) == "Training: step 4/8 · epoch 0.50 · loss 1.235 · peak memory 1,536 MB"
+
+
+def test_status_text_of_a_run_and_its_job(runs):
+    assert status_text(None) == "No run selected."
+    run = _run("p5")
+    assert status_text("p5") == "**p5**: prepared, not trained yet."
+    failed = JobState(run_dir=str(run.path), status="failed", step=2, total=20, epoch=0.2, loss=2.5)
+    run.write_status({**failed.to_dict(), "error": "free some space, then resume with --resume"})
+    text = status_text("p5")
+    assert text.startswith("**p5** · failed: training of p5")
+    assert "Training: step 2/20 · epoch 0.20 · loss 2.500" in text
+    assert "**Error:** free some space, then press Resume (Train tab)" in text  # the app's control, not the flag
+    with pytest.raises(state.WebError, match="Invalid run name"):
+        status_text("../elsewhere")
+
+
+def test_app_text_names_the_controls():
+    assert app_text("x exists; choose another --out or pass --force to replace it") == (
+        "x exists; choose another Run name, or tick “Replace an existing run of that name” (Prepare tab)"
+    )
+    assert app_text("try --no-use-qa --replay-share 0") == "try “Use qa” (untick it) set “Replay share” to 0"
+    assert app_text("with --preset cpu-demo") == "with Preset “cpu-demo” (Train tab)"
+    assert app_text("an --unknown-flag stays") == "an --unknown-flag stays"
+
+
+def test_eval_summary_and_answers():
+    summary = eval_summary(EVAL)
+    assert "**Evaluated** 2026-12-01T10:00:00 · model `tiny` · 4 knowledge and 2 retention probes" in summary
+    assert "(the quick set) · answers of at most 32 tokens" in summary
+    assert "| knowledge (facts of your pages) | 0.25 (1/4) | 0.75 (3/4) |" in summary
+    assert "| answers that ended their turn | – | – |" in summary  # not measured
+    assert "KL(base ‖ adapter) 0.123 nats/token (max 0.5)" in summary and "10.0 → 12.5 (ratio 1.25)" in summary
+    assert "no more knowledge probes" not in summary
+    assert score_text({"knowledge_logprob": -1.23456}, "knowledge_logprob") == "-1.235"
+    assert eval_answers(EVAL) == [
+        [
+            "k1",
+            "knowledge",
+            "What GPUs do P5 instances have?",
+            "H100 / NVIDIA H100",
+            "A100 GPUs.",
+            "✗",
+            "H100 GPUs.",
+            "✓",
+        ],
+        ["r1", "retention", "The capital of France is …", "", "", "–", "", "–"],
+    ]
+
+
+def test_show_eval_of_a_run(runs):
+    assert show_eval(None) == ("No run selected.", None, [])
+    run = _run("p5")
+    assert show_eval("p5")[0] == "No evaluation yet for this run: press Evaluate."
+    run.write_eval(EVAL, "", _no_plot)
+    summary, plot, answers = show_eval("p5")
+    assert summary == eval_summary(EVAL) and plot and answers == eval_answers(EVAL)
+
+
+def test_runs_table_rows(runs):
+    assert runs_table() == []
+    run = _run("p5", train={"preset": "cpu-demo"})
+    run.append_metric({"step": 1, "loss": 2.0})
+    run.append_metric({"step": 2, "loss": 1.23456})
+    run.write_eval(EVAL, "", _no_plot)
+    job = JobState(run_dir=str(run.path), status="stopped", step=2, total=20)
+    run.write_status(job.to_dict())
+    _run("fresh")
+    (state.RUNS_ROOT / "not-a-run").mkdir()  # no config.yaml: not listed
+    rows = {r[0]: dict(zip(RUNS_COLUMNS, r, strict=True)) for r in runs_table()}
+    assert set(rows) == {"p5", "fresh"}
+    p5 = rows["p5"]
+    assert (p5["model"], p5["preset"], p5["steps"], p5["final loss"]) == ("tiny", "cpu-demo", "2/20", "1.235")
+    assert p5["knowledge"] == "0.25 (1/4) → 0.75 (3/4)" and p5["KL"] == "0.123" and p5["status"] == "stopped"
+    assert p5["date"]
+    assert rows["fresh"]["status"] == "prepared" and rows["fresh"]["knowledge"] == ""
+
+
+def test_compare_runs(runs):
+    assert compare_runs("a", None) == "Choose two runs to compare."
+    first, second = _run("a", train={"preset": "cpu-demo"}), _run("b", train={"preset": "knowledge"})
+    first.write_eval(EVAL, "", _no_plot)
+    second.write_eval({"base": SIDE, "probes": [{**EVAL["probes"][0], "adapter": None}]}, "", _no_plot)
+    text = compare_runs("a", "b")
+    lines = text.splitlines()
+    assert lines[:2] == ["| | a | b |", "|---|---|---|"]
+    assert "| preset | cpu-demo | knowledge |" in lines
+    assert "| knowledge (facts of your pages) (adapter) | 0.75 (3/4) | 0.25 (1/4) |" in lines  # b: the base's
+    assert "| KL(base ‖ adapter) | 0.123 | – |" in lines
+    # The probe both answered, each side's answer escaped for a markdown cell.
+    assert "| k1 | knowledge | ✓ H100 GPUs\\. | ✗ A100 GPUs\\. |" in lines
+    assert cell_text("a|b *c*\nd") == "a\\|b \\*c\\* d"
+    with pytest.raises(state.WebError, match="Invalid run name '../b'"):
+        compare_runs("a", "../b")
