@@ -1,0 +1,52 @@
+"""Run folders: ``RunDir`` is the one owner of a run folder's paths, reads, atomic writes and training lock.
+
+Every stage reads and writes one folder (``runs/<name>/``), so each can be rerun alone and the app can show any past
+run. No other module spells a file name of that folder (they are spelled once, in ``kinject.runs.paths``); they ask
+a ``RunDir``:
+
+    config.yaml      resolved configuration, one section per stage (never secrets)
+    sources.jsonl    one row per input
+    corpus/          datasets.Dataset of the cleaned documents
+    augment/         generated training data (paraphrases, question-answer pairs, replay), one file pair per kind and
+                     settings, each row with the passage it came from (see kinject.augment)
+    blocks/<key>/    packed blocks (datasets.Dataset) and blocks.json, one folder per packing (see kinject.blocks)
+    status.json      the last job's state;  metrics.jsonl  one line per logged training step
+    checkpoints/     for resume;  adapter/  the trained adapter;  merged/  adapter merged into the base
+    eval.json, eval.md, eval.png   the evaluation report
+    ablation.json, ablation.md     recipe variants compared (their runs under ablation/)
+
+The package by job: ``paths`` (names, paths, is it a run), ``files`` (atomic writes, reads, the lock),
+``records`` (config, status, metrics, pushes), ``data`` (sources, corpus, blocks, augmentation), ``evaluation``,
+``checkpoints``, ``adapters`` (adapter and merged model), ``folders`` (create, copy, lock, delete) and ``rundir``,
+which composes them into ``RunDir``.
+"""
+
+from .checkpoints import checkpoint_step
+from .errors import AdapterDamagedError, RunBusyError, RunError
+from .files import (
+    atomic_write_file,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    read_jsonl,
+    replaced_dir,
+    safetensors_complete,
+    write_jsonl,
+)
+from .rundir import RunDir
+
+__all__ = [
+    "AdapterDamagedError",
+    "RunBusyError",
+    "RunDir",
+    "RunError",
+    "atomic_write_file",
+    "atomic_write_json",
+    "atomic_write_text",
+    "checkpoint_step",
+    "read_json",
+    "read_jsonl",
+    "replaced_dir",
+    "safetensors_complete",
+    "write_jsonl",
+]

@@ -1,0 +1,98 @@
+"""The names of a run folder's files (spelled here and nowhere else), its paths, and whether it is a run at all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+from .errors import RunError
+
+_Self = TypeVar("_Self", bound="RunPaths")
+
+
+class RunPaths:
+    """Where each file of one run folder lives. Cheap to create; nothing is read until asked."""
+
+    _CONFIG = "config.yaml"
+    _SOURCES = "sources.jsonl"
+    _CORPUS = "corpus"
+    _BLOCKS = "blocks"
+    _BLOCKS_JSON = "blocks.json"
+    _AUGMENT = "augment"
+    _STATUS = "status.json"
+    _METRICS = "metrics.jsonl"
+    _CHECKPOINTS = "checkpoints"
+    _ADAPTER = "adapter"
+    _ADAPTER_CONFIG = "adapter_config.json"  # peft's, the mark of a saved adapter
+    _ADAPTER_META = "kinject.json"
+    _ADAPTER_HISTORY = "training_metrics.json"
+    _ADAPTER_WEIGHTS = "adapter_model.safetensors"
+    _TRAINER_STATE = "trainer_state.json"
+    _GUARD_STATE = "guard.json"  # in a checkpoint: the forgetting guard's checks so far and its best step
+    _GUARD_WEIGHTS = "guard_best.safetensors"  # ... and that step's LoRA weights
+    _MERGED = "merged"
+    _MERGE_RECORD = "kinject-merge.json"  # in merged/: the sha256 of the adapter weights it was made from
+    _EVAL_JSON = "eval.json"
+    _EVAL_MD = "eval.md"
+    _EVAL_PNG = "eval.png"
+    _ABLATION_JSON = "ablation.json"
+    _ABLATION_MD = "ablation.md"
+    _LOCK = ".train.lock"
+    _PUSHES = "pushes.jsonl"  # one row per successful push to the Hub (repo, commit, when; never the token)
+    _PREVIOUS = ".previous"  # a fresh training's predecessor (checkpoints, metrics, config) until it is safe to drop
+
+    # Names fixed by others: peft's adapter config, the Hub's model card, the merged model's folder in a Hub repo.
+    ADAPTER_CONFIG = _ADAPTER_CONFIG
+    CARD = "README.md"
+    MERGED_IN_REPO = _MERGED
+
+    # Names a user sees in messages and the README's file table.
+    EVAL_FILES = (_EVAL_JSON, _EVAL_MD, _EVAL_PNG)
+
+    def __init__(self, path: str | Path | RunPaths):
+        self.path = Path(path.path if isinstance(path, RunPaths) else path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunPaths) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / self._CONFIG
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        """Where the Trainer writes ``checkpoint-N`` folders."""
+        return self.path / self._CHECKPOINTS
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / self._ADAPTER
+
+    @property
+    def merged_dir(self) -> Path:
+        return self.path / self._MERGED
+
+    def is_run(self) -> bool:
+        return self.config_path.is_file()
+
+    def require(self: _Self) -> _Self:
+        """This folder, or a clear error when it is not a run folder."""
+        if not self.is_run():
+            raise RunError(f"{self.path} is not a run folder (no {self._CONFIG}); create it with `kinject prepare`")
+        return self
