@@ -244,9 +244,8 @@ def eval_section(report: dict[str, Any] | None) -> list[str]:
         f"base and by the adapter with the same prompts and decoding (max_new_tokens {gen.get('max_new_tokens')}, "
         f"temperature {gen.get('temperature')}, top_p {gen.get('top_p')}). KL is measured on the base's own "
         "answers to general chat prompts; the perplexity ratio on general text."
-        + (
-            " The evaluation was stopped early; the scores cover the probes answered." if report.get("stopped") else ""
-        ),
+        + (" The evaluation was stopped early; the scores cover the probes answered." if report.get("stopped") else "")
+        + (" This is the quick probe set (no complete full evaluation was made)." if settings.get("quick") else ""),
         "",
     ]
     return lines

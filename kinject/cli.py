@@ -285,7 +285,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run = adapter_run(args.run_dir, TqdmProgress())
     report = evaluate(run, c["eval"], TqdmProgress(), c["generation"])
     print(format_table(report))
-    print(f"\nwrote {', '.join(RunDir.EVAL_FILES)} in {run}")
+    run_dir = RunDir(run)
+    kind = run_dir.eval_kind(report.to_dict())
+    full_kept = kind != "full" and run_dir.read_eval("full") is not None
+    kept = " (the complete full evaluation, eval.json, is kept beside it)" if full_kept else ""
+    print(f"\nwrote {', '.join(run_dir.eval_files(kind))} in {run}{kept}")
     return EXIT_OK
 
 

@@ -54,6 +54,6 @@ def test_evaluate_reports_the_open_book_base(tiny_run, tiny_model_dir):
     assert report.open_book.knowledge_scored == len(knowledge)
     data = RunDir(tiny_run).read_eval()
     assert data["open_book"]["knowledge_scored"] == len(knowledge)
-    assert "open book" in (RunDir(tiny_run).path / "eval.md").read_text()
+    assert "open book" in RunDir(tiny_run).eval_markdown()
     off = evaluate(tiny_run, EvalConfig(**FAST, open_book=False), generation=SHORT)
     assert off.open_book is None and all(r.open_book is None for r in off.probes)

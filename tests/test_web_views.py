@@ -153,7 +153,7 @@ def test_runs_table_rows(runs):
     assert set(rows) == {"p5", "fresh"}
     p5 = rows["p5"]
     assert (p5["model"], p5["preset"], p5["steps"], p5["final loss"]) == ("tiny", "cpu-demo", "2/20", "1.235")
-    assert p5["knowledge"] == "0.25 (1/4) → 0.75 (3/4)" and p5["KL"] == "0.123" and p5["status"] == "stopped"
+    assert p5["knowledge"] == "0.25 (1/4) → 0.75 (3/4) (quick)" and p5["KL"] == "0.123" and p5["status"] == "stopped"
     assert p5["date"]
     assert rows["fresh"]["status"] == "prepared" and rows["fresh"]["knowledge"] == ""
 
@@ -174,3 +174,35 @@ def test_compare_runs(runs):
     assert cell_text("a|b *c*\nd") == "a\\|b \\*c\\* d"
     with pytest.raises(state.WebError, match="Invalid run name '../b'"):
         compare_runs("a", "../b")
+
+
+def test_a_quick_or_stopped_evaluation_never_replaces_a_complete_full_one(runs):
+    """Each evaluation is written under its own name: after a complete full one, a stopped and a quick one land
+    beside it; the Runs table (and the card, which reads the same ``read_eval``) keep showing the full one, and the
+    Evaluate tab shows the last one with a line saying the full one is kept."""
+    run = _run("p5")
+    full = {**EVAL, "settings": {**EVAL["settings"], "quick": False}}
+    assert run.write_eval(full, "full", _no_plot) == "full"
+    stopped = {**EVAL, "stopped": True, "adapter": {**SIDE, "knowledge_correct": 0, "knowledge_accuracy": 0.0}}
+    assert run.write_eval(stopped, "stopped", _no_plot) == "stopped"
+    assert not run.read_eval().get("stopped") and run.read_eval()["adapter"]["knowledge_correct"] == 3
+    assert run.latest_eval_kind() == "stopped" and run.read_eval("stopped")["stopped"] is True
+    assert {"eval.json", "eval-stopped.json", "eval-stopped.md"} <= {p.name for p in run.path.iterdir()}
+    row = dict(zip(RUNS_COLUMNS, runs_table()[0], strict=True))
+    assert row["knowledge"] == "0.25 (1/4) → 0.75 (3/4)"  # the full one, with no mark
+    summary, _, _ = show_eval("p5")
+    assert summary.startswith("*This is the last, stopped evaluation. The complete full evaluation is kept")
+    assert run.write_eval(EVAL, "quick", _no_plot) == "quick"
+    assert run.best_eval_kind() == "full" and run.latest_eval_kind() == "quick"
+    assert run.eval_markdown() == "full" and run.eval_markdown("quick") == "quick"
+    assert run.write_eval(full, "full again", _no_plot) == "full"  # a new full one replaces the old full one
+    assert run.eval_markdown() == "full again" and not show_eval("p5")[0].startswith("*This is the last")
+
+
+def test_without_a_full_evaluation_the_runs_table_says_which_it_shows(runs):
+    run = _run("p5")
+    run.write_eval({**EVAL, "stopped": True}, "", _no_plot)
+    assert run.best_eval_kind() == "stopped" and run.read_eval()["stopped"] is True
+    row = dict(zip(RUNS_COLUMNS, runs_table()[0], strict=True))
+    assert row["knowledge"].endswith(" (stopped)")
+    assert not show_eval("p5")[0].startswith("*This is the last")  # nothing else is kept: no such line

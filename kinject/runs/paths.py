@@ -35,6 +35,8 @@ class RunPaths:
     _EVAL_JSON = "eval.json"
     _EVAL_MD = "eval.md"
     _EVAL_PNG = "eval.png"
+    # An evaluation's own name by kind: a complete full one is eval.*, a quick or stopped one never replaces it.
+    _EVAL_STEMS = {"full": "eval", "quick": "eval-quick", "stopped": "eval-stopped"}
     _ABLATION_JSON = "ablation.json"
     _ABLATION_MD = "ablation.md"
     _LOCK = ".train.lock"

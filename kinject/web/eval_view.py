@@ -102,13 +102,20 @@ def show_eval(run: str | None = None) -> tuple[str, str | None, list[list[str]]]
         return "No run selected.", None, []
     run_dir = state.run_dir(run)
     try:
-        data = run_dir.read_eval()
+        kind = run_dir.latest_eval_kind()
+        data = run_dir.read_eval(kind)
     except (OSError, ValueError) as exc:
         return f"The evaluation of {run} is unreadable ({exc}); evaluate again.", None, []
     if not data:
         return "No evaluation yet for this run: press Evaluate.", None, []
-    plot = run_dir.eval_plot()
-    return eval_summary(data), str(plot) if plot else None, eval_answers(data)
+    plot = run_dir.eval_plot(kind)
+    summary = eval_summary(data)
+    if kind != "full" and run_dir.read_eval("full") is not None:
+        summary = (
+            f"*This is the last, {kind} evaluation. The complete full evaluation is kept (eval.json): the Runs "
+            "table and the model card show that one.*\n\n" + summary
+        )
+    return summary, str(plot) if plot else None, eval_answers(data)
 
 
 def loss_figure(run: RunDir):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,16 @@ def poll(run: str | None = None, shown: str | None = None):
         key = plot_key(run_dir)
         plot = gr.skip() if key == shown else loss_figure(run_dir)
     return (text, plot, key, gr.Timer(active=active), *button_states(run))
+
+
+def follow_job(run: str | None = None, shown: str | None = None, wait_s: float = 3.0, every_s: float = 0.1):
+    """``poll`` once the job that the same click starts is running (waiting up to ``wait_s`` for it), so the status
+    poll runs again and Stop is live whatever started the job: prepare, evaluate, merge and push follow their job
+    in their own outputs too, but only the poll enables Stop and keeps the buttons current."""
+    deadline = time.monotonic() + wait_s
+    while not state.JOBS.running() and time.monotonic() < deadline:
+        time.sleep(every_s)
+    return poll(run, shown)
 
 
 def run_settings(run: str | None = None) -> list[Any]:

@@ -33,6 +33,7 @@ from .forms import (
 )
 from .handlers import (
     delete_run,
+    follow_job,
     on_load,
     poll,
     run_settings,
@@ -300,6 +301,9 @@ def wire_jobs(ui: UI) -> None:
     push_inputs = [run, ui["token"], ui["private"]]
     push_outputs = [status, ui["push_link"]]
     ui["push_btn"].click(do_push, push_inputs, push_outputs, inputs_kwargs=ui["publish_form"], api_name="push")
+    # Whatever starts a job, the one status poll follows it: the timer, the status area and a live Stop button.
+    for button in ("prepare_btn", "eval_btn", "merge_btn", "push_btn"):
+        ui[button].click(follow_job, polled, ui["poll_outputs"], api_name=False, show_progress="hidden")
 
 
 def wire_views(ui: UI) -> None:

@@ -161,9 +161,11 @@ def run_row(name: str) -> list[Any]:
     if not steps and job is not None and job.total:
         steps = f"{job.step}/{job.total}"
 
+    which = {"quick": " (quick)", "stopped": " (stopped)"}.get(RunDir.eval_kind(ev), "") if ev else ""
+
     def pair(key: str) -> str:
         base, adapter = score_text(ev.get("base"), key), score_text(ev.get("adapter"), key)
-        return "" if not ev else (f"{base} → {adapter}" if ev.get("adapter") else base)
+        return "" if not ev else (f"{base} → {adapter}" if ev.get("adapter") else base) + which
 
     kl = (ev.get("forgetting") or {}).get("kl_mean")
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.config_path.stat().st_mtime))
