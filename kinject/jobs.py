@@ -407,6 +407,11 @@ class JobManager:
                 self._stop.set()
             return running
 
+    def stopping(self) -> bool:
+        """Whether a job runs that was asked to stop (it ends at its next check)."""
+        with self._lock:
+            return self._thread is not None and self._thread.is_alive() and self._stop.is_set()
+
     def state(self) -> JobState:
         """The current (or last) job's state; ``idle`` when none ran in this process."""
         with self._lock:

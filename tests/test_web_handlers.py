@@ -43,3 +43,24 @@ def test_the_poll_follows_a_job_that_another_handler_starts(jobs, tmp_path):
         jobs.wait(10)
     polled = follow_job(None, None, wait_s=0.2)
     assert polled[3].active is False and polled[4:][STOP]["interactive"] is False
+
+
+def test_stop_says_so_at_once_and_turns_itself_off(jobs, tmp_path):
+    """Pressing Stop: the status area says "Stopping" from the next poll on and Stop stays off while the job runs
+    on to its next check; once it ends, neither remains."""
+    from kinject.web.handlers import button_states, run_status, stop_job
+
+    release = threading.Event()
+    run_dir = tmp_path / "runs" / "r"
+    run_dir.mkdir(parents=True)
+    jobs.submit(run_dir, "evaluate", lambda recorder: release.wait(10), persist=False)
+    try:
+        assert button_states(None)[STOP]["interactive"] is True
+        assert "Stopping" not in run_status(None)
+        assert stop_job(None).startswith("**Stopping** evaluation of r at its next check")
+        assert jobs.running() and jobs.stopping()
+        assert button_states(None)[STOP]["interactive"] is False
+    finally:
+        release.set()
+        jobs.wait(10)
+    assert not jobs.stopping() and "Stopping" not in run_status(None)

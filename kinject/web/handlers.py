@@ -76,7 +76,7 @@ def button_states(name: str | None) -> list[Any]:
         gr.update(interactive=free),  # prepare
         gr.update(interactive=free and run is not None),  # start
         gr.update(interactive=free and resumable),  # resume
-        gr.update(interactive=busy),  # stop
+        gr.update(interactive=busy and not state.JOBS.stopping()),  # stop: pressed once, it stays off
         gr.update(interactive=free and run is not None),  # evaluate
         gr.update(interactive=free and run is not None),  # ask
         gr.update(interactive=free and adapter),  # merge
@@ -89,7 +89,16 @@ def run_status(run: str | None) -> str:
     """The status area for ``run`` (``views.status_text``), a bad run name as a gr.Error."""
     if run:
         pick_run(run)
-    return status_text(run)
+    text = status_text(run)
+    return f"{stopping_line()}\n\n{text}" if state.JOBS.stopping() else text
+
+
+def stopping_line() -> str:
+    """What the status area says at once when Stop was pressed, until the job ends at its next check."""
+    live = state.JOBS.state()
+    if live.kind == "train" and live.step:
+        return f"**Stopping after step {live.step}** (the adapter trained so far is saved)…"
+    return f"**Stopping** {describe_job(live)} at its next check (what it has done so far is kept)…"
 
 
 def stop_job(run: str | None = None):

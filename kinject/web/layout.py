@@ -294,6 +294,7 @@ def wire_jobs(ui: UI) -> None:
         run_settings, run, form_outputs, api_name=False
     ).success(poll, polled, ui["poll_outputs"], api_name=False)
     ui["stop_btn"].click(stop_job, run, status, api_name="stop")
+    ui["stop_btn"].click(lambda: gr.update(interactive=False), None, ui["stop_btn"], api_name=False)  # at once
     ui["timer"].tick(poll, polled, ui["poll_outputs"], api_name="poll", show_progress="hidden")
     eval_outputs = [ui["eval_md"], ui["eval_png"], ui["eval_answers"], status]
     ui["eval_btn"].click(do_evaluate, [run], eval_outputs, inputs_kwargs=ui["eval_form"], api_name="evaluate")
