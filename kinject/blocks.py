@@ -48,7 +48,7 @@ class BlockStats:
 
 
 TEXT_FORMATS = ("raw", "chat", "both", "none")
-PACKING_VERSION = 1  # bump when packing changes, so cached blocks are packed again
+PACKING_VERSION = 2  # bump when packing changes, so cached blocks are packed again (2: chat asks a short subject)
 
 
 def chat_document_tokens(text: str, title: str, tokenizer: Any) -> list[int]:
@@ -56,7 +56,11 @@ def chat_document_tokens(text: str, title: str, tokenizer: Any) -> list[int]:
 
     Facts learnt only as raw text are often not recalled in chat form; this puts them in the assistant's voice.
     """
-    question = f"What do you know about {title.strip() or 'this topic'}?"
+    from .augment import title_subject
+
+    # A short subject, as template questions ask: a whole headline makes an odd question ("What do you know about
+    # Amazon EC2 P5 instances are now generally available?").
+    question = f"What do you know about {title_subject(title) or 'this topic'}?"
     messages = [{"role": "user", "content": question}, {"role": "assistant", "content": text}]
     return list(tokenizer.apply_chat_template(messages, tokenize=True)["input_ids"])
 

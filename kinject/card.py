@@ -5,8 +5,12 @@ configuration, the base-vs-adapter evaluation and how to use it. A card never na
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -99,6 +103,95 @@ def _hub_base(model: str) -> str | None:
     if model.startswith(("/", ".", "~")) or Path(model).expanduser().exists() or "@" in model:
         return None
     return model if HUB_ID.fullmatch(model) else None
+
+
+def front_matter(card: str) -> tuple[str, str]:
+    """A card's YAML metadata header (without its ``---`` lines) and its body; ``("", card)`` when it has none."""
+    if card.startswith("---\n"):
+        head, sep, body = card[4:].partition("\n---\n")
+        if sep:
+            return head, body.lstrip("\n")
+    return "", card
+
+
+# ------------------------------------------------------------------------------- sources that are not public pages
+
+# Host names that only mean something on this machine or its network (no DNS lookup: the name says it).
+_LOCAL_NAMES = (".local", ".internal", ".lan")
+# The IPv4 forms C's inet_aton takes besides the dotted quad ("127.1", "0x7f.0.0.1", "2130706433"), which fetchers
+# accept as well.
+_IPV4_NUMBERS = re.compile(r"(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}")
+_FILE_PATH = re.compile(r"^(?:[/~.]|[A-Za-z]:[\\/]|\\\\)")
+
+
+def non_public_sources(sources: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(source as the card shows it, why)`` for each URL a card would publish that names this machine, a private
+    network or a file rather than a public page: loopback, private-network, link-local (or other non-global) IP
+    addresses, host names such as ``localhost`` or ``*.local`` / ``*.internal`` / ``*.lan``, and file paths or
+    ``file:`` URLs. A source from a file is shown by its name only, so it is never one of them."""
+    found = []
+    for source in sources:
+        if source.get("kind") == "url" and (why := _not_public(str(source.get("input", "")).strip())):
+            found.append((_shown(source), why))
+    return found
+
+
+def non_public_warning(found: list[tuple[str, str]]) -> str:
+    """What to tell the person publishing a card with ``found`` (from ``non_public_sources``); "" when nothing."""
+    if not found:
+        return ""
+    listed = "; ".join(f"`{shown.replace('`', '%60')}` ({why})" for shown, why in found)
+    many = len(found) != 1
+    return (
+        f"The model card lists {len(found)} source{'s' if many else ''} that {'are' if many else 'is'} no public "
+        f"web page, so publishing {'them' if many else 'it'} shows addresses of your machine or network: {listed}. "
+        "Push only if you mean to publish these addresses."
+    )
+
+
+def _not_public(url: str) -> str | None:
+    """Why ``url`` is no public web address (see ``non_public_sources``), or None."""
+    if _FILE_PATH.match(url):
+        return "a file path"
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").rstrip(".")
+    except ValueError:  # e.g. an unbalanced "[" in the host: no address a fetch could have reached
+        return None
+    if parts.scheme.lower() == "file":
+        return "a file path"
+    if not host:
+        return None
+    address = _ip_literal(host)
+    if address is None:
+        if host == "localhost" or host.endswith(".localhost"):
+            return "a loopback host name"
+        return "a local host name" if host.endswith(_LOCAL_NAMES) else None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_unspecified:
+        return "an unspecified address (this machine)"
+    if address.is_private:
+        return "a private-network address"
+    return None if address.is_global else "a non-public address"
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as the IP address it spells, or None for a host name (looked up nowhere)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if _IPV4_NUMBERS.fullmatch(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))  # parses numbers only: no lookup
+        except OSError:
+            return None
+    return None
 
 
 def _cell(text: Any) -> str:

@@ -431,7 +431,9 @@ class PrepareConfig:
     blocks: BlocksConfig = field(default_factory=BlocksConfig)
 
     def __post_init__(self) -> None:
-        require(bool(self.inputs.urls or self.inputs.files), "urls", "give at least one URL or file")
+        # Named in words rather than by a field ("urls: ..."): the URLs and Files of the app, --urls and --files.
+        if not (self.inputs.urls or self.inputs.files):
+            raise ConfigError("nothing to prepare: give at least one URL or file")
 
 
 # The sections of a run's config.yaml, each one stage's dataclass.

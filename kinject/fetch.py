@@ -9,6 +9,7 @@ specific message and never stops the others.
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -162,21 +163,39 @@ def _human_bytes(n: int) -> str:
 # ---------------------------------------------------------------------------------------------------------- URLs
 
 
-def _fetch_url(source: Source, client: httpx.Client, config: FetchConfig) -> None:
-    url = source.input.strip()
-    if not url or any(c.isspace() for c in url):
-        raise SourceError(f"malformed URL {url!r}: {'empty' if not url else 'contains white space'}")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def url_problem(url: str) -> str:
+    """What is wrong with one entry given as a URL, naming it ("" when it is a well-formed URL).
+
+    The scheme is checked first, so that text that is no URL at all ("hello world", "example.com/page") is told
+    what a URL starts with rather than that it holds a space. A scheme other than http(s) is the fetch guard's to
+    refuse."""
+    if not url:
+        return "a URL is empty"
+    if not _SCHEME.match(url):
+        return f"URL {url!r} must start with http:// or https://"
+    if any(c.isspace() for c in url):
+        return f"URL {url!r} contains white space (write a space in a URL as %20)"
     try:
         parsed = httpx.URL(url)
         port = parsed.port
     except httpx.InvalidURL as exc:
-        raise SourceError(f"malformed URL {url!r}: {exc}") from None
-    if not parsed.scheme:
-        raise SourceError(f"malformed URL {url!r}: it needs to start with http:// or https://")
+        return f"URL {url!r} is malformed ({exc})"
     if parsed.scheme in ("http", "https") and not parsed.host:
-        raise SourceError(f"malformed URL {url!r}: no host name")
+        return f"URL {url!r} has no host name"
     if port is not None and not 0 < port < 65536:
-        raise SourceError(f"malformed URL {url!r}: port {port} is out of range")
+        return f"URL {url!r} has port {port}, out of range"
+    return ""
+
+
+def _fetch_url(source: Source, client: httpx.Client, config: FetchConfig) -> None:
+    url = source.input.strip()
+    problem = url_problem(url)
+    if problem:
+        raise SourceError(problem)
+    parsed = httpx.URL(url)
     check_url(parsed, config.allow_private_urls, config.allowed_networks)
     parsed = parsed.copy_with(fragment=None)
 

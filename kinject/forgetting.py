@@ -66,15 +66,18 @@ class Decision:
 def knowledge_items(documents: list[dict[str, Any]], limit: int = GUARD_ITEMS) -> list[tuple[str, str]]:
     """(question, answer) pairs: each fact-stating sentence as the answer to the held-out question form, taken
     round-robin across documents so every page counts."""
-    from .augment import facts_of, topic_of
+    from .augment import facts_of, sentence_subject
 
     per_doc = []
     for doc in documents:
         found = []
+        title = (doc.get("title") or "").rstrip(".") or "this topic"
         for para in paragraphs(doc["text"]):
             for sentence in sentences(para):
                 if len(sentence.split()) >= 5 and sentence.endswith(".") and facts_of(sentence):
-                    found.append((GUARD_QUESTION.format(topic=topic_of(sentence, doc.get("title", ""))), sentence))
+                    # Never trained on, so a headline title may stand in (the guard's numbers stay comparable).
+                    topic = sentence_subject(sentence) or title
+                    found.append((GUARD_QUESTION.format(topic=topic), sentence))
         per_doc.append(found)
     items: list[tuple[str, str]] = []
     for rank in range(max((len(f) for f in per_doc), default=0)):
@@ -227,8 +230,8 @@ class ForgettingGuard:
         else:
             self.since_best += 1
         self.progress.log(
-            f"guard at step {step}: KL {kl:.4f} ({'within' if within else 'over'} {self.kl_max:g}), "
-            f"knowledge {knowledge:.3f}{' (best so far)' if better else ''}"
+            f"guard at step {step}: drift KL {kl:.4f} ({'within' if within else 'over'} {self.kl_max:g}), "
+            f"log-likelihood of the facts {knowledge:.3f}{' (best so far)' if better else ''}"
         )
         self.stopped_early = bool(self.patience and self.best is not None and self.since_best >= self.patience)
         return self.stopped_early
@@ -243,9 +246,9 @@ class ForgettingGuard:
             lowest = min(self.checks, key=lambda c: c.kl)
             return Decision(
                 final_step,
-                f"learnt nothing within the forgetting bound: no check stayed within KL {self.kl_max:g} (lowest "
-                f"{lowest.kl:.4f} at step {lowest.step}), so the last step's adapter was kept, and it drifts from "
-                f"the base model; {ADVICE}",
+                f"learnt nothing within the forgetting bound: no check stayed within KL {self.kl_max:g} nats/token "
+                f"of drift from the base model (the lowest drift was {lowest.kl:.4f}, at step {lowest.step}), so "
+                f"the adapter of the last step, {final_step}, was kept, and it drifts from the base model; {ADVICE}",
                 self.checks,
                 self.stopped_early,
                 learnt=False,
@@ -257,30 +260,35 @@ class ForgettingGuard:
             params = dict(self.model.named_parameters())
             for name, value in self.best_weights.items():
                 params[name].data.copy_(value.to(params[name].device))
-        how = (
-            f"stopped early at step {final_step} ({self.patience} checks without a better adapter); "
-            if (self.stopped_early)
-            else ""
-        )
-        last = self.checks[-1]
-        later = (
-            ""
-            if b.step == last.step
-            else f" (last check, step {last.step}: knowledge {last.knowledge:.3f}, KL {last.kl:.4f})"
-        )
-        kept = f"kept step {b.step}: knowledge {b.knowledge:.3f}, KL {b.kl:.4f} within {self.kl_max:g}{later}"
+        checks = f"{self.patience} check{'' if self.patience == 1 else 's'}"
+        how = f"stopped early at step {final_step} ({checks} without a better adapter); " if self.stopped_early else ""
+        drift = f"drift from the base KL {b.kl:.4f} nats/token against a bound of {self.kl_max:g}"
+        later = "" if b.step == self.checks[-1].step else self._later_text(b)
         if learnt is False:
             reason = (
-                f"learnt nothing within the forgetting bound: {how}the adapter kept (step {b.step}) knows the "
-                f"pages' facts no better than the base model (score {b.knowledge:.3f} against the base's "
-                f"{base:.3f}; it needs {LEARNT_MIN_GAIN:g} more), and "
-                + (f"every later check drifted past KL {self.kl_max:g}" if later else "no step gained more")
-                + f"; {kept}; {ADVICE}"
+                f"learnt nothing within the forgetting bound: {how}kept the adapter of step {b.step} of "
+                f"{final_step} ({drift}), but it knows your pages' facts no better than the base model "
+                f"(log-likelihood {b.knowledge:.3f} per token against the base's {base:.3f}; it needs "
+                f"{LEARNT_MIN_GAIN:g} more), and "
+                f"{later or 'no step gained more'}; {ADVICE}"
             )
         else:
-            gain = "" if base is None else f"; the base scores {base:.3f}"
-            reason = f"{how}{kept}{gain}"
+            against = "" if base is None else f" (the base model: {base:.3f})"
+            reason = (
+                f"{how}kept the adapter of step {b.step} of {final_step}, the one that knew your pages' facts best "
+                f"within the forgetting bound: {drift}, log-likelihood of the facts {b.knowledge:.3f} per "
+                f"token{against}" + (f"; {later}" if later else "")
+            )
         return Decision(b.step, reason, self.checks, self.stopped_early, learnt=learnt, base_knowledge=base)
+
+    def _later_text(self, best: Check) -> str:
+        """What the checks after the kept one found, with the last one's numbers."""
+        later = [c for c in self.checks if c.step > best.step]
+        last = later[-1]
+        numbers = f"the last, step {last.step}: KL {last.kl:.4f}, log-likelihood {last.knowledge:.3f}"
+        if all(not c.within for c in later):
+            return f"every later check drifted past the bound ({numbers})"
+        return f"later checks did no better within the bound ({numbers})"
 
 
 def check_steps(total_steps: int, checks: int, start: int = 0) -> list[int]:

@@ -260,6 +260,7 @@ def read_status(run_dir: str | Path, live: JobState | None = None) -> JobState |
         state = JobState(**{k: v for k, v in data.items() if k in JobState.__dataclass_fields__})
     except (ValueError, TypeError, OSError) as exc:
         return JobState(run_dir=str(run), status="failed", error=f"unreadable job status: {exc}")
+    state.run_dir = str(run.path)  # where it is now: a copied or renamed run names itself, not its old folder
     if state.active and (state.pid == os.getpid() or not _pid_alive(state.pid, state.pid_started)):
         state.status = "interrupted"
         state.message = "the process running this job ended before it finished; resume from the last checkpoint"

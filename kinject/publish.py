@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .card import model_card
+from .card import model_card, non_public_sources, non_public_warning
 from .errors import KinjectError
 from .hub import hub_endpoint, network_errors, scrub
 from .progress import Progress
@@ -44,6 +44,7 @@ class PushResult:
     created: bool  # whether this push created the repository
     unchanged: bool = False  # the repository held these files already: no new commit
     note: str = ""
+    warning: str = ""  # the card lists sources that are no public web pages (see kinject.card.non_public_sources)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -79,7 +80,7 @@ def push(
 def _check_before_upload(run: RunDir, config: PublishConfig, token: str) -> Path:
     """The run's adapter folder, once every check that needs no network has passed."""
     if not config.repo:
-        raise PublishError("no repository given: name one as OWNER/NAME (--repo, or the Repository field)")
+        raise PublishError("no repository given: name one as OWNER/NAME with --repo")
     try:
         adapter = run.require_adapter()
     except RunError as exc:
@@ -146,6 +147,9 @@ class _Push:
         self.step_done()
 
         card = model_card(self.run, config.repo)
+        # Not refused: a source on a private network may be meant (an intranet wiki); the pusher is told what goes.
+        if warning := non_public_warning(non_public_sources(self.run.read_sources())):
+            progress.log(f"warning: {warning}")
         files = self.files(adapter, card)
         created = self.hub(lambda: _create(api, config), "creating the repository")
         self.step_done()
@@ -174,6 +178,7 @@ class _Push:
             private=bool(created.private),
             created=created.created,
             unchanged=unchanged,
+            warning=warning,
         )
         self.record(card, result)
         progress.advance(1)

@@ -102,7 +102,7 @@ def test_train_in_the_background_and_poll(app_client, site, tiny_model_dir):
     runs_rows = client.predict(api_name="/runs")["data"]
     row = dict(zip(RUNS_COLUMNS, runs_rows[0], strict=True))
     assert row["run"] == "p5" and row["status"] == "done" and row["preset"] == "cpu-demo"
-    assert row["steps"] and row["final loss"] and row["model"] == str(tiny_model_dir)
+    assert row["steps"] and row["final loss"] and row["model"] == tiny_model_dir.name
 
 
 def test_generated_data_is_shown_with_why_it_was_not_kept(app_client, site, tiny_model_dir):
@@ -235,9 +235,11 @@ def test_chat_works_while_a_training_job_runs(app_client, site, tiny_model_dir):
 
 
 def _named(client, endpoint: str, values) -> dict:
-    """An endpoint's outputs by their controls' labels (gradio_client returns them in order, without states)."""
+    """An endpoint's outputs by their controls' labels (gradio_client returns them in order, without states); a
+    control that is an output twice (a form's value, then its lock) is named by its first."""
     api = client.view_api(print_info=False, return_format="dict")["named_endpoints"][endpoint]
-    return dict(zip([r["label"] for r in api["returns"]], values, strict=True))
+    pairs = list(zip([r["label"] for r in api["returns"]], values, strict=True))
+    return dict(reversed(pairs))
 
 
 def _wait_for(predicate, timeout: float = 120, every: float = 0.2):

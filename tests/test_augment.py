@@ -359,3 +359,54 @@ def test_prepare_packs_the_pages_and_leaves_augmentation_to_training(tmp_path, t
     (info,) = run.blocks_infos()
     assert info["stats"]["replay_tokens"] == 0 and info["config"]["text_format"] == "raw"
     assert run.section("blocks")["use_qa"] is True and run.section("blocks")["replay_share"] == 0.2
+
+
+# --------------------------------------------------------------------------- template questions' subjects
+
+
+class _Silent:
+    """A generator that writes nothing (template questions need none)."""
+
+    def chat(self, conversations, max_new_tokens, temperature, seed=0):
+        return ["" for _ in conversations]
+
+
+HEADLINE = "Amazon EC2 P5 instances are now generally available"
+TITLE_CASE_HEADLINE = "New – Amazon EC2 P5 Instances Powered by NVIDIA H100 Tensor Core GPUs for Generative AI"
+
+
+def test_a_headline_is_never_the_subject_of_a_template_question():
+    from kinject.augment import title_subject, topic_of
+
+    # A short name is the subject; a headline gives its own first name, or none.
+    assert title_subject("Amazon EC2 P5 Instances | AWS") == "Amazon EC2 P5 Instances"
+    assert title_subject(HEADLINE) == "Amazon EC2 P5"
+    assert title_subject("Agents for Amazon Bedrock enter preview") == "Amazon Bedrock"
+    assert title_subject(TITLE_CASE_HEADLINE) == ""
+    assert title_subject("The role of vector datastores in generative AI applications") == ""
+    assert title_subject("What is Amazon Bedrock?") == "Amazon Bedrock"  # a question: the name in it
+    unnamed = "They have eight GPUs and two terabytes of memory each."  # names nothing: the title's subject
+    assert topic_of(unnamed, HEADLINE) == "Amazon EC2 P5" and topic_of(unnamed, TITLE_CASE_HEADLINE) == ""
+
+
+def test_template_questions_ask_about_a_name_or_are_left_out():
+    from kinject.augment import Passage, generate_qa
+    from kinject.progress import Progress
+
+    text = (
+        "Each p5.48xlarge instance has 8 GPUs and 2 TB of system memory. P5 instances deliver 3,200 Gbps of bandwidth."
+    )
+    config = AugmentConfig(template_questions=5, questions_per_fact=0)
+    for title, subject in ((HEADLINE, "Amazon EC2 P5"), (TITLE_CASE_HEADLINE, None)):
+        rows = generate_qa([Passage("d1p1", "p5.html", title, text)], _Silent(), config, Progress())
+        asked = {r["sentence"]: [] for r in rows}
+        for r in rows:
+            assert r["origin"] == "template" and title not in r["question"]
+            asked[r["sentence"]].append(r["question"])
+        first, second = text.split(" P5 ")[0], "P5 " + text.split(" P5 ")[1]
+        assert all(q.count("P5") == 1 for q in asked[second]) and len(asked[second]) == 5  # its own name, "P5"
+        # The first sentence names nothing: the headline's name stands in, or no template question is asked.
+        if subject is None:
+            assert first not in asked
+        else:
+            assert len(asked[first]) == 5 and all(subject in q for q in asked[first])

@@ -134,3 +134,13 @@ def test_prepare_default_block_size_is_the_default_presets():
     from kinject.presets import DEFAULT_PRESET, PRESETS
 
     assert BlocksConfig().block_size == PRESETS[DEFAULT_PRESET]["blocks"]["block_size"]
+
+
+def test_the_chat_format_asks_about_a_short_subject_not_a_headline(bundled_tokenizer):
+    text, title = (
+        "P5 instances are powered by NVIDIA H100 GPUs.",
+        "Amazon EC2 P5 instances are now generally available",
+    )
+    ds, _ = pack_blocks([text], bundled_tokenizer, BlocksConfig(text_format="chat"), titles=[title])
+    decoded = bundled_tokenizer.decode(ds[0]["input_ids"])
+    assert "What do you know about Amazon EC2 P5?" in decoded and "generally available?" not in decoded

@@ -92,6 +92,10 @@ def test_prepare_train_and_chat_in_compare_mode(app_url, site, tiny_model_dir):
         page.get_by_role("button", name="Start", exact=True).click()
         expect(page.get_by_text("done", exact=False).first).to_be_visible(timeout=300_000)
         page.screenshot(path=str(ARTIFACTS / "2-train.png"))
+        expect(page.locator("#train-cli")).to_contain_text("CLI equivalent")
+        page.reload()  # the run's CLI line comes back with it (kept in the browser)
+        page.get_by_role("tab", name="Train").click()
+        expect(page.locator("#train-cli")).to_contain_text("--preset cpu-demo", timeout=30_000)
 
         # Chat: adapter and base side by side.
         page.get_by_role("tab", name="Chat").click()
@@ -173,3 +177,109 @@ def test_no_error_badge_after_a_failed_then_successful_prepare_and_scores_above_
         page.wait_for_timeout(500)
         assert failed == 2, "the failed ask marks both answer boxes"
         assert _badges(page) == 0, "the good ask clears the answer boxes' error badges"
+
+
+def _trained_and_evaluated(runs: Path, site: str, tiny_model_dir: Path) -> Path:
+    """Run ``p5``: the P5 page on the tiny model, trained a little and evaluated on the full set (short answers)."""
+    import subprocess
+    import sys
+
+    from kinject.config import BlocksConfig, FetchConfig, InputsConfig, ModelConfig, PrepareConfig
+    from kinject.prepare import prepare
+
+    config = PrepareConfig(
+        inputs=InputsConfig(urls=[f"{site}/ec2-p5.html"]),
+        model=ModelConfig(model=str(tiny_model_dir)),
+        blocks=BlocksConfig(block_size=64),
+        fetch=FetchConfig(allow_private_urls=True),
+    )
+    run = prepare(config, runs / "p5").run_dir
+    kinject = [sys.executable, "-m", "kinject"]
+    train = ["train", str(run), "--preset", "cpu-demo", "--epochs", "1", "--quantization", "none"]
+    subprocess.run([*kinject, *train, "--eval-at-end", "false"], check=True, capture_output=True)
+    evaluate = ["eval", str(run), "--quick", "off", "--max-new-tokens", "4", "--kl-max-new-tokens", "4"]
+    subprocess.run([*kinject, *evaluate], check=True, capture_output=True)
+    return run
+
+
+def test_evaluate_stops_from_its_own_tab_keeps_the_full_one_and_locks_the_forms(
+    app_url, tmp_path, site, tiny_model_dir
+):
+    """Issue 21's four major problems in the browser: Stop is live for an evaluation started from the Evaluate tab
+    and says so at once; a stopped (full or quick) evaluation never replaces the complete full one; the forms lock
+    while the job runs; a copied run shows its own name. Evaluate starts on the quick set on a CPU and says what
+    the full set takes."""
+    from playwright.sync_api import expect
+
+    from kinject.runs import RunDir
+
+    run = _trained_and_evaluated(tmp_path / "runs", site, tiny_model_dir)
+    full = RunDir(run).read_eval("full")
+    assert full is not None and not full["settings"]["quick"]
+    shutil.copytree(run, tmp_path / "runs" / "copy-of-p5")
+
+    with browser_page(app_url) as page:
+        stop = page.get_by_role("button", name="Stop", exact=True)
+        status = page.locator("#job-status")
+        run_pick = page.get_by_role("combobox", name="Run", exact=True)
+
+        # A copied run names itself in the status area, not the folder it was copied from.
+        run_pick.click()
+        page.get_by_role("option", name="copy-of-p5").click()
+        expect(status).to_contain_text("training of copy-of-p5", timeout=30_000)
+        expect(status).not_to_contain_text("training of p5")
+
+        run_pick.click()
+        page.get_by_role("option", name="p5", exact=True).click()
+        expect(status).to_contain_text("training of p5", timeout=30_000)
+        page.get_by_role("tab", name="Evaluate").click()
+        quick = page.get_by_role("combobox", name="Quick", exact=True)
+        expect(quick).to_have_value("auto")
+        plan = page.locator("#eval-plan")
+        expect(plan).to_contain_text("Evaluate runs the quick set", timeout=30_000)
+        expect(plan).to_contain_text("this run's last full evaluation took")
+
+        # The full set with long answers, one at a time: started here, stopped from here.
+        quick.click()
+        page.get_by_role("option", name="off", exact=True).click()
+        expect(plan).to_contain_text("Evaluate runs the full set", timeout=30_000)
+        tokens = page.get_by_role("spinbutton", name=re.compile(r"^Max new tokens\b")).first
+        tokens.fill("200")
+        page.locator("#eval-answers").scroll_into_view_if_needed()
+        page.get_by_role("button", name="Evaluate", exact=True).click()
+        expect(stop).to_be_enabled(timeout=30_000)
+        expect(tokens).to_be_disabled(timeout=10_000)  # the forms lock while the job runs
+        expect(quick).to_be_disabled()
+        expect(page.get_by_role("button", name="Evaluate", exact=True)).to_be_disabled()
+        expect(status).to_contain_text(re.compile(r"evaluate, [1-9]\d*/\d+ answers"), timeout=120_000)
+        page.screenshot(path=str(ARTIFACTS / "evaluate-running.png"))
+        stop.click()
+        expect(status).to_contain_text("Stopping", timeout=5_000)  # at once, not at the next check
+        expect(stop).to_be_disabled(timeout=5_000)
+        expect(page.get_by_text("The complete full evaluation is kept")).to_be_visible(timeout=120_000)
+        expect(tokens).to_be_enabled(timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "evaluate-stopped.png"), full_page=True)
+        assert RunDir(run).read_eval("stopped") is not None
+        assert RunDir(run).read_eval("full") == full, "a stopped evaluation left the full one as it was"
+
+        # A quick evaluation, stopped as soon as Stop is live (or done first): the full one is still intact.
+        quick.click()
+        page.get_by_role("option", name="on", exact=True).click()
+        page.get_by_role("button", name="Evaluate", exact=True).click()
+        expect(stop).to_be_enabled(timeout=30_000)
+        stop.click()
+        expect(page.get_by_role("button", name="Evaluate", exact=True)).to_be_enabled(timeout=120_000)
+        assert RunDir(run).read_eval("full") == full, "a quick evaluation left the full one as it was"
+
+        # The Runs table shows the full one (no "(quick)" or "(stopped)" beside p5's scores).
+        page.get_by_role("tab", name="Runs").click()
+        page.get_by_role("button", name="Refresh").click()
+        table = page.locator("#runs-table")
+        expect(table).to_contain_text("copy-of-p5", timeout=30_000)
+        expect(table).not_to_contain_text("(stopped)")
+        expect(table).not_to_contain_text("(quick)")
+        table.scroll_into_view_if_needed()
+        last = table.get_by_text("done", exact=True).first.bounding_box()  # the status column, the last one
+        shown = table.bounding_box()
+        assert last["x"] + last["width"] <= shown["x"] + shown["width"] + 1, "the table's last column is cut off"
+        page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)

@@ -368,3 +368,19 @@ def test_help_runs_for_every_verb(verb):
         for flag in ("--preset", "--epochs", "--max-steps", "--learning-rate", "--lr", "--rank", "--batch-size"):
             assert flag in text
         assert "--quantization" in text and "--resume" in text and "--config" in text
+
+
+def test_prepare_names_the_entry_that_is_no_url(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["prepare", "--out", str(out), "--urls", "hello world", "example.com/page"]) == EXIT_NO_SOURCE
+    err = capsys.readouterr().err
+    assert "hello world: error: URL 'hello world' must start with http:// or https://" in err
+    assert "example.com/page: error: URL 'example.com/page' must start with http:// or https://" in err
+    assert "white space" not in err and not out.exists()
+
+
+def test_prepare_without_inputs_says_so_in_words(tmp_path, capsys):
+    assert main(["prepare", "--out", str(tmp_path / "run")]) != EXIT_OK
+    assert capsys.readouterr().err.strip() == "error: nothing to prepare: give at least one URL or file"
+    with pytest.raises(ConfigError, match="^nothing to prepare: give at least one URL or file$"):
+        PrepareConfig()

@@ -59,7 +59,7 @@ def test_the_guard_keeps_the_best_adapter_within_its_bound(tiny_run):
     within = [c for c in meta["guard"]["checks"] if c["kl"] <= bound]
     best = max(within, key=lambda c: c["knowledge"])
     assert meta["kept_step"] == best["step"] == result.kept_step < 8
-    assert f"kept step {best['step']}" in result.note and "within" in result.note
+    assert f"kept the adapter of step {best['step']} of 8" in result.note and "within" in result.note
     # The saved adapter is that step's: its KL, measured again, is the check's.
     from kinject.forgetting import ForgettingGuard
     from kinject.generate import load_for_run
@@ -116,7 +116,7 @@ def test_a_tie_goes_to_the_later_step(tiny_run, monkeypatch):
     # bound is kept, not the barely trained first one.
     monkeypatch.setattr(ForgettingGuard, "measure", lambda self: (0.01, 0.0))
     result = train(tiny_run, hot(guard_checks=4, guard_kl_max=0.1), blocks=TINY_BLOCKS)
-    assert result.kept_step == result.step == 8 and "kept step 8" in result.note
+    assert result.kept_step == result.step == 8 and "kept the adapter of step 8 of 8" in result.note
 
 
 def test_the_guard_keeps_its_checks_across_stop_and_resume(tiny_run):
@@ -173,3 +173,51 @@ def test_the_card_and_the_evaluation_say_nothing_was_learnt(tiny_run):
     assert "The adapter learnt nothing within the forgetting bound" in eval_summary(data)
     data["settings"]["guard"]["learnt"] = True
     assert "learnt nothing" not in eval_summary(data)
+
+
+def _guard_of(checks, best: int | None, base: float | None, kl_max: float = 0.1, patience: int = 0):
+    """A guard that has made ``checks`` (step, kl, knowledge), ``best`` the step it keeps: no model needed."""
+    from kinject.forgetting import Check, ForgettingGuard
+    from kinject.progress import Progress
+
+    guard = object.__new__(ForgettingGuard)
+    guard.kl_max, guard.patience, guard.failed, guard.progress = kl_max, patience, "", Progress()
+    guard.checks = [Check(step, kl, knowledge, kl <= kl_max) for step, kl, knowledge in checks]
+    guard.best = next((c for c in guard.checks if c.step == best), None)
+    guard.best_weights, guard.base_knowledge = None, base
+    guard.stopped_early = bool(patience)
+    return guard
+
+
+def test_the_guard_says_what_it_kept_in_words():
+    """Every number the message gives says what it is: the step kept of how many, the drift against its bound, the
+    facts' log-likelihood against the base's, and what the last check found."""
+    checks = [(2, 0.006, -3.272), (4, 0.05, -3.4), (13, 0.25, -3.1)]
+    reason = _guard_of(checks, 2, -3.630).decide(13).reason
+    assert reason == (
+        "kept the adapter of step 2 of 13, the one that knew your pages' facts best within the forgetting bound: "
+        "drift from the base KL 0.0060 nats/token against a bound of 0.1, log-likelihood of the facts -3.272 per "
+        "token (the base model: -3.630); later checks did no better within the bound (the last, step 13: KL 0.2500, "
+        "log-likelihood -3.100)"
+    )
+    assert "kept step" not in reason and "knowledge -" not in reason
+    over = _guard_of([(2, 0.006, -3.272), (13, 0.25, -3.1)], 2, None).decide(13).reason
+    assert "per token; every later check drifted past the bound (the last, step 13: KL 0.2500" in over
+    assert "the base model" not in over  # no base score measured: none quoted
+    early = _guard_of([(2, 0.006, -3.272), (4, 0.05, -3.4)], 2, -3.630, patience=1).decide(4).reason
+    assert early.startswith("stopped early at step 4 (1 check without a better adapter); kept the adapter of step 2")
+
+
+def test_the_guard_says_in_words_that_nothing_was_learnt():
+    idle = _guard_of([(2, 0.006, -3.272), (8, 0.007, -3.28)], 2, -3.29).decide(8).reason
+    assert idle.startswith(
+        "learnt nothing within the forgetting bound: kept the adapter of step 2 of 8 (drift from the base KL 0.0060 "
+        "nats/token against a bound of 0.1), but it knows your pages' facts no better than the base model "
+        "(log-likelihood -3.272 per token against the base's -3.290; it needs 0.05 more), and later checks did no "
+        "better within the bound (the last, step 8: KL 0.0070, log-likelihood -3.280); try more exposures per fact"
+    )
+    drifted = _guard_of([(2, 0.5, -3.0), (8, 0.4, -2.9)], None, -3.29).decide(8).reason
+    assert drifted.startswith(
+        "learnt nothing within the forgetting bound: no check stayed within KL 0.1 nats/token of drift from the base "
+        "model (the lowest drift was 0.4000, at step 8), so the adapter of the last step, 8, was kept"
+    )

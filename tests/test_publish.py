@@ -541,7 +541,6 @@ def test_the_publish_tab_pushes_and_links_to_the_result(hub, trained, tmp_path, 
     import shutil
 
     from gradio_client import Client
-    from gradio_client.exceptions import AppError
 
     from kinject.settings import AppConfig
     from kinject.web import state
@@ -567,19 +566,78 @@ def test_the_publish_tab_pushes_and_links_to_the_result(hub, trained, tmp_path, 
         )
         assert not hub.repos["alice/public-one"].private and "merged/config.json" in hub.files("alice/public-one")
 
+        # A failure is the link's text, not an error raised: that would mark the status area (every tab's) too.
         monkeypatch.setenv("HF_TOKEN", ALICE)  # the operator's: not used unless the operator allowed it
-        with pytest.raises(AppError, match="Paste a Hugging Face write token"):
-            client.predict(run="p5", repo="alice/x", token="", api_name="/push")
+        _, link = client.predict(run="p5", repo="alice/x", token="", api_name="/push")
+        assert link.startswith("**Push failed:** Paste a Hugging Face write token")
         assert "alice/x" not in hub.repos
-        with pytest.raises(AppError) as err:
-            client.predict(run="p5", repo="alice/x", token="hf_notAValidToken0123456789abcdefXYZ", api_name="/push")
-        assert "refused the token (401)" in str(err.value)
-        with pytest.raises(AppError) as err:
-            client.predict(run="p5", repo="not a repo", token=ALICE, api_name="/push")
-        assert "must be OWNER/NAME" in str(err.value)
-        assert_no_token(folder_bytes(tmp_path / "runs"), str(err.value), status)
+        status, link = client.predict(
+            run="p5", repo="alice/x", token="hf_notAValidToken0123456789abcdefXYZ", api_name="/push"
+        )
+        assert link.startswith("**Push failed:**") and "refused the token (401)" in link
+        assert "p5" in status and "Push failed" not in status, "the status area shows the run's status as ever"
+        _, link = client.predict(run="p5", repo="not a repo", token=ALICE, api_name="/push")
+        assert link.startswith("**Push failed:**") and "must be OWNER/NAME" in link
+        _, link = client.predict(run="p5", repo="", token=ALICE, api_name="/push")
+        assert link == "**Push failed:** Give the repository to push to as OWNER/NAME in the Repo field (Publish tab)."
+        assert_no_token(folder_bytes(tmp_path / "runs"), link, status)
     finally:
         demo.close()
+
+
+def _with_a_source_on_this_machine(run: RunDir) -> str:
+    """Add a page fetched from a loopback server to the run's sources (as with private URLs allowed); its URL."""
+    url = "http://127.0.0.1:8765/p5.html"
+    rows = run.read_sources()
+    run.write_sources([*rows, {**rows[0], "input": url, "kind": "url", "title": "P5", "sha256": "0" * 64}])
+    return url
+
+
+def test_a_push_warns_of_sources_on_this_machine_and_pushes_the_card_as_ever(hub, run):
+    from kinject.card import model_card
+
+    url = _with_a_source_on_this_machine(run)
+    progress = RecordingProgress()
+    result = push(run, PublishConfig(repo="alice/local"), token=ALICE, progress=progress)
+    assert f"`{url}` (a loopback address)" in result.warning
+    assert any(url in message for kind, message in progress.events if kind == "log")
+    card = hub.files("alice/local")["README.md"].decode()
+    assert card.startswith("---\n") and yaml.safe_load(card.split("---\n")[1])["library_name"] == "peft"
+    assert card == model_card(run, "alice/local") and url in card, "the pushed card is the card, warning or not"
+    assert "Warning" not in card
+
+
+def test_a_failed_push_from_the_app_is_its_links_text_not_an_error(hub, run, monkeypatch):
+    """An event that raises marks each of its outputs with an error badge, the status area (on every tab) among
+    them: a failed push says so in its link's place and in a toast, and leaves the status area as it is."""
+    import gradio as gr
+
+    from kinject.jobs import JobManager
+    from kinject.web import state
+    from kinject.web.job_handlers import do_push
+
+    monkeypatch.setattr(state, "RUNS_ROOT", run.path.parent)
+    monkeypatch.setattr(state, "JOBS", JobManager())
+    with pytest.warns(UserWarning, match="refused the token"):  # gr.Warning, outside a gradio event
+        *_, (status, link) = do_push("run", token="hf_notAValidToken0123456789abcdefXYZ", repo="alice/x")
+    assert link.startswith("**Push failed:** the Hub refused the token (401)")
+    assert status.startswith("**run**") and "Push" not in status
+    with pytest.warns(UserWarning, match="Repo field"):
+        (status, link), *more = do_push("run", token=ALICE)
+    assert not more and status == gr.skip()
+    assert link == "**Push failed:** Give the repository to push to as OWNER/NAME in the Repo field (Publish tab)."
+    with pytest.warns(UserWarning, match="Choose a run"):
+        *_, (status, link) = do_push("", token=ALICE, repo="alice/x")
+    assert link.startswith("**Push failed:** Choose a run first")
+
+    *_, (status, link) = do_push("run", token=ALICE, repo="alice/public-pages")
+    assert link.startswith("**Pushed:**") and "Warning" not in status
+    url = _with_a_source_on_this_machine(run)
+    with pytest.warns(UserWarning, match="127.0.0.1"):
+        *_, (status, link) = do_push("run", token=ALICE, repo="alice/app")
+    assert link.startswith("**Pushed:**") and "**Push done:**" in status
+    assert "**Warning:** The model card lists 1 source that is no public web page" in status and url in status
+    assert_no_token(status, link)
 
 
 def test_the_card_says_when_the_adapter_answers_no_more_than_the_base():

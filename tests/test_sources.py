@@ -93,10 +93,11 @@ def test_every_bad_input_gets_its_own_specific_row(site: str, config: FetchConfi
     good = f"{site}/ec2-p5.html"
     cases: list[tuple[str, str]] = [
         (good, ""),
-        ("not a url", "malformed URL 'not a url': contains white space"),
-        ("example.com/page", "malformed URL 'example.com/page': it needs to start with http:// or https://"),
-        ("http://[::1/x", "malformed URL 'http://[::1/x'"),
-        ("https://", "malformed URL 'https://': no host name"),
+        ("not a url", "URL 'not a url' must start with http:// or https://"),
+        ("example.com/page", "URL 'example.com/page' must start with http:// or https://"),
+        ("http://a page/x", "URL 'http://a page/x' contains white space"),
+        ("http://[::1/x", "URL 'http://[::1/x' is malformed"),
+        ("https://", "URL 'https://' has no host name"),
         ("http://nowhere.invalid/page", "unknown host 'nowhere.invalid'"),
         (f"http://127.0.0.1:{_closed_port()}/", "connection refused by 127.0.0.1"),
         (f"{site}/slow", "timeout: no data for 0.5 s"),
@@ -274,3 +275,15 @@ def test_decode_bytes() -> None:
     assert (
         decode_bytes((LATIN1_TEXT + " " + CP1252_TEXT).encode("cp1252"), html=False) == LATIN1_TEXT + " " + CP1252_TEXT
     )
+
+
+def test_an_entry_that_is_no_url_is_told_what_a_url_starts_with() -> None:
+    """Text that is no URL ("hello world", "example.com/page") hears about the scheme, not about its space; the
+    message names the entry, and a real URL with a space in it hears about the space."""
+    rows = fetch_sources(["hello world", "example.com/page", "https://example.com/a page"], [], FetchConfig())
+    assert [r.error for r in rows] == [
+        "URL 'hello world' must start with http:// or https://",
+        "URL 'example.com/page' must start with http:// or https://",
+        "URL 'https://example.com/a page' contains white space (write a space in a URL as %20)",
+    ]
+    assert all(r.status == "error" for r in rows)

@@ -23,26 +23,44 @@ def jobs(tmp_path, monkeypatch) -> JobManager:
 
 
 def test_the_poll_follows_a_job_that_another_handler_starts(jobs, tmp_path):
-    """Evaluate, Prepare, Merge and Push start their job in their own handler; ``follow_job``, on the same click,
-    waits for that job and returns the poll with the timer on and Stop enabled (before, only Start did)."""
+    """Evaluate, Prepare, Merge and Push start their job in their own handler; ``follow_job``, wired before it on the
+    same click, turns the status poll on at once (before, only Start did); the poll's next tick enables Stop while
+    the job runs and turns itself off when nothing runs (a handler that refused to start a job)."""
+    from kinject.web.handlers import poll
+
+    assert follow_job(None, None)[3].active is True  # nothing runs yet: the job's handler goes next
+    assert poll(None, None)[3].active is False  # a tick with nothing running stops polling
     release = threading.Event()
     run_dir = tmp_path / "runs" / "r"
     run_dir.mkdir(parents=True)
-
-    def start_later() -> None:
-        threading.Event().wait(0.3)  # the other handler validates its form first
-        jobs.submit(run_dir, "evaluate", lambda recorder: release.wait(10), persist=False)
-
-    threading.Thread(target=start_later).start()
+    jobs.submit(run_dir, "evaluate", lambda recorder: release.wait(10), persist=False)
     try:
-        polled = follow_job(None, None)
+        polled = poll(None, None)
         timer, buttons = polled[3], polled[4:]
         assert timer.active is True and buttons[STOP]["interactive"] is True
     finally:
         release.set()
         jobs.wait(10)
-    polled = follow_job(None, None, wait_s=0.2)
+    polled = poll(None, None)
     assert polled[3].active is False and polled[4:][STOP]["interactive"] is False
+
+
+def test_the_forms_lock_while_a_job_runs(jobs, tmp_path, monkeypatch):
+    """The poll's last outputs are the forms' controls: not interactive while a job runs, interactive after."""
+    from kinject.web.handlers import poll
+
+    monkeypatch.setattr(state, "LOCKED_CONTROLS", 5)
+    assert [u["interactive"] for u in poll(None, None)[-5:]] == [True] * 5
+    release = threading.Event()
+    run_dir = tmp_path / "runs" / "r"
+    run_dir.mkdir(parents=True)
+    jobs.submit(run_dir, "evaluate", lambda recorder: release.wait(10), persist=False)
+    try:
+        assert [u["interactive"] for u in poll(None, None)[-5:]] == [False] * 5
+    finally:
+        release.set()
+        jobs.wait(10)
+    assert [u["interactive"] for u in poll(None, None)[-5:]] == [True] * 5
 
 
 def test_stop_says_so_at_once_and_turns_itself_off(jobs, tmp_path):
@@ -64,3 +82,103 @@ def test_stop_says_so_at_once_and_turns_itself_off(jobs, tmp_path):
         release.set()
         jobs.wait(10)
     assert not jobs.stopping() and "Stopping" not in run_status(None)
+
+
+def test_compare_chat_streams_both_sides_at_once_and_stop_ends_both(monkeypatch):
+    """Compare mode reads both answers at once (a server that batches answers both together; before, the base
+    waited for the adapter's whole answer), and closing the stream (gradio's cancel from "Stop answering") stops
+    every side's reading."""
+    from kinject.web import chat
+
+    read: dict[str | None, int] = {"adapter": 0, None: 0}
+    both_started = threading.Barrier(2, timeout=5)
+
+    def fake_stream(endpoint, model, messages, generation):
+        both_started.wait()  # fails (BrokenBarrierError) unless the two sides are read at the same time
+        for i in range(1000):
+            read[model] += 1
+            yield f"{model or 'base'}{i} "
+            threading.Event().wait(0.005)
+
+    class Target:
+        def endpoint_of(self, model):
+            return "http://127.0.0.1:1"
+
+    monkeypatch.setattr(chat, "stream_chat", fake_stream)
+    histories = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "hi"}]]
+    stream = chat._stream_sides(Target(), ["adapter", None], histories, None, [])
+    seen = []
+    for left, right, _ in stream:
+        seen.append((left[-1]["content"], right[-1]["content"]))
+        if len(seen) == 20:
+            break
+    stream.close()  # what a cancelled gradio event does to its generator
+    assert any("adapter0" in a and "base0" in b for a, b in seen), "both sides show their answer as it streams"
+    threading.Event().wait(0.2)
+    counts = dict(read)
+    threading.Event().wait(0.2)
+    assert read == counts and max(counts.values()) < 1000, "closed: neither side reads on"
+
+
+def test_the_evaluate_tab_says_what_evaluate_runs_and_what_the_full_set_takes(tmp_path, monkeypatch):
+    """Quick 'auto' on a CPU runs the quick set, and the line gives the full set's size and time (from the run's
+    last full evaluation, else scaled from a quick one, else a reference)."""
+    import torch
+
+    from kinject.config import EvalConfig, GenerationConfig
+    from kinject.runs import RunDir
+    from kinject.web.eval_view import eval_plan_text
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    run.write_config({"model": {"model": "x"}})
+    gen = GenerationConfig(max_new_tokens=200)
+    text = eval_plan_text(run, EvalConfig(quick="auto", auto_probes=0), gen)
+    assert text.startswith("**Evaluate runs the quick set** (Quick: auto, and this machine has no GPU)")
+    assert "answers of up to 32 tokens" in text and "answers of up to 200 tokens" in text
+    assert "not timed for this run yet" in text
+    quick = {"settings": {"quick": True, "counts": {"knowledge": 0}, "generation": {"max_new_tokens": 32}}}
+    quick["timings"] = {"load_s": 1.0, "probes_s": 16.0}
+    quick["probes"] = [{}] * 8
+    run.write_eval(quick, "", lambda path: path.write_bytes(b""))
+    assert "scaled from this run's last quick evaluation" in eval_plan_text(run, EvalConfig(auto_probes=0), gen)
+    full = {"settings": {"quick": False}, "timings": {"total_s": 300.0}, "probes": []}
+    run.write_eval(full, "", lambda path: path.write_bytes(b""))
+    text = eval_plan_text(run, EvalConfig(quick="off", auto_probes=0), gen)
+    assert text.startswith("**Evaluate runs the full set**") and "last full evaluation took 5 min" in text
+
+
+def test_a_copied_run_names_itself_in_the_status(tmp_path, monkeypatch):
+    """status.json written in the old folder names that folder; read from the copy, the copy's name shows."""
+    import shutil
+
+    from kinject.jobs import JobState
+    from kinject.runs import RunDir
+    from kinject.web.views import status_text
+
+    monkeypatch.setattr(state, "RUNS_ROOT", tmp_path)
+    old = RunDir(tmp_path / "p5")
+    old.path.mkdir()
+    old.write_config({"model": {"model": "x"}})
+    old.write_status(JobState(run_dir=str(old.path), status="done", kind="train").to_dict())
+    shutil.copytree(old.path, tmp_path / "copy")
+    text = status_text("copy")
+    assert "training of copy" in text and "training of p5" not in text
+
+
+def test_a_failed_prepare_leaves_the_status_on_the_selected_run(tmp_path, monkeypatch):
+    """The picker still shows the selected run after a prepare fails, and so does the status area (before, it said
+    "No run selected.")."""
+    from kinject.jobs import JobState
+    from kinject.runs import RunDir
+    from kinject.web.job_handlers import do_prepare
+
+    monkeypatch.setattr(state, "RUNS_ROOT", tmp_path)
+    run = RunDir(tmp_path / "p5")
+    run.path.mkdir()
+    run.write_config({"model": {"model": "x"}})
+    run.write_status(JobState(run_dir=str(run.path), status="done", kind="train").to_dict())
+    _, summary, status, _ = next(iter(do_prepare("new", False, "p5", urls="", files=None)))
+    assert summary.startswith("**Nothing prepared.**")
+    assert "**p5**" in status and "No run selected" not in status

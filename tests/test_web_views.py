@@ -170,7 +170,7 @@ def test_compare_runs(runs):
     assert "| knowledge (facts of your pages) (adapter) | 0.75 (3/4) | 0.25 (1/4) |" in lines  # b: the base's
     assert "| KL(base ‖ adapter) | 0.123 | – |" in lines
     # The probe both answered, each side's answer escaped for a markdown cell.
-    assert "| k1 | knowledge | ✓ H100 GPUs\\. | ✗ A100 GPUs\\. |" in lines
+    assert "| k1 (knowledge) | ✓ H100 GPUs\\. | ✗ A100 GPUs\\. |" in lines
     assert cell_text("a|b *c*\nd") == "a\\|b \\*c\\* d"
     with pytest.raises(state.WebError, match="Invalid run name '../b'"):
         compare_runs("a", "../b")
@@ -206,3 +206,73 @@ def test_without_a_full_evaluation_the_runs_table_says_which_it_shows(runs):
     row = dict(zip(RUNS_COLUMNS, runs_table()[0], strict=True))
     assert row["knowledge"].endswith(" (stopped)")
     assert not show_eval("p5")[0].startswith("*This is the last")  # nothing else is kept: no such line
+
+
+def _card_run(name: str, urls: list[str]) -> RunDir:
+    """A run with an adapter (its config is enough for the card) and ``urls`` as its fetched sources."""
+    run = _run(name)
+    run.adapter_dir.mkdir(parents=True)
+    (run.adapter_dir / "adapter_config.json").write_text("{}")
+    rows = [
+        {"input": u, "kind": "url", "status": "ok", "sha256": f"{i:064x}", "tokens": 9} for i, u in enumerate(urls)
+    ]
+    run.write_sources(rows)
+    return run
+
+
+def test_the_card_preview_warns_of_sources_on_this_machine_or_a_private_network(runs):
+    from kinject.web.views import card_preview
+
+    _card_run("p5", ["https://example.com/p5", "http://127.0.0.1:8000/p5.html", "http://192.168.1.5/wiki"])
+    preview = card_preview("p5", "alice/p5")
+    warning = next(line for line in preview.splitlines() if line.startswith("**Warning:**"))
+    assert "`http://127.0.0.1:8000/p5.html` (a loopback address)" in warning
+    assert "`http://192.168.1.5/wiki` (a private-network address)" in warning
+    assert "example.com" not in warning
+
+    _card_run("public", ["https://example.com/p5"])
+    assert "Warning" not in card_preview("public", "alice/p5")
+
+
+def test_the_card_preview_without_a_repo_is_named_after_the_run(runs):
+    from kinject.web.views import card_preview
+
+    _card_run("p5-facts", ["https://example.com/p5"])
+    preview = card_preview("p5-facts", "  ")
+    assert "NAME" not in preview, "no placeholder title"
+    assert "\n# p5-facts\n" in preview and "Repo field (Publish tab) is not set yet" in preview
+    named = card_preview("p5-facts", "alice/p5-card")
+    assert "\n# p5-card\n" in named and "not set yet" not in named
+
+
+def test_the_card_preview_shows_the_metadata_header_as_a_code_block(runs):
+    from kinject.web.views import card_preview
+
+    _card_run("p5", ["https://example.com/p5"])
+    lines = card_preview("p5", "alice/p5").splitlines()
+    assert "---" not in lines, "no front matter for Markdown to run together"
+    start = lines.index("```yaml")
+    end = lines.index("```", start)
+    header = lines[start + 1 : end]
+    assert "library_name: peft" in header and "pipeline_tag: text-generation" in header
+    assert lines.index("# p5") > end, "the header comes above the card's body"
+
+
+def test_the_source_view_shows_the_title_once_as_training_sees_it(runs, tiny_model_dir):
+    """A page's heading opens its extracted text: the view shows the corpus's text column as it is (what training
+    reads), without the title added before it."""
+    from pathlib import Path
+
+    from kinject.config import BlocksConfig, InputsConfig, ModelConfig, PrepareConfig
+    from kinject.prepare import prepare
+    from kinject.web.views import source_view
+
+    page = Path(__file__).parent / "data" / "samples" / "aws-summit-nyc-2023" / "ec2-p5.html"
+    inputs = InputsConfig(files=[str(page)])
+    config = PrepareConfig(inputs=inputs, model=ModelConfig(model=str(tiny_model_dir)), blocks=BlocksConfig(64))
+    prepare(config, state.RUNS_ROOT / "p5")
+    (doc,) = RunDir(state.RUNS_ROOT / "p5").load_corpus().to_list()
+    title = "Amazon EC2 P5 instances are now generally available"
+    assert doc["title"] == title and doc["text"].startswith(title + "\n\n")  # the page's heading, in the text
+    text, _ = source_view("p5", doc["source"])
+    assert text == doc["text"] and text.count(title) == 1

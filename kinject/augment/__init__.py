@@ -26,7 +26,7 @@ from .cache import KINDS, augmentation_key
 from .filters import answer_problem, content_words, paraphrase_problem, question_problem
 from .generation import generate_paraphrases, generate_qa, generate_replay
 from .generators import AugmentError, ChatGenerator, EndpointGenerator, LocalGenerator
-from .passages import Passage, asked_sentences, facts_of, split_passages, topic_of
+from .passages import Passage, asked_sentences, facts_of, sentence_subject, split_passages, title_subject, topic_of
 from .prompts import replay_prompts
 from .verb import Augmentation, ensure_augmentation
 
@@ -50,6 +50,8 @@ __all__ = [
     "paraphrase_problem",
     "question_problem",
     "replay_prompts",
+    "sentence_subject",
     "split_passages",
+    "title_subject",
     "topic_of",
 ]

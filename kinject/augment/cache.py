@@ -15,6 +15,7 @@ KINDS = ("paraphrase", "qa", "replay")
 AUGMENT_VERSION = 2  # bump when generation or filtering changes, so cached sets are generated again
 KIND_VERSION = {"paraphrase": 2, "qa": 1, "replay": 2}  # the same, for one kind
 ANSWER_FILTER_VERSION = 2  # the same, for question-answer sets whose answers the generator wrote
+TEMPLATE_VERSION = 2  # the same, for question-answer sets with template questions (2: no headline as the subject)
 
 # The settings each kind depends on (changing another setting does not generate it again).
 KIND_FIELDS = {
@@ -55,6 +56,8 @@ def augmentation_key(
     version = [AUGMENT_VERSION, KIND_VERSION[kind]]
     if kind == "qa" and config.answers == "generator":
         version.append(ANSWER_FILTER_VERSION)
+    if kind == "qa" and config.template_questions:
+        version.append(TEMPLATE_VERSION)
     extra = digest(REPLAY_PROMPTS.read_text(encoding="utf-8")) if kind == "replay" else ""
     uses_base = kind == "replay" or config.generator == "base"
     return f"{kind}-{digest([*version, kind, settings, corpus_digest, model, base if uses_base else '', extra])}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,9 +58,50 @@ def asked_sentences(text: str) -> list[str]:
     return [s for s in sentences(text) if len(s.split()) >= 5 and s.endswith((".", "!", "?"))]
 
 
-def topic_of(sentence: str, title: str) -> str:
-    """What a sentence is about, for template questions: its first specific name, else its document's title."""
+def sentence_subject(sentence: str) -> str:
+    """The first specific name a sentence states in its first half (what it is about), or ""."""
     names = name_spans(sentence)
-    if names and names[0].start < len(sentence) // 2:
-        return names[0].text
-    return title.rstrip(".") or "this topic"
+    return names[0].text if names and names[0].start < len(sentence) // 2 else ""
+
+
+# A page's title is often a headline ("Amazon EC2 P5 instances are now generally available"), and "What can you
+# tell me about <a headline>?" is no question anyone asks. The rule, on the title's longest part between " | " or
+# " - " (not the site's name, not a "New -" prefix):
+# - every word capitalized or with a digit (or a word Title Case leaves lower-case, such as "of"): a name when it has
+#   at most SUBJECT_MAX_WORDS words and no headline mark (an opening "Announcing" or "How", a "?", "!" or ":"), and
+#   the title is the subject; else a Title Case headline, and it gives no subject;
+# - else a headline in sentence case (its verb is lower-case): its first specific name is the subject
+#   ("Amazon EC2 P5"), or none when it has none.
+# A sentence that names nothing itself gets no template question when its title gives no subject.
+SUBJECT_MAX_WORDS = 5
+_HEADLINE_OPENERS = frozenset(
+    "Announcing Introducing Launching Unveiling Meet New Now How Why What When Where Who Which Welcome".split()
+)
+# The words Title Case leaves in lower case (and "de", "von" of names).
+_JOINING_WORDS = frozenset(
+    "a an and as at but by de for from in into nor of on or per the to via von vs with &".split()
+)
+_SITE_SUFFIX = re.compile(r"\s+[|\u2013\u2014-]\s+")  # " | ", " – ", " — ", " - " before a site's name
+
+
+def title_subject(title: str) -> str:
+    """A title as the subject of template questions (see the rule above), or "" when it gives none."""
+    main = max(_SITE_SUFFIX.split((title or "").strip()), key=len).strip().rstrip(".")
+    words = main.split()
+    capitalized = {w for w in words if re.search(r"[A-Z0-9]", w)}
+    headline = bool(words) and (words[0] in _HEADLINE_OPENERS or main.endswith(("?", "!")) or ":" in main)
+    if all(w in capitalized or w.lower() in _JOINING_WORDS for w in words):  # a name, or a Title Case headline
+        return main if words and not headline and len(words) <= SUBJECT_MAX_WORDS else ""
+    for span in name_spans(main):  # a headline in sentence case: its runs of capitals are names
+        name = span.text.split()
+        while name and name[0] in _HEADLINE_OPENERS:
+            name = name[1:]
+        if len(name) >= 2 or re.search(r"\d|[a-z][A-Z]", " ".join(name)):
+            return " ".join(name)
+    return ""
+
+
+def topic_of(sentence: str, title: str) -> str:
+    """What a sentence is about, for template questions: its first specific name, else its document's title when
+    that is a short name (``title_subject``); "" when neither gives a subject (no template question then)."""
+    return sentence_subject(sentence) or title_subject(title)

@@ -25,12 +25,13 @@ from .probes import (
     shipped_retention_probes,
 )
 from .report import EvalReport, format_markdown, format_table, read_report
-from .runner import evaluate
+from .runner import EvalSize, eval_size, evaluate
 
 __all__ = [
     "Answer",
     "EvalError",
     "EvalReport",
+    "EvalSize",
     "EvalStopped",
     "Forgetting",
     "Probe",
@@ -40,6 +41,7 @@ __all__ = [
     "auto_probes",
     "collect_probes",
     "corpus_texts",
+    "eval_size",
     "evaluate",
     "format_markdown",
     "format_table",

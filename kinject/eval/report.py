@@ -64,6 +64,14 @@ def learnt_nothing(settings: dict[str, Any]) -> bool:
     return ((settings or {}).get("guard") or {}).get("learnt") is False
 
 
+def learnt_nothing_line(settings: dict[str, Any]) -> str:
+    """The guard's "learnt nothing" reason after a bold lead saying so (its own lead left out, said once)."""
+    reason = str(((settings or {}).get("guard") or {}).get("reason") or "")
+    lead = "learnt nothing within the forgetting bound: "
+    reason = reason[len(lead) :] if reason.startswith(lead) else reason
+    return f"**The adapter learnt nothing within the forgetting bound:** {reason}"
+
+
 def no_gain_line(base: dict[str, Any] | None, adapter: dict[str, Any] | None) -> str:
     """A sentence when the adapter answers no more knowledge probes than the base ("" otherwise), from the two
     sides' scores as eval.json holds them: whatever its likelihoods say, such an adapter taught nothing a user can
@@ -156,7 +164,7 @@ def format_markdown(report: EvalReport) -> str:
     if report.note:
         lines += [f"> {report.note}", ""]
     if learnt_nothing(s):
-        lines += [f"> **The adapter learnt nothing within the forgetting bound.** {s['guard']['reason']}", ""]
+        lines += [f"> {learnt_nothing_line(s)}", ""]
     elif gain := no_gain(report):
         lines += [f"> **{gain}**", ""]
     lines += ["| metric | base | adapter |", "|---|---:|---:|"]
@@ -246,7 +254,9 @@ def plot_report(report: EvalReport, path: Path) -> None:
         ax.annotate(_num(value), (0, value), ha="center", va="bottom")
         ax.set_xlim(-1, 1)
         ax.set_ylim(min(0.0, value) * 1.2, max(value * 1.25, ref * 1.25, 1e-6))
-    fig.suptitle(f"{Path(report.run_dir).name}: base vs adapter", fontsize=10)
+    # No run name in the picture: a copied or renamed run would show its old one.
+    kind = "the quick set" if report.settings.get("quick") else "the full set"
+    fig.suptitle(f"Base vs adapter, {kind}" + (" (stopped)" if report.stopped else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, format="png")
 

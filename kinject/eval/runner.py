@@ -131,6 +131,33 @@ def _plan(run: RunDir, config: EvalConfig, gen: GenerationConfig, progress: Prog
     return _Plan(probes, source, has_adapter, forgetting_on, prompts, quick, gen, kl_tokens)
 
 
+@dataclass
+class EvalSize:
+    """How much one evaluation asks, known before any model loads: what the app says before it runs."""
+
+    knowledge: int
+    retention: int
+    prompts: int  # general prompts for KL (0: forgetting not measured)
+    max_new_tokens: int
+    quick: bool
+    open_book: bool  # the knowledge probes are also answered with the pages in the prompt
+
+    @property
+    def answers(self) -> int:
+        """Answers generated at most: base and adapter per probe, the open-book base per knowledge probe, and the
+        base's answer per general prompt."""
+        return (3 if self.open_book else 2) * self.knowledge + 2 * self.retention + self.prompts
+
+
+def eval_size(run: RunDir, config: EvalConfig, gen: GenerationConfig | None = None) -> EvalSize:
+    """The size of the evaluation ``config`` asks of ``run`` (raises ``EvalError`` when there is nothing to do)."""
+    plan = _plan(run, config, gen or GenerationConfig(), Progress())
+    knowledge = sum(p.kind == KINDS[0] for p in plan.probes)
+    open_book = config.open_book and run.has_corpus()
+    retention = len(plan.probes) - knowledge
+    return EvalSize(knowledge, retention, len(plan.prompts), plan.gen.max_new_tokens, plan.quick, open_book)
+
+
 def _answer_all(
     loaded: Any,
     results: list[ProbeResult],

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 from .errors import RunError
 from .files import atomic_write_json, newest_json, read_json, read_jsonl, replaced_dir, write_jsonl
 from .paths import RunPaths
+
+# datasets' load_from_disk is not safe from two threads at once (its progress bar's shared lock can be missing:
+# "'tqdm' object has no attribute '_lock'"); the app's views may load a corpus while a job does.
+_LOADING = threading.Lock()
 
 
 class RunData(RunPaths):
@@ -34,7 +39,8 @@ class RunData(RunPaths):
         if not self.has_corpus():
             raise RunError(f"{self.path} has no corpus: run `kinject prepare` first")
         try:
-            return load_from_disk(str(self.path / self._CORPUS))
+            with _LOADING:
+                return load_from_disk(str(self.path / self._CORPUS))
         except Exception as exc:  # noqa: BLE001 - whatever datasets raises for a damaged folder
             raise RunError(f"{self.path}: the corpus is unreadable ({exc}); rerun `kinject prepare --force`") from exc
 
@@ -50,7 +56,8 @@ class RunData(RunPaths):
         if not (folder / self._BLOCKS_JSON).is_file():
             return None
         try:
-            return load_from_disk(str(folder)), read_json(folder / self._BLOCKS_JSON)
+            with _LOADING:
+                return load_from_disk(str(folder)), read_json(folder / self._BLOCKS_JSON)
         except Exception as exc:  # noqa: BLE001
             raise RunError(f"{folder} is corrupt ({exc}); delete it to repack, or rerun `kinject prepare`") from exc
 

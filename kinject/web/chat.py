@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from typing import Any
 
@@ -106,16 +107,65 @@ def send_chat(
         raise gr.Error(f"Run {run_dir.name} has no {talk_to} model: {why}, or choose “base” in Talk to.")
     sides = [(left, names[talk_to])] + ([(right, None)] if compare else [])
     histories = [_conversation(h) + [{"role": "user", "content": message}] for h, _ in sides]
-    for i, (_, model) in enumerate(sides):
-        asked = list(histories[i])
-        histories[i].append({"role": "assistant", "content": ""})
+    yield from _stream_sides(target, [m for _, m in sides], histories, generation, right)
+
+
+def _side_wait_note() -> str:
+    """What the second side says until its first piece arrives."""
+    if state.CHAT.name == "embedded":
+        return (
+            "⏳ Waiting for the embedded server: it answers one request at a time, so this side starts when the "
+            "other ends (Stop answering stops both)."
+        )
+    return "⏳ Waiting for the server…"
+
+
+def _stream_sides(target: Any, models: list[str | None], histories: list[list[dict[str, str]]], generation, right):
+    """Stream every side's answer at once, each in its own thread (a server that batches answers both together);
+    yields (left, right, cleared box) as pieces arrive. Closing this generator (gradio's cancel, from "Stop
+    answering") tells the threads to stop reading, which closes their streams and frees the server."""
+    pieces: queue.Queue = queue.Queue()
+    cancel = threading.Event()
+
+    def read(i: int, model: str | None, asked: list[dict[str, str]]) -> None:
         try:
             for piece in stream_chat(target.endpoint_of(model), model, asked, generation):
-                histories[i][-1]["content"] += piece
-                yield histories[0], histories[1] if compare else right or [], ""
+                if cancel.is_set():
+                    break
+                pieces.put((i, piece))
         except BackendError as exc:
-            raise gr.Error(str(exc)) from exc
-    yield histories[0], histories[1] if compare else right or [], ""
+            pieces.put((i, exc))
+        finally:
+            pieces.put((i, None))
+
+    started = [list(h) for h in histories]
+    for i, history in enumerate(histories):
+        history.append({"role": "assistant", "content": "" if i == 0 else _side_wait_note()})
+    fresh = [i == 0 for i in range(len(histories))]  # a side's placeholder goes when its first piece comes
+    for i, model in enumerate(models):
+        threading.Thread(target=read, args=(i, model, started[i]), daemon=True).start()
+
+    def shown():
+        return histories[0], histories[1] if len(histories) > 1 else right or [], ""
+
+    running = len(models)
+    try:
+        while running:
+            i, piece = pieces.get()
+            if piece is None:
+                running -= 1
+                if not fresh[i]:
+                    histories[i][-1]["content"] = ""
+                continue
+            if isinstance(piece, BackendError):
+                raise gr.Error(str(piece)) from piece
+            if not fresh[i]:
+                histories[i][-1]["content"], fresh[i] = "", True
+            histories[i][-1]["content"] += piece
+            yield shown()
+    finally:
+        cancel.set()
+    yield shown()
 
 
 def _find_target(run_dir: RunDir, merged: bool, found: dict[str, Any]) -> None:
@@ -143,3 +193,9 @@ def _chat_wait_note(run_dir: RunDir) -> str:
 def chat_sides(compare: bool):
     """The right-hand chatbot shows only when comparing."""
     return gr.update(visible=bool(compare), label="Base model")
+
+
+def left_label(run: str | None, talk_to: str) -> Any:
+    """The left chatbot names what it talks to: "Adapter of run p5", "Base model", "Merged model of run p5"."""
+    what = {"adapter": "Adapter", "base": "Base model", "merged": "Merged model"}.get(talk_to, "Chat")
+    return gr.update(label=f"{what} of run {run}" if run and talk_to != "base" else what)

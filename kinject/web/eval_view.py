@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kinject.eval.contamination import contamination_line
-from kinject.eval.report import learnt_nothing, no_gain_line
+from kinject.eval.report import learnt_nothing, learnt_nothing_line, no_gain_line
 from kinject.runs import RunDir
 
 from . import state
@@ -49,7 +49,7 @@ def eval_summary(data: dict[str, Any]) -> str:
     if data.get("note"):
         lines.append(f"> {data['note']}")
     if learnt_nothing(s):
-        lines.append(f"> ⚠️ **The adapter learnt nothing within the forgetting bound.** {s['guard']['reason']}")
+        lines.append(f"> ⚠️ {learnt_nothing_line(s)}")
     elif gain := no_gain_line(data.get("base"), data.get("adapter")):
         lines.append(f"> ⚠️ **{gain}**")
     lines += ["", "| score | base | adapter |", "|---|---:|---:|"]
@@ -147,3 +147,57 @@ def plot_key(run: RunDir) -> str:
     """What the loss plot shows, so a poll redraws it only when a step was logged."""
     rows = run.read_metrics()
     return f"{run.path}:{len(rows)}:{rows[-1].get('step') if rows else ''}"
+
+
+def _size_text(size: Any) -> str:
+    """An evaluation's size in words: probes, answer length, KL prompts."""
+    kl = f", KL on {size.prompts} general prompts" if size.prompts else ""
+    return (
+        f"{size.knowledge} knowledge and {size.retention} retention probes, answers of up to "
+        f"{size.max_new_tokens} tokens{kl}"
+    )
+
+
+def full_set_time(run: RunDir, full: Any) -> str:
+    """How long the full set takes on this run and machine: the last full evaluation's time, else an estimate
+    from the last quick or stopped one (seconds per answer token, scaled to the full set), else a reference."""
+    from .views import duration_text
+
+    done = run.read_eval("full")
+    if done and (done.get("timings") or {}).get("total_s"):
+        return f"this run's last full evaluation took {duration_text(done['timings']['total_s'])}"
+    for kind in ("quick", "stopped"):
+        data = run.read_eval(kind)
+        timings, settings = (data or {}).get("timings") or {}, (data or {}).get("settings") or {}
+        counts, tokens = settings.get("counts") or {}, (settings.get("generation") or {}).get("max_new_tokens")
+        answered = 2 * len(data.get("probes") or []) + counts.get("knowledge", 0) if data else 0
+        spent = timings.get("probes_s", 0) + timings.get("forgetting_s", 0)
+        if answered and tokens and spent:
+            per_token = spent / (answered * tokens)
+            estimate = timings.get("load_s", 0) + per_token * full.answers * full.max_new_tokens
+            return f"up to about {duration_text(estimate)} here (scaled from this run's last {kind} evaluation)"
+    return (
+        "not timed for this run yet (for scale: the bundled 135M model's full set on the six sample pages took "
+        "2-5 min on 2 CPU cores)"
+    )
+
+
+def eval_plan_text(run: RunDir, evaluation: Any, generation: Any) -> str:
+    """What pressing Evaluate will run, before it runs: the quick or the full set, and how long the full set takes
+    (so a CPU user does not start a quarter of an hour of answers in one click)."""
+    from dataclasses import replace
+
+    from kinject.eval import EvalError, eval_size
+
+    try:
+        asked = eval_size(run, evaluation, generation)
+        full = eval_size(run, replace(evaluation, quick="off"), generation)
+    except (EvalError, OSError, ValueError) as exc:
+        return f"Nothing to evaluate with these settings: {exc}"
+    why = " (Quick: auto, and this machine has no GPU)" if evaluation.quick == "auto" else ""
+    if asked.quick:
+        return (
+            f"**Evaluate runs the quick set**{why}: {_size_text(asked)}. The full set (Quick: off): "
+            f"{_size_text(full)}; {full_set_time(run, full)}."
+        )
+    return f"**Evaluate runs the full set**: {_size_text(full)}; {full_set_time(run, full)}."

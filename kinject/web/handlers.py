@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,11 @@ from kinject.config import AugmentConfig, BlocksConfig, ConfigError, EvalConfig,
 from kinject.fields import from_dict, to_dict, training_blocks
 from kinject.jobs import JobOutcome, JobState, describe_job
 from kinject.runs import RunDir, RunError
+from kinject.verbs import settings_configs
 
 from . import state
-from .eval_view import loss_figure, plot_key
-from .forms import form_defaults, train_form_values
+from .eval_view import eval_plan_text, loss_figure, plot_key
+from .forms import form_defaults, takes_fields, train_form_values
 from .views import app_text, runs_table, source_names, status_text
 
 
@@ -133,7 +133,8 @@ def job_finished(job: JobState) -> JobOutcome:
 
 
 def poll(run: str | None = None, shown: str | None = None):
-    """The status area, the loss plot (only when it changed), whether to keep polling, and the buttons' states."""
+    """The status area, the loss plot (only when it changed), whether to keep polling, the buttons' states, and the
+    forms' controls: locked while a job runs (what it runs with is fixed), open again when it ends."""
     active = state.JOBS.running()  # read first: if the job ends meanwhile, the view below already shows it ended
     text = run_status(run)
     plot, key = None, ""
@@ -141,17 +142,44 @@ def poll(run: str | None = None, shown: str | None = None):
         run_dir = pick_run(run)
         key = plot_key(run_dir)
         plot = gr.skip() if key == shown else loss_figure(run_dir)
-    return (text, plot, key, gr.Timer(active=active), *button_states(run))
+    locks = [gr.update(interactive=not active)] * state.LOCKED_CONTROLS
+    return (text, plot, key, gr.Timer(active=active), *button_states(run), *locks)
 
 
-def follow_job(run: str | None = None, shown: str | None = None, wait_s: float = 3.0, every_s: float = 0.1):
-    """``poll`` once the job that the same click starts is running (waiting up to ``wait_s`` for it), so the status
-    poll runs again and Stop is live whatever started the job: prepare, evaluate, merge and push follow their job
-    in their own outputs too, but only the poll enables Stop and keeps the buttons current."""
-    deadline = time.monotonic() + wait_s
-    while not state.JOBS.running() and time.monotonic() < deadline:
-        time.sleep(every_s)
-    return poll(run, shown)
+def follow_job(run: str | None = None, shown: str | None = None):
+    """``poll`` with the timer on: wired on a job's button *before* the handler that starts the job, so the one
+    status poll follows whatever started it (prepare, evaluate, merge, push) and Stop goes live at its first tick.
+
+    Before, not after: gradio's page runs the listeners of one click in turn, each to its end, so a listener after
+    a streaming handler would only run once the job is over. The first tick after the job's start sees it running;
+    when the handler refused to start one, that tick finds nothing running and turns the timer off."""
+    text, plot, key, _timer, *rest = poll(run, shown)
+    return (text, plot, key, gr.Timer(active=True), *rest)
+
+
+def remember_cli(run: str | None, line: str, lines: dict[str, str] | None) -> dict[str, str]:
+    """The browser's record of each run's CLI-equivalent line, with ``run``'s new one (kept across reloads)."""
+    return {**(lines or {}), run: line} if run and line else dict(lines or {})
+
+
+def cli_of(run: str | None, lines: dict[str, str] | None) -> str:
+    """The CLI-equivalent line of ``run``'s last training started from this browser, "" when none."""
+    return (lines or {}).get(run or "", "")
+
+
+@takes_fields("eval")
+def eval_plan(run: str | None = None, **settings: Any) -> str:
+    """The Evaluate tab's line on what pressing Evaluate runs, quick or full, and how long the full set takes."""
+    if not run:
+        return ""
+    try:
+        run_dir = state.run_dir(run)
+        configs = settings_configs("eval", settings)
+    except state.WebError as exc:
+        return str(exc)
+    except ConfigError as exc:
+        return app_text(str(exc))
+    return eval_plan_text(run_dir, configs["eval"], configs["generation"]) if run_dir.is_run() else ""
 
 
 def run_settings(run: str | None = None) -> list[Any]:

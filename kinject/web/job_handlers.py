@@ -40,16 +40,17 @@ def _prepare_work(config: PrepareConfig, run: RunDir, force: bool):
 
 
 @takes_fields("prepare", leave_out=OPERATOR_FETCH_FIELDS)
-def do_prepare(run_name: str = "", force: bool = False, **settings: Any):
+def do_prepare(run_name: str = "", force: bool = False, selected: str | None = None, **settings: Any):
     """Prepare as a job (progress in the status area, Stop stops it); yields (sources, summary, status, run picker).
 
     A failure is shown in the summary (and a toast), not raised: an event that raises marks every output with an
-    error badge, and the run picker is one of them."""
+    error badge, and the run picker is one of them. The status area then goes back to the ``selected`` run, which
+    the picker still shows."""
     name = (run_name or "").strip() or time.strftime("run-%Y%m%d-%H%M%S")
 
     def failed(message: str, rows: list[dict[str, Any]] | None = None):
         gr.Warning(message)
-        return sources_table(rows or []), f"**Nothing prepared.** {message}", status_text(None), gr.skip()
+        return sources_table(rows or []), f"**Nothing prepared.** {message}", _status_of(selected), gr.skip()
 
     try:
         run = state.run_dir(name)
@@ -92,6 +93,14 @@ def do_prepare(run_name: str = "", force: bool = False, **settings: Any):
         f"CLI equivalent: `{prepare_command(config, run.path, force)}`"
     )
     yield sources_table(result.rows), summary, status_text(name), runs_update(name)
+
+
+def _status_of(name: str | None) -> str:
+    """The status area for the run ``name`` when it is still a run, else for none."""
+    try:
+        return status_text(name if name and state.run_dir(name).is_run() else None)
+    except state.WebError:
+        return status_text(None)
 
 
 @takes_fields("train")
@@ -220,29 +229,52 @@ def _push_work(run_dir: RunDir, config: Any, token: str | None):
 def do_push(run: str | None = None, token: str = "", private: bool = True, **settings: Any):
     """Push the run's adapter and model card to the Hub as a job; yields (status, link to the result).
 
-    The token lives in this call and the job's closure only: never in the status, a file or a message."""
-    run_dir = pick_run(run)
+    A failure is shown in the link's place (and a toast), not raised: an event that raises marks every output with
+    an error badge, and the status area, shown on every tab, is one of them. The token lives in this call and the
+    job's closure only: never in the status, a file or a message."""
+
+    def failed(message: str, status: Any = None):
+        gr.Warning(message)
+        return gr.skip() if status is None else status, f"**Push failed:** {message}"
+
+    try:
+        run_dir = state.run_dir(run)
+    except state.WebError as exc:
+        yield failed(str(exc))
+        return
     settings = {k: v for k, v in settings.items() if v not in (None, "")}
     try:
         config = settings_configs("push", {**settings, "public": not private})["publish"]
     except ConfigError as exc:
-        raise user_error(str(exc)) from None
+        yield failed(app_text(str(exc)))
+        return
     if not config.repo:
-        raise gr.Error("Give the repository as OWNER/NAME in the Repository field.")
+        yield failed("Give the repository to push to as OWNER/NAME in the Repo field (Publish tab).")
+        return
     token = (token or "").strip() or None
     if token is None and not state.OPERATOR.push_with_server_token:
-        raise gr.Error(
-            "Paste a Hugging Face write token into the token field (huggingface.co/settings/tokens): this server "
-            "does not push with its own token."
+        yield failed(
+            "Paste a Hugging Face write token into the Hugging Face token field (Publish tab; create one at "
+            "huggingface.co/settings/tokens): this server does not push with its own token."
         )
+        return
     try:
         # persist=False: a push leaves the run's status.json (its training's) as it was.
         job = state.JOBS.submit(run_dir, "push", _push_work(run_dir, config, token), persist=False)
     except JobBusyError as exc:
-        raise gr.Error(f"Push must wait: {exc}. Press Stop to stop it.") from None
+        yield failed(f"Push must wait: {exc}. Press Stop to stop it.")
+        return
     for text in wait_for_job(run, job):
         yield text, gr.update()
-    outcome = job_finished(job)
+    job_state, outcome = job_ended(job)
+    if job_state.status == "failed":
+        # Its message was scrubbed of the token by the job's work (``_push_work``).
+        yield failed(app_text(job_state.error or job_state.message or "the push job failed"), status_text(run))
+        return
+    outcome = outcome or JobOutcome(job_state.status, job_state.message)
     result = outcome.value
     link = f"**Pushed:** [{result.repo_id}]({result.url}) · [commit]({result.commit_url})" if result else ""
-    yield f"{status_text(run)}\n\n**Push {outcome.status}:** {outcome.message}", link
+    warning = f"\n\n**Warning:** {result.warning}" if result and result.warning else ""
+    if warning:
+        gr.Warning(result.warning)
+    yield f"{status_text(run)}\n\n**Push {outcome.status}:** {outcome.message}{warning}", link

@@ -16,7 +16,7 @@ from kinject.settings import OPERATOR_FETCH_FIELDS, AppConfig, PublishConfig
 from kinject.verbs import VERB_SECTIONS
 
 from . import state
-from .chat import TALK_TO, chat_sides, do_ask, send_chat
+from .chat import TALK_TO, chat_sides, do_ask, left_label, send_chat
 from .eval_view import ANSWER_COLUMNS, ANSWER_WIDTHS, show_eval
 from .forms import (
     ASK_ROWS,
@@ -32,10 +32,13 @@ from .forms import (
     settings_form,
 )
 from .handlers import (
+    cli_of,
     delete_run,
+    eval_plan,
     follow_job,
     on_load,
     poll,
+    remember_cli,
     run_settings,
     runs_update,
     source_choices,
@@ -46,6 +49,7 @@ from .job_handlers import do_evaluate, do_merge, do_prepare, do_push, resume_tra
 from .views import (
     AUGMENT_COLUMNS,
     RUNS_COLUMNS,
+    RUNS_WIDTHS,
     SOURCE_AUGMENT_COLUMNS,
     SOURCE_COLUMNS,
     augmentation_table,
@@ -63,12 +67,15 @@ def header() -> UI:
     """The title, the run picker every tab works on, the job's status area and its Stop button, the poll timer."""
     gr.Markdown(
         "# kinject\nTeach a chat model new facts from a few web pages with (Q)LoRA, then check with numbers "
-        "that it learnt them and still chats. Prepare → Train → Evaluate → Ask."
+        "that it learnt them and still chats. **Prepare** the pages → **Train** an adapter → **Evaluate** it "
+        "against the base → **Ask** or **Chat** with both → **Runs** to compare, merge or delete → **Publish** to "
+        "the Hub."
     )
     run = gr.Dropdown(label="Run", choices=state.list_runs(), value=None, allow_custom_value=False, interactive=True)
     with gr.Row():
-        status = gr.Markdown("No run selected.", elem_id="job-status")
+        # Stop on the left: gradio's toasts stack at the top right, where they would cover it.
         stop_btn = gr.Button("Stop", variant="stop", scale=0, min_width=120, interactive=False)
+        status = gr.Markdown("No run selected.", elem_id="job-status")
     return {"run": run, "status": status, "stop_btn": stop_btn, "timer": gr.Timer(1.0, active=False)}
 
 
@@ -85,7 +92,9 @@ def prepare_tab() -> UI:
         leave_out=OPERATOR_FETCH_FIELDS,
         made={
             "urls": lambda: gr.Textbox(label="URLs", lines=5, placeholder="https://example.com/announcement\n..."),
-            "files": lambda: gr.File(label="Files (.html .htm .txt .md .pdf)", file_count="multiple", type="filepath"),
+            "files": lambda: gr.File(
+                label="Files (.html .htm .txt .md .pdf)", file_count="multiple", type="filepath", height=140
+            ),
         },
     )
     with gr.Row():
@@ -103,17 +112,31 @@ def prepare_tab() -> UI:
 
 def train_tab() -> UI:
     """The training form (preset first), Start and Resume, the equivalent command, the loss plot, the data."""
-    ui: UI = {"train_form": settings_form(TRAIN_SECTIONS, TRAIN_ROWS, values=form_defaults())}
+    ui: UI = {}
+    # The form on the left, the loss beside it: with "Advanced settings" open the plot stays in view.
     with gr.Row():
-        ui["start_btn"] = gr.Button("Start", variant="primary")
-        ui["resume_btn"] = gr.Button("Resume from checkpoint", interactive=False)
-    gr.Markdown("Stop (above) saves the adapter trained so far; Resume continues the run's saved settings.")
-    ui["cli"] = gr.Markdown()
-    ui["loss_plot"] = gr.Plot(label="Training loss")
+        with gr.Column(scale=3):
+            ui["train_form"] = settings_form(TRAIN_SECTIONS, TRAIN_ROWS, values=form_defaults())
+        with gr.Column(scale=2):
+            with gr.Row():
+                ui["start_btn"] = gr.Button("Start", variant="primary")
+                ui["resume_btn"] = gr.Button("Resume from checkpoint", interactive=False)
+            gr.Markdown(
+                "Stop (top) saves the adapter trained so far; Resume continues the run's saved settings. The form "
+                "is locked while a job runs."
+            )
+            ui["cli"] = gr.Markdown(elem_id="train-cli")
+            ui["loss_plot"] = gr.Plot(label="Training loss")
     ui["plot_key"] = gr.State("")  # what the plot shows, so a poll redraws it only when a step was logged
+    ui["cli_lines"] = gr.BrowserState({}, storage_key="kinject-cli-lines")  # run -> its CLI line, across reloads
     with gr.Accordion("Generated training data (augmentation)", open=False):
         ui["show_data"] = gr.Button("Show")
-        ui["data_df"] = gr.Dataframe(headers=AUGMENT_COLUMNS, wrap=True, label="Paraphrases, questions, replay")
+        ui["data_df"] = gr.Dataframe(
+            headers=AUGMENT_COLUMNS,
+            wrap=True,
+            label="Paraphrases, questions, replay",
+            column_widths=["8%", "10%", "30%", "32%", "6%", "14%"],
+        )
     return ui
 
 
@@ -127,8 +150,10 @@ def evaluate_tab() -> UI:
         "eval_form": settings_form(
             VERB_SECTIONS["eval"],
             EVAL_ROWS,
-            made={"probes": lambda: gr.File(label="Probe file (JSONL, optional)", type="filepath")},
+            values={"quick": "auto"},  # the quick set on a CPU; the line below says what the full set takes
+            made={"probes": lambda: gr.File(label="Probe file (JSONL, optional)", type="filepath", height=120)},
         ),
+        "eval_plan": gr.Markdown(elem_id="eval-plan"),
         "eval_btn": gr.Button("Evaluate", variant="primary"),
         "eval_md": gr.Markdown(elem_id="eval-scores"),
         "eval_png": gr.Image(label="Scores", type="filepath", height=360),
@@ -148,7 +173,13 @@ def evaluate_tab() -> UI:
 
 def ask_tab() -> UI:
     """One question, answered by the base model and by the adapter side by side."""
-    ui: UI = {"question": gr.Textbox(label="Question", value="What GPUs do Amazon EC2 P5 instances have?")}
+    ui: UI = {
+        "question": gr.Textbox(
+            label="Question",
+            placeholder="A question about your pages, phrased as a user would ask it",
+            info="Answered by the run's base model and by its adapter, side by side.",
+        )
+    }
     ui["ask_form"] = settings_form(VERB_SECTIONS["ask"], ASK_ROWS)
     ui["ask_btn"] = gr.Button("Ask both", variant="primary")
     with gr.Row():
@@ -171,11 +202,12 @@ def chat_tab() -> UI:
         ui["compare"] = gr.Checkbox(value=False, label="Compare with the base model")
     ui["chat_form"] = settings_form(VERB_SECTIONS["ask"], CHAT_ROWS)
     with gr.Row():
-        ui["chat_left"] = gr.Chatbot(label="Chat", height=380)
+        ui["chat_left"] = gr.Chatbot(label="Adapter", height=380, elem_id="chat-left")
         ui["chat_right"] = gr.Chatbot(label="Base model", height=380, visible=False)
     with gr.Row():
         ui["chat_box"] = gr.Textbox(label="Message", placeholder="Ask about your pages...", scale=4)
         ui["chat_btn"] = gr.Button("Send", variant="primary", scale=1)
+        ui["chat_stop"] = gr.Button("Stop answering", variant="stop", scale=1, interactive=False)
         ui["clear_btn"] = gr.Button("Clear", scale=1)
     return ui
 
@@ -183,7 +215,14 @@ def chat_tab() -> UI:
 def runs_tab() -> UI:
     """Every run with its scores, merge and delete, two runs compared, and the text training sees per source."""
     ui: UI = {"refresh": gr.Button("Refresh")}
-    ui["runs_df"] = gr.Dataframe(headers=RUNS_COLUMNS, label="Runs", wrap=True, interactive=False)
+    ui["runs_df"] = gr.Dataframe(
+        headers=RUNS_COLUMNS,
+        label="Runs",
+        wrap=True,
+        interactive=False,
+        column_widths=RUNS_WIDTHS,
+        elem_id="runs-table",
+    )
     with gr.Row():
         ui["merge_btn"] = gr.Button("Merge the selected run's adapter into its base", interactive=False)
         ui["confirm_box"] = gr.Textbox(label="Type the run's name to confirm", scale=2)
@@ -199,7 +238,10 @@ def runs_tab() -> UI:
         ui["source_pick"] = gr.Dropdown(label="Source", choices=[], allow_custom_value=True)
         ui["source_text"] = gr.Textbox(label="Extracted text", lines=14, max_lines=30, interactive=False)
         ui["source_df"] = gr.Dataframe(
-            headers=SOURCE_AUGMENT_COLUMNS, wrap=True, label="Generated from it (augmentation)"
+            headers=SOURCE_AUGMENT_COLUMNS,
+            wrap=True,
+            label="Generated from it (augmentation)",
+            column_widths=["10%", "8%", "30%", "32%", "6%", "14%"],
         )
     return ui
 
@@ -256,7 +298,12 @@ def build_ui(operator: AppConfig | None = None) -> gr.Blocks:
         buttons = ["prepare", "start", "resume", "stop", "eval", "ask", "merge", "delete", "push"]
         ui["buttons"] = [ui[f"{name}_btn"] for name in buttons]
         ui["form_outputs"] = [*(ui["train_form"][k] for k in TRAIN_FIELDS), ui["shown_preset"]]
-        ui["poll_outputs"] = [ui["status"], ui["loss_plot"], ui["plot_key"], ui["timer"], *ui["buttons"]]
+        # The forms a job's start reads lock while it runs (the poll sets them).
+        locked = [*ui["prepare_form"].values(), ui["run_name"], ui["force"], *ui["train_form"].values()]
+        locked += list(ui["eval_form"].values())
+        state.LOCKED_CONTROLS = len(locked)
+        polled = [ui["status"], ui["loss_plot"], ui["plot_key"], ui["timer"], *ui["buttons"], *locked]
+        ui["poll_outputs"] = polled
         wire_jobs(ui)
         wire_views(ui)
         wire_chat(ui)
@@ -271,10 +318,14 @@ def wire_jobs(ui: UI) -> None:
     """The events that start, follow and stop jobs: prepare, preset, train, resume, stop, poll, evaluate, merge,
     push."""
     run, status, polled, form_outputs = ui["run"], ui["status"], [ui["run"], ui["plot_key"]], ui["form_outputs"]
+    # Whatever starts a job, the one status poll follows it: the timer, the status area, a live Stop button and the
+    # locked forms. Wired first: a click's listeners run in turn, the job's handler (which streams) to its end.
+    for button in ("prepare_btn", "eval_btn", "merge_btn", "push_btn"):
+        ui[button].click(follow_job, polled, ui["poll_outputs"], api_name=False, show_progress="hidden")
     prepare_outputs = [ui["table"], ui["summary"], status, run]
     ui["prepare_btn"].click(
         do_prepare,
-        [ui["run_name"], ui["force"]],
+        [ui["run_name"], ui["force"], run],
         prepare_outputs,
         inputs_kwargs=ui["prepare_form"],
         api_name="prepare",
@@ -287,9 +338,10 @@ def wire_jobs(ui: UI) -> None:
         apply_preset, train_form["preset"], [*preset_outputs, shown_preset], api_name="preset_values"
     )
     train_inputs = {**train_form, "shown_preset": shown_preset}
-    ui["start_btn"].click(start_training, [run], ui["cli"], inputs_kwargs=train_inputs, api_name="train").success(
+    cli, cli_lines = ui["cli"], ui["cli_lines"]
+    ui["start_btn"].click(start_training, [run], cli, inputs_kwargs=train_inputs, api_name="train").success(
         poll, polled, ui["poll_outputs"], api_name=False
-    )
+    ).success(remember_cli, [run, cli, cli_lines], cli_lines, api_name=False)
     ui["resume_btn"].click(resume_training, [run], ui["cli"], inputs_kwargs=train_inputs, api_name="resume").success(
         run_settings, run, form_outputs, api_name=False
     ).success(poll, polled, ui["poll_outputs"], api_name=False)
@@ -297,14 +349,20 @@ def wire_jobs(ui: UI) -> None:
     ui["stop_btn"].click(lambda: gr.update(interactive=False), None, ui["stop_btn"], api_name=False)  # at once
     ui["timer"].tick(poll, polled, ui["poll_outputs"], api_name="poll", show_progress="hidden")
     eval_outputs = [ui["eval_md"], ui["eval_png"], ui["eval_answers"], status]
-    ui["eval_btn"].click(do_evaluate, [run], eval_outputs, inputs_kwargs=ui["eval_form"], api_name="evaluate")
+    eval_form, plan = ui["eval_form"], ui["eval_plan"]
+    ui["eval_btn"].click(do_evaluate, [run], eval_outputs, inputs_kwargs=eval_form, api_name="evaluate").then(
+        eval_plan,
+        [run],
+        plan,
+        inputs_kwargs=eval_form,
+        api_name=False,  # its time is known now
+    )
+    for name in ("quick", "max_new_tokens", "probes", "auto_probes"):
+        eval_form[name].change(eval_plan, [run], plan, inputs_kwargs=eval_form, api_name=False)
     ui["merge_btn"].click(do_merge, run, status, api_name="merge")
     push_inputs = [run, ui["token"], ui["private"]]
     push_outputs = [status, ui["push_link"]]
     ui["push_btn"].click(do_push, push_inputs, push_outputs, inputs_kwargs=ui["publish_form"], api_name="push")
-    # Whatever starts a job, the one status poll follows it: the timer, the status area and a live Stop button.
-    for button in ("prepare_btn", "eval_btn", "merge_btn", "push_btn"):
-        ui[button].click(follow_job, polled, ui["poll_outputs"], api_name=False, show_progress="hidden")
 
 
 def wire_views(ui: UI) -> None:
@@ -314,6 +372,8 @@ def wire_views(ui: UI) -> None:
         view_handler(show_eval), run, [ui["eval_md"], ui["eval_png"], ui["eval_answers"]], api_name="show_eval"
     ).then(run_settings, run, ui["form_outputs"], api_name="run_settings").then(
         source_choices, run, ui["source_pick"], api_name=False
+    ).then(eval_plan, [run], ui["eval_plan"], inputs_kwargs=ui["eval_form"], api_name="eval_plan").then(
+        cli_of, [run, ui["cli_lines"]], ui["cli"], api_name=False
     )
     ui["refresh"].click(view_handler(runs_table), None, ui["runs_df"], api_name="runs").then(
         lambda: (runs_update(None), runs_update(None)), None, [ui["first"], ui["second"]], api_name=False
@@ -336,8 +396,19 @@ def wire_chat(ui: UI) -> None:
     ui["ask_btn"].click(do_ask, [run, ui["question"]], ask_outputs, inputs_kwargs=ui["ask_form"], api_name="ask")
     chat_inputs = [run, ui["chat_box"], ui["talk_to"], ui["compare"], ui["chat_left"], ui["chat_right"]]
     chat_outputs = [ui["chat_left"], ui["chat_right"], ui["chat_box"]]
-    chat_form = ui["chat_form"]
-    ui["chat_btn"].click(send_chat, chat_inputs, chat_outputs, inputs_kwargs=chat_form, api_name="chat")
-    ui["chat_box"].submit(send_chat, chat_inputs, chat_outputs, inputs_kwargs=chat_form, api_name=False)
+    chat_form, stop = ui["chat_form"], ui["chat_stop"]
+    # "Stop answering" is live while an answer streams: turned on first (a click's listeners run in turn, the
+    # streaming one to its end), off when the answer ends.
+    for trigger in (ui["chat_btn"].click, ui["chat_box"].submit):
+        trigger(lambda: gr.update(interactive=True), None, stop, api_name=False, show_progress="hidden")
+    sent = [
+        ui["chat_btn"].click(send_chat, chat_inputs, chat_outputs, inputs_kwargs=chat_form, api_name="chat"),
+        ui["chat_box"].submit(send_chat, chat_inputs, chat_outputs, inputs_kwargs=chat_form, api_name=False),
+    ]
+    for event in sent:
+        event.then(lambda: gr.update(interactive=False), None, stop, api_name=False)
+    stop.click(lambda: gr.update(interactive=False), None, stop, cancels=sent, api_name=False)
     ui["compare"].change(chat_sides, ui["compare"], ui["chat_right"], api_name=False)
+    for trigger in (ui["talk_to"].change, run.change):
+        trigger(left_label, [run, ui["talk_to"]], ui["chat_left"], api_name=False, show_progress="hidden")
     ui["clear_btn"].click(lambda: ([], []), None, [ui["chat_left"], ui["chat_right"]], api_name=False)

@@ -18,7 +18,18 @@ from kinject.settings import AppConfig
 RUNS_ROOT = Path(os.environ.get("KINJECT_RUNS", "runs"))
 OPERATOR = AppConfig()  # the operator's launch settings (set by build_ui); nothing a web user sends changes them
 CHAT = choose_backend()
-__all__ = ["CHAT", "JOBS", "OPERATOR", "RUNS_ROOT", "WebError", "list_runs", "run_dir", "valid_run_name"]
+LOCKED_CONTROLS = 0  # how many form controls lock while a job runs (set by build_ui; they follow the status poll)
+__all__ = [
+    "CHAT",
+    "JOBS",
+    "LOCKED_CONTROLS",
+    "OPERATOR",
+    "RUNS_ROOT",
+    "WebError",
+    "list_runs",
+    "run_dir",
+    "valid_run_name",
+]
 
 
 class WebError(Exception):

@@ -24,6 +24,7 @@ SOURCE_COLUMNS = ["status", "input", "title", "chars", "tokens", "error"]
 AUGMENT_COLUMNS = ["kind", "passage", "asked or instruction", "generated", "kept", "why not"]
 SOURCE_AUGMENT_COLUMNS = ["passage", "kind", "asked or instruction", "generated", "kept", "why not"]
 RUNS_COLUMNS = ["run", "date", "model", "preset", "steps", "final loss", "knowledge", "retention", "KL", "status"]
+RUNS_WIDTHS = ["11%", "10%", "12%", "8%", "6%", "6%", "15%", "15%", "7%", "10%"]  # every column in 1400 px
 
 # --- Messages that name the app's controls -------------------------------------------------------------------------
 # The verbs' messages speak to a CLI user; in the app each hint becomes the control that does the same.
@@ -42,6 +43,9 @@ _APP_PHRASES = [
 ]
 
 
+_LABELS = {"urls": "URLs", "files": "Files"}  # controls whose label is not the field's name capitalised
+
+
 def _control(match: re.Match) -> str:
     """A CLI option as the app control of the same field: "--no-use-qa" -> “Use qa” (untick it), "--replay-share 0"
     -> set “Replay share” to 0; an option that is no field stays as it is."""
@@ -51,7 +55,7 @@ def _control(match: re.Match) -> str:
     infos = {i.name: i for sections in VERB_SECTIONS.values() for c in sections.values() for i in describe_fields(c)}
     if name not in infos:
         return match.group(0)
-    label = f"“{name.replace('_', ' ').capitalize()}”"
+    label = f"“{_LABELS.get(name, name.replace('_', ' ').capitalize())}”"
     if infos[name].kind == "bool":
         return f"{label} ({'untick' if negated else 'tick'} it)" + (f" {value}" if value else "")
     return f"set {label} to {value}" if value else label
@@ -172,7 +176,7 @@ def run_row(name: str) -> list[Any]:
     return [
         name,
         when,
-        (config.get("model") or {}).get("model", ""),
+        short_model((config.get("model") or {}).get("model", "")),
         train.get("preset", ""),
         steps,
         f"{losses[-1]:.3f}" if losses else "",
@@ -181,6 +185,11 @@ def run_row(name: str) -> list[Any]:
         "" if kl is None else f"{kl:.3g}",
         job.status if job else "prepared",
     ]
+
+
+def short_model(model: str) -> str:
+    """A model as the Runs table names it: a Hub id or alias as it is, a local folder by its last part."""
+    return Path(model).name if model.startswith(("/", "./", "~")) else model
 
 
 def runs_table() -> list[list[Any]]:
@@ -217,13 +226,13 @@ def compare_runs(first: str | None = None, second: str | None = None) -> str:
     answers = [{p["id"]: p for p in ev.get("probes") or []} for _, ev, _ in data]
     shared = [pid for pid in answers[0] if pid in answers[1]]
     if shared:
-        lines += ["", "| probe | kind | " + f"{first} | {second} |", "|---|---|---|---|"]
+        lines += ["", "| probe (kind) | " + f"{first} | {second} |", "|---|---|---|"]
         for pid in shared:
             cells = []
             for side in answers:
                 answer = side[pid].get("adapter") or side[pid].get("base") or {}
                 cells.append(f"{answer_mark(answer)} {cell_text(answer.get('text', ''))}")
-            lines.append(f"| {cell_text(pid)} | {answers[0][pid]['kind']} | {cells[0]} | {cells[1]} |")
+            lines.append(f"| {cell_text(pid)} ({answers[0][pid]['kind']}) | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 
@@ -263,7 +272,10 @@ def source_names(run: str | None = None) -> list[str]:
 
 
 def source_view(run: str | None = None, source: str | None = None) -> tuple[str, list[list[Any]]]:
-    """One source's extracted text as training will see it, and what augmentation generated from its passages."""
+    """One source's extracted text as training will see it, and what augmentation generated from its passages.
+
+    The text is the corpus's ``text`` column and nothing else: that is what training reads (a page's heading,
+    when it has one, is in it already as its first paragraph: adding the ``title`` before it showed it twice)."""
     if not run or not source:
         return "", []
     run_dir = state.run_dir(run)
@@ -278,14 +290,36 @@ def source_view(run: str | None = None, source: str | None = None) -> tuple[str,
     everything = run_dir.load_corpus().to_list()
     passages = {p.id for p in split_passages(everything) if p.source == source}
     rows = [r[1:2] + r[:1] + r[2:] for r in augmentation_table(run) if r[1] in passages]
-    return "\n\n".join(f"{d.get('title') or source}\n\n{d['text']}" for d in docs), rows
+    return "\n\n".join(d["text"] for d in docs), rows
 
 
 def card_preview(run: str | None = None, repo: str = "") -> str:
-    """The model card the push would upload (sources, training, evaluation, usage)."""
-    from kinject.card import model_card
+    """The model card the push would upload (sources, training, evaluation, usage), as Markdown shows it: its YAML
+    metadata header in a code block above its body (Markdown would run it together), after a warning when it would
+    publish sources that are no public web pages, and named after the run while the Repo field is empty."""
+    from kinject.card import front_matter, model_card, non_public_sources, non_public_warning
 
     run_dir = state.run_dir(run)
     if not run_dir.has_adapter():
         return "This run has no adapter yet: train it first (Train tab)."
-    return model_card(run_dir, repo.strip() or "OWNER/NAME")
+    repo = (repo or "").strip()
+    head, body = front_matter(model_card(run_dir, repo or f"OWNER/{run_dir.name}"))
+    parts = []
+    if warning := non_public_warning(non_public_sources(run_dir.read_sources())):
+        parts.append(f"**Warning:** {warning}")
+    if not repo:
+        parts.append(
+            f"*The Repo field (Publish tab) is not set yet: this preview calls the repository OWNER/{run_dir.name}. "
+            "Give the repository to push to, as owner/name, before pushing.*"
+        )
+    if head:
+        parts.append(f"Hub metadata (the card's YAML header):\n\n{_fenced(head, 'yaml')}")
+    return "\n\n".join([*parts, body])
+
+
+def _fenced(text: str, language: str = "") -> str:
+    """``text`` in a Markdown code fence longer than any run of backticks in it."""
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return f"{fence}{language}\n{text}\n{fence}"
