@@ -373,6 +373,7 @@ class _Silent:
 
 HEADLINE = "Amazon EC2 P5 instances are now generally available"
 TITLE_CASE_HEADLINE = "New – Amazon EC2 P5 Instances Powered by NVIDIA H100 Tensor Core GPUs for Generative AI"
+UNNAMED_HEADLINE = "The role of vector datastores in generative AI applications"
 
 
 def test_a_headline_is_never_the_subject_of_a_template_question():
@@ -386,7 +387,11 @@ def test_a_headline_is_never_the_subject_of_a_template_question():
     assert title_subject("The role of vector datastores in generative AI applications") == ""
     assert title_subject("What is Amazon Bedrock?") == "Amazon Bedrock"  # a question: the name in it
     unnamed = "They have eight GPUs and two terabytes of memory each."  # names nothing: the title's subject
-    assert topic_of(unnamed, HEADLINE) == "Amazon EC2 P5" and topic_of(unnamed, TITLE_CASE_HEADLINE) == ""
+    assert topic_of(unnamed, HEADLINE) == "Amazon EC2 P5"
+    # A Title Case headline gives no subject: the passage's first name stands in, else the title's first name.
+    assert topic_of(unnamed, TITLE_CASE_HEADLINE, "The P5 has them.") == "P5"
+    assert topic_of(unnamed, TITLE_CASE_HEADLINE) == "Amazon EC2"
+    assert topic_of(unnamed, "The role of vector datastores in generative AI applications") == ""
 
 
 def test_template_questions_ask_about_a_name_or_are_left_out():
@@ -397,7 +402,7 @@ def test_template_questions_ask_about_a_name_or_are_left_out():
         "Each p5.48xlarge instance has 8 GPUs and 2 TB of system memory. P5 instances deliver 3,200 Gbps of bandwidth."
     )
     config = AugmentConfig(template_questions=5, questions_per_fact=0)
-    for title, subject in ((HEADLINE, "Amazon EC2 P5"), (TITLE_CASE_HEADLINE, None)):
+    for title, subject in ((HEADLINE, "Amazon EC2 P5"), (TITLE_CASE_HEADLINE, "P5")):
         rows = generate_qa([Passage("d1p1", "p5.html", title, text)], _Silent(), config, Progress())
         asked = {r["sentence"]: [] for r in rows}
         for r in rows:
@@ -405,8 +410,8 @@ def test_template_questions_ask_about_a_name_or_are_left_out():
             asked[r["sentence"]].append(r["question"])
         first, second = text.split(" P5 ")[0], "P5 " + text.split(" P5 ")[1]
         assert all(q.count("P5") == 1 for q in asked[second]) and len(asked[second]) == 5  # its own name, "P5"
-        # The first sentence names nothing: the headline's name stands in, or no template question is asked.
-        if subject is None:
-            assert first not in asked
-        else:
-            assert len(asked[first]) == 5 and all(subject in q for q in asked[first])
+        # The first sentence names nothing: the headline's name stands in, else the passage's first name ("P5").
+        assert len(asked[first]) == 5 and all(subject in q for q in asked[first])
+    # With no name in the sentence, its passage or its title, no template question is asked.
+    unnamed = "They have eight GPUs and two terabytes of memory each."
+    assert generate_qa([Passage("d1p1", "v.html", UNNAMED_HEADLINE, unnamed)], _Silent(), config, Progress()) == []

@@ -15,7 +15,9 @@ KINDS = ("paraphrase", "qa", "replay")
 AUGMENT_VERSION = 2  # bump when generation or filtering changes, so cached sets are generated again
 KIND_VERSION = {"paraphrase": 2, "qa": 1, "replay": 2}  # the same, for one kind
 ANSWER_FILTER_VERSION = 2  # the same, for question-answer sets whose answers the generator wrote
-TEMPLATE_VERSION = 2  # the same, for question-answer sets with template questions (2: no headline as the subject)
+TEMPLATE_VERSION = (
+    3  # the same, for question-answer sets with template questions (3: a short subject, never a headline)
+)
 
 # The settings each kind depends on (changing another setting does not generate it again).
 KIND_FIELDS = {

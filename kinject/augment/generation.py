@@ -65,7 +65,7 @@ def generate_qa(
         for sentence in asked_sentences(p.text):
             asks += [(p, sentence, fact) for fact in facts_of(sentence)]
             templates = rng.sample(TEMPLATES, min(config.template_questions, len(TEMPLATES)))
-            topic = topic_of(sentence, p.title)  # "" with no short subject (a headline title): no template question
+            topic = topic_of(sentence, p.title, p.text)  # "": nothing names a short subject, no template question
             for template in templates if topic else ():
                 rows.append(_qa_row(p, sentence, "", template.format(topic=topic), "template"))
     jobs = [(p, s, fact) for p, s, fact in asks for _ in range(config.questions_per_fact)]

@@ -72,7 +72,7 @@ def sentence_subject(sentence: str) -> str:
 #   the title is the subject; else a Title Case headline, and it gives no subject;
 # - else a headline in sentence case (its verb is lower-case): its first specific name is the subject
 #   ("Amazon EC2 P5"), or none when it has none.
-# A sentence that names nothing itself gets no template question when its title gives no subject.
+# A sentence that names nothing itself then asks about its passage's first name (``topic_of``).
 SUBJECT_MAX_WORDS = 5
 _HEADLINE_OPENERS = frozenset(
     "Announcing Introducing Launching Unveiling Meet New Now How Why What When Where Who Which Welcome".split()
@@ -101,7 +101,18 @@ def title_subject(title: str) -> str:
     return ""
 
 
-def topic_of(sentence: str, title: str) -> str:
+def topic_of(sentence: str, title: str, passage: str = "") -> str:
     """What a sentence is about, for template questions: its first specific name, else its document's title when
-    that is a short name (``title_subject``); "" when neither gives a subject (no template question then)."""
-    return sentence_subject(sentence) or title_subject(title)
+    that is a short name (``title_subject``), else the first specific name of its passage, then of its title; ""
+    when none gives one (no template question then).
+
+    The passage's name keeps a template question for sentences under a headline title: dropping them all cost
+    facts (bench/data/lookalikes, README "Knowledge on pages nobody tuned on")."""
+    for subject in (sentence_subject(sentence), title_subject(title)):
+        if subject:
+            return subject
+    for text in (passage, title):
+        names = name_spans(text)
+        if names:
+            return names[0].text
+    return ""
