@@ -381,6 +381,7 @@ def test_a_headline_is_never_the_subject_of_a_template_question():
 
     # A short name is the subject; a headline gives its own first name, or none.
     assert title_subject("Amazon EC2 P5 Instances | AWS") == "Amazon EC2 P5 Instances"
+    assert title_subject("Llama 3 | Meta AI Blog") == "Llama 3"  # the site's name is never the subject
     assert title_subject(HEADLINE) == "Amazon EC2 P5"
     assert title_subject("Agents for Amazon Bedrock enter preview") == "Amazon Bedrock"
     assert title_subject(TITLE_CASE_HEADLINE) == ""

@@ -29,6 +29,8 @@ def test_the_poll_follows_a_job_that_another_handler_starts(jobs, tmp_path):
     from kinject.web.handlers import poll
 
     assert follow_job(None, None)[3].active is True  # nothing runs yet: the job's handler goes next
+    assert poll(None, None)[3].active is True  # ... and may wait in the queue: the poll waits for it a while
+    state.FOLLOW_UNTIL = 0.0  # that while is over
     assert poll(None, None)[3].active is False  # a tick with nothing running stops polling
     release = threading.Event()
     run_dir = tmp_path / "runs" / "r"
@@ -182,3 +184,35 @@ def test_a_failed_prepare_leaves_the_status_on_the_selected_run(tmp_path, monkey
     _, summary, status, _ = next(iter(do_prepare("new", False, "p5", urls="", files=None)))
     assert summary.startswith("**Nothing prepared.**")
     assert "**p5**" in status and "No run selected" not in status
+
+
+def test_a_chat_side_that_fails_unexpectedly_is_an_error_not_an_empty_answer(monkeypatch):
+    import gradio as gr
+
+    from kinject.web import chat
+
+    def broken(endpoint, model, messages, generation):
+        raise ValueError("bad frame")
+        yield ""
+
+    class Target:
+        def endpoint_of(self, model):
+            return "http://127.0.0.1:1"
+
+    monkeypatch.setattr(chat, "stream_chat", broken)
+    stream = chat._stream_sides(Target(), ["adapter"], [[{"role": "user", "content": "hi"}]], None, [])
+    with pytest.raises(gr.Error, match="bad frame"):
+        list(stream)
+
+
+def test_a_damaged_evaluation_file_does_not_break_the_evaluate_line(tmp_path):
+    from kinject.config import EvalConfig, GenerationConfig
+    from kinject.runs import RunDir
+    from kinject.web.eval_view import eval_plan_text
+
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    run.write_config({"model": {"model": "x"}})
+    (run.path / run.eval_files("full")[0]).write_text("{not json")
+    text = eval_plan_text(run, EvalConfig(quick="off", auto_probes=0), GenerationConfig())
+    assert text.startswith("**Evaluate runs the full set**") and "unreadable" in text

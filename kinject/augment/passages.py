@@ -74,6 +74,7 @@ def sentence_subject(sentence: str) -> str:
 #   ("Amazon EC2 P5"), or none when it has none.
 # A sentence that names nothing itself then asks about its passage's first name (``topic_of``).
 SUBJECT_MAX_WORDS = 5
+SITE_NAME_MAX_WORDS = 4  # a title's last part of at most this many words, after " | " or " - ", is the site's name
 _HEADLINE_OPENERS = frozenset(
     "Announcing Introducing Launching Unveiling Meet New Now How Why What When Where Who Which Welcome".split()
 )
@@ -86,7 +87,10 @@ _SITE_SUFFIX = re.compile(r"\s+[|\u2013\u2014-]\s+")  # " | ", " – ", " — ",
 
 def title_subject(title: str) -> str:
     """A title as the subject of template questions (see the rule above), or "" when it gives none."""
-    main = max(_SITE_SUFFIX.split((title or "").strip()), key=len).strip().rstrip(".")
+    parts = _SITE_SUFFIX.split((title or "").strip())
+    if len(parts) > 1 and len(parts[-1].split()) <= SITE_NAME_MAX_WORDS:  # "Llama 3 | Meta AI Blog": not the blog
+        parts = parts[:-1]
+    main = max(parts, key=len).strip().rstrip(".")
     words = main.split()
     capitalized = {w for w in words if re.search(r"[A-Z0-9]", w)}
     headline = bool(words) and (words[0] in _HEADLINE_OPENERS or main.endswith(("?", "!")) or ":" in main)

@@ -114,8 +114,8 @@ def _side_wait_note() -> str:
     """What the second side says until its first piece arrives."""
     if state.CHAT.name == "embedded":
         return (
-            "⏳ Waiting for the embedded server: it answers one request at a time, so this side starts when the "
-            "other ends (Stop answering stops both)."
+            "⏳ Waiting for the embedded server: it answers one request at a time, so one side waits for the "
+            "other (Stop answering stops both)."
         )
     return "⏳ Waiting for the server…"
 
@@ -133,7 +133,7 @@ def _stream_sides(target: Any, models: list[str | None], histories: list[list[di
                 if cancel.is_set():
                     break
                 pieces.put((i, piece))
-        except BackendError as exc:
+        except Exception as exc:  # noqa: BLE001 - shown to the user, not lost in a thread
             pieces.put((i, exc))
         finally:
             pieces.put((i, None))
@@ -159,6 +159,8 @@ def _stream_sides(target: Any, models: list[str | None], histories: list[list[di
                 continue
             if isinstance(piece, BackendError):
                 raise gr.Error(str(piece)) from piece
+            if isinstance(piece, Exception):
+                raise gr.Error(f"The chat failed: {type(piece).__name__}: {piece}") from piece
             if not fresh[i]:
                 histories[i][-1]["content"], fresh[i] = "", True
             histories[i][-1]["content"] += piece

@@ -194,10 +194,14 @@ def eval_plan_text(run: RunDir, evaluation: Any, generation: Any) -> str:
         full = eval_size(run, replace(evaluation, quick="off"), generation)
     except (EvalError, OSError, ValueError) as exc:
         return f"Nothing to evaluate with these settings: {exc}"
+    try:
+        took = full_set_time(run, full)
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # a damaged eval*.json
+        took = f"its time is unknown (an earlier evaluation is unreadable: {exc})"
     why = " (Quick: auto, and this machine has no GPU)" if evaluation.quick == "auto" else ""
     if asked.quick:
         return (
             f"**Evaluate runs the quick set**{why}: {_size_text(asked)}. The full set (Quick: off): "
-            f"{_size_text(full)}; {full_set_time(run, full)}."
+            f"{_size_text(full)}; {took}."
         )
-    return f"**Evaluate runs the full set**: {_size_text(full)}; {full_set_time(run, full)}."
+    return f"**Evaluate runs the full set**: {_size_text(full)}; {took}."

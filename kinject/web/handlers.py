@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import time
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,8 @@ def poll(run: str | None = None, shown: str | None = None):
     """The status area, the loss plot (only when it changed), whether to keep polling, the buttons' states, and the
     forms' controls: locked while a job runs (what it runs with is fixed), open again when it ends."""
     active = state.JOBS.running()  # read first: if the job ends meanwhile, the view below already shows it ended
+    # Polling goes on a few seconds after a job's button was pressed, even before its job has started.
+    following = time.monotonic() < state.FOLLOW_UNTIL
     text = run_status(run)
     plot, key = None, ""
     if run:
@@ -143,7 +146,10 @@ def poll(run: str | None = None, shown: str | None = None):
         key = plot_key(run_dir)
         plot = gr.skip() if key == shown else loss_figure(run_dir)
     locks = [gr.update(interactive=not active)] * state.LOCKED_CONTROLS
-    return (text, plot, key, gr.Timer(active=active), *button_states(run), *locks)
+    return (text, plot, key, gr.Timer(active=active or following), *button_states(run), *locks)
+
+
+FOLLOW_S = 10.0  # how long the poll waits for the job a button starts (its handler may queue behind others)
 
 
 def follow_job(run: str | None = None, shown: str | None = None):
@@ -151,8 +157,10 @@ def follow_job(run: str | None = None, shown: str | None = None):
     status poll follows whatever started it (prepare, evaluate, merge, push) and Stop goes live at its first tick.
 
     Before, not after: gradio's page runs the listeners of one click in turn, each to its end, so a listener after
-    a streaming handler would only run once the job is over. The first tick after the job's start sees it running;
-    when the handler refused to start one, that tick finds nothing running and turns the timer off."""
+    a streaming handler would only run once the job is over. The poll runs on for ``FOLLOW_S`` even before the job
+    has started (its handler may wait in the queue); once that time is up and nothing runs (the handler refused to
+    start a job), a tick turns the timer off."""
+    state.FOLLOW_UNTIL = time.monotonic() + FOLLOW_S
     text, plot, key, _timer, *rest = poll(run, shown)
     return (text, plot, key, gr.Timer(active=True), *rest)
 

@@ -77,8 +77,8 @@ def do_prepare(run_name: str = "", force: bool = False, selected: str | None = N
     except JobBusyError as exc:
         yield failed(f"Prepare must wait: {exc}. Press Stop to stop it.")
         return
-    for text in wait_for_job(name, job):
-        yield gr.skip(), "Preparing… (progress above; Stop stops it)", text, gr.skip()
+    for _ in wait_for_job(name, job):  # the status area is the poll's (it shows the prepare as "Running now")
+        yield gr.skip(), "Preparing… (progress above; Stop stops it)", gr.skip(), gr.skip()
     job_state, outcome = job_ended(job)
     if job_state.status != "done" or outcome is None:
         rows = outcome.value if outcome is not None and isinstance(outcome.value, list) else []

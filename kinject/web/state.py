@@ -18,6 +18,7 @@ from kinject.settings import AppConfig
 RUNS_ROOT = Path(os.environ.get("KINJECT_RUNS", "runs"))
 OPERATOR = AppConfig()  # the operator's launch settings (set by build_ui); nothing a web user sends changes them
 CHAT = choose_backend()
+FOLLOW_UNTIL = 0.0  # time.monotonic() until which the status poll runs though no job runs yet (see follow_job)
 LOCKED_CONTROLS = 0  # how many form controls lock while a job runs (set by build_ui; they follow the status poll)
 __all__ = [
     "CHAT",
