@@ -122,6 +122,11 @@ _LOCAL_NAMES = (".local", ".internal", ".lan")
 # accept as well.
 _IPV4_NUMBERS = re.compile(r"(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}")
 _FILE_PATH = re.compile(r"^(?:[/~.]|[A-Za-z]:[\\/]|\\\\)")
+# The fetch guard's reasons as a card's reader reads them.
+_CARD_WORDS = {
+    "a private address": "a private-network address",
+    "an unspecified address": "an unspecified address (this machine)",
+}
 
 
 def non_public_sources(sources: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -167,17 +172,12 @@ def _not_public(url: str) -> str | None:
         if host == "localhost" or host.endswith(".localhost"):
             return "a loopback host name"
         return "a local host name" if host.endswith(_LOCAL_NAMES) else None
+    from .fetch_guard import blocked_reason  # the fetch guard's judgement of an address, worded for a card
+
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
-    if address.is_loopback:
-        return "a loopback address"
-    if address.is_link_local:
-        return "a link-local address"
-    if address.is_unspecified:
-        return "an unspecified address (this machine)"
-    if address.is_private:
-        return "a private-network address"
-    return None if address.is_global else "a non-public address"
+    reason = blocked_reason(address)
+    return _CARD_WORDS.get(reason, reason) if reason else None
 
 
 def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

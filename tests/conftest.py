@@ -12,6 +12,19 @@ from model_fixtures import bundled_model_dir, bundled_tokenizer, tiny_model_dir,
 SAMPLES = Path(__file__).parent / "data" / "samples" / "aws-summit-nyc-2023"
 
 
+@pytest.fixture
+def web_jobs(tmp_path, monkeypatch):
+    """The web face's state for one test: an empty runs folder (tmp_path/runs) and a job manager of its own, as
+    every view and handler reads them (``kinject.web.state.X``)."""
+    from kinject.jobs import JobManager
+    from kinject.web import state
+
+    jobs = JobManager()
+    monkeypatch.setattr(state, "RUNS_ROOT", tmp_path / "runs")
+    monkeypatch.setattr(state, "JOBS", jobs)
+    return jobs
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     """The sample pages (copied from shared/samples so tests never read outside the repo)."""

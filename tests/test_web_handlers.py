@@ -15,11 +15,8 @@ STOP = 3  # the Stop button's place in button_states (poll returns status, plot,
 
 
 @pytest.fixture
-def jobs(tmp_path, monkeypatch) -> JobManager:
-    manager = JobManager()
-    monkeypatch.setattr(state, "RUNS_ROOT", tmp_path / "runs")
-    monkeypatch.setattr(state, "JOBS", manager)
-    return manager
+def jobs(web_jobs) -> JobManager:
+    return web_jobs
 
 
 def test_the_poll_follows_a_job_that_another_handler_starts(jobs, tmp_path):

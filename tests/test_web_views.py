@@ -47,12 +47,9 @@ EVAL = {
 
 
 @pytest.fixture
-def runs(tmp_path, monkeypatch) -> JobManager:
-    """An empty runs folder and a job manager of their own, as every view reads them (``state.X``)."""
-    jobs = JobManager()
-    monkeypatch.setattr(state, "RUNS_ROOT", tmp_path / "runs")
-    monkeypatch.setattr(state, "JOBS", jobs)
-    return jobs
+def runs(web_jobs) -> JobManager:
+    """An empty runs folder and a job manager of their own (conftest's ``web_jobs``)."""
+    return web_jobs
 
 
 def _run(name: str, **config) -> RunDir:

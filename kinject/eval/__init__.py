@@ -25,7 +25,7 @@ from .probes import (
     shipped_retention_probes,
 )
 from .report import EvalReport, format_markdown, format_table, read_report
-from .runner import EvalSize, eval_size, evaluate
+from .runner import EvalSize, eval_sizes, evaluate
 
 __all__ = [
     "Answer",
@@ -41,7 +41,7 @@ __all__ = [
     "auto_probes",
     "collect_probes",
     "corpus_texts",
-    "eval_size",
+    "eval_sizes",
     "evaluate",
     "format_markdown",
     "format_table",

@@ -112,23 +112,34 @@ class _Plan:
 
 def _plan(run: RunDir, config: EvalConfig, gen: GenerationConfig, progress: Progress) -> _Plan:
     """The probes and prompts to answer (the quick set cut to ``QUICK``); raises when there is nothing to do."""
+    plan = _full_plan(run, config, gen, progress)
+    return _quick_plan(plan) if is_quick(config) else plan
+
+
+def _full_plan(run: RunDir, config: EvalConfig, gen: GenerationConfig, progress: Progress) -> _Plan:
+    """The full set's probes and prompts; raises when there is nothing to do."""
     probes, source = collect_probes(run, config, progress)
     has_adapter = run.has_adapter()
     forgetting_on = config.forgetting and has_adapter
     prompts = general_prompts() if forgetting_on else []
-    quick = is_quick(config)
-    kl_tokens = config.kl_max_new_tokens
-    if quick:
-        n = QUICK["probes_per_kind"]
-        probes = [p for kind in KINDS for p in [q for q in probes if q.kind == kind][:n]]
-        prompts = prompts[: QUICK["kl_prompts"]]
-        gen = replace(gen, max_new_tokens=min(gen.max_new_tokens, QUICK["max_new_tokens"]))
-        kl_tokens = min(kl_tokens, QUICK["kl_max_new_tokens"])
     if not probes and not forgetting_on:
         raise EvalError(
             "nothing to evaluate: no probes (give --probes, --auto-probes or keep retention) and no forgetting"
         )
-    return _Plan(probes, source, has_adapter, forgetting_on, prompts, quick, gen, kl_tokens)
+    return _Plan(probes, source, has_adapter, forgetting_on, prompts, False, gen, config.kl_max_new_tokens)
+
+
+def _quick_plan(plan: _Plan) -> _Plan:
+    """``plan`` cut to the quick set (``QUICK``): fewer probes and prompts, shorter answers."""
+    n = QUICK["probes_per_kind"]
+    return replace(
+        plan,
+        probes=[p for kind in KINDS for p in [q for q in plan.probes if q.kind == kind][:n]],
+        prompts=plan.prompts[: QUICK["kl_prompts"]],
+        quick=True,
+        gen=replace(plan.gen, max_new_tokens=min(plan.gen.max_new_tokens, QUICK["max_new_tokens"])),
+        kl_tokens=min(plan.kl_tokens, QUICK["kl_max_new_tokens"]),
+    )
 
 
 @dataclass
@@ -149,13 +160,19 @@ class EvalSize:
         return (3 if self.open_book else 2) * self.knowledge + 2 * self.retention + self.prompts
 
 
-def eval_size(run: RunDir, config: EvalConfig, gen: GenerationConfig | None = None) -> EvalSize:
-    """The size of the evaluation ``config`` asks of ``run`` (raises ``EvalError`` when there is nothing to do)."""
-    plan = _plan(run, config, gen or GenerationConfig(), Progress())
-    knowledge = sum(p.kind == KINDS[0] for p in plan.probes)
+def eval_sizes(run: RunDir, config: EvalConfig, gen: GenerationConfig | None = None) -> tuple[EvalSize, EvalSize]:
+    """The size of the evaluation ``config`` asks of ``run`` and of its full set (the same unless it is quick), from
+    one collection of its probes; raises ``EvalError`` when there is nothing to do."""
+    full = _full_plan(run, config, gen or GenerationConfig(), Progress())
+    asked = _quick_plan(full) if is_quick(config) else full
     open_book = config.open_book and run.has_corpus()
-    retention = len(plan.probes) - knowledge
-    return EvalSize(knowledge, retention, len(plan.prompts), plan.gen.max_new_tokens, plan.quick, open_book)
+
+    def size(plan: _Plan) -> EvalSize:
+        knowledge = sum(p.kind == KINDS[0] for p in plan.probes)
+        retention = len(plan.probes) - knowledge
+        return EvalSize(knowledge, retention, len(plan.prompts), plan.gen.max_new_tokens, plan.quick, open_book)
+
+    return size(asked), size(full)
 
 
 def _answer_all(

@@ -52,21 +52,23 @@ class RunEvaluation(RunPaths):
         kinds = self._eval_kinds_newest_first()
         return kinds[0] if kinds else None
 
+    def _eval_file(self, kind: str | None, which: int) -> Path | None:
+        """File ``which`` (0 json, 1 md, 2 png) of ``kind``'s evaluation, or of the best one; None when absent."""
+        kind = kind or self.best_eval_kind()
+        path = self.path / self.eval_files(kind)[which] if kind else None
+        return path if path is not None and path.is_file() else None
+
     def read_eval(self, kind: str | None = None) -> dict[str, Any] | None:
         """An evaluation as a dict: ``kind``'s, or the best (see ``best_eval_kind``); None when there is none."""
-        kind = kind or self.best_eval_kind()
-        path = self.path / self.eval_files(kind)[0] if kind else None
-        return read_json(path) if path is not None and path.is_file() else None
+        path = self._eval_file(kind, 0)
+        return read_json(path) if path is not None else None
 
     def eval_markdown(self, kind: str | None = None) -> str | None:
-        kind = kind or self.best_eval_kind()
-        path = self.path / self.eval_files(kind)[1] if kind else None
-        return path.read_text(encoding="utf-8") if path is not None and path.is_file() else None
+        path = self._eval_file(kind, 1)
+        return path.read_text(encoding="utf-8") if path is not None else None
 
     def eval_plot(self, kind: str | None = None) -> Path | None:
-        kind = kind or self.best_eval_kind()
-        path = self.path / self.eval_files(kind)[2] if kind else None
-        return path if path is not None and path.is_file() else None
+        return self._eval_file(kind, 2)
 
     def write_ablation(self, data: dict[str, Any], markdown: str) -> None:
         atomic_write_text(self.path / self._ABLATION_MD, markdown)

@@ -185,13 +185,10 @@ def full_set_time(run: RunDir, full: Any) -> str:
 def eval_plan_text(run: RunDir, evaluation: Any, generation: Any) -> str:
     """What pressing Evaluate will run, before it runs: the quick or the full set, and how long the full set takes
     (so a CPU user does not start a quarter of an hour of answers in one click)."""
-    from dataclasses import replace
-
-    from kinject.eval import EvalError, eval_size
+    from kinject.eval import EvalError, eval_sizes
 
     try:
-        asked = eval_size(run, evaluation, generation)
-        full = eval_size(run, replace(evaluation, quick="off"), generation)
+        asked, full = eval_sizes(run, evaluation, generation)
     except (EvalError, OSError, ValueError) as exc:
         return f"Nothing to evaluate with these settings: {exc}"
     try:

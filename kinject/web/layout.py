@@ -302,8 +302,7 @@ def build_ui(operator: AppConfig | None = None) -> gr.Blocks:
         locked = [*ui["prepare_form"].values(), ui["run_name"], ui["force"], *ui["train_form"].values()]
         locked += list(ui["eval_form"].values())
         state.LOCKED_CONTROLS = len(locked)
-        polled = [ui["status"], ui["loss_plot"], ui["plot_key"], ui["timer"], *ui["buttons"], *locked]
-        ui["poll_outputs"] = polled
+        ui["poll_outputs"] = [ui["status"], ui["loss_plot"], ui["plot_key"], ui["timer"], *ui["buttons"], *locked]
         wire_jobs(ui)
         wire_views(ui)
         wire_chat(ui)

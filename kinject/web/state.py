@@ -22,6 +22,7 @@ FOLLOW_UNTIL = 0.0  # time.monotonic() until which the status poll runs though n
 LOCKED_CONTROLS = 0  # how many form controls lock while a job runs (set by build_ui; they follow the status poll)
 __all__ = [
     "CHAT",
+    "FOLLOW_UNTIL",
     "JOBS",
     "LOCKED_CONTROLS",
     "OPERATOR",
