@@ -16,7 +16,8 @@ help:
 	@echo "make test-fast  lint and every test but the slow ones that train the real bundled model (the inner loop)"
 	@echo "make setup   create .venv and install pinned dependencies (quick when done already)"
 	@echo "make model   convert the bundled SmolLM2-135M-Instruct once into the cache"
-	@echo "make bench   extraction benchmark (BENCH_DATA=folder, default ../shared/benchmarks/article-extraction)"
+	@echo "make bench   the CPU benchmarks: extraction (BENCH_DATA=folder), training against the case-study recipe,"
+	@echo "             the embedded server with 1, 4 and 8 clients; tables printed, JSON in BENCH_OUT (bench-out/)"
 	@echo "make lint    ruff check; make format: ruff format"
 	@echo "make docs    regenerate the README's CLI reference from the config dataclasses"
 
@@ -64,8 +65,12 @@ test-fast: setup lint
 docs: setup
 	$(PY) -c 'from kinject.cli_docs import write_reference; print("README.md updated" if write_reference("README.md") else "README.md up to date")'
 
-bench: setup
+BENCH_OUT ?= bench-out
+
+bench: model
 	$(PY) bench/extraction.py $(BENCH_DATA)
+	$(PY) bench/train_throughput.py --out $(BENCH_OUT)
+	$(PY) bench/serve_bench.py --out $(BENCH_OUT)/serve_bench.jsonl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

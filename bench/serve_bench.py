@@ -1,13 +1,14 @@
 """Serving benchmark: kinject's embedded TGI-protocol server against calling ``generate`` directly.
 
-Usage: ``python bench/serve_bench.py [--model M] [--requests 8] [--max-new-tokens 64] [--clients 1,4] [--out F]``
+Usage: ``python bench/serve_bench.py [--model M] [--requests 16] [--max-new-tokens 64] [--clients 1,4,8] [--out F]``
 
 Loads the model once (the bundled SmolLM2-135M-Instruct by default), then measures, on the same prompts with greedy
 decoding and the same number of new tokens:
 
 - **direct**: ``model.generate`` in a loop, one request after another (no HTTP, no queue);
 - **server, N clients**: N threads streaming ``/generate_stream`` through ``huggingface_hub.InferenceClient``
-  against the embedded server on loopback (the server runs requests one at a time, so N clients share it).
+  against the embedded server on loopback (the server batches the requests running at once, up to
+  ``--max-batch-size``).
 
 Reports tokens per second (all generated tokens over the wall time) and time to first token (from sending a
 request to its first streamed token; for direct calls, the time to generate one token). Prints JSON lines and a
@@ -88,13 +89,14 @@ def served(url: str, prompts: list[str], max_new_tokens: int, clients: int) -> d
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--requests", type=int, default=8)
+    ap.add_argument("--requests", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--clients", default="1,4")
+    ap.add_argument("--clients", default="1,4,8")
+    ap.add_argument("--max-batch-size", type=int, default=8)
     ap.add_argument("--out", help="also write the JSON lines here")
     args = ap.parse_args(argv)
     prompts = (PROMPTS * (args.requests // len(PROMPTS) + 1))[: args.requests]
-    engine = Engine(args.model, max_concurrent_requests=64)
+    engine = Engine(args.model, max_concurrent_requests=64, max_batch_size=args.max_batch_size)
     engine.generate(None, engine.chat_ids(None, [{"role": "user", "content": "Hi"}]), Params(max_new_tokens=4))
     server = ServerThread(create_app(engine))
     url = server.url
@@ -106,10 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"\n{args.model}, {args.requests} requests, {args.max_new_tokens} new tokens each, greedy\n")
-    print("| mode | clients | tokens/s | time to first token (median) |")
-    print("|---|---:|---:|---:|")
+    one = next((r["tokens_per_s"] for r in rows if r["mode"] == "server" and r["clients"] == 1), None)
+    print("| mode | clients | tokens/s | x 1 client | time to first token (median) |")
+    print("|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['mode']} | {r['clients']} | {r['tokens_per_s']:.1f} | {statistics.median(r['ttft_s']):.3f} s |")
+        ratio = f"{r['tokens_per_s'] / one:.2f}" if one else ""
+        ttft = statistics.median(r["ttft_s"])
+        print(f"| {r['mode']} | {r['clients']} | {r['tokens_per_s']:.1f} | {ratio} | {ttft:.3f} s |")
     return 0
 
 

@@ -143,7 +143,8 @@ def _run_stages(run: RunDir, job: _Job, model_cfg: ModelConfig, last: Path | Non
     model.config.use_cache = False  # a KV cache in training would also disable the per-document mask
     attempt.phase = "prepare training"
     blocks, stats = _pack(run, job, tokenizer, context_length(model.config), augmentation)
-    model = attempt.model = add_lora(model, config, attempt.four_bit, progress)
+    block_tokens = config.batch_size * stats.block_size
+    model = attempt.model = add_lora(model, config, attempt.four_bit, progress, block_tokens)
     budget, total_steps = _plan(run, job, len(blocks), augmentation)
     guard = _guard(run, config, model, tokenizer, total_steps, last, progress)
     attempt.callback = progress_callback(progress, total_steps, run, guard)

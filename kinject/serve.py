@@ -87,6 +87,7 @@ def serve(
         config.max_concurrent_requests,
         config.max_total_tokens,
         progress,
+        config.max_batch_size,
     )
     app = create_app(engine, (generation or GenerationConfig()).max_new_tokens, policy)
     print(f"serving {', '.join(engine.names())} on http://{config.host}:{config.port}", flush=True)

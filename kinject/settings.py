@@ -39,6 +39,11 @@ class ServeConfig:
     max_concurrent_requests: int = setting(
         16, "Requests queued or running at once; beyond that a request is refused at once (429, TGI's overload error)."
     )
+    max_batch_size: int = setting(
+        8,
+        "Requests one model generates together: a request joins the running batch at the next step and leaves it "
+        "when it ends; the others in the queue wait for a place.",
+    )
     max_total_tokens: int | None = setting(
         None, "Most prompt plus generated tokens per request (default: the model's context length)."
     )
@@ -60,6 +65,7 @@ class ServeConfig:
         require(1 <= self.port <= 65535, "port", f"must be within 1-65535, got {self.port}")
         require(self.max_body_bytes >= 1024, "max_body_bytes", f"must be >= 1024, got {self.max_body_bytes}")
         require(self.max_concurrent_requests >= 1, "max_concurrent_requests", "must be >= 1")
+        require(self.max_batch_size >= 1, "max_batch_size", "must be >= 1")
         require(self.max_total_tokens is None or self.max_total_tokens >= 2, "max_total_tokens", "must be >= 2")
         for item in self.adapters + self.merged:
             name, sep, path = item.partition("=")

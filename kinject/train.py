@@ -96,48 +96,38 @@ def collate(features: list[dict[str, list[int]]], pad_id: int, with_replay: bool
 
 
 def kinject_trainer(soft_replay: bool, kl_weight: float = 1.0):
-    """The Trainer class: transformers' own, or one whose loss on replay tokens is ``kl_weight`` times
-    KL(base || adapter), the base's whole next-token distribution as a soft target (the base is the same PeftModel
-    with its adapter off)."""
+    """The Trainer class: its loss is ``kinject.losses.causal_lm_loss`` (cross-entropy from the hidden states, one
+    chunk of the vocabulary's logits at a time), plus ``kl_weight`` times KL(base || adapter) on replay tokens when
+    ``soft_replay`` (the base's whole next-token distribution as a soft target; the base is the same PeftModel with
+    its adapter off)."""
     from transformers import Trainer
 
-    if not soft_replay:
-        return Trainer
+    from .losses import causal_lm_loss
 
     class KinjectTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            import torch
-            import torch.nn.functional as F
-
-            replay = inputs.pop("replay_mask")
-            labels = inputs.pop("labels")
-            outputs = model(**inputs)
-            logits = outputs.logits[:, :-1].float()
-            targets = labels[:, 1:]
-            scored = targets != IGNORE_INDEX
-            soft = scored & replay[:, 1:].bool()  # positions that predict a replay answer's token
-            hard = scored & ~soft
-            loss = F.cross_entropy(logits[hard], targets[hard], reduction="sum") if hard.any() else logits.sum() * 0
-            if soft.any():
-                with torch.no_grad(), model.disable_adapter():
-                    base = model(**inputs).logits[:, :-1].float()[soft]
-                base_logp = torch.log_softmax(base, -1)
-                kl = (base_logp.exp() * (base_logp - torch.log_softmax(logits[soft], -1))).sum()
-                loss = loss + kl_weight * kl
-            count = num_items_in_batch if num_items_in_batch is not None else scored.sum()
-            loss = loss / count
-            return (loss, outputs) if return_outputs else loss
+            if not soft_replay:
+                inputs.pop("replay_mask", None)
+            loss = causal_lm_loss(model, inputs, kl_weight, num_items_in_batch)
+            return (loss, None) if return_outputs else loss
 
     return KinjectTrainer
 
 
-def add_lora(model: Any, config: TrainConfig, four_bit: bool, progress: Progress) -> Any:
-    """``model`` made ready to train (k-bit preparation, gradient checkpointing) with fresh LoRA layers."""
+def add_lora(
+    model: Any, config: TrainConfig, four_bit: bool, progress: Progress, block_tokens: int | None = None
+) -> Any:
+    """``model`` made ready to train (k-bit preparation, gradient checkpointing when needed) with fresh LoRA
+    layers; ``block_tokens``: tokens per micro-batch, for the checkpointing decision."""
     import torch
     from peft import LoraConfig, prepare_model_for_kbit_training
 
-    cuda = torch.cuda.is_available()
-    checkpointing = config.gradient_checkpointing == "on" or (config.gradient_checkpointing == "auto" and cuda)
+    checkpointing = use_checkpointing(config.gradient_checkpointing, model.config, block_tokens)
+    if config.gradient_checkpointing == "auto":
+        where = "GPU memory" if torch.cuda.is_available() else "RAM"
+        progress.log(
+            f"gradient checkpointing {'on' if checkpointing else 'off'} (auto: the activations and free {where})"
+        )
     if four_bit:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     elif checkpointing:
@@ -154,9 +144,74 @@ def add_lora(model: Any, config: TrainConfig, four_bit: bool, progress: Progress
     )
     torch.manual_seed(config.seed)
     model = with_lora(model, lora)
+    if not torch.cuda.is_available() and cpu_bf16(config.cpu_bf16):
+        lora_sums_in_fp32(model)
     trainable, total = model.get_nb_trainable_parameters()
     progress.log(f"LoRA: {trainable:,} trainable of {total:,} parameters ({'4-bit' if four_bit else 'full'} base)")
     return model
+
+
+ACTIVATION_BYTES_PER_TOKEN_AND_WIDTH = 34  # stored activations a layer keeps per token and hidden unit, 16-bit
+# (Korthikanti et al. 2022, without the attention matrix: SDPA and flash attention never store it), and a margin
+# for LoRA's inputs, the optimizer's states and the allocator's fragmentation
+ACTIVATION_MARGIN = 1.5
+
+
+def activation_bytes(model_config: Any, block_tokens: int) -> int:
+    """Activations a training step stores without gradient checkpointing, for ``block_tokens`` per micro-batch."""
+    width = getattr(model_config, "hidden_size", 0) or 0
+    layers = getattr(model_config, "num_hidden_layers", 0) or 0
+    return int(ACTIVATION_BYTES_PER_TOKEN_AND_WIDTH * block_tokens * width * layers * ACTIVATION_MARGIN)
+
+
+def use_checkpointing(
+    switch: str, model_config: Any, block_tokens: int | None, free_bytes: int | None = None, cuda: bool | None = None
+) -> bool:
+    """Gradient checkpointing: ``on``/``off`` as told; ``auto``: off when the step's activations fit in the free
+    memory (``free_bytes``, default: the GPU's free memory, or the machine's available RAM on a CPU, where they are
+    fp32 and count twice), since recomputing every layer's forward costs a third of the step; on otherwise."""
+    import torch
+
+    if switch != "auto":
+        return switch == "on"
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if block_tokens is None:
+        return cuda
+    if free_bytes is None:
+        if cuda:
+            free_bytes, _total = torch.cuda.mem_get_info()
+        else:
+            import psutil
+
+            free_bytes = psutil.virtual_memory().available
+    return activation_bytes(model_config, block_tokens) * (1 if cuda else 2) > free_bytes
+
+
+def lora_sums_in_fp32(model: Any) -> None:
+    """Under bf16 autocast, make every LoRA layer add its delta to the frozen layer's output in fp32: the frozen
+    output comes back as fp32, so the sum is fp32. In bf16 (8 bits of mantissa) the first steps' small deltas are
+    rounded away in the forward pass, and the loss curve lagged fp32's by 0.05-0.07 nats for tens of steps."""
+    import torch
+
+    def upcast(module: Any, args: Any, output: Any) -> Any:
+        return output.float() if output.dtype == torch.bfloat16 else output
+
+    for module in model.modules():
+        base = getattr(module, "base_layer", None)
+        if base is not None and hasattr(module, "lora_A"):
+            base.register_forward_hook(upcast)
+
+
+def cpu_bf16(switch: str) -> bool:
+    """Whether training on this CPU autocasts to bf16: ``on``/``off`` as told, ``auto`` where the CPU has AMX tiles
+    (bf16 matrix units; elsewhere bf16 matmuls are emulated and slower than fp32)."""
+    import torch
+
+    if switch != "auto":
+        return switch == "on"
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    probe = probe or getattr(torch._C._cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
 
 
 def training_arguments(output_dir: Path, config: TrainConfig, epochs: float, total_steps: int) -> Any:
@@ -165,7 +220,7 @@ def training_arguments(output_dir: Path, config: TrainConfig, epochs: float, tot
     from transformers import TrainingArguments
 
     cuda = torch.cuda.is_available()
-    half = compute_dtype() if cuda else None
+    half = compute_dtype() if cuda else (torch.bfloat16 if cpu_bf16(config.cpu_bf16) else None)
     return TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=config.batch_size,

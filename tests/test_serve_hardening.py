@@ -315,7 +315,7 @@ def test_an_api_key_guards_every_route_but_health(engine):
         wrong = post(srv, "/generate", {"inputs": "Hi"}, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
         right = post(srv, "/generate", {"inputs": "Hi"}, headers={"Authorization": f"Bearer {key}"})
-        assert right.status_code == 200
+        assert right.status_code == 200, right.text
     finally:
         srv.stop()
 

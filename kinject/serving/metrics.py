@@ -42,8 +42,8 @@ HELP = {
     "tgi_request_success": ("counter", "Generation requests answered in full"),
     "tgi_request_failure": ("counter", "Generation requests refused or failed, by error type"),
     "tgi_request_cancelled": ("counter", "Generations stopped because the client went away (kinject's own)"),
-    "tgi_queue_size": ("gauge", "Requests queued or generating"),
-    "tgi_batch_current_size": ("gauge", "Requests generating now (kinject generates one at a time)"),
+    "tgi_queue_size": ("gauge", "Requests waiting for a place in a batch"),
+    "tgi_batch_current_size": ("gauge", "Requests generating in a batch now"),
     "tgi_request_duration": ("histogram", "Seconds from a request's arrival to its last token"),
     "tgi_request_queue_duration": ("histogram", "Seconds a request waited for the model"),
     "tgi_request_inference_duration": ("histogram", "Seconds a request spent generating"),
@@ -96,10 +96,12 @@ class Metrics:
                 h["tgi_request_input_length"].observe(g.input_length)
                 h["tgi_request_generated_tokens"].observe(len(g.tokens))
 
-    def render(self, queue_size: Callable[[], int]) -> str:
-        """Prometheus' text exposition format."""
+    def render(self, in_flight: Callable[[], int], running: Callable[[], int]) -> str:
+        """Prometheus' text exposition format; ``in_flight``: requests queued or generating, ``running``: those
+        generating in a batch."""
         with self._lock:
-            queued = queue_size()
+            batch = running()
+            queued = max(in_flight() - batch, 0)
             values: dict[str, list[str]] = {
                 "tgi_request_count": [f"tgi_request_count {self.requests}"],
                 "tgi_request_success": [f"tgi_request_success {self.success}"],
@@ -108,7 +110,7 @@ class Metrics:
                 ],
                 "tgi_request_cancelled": [f"tgi_request_cancelled {self.cancelled}"],
                 "tgi_queue_size": [f"tgi_queue_size {queued}"],
-                "tgi_batch_current_size": [f"tgi_batch_current_size {min(queued, 1)}"],
+                "tgi_batch_current_size": [f"tgi_batch_current_size {batch}"],
             }
             for name, hist in self.hist.items():
                 values[name] = hist.lines(name)

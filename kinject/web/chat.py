@@ -111,12 +111,8 @@ def send_chat(
 
 
 def _side_wait_note() -> str:
-    """What the second side says until its first piece arrives."""
-    if state.CHAT.name == "embedded":
-        return (
-            "⏳ Waiting for the embedded server: it answers one request at a time, so one side waits for the "
-            "other (Stop answering stops both)."
-        )
+    """What the second side says until its first piece arrives (every server kinject talks to batches requests,
+    the embedded one included, so both sides start together)."""
     return "⏳ Waiting for the server…"
 
 

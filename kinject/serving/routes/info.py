@@ -51,5 +51,5 @@ def models(request: Request):
 @router.get("/metrics")
 def prometheus(request: Request):
     serving = serving_of(request)
-    text = serving.metrics.render(lambda: serving.engine.in_flight)
+    text = serving.metrics.render(lambda: serving.engine.in_flight, lambda: serving.engine.running)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

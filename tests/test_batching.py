@@ -1,0 +1,175 @@
+"""The engine's continuous batching (issue 20): concurrent requests generate in one batch, each answering what it
+answers alone (greedy, and seeded sampling), across the base and an adapter; a request joins a running batch; a
+cancelled request leaves within one step while the others go on."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from test_serve import trained  # noqa: F401 - the tiny run with an adapter, as a fixture
+
+from kinject.serving.engine import Engine, Params
+
+PROMPTS = ["Tell me about P5.", "What GPUs power P5?", "Hello there", "How much memory has a p5.48xlarge?"]
+
+
+@pytest.fixture(scope="module")
+def engine(trained, tiny_model_dir):  # noqa: F811
+    return Engine(str(tiny_model_dir), {"p5": trained}, max_batch_size=4)
+
+
+def ids(engine: Engine, text: str) -> list[int]:
+    return engine.encode(None, text)
+
+
+def together(engine: Engine, jobs: list[tuple[str | None, list[int], Params]]) -> list:
+    """Run ``jobs`` from threads released at once; their generations in order."""
+    out: list = [None] * len(jobs)
+    gate = threading.Barrier(len(jobs))
+
+    def one(i: int) -> None:
+        gate.wait()
+        out[i] = engine.generate(*jobs[i])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return out
+
+
+def reference(engine: Engine, target: str | None, prompt: list[int], n: int) -> list[int]:
+    """Greedy tokens from transformers' own ``generate``, the adapter set the plain peft way (not the batcher)."""
+    import contextlib
+
+    import torch
+
+    model = engine.model
+    if target is None:
+        context = model.disable_adapter()
+    else:
+        model.set_adapter(engine._peft_names[target])
+        context = contextlib.nullcontext()
+    with context, torch.no_grad(), engine._lock:
+        out = model.generate(
+            input_ids=torch.tensor([prompt]),
+            max_new_tokens=n,
+            do_sample=False,
+            pad_token_id=engine.tokenizer.eos_token_id,
+        )
+    return out[0, len(prompt) :].tolist()
+
+
+def test_concurrent_requests_share_a_batch_and_answer_as_they_do_alone(engine):
+    jobs = [(("p5", None)[i % 2], ids(engine, text), Params(max_new_tokens=12)) for i, text in enumerate(PROMPTS)]
+    jobs += [(("p5", None)[i % 2], ids(engine, PROMPTS[0]), Params(max_new_tokens=12)) for i in (1, 2)]
+    alone = [engine.generate(*job) for job in jobs]
+    for (target, prompt, _), g in zip(jobs, alone, strict=True):
+        assert [t.id for t in g.tokens] == reference(engine, target, prompt, 12)[: len(g.tokens)]
+    assert alone[-1].text != alone[-2].text  # the adapter answers the same prompt unlike the base
+    steps_before = engine._batcher.steps
+    batched = together(engine, jobs)
+    assert engine._batcher.widest >= 2  # some passes held several requests (base and adapter rows together)
+    assert engine._batcher.steps - steps_before < sum(len(g.tokens) for g in alone)
+    for a, b in zip(alone, batched, strict=True):
+        assert [t.id for t in b.tokens] == [t.id for t in a.tokens]
+        assert (b.text, b.finish_reason) == (a.text, a.finish_reason)
+
+
+@pytest.fixture(scope="module")
+def bundled(bundled_model_dir):
+    """The bundled 135M chat model: unlike the tiny random one, its answers depend on every position."""
+    return Engine(str(bundled_model_dir), max_batch_size=4)
+
+
+def chat(engine: Engine, text: str) -> list[int]:
+    return engine.chat_ids(None, [{"role": "user", "content": text}])
+
+
+def test_the_bundled_model_answers_alike_in_a_batch_of_different_lengths(bundled):
+    jobs = [(None, chat(bundled, text), Params(max_new_tokens=10)) for text in ("Why do cats purr?", PROMPTS[3])]
+    assert len(jobs[0][1]) != len(jobs[1][1])  # rows left-padded to one length
+    alone = [bundled.generate(*job) for job in jobs]
+    batched = together(bundled, jobs)
+    assert bundled._batcher.widest == 2
+    assert [g.text for g in batched] == [g.text for g in alone]
+
+
+def test_a_request_joins_a_running_batch(bundled):
+    engine = bundled
+    first, second = chat(engine, "Describe the water cycle."), chat(engine, "What is the capital of France?")
+    expected = engine.generate(None, second, Params(max_new_tokens=8))
+    expected_long = engine.generate(None, first, Params(max_new_tokens=24))
+    joined: dict = {}
+
+    def after_third_token(token) -> None:
+        if "thread" not in joined and len(seen) == 3:
+            joined["thread"] = threading.Thread(
+                target=lambda: joined.setdefault("gen", engine.generate(None, second, Params(max_new_tokens=8)))
+            )
+            joined["thread"].start()
+
+    seen: list = []
+
+    def on_token(token) -> None:
+        seen.append(token)
+        after_third_token(token)
+
+    long = engine.generate(None, first, Params(max_new_tokens=24), on_token=on_token)
+    joined["thread"].join(60)
+    assert len(long.tokens) > 3 and long.text == expected_long.text
+    assert joined["gen"].text == expected.text and joined["gen"].queued_s < long.generate_s
+
+
+def test_a_cancelled_request_leaves_within_a_step_and_the_others_go_on(engine):
+    a, b = ids(engine, PROMPTS[1]), ids(engine, PROMPTS[2])
+    expected = engine.generate(None, b, Params(max_new_tokens=20))
+    cancel = threading.Event()
+    made: list = []
+
+    def on_token(token) -> None:
+        made.append(token)
+        if len(made) == 2:
+            cancel.set()
+
+    out: dict = {}
+    gate = threading.Barrier(2)
+
+    def cancelled() -> None:
+        gate.wait()
+        out["a"] = engine.generate(None, a, Params(max_new_tokens=40), on_token, cancel)
+
+    thread = threading.Thread(target=cancelled)
+    thread.start()
+    gate.wait()
+    other = engine.generate(None, b, Params(max_new_tokens=20))
+    thread.join(60)
+    assert out["a"].finish_reason == "cancelled" and len(out["a"].tokens) <= 3
+    assert [t.id for t in other.tokens] == [t.id for t in expected.tokens]
+
+
+def test_rows_keep_their_own_settings(engine):
+    prompt = ids(engine, PROMPTS[0])
+    seeded = Params(max_new_tokens=10, do_sample=True, temperature=1.5, top_k=50, top_p=0.95, seed=7)
+    penalised = Params(max_new_tokens=10, repetition_penalty=1.3)
+    alone = [engine.generate(None, prompt, seeded), engine.generate("p5", prompt, penalised)]
+    batched = together(engine, [(None, prompt, seeded), ("p5", prompt, penalised)])
+    for a, b in zip(alone, batched, strict=True):
+        assert [t.id for t in b.tokens] == [t.id for t in a.tokens]
+    assert batched[0].seed == 7
+    other_seed = engine.generate(None, prompt, Params(**{**seeded.__dict__, "seed": 8}))
+    greedy = engine.generate(None, prompt, Params(max_new_tokens=10))
+    assert [t.id for t in other_seed.tokens] != [t.id for t in alone[0].tokens] or [t.id for t in greedy.tokens] != [
+        t.id for t in alone[0].tokens
+    ]
+
+
+def test_more_requests_than_the_batch_holds_wait_for_a_place(engine):
+    jobs = [(None, ids(engine, f"Count to {i}."), Params(max_new_tokens=5)) for i in range(7)]
+    alone = [engine.generate(*job) for job in jobs]
+    batched = together(engine, jobs)
+    assert engine._batcher.widest <= engine.max_batch_size == 4
+    assert [g.text for g in batched] == [g.text for g in alone]
+    assert all(g.queued_s >= 0 and g.generate_s > 0 for g in batched)
