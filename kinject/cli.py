@@ -17,11 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .cli_parser import build_parser
 from .config import ConfigError, ModelConfig, PrepareConfig
 from .errors import KinjectError
 from .fields import describe_fields, from_dict, to_dict
-from .progress import TqdmProgress
+from .progress import Progress, TqdmProgress
 from .runs import RunDir
 from .settings import ChatConfig
 from .verbs import VERB_SECTIONS, describe_os_error, resolve_configs
@@ -126,6 +127,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainError
 
     c = verb_configs("train", args)
+    if c["train"].devices > 1 and distributed.world_size() == 1:  # start again as N processes, and wait for them
+        return _train_launched(c["train"].devices, args.argv)
     request = {
         "config": c["train"],
         "blocks": c["blocks"],
@@ -133,7 +136,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "evaluation": c["eval"],
         "generation": c["generation"],
     }
-    recorder = StatusRecorder(args.run_dir, inner=TqdmProgress())
+    recorder = StatusRecorder(args.run_dir, inner=TqdmProgress() if distributed.is_main() else Progress())
+    recorder.persist = distributed.is_main()  # the main process keeps the run's status for all
 
     def on_sigint(signum: int, frame: Any) -> None:
         if recorder.stop_event.is_set():
@@ -157,6 +161,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
     result = outcome.result
     recorder.close(result.status, message=outcome.message)
+    if not distributed.is_main():  # the main process reports for all
+        return EXIT_OK
     loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"
     print(
         f"{result.status}: step {result.step}/{result.total_steps}, final loss {loss}, "
@@ -168,6 +174,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: the evaluation did not finish: {outcome.eval_error}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _train_launched(devices: int, argv: list[str]) -> int:
+    """``kinject train`` again as ``devices`` processes; Ctrl-C stops them at the next step (twice: at once)."""
+    stop = {"asked": 0}
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        stop["asked"] += 1
+        if stop["asked"] > 1:
+            raise KeyboardInterrupt
+        print("\nstopping after this step (Ctrl-C again to abort without saving)...", file=sys.stderr)
+
+    print(f"training on {devices} processes under accelerate launch", file=sys.stderr)
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return distributed.run_launched(devices, argv, lambda: stop["asked"] > 0)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
@@ -342,6 +366,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # train --devices N starts the same command again
     try:
         return COMMANDS[args.verb](args)
     except KinjectError as exc:  # every stage's expected failure: its message says what to do

@@ -296,6 +296,12 @@ class TrainConfig:
     lora_dropout: float | None = setting(None, "Dropout on the LoRA input.", aliases=["--dropout"])
     batch_size: int | None = setting(None, "Blocks per optimizer step (per device).")
     gradient_accumulation: int = setting(1, "Micro-batches accumulated per optimizer step.")
+    devices: int = setting(
+        1,
+        "Processes to train on, data parallel: one per GPU, or CPU processes (gloo) without one. Above 1, "
+        "`kinject train` starts itself under `accelerate launch`; the global batch is batch_size x devices, and the "
+        "run folder, checkpoints and resume are the same.",
+    )
     target_modules: str = setting(
         "all-linear", "Layers that get LoRA: 'all-linear' or a comma-separated list of names."
     )
@@ -376,6 +382,7 @@ class TrainConfig:
         _choice(self.quantization, "quantization", Quantization)
         _choice(self.gradient_checkpointing, "gradient_checkpointing", Switch)
         _choice(self.cpu_bf16, "cpu_bf16", Switch)
+        require(self.devices >= 1, "devices", f"must be >= 1, got {self.devices}")
         _choice(self.lr_scheduler, "lr_scheduler", Scheduler)
         require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be within [0, 1)")
         require(self.save_steps >= 1, "save_steps", f"must be >= 1, got {self.save_steps}")

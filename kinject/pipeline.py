@@ -9,6 +9,8 @@ the fp32 model is the default because bitsandbytes' CPU 4-bit path is ~14x slowe
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import gc
 import math
 import time
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .blocks import augmentation_kinds, ensure_blocks
 from .budget import Budget, plan_epochs
 from .config import AugmentConfig, BlocksConfig, EvalConfig, GenerationConfig, ModelConfig, TrainConfig
@@ -59,8 +62,8 @@ def train(
     run = RunDir(run_dir).require()
     config = config or TrainConfig()
     # The lock first: a training still loading its model has written no settings yet, and a resume must hear that
-    # it runs, not that the run was never trained.
-    with run.training_lock():
+    # it runs, not that the run was never trained. With several processes the main one holds it for all.
+    with run.training_lock() if distributed.is_main() else contextlib.nullcontext():
         if resume:
             saved = run.section("train")
             if not saved:
@@ -103,6 +106,8 @@ def _train(run: RunDir, job: _Job) -> TrainResult:
             f"{run} has no corpus to train on: prepare it first (`kinject prepare --out {run}`)", "check run"
         )
     attempt = _Attempt()
+    if not distributed.is_main():  # only the main process reports and writes the run folder
+        job = dataclasses.replace(job, progress=Progress())
     try:
         return _run_stages(run, job, model_cfg, last, attempt)
     except TrainError as exc:
@@ -139,22 +144,27 @@ def _run_stages(run: RunDir, job: _Job, model_cfg: ModelConfig, last: Path | Non
     attempt.four_bit = _use_4bit(config)
     model = attempt.model = load_model(resolved, quantization="4bit" if attempt.four_bit else "none")
     progress.finish()
-    augmentation = _augment(run, job, model, tokenizer, model_cfg, attempt)
+    main = distributed.is_main()
+    # the main process generates and packs; the others wait, then read what it cached
+    augmentation = _main_first(lambda: _augment(run, job, model, tokenizer, model_cfg, attempt))
     model.config.use_cache = False  # a KV cache in training would also disable the per-document mask
     attempt.phase = "prepare training"
-    blocks, stats = _pack(run, job, tokenizer, context_length(model.config), augmentation)
+    blocks, stats = _main_first(lambda: _pack(run, job, tokenizer, context_length(model.config), augmentation))
     block_tokens = config.batch_size * stats.block_size
     model = attempt.model = add_lora(model, config, attempt.four_bit, progress, block_tokens)
     budget, total_steps = _plan(run, job, len(blocks), augmentation)
-    guard = _guard(run, config, model, tokenizer, total_steps, last, progress)
-    attempt.callback = progress_callback(progress, total_steps, run, guard)
+    guard = _guard(run, config, model, tokenizer, total_steps, last, progress) if main else None
+    attempt.callback = progress_callback(progress, total_steps, run, guard, writes=main)
     args = training_arguments(run.checkpoints_dir, config, budget.epochs, total_steps)
     soft_replay = config.replay_loss == "kl" and stats.replay_tokens > 0
     callbacks = [attempt.callback, *job.callbacks]
     attempt.trainer = make_trainer(model, tokenizer.pad_token_id, blocks, args, config, soft_replay, callbacks)
-    _claim_run(run, job, last, attempt)
+    _main_first(lambda: _claim_run(run, job, last, attempt) if main else None)
     step = fit(attempt, run, last, total_steps, progress)
     status = "stopped" if attempt.callback.stopped and not (guard and guard.stopped_early) else "done"
+    if not main:  # the main process saves the adapter and says how the training went
+        loss = attempt.callback.last_loss
+        return TrainResult(run.path, run.adapter_dir, status, step, total_steps, loss, time.time() - started)
     decision = guard.decide(step) if guard is not None else None
     if decision is not None:
         progress.log(f"forgetting guard: {decision.reason}")
@@ -170,6 +180,17 @@ def _run_stages(run: RunDir, job: _Job, model_cfg: ModelConfig, last: Path | Non
     learnt = decision.learnt if decision is not None else None
     loss, seconds = attempt.callback.last_loss, time.time() - started
     return TrainResult(run.path, adapter_dir, status, step, total_steps, loss, seconds, kept, note, learnt)
+
+
+def _main_first(work: Any) -> Any:
+    """``work()`` on the main process, then on the others once it is done (alone: just ``work()``)."""
+    if distributed.world_size() > 1 and not distributed.is_main():
+        distributed.barrier()
+        return work()
+    value = work()
+    if distributed.world_size() > 1:
+        distributed.barrier()
+    return value
 
 
 def _use_4bit(config: TrainConfig) -> bool:
@@ -223,7 +244,8 @@ def _plan(run: RunDir, job: _Job, blocks: int, augmentation: Any) -> tuple[Budge
     """The epochs (from the facts to be learnt, unless set) and the optimizer steps they take."""
     config = job.config
     budget = plan_epochs(config.epochs, config.fact_exposures, run.load_corpus().to_list(), job.blocks, augmentation)
-    steps_per_epoch = math.ceil(blocks / (config.batch_size * config.gradient_accumulation))
+    global_batch = config.batch_size * config.gradient_accumulation * distributed.world_size()
+    steps_per_epoch = math.ceil(blocks / global_batch)
     total_steps = config.max_steps or math.ceil(steps_per_epoch * budget.epochs)
     if not config.max_steps:
         job.progress.log(f"training length: {total_steps} steps, {budget.reason}")
@@ -274,6 +296,8 @@ def _claim_run(run: RunDir, job: _Job, last: Path | None, attempt: _Attempt) -> 
 def _settle_previous(run: RunDir, set_aside: bool) -> None:
     """After a failed fresh training: the previous training's checkpoints come back unless this one saved its own
     (then --resume continues this one)."""
+    if not distributed.is_main():
+        return
     if set_aside and run.last_checkpoint() is not None:
         run.drop_previous()
     elif set_aside:
@@ -312,7 +336,7 @@ def train_then_evaluate(
     if result.learnt is False:  # said first, in words: the adapter is the base in disguise or drifts
         outcome.message = f"{outcome.message}: the adapter learnt nothing within the forgetting bound"
     outcome.message += "; adapter saved" + (f" ({result.note})" if result.note else "")
-    if config.eval_at_end and result.status == "done":
+    if config.eval_at_end and result.status == "done" and distributed.is_main():
         try:
             progress.start("evaluate")
             outcome.report = evaluate(run_dir, evaluation, progress, generation)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .blocks import IGNORE_INDEX
 from .config import TrainConfig
 from .errors import KinjectError
@@ -109,6 +110,10 @@ def kinject_trainer(soft_replay: bool, kl_weight: float = 1.0):
             if not soft_replay:
                 inputs.pop("replay_mask", None)
             loss = causal_lm_loss(model, inputs, kl_weight, num_items_in_batch)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices and self.args.world_size > 1:
+                # the count is every process's tokens (the Trainer sums it across them) and data parallel averages
+                # the processes' gradients: scaled back, as the Trainer's own loss is, to one process's loss
+                loss = loss * self.accelerator.num_processes
             return (loss, None) if return_outputs else loss
 
     return KinjectTrainer
@@ -246,6 +251,7 @@ def training_arguments(output_dir: Path, config: TrainConfig, epochs: float, tot
         dataloader_num_workers=0,
         disable_tqdm=True,
         include_num_input_tokens_seen="all",  # padding only trails the last block
+        ddp_find_unused_parameters=False,  # every LoRA weight takes part in every step
     )
 
 
@@ -381,7 +387,9 @@ def explain_failure(exc: BaseException, where: str = "", four_bit: bool = False,
     return f"{type(exc).__name__}{where}: {text[:500]}"
 
 
-def progress_callback(progress: Progress, total_steps: int, run: RunDir, guard: Any = None) -> Any:
+def progress_callback(
+    progress: Progress, total_steps: int, run: RunDir, guard: Any = None, writes: bool = True
+) -> Any:
     """A ``TrainerCallback`` that bridges Trainer events to ``progress`` (and the run's metrics), turns its stop
     request into ``should_training_stop`` and lets the forgetting ``guard`` check at its steps."""
     from transformers import TrainerCallback
@@ -406,16 +414,21 @@ def progress_callback(progress: Progress, total_steps: int, run: RunDir, guard: 
 
         def on_step_end(self, args, state, control, **kw):
             self.in_step = False
-            if guard is not None and state.global_step in guard.check_steps and guard.check(state.global_step):
+            step = state.global_step
+            guard_stop = guard is not None and step in guard.check_steps and guard.check(step)
+            asked = progress.should_stop()
+            if distributed.world_size() > 1:  # the main process's stop (asked, or the guard's) stops them all
+                guard_stop, asked = distributed.any_process(guard_stop), distributed.any_process(asked)
+            if guard_stop:
                 self.stopped = True
                 control.should_training_stop = True
-            if progress.should_stop():
+            if asked:
                 self.stopped = True
                 control.should_training_stop = True
                 control.should_save = True  # a checkpoint to resume from
 
         def on_save(self, args, state, control, **kw):
-            if guard is not None and guard.checks:  # a resumed training keeps the checks made so far
+            if writes and guard is not None and guard.checks:  # a resumed training keeps the checks made so far
                 checkpoint = run.checkpoint_at(state.global_step)
                 if checkpoint.is_dir():
                     run.save_guard_state(checkpoint, *guard.state())
@@ -439,8 +452,9 @@ def progress_callback(progress: Progress, total_steps: int, run: RunDir, guard: 
                 "tokens_per_s": round(tokens / elapsed, 1) if tokens and elapsed else None,
                 "eta_s": round(left / rate, 1) if rate else None,
             }
-            with contextlib.suppress(OSError):  # a full disk fails the next checkpoint, with its message
-                run.append_metric({"time": time.time(), **row})
+            if writes:
+                with contextlib.suppress(OSError):  # a full disk fails the next checkpoint, with its message
+                    run.append_metric({"time": time.time(), **row})
             progress.advance(1, **row)
 
     return Callback()

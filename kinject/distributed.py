@@ -1,0 +1,144 @@
+"""Training on several processes: data parallel under ``accelerate launch`` (one process per GPU, or gloo processes
+on a CPU), the same run folder, checkpoints and resume.
+
+The main process (rank 0) does everything that writes the run folder: augmentation and packing (the others wait,
+then read what it cached), the run's settings and status, metrics, the forgetting guard and its checks, the adapter.
+Every process trains its share of each global batch (transformers' Trainer wraps the model in
+DistributedDataParallel); a stop asked of the main process (Ctrl-C, the app's Stop, the guard) is shared with all
+of them at the next step so they stop together.
+
+``run_launched`` is how ``kinject train --devices N`` (and the app, for a training with several devices) starts the
+training again under ``accelerate launch`` and waits for it, passing a stop on to the workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def world_size() -> int:
+    """Processes training together (1 when not launched by accelerate/torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def _group() -> bool:
+    """Join the launcher's process group (gloo on a CPU, nccl on GPUs) if not joined yet; False when alone."""
+    if world_size() <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return True
+
+
+def barrier() -> None:
+    """Wait until every process gets here (nothing when alone)."""
+    if _group():
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def any_process(flag: bool) -> bool:
+    """True on every process when ``flag`` is true on any of them (a stop asked of one stops all)."""
+    if not _group():
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_command(devices: int, argv: Sequence[str]) -> list[str]:
+    """``python -m kinject ARGV`` under ``accelerate launch`` with ``devices`` processes: one per GPU, or gloo
+    processes on a CPU (accelerate's multi-GPU launcher is torchrun, which runs CPU processes as well; its
+    ``--cpu`` launcher needs MPI for more than one). Mixed precision is the training's own (TrainingArguments)."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(devices)]
+    command += ["--num_machines", "1", "--main_process_port", str(free_port())]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+    return [*command, "-m", "kinject", *argv]
+
+
+def run_launched(
+    devices: int,
+    argv: Sequence[str],
+    should_stop: Callable[[], bool],
+    tick: Callable[[], None] | None = None,
+    output: Any = None,
+    poll_s: float = 0.5,
+) -> int:
+    """Run ``python -m kinject ARGV`` as ``devices`` processes and wait; returns the launcher's exit code.
+
+    The launch gets a session of its own, so a terminal's Ctrl-C reaches only this process: when ``should_stop()``
+    turns true the workers (not the launcher, which would kill them unsaved) get one SIGINT each, which is
+    ``kinject train``'s "stop at the next step and save". ``tick()`` runs every ``poll_s`` while they train (the app
+    mirrors the main process's status with it); ``output``: where their output goes (default: inherited)."""
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    launcher = subprocess.Popen(
+        launch_command(devices, argv),
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
+        start_new_session=True,
+    )
+    asked = False
+    try:
+        while launcher.poll() is None:
+            time.sleep(poll_s)
+            if tick is not None:
+                tick()
+            if should_stop() and not asked:
+                asked = True
+                for child in _workers(launcher.pid, psutil):
+                    with contextlib.suppress(psutil.Error):
+                        child.send_signal(signal.SIGINT)
+    except BaseException:  # aborted (a second Ctrl-C): the processes go with this one
+        with contextlib.suppress(OSError):
+            os.killpg(launcher.pid, signal.SIGTERM)
+        raise
+    return launcher.returncode
+
+
+def _workers(pid: int, psutil: Any) -> list[Any]:
+    """The training processes under the launcher (those running ``-m kinject``, not the launchers)."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    out = []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            line = child.cmdline()
+            if "kinject" in line and "accelerate.commands.launch" not in line and "torch.distributed.run" not in line:
+                out.append(child)
+    return out
