@@ -3,14 +3,14 @@
 #
 #   bench/gpu.sh wheels        # here, with network access to the package registries: fill .whl/ (git-ignored)
 #                              # with what the GPU image lacks: bitsandbytes slimmed to its CUDA 13 and CPU
-#                              # libraries (43 MB -> under 4 MB), datasets and its small dependencies
+#                              # libraries (43 MB -> under 4 MB), datasets and its small dependencies, the
+#                              # bundled tokenizer's files and the sample pages' text (no gguf or trafilatura there)
 #   bench/gpu.sh run OUT       # there (carry .whl): install the wheels, then run, each stage in its own limit:
 #                              #   cuda_check.json        the CUDA path's checks (4-bit QLoRA, masking, stop/resume,
 #                              #                          out-of-memory, merge)
 #                              #   train_throughput.*     kinject against the case-study recipe, random-weight
 #                              #                          Llama-2-7b and 13b shapes cut to 2 and 4 layers, 4-bit,
 #                              #                          block 2048, with the linear estimate at full depth
-#                              #   serve_bench.jsonl      the embedded server, 1, 4 and 8 clients
 #
 # Back come two files: OUT/summary.md (the card, the versions, each stage's exit code and the tables) and
 # OUT/gpu-results.tgz (every JSON line and log).
@@ -53,7 +53,10 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
 EOF
   )
   rm -rf "$tmp"
-  du -ch .whl/*.whl | tail -1
+  # the GPU image cannot convert the bundled model (no gguf there) nor extract pages (no trafilatura): carry the
+  # bundled tokenizer's files and the sample pages' text
+  .venv/bin/python bench/gpu_carry.py .whl
+  du -sh .whl
 }
 
 run() {
@@ -69,18 +72,15 @@ run() {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     python3 -c "import torch, transformers, peft, bitsandbytes as b; print(torch.__version__, transformers.__version__, peft.__version__, b.__version__)"
   } 2>&1 | tee "$out/summary.md"
-  timeout 120 python3 bench/cuda_check.py --require-cuda --out "$work/cuda_check.json" > "$work/cuda_check.log" 2>&1
+  timeout 120 python3 bench/cuda_check.py --require-cuda --tokenizer .whl/tokenizer --out "$work/cuda_check.json" \
+    > "$work/cuda_check.log" 2>&1
   echo "cuda_check: exit $?" | tee -a "$out/summary.md"
   for shape in llama-2-7b llama-2-13b; do
-    timeout 150 python3 bench/train_throughput.py --shape "$shape" --layers 2,4 --steps 8 --repeats 1 \
-      --out "$work/$shape" > "$work/train_$shape.log" 2>&1
+    timeout 170 python3 bench/train_throughput.py --shape "$shape" --layers 2,4 --steps 8 --repeats 1 \
+      --tokenizer .whl/tokenizer --corpus .whl/corpus.txt --out "$work/$shape" > "$work/train_$shape.log" 2>&1
     echo "train_throughput $shape: exit $?" | tee -a "$out/summary.md"
     cat "$work/$shape/train_throughput.md" >> "$out/summary.md" 2>/dev/null
   done
-  timeout 60 python3 bench/serve_bench.py --requests 16 --max-new-tokens 64 --clients 1,4,8 \
-    --out "$work/serve_bench.jsonl" > "$work/serve_bench.log" 2>&1
-  echo "serve_bench: exit $?" | tee -a "$out/summary.md"
-  sed -n '/^| mode/,$p' "$work/serve_bench.log" >> "$out/summary.md"
   tar -czf "$out/gpu-results.tgz" -C "$work" . && rm -rf "$work"
 }
 

@@ -47,20 +47,26 @@ WARMUP_STEPS = 2  # steps left out of the per-step time (allocator and kernel wa
 
 
 # ------------------------------------------------------------------------------------------------- the data
-def make_blocks(model_dir: str, block_size: int, steps: int, out: Path) -> int:
-    """The sample pages' text, tokenized, joined with end-of-text and cut into fixed blocks (the recipe's
-    ``group_texts``); repeated until there are enough for ``steps`` steps of batch 2. Written as JSON."""
+def corpus_text(corpus: Path | None) -> str:
+    """The text trained on: ``corpus`` (a text file), else the sample pages' article text (extracted here)."""
+    if corpus is not None:
+        return corpus.read_text(encoding="utf-8")
     from kinject.extract import extract_main_text
+
+    texts = [extract_main_text(page.read_text(encoding="utf-8"))[1] for page in sorted(SAMPLES.glob("*.html"))]
+    return "\n\n".join(texts)
+
+
+def make_blocks(model_dir: str, block_size: int, steps: int, out: Path, corpus: Path | None = None) -> int:
+    """The corpus's documents (blank-line-separated paragraphs here), tokenized, joined with end-of-text, repeated
+    until long enough and cut into fixed blocks (the recipe's ``group_texts``): ``steps`` steps of batch 2."""
     from kinject.models import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model(model_dir))
-    ids: list[int] = []
-    for page in sorted(SAMPLES.glob("*.html")):
-        _title, text = extract_main_text(page.read_text(encoding="utf-8"))
-        ids += tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]
-    blocks = [ids[i : i + block_size] for i in range(0, len(ids) - block_size + 1, block_size)]
+    ids = tokenizer(corpus_text(corpus))["input_ids"] + [tokenizer.eos_token_id]
     need = steps * RECIPE["batch_size"]
-    blocks = (blocks * (need // max(len(blocks), 1) + 1))[:need]
+    stream = ids * (need * block_size // len(ids) + 1)  # the six pages hold ~1,200 tokens: fewer than one block
+    blocks = [stream[i * block_size : (i + 1) * block_size] for i in range(need)]
     out.write_text(json.dumps(blocks))
     return len(blocks)
 
@@ -299,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--four-bit", action="store_true", help="load in 4-bit (nf4 + double quant); default with --shape")
     ap.add_argument("--out", default="bench-out", help="folder for train_throughput.jsonl and .md")
+    ap.add_argument("--tokenizer", help="with --shape: a tokenizer folder (default: the bundled model's)")
+    ap.add_argument("--corpus", type=Path, help="a text file to train on (default: the sample pages' text)")
     ap.add_argument("--child", choices=["kinject", "recipe"], help=argparse.SUPPRESS)
     ap.add_argument("--blocks", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -318,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             from kinject.models import ensure_bundled_model
 
             args.four_bit = True
-            tokenizer = ensure_bundled_model()
+            tokenizer = Path(args.tokenizer) if args.tokenizer else ensure_bundled_model()
             depths = [int(x) for x in args.layers.split(",") if x] or [FULL_DEPTH[args.shape]]
             results = {}
             for depth in depths:
@@ -326,10 +334,11 @@ def main(argv: list[str] | None = None) -> int:
                     Path(work) / f"{args.shape}-{depth}", tokenizer, num_hidden_layers=depth, **SHAPES[args.shape]
                 )
                 blocks_file = Path(work) / "blocks.json"
-                make_blocks(str(folder), block, args.steps, blocks_file)
+                make_blocks(str(folder), block, args.steps, blocks_file, args.corpus)
                 label = f"{args.shape}, {depth} of {FULL_DEPTH[args.shape]} layers, 4-bit, block {block}"
                 results[depth] = run_depth(args, str(folder), blocks_file, label, out)
                 sections.append(table(label, results[depth]))
+                (out / "train_throughput.md").write_text("\n\n".join(sections) + "\n")  # kept if a later depth fails
             if len(depths) >= 2 and FULL_DEPTH[args.shape] not in depths:
                 sections.append(estimate(args.shape, results, block))
         else:
@@ -337,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
 
             model_dir = resolve_model(args.model).path  # the recipe loads a folder, as the case study's script does
             blocks_file = Path(work) / "blocks.json"
-            make_blocks(model_dir, block, args.steps, blocks_file)
+            make_blocks(model_dir, block, args.steps, blocks_file, args.corpus)
             label = f"{args.model}, block {block}, batch 2, {args.steps} steps"
             if args.set:
                 label += f", kinject with {', '.join(args.set)}"

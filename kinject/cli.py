@@ -127,8 +127,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainError
 
     c = verb_configs("train", args)
-    if c["train"].devices > 1 and distributed.world_size() == 1:  # start again as N processes, and wait for them
-        return _train_launched(c["train"].devices, args.argv)
+    devices = RunDir(args.run_dir).section("train").get("devices", 1) if args.resume else c["train"].devices
+    if devices > 1 and distributed.world_size() == 1:  # start again as N processes (a resume: as many as before)
+        return _train_launched(devices, args.argv)
+    if distributed.world_size() > 1:  # the launcher ends every process when one fails: say so, and clean up
+        signal.signal(signal.SIGTERM, _another_process_ended)
     request = {
         "config": c["train"],
         "blocks": c["blocks"],
@@ -174,6 +177,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"error: the evaluation did not finish: {outcome.eval_error}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _another_process_ended(signum: int, frame: Any) -> None:
+    from .train import TrainError
+
+    raise TrainError("another process of this training ended (see its output above): this one stops too")
 
 
 def _train_launched(devices: int, argv: list[str]) -> int:

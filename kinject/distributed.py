@@ -34,18 +34,33 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def _group() -> bool:
-    """Join the launcher's process group (gloo on a CPU, nccl on GPUs) if not joined yet; False when alone."""
+GROUP_TIMEOUT_S = 6 * 3600  # the others wait while the main process generates the augmentation (long on many pages)
+
+
+def local_processes() -> int:
+    """Processes of this training on this machine (they share its RAM)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+
+
+def setup() -> bool:
+    """Join the launcher's process group (gloo on a CPU, nccl on GPUs, this process's GPU made current, so its model
+    loads there) if not joined yet; False when alone."""
     if world_size() <= 1:
         return False
+    import datetime
+
     import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S))
     return True
+
+
+_group = setup
 
 
 def barrier() -> None:

@@ -220,12 +220,14 @@ def _train_launched(recorder: StatusRecorder, devices: int, job: dict[str, Any],
     reaches its workers as Ctrl-C does. Their output goes to the run's ``train-processes.log``."""
     import shlex
 
+    from .config import TrainConfig
     from .distributed import run_launched
     from .train import TrainError
     from .verbs import train_command
 
+    config = job["config"] or TrainConfig()
     line = train_command(
-        recorder.run.path, job["config"], job["blocks"], job["resume"], job["evaluation"], generation, job["augment"]
+        recorder.run.path, config, job["blocks"], job["resume"], job["evaluation"], generation, job["augment"]
     )
     argv = shlex.split(line)[3:]  # after "python -m kinject"
     recorder.persist = False  # the main process of the launch writes status.json
@@ -403,8 +405,10 @@ class JobManager:
         def work(recorder: StatusRecorder) -> JobOutcome:
             from .pipeline import train_then_evaluate
 
-            if config is not None and config.devices > 1:
-                return _train_launched(recorder, config.devices, job, generation)
+            saved = recorder.run.section("train") if resume else {}
+            devices = saved.get("devices", 1) if resume else (config.devices if config is not None else 1)
+            if devices > 1:
+                return _train_launched(recorder, devices, job, generation)
             outcome = train_then_evaluate(recorder.run, progress=recorder, **job, generation=generation)
             return JobOutcome(outcome.result.status, outcome.message, outcome)
 

@@ -20,6 +20,9 @@ from typing import Any
 
 IGNORE_INDEX = -100
 CHUNK_BYTES = 1 << 26  # fp32 logits of one chunk: 64 MiB
+# config fields of models that scale or cap the logits after the output projection (Gemma 2, Cohere, Granite,
+# Falcon-H1, ...): those train through their own logits
+SCALED_LOGITS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "lm_head_multiplier", "output_multiplier")
 
 
 def _chunk_rows(vocab: int) -> int:
@@ -75,7 +78,8 @@ def output_head(model: Any) -> Any:
     config = getattr(inner, "config", None)
     if not isinstance(head, torch.nn.Linear) or head.bias is not None or head.weight.requires_grad:
         return None
-    if any(getattr(config, name, None) not in (None, 1, 1.0) for name in ("final_logit_softcapping", "logit_scale")):
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if any(getattr(c, name, None) not in (None, 1, 1.0) for c in (config, text) for name in SCALED_LOGITS):
         return None
     return head
 
@@ -125,12 +129,13 @@ def causal_lm_loss(model: Any, inputs: dict[str, Any], kl_weight: float, count: 
         loss = torch.nn.functional.cross_entropy(logits[hard], targets[hard], reduction="sum")
     if soft.any():
         adapter_logp = torch.log_softmax(head(hidden[soft]).float() if hidden is not None else logits[soft], -1)
+        inner = getattr(model, "module", model)  # not through DistributedDataParallel: no collectives here
         with torch.no_grad(), _adapter_off(model):
             if head is None:
-                base = model(**inputs).logits[:, :-1].float()[soft]
+                base = inner(**inputs).logits[:, :-1].float()[soft]
             else:
                 with hidden_states(head) as box:
-                    model(**inputs)
+                    inner(**inputs)
                 base = head(box[0][:, :-1][soft]).float()
         base_logp = torch.log_softmax(base, -1)
         loss = loss + kl_weight * (base_logp.exp() * (base_logp - adapter_logp)).sum()

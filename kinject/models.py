@@ -210,7 +210,7 @@ def load_model(
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute_dtype() if cuda else torch.float32,
         )
-        kw["device_map"] = device_map or ({"": 0} if cuda else {"": "cpu"})
+        kw["device_map"] = device_map or ({"": torch.cuda.current_device()} if cuda else {"": "cpu"})
     elif quantization != "none":
         raise ModelError(f"quantization must be '4bit' or 'none', got {quantization!r}")
     elif device_map is not None:

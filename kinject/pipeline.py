@@ -106,6 +106,7 @@ def _train(run: RunDir, job: _Job) -> TrainResult:
             f"{run} has no corpus to train on: prepare it first (`kinject prepare --out {run}`)", "check run"
         )
     attempt = _Attempt()
+    distributed.setup()  # with several processes: joined, and on its own GPU before the model loads
     if not distributed.is_main():  # only the main process reports and writes the run folder
         job = dataclasses.replace(job, progress=Progress())
     try:

@@ -188,7 +188,8 @@ def use_checkpointing(
         else:
             import psutil
 
-            free_bytes = psutil.virtual_memory().available
+            # the processes of a training on several CPU processes share the machine's RAM
+            free_bytes = psutil.virtual_memory().available // distributed.local_processes()
     return activation_bytes(model_config, block_tokens) * (1 if cuda else 2) > free_bytes
 
 

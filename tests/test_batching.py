@@ -173,3 +173,40 @@ def test_more_requests_than_the_batch_holds_wait_for_a_place(engine):
     assert engine._batcher.widest <= engine.max_batch_size == 4
     assert [g.text for g in batched] == [g.text for g in alone]
     assert all(g.queued_s >= 0 and g.generate_s > 0 for g in batched)
+
+
+def test_a_prompt_that_fails_to_prefill_fails_alone(engine, monkeypatch):
+    """A new request whose prompt cannot be run (out of memory, say) gets TGI's generation error; the requests
+    already in the batch go on to their own answers."""
+    from kinject.serving.errors import ServeError
+
+    good, bad = ids(engine, PROMPTS[1]), ids(engine, "This prompt fails.")
+    expected = engine.generate(None, good, Params(max_new_tokens=16))
+    batcher = engine._batcher
+    prefill = batcher._prefill
+
+    def failing(model, admitted):
+        if any(seq.input_ids == bad for seq in admitted):
+            raise RuntimeError("out of memory (planted)")
+        return prefill(model, admitted)
+
+    monkeypatch.setattr(batcher, "_prefill", failing)
+    failed: dict = {}
+
+    def ask_bad() -> None:
+        try:
+            engine.generate(None, bad, Params(max_new_tokens=4))
+        except ServeError as exc:
+            failed["error"] = exc
+
+    threads: list = []
+
+    def on_token(token) -> None:
+        if not threads:
+            threads.append(threading.Thread(target=ask_bad))
+            threads[0].start()
+
+    out = engine.generate(None, good, Params(max_new_tokens=16), on_token=on_token)
+    threads[0].join(60)
+    assert failed["error"].status == 424 and "out of memory (planted)" in str(failed["error"])
+    assert [t.id for t in out.tokens] == [t.id for t in expected.tokens]

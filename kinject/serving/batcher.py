@@ -99,9 +99,17 @@ class Batcher:
         if self._rows:
             last = self._pending_logits
         if admitted:
-            logits = self._prefill(model, admitted)
-            last = logits if last is None else torch.cat([last, logits])
-            self._rows = self._rows + admitted
+            try:
+                logits = self._prefill(model, admitted)
+            except Exception as exc:  # noqa: BLE001 - a prompt that fails (out of memory) fails only its own rows
+                for seq in admitted:
+                    seq.end(_generation_error(exc))
+                admitted, logits = [], None
+            if logits is not None:
+                last = logits if last is None else torch.cat([last, logits])
+                self._rows = self._rows + admitted
+        if not self._rows:
+            return
         for row, seq in enumerate(self._rows):
             if seq.cancel.is_set():
                 seq.finish = "cancelled"
@@ -123,13 +131,20 @@ class Batcher:
 
     # ------------------------------------------------------------------------------------------- passes
     def _forward(self, model: Any, ids: Any, positions: Any, rows: list[Sequence], cache: Any, mask: Any) -> Any:
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {_cache_argument(model): cache}
+        context: Any = contextlib.nullcontext()
         if _is_peft(model):
-            kwargs["adapter_names"] = [seq.adapter or BASE_ADAPTER for seq in rows]
-        kwargs[_cache_argument(model)] = cache
-        out = model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **kwargs
-        )
+            names = {seq.adapter for seq in rows}
+            if len(names) > 1:  # rows of different adapters: peft runs each row through its own
+                kwargs["adapter_names"] = [seq.adapter or BASE_ADAPTER for seq in rows]
+            elif None in names:
+                context = model.disable_adapter()
+            else:  # one adapter for every row: peft's plain path (no per-adapter split of the batch)
+                model.set_adapter(names.pop())
+        with context:
+            out = model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **kwargs
+            )
         self.steps += 1
         self.widest = max(self.widest, ids.shape[0])
         return out.logits[:, -1, :]
@@ -178,6 +193,9 @@ class Batcher:
         index = torch.tensor(keep, device=self._mask.device)
         self._mask = self._mask.index_select(0, index)
         self._pending_logits = None
+        if not self._mergeable():  # sliding-window or linear-attention layers: the cache selects its own rows
+            self._cache.batch_select_indices(index)
+            return
         lead = int((self._mask.cumsum(-1) == 0).sum(-1).min())  # padding columns common to every row
         for layer in self._cache.layers:
             layer.keys = layer.keys.index_select(0, index)[..., lead:, :]

@@ -126,8 +126,8 @@ class Engine:
             raise ServeError(f"{path} holds no merged model (config.json not found; run `kinject merge` first)")
         resolved = resolve_model(str(folder))
         model = load_model(resolved).eval()
-        self.merged[name] = (model, load_tokenizer(resolved))
         self._merged_batchers[name] = Batcher(lambda: model, self._lock, self.max_batch_size, f"-{name}")
+        self.merged[name] = (model, load_tokenizer(resolved))  # last: a request may name it from now on
 
     def check_new_name(self, name: str) -> None:
         """Refuse a name that cannot name a new model (malformed, the base's, or taken)."""
