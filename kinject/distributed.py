@@ -157,3 +157,43 @@ def _workers(pid: int, psutil: Any) -> list[Any]:
             if "kinject" in line and "accelerate.commands.launch" not in line and "torch.distributed.run" not in line:
                 out.append(child)
     return out
+
+
+# what the app's job copies from the launched training's status.json
+MIRRORED = ("phase", "phase_done", "phase_total", "phase_unit", "step", "total", "epoch", "loss", "learning_rate")
+MIRRORED += ("tokens_per_s", "eta_s", "peak_memory_mb", "message")
+
+
+def train_job(recorder: Any, devices: int, job: dict[str, Any], generation: Any) -> tuple[str, str]:
+    """The app's job for a training on several processes (``recorder``: the job's ``StatusRecorder``; returns the
+    final status and message): ``kinject train`` started under ``accelerate launch`` (the command line the Train tab
+    shows), its main process writing the run's status, mirrored here; Stop reaches the workers as Ctrl-C does. Their
+    output goes to the run's ``train-processes.log``."""
+    import shlex
+
+    from .config import TrainConfig
+    from .train import TrainError
+    from .verbs import train_command
+
+    config = job["config"] or TrainConfig()
+    line = train_command(
+        recorder.run.path, config, job["blocks"], job["resume"], job["evaluation"], generation, job["augment"]
+    )
+    argv = shlex.split(line)[3:]  # after "python -m kinject"
+    recorder.persist = False  # the main process of the launch writes status.json
+    recorder.update(force=True, status="running", phase="launch", message=f"training on {devices} processes")
+
+    def mirror() -> None:
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            now = recorder.run.read_status() or {}
+            if now.get("pid") != os.getpid():  # the launched training's, not this process's
+                recorder.update(**{k: now[k] for k in MIRRORED if k in now})
+
+    log = recorder.run.path / "train-processes.log"
+    with log.open("w", encoding="utf-8") as out:
+        code = run_launched(devices, argv, recorder.should_stop, mirror, out)
+    final = recorder.run.read_status() or {}
+    if code != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-1500:]
+        raise TrainError(final.get("error") or f"the training on {devices} processes failed ({code}): {tail}")
+    return final.get("status", "done"), final.get("message", "")

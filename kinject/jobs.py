@@ -197,58 +197,6 @@ class StatusRecorder(Progress):
         self.update(force=True, status=status, error=error, message=message or self.state.message, eta_s=None)
 
 
-MIRRORED = (
-    "phase",
-    "phase_done",
-    "phase_total",
-    "phase_unit",
-    "step",
-    "total",
-    "epoch",
-    "loss",
-    "learning_rate",
-    "tokens_per_s",
-    "eta_s",
-    "peak_memory_mb",
-    "message",
-)
-
-
-def _train_launched(recorder: StatusRecorder, devices: int, job: dict[str, Any], generation: Any) -> JobOutcome:
-    """A training on several processes: ``kinject train`` started under ``accelerate launch`` (the same command
-    line the Train tab shows), its main process writing the run's status, mirrored here every half second; Stop
-    reaches its workers as Ctrl-C does. Their output goes to the run's ``train-processes.log``."""
-    import shlex
-
-    from .config import TrainConfig
-    from .distributed import run_launched
-    from .train import TrainError
-    from .verbs import train_command
-
-    config = job["config"] or TrainConfig()
-    line = train_command(
-        recorder.run.path, config, job["blocks"], job["resume"], job["evaluation"], generation, job["augment"]
-    )
-    argv = shlex.split(line)[3:]  # after "python -m kinject"
-    recorder.persist = False  # the main process of the launch writes status.json
-    recorder.update(force=True, status="running", phase="launch", message=f"training on {devices} processes")
-
-    def mirror() -> None:
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            now = recorder.run.read_status() or {}
-            if now.get("pid") != os.getpid():  # the launched training's, not this process's
-                recorder.update(**{k: now[k] for k in MIRRORED if k in now})
-
-    log = recorder.run.path / "train-processes.log"
-    with log.open("w", encoding="utf-8") as out:
-        code = run_launched(devices, argv, recorder.should_stop, mirror, out)
-    final = recorder.run.read_status() or {}
-    if code != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace")[-1500:]
-        raise TrainError(final.get("error") or f"the training on {devices} processes failed ({code}): {tail}")
-    return JobOutcome(final.get("status", "done"), final.get("message", ""))
-
-
 def _reset_peak_memory() -> None:
     """So a job reports its own peak, not an earlier job's (CUDA; a CPU process's peak RSS cannot be reset)."""
     try:
@@ -408,7 +356,9 @@ class JobManager:
             saved = recorder.run.section("train") if resume else {}
             devices = saved.get("devices", 1) if resume else (config.devices if config is not None else 1)
             if devices > 1:
-                return _train_launched(recorder, devices, job, generation)
+                from .distributed import train_job
+
+                return JobOutcome(*train_job(recorder, devices, job, generation))
             outcome = train_then_evaluate(recorder.run, progress=recorder, **job, generation=generation)
             return JobOutcome(outcome.result.status, outcome.message, outcome)
 

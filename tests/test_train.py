@@ -514,7 +514,7 @@ def test_the_trainers_loss_from_hidden_states_matches_the_logits_path(tiny_model
 def test_gradient_checkpointing_auto_follows_the_memory():
     from types import SimpleNamespace
 
-    from kinject.train import activation_bytes, use_checkpointing
+    from kinject.train_speed import activation_bytes, use_checkpointing
 
     shape = SimpleNamespace(hidden_size=5120, num_hidden_layers=40)  # Llama-2-13b
     need = activation_bytes(shape, 2 * 2048)
