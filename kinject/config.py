@@ -7,12 +7,10 @@ describes them), its default is the default everywhere. A run's ``config.yaml`` 
 
 from __future__ import annotations
 
-import ipaddress
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from .errors import KinjectError
+from .declare import ConfigError, check_choice, check_networks, check_seed, require, setting
 from .presets import DEFAULT_PRESET, PRESETS, PresetName
 
 TextFormat = Literal["raw", "chat", "both", "none"]
@@ -22,44 +20,7 @@ ReplayLoss = Literal["ce", "kl"]
 Quantization = Literal["auto", "4bit", "none"]
 Switch = Literal["auto", "on", "off"]
 Scheduler = Literal["constant_with_warmup", "cosine", "linear"]
-SEED_LIMIT = 2**32  # numpy's generators (which transformers' set_seed seeds too) take seeds below 2**32
 DEFAULT_USER_AGENT = "kinject/0.1 (knowledge-injection corpus builder; +https://github.com/kinject/kinject)"
-
-
-def setting(default: Any, help: str, **metadata: Any) -> Any:  # noqa: A002 - "help" mirrors argparse
-    """A documented field. ``metadata`` goes to argparse as is (e.g. ``aliases=["--lr"]``)."""
-    meta = {"help": help, **metadata}
-    if isinstance(default, (list, dict, set)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-class ConfigError(KinjectError, ValueError):
-    """A configuration value is invalid; the message names the field."""
-
-
-def require(cond: bool, field_name: str, message: str) -> None:
-    """Raise ConfigError naming ``field_name`` unless ``cond`` holds (the validation of every ``__post_init__``)."""
-    if not cond:
-        raise ConfigError(f"{field_name}: {message}")
-
-
-def _check_seed(field_name: str, seed: int) -> None:
-    require(0 <= seed < SEED_LIMIT, field_name, f"must be within 0..{SEED_LIMIT - 1}, got {seed}")
-
-
-def _choice(value: Any, field_name: str, kind: Any) -> None:
-    choices = typing.get_args(kind)
-    require(value in choices, field_name, f"must be one of {', '.join(choices)}, got {value!r}")
-
-
-def check_networks(field_name: str, networks: list[str]) -> None:
-    """Refuse an entry of ``networks`` that is not a CIDR range, naming the field."""
-    for net in networks:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError as exc:
-            raise ConfigError(f"{field_name}: {net!r} is not a CIDR range ({exc})") from None
 
 
 @dataclass
@@ -171,7 +132,7 @@ class BlocksConfig:
 
     def __post_init__(self) -> None:
         require(self.block_size >= 16, "block_size", f"must be >= 16, got {self.block_size}")
-        _choice(self.text_format, "text_format", TextFormat)
+        check_choice(self.text_format, "text_format", TextFormat)
         require(0 <= self.replay_share < 0.9, "replay_share", f"must be within [0, 0.9), got {self.replay_share}")
         require(
             self.text_format != "none" or self.use_paraphrases or self.use_qa,
@@ -262,7 +223,7 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         for name in ("paraphrases_per_passage", "questions_per_fact", "template_questions", "replay_prompts"):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
-        _choice(self.answers, "answers", AnswerSource)
+        check_choice(self.answers, "answers", AnswerSource)
         require(bool(self.generator and self.generator.strip()), "generator", "must be 'base' or a URL")
         require(
             self.generator == "base" or self.generator.startswith(("http://", "https://")),
@@ -270,7 +231,7 @@ class AugmentConfig:
             f"must be 'base' or an http(s) URL, got {self.generator!r}",
         )
         require(self.augment_temperature >= 0, "augment_temperature", "must be >= 0")
-        _check_seed("augment_seed", self.augment_seed)
+        check_seed("augment_seed", self.augment_seed)
         require(self.augment_max_new_tokens >= 8, "augment_max_new_tokens", "must be >= 8")
         require(self.augment_batch_size >= 1, "augment_batch_size", "must be >= 1")
 
@@ -352,7 +313,7 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        _choice(self.preset, "preset", PresetName)
+        check_choice(self.preset, "preset", PresetName)
         by_exposures = self.fact_exposures is not None and self.epochs is None  # asked for, epochs not given
         for key, value in PRESETS[self.preset].get("train", {}).items():
             if getattr(self, key) is None:
@@ -379,15 +340,15 @@ class TrainConfig:
         require(0 <= self.lora_dropout < 1, "lora_dropout", f"must be within [0, 1), got {self.lora_dropout}")
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.gradient_accumulation >= 1, "gradient_accumulation", "must be >= 1")
-        _choice(self.quantization, "quantization", Quantization)
-        _choice(self.gradient_checkpointing, "gradient_checkpointing", Switch)
-        _choice(self.cpu_bf16, "cpu_bf16", Switch)
+        check_choice(self.quantization, "quantization", Quantization)
+        check_choice(self.gradient_checkpointing, "gradient_checkpointing", Switch)
+        check_choice(self.cpu_bf16, "cpu_bf16", Switch)
         require(self.devices >= 1, "devices", f"must be >= 1, got {self.devices}")
-        _choice(self.lr_scheduler, "lr_scheduler", Scheduler)
+        check_choice(self.lr_scheduler, "lr_scheduler", Scheduler)
         require(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be within [0, 1)")
         require(self.save_steps >= 1, "save_steps", f"must be >= 1, got {self.save_steps}")
-        _check_seed("seed", self.seed)
-        _choice(self.replay_loss, "replay_loss", ReplayLoss)
+        check_seed("seed", self.seed)
+        check_choice(self.replay_loss, "replay_loss", ReplayLoss)
         require(self.kl_weight > 0, "kl_weight", f"must be > 0, got {self.kl_weight}")
         require(self.guard_checks >= 0, "guard_checks", f"must be >= 0, got {self.guard_checks}")
         require(self.guard_kl_max > 0, "guard_kl_max", f"must be > 0, got {self.guard_kl_max}")
@@ -432,7 +393,7 @@ class EvalConfig:
         require(self.auto_probes >= 0, "auto_probes", f"must be >= 0, got {self.auto_probes}")
         require(self.kl_max_new_tokens >= 1, "kl_max_new_tokens", f"must be >= 1, got {self.kl_max_new_tokens}")
         require(self.eval_batch_size >= 1, "eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
-        _choice(self.quick, "quick", Switch)
+        check_choice(self.quick, "quick", Switch)
 
 
 @dataclass

@@ -13,7 +13,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ConfigError, FetchConfig, check_networks, require, setting
+from .config import FetchConfig
+from .declare import ConfigError, check_networks, require, setting
 from .fields import describe_fields
 
 
