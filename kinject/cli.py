@@ -127,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainError
 
     c = verb_configs("train", args)
-    devices = RunDir(args.run_dir).section("train").get("devices", 1) if args.resume else c["train"].devices
+    devices = distributed.devices_of(RunDir(args.run_dir), c["train"], args.resume)
     if devices > 1 and distributed.world_size() == 1:  # start again as N processes (a resume: as many as before)
         return _train_launched(devices, args.argv)
     if distributed.world_size() > 1:  # the launcher ends every process when one fails: say so, and clean up

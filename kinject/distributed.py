@@ -60,28 +60,33 @@ def setup() -> bool:
     return True
 
 
-_group = setup
-
-
 def barrier() -> None:
     """Wait until every process gets here (nothing when alone)."""
-    if _group():
+    if setup():
         import torch.distributed as dist
 
         dist.barrier()
 
 
-def any_process(flag: bool) -> bool:
-    """True on every process when ``flag`` is true on any of them (a stop asked of one stops all)."""
-    if not _group():
-        return flag
+def any_process(*flags: bool) -> tuple[bool, ...]:
+    """Each of ``flags``, true on every process when it is true on any of them (a stop asked of one stops all);
+    one collective for all of them."""
+    if not setup():
+        return flags
     import torch
     import torch.distributed as dist
 
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    value = torch.tensor([1 if flag else 0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    values = torch.tensor([1 if flag else 0 for flag in flags], device=device)
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return tuple(bool(v) for v in values.tolist())
+
+
+def devices_of(run: Any, config: Any, resume: bool) -> int:
+    """Processes a training asks for: its ``devices``, or on ``resume`` as many as the run was trained on."""
+    if resume:
+        return int(run.section("train").get("devices", 1))
+    return config.devices if config is not None else 1
 
 
 def free_port() -> int:

@@ -351,13 +351,11 @@ class JobManager:
         job = {"config": config, "resume": resume, "blocks": blocks, "evaluation": evaluation, "augment": augment}
 
         def work(recorder: StatusRecorder) -> JobOutcome:
+            from .distributed import devices_of, train_job
             from .pipeline import train_then_evaluate
 
-            saved = recorder.run.section("train") if resume else {}
-            devices = saved.get("devices", 1) if resume else (config.devices if config is not None else 1)
+            devices = devices_of(recorder.run, config, resume)
             if devices > 1:
-                from .distributed import train_job
-
                 return JobOutcome(*train_job(recorder, devices, job, generation))
             outcome = train_then_evaluate(recorder.run, progress=recorder, **job, generation=generation)
             return JobOutcome(outcome.result.status, outcome.message, outcome)

@@ -7,7 +7,7 @@ also runs on a CPU) projects a chunk of tokens at a time and computes the gradie
 states in the same pass, so only one chunk's logits exist at once. The result is the same cross-entropy. The output
 projection is frozen under LoRA, so it needs no gradient; a trainable one falls back to the plain path.
 
-``HiddenStates`` captures the hidden states at the output projection's input through a forward pre-hook and hands
+``hidden_states`` captures the hidden states at the output projection's input through a forward pre-hook and hands
 the projection an empty slice, so the model's own forward (and a DistributedDataParallel wrapper around it) runs
 unchanged but computes no logits.
 """
@@ -18,7 +18,8 @@ import contextlib
 import functools
 from typing import Any
 
-IGNORE_INDEX = -100
+from .blocks import IGNORE_INDEX
+
 CHUNK_BYTES = 1 << 26  # fp32 logits of one chunk: 64 MiB
 # config fields of models that scale or cap the logits after the output projection (Gemma 2, Cohere, Granite,
 # Falcon-H1, ...): those train through their own logits
@@ -101,6 +102,16 @@ def hidden_states(head: Any):
         handle.remove()
 
 
+def _forward(model: Any, inputs: dict[str, Any], head: Any) -> tuple[Any, Any]:
+    """(hidden states, None) at ``head``'s input when the fused path applies, else (None, fp32 logits); both
+    without the last position, which predicts nothing scored."""
+    if head is None:
+        return None, model(**inputs).logits[:, :-1].float()
+    with hidden_states(head) as box:
+        model(**inputs)
+    return box[0][:, :-1], None
+
+
 def causal_lm_loss(model: Any, inputs: dict[str, Any], kl_weight: float, count: Any) -> Any:
     """kinject's training loss of one batch: cross-entropy on the scored tokens, and ``kl_weight`` times
     KL(base || adapter) on replay answers' tokens (``replay_mask``; the base is the adapter switched off), divided
@@ -110,13 +121,7 @@ def causal_lm_loss(model: Any, inputs: dict[str, Any], kl_weight: float, count: 
     replay = inputs.pop("replay_mask", None)
     labels = inputs.pop("labels")
     head = output_head(model)
-    if head is None:
-        logits = model(**inputs).logits[:, :-1].float()
-        hidden = None
-    else:
-        with hidden_states(head) as box:
-            model(**inputs)
-        hidden, logits = box[0][:, :-1], None
+    hidden, logits = _forward(model, inputs, head)
     targets = labels[:, 1:]
     scored = targets != IGNORE_INDEX
     soft = scored & replay[:, 1:].bool() if replay is not None else torch.zeros_like(scored)
@@ -130,18 +135,9 @@ def causal_lm_loss(model: Any, inputs: dict[str, Any], kl_weight: float, count: 
     if soft.any():
         adapter_logp = torch.log_softmax(head(hidden[soft]).float() if hidden is not None else logits[soft], -1)
         inner = getattr(model, "module", model)  # not through DistributedDataParallel: no collectives here
-        with torch.no_grad(), _adapter_off(model):
-            if head is None:
-                base = inner(**inputs).logits[:, :-1].float()[soft]
-            else:
-                with hidden_states(head) as box:
-                    inner(**inputs)
-                base = head(box[0][:, :-1][soft]).float()
+        with torch.no_grad(), inner.disable_adapter():
+            base_hidden, base_logits = _forward(inner, inputs, head)
+        base = head(base_hidden[soft]).float() if base_hidden is not None else base_logits[soft]
         base_logp = torch.log_softmax(base, -1)
         loss = loss + kl_weight * (base_logp.exp() * (base_logp - adapter_logp)).sum()
     return loss / (count if count is not None else scored.sum())
-
-
-def _adapter_off(model: Any) -> Any:
-    inner = getattr(model, "module", model)
-    return inner.disable_adapter()

@@ -355,14 +355,12 @@ def progress_callback(
             step = state.global_step
             guard_stop = guard is not None and step in guard.check_steps and guard.check(step)
             asked = progress.should_stop()
-            if distributed.world_size() > 1:  # the main process's stop (asked, or the guard's) stops them all
-                guard_stop, asked = distributed.any_process(guard_stop), distributed.any_process(asked)
-            if guard_stop:
+            # the main process's stop (asked, or the guard's) stops every process of a training on several
+            guard_stop, asked = distributed.any_process(guard_stop, asked)
+            if guard_stop or asked:
                 self.stopped = True
                 control.should_training_stop = True
             if asked:
-                self.stopped = True
-                control.should_training_stop = True
                 control.should_save = True  # a checkpoint to resume from
 
         def on_save(self, args, state, control, **kw):

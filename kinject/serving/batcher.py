@@ -42,9 +42,10 @@ class Batcher:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._rows: list[Sequence] = []
-        self._cache: Any = None
+        self._cache: Any = None  # the rows' KV cache, attention mask, and the logits of their next token
         self._mask: Any = None
-        self.steps = 0  # forward passes run, and the most rows one has held: for /metrics and the tests
+        self._pending_logits: Any = None
+        self.steps = 0  # forward passes run, and the most rows one has held (the tests read them)
         self.widest = 0
 
     # ------------------------------------------------------------------------------------------- requests
@@ -77,7 +78,8 @@ class Batcher:
                 error = _generation_error(exc)
                 for seq in self._rows + [s for s in admitted if not s.done.is_set()]:
                     seq.end(error)
-                self._rows, self._cache, self._mask = [], None, None
+                self._rows = []
+                self._clear()
 
     def _admissible(self) -> list[Sequence]:
         """The waiting requests that join this step (call holding ``_wake``); cancelled ones end here."""
@@ -95,9 +97,7 @@ class Batcher:
         import torch
 
         model = self._model()
-        last = None
-        if self._rows:
-            last = self._pending_logits
+        last = self._pending_logits if self._rows else None
         if admitted:
             try:
                 logits = self._prefill(model, admitted)
@@ -125,9 +125,13 @@ class Batcher:
         if len(keep) < len(self._rows):
             self._select(keep)
         if not self._rows:
-            self._cache, self._mask, self._pending_logits = None, None, None
+            self._clear()
             return
         self._pending_logits = self._decode(model)
+
+    def _clear(self) -> None:
+        """No rows left: the batch's cache, mask and logits go."""
+        self._cache, self._mask, self._pending_logits = None, None, None
 
     # ------------------------------------------------------------------------------------------- passes
     def _forward(self, model: Any, ids: Any, positions: Any, rows: list[Sequence], cache: Any, mask: Any) -> Any:
@@ -206,8 +210,6 @@ class Batcher:
         from transformers.cache_utils import DynamicLayer
 
         return self._cache is not None and all(type(layer) is DynamicLayer for layer in self._cache.layers)
-
-    _pending_logits: Any = None
 
 
 def _generation_error(exc: BaseException) -> ServeError:

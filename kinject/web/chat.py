@@ -20,6 +20,10 @@ from .forms import takes_fields
 from .handlers import pick_run, user_error
 from .views import must_wait
 
+# what the second side of a compared chat says until its first piece arrives (every server kinject talks to
+# batches requests, the embedded one included, so both sides start together)
+SIDE_WAIT_NOTE = "⏳ Waiting for the server…"
+
 TALK_TO = ["adapter", "base", "merged"]
 
 
@@ -110,12 +114,6 @@ def send_chat(
     yield from _stream_sides(target, [m for _, m in sides], histories, generation, right)
 
 
-def _side_wait_note() -> str:
-    """What the second side says until its first piece arrives (every server kinject talks to batches requests,
-    the embedded one included, so both sides start together)."""
-    return "⏳ Waiting for the server…"
-
-
 def _stream_sides(target: Any, models: list[str | None], histories: list[list[dict[str, str]]], generation, right):
     """Stream every side's answer at once, each in its own thread (a server that batches answers both together);
     yields (left, right, cleared box) as pieces arrive. Closing this generator (gradio's cancel, from "Stop
@@ -136,7 +134,7 @@ def _stream_sides(target: Any, models: list[str | None], histories: list[list[di
 
     started = [list(h) for h in histories]
     for i, history in enumerate(histories):
-        history.append({"role": "assistant", "content": "" if i == 0 else _side_wait_note()})
+        history.append({"role": "assistant", "content": "" if i == 0 else SIDE_WAIT_NOTE})
     fresh = [i == 0 for i in range(len(histories))]  # a side's placeholder goes when its first piece comes
     for i, model in enumerate(models):
         threading.Thread(target=read, args=(i, model, started[i]), daemon=True).start()
