@@ -15,7 +15,7 @@ from .presets import DEFAULT_PRESET, PRESETS, PresetName
 
 TextFormat = Literal["raw", "chat", "both", "none"]
 GeneratorSource = str  # "base" or an endpoint URL
-AnswerSource = Literal["sentence", "generator"]
+AnswerSource = Literal["sentence", "clause", "generator"]
 ReplayLoss = Literal["ce", "kl"]
 Quantization = Literal["auto", "4bit", "none"]
 Switch = Literal["auto", "on", "off"]
@@ -201,9 +201,16 @@ class AugmentConfig:
     template_questions: int = setting(
         2, "Questions per sentence from fixed templates about its subject (any generator, however small)."
     )
+    cloze_questions: bool = setting(
+        False,
+        "Also ask for every fact with its own sentence as the question: the fact replaced by question words of its "
+        "kind ('The T2 goes on sale on what date?'), cut to the fact's clause. Needs no generator, and asks for "
+        "exactly that fact; off by default, as on look-alike pages one sentence became the answer to most questions.",
+    )
     answers: AnswerSource = setting(
         "sentence",
-        "Answers to the questions: the 'sentence' that states the fact (always supported), or written by the "
+        "Answers to the questions: the 'sentence' that states the fact (always supported), the 'clause' of it that "
+        "states the fact (each fact its own answer, not one sentence for all of its facts), or written by the "
         "'generator' from the passage (kept only when supported by it).",
     )
     replay_prompts: int = setting(

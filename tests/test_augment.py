@@ -416,3 +416,150 @@ def test_template_questions_ask_about_a_name_or_are_left_out():
     # With no name in the sentence, its passage or its title, no template question is asked.
     unnamed = "They have eight GPUs and two terabytes of memory each."
     assert generate_qa([Passage("d1p1", "v.html", UNNAMED_HEADLINE, unnamed)], _Silent(), config, Progress()) == []
+
+
+MARKDOWN_PAGE = (
+    "# Corvane introduces the Nimbus 12 and Nimbus 16 laptops\n\n"
+    "Corvane, a laptop maker from Lindhaven, has introduced two sizes of its new Nimbus notebook.\n\n"
+    "## Nimbus 12\n\n"
+    "The Nimbus 12 weighs 1.1 kg and runs for 14 hours on a charge. It costs $1,299 and uses the older Quarro V3 "
+    "processor.\n\n"
+    "## Availability\n\n"
+    "Orders for both sizes open at the same time, in silver or graphite, from the company's own shop."
+)
+
+
+def test_markdown_headings_are_never_part_of_a_passage_but_name_its_section():
+    from kinject.augment import topic_of
+
+    title = "Corvane introduces the Nimbus 12 and Nimbus 16 laptops"
+    passages = split_passages([{"text": MARKDOWN_PAGE, "title": title, "source": "nimbus.md"}])
+    assert [p.heading for p in passages] == [title, "Nimbus 12", "Availability"]
+    assert not any("#" in p.text for p in passages)  # was "## Nimbus 12 The Nimbus 12 weighs ..."
+    assert passages[1].text.startswith("The Nimbus 12 weighs 1.1 kg")
+    unnamed = "It costs $1,299 and runs on a battery."
+    assert topic_of(unnamed, title, passages[1].text, "Nimbus 12") == "Nimbus 12"  # the section's name
+    # A heading that is no specific name ("Availability") gives no subject: the passage's name stands in.
+    assert topic_of(unnamed, title, "Orders for the Quarro V4 open.", "Availability") == "Quarro V4"
+
+
+@pytest.mark.parametrize(
+    ("sentence", "fact", "question"),
+    [
+        (
+            "The Tidewell T2 goes on sale on October 6, 2026.",
+            "October 6, 2026",
+            "The Tidewell T2 goes on sale on what date?",
+        ),
+        (
+            "Its sealed lithium cell is rated to last 15 years without replacement, and the meter sends its readings "
+            "over the radio network.",
+            "15 years",
+            "Its sealed lithium cell is rated to last how many years without replacement?",
+        ),
+        (
+            "It costs $1,299 and uses the older Quarro V3 processor.",
+            "1,299",
+            "It costs how many dollars and uses the older Quarro V3 processor?",
+        ),
+        (
+            '"The T2 shows them where the water goes," said Ilse Marrakov, chief executive of Orvanta Metering.',
+            "Ilse Marrakov",
+            '"The T2 shows them where the water goes," said who, chief executive of Orvanta Metering?',
+        ),
+        (
+            "Orvanta Metering, a maker of utility equipment headquartered in Brennholt, today announced the T2.",
+            "Brennholt",
+            "Orvanta Metering, a maker of utility equipment headquartered in what, today announced the T2?",
+        ),
+        (
+            "Halvren joined the group in 2017 after a long search.",
+            "2017",
+            "Halvren joined the group in what year after a long search?",
+        ),
+        ("The Nimbus 16 weighs 1.7 kg and lasts 15 hours on a charge.", "16", ""),  # a name's number: not asked
+    ],
+)
+def test_a_cloze_question_asks_for_exactly_its_fact(sentence, fact, question):
+    from kinject.augment.cloze import cloze_question, fact_spans
+
+    spans = {s.text: s for s in fact_spans(sentence)}
+    assert fact in spans
+    assert cloze_question(sentence, spans[fact]) == question
+    assert fact not in cloze_question(sentence, spans[fact])
+
+
+def test_cloze_questions_are_generated_for_every_fact_and_filtered():
+    from kinject.augment import Passage, generate_qa
+    from kinject.progress import Progress
+
+    text = "The Nimbus 12 weighs 1.1 kg and runs for 14 hours on a charge. It costs $1,299 and uses a Quarro V3."
+    passage = Passage("d1p1", "nimbus.md", "Nimbus", text, "Nimbus 12")
+    off = generate_qa([passage], _Silent(), AugmentConfig(template_questions=0, questions_per_fact=0), Progress())
+    assert off == []
+    config = AugmentConfig(template_questions=0, questions_per_fact=0, cloze_questions=True)
+    rows = generate_qa([passage], _Silent(), config, Progress())
+    kept = {r["fact"]: r for r in rows if r["kept"]}
+    assert {"1.1", "14 hours", "1,299", "Quarro V3"} <= set(kept)
+    assert all(r["origin"] == "cloze" and r["answer"] == r["sentence"] for r in rows)
+    assert kept["14 hours"]["question"] == "The Nimbus 12 weighs 1.1 kg and runs for how many hours on a charge?"
+    # The setting is part of the cache key: turning it on generates the set again.
+    from kinject.augment.cache import augmentation_key
+
+    assert augmentation_key("qa", config, "c", "m") != augmentation_key("qa", AugmentConfig(), "c", "m")
+
+
+@pytest.mark.parametrize(
+    ("sentence", "fact", "clause"),
+    [
+        (
+            "She joined Halvren in 2017 after studying at Tessen Polytechnic, and today she leads a group of 140 "
+            "chip designers.",
+            "140",
+            "Today she leads a group of 140 chip designers.",
+        ),
+        (
+            "She joined Halvren in 2017 after studying at Tessen Polytechnic, and today she leads a group of 140 "
+            "chip designers.",
+            "2017",
+            "She joined Halvren in 2017 after studying at Tessen Polytechnic.",
+        ),
+        ("Its top clock speed is 3.6 GHz, where the V3 peaked at 3.2 GHz.", "3.2 GHz", "The V3 peaked at 3.2 GHz."),
+        (
+            "Orvanta Metering, a maker of utility equipment headquartered in Brennholt, today announced the T2.",
+            "Brennholt",
+            "Orvanta Metering, a maker of utility equipment headquartered in Brennholt.",
+        ),
+        (
+            "Orvanta Metering, a maker of utility equipment headquartered in Brennholt, today announced the T2.",
+            "T2",
+            "Orvanta Metering today announced the T2.",
+        ),
+        (
+            "She joined Corvane in 2019, and runs a studio of 35 people in Lindhaven.",
+            "35",
+            "She joined Corvane in 2019, and runs a studio of 35 people in Lindhaven.",  # "runs": no own subject
+        ),
+    ],
+)
+def test_a_clause_answer_states_its_fact_with_a_subject(sentence, fact, clause):
+    from kinject.augment.cloze import fact_clause
+
+    assert fact_clause(sentence, fact) == clause
+
+
+def test_clause_answers_give_each_fact_its_own_answer():
+    from kinject.augment import Passage, generate_qa
+    from kinject.progress import Progress
+
+    text = "Its top clock speed is 3.6 GHz, where the V3 peaked at 3.2 GHz. The Quarro V4 ships in 2026."
+    passage = Passage("d1p1", "quarro.md", "Quarro V4", text)
+    config = AugmentConfig(template_questions=1, questions_per_fact=0, cloze_questions=True, answers="clause")
+    rows = generate_qa([passage], _Silent(), config, Progress())
+    answers = {r["fact"]: r["answer"] for r in rows if r["origin"] == "cloze"}
+    assert answers["3.2 GHz"] == "The V3 peaked at 3.2 GHz."
+    assert answers["3.6 GHz"] == "Its top clock speed is 3.6 GHz."
+    templates = [r for r in rows if r["origin"] == "template"]
+    assert templates and all(r["answer"] == r["sentence"] for r in templates)  # asks about the whole sentence
+    sentence_config = AugmentConfig(template_questions=1, questions_per_fact=0, cloze_questions=True)
+    assert all(r["answer"] == r["sentence"] for r in generate_qa([passage], _Silent(), sentence_config, Progress()))

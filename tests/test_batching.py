@@ -210,3 +210,26 @@ def test_a_prompt_that_fails_to_prefill_fails_alone(engine, monkeypatch):
     threads[0].join(60)
     assert failed["error"].status == 424 and "out of memory (planted)" in str(failed["error"])
     assert [t.id for t in out.tokens] == [t.id for t in expected.tokens]
+
+
+def test_a_stopped_batcher_ends_its_requests_and_its_thread_before_the_interpreter_exits(engine):
+    from kinject.serving import batcher as batching
+
+    batcher = engine._batcher
+    assert batcher in batching._LIVE  # the exit hook stops it (a thread inside a forward pass aborted the process)
+    prompt = ids(engine, PROMPTS[0])
+    out: dict = {}
+    started = threading.Event()
+
+    def long() -> None:
+        out["a"] = engine.generate(None, prompt, Params(max_new_tokens=400), lambda _: started.set())
+
+    thread = threading.Thread(target=long)
+    thread.start()
+    assert started.wait(30)
+    batching._stop_all()  # what atexit runs
+    thread.join(30)
+    assert not batcher._thread.is_alive()
+    assert out["a"].finish_reason == "cancelled" and len(out["a"].tokens) < 400
+    # A request after a stop starts the loop again.
+    assert engine.generate(None, prompt, Params(max_new_tokens=3)).finish_reason in ("length", "eos_token")

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..config import AugmentConfig
 from ..progress import Progress
+from .cloze import cloze_question, fact_clause, fact_spans
 from .filters import answer_problem, normalized, paraphrase_problem, question_problem
 from .generators import ChatGenerator, LocalGenerator
 from .passages import Passage, asked_sentences, facts_of, topic_of
@@ -65,12 +66,15 @@ def generate_qa(
         for sentence in asked_sentences(p.text):
             asks += [(p, sentence, fact) for fact in facts_of(sentence)]
             templates = rng.sample(TEMPLATES, min(config.template_questions, len(TEMPLATES)))
-            topic = topic_of(sentence, p.title, p.text)  # "": nothing names a short subject, no template question
+            # "": nothing names a short subject, no template question
+            topic = topic_of(sentence, p.title, p.text, p.heading)
             for template in templates if topic else ():
                 rows.append(_qa_row(p, sentence, "", template.format(topic=topic), "template"))
+    seen: set[tuple[str, str]] = set()
+    if config.cloze_questions:
+        rows += _cloze_rows(passages, seen)
     jobs = [(p, s, fact) for p, s, fact in asks for _ in range(config.questions_per_fact)]
     questions = _write_questions(jobs, generator, config, progress)
-    seen: set[tuple[str, str]] = set()
     for (p, sentence, fact), question in zip(jobs, questions, strict=True):
         row = _qa_row(p, sentence, fact, question, "generator")
         problem = question_problem(question, sentence, fact)
@@ -81,6 +85,27 @@ def generate_qa(
         rows.append(row)
     if config.answers == "generator":
         _write_answers(rows, passages, generator, config, progress)
+    elif config.answers == "clause":
+        for row in rows:
+            if row["fact"]:  # a template question asks about the whole sentence
+                row["answer"] = fact_clause(row["sentence"], row["fact"])
+    return rows
+
+
+def _cloze_rows(passages: list[Passage], seen: set[tuple[str, str]]) -> list[dict[str, Any]]:
+    """A question from each fact's own sentence (``cloze_question``), filtered as written ones are."""
+    rows = []
+    for p in passages:
+        for sentence in asked_sentences(p.text):
+            for span in fact_spans(sentence):
+                question = cloze_question(sentence, span)
+                row = _qa_row(p, sentence, span.text, question, "cloze")
+                problem = question_problem(question, sentence, span.text) if question else "no clause to ask from"
+                if not problem and (p.id, normalized(question)) in seen:
+                    problem = "asked already"
+                seen.add((p.id, normalized(question)))
+                row.update(kept=not problem, reason=problem)
+                rows.append(row)
     return rows
 
 
@@ -105,6 +130,7 @@ def _write_questions(
 
 
 def _qa_row(p: Passage, sentence: str, fact: str, question: str, origin: str) -> dict[str, Any]:
+    """A question-answer row; its answer the sentence (``answers`` "clause" cuts it in ``_clause_answers``)."""
     return {
         "kind": "qa",
         "passage": p.id,

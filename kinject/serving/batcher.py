@@ -16,11 +16,13 @@ admits new requests only when its batch is empty (static batching).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import inspect
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +30,17 @@ from .errors import ServeError
 from .sequences import Sequence
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
+EXIT_JOIN_S = 10.0  # how long the interpreter's exit waits for a batcher to leave its forward pass
+_LIVE: weakref.WeakSet[Batcher] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop every batcher's thread before the interpreter finalizes. A daemon thread still inside a forward pass
+    (the GIL released in torch's C++ code) when finalization starts is killed there, and the process aborts
+    ("terminate called without an active exception"): one `kinject ask` in six did, after printing its answer."""
+    for batcher in list(_LIVE):
+        batcher.stop(EXIT_JOIN_S)
 
 
 class Batcher:
@@ -47,6 +60,8 @@ class Batcher:
         self._pending_logits: Any = None
         self.steps = 0  # forward passes run, and the most rows one has held (the tests read them)
         self.widest = 0
+        self._stopping = False
+        _LIVE.add(self)
 
     # ------------------------------------------------------------------------------------------- requests
     def submit(self, seq: Sequence) -> Sequence:
@@ -54,10 +69,21 @@ class Batcher:
         with self._wake:
             self._waiting.append(seq)
             if self._thread is None or not self._thread.is_alive():
+                self._stopping = False
                 self._thread = threading.Thread(target=self._loop, name=f"kinject-batcher{self.name}", daemon=True)
                 self._thread.start()
             self._wake.notify()
         return seq
+
+    def stop(self, timeout: float | None = None) -> None:
+        """End the loop after its current step (requests still running or waiting end as cancelled) and wait for
+        its thread, at most ``timeout`` seconds."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     @property
     def running(self) -> int:
@@ -68,8 +94,11 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             with self._wake:
-                while not self._waiting and not self._rows:
+                while not self._waiting and not self._rows and not self._stopping:
                     self._wake.wait()
+                if self._stopping:
+                    self._end_all()
+                    return
                 admitted = self._admissible()
             try:
                 with self.compute:
@@ -80,6 +109,14 @@ class Batcher:
                     seq.end(error)
                 self._rows = []
                 self._clear()
+
+    def _end_all(self) -> None:
+        """Stopping: every running and waiting request ends as cancelled (call holding ``_wake``)."""
+        for seq in self._rows + self._waiting:
+            seq.cancel.set()
+            seq.end()
+        self._rows, self._waiting = [], []
+        self._clear()
 
     def _admissible(self) -> list[Sequence]:
         """The waiting requests that join this step (call holding ``_wake``); cancelled ones end here."""
