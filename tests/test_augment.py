@@ -437,6 +437,13 @@ def test_markdown_headings_are_never_part_of_a_passage_but_name_its_section():
     assert [p.heading for p in passages] == [title, "Nimbus 12", "Availability"]
     assert not any("#" in p.text for p in passages)  # was "## Nimbus 12 The Nimbus 12 weighs ..."
     assert passages[1].text.startswith("The Nimbus 12 weighs 1.1 kg")
+    # The same without blank lines around the headings (how .md and .txt files often come): the same passages.
+    tight = (
+        MARKDOWN_PAGE.replace("\n\n## ", "\n## ")
+        .replace("12\n\n", "12\n")
+        .replace("Availability\n\n", "Availability\n")
+    )
+    assert split_passages([{"text": tight, "title": title, "source": "nimbus.md"}]) == passages
     unnamed = "It costs $1,299 and runs on a battery."
     assert topic_of(unnamed, title, passages[1].text, "Nimbus 12") == "Nimbus 12"  # the section's name
     # A heading that is no specific name ("Availability") gives no subject: the passage's name stands in.
@@ -478,6 +485,12 @@ def test_markdown_headings_are_never_part_of_a_passage_but_name_its_section():
             "Halvren joined the group in what year after a long search?",
         ),
         ("The Nimbus 16 weighs 1.7 kg and lasts 15 hours on a charge.", "16", ""),  # a name's number: not asked
+        ("In 2023, Corvane sold 40,000 laptops.", "2023", "In what year, Corvane sold 40,000 laptops?"),
+        (
+            'The CEO said, "We will ship 500 units to Lindhaven."',
+            "500",
+            'The CEO said, "We will ship how many units to Lindhaven"?',
+        ),
     ],
 )
 def test_a_cloze_question_asks_for_exactly_its_fact(sentence, fact, question):
@@ -525,6 +538,13 @@ def test_cloze_questions_are_generated_for_every_fact_and_filtered():
             "She joined Halvren in 2017 after studying at Tessen Polytechnic.",
         ),
         ("Its top clock speed is 3.6 GHz, where the V3 peaked at 3.2 GHz.", "3.2 GHz", "The V3 peaked at 3.2 GHz."),
+        ("It sold 140 units, while 14 of them came back.", "14", "14 of them came back."),  # not the "14" of "140"
+        ("It sold 140 units, while 14 of them came back.", "140", "It sold 140 units."),
+        (
+            "The T2 goes on sale on October 6, 2026, in three districts.",
+            "T2",
+            "The T2 goes on sale on October 6, 2026.",
+        ),
         (
             "Orvanta Metering, a maker of utility equipment headquartered in Brennholt, today announced the T2.",
             "Brennholt",

@@ -227,9 +227,16 @@ def test_a_stopped_batcher_ends_its_requests_and_its_thread_before_the_interpret
     thread = threading.Thread(target=long)
     thread.start()
     assert started.wait(30)
-    batching._stop_all()  # what atexit runs
-    thread.join(30)
-    assert not batcher._thread.is_alive()
-    assert out["a"].finish_reason == "cancelled" and len(out["a"].tokens) < 400
-    # A request after a stop starts the loop again.
+    try:
+        batching._stop_all()  # what atexit runs
+        thread.join(30)
+        assert batcher._thread is None
+        assert out["a"].finish_reason == "cancelled" and len(out["a"].tokens) < 400
+        # A request after it (a server thread still answering) ends at once, and no loop starts again.
+        late = engine.generate(None, prompt, Params(max_new_tokens=3))
+        assert late.finish_reason == "cancelled" and not late.tokens and batcher._thread is None
+    finally:
+        batching._EXITING.clear()
+    # A batcher stopped by itself starts its loop again for the next request.
+    batcher.stop(30)
     assert engine.generate(None, prompt, Params(max_new_tokens=3)).finish_reason in ("length", "eos_token")

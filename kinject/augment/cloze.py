@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ..facts import Span, name_spans, numeric_spans
+from ..facts import _OPENERS, Span, name_spans, numeric_spans
 
 MAX_WORDS = 30  # question_problem's limit
 SHORT_WORDS = 10  # a question this short also takes the clause after the fact's, for context
@@ -43,22 +43,35 @@ def wh_phrase(sentence: str, span: Span) -> tuple[int, int, str]:
 
 
 def _clauses(text: str) -> list[str]:
-    """``text`` split at ", " (commas inside numbers stay)."""
-    return [c for c in re.split(r",\s+", text) if c]
+    """``text`` split at ", " (commas inside numbers stay, and so does a date's before its year)."""
+    return [c for c in re.split(r",\s+(?!\d{4}\b)", text) if c]
+
+
+def _body(text: str) -> str:
+    """A sentence without its closing punctuation (a closing quotation mark stays)."""
+    return re.sub(r"[.!?]+([\"'\u201d]?)$", r"\1", text.strip()).strip()
+
+
+def _names_number(sentence: str, span: Span) -> bool:
+    """Whether a bare number is part of a name ("Nimbus 12"), not a quantity ("In 2023", a sentence's first word)."""
+    if span.kind != "number" or " " in span.text:
+        return False
+    before = _NAME_BEFORE.search(sentence[: span.start])
+    return bool(before and before.start() > 0 and before.group().strip() not in _OPENERS)
 
 
 def cloze_question(sentence: str, span: Span) -> str:
-    """``sentence`` as a question about ``span``: the fact replaced by its question words, cut to the sentence's
-    first clause and the fact's clause (and the next one when that is short or ends with the fact), ending in "?";
-    "" when there is nothing to ask from (the fact is a whole clause and the last) or the fact is a name's number."""
-    if span.kind == "number" and " " not in span.text and _NAME_BEFORE.search(sentence[: span.start]):
-        return ""  # the number of a name ("Nimbus 12"), not a quantity
+    """``sentence`` as a question about ``span``: the fact replaced by its question words, cut to the clauses up to
+    the fact's (the first and the fact's when those are over MAX_WORDS), and the next one when that is short or
+    the fact ends its clause, ending in "?"; "" when there is nothing to ask from (the subject is a whole clause
+    and the last) or the fact is a name's number."""
+    if _names_number(sentence, span):
+        return ""
     start, end, wh = wh_phrase(sentence, span)
     marker = "\x00"
-    body = (sentence[:start] + marker + sentence[end:]).strip().rstrip(".!?").strip()
-    clauses = _clauses(body)
+    clauses = _clauses(_body(sentence[:start] + marker + sentence[end:]))
     at = next(i for i, c in enumerate(clauses) if marker in c)
-    if clauses[at].strip() == marker:  # "X, a maker of ...": ask what is "a maker of ..."
+    if at == 0 and clauses[0].strip() == marker:  # "X, a maker of ...": ask what is "a maker of ..."
         if at + 1 >= len(clauses):
             return ""
         clauses = [f"{marker} is {clauses[at + 1]}"]
@@ -81,7 +94,8 @@ def fact_spans(sentence: str) -> list[Span]:
     the sentence's own."""
     from .passages import facts_of
 
-    spans = {s.text: s for s in reversed([*numeric_spans(sentence), *name_spans(sentence)])}
+    # The first occurrence after the sentence's first word: the one facts_of asks about.
+    spans = {s.text: s for s in reversed([*numeric_spans(sentence), *name_spans(sentence)]) if s.start > 0}
     found = [spans[f] for f in facts_of(sentence) if f in spans]
     covered = {c for s in found if s.kind == "name" for c in s.text.split()}
     numeric = [(s.start, s.start + len(s.text)) for s in numeric_spans(sentence)]
@@ -99,7 +113,7 @@ def fact_spans(sentence: str) -> list[Span]:
 # A clause that opens with one of these and then names its own subject stands alone ("and today she leads ...",
 # "while the V3 was rated ..."); "and runs a studio ..." does not.
 _JOINERS = re.compile(
-    r"^(?:and|but|while|so|where|whereas)\s+(?=(?:[A-Z]|(?:the|she|he|it|they|its|their|her|his|this|these|today|both)\b))"
+    r"^(?:and|but|while|so|where|whereas)\s+(?=(?:[A-Z0-9]|(?:the|she|he|it|they|its|their|her|his|this|these|today|both)\b))"
 )
 
 
@@ -108,9 +122,9 @@ def fact_clause(sentence: str, fact: str) -> str:
     she leads a group of 140 chip designers" -> "Today she leads a group of 140 chip designers."), else the
     sentence's first clause with it ("Corvane, a laptop maker from Lindhaven."); the whole sentence when the fact
     is not found in one clause."""
-    body = sentence.strip().rstrip(".!?").strip()
-    clauses = _clauses(body)
-    at = next((i for i, c in enumerate(clauses) if fact in c), None)
+    clauses = _clauses(_body(sentence))
+    alone = re.compile(rf"(?<![\w.,]){re.escape(fact)}(?![\w]|[.,]\d)")  # "14", not the "14" of "140"
+    at = next((i for i, c in enumerate(clauses) if alone.search(c)), None)
     if at is None:
         return sentence
     if at == 0:

@@ -58,7 +58,8 @@ def generate_paraphrases(
 def generate_qa(
     passages: list[Passage], generator: ChatGenerator, config: AugmentConfig, progress: Progress
 ) -> list[dict[str, Any]]:
-    """Question-answer pairs for every fact of every sentence: generator-written questions and template ones."""
+    """Question-answer pairs for every fact of every sentence: generator-written questions, template ones and
+    (``cloze_questions``) the sentence's own; the answers the sentence, the fact's clause, or the generator's."""
     rng = random.Random(config.augment_seed)
     asks: list[tuple[Passage, str, str]] = []  # passage, sentence, fact
     rows: list[dict[str, Any]] = []
@@ -130,7 +131,7 @@ def _write_questions(
 
 
 def _qa_row(p: Passage, sentence: str, fact: str, question: str, origin: str) -> dict[str, Any]:
-    """A question-answer row; its answer the sentence (``answers`` "clause" cuts it in ``_clause_answers``)."""
+    """A question-answer row; its answer the sentence (``answers`` "clause" cuts it to the fact's clause)."""
     return {
         "kind": "qa",
         "passage": p.id,

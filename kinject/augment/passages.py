@@ -24,6 +24,7 @@ class Passage:
 
 
 _HEADING = re.compile(r"^#{1,6}\s+")
+_HEADING_LINE = re.compile(r"^(#{1,6}[ \t]+\S.*)$", re.M)
 
 
 def split_passages(documents: list[dict[str, Any]]) -> list[Passage]:
@@ -35,7 +36,8 @@ def split_passages(documents: list[dict[str, Any]]) -> list[Passage]:
     for d, doc in enumerate(documents):
         pending, heading, k = "", "", 0
         source, title = doc.get("source", ""), doc.get("title", "")
-        for para in paragraphs(doc["text"]):
+        # A heading line is a paragraph of its own, even with no blank line before or after it.
+        for para in paragraphs(_HEADING_LINE.sub("\n\\1\n", doc["text"] or "")):
             if para.strip() == (title or "").strip():
                 continue
             if _HEADING.match(para):

@@ -32,6 +32,7 @@ from .sequences import Sequence
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 EXIT_JOIN_S = 10.0  # how long the interpreter's exit waits for a batcher to leave its forward pass
 _LIVE: weakref.WeakSet[Batcher] = weakref.WeakSet()
+_EXITING = threading.Event()  # set at exit: a request submitted after it ends at once, and no loop starts again
 
 
 @atexit.register
@@ -39,6 +40,7 @@ def _stop_all() -> None:
     """Stop every batcher's thread before the interpreter finalizes. A daemon thread still inside a forward pass
     (the GIL released in torch's C++ code) when finalization starts is killed there, and the process aborts
     ("terminate called without an active exception"): one `kinject ask` in six did, after printing its answer."""
+    _EXITING.set()
     for batcher in list(_LIVE):
         batcher.stop(EXIT_JOIN_S)
 
@@ -67,8 +69,12 @@ class Batcher:
     def submit(self, seq: Sequence) -> Sequence:
         """Queue ``seq`` for the next step; returns at once (wait on ``seq.done``)."""
         with self._wake:
+            if _EXITING.is_set():
+                seq.cancel.set()
+                seq.end()
+                return seq
             self._waiting.append(seq)
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None or not self._thread.is_alive():  # None: cleared by a loop that stopped
                 self._stopping = False
                 self._thread = threading.Thread(target=self._loop, name=f"kinject-batcher{self.name}", daemon=True)
                 self._thread.start()
@@ -98,6 +104,7 @@ class Batcher:
                     self._wake.wait()
                 if self._stopping:
                     self._end_all()
+                    self._thread = None
                     return
                 admitted = self._admissible()
             try:
