@@ -59,6 +59,12 @@ def numeric_spans(sentence: str) -> list[Span]:
     return sorted(dates + numbers, key=lambda s: s.start)
 
 
+def is_specific(name: str) -> bool:
+    """Whether a name is specific enough to ask about: two words or more, or a digit or inner capital ("Nimbus 12",
+    "iPhone"; not "AI" or "Bedrock" alone)."""
+    return len(name.split()) >= 2 or bool(re.search(r"\d|[a-z][A-Z]", name))
+
+
 def name_spans(sentence: str, specific: bool = True, strip_openers: bool = True) -> list[Span]:
     """Capitalized names (at most MAX_NAME_WORDS words). ``specific`` keeps names of two words or more, or with a
     digit or inner capital ("AI", "Bedrock" alone are too vague to ask for); ``strip_openers`` drops a leading
@@ -73,7 +79,7 @@ def name_spans(sentence: str, specific: bool = True, strip_openers: bool = True)
         span = " ".join(words if len(words) <= MAX_NAME_WORDS else words[:2]).rstrip(".")
         if not span:
             continue
-        if specific and not (len(span.split()) >= 2 or re.search(r"\d|[a-z][A-Z]", span)):
+        if specific and not is_specific(span):
             continue
         found.append(Span(start, span, "name"))
     return found

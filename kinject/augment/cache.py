@@ -13,7 +13,7 @@ from .prompts import REPLAY_PROMPTS
 
 KINDS = ("paraphrase", "qa", "replay")
 AUGMENT_VERSION = 2  # bump when generation or filtering changes, so cached sets are generated again
-KIND_VERSION = {"paraphrase": 3, "qa": 2, "replay": 2}  # 3, 2: passages without headings  # the same, for one kind
+KIND_VERSION = {"paraphrase": 3, "qa": 2, "replay": 2}  # the same, for one kind (3, 2: passages without headings)
 ANSWER_FILTER_VERSION = 2  # the same, for question-answer sets whose answers the generator wrote
 TEMPLATE_VERSION = (
     3  # the same, for question-answer sets with template questions (3: a short subject, never a headline)

@@ -77,12 +77,10 @@ def cloze_question(sentence: str, span: Span) -> str:
         clauses = [f"{marker} is {clauses[at + 1]}"]
         at = 0
     picked = clauses[: at + 1] if len(" ".join(clauses[: at + 1]).split()) <= MAX_WORDS else [clauses[0], clauses[at]]
-    if at == 0:
-        picked = [clauses[0]]
     ends_clause = clauses[at].rstrip().endswith(marker)  # "said who": the next clause says who they are
     if (ends_clause or len(" ".join(picked).split()) < SHORT_WORDS) and at + 1 < len(clauses):
         picked.append(clauses[at + 1])
-    question = ", ".join(dict.fromkeys(picked)).replace(marker, wh)
+    question = ", ".join(dict.fromkeys(picked)).replace(marker, wh)  # at 0 over MAX_WORDS: the first clause once
     if question.startswith(wh):
         question = question[0].upper() + question[1:]
     return question.rstrip(",;: ") + "?"

@@ -77,13 +77,7 @@ def generate_qa(
     jobs = [(p, s, fact) for p, s, fact in asks for _ in range(config.questions_per_fact)]
     questions = _write_questions(jobs, generator, config, progress)
     for (p, sentence, fact), question in zip(jobs, questions, strict=True):
-        row = _qa_row(p, sentence, fact, question, "generator")
-        problem = question_problem(question, sentence, fact)
-        if not problem and (p.id, normalized(question)) in seen:
-            problem = "asked already"
-        seen.add((p.id, normalized(question)))
-        row.update(kept=not problem, reason=problem)
-        rows.append(row)
+        rows.append(_asked(p, sentence, fact, question, "generator", seen))
     if config.answers == "generator":
         _write_answers(rows, passages, generator, config, progress)
     elif config.answers == "clause":
@@ -95,19 +89,26 @@ def generate_qa(
 
 def _cloze_rows(passages: list[Passage], seen: set[tuple[str, str]]) -> list[dict[str, Any]]:
     """A question from each fact's own sentence (``cloze_question``), filtered as written ones are."""
-    rows = []
-    for p in passages:
-        for sentence in asked_sentences(p.text):
-            for span in fact_spans(sentence):
-                question = cloze_question(sentence, span)
-                row = _qa_row(p, sentence, span.text, question, "cloze")
-                problem = question_problem(question, sentence, span.text) if question else "no clause to ask from"
-                if not problem and (p.id, normalized(question)) in seen:
-                    problem = "asked already"
-                seen.add((p.id, normalized(question)))
-                row.update(kept=not problem, reason=problem)
-                rows.append(row)
-    return rows
+    return [
+        _asked(p, sentence, span.text, cloze_question(sentence, span), "cloze", seen, "no clause to ask from")
+        for p in passages
+        for sentence in asked_sentences(p.text)
+        for span in fact_spans(sentence)
+    ]
+
+
+def _asked(
+    p: Passage, sentence: str, fact: str, question: str, origin: str, seen: set[tuple[str, str]], empty: str = ""
+) -> dict[str, Any]:
+    """The row of a question about ``fact``, kept unless ``question_problem`` finds it unusable or the passage was
+    asked it already (``seen``, updated); ``empty``: the reason for an empty question, when not that filter's."""
+    row = _qa_row(p, sentence, fact, question, origin)
+    problem = empty if empty and not question else question_problem(question, sentence, fact)
+    if not problem and (p.id, normalized(question)) in seen:
+        problem = "asked already"
+    seen.add((p.id, normalized(question)))
+    row.update(kept=not problem, reason=problem)
+    return row
 
 
 def _write_questions(

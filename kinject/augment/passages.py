@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..facts import name_spans, numeric_spans, paragraphs, sentences
+from ..facts import is_specific, name_spans, numeric_spans, paragraphs, sentences
 from .filters import normalized
 
 MIN_PASSAGE_WORDS = 12
@@ -111,7 +111,7 @@ def title_subject(title: str) -> str:
         name = span.text.split()
         while name and name[0] in _HEADLINE_OPENERS:
             name = name[1:]
-        if len(name) >= 2 or re.search(r"\d|[a-z][A-Z]", " ".join(name)):
+        if is_specific(" ".join(name)):
             return " ".join(name)
     return ""
 
@@ -125,7 +125,7 @@ def topic_of(sentence: str, title: str, passage: str = "", heading: str = "") ->
     The passage's name keeps a template question for sentences under a headline title: dropping them all cost
     facts (bench/data/lookalikes, README "Knowledge on pages nobody tuned on")."""
     section = title_subject(heading)
-    if section and not (len(section.split()) >= 2 or re.search(r"\d|[a-z][A-Z]", section)):
+    if not is_specific(section):
         section = ""
     for subject in (sentence_subject(sentence), section, title_subject(title)):
         if subject:
