@@ -219,7 +219,9 @@ def cmd_augment(args: argparse.Namespace) -> int:
     for kind in kinds:
         rows = result.rows[kind]
         origin = "generated now" if kind in result.generated else "cached"
-        print(f"{kind:11} {len(result.kept(kind)):>5} {len(rows):>5} {result.seconds[kind]:>8.0f}  {origin}")
+        taught = [r for r in result.kept(kind) if "teacher" in r]
+        teacher = f", {sum(not r['teacher_reason'] for r in taught)} answers by the generator" if taught else ""
+        print(f"{kind:11} {len(result.kept(kind)):>5} {len(rows):>5} {result.seconds[kind]:>8.0f}  {origin}{teacher}")
     for kind in kinds:
         for row in result.kept(kind)[:2]:
             shown = row.get("text") or f"Q: {row['question']}  A: {row['answer']}"

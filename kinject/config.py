@@ -15,7 +15,7 @@ from .presets import DEFAULT_PRESET, PRESETS, PresetName
 
 TextFormat = Literal["raw", "chat", "both", "none"]
 GeneratorSource = str  # "base" or an endpoint URL
-AnswerSource = Literal["sentence", "clause", "generator"]
+AnswerSource = Literal["sentence", "clause", "generator", "distill"]
 ReplayLoss = Literal["ce", "kl"]
 Quantization = Literal["auto", "4bit", "none"]
 Switch = Literal["auto", "on", "off"]
@@ -211,7 +211,9 @@ class AugmentConfig:
         "sentence",
         "Answers to the questions: the 'sentence' that states the fact (always supported), the 'clause' of it that "
         "states the fact (each fact its own answer, not one sentence for all of its facts), or written by the "
-        "'generator' from the passage (kept only when supported by it).",
+        "'generator' from the passage (kept only when supported by it and stating the fact asked), or 'distill': "
+        "the generator's answer where it passes those checks, else the clause (context distillation that drops no "
+        "question; for a stronger teacher).",
     )
     replay_prompts: int = setting(
         48, "General chat prompts (shipped, none of the evaluation's) whose base-model answers are kept for replay."

@@ -19,12 +19,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import EvalConfig, GenerationConfig
 from .facts import paragraphs, sentences
 from .progress import Progress
 from .runs import read_jsonl
 
 GUARD_PROMPTS = Path(__file__).parent / "data" / "guard_prompts.jsonl"
-GUARD_ANSWER_TOKENS = 32
+# As long as the evaluation's KL answers, so the bound means what the evaluation reports: KL per token depends on the
+# answer's length (a reply's first tokens drift most: 32 tokens read 1.3-1.5 times 64 on the same adapters).
+GUARD_ANSWER_TOKENS = EvalConfig().kl_max_new_tokens
 GUARD_ITEMS = 16
 # Not one of kinject.augment's training templates: a held-out way to ask.
 GUARD_QUESTION = "What does the source say about {topic}?"
@@ -124,7 +127,6 @@ class ForgettingGuard:
         once: the base does not change)."""
         import torch
 
-        from .config import GenerationConfig
         from .generate import chat_prompt_ids, generate_batch
 
         prompts = [
@@ -193,12 +195,19 @@ class ForgettingGuard:
             "best": self.best.step if self.best else None,
             "since_best": self.since_best,
             "base_knowledge": self.base_knowledge,
+            "answer_tokens": GUARD_ANSWER_TOKENS,
         }
         return data, self.best_weights
 
     def restore(self, data: dict[str, Any], weights: dict[str, Any] | None) -> None:
         """Continue from a checkpoint's ``state()``: its checks count as this training's."""
         self.checks = [Check(**c) for c in data.get("checks", [])]
+        measured = data.get("answer_tokens", 32)  # checkpoints before it was saved measured 32 tokens
+        if self.checks and measured != GUARD_ANSWER_TOKENS:
+            self.progress.log(
+                f"forgetting guard: the checks before this resume measured KL over {measured}-token answers, later "
+                f"ones over {GUARD_ANSWER_TOKENS} (a shorter answer reads higher): the two are not on one scale"
+            )
         self.best = next((c for c in self.checks if c.step == data.get("best")), None)
         self.best_weights = weights if self.best is not None else None
         self.since_best = int(data.get("since_best", 0))

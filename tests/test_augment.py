@@ -161,6 +161,18 @@ def test_generated_answers_must_be_supported(tiny_run, teacher):
     assert templates and all(r["kept"] and r["answer"] in TEXT for r in templates)  # supported answers are kept
 
 
+def test_distilled_answers_are_counted_and_none_is_dropped(tiny_run, teacher):
+    result = ensure_augmentation(tiny_run, _endpoint(teacher, answers="distill"), ("qa",))
+    rows = result.rows["qa"]
+    asked = [r for r in rows if "teacher" in r]
+    assert asked and all(r["kept"] for r in asked)  # a failed teacher answer leaves the clause, not a dropped row
+    used = [r for r in asked if not r["teacher_reason"]]
+    assert used and all(r["answer"] == r["teacher"] for r in used)
+    assert any(r["teacher_reason"].startswith("states 4 tb") and r["answer"] != r["teacher"] for r in asked)
+    info = next(i for i in RunDir(tiny_run).augmentation_infos() if i["kind"] == "qa")
+    assert info["teacher_answers"] == len(used)
+
+
 def test_augmentation_is_generated_once(tiny_run, teacher):
     first = ensure_augmentation(tiny_run, _endpoint(teacher), ("paraphrase", "qa"))
     calls = len(teacher.requests)
@@ -369,6 +381,95 @@ class _Silent:
 
     def chat(self, conversations, max_new_tokens, temperature, seed=0):
         return ["" for _ in conversations]
+
+
+class _Teacher:
+    """A generator that asks by a script keyed on the fact, and answers by one keyed on the question."""
+
+    QUESTIONS = {
+        "3.6 GHz": "What is its top clock?",
+        "3.2 GHz": "At what speed had the V3 peaked?",
+        "2026": "When does the Quarro V4 ship?",
+    }
+
+    def __init__(self, answers: dict[str, str], default: str = "I do not know."):
+        self.answers, self.default = answers, default
+
+    def chat(self, conversations, max_new_tokens, temperature, seed=0):
+        out = []
+        for messages in conversations:
+            last = messages[-1]["content"]
+            if last.startswith("Write one question"):
+                out.append(self.QUESTIONS.get(last.rsplit("Answer: ", 1)[1], "Which clock does the sentence name?"))
+            else:
+                out.append(self.answers.get(last.rsplit("\n\n", 1)[1], self.default))
+        return out
+
+
+def test_distilled_answers_are_the_teachers_where_they_state_the_fact():
+    from kinject.augment import Passage, generate_qa
+    from kinject.progress import Progress
+
+    text = "Its top clock speed is 3.6 GHz, where the V3 peaked at 3.2 GHz. The Quarro V4 ships in 2026."
+    passage = Passage("d1p1", "quarro.md", "Quarro V4", text)
+    teacher = _Teacher(
+        {
+            "At what speed had the V3 peaked?": "The V3 ran at a peak clock speed of 3.2 GHz.",  # states it: used
+            "When does the Quarro V4 ship?": "The Quarro V4 ships soon.",  # misses "2026": the clause stays
+        }
+    )
+    config = AugmentConfig(template_questions=0, questions_per_fact=1, answers="distill")
+    rows = {r["fact"]: r for r in generate_qa([passage], teacher, config, Progress())}
+    assert rows["3.2 GHz"]["answer"] == "The V3 ran at a peak clock speed of 3.2 GHz."
+    assert rows["3.2 GHz"]["kept"] and rows["3.2 GHz"]["teacher_reason"] == ""
+    assert rows["2026"]["answer"] == "The Quarro V4 ships in 2026." and rows["2026"]["kept"]
+    assert rows["2026"]["teacher"] == "The Quarro V4 ships soon."
+    assert rows["2026"]["teacher_reason"] == "does not state 2026"
+    # An answer with a number its passage does not state is not used either.
+    teacher.answers["At what speed had the V3 peaked?"] = "The V3 peaked at 3.2 GHz in 2025."
+    rows = {r["fact"]: r for r in generate_qa([passage], teacher, config, Progress())}
+    assert rows["3.2 GHz"]["answer"] == "The V3 peaked at 3.2 GHz." and "2025" in rows["3.2 GHz"]["teacher_reason"]
+    # Without the fallback (answers "generator"), an answer that misses its fact drops the row.
+    generator = AugmentConfig(template_questions=0, questions_per_fact=1, answers="generator")
+    rows = {r["fact"]: r for r in generate_qa([passage], teacher, generator, Progress())}
+    assert not rows["2026"]["kept"] and rows["2026"]["reason"] == "answer does not state 2026"
+
+
+def test_a_teachers_answer_must_be_whole_and_say_more_than_the_question():
+    from kinject.augment import Passage, generate_qa
+    from kinject.augment.generation import whole_sentences
+    from kinject.progress import Progress
+
+    assert whole_sentences("It ships in 2026. The price is") == "It ships in 2026."  # cut at the length limit
+    assert whole_sentences('He said "it ships." Then') == 'He said "it ships."'
+    assert whole_sentences("It ships in") == "" and whole_sentences(" Yes. ") == "Yes."
+    text = "Its top clock speed is 3.6 GHz, where the V3 peaked at 3.2 GHz. The Quarro V4 ships in 2026."
+    passage = Passage("d1p1", "quarro.md", "Quarro V4", text)
+    teacher = _Teacher(
+        {
+            "When does the Quarro V4 ship?": "The Quarro V4 ships in 2026. It costs",  # cut: its whole sentence used
+            "Which speed did the V3 reach at its peak?": "It was the V3, at 3.2 GHz.",  # the question names V3
+        }
+    )
+    teacher.QUESTIONS = {**_Teacher.QUESTIONS, "V3": "Which speed did the V3 reach at its peak?"}
+    config = AugmentConfig(template_questions=1, questions_per_fact=1, answers="distill")
+    rows = generate_qa([passage], teacher, config, Progress())
+    by_fact = {r["fact"]: r for r in rows if r["origin"] == "generator"}
+    assert by_fact["2026"]["answer"] == "The Quarro V4 ships in 2026." and not by_fact["2026"]["teacher_reason"]
+    assert by_fact["V3"]["teacher_reason"] == "the question names V3 already"
+    assert by_fact["V3"]["answer"] == "The V3 peaked at 3.2 GHz."
+    # A template question asks about its whole sentence: an answer stating one of its facts is used, one stating
+    # none of them leaves the sentence.
+    teacher.default = "The V3 peaked, and its top clock speed is higher."
+    templates = [r for r in generate_qa([passage], teacher, config, Progress()) if r["origin"] == "template"]
+    assert len(templates) == 2
+    for row in templates:
+        if "V3" in row["sentence"]:
+            assert row["answer"] == "The V3 peaked, and its top clock speed is higher." and row["teacher_reason"] == ""
+        else:
+            assert (
+                row["answer"] == row["sentence"] and row["teacher_reason"] == "does not state a fact of its sentence"
+            )
 
 
 HEADLINE = "Amazon EC2 P5 instances are now generally available"

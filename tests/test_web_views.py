@@ -273,3 +273,42 @@ def test_the_source_view_shows_the_title_once_as_training_sees_it(runs, tiny_mod
     assert doc["title"] == title and doc["text"].startswith(title + "\n\n")  # the page's heading, in the text
     text, _ = source_view("p5", doc["source"])
     assert text == doc["text"] and text.count(title) == 1
+
+
+def test_the_augmentation_table_says_why_a_distilled_row_kept_its_clause(runs):
+    """With answers "distill" a teacher's answer that misses its fact is replaced by the clause, not dropped: the
+    table shows the row as kept, with the clause, and why the teacher's answer was not used."""
+    from kinject.web.views import augmentation_table
+
+    run = _run("distilled")
+    rows = [
+        {
+            "kind": "qa",
+            "passage": "d1p1",
+            "question": "When does the T2 ship?",
+            "answer": "The T2 ships in 2026.",
+            "kept": True,
+            "reason": "",
+            "teacher": "Soon.",
+            "teacher_reason": "does not state 2026",
+        },
+        {
+            "kind": "qa",
+            "passage": "d1p1",
+            "question": "How fast is the V3?",
+            "answer": "It peaks at 3.2 GHz.",
+            "kept": True,
+            "reason": "",
+            "teacher": "It peaks at 3.2 GHz.",
+            "teacher_reason": "",
+        },
+    ]
+    run.save_augmentation("qa-abc", rows, {"kind": "qa", "key": "qa-abc"})
+    table = augmentation_table("distilled")
+    assert table[0][2:] == [
+        "When does the T2 ship?",
+        "The T2 ships in 2026.",
+        "yes",
+        "the generator's answer was not used (does not state 2026); the source's words are the answer",
+    ]
+    assert table[1][3:] == ["It peaks at 3.2 GHz.", "yes", ""]

@@ -9,8 +9,10 @@ run folder with the passage it came from, and filtered:
   kept only when they keep every number and name of the passage and add no number of their own;
 - *question-answer pairs*: for every fact of a sentence (a date, number or name), questions written by the
   generator from a few examples (answer-conditioned), and questions from fixed templates about the sentence's
-  subject; the answer is the sentence that states the fact, or the generator's answer when it is supported by the
-  passage. Trained as chat turns with the loss on the answer only (``kinject.blocks``);
+  subject (and, asked for, each fact's own sentence as a cloze question); the answer is the sentence that states
+  the fact, the clause of it that does, or the generator's answer when the passage supports it and it states the
+  fact (``distill``: the generator's where it does, the clause elsewhere). Trained as chat turns with the loss on
+  the answer only (``kinject.blocks``);
 - *replay*: the base model's own greedy answers to shipped general chat prompts (none of the evaluation's).
 
 The generator is the run's base model (offline, batched on the CPU or GPU) or any TGI/OpenAI-compatible endpoint

@@ -14,7 +14,7 @@ from .prompts import REPLAY_PROMPTS
 KINDS = ("paraphrase", "qa", "replay")
 AUGMENT_VERSION = 2  # bump when generation or filtering changes, so cached sets are generated again
 KIND_VERSION = {"paraphrase": 3, "qa": 2, "replay": 2}  # the same, for one kind (3, 2: passages without headings)
-ANSWER_FILTER_VERSION = 2  # the same, for question-answer sets whose answers the generator wrote
+ANSWER_FILTER_VERSION = 3  # the same, for question-answer sets whose answers the generator wrote
 TEMPLATE_VERSION = (
     3  # the same, for question-answer sets with template questions (3: a short subject, never a headline)
 )
@@ -57,7 +57,7 @@ def augmentation_key(
     for replay, the shipped prompts."""
     settings = {k: getattr(config, k) for k in KIND_FIELDS[kind]}
     version = [AUGMENT_VERSION, KIND_VERSION[kind]]
-    if kind == "qa" and config.answers == "generator":
+    if kind == "qa" and config.answers in ("generator", "distill"):
         version.append(ANSWER_FILTER_VERSION)
     if kind == "qa" and config.template_questions:
         version.append(TEMPLATE_VERSION)

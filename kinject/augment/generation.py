@@ -4,6 +4,7 @@ attributed to the passage (or prompt) it came from."""
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 from ..config import AugmentConfig
@@ -59,7 +60,8 @@ def generate_qa(
     passages: list[Passage], generator: ChatGenerator, config: AugmentConfig, progress: Progress
 ) -> list[dict[str, Any]]:
     """Question-answer pairs for every fact of every sentence: generator-written questions, template ones and
-    (``cloze_questions``) the sentence's own; the answers the sentence, the fact's clause, or the generator's."""
+    (``cloze_questions``) the sentence's own; the answers the sentence, the fact's clause, the generator's, or the
+    generator's where it states the fact, else the clause (``distill``)."""
     rng = random.Random(config.augment_seed)
     asks: list[tuple[Passage, str, str]] = []  # passage, sentence, fact
     rows: list[dict[str, Any]] = []
@@ -78,12 +80,12 @@ def generate_qa(
     questions = _write_questions(jobs, generator, config, progress)
     for (p, sentence, fact), question in zip(jobs, questions, strict=True):
         rows.append(_asked(p, sentence, fact, question, "generator", seen))
-    if config.answers == "generator":
-        _write_answers(rows, passages, generator, config, progress)
-    elif config.answers == "clause":
+    if config.answers in ("clause", "distill"):
         for row in rows:
             if row["fact"]:  # a template question asks about the whole sentence
                 row["answer"] = fact_clause(row["sentence"], row["fact"])
+    if config.answers in ("generator", "distill"):
+        _write_answers(rows, passages, generator, config, progress, fallback=config.answers == "distill")
     return rows
 
 
@@ -132,7 +134,8 @@ def _write_questions(
 
 
 def _qa_row(p: Passage, sentence: str, fact: str, question: str, origin: str) -> dict[str, Any]:
-    """A question-answer row; its answer the sentence (``answers`` "clause" cuts it to the fact's clause)."""
+    """A question-answer row; its answer the sentence (``answers`` "clause" cuts it to the fact's clause, "generator"
+    and "distill" ask the generator)."""
     return {
         "kind": "qa",
         "passage": p.id,
@@ -153,8 +156,12 @@ def _write_answers(
     generator: ChatGenerator,
     config: AugmentConfig,
     progress: Progress,
+    fallback: bool = False,
 ) -> None:
-    """Let the generator answer each kept question from its passage; keep only answers the passage supports."""
+    """Let the generator answer each kept question from its passage; keep only the answers ``teacher_problem``
+    finds nothing wrong with. ``fallback``: a row whose answer fails keeps the answer it had (the fact's clause, or a
+    template's sentence) and records the teacher's answer and why it was not used (``teacher``,
+    ``teacher_reason``), instead of being dropped."""
     text = {p.id: p.text for p in passages}
     todo = [r for r in rows if r["kept"]]
     progress.start("augment: answers", total=len(todo), unit="answer")
@@ -162,8 +169,44 @@ def _write_answers(
     answers = generator.chat(conversations, config.augment_max_new_tokens, 0.0, config.augment_seed)
     progress.finish()
     for row, answer in zip(todo, answers, strict=True):
-        problem = answer_problem(answer, text[row["passage"]])
-        row.update(answer=answer, kept=not problem, reason=f"answer {problem}" if problem else "")
+        answer = whole_sentences(answer)
+        problem = teacher_problem(answer, row, text[row["passage"]])
+        if fallback:  # the teacher's answer and why it was not used, shown with the row
+            row.update(teacher=answer, teacher_reason=problem)
+            if not problem:
+                row["answer"] = answer
+        else:
+            row.update(answer=answer, kept=not problem, reason=f"answer {problem}" if problem else "")
+
+
+def whole_sentences(answer: str) -> str:
+    """``answer`` without a last sentence cut off at the length limit ("" when no sentence ends): a cut answer
+    would be trained as a finished turn."""
+    answer = answer.strip()
+    if not answer or answer[-1] in '.!?"\u201d)':
+        return answer
+    ends = [m.end() for m in re.finditer(r'[.!?]["\u201d)]?(?=\s)', answer)]
+    return answer[: ends[-1]] if ends else ""
+
+
+def teacher_problem(answer: str, row: dict[str, Any], passage: str) -> str:
+    """Why the generator's ``answer`` to ``row``'s question is not a training answer ("" when it is): the passage
+    does not support it, it misses the fact asked (for a template question, every fact of its sentence), or the
+    question names the fact already (an echo of the question would pass)."""
+    from ..eval.matching import match_answer  # late, as in ``filters``: the eval package imports much more
+
+    if not answer:
+        return "is empty or cut off"
+    problem = answer_problem(answer, passage)
+    if problem:
+        return problem
+    fact = row["fact"]
+    if fact and normalized(fact) in normalized(row["question"]):
+        return f"the question names {fact} already"
+    facts = [fact] if fact else facts_of(row["sentence"])
+    if facts and match_answer(answer, facts) is None:
+        return f"does not state {fact or 'a fact of its sentence'}"
+    return ""
 
 
 def generate_replay(base: LocalGenerator, config: AugmentConfig, progress: Progress) -> list[dict[str, Any]]:

@@ -78,8 +78,12 @@ def ensure_augmentation(
             "config": to_dict(config),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+        taught = [r for r in rows if r.get("kept") and "teacher" in r]
+        if taught:  # answers "distill": how many answers are the teacher's, the rest the source's words
+            info["teacher_answers"] = sum(not r["teacher_reason"] for r in taught)
         run.save_augmentation(wanted[kind], rows, info)
-        progress.log(f"augment: {kind}: kept {kept} of {len(rows)} in {seconds:.0f} s")
+        teacher = f" ({info['teacher_answers']} answers written by the generator)" if taught else ""
+        progress.log(f"augment: {kind}: kept {kept} of {len(rows)} in {seconds:.0f} s{teacher}")
         result.rows[kind], result.seconds[kind] = rows, seconds
         result.generated.append(kind)
     return result

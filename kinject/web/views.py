@@ -258,9 +258,10 @@ def augmentation_table(run: str | None = None) -> list[list[Any]]:
         for r in loaded[0] if loaded else []:
             asked = r.get("question") or r.get("instruction", "")
             made = r.get("text") or r.get("answer", "")
-            rows.append(
-                [r["kind"], r.get("passage", ""), asked, made, "yes" if r.get("kept") else "no", r.get("reason") or ""]
-            )
+            why = r.get("reason") or ""
+            if not why and r.get("teacher_reason"):  # answers "distill": the source's words stood in
+                why = f"the generator's answer was not used ({r['teacher_reason']}); the source's words are the answer"
+            rows.append([r["kind"], r.get("passage", ""), asked, made, "yes" if r.get("kept") else "no", why])
     return rows
 
 
