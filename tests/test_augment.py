@@ -157,8 +157,13 @@ def test_generated_answers_must_be_supported(tiny_run, teacher):
     answered = [r for r in result.rows["qa"] if r["origin"] == "generator"]
     assert answered and not any(r["kept"] for r in answered)
     assert any(r["reason"].startswith("answer states 4 tb") for r in answered)  # "It has 4 TB": unsupported
+    # The teacher answers a template question with its passage's first sentence: kept where that states a fact of
+    # the template's sentence, dropped where it states none.
     templates = [r for r in result.rows["qa"] if r["origin"] == "template"]
-    assert templates and all(r["kept"] and r["answer"] in TEXT for r in templates)  # supported answers are kept
+    kept = [r for r in templates if r["kept"]]
+    assert kept and all(r["answer"] in TEXT and r["answer"].rstrip(".") in r["sentence"] for r in kept)
+    dropped = [r for r in templates if not r["kept"]]
+    assert dropped and all(r["reason"] == "answer does not state a fact of its sentence" for r in dropped)
 
 
 def test_distilled_answers_are_counted_and_none_is_dropped(tiny_run, teacher):
