@@ -204,7 +204,7 @@ def _train_launched(devices: int, argv: list[str]) -> int:
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
-    from .augment import KINDS, AugmentError, ensure_augmentation
+    from .augment import KINDS, AugmentError, ensure_augmentation, teacher_answers
 
     config = verb_configs("augment", args)["augment"]
     counts = {"paraphrase": config.paraphrases_per_passage, "qa": 1, "replay": config.replay_prompts}
@@ -219,8 +219,8 @@ def cmd_augment(args: argparse.Namespace) -> int:
     for kind in kinds:
         rows = result.rows[kind]
         origin = "generated now" if kind in result.generated else "cached"
-        taught = [r for r in result.kept(kind) if "teacher" in r]
-        teacher = f", {sum(not r['teacher_reason'] for r in taught)} answers by the generator" if taught else ""
+        taught = teacher_answers(rows)
+        teacher = f", {taught} answers by the generator" if taught is not None else ""
         print(f"{kind:11} {len(result.kept(kind)):>5} {len(rows):>5} {result.seconds[kind]:>8.0f}  {origin}{teacher}")
     for kind in kinds:
         for row in result.kept(kind)[:2]:

@@ -14,6 +14,7 @@ from kinject.augment import (
     paraphrase_problem,
     question_problem,
     split_passages,
+    teacher_answers,
 )
 from kinject.blocks import IGNORE_INDEX, chat_example, ensure_blocks, training_docs
 from kinject.config import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, GenerationConfig, TrainConfig
@@ -147,6 +148,7 @@ def test_augmentation_is_filtered_attributed_and_saved(tiny_run, teacher):
     infos = {i["kind"]: i for i in RunDir(tiny_run).augmentation_infos()}
     assert infos["paraphrase"]["kept"] == sum(r["kept"] for r in paraphrases)
     assert infos["qa"]["generator"] == teacher.url
+    assert teacher_answers(qa) is None and "teacher_answers" not in infos["qa"]  # not distilled: no count
     # Greedy requests go out as temperature 0 (left out, a server would sample at its default).
     assert any(r.get("temperature") == 0.0 for r in teacher.requests)
     assert all(r.get("temperature") is not None for r in teacher.requests)
@@ -175,7 +177,7 @@ def test_distilled_answers_are_counted_and_none_is_dropped(tiny_run, teacher):
     assert used and all(r["answer"] == r["teacher"] for r in used)
     assert any(r["teacher_reason"].startswith("states 4 tb") and r["answer"] != r["teacher"] for r in asked)
     info = next(i for i in RunDir(tiny_run).augmentation_infos() if i["kind"] == "qa")
-    assert info["teacher_answers"] == len(used)
+    assert info["teacher_answers"] == teacher_answers(rows) == len(used)
 
 
 def test_augmentation_is_generated_once(tiny_run, teacher):
@@ -362,6 +364,18 @@ def test_the_augment_verb_keeps_its_settings_for_training(tiny_run, teacher):
     # train then uses (and finds cached) what augment generated, unless told otherwise.
     args = build_parser().parse_args(["train", str(tiny_run)])
     assert verb_configs("train", args)["augment"].generator == teacher.url
+
+
+def test_the_augment_summary_counts_the_teachers_answers(tiny_run, teacher, capsys):
+    from kinject.cli import main
+
+    argv = ["augment", str(tiny_run), "--generator", teacher.url, "--paraphrases-per-passage", "0"]
+    assert main([*argv, "--replay-prompts", "0", "--answers", "distill"]) == 0
+    used = next(i for i in RunDir(tiny_run).augmentation_infos() if i["kind"] == "qa")["teacher_answers"]
+    assert used and f", {used} answers by the generator" in capsys.readouterr().out
+    # A cached set shows the same count.
+    assert main([*argv, "--replay-prompts", "0", "--answers", "distill"]) == 0
+    assert f"cached, {used} answers by the generator" in capsys.readouterr().out
 
 
 def test_prepare_packs_the_pages_and_leaves_augmentation_to_training(tmp_path, tiny_model_dir):

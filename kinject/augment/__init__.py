@@ -26,7 +26,7 @@ Modules: ``passages`` (passages and the facts asked about), ``prompts`` (what th
 
 from .cache import KINDS, augmentation_key
 from .filters import answer_problem, content_words, paraphrase_problem, question_problem
-from .generation import generate_paraphrases, generate_qa, generate_replay
+from .generation import generate_paraphrases, generate_qa, generate_replay, teacher_answers
 from .generators import AugmentError, ChatGenerator, EndpointGenerator, LocalGenerator
 from .passages import Passage, asked_sentences, facts_of, sentence_subject, split_passages, title_subject, topic_of
 from .prompts import replay_prompts
@@ -54,6 +54,7 @@ __all__ = [
     "replay_prompts",
     "sentence_subject",
     "split_passages",
+    "teacher_answers",
     "title_subject",
     "topic_of",
 ]

@@ -179,6 +179,13 @@ def _write_answers(
             row.update(answer=answer, kept=not problem, reason=f"answer {problem}" if problem else "")
 
 
+def teacher_answers(rows: list[dict]) -> int | None:
+    """How many kept rows answer in the generator's words under ``--answers distill`` (the rest keep the source's);
+    None for a set whose answers were not distilled."""
+    taught = [r for r in rows if r.get("kept") and "teacher" in r]
+    return sum(not r["teacher_reason"] for r in taught) if taught else None
+
+
 def whole_sentences(answer: str) -> str:
     """``answer`` without a last sentence cut off at the length limit ("" when no sentence ends): a cut answer
     would be trained as a finished turn."""

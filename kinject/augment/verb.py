@@ -12,7 +12,7 @@ from ..fields import from_dict, to_dict
 from ..progress import Progress
 from ..runs import RunDir
 from .cache import KINDS, augmentation_key, digest, loaded_as
-from .generation import generate_paraphrases, generate_qa, generate_replay
+from .generation import generate_paraphrases, generate_qa, generate_replay, teacher_answers
 from .generators import ChatGenerator, EndpointGenerator, LocalGenerator
 from .passages import Passage, split_passages
 
@@ -78,11 +78,11 @@ def ensure_augmentation(
             "config": to_dict(config),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        taught = [r for r in rows if r.get("kept") and "teacher" in r]
-        if taught:  # answers "distill": how many answers are the teacher's, the rest the source's words
-            info["teacher_answers"] = sum(not r["teacher_reason"] for r in taught)
+        taught = teacher_answers(rows)
+        if taught is not None:
+            info["teacher_answers"] = taught
         run.save_augmentation(wanted[kind], rows, info)
-        teacher = f" ({info['teacher_answers']} answers written by the generator)" if taught else ""
+        teacher = f" ({taught} answers written by the generator)" if taught is not None else ""
         progress.log(f"augment: {kind}: kept {kept} of {len(rows)} in {seconds:.0f} s{teacher}")
         result.rows[kind], result.seconds[kind] = rows, seconds
         result.generated.append(kind)
