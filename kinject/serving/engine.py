@@ -8,6 +8,7 @@ within one step (``sequences.py`` has one request's decoding).
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
@@ -84,6 +85,10 @@ class Engine:
         self.max_total_tokens = min(max_total_tokens or context, context)
         self.max_batch_size = max_batch_size
         self._lock = threading.Lock()  # one forward pass at a time, and adapters load between passes
+        # One model loads at a time, its name checked and its peft key chosen under this lock: two loads at once
+        # must neither share a key (one adapter's weights would answer for both) nor both take one name.
+        self._load_lock = threading.Lock()
+        self._adapter_keys = itertools.count()  # never reused, even after a load that failed half way
         self._batcher = Batcher(lambda: self.model, self._lock, max_batch_size)
         self._merged_batchers: dict[str, Batcher] = {}
         self._slots = threading.BoundedSemaphore(max_concurrent_requests)
@@ -103,31 +108,33 @@ class Engine:
         """Attach the LoRA adapter in ``folder`` (see ``adapter_folder``) under ``name``."""
         from peft import PeftModel
 
-        self.check_new_name(name)
-        key = f"adapter_{len(self._peft_names)}"
-        with self._lock, BUILD_LOCK:
-            try:
-                if self.adapters:
-                    self.model.load_adapter(str(folder), adapter_name=key)
-                else:
-                    self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=key).eval()
-            except Exception as exc:  # noqa: BLE001 - damaged weights (SafetensorError), a foreign config, a shape
-                raise ServeError(f"{name}: the adapter in {folder} could not be loaded: {exc}") from None
-            self.adapters[name] = folder
-            self._peft_names[name] = key
+        with self._load_lock:
+            self.check_new_name(name)
+            key = f"adapter_{next(self._adapter_keys)}"
+            with self._lock, BUILD_LOCK:
+                try:
+                    if self.adapters:
+                        self.model.load_adapter(str(folder), adapter_name=key)
+                    else:
+                        self.model = PeftModel.from_pretrained(self.model, str(folder), adapter_name=key).eval()
+                except Exception as exc:  # noqa: BLE001 - damaged weights (SafetensorError), a foreign config, a shape
+                    raise ServeError(f"{name}: the adapter in {folder} could not be loaded: {exc}") from None
+                self._peft_names[name] = key
+                self.adapters[name] = folder  # last: a request may name it from now on
 
     def add_merged(self, name: str, path: str | Path) -> None:
         """Load a merged model folder (``kinject merge``'s output, or any model folder) as a model of its own."""
-        self.check_new_name(name)
-        folder = Path(path)
-        if RunDir(folder).is_run():
-            folder = RunDir(folder).merged_dir
-        if not (folder / "config.json").is_file():
-            raise ServeError(f"{path} holds no merged model (config.json not found; run `kinject merge` first)")
-        resolved = resolve_model(str(folder))
-        model = load_model(resolved).eval()
-        self._merged_batchers[name] = Batcher(lambda: model, self._lock, self.max_batch_size, f"-{name}")
-        self.merged[name] = (model, load_tokenizer(resolved))  # last: a request may name it from now on
+        with self._load_lock:
+            self.check_new_name(name)
+            folder = Path(path)
+            if RunDir(folder).is_run():
+                folder = RunDir(folder).merged_dir
+            if not (folder / "config.json").is_file():
+                raise ServeError(f"{path} holds no merged model (config.json not found; run `kinject merge` first)")
+            resolved = resolve_model(str(folder))
+            model, tokenizer = load_model(resolved).eval(), load_tokenizer(resolved)
+            self._merged_batchers[name] = Batcher(lambda: model, self._lock, self.max_batch_size, f"-{name}")
+            self.merged[name] = (model, tokenizer)  # last: a request may name it from now on
 
     def check_new_name(self, name: str) -> None:
         """Refuse a name that cannot name a new model (malformed, the base's, or taken)."""
