@@ -11,16 +11,30 @@ from ..runs import RunDir, RunError
 from .errors import ServeError
 
 
+def local_path(path: str | Path, root: Path | None) -> Path:
+    """``path`` as a local folder: with ``root``, a relative path lies under it (never under the server's working
+    folder), and ``_require_inside`` still refuses one that climbs out."""
+    folder = Path(path)
+    return root / folder if root is not None and not folder.is_absolute() else folder
+
+
+def is_hub_adapter(path: str | Path, root: Path | None) -> bool:
+    """Whether ``path`` names a Hub adapter ``OWNER/NAME[@revision]``: it has that form and no local folder (under
+    ``root``, when there is one) has that name."""
+    return parse_hub_id(str(path)) is not None and not local_path(path, root).exists()
+
+
 def adapter_folder(path: str | Path, root: Path | None = None, hub_token: str | bool | None = None) -> Path:
     """The adapter of ``path``: the folder itself when it holds ``adapter_config.json``, a run's adapter, or a Hub
     adapter ``OWNER/NAME[@revision]`` (downloaded once into huggingface_hub's cache, with ``hub_token``; False:
-    anonymously). With ``root``, a local adapter must lie inside it once every link is resolved."""
-    if parse_hub_id(str(path)) is not None:
+    anonymously). With ``root``, a relative path is read under it, and a local adapter must lie inside it once every
+    link is resolved."""
+    if is_hub_adapter(path, root):
         try:
             return download_adapter(str(path), token=hub_token)
         except HubError as exc:
             raise ServeError(str(exc)) from None
-    folder = Path(path)
+    folder = local_path(path, root)
     if root is not None:
         _require_inside(folder, root, path)
     if RunDir.holds_adapter(folder):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ...hub import parse_hub_id
 from .. import bodies
-from ..adapters import adapter_folder
+from ..adapters import adapter_folder, is_hub_adapter
 from ..errors import ServeError
 from ..handlers import in_thread
 from .common import parse, serving_of
@@ -16,12 +15,12 @@ router = APIRouter()
 
 @router.post("/kinject/adapters", status_code=201)
 async def add_adapter(request: Request):
-    """Attach an adapter while the server runs (TGI needs a restart): a folder under ``adapter_root`` or a
-    public Hub adapter."""
+    """Attach an adapter while the server runs (TGI needs a restart): a folder under ``adapter_root`` (a relative
+    path is read from there) or a public Hub adapter."""
     engine, policy = serving_of(request).engine, request.app.state.policy
     body = await parse(request, bodies.AddAdapter)
     engine.check_new_name(body.name)
-    hub = parse_hub_id(body.path) is not None
+    hub = is_hub_adapter(body.path, policy.adapter_root)
     if hub and not policy.hub_adapters:
         raise ServeError("this server does not download Hub adapters (--no-hub-adapters)", 403, "forbidden")
     if not hub and policy.adapter_root is None:
