@@ -1,18 +1,55 @@
 """TGI's request bodies as pydantic models (its ``openapi.json`` is the contract, in ``tests/data/tgi/``): Generate,
 Chat, Completion, Tokenize, ChatTokenize, and kinject's AddAdapter.
 
-Every string a client sends must be valid Unicode (a lone surrogate such as ``\\ud800`` is refused, not handed to the
-tokenizer), every number fits the width TGI gives it, and a stop sequence is at most ``MAX_STOP_CHARS`` long. Only
-the routes import this module, so importing kinject does not import pydantic's models or FastAPI.
+A body nests arrays and objects at most ``MAX_JSON_DEPTH`` deep, every string a client sends must be valid Unicode
+(a lone surrogate such as ``\\ud800`` is refused, not handed to the tokenizer), every number fits the width TGI gives
+it, and a stop sequence is at most ``MAX_STOP_CHARS`` long. Only the routes import this module, so importing kinject
+does not import pydantic's models or FastAPI.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from .errors import ServeError
 from .protocol import INT32, MAX_STOP_CHARS, MAX_STOPS, UINT64
+
+MAX_JSON_DEPTH = 128  # arrays and objects nested in a body, at most: serde_json's limit, so TGI's parser's
+
+
+def load_json(raw: bytes) -> Any:
+    """A request body as JSON; bytes that are not JSON, not UTF-8 or nested deeper than ``MAX_JSON_DEPTH`` are TGI's
+    422 (the depth is bounded so that no parser or validator behind recurses past Python's stack)."""
+    try:
+        value = json.loads(raw)
+        too_deep = _deeper_than(value, MAX_JSON_DEPTH)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ServeError(f"Input validation error: the body is not valid JSON: {exc}") from None
+    except RecursionError:  # nested deeper than the decoder goes, so deeper than the limit too
+        too_deep = True
+    if too_deep:
+        raise ServeError(f"Input validation error: the body nests arrays and objects more than {MAX_JSON_DEPTH} deep")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest in ``value`` more than ``limit`` deep (a walk without recursion)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def parse(raw: bytes, model: type[BaseModel]) -> Any:
+    """A request body as the pydantic ``model``; a wrong field raises pydantic's ``ValidationError`` (TGI's 422)."""
+    return model.model_validate(load_json(raw))
 
 
 def _valid_unicode(value: str) -> str:

@@ -3,7 +3,6 @@ a server-sent event stream whose generation is cancelled however the response en
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import StreamingResponse
 
-from ..errors import ServeError
+from .. import bodies
 from ..handlers import Serving
 
 
@@ -21,17 +20,13 @@ def serving_of(request: Request) -> Serving:
 
 
 async def json_body(request: Request) -> Any:
-    """The body as JSON; raw bytes that are not JSON or not UTF-8 are TGI's 422, like a wrong field."""
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ServeError(f"Input validation error: the body is not valid JSON: {exc}") from None
+    """The body as JSON (``bodies.load_json``); bytes that are not JSON, or nested too deep, are TGI's 422."""
+    return bodies.load_json(await request.body())
 
 
 async def parse(request: Request, model: Any) -> Any:
     """The body as the pydantic ``model``; a wrong field is TGI's 422 (through the validation error handler)."""
-    return model.model_validate(await json_body(request))
+    return bodies.parse(await request.body(), model)
 
 
 class EventStream(StreamingResponse):
