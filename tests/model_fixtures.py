@@ -43,8 +43,8 @@ def bundled_tokenizer(bundled_model_dir):
     return load_tokenizer(ResolvedModel("bundled", str(bundled_model_dir), "local"))
 
 
-def build_tiny_llama(folder: Path, tokenizer, seed: int = 0) -> Path:
-    """Save a random 2-layer Llama with the bundled tokenizer into ``folder``."""
+def build_tiny_llama(folder: Path, tokenizer, seed: int = 0, context: int = 256) -> Path:
+    """Save a random 2-layer Llama with the bundled tokenizer and ``context`` positions into ``folder``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -56,7 +56,7 @@ def build_tiny_llama(folder: Path, tokenizer, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=1,
-        max_position_embeddings=256,
+        max_position_embeddings=context,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -3,8 +3,8 @@ Chat, Completion, Tokenize, ChatTokenize, and kinject's AddAdapter.
 
 A body nests arrays and objects at most ``MAX_JSON_DEPTH`` deep, every string a client sends must be valid Unicode
 (a lone surrogate such as ``\\ud800`` is refused, not handed to the tokenizer), every number fits the width TGI gives
-it, and a stop sequence is at most ``MAX_STOP_CHARS`` long. Only the routes import this module, so importing kinject
-does not import pydantic's models or FastAPI.
+it, and a stop sequence is at most ``MAX_STOP_CHARS`` long. Only the routes import this module (and parse bodies
+with it off the event loop), so importing kinject does not import pydantic's models or FastAPI.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ BASE_ALIASES = ("tgi", "dummy")
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?(@[A-Za-z0-9][A-Za-z0-9_.\-/]*)?")
 MAX_NAME_CHARS = 200
 DEFAULT_MAX_BATCH_SIZE = 8
+# The most tokens a /tokenize answer lists when the model's context is shorter: about 2 MB of JSON, as large as the
+# largest request body the server reads by default.
+TOKENIZE_TOKENS = 32_768
 
 
 def check_model_name(name: str) -> str:
@@ -42,6 +45,12 @@ def check_model_name(name: str) -> str:
             "OWNER/NAME[@revision] (a Hub adapter), at most 200 characters and no '..'"
         )
     return name
+
+
+def longest_token_chars(tokenizer: Any) -> int:
+    """Characters in the tokenizer's longest token as its vocabulary spells it, the most text one token can cover (a
+    byte-level BPE spells one character per byte, so never fewer characters than the text the token stands for)."""
+    return max((len(token) for token in tokenizer.get_vocab()), default=1)
 
 
 class _Release:
@@ -79,6 +88,7 @@ class Engine:
         self.adapters: dict[str, Path] = {}
         self._peft_names: dict[str, str] = {}  # public name -> peft's adapter name (peft forbids '.' in names)
         self.merged: dict[str, tuple[Any, Any]] = {}
+        self._token_chars: dict[str | None, int] = {None: longest_token_chars(self.tokenizer)}  # None: the base's
         self.created = int(time.time())
         self.max_concurrent_requests = max_concurrent_requests
         context = getattr(self.model.config, "max_position_embeddings", None) or 8192
@@ -134,6 +144,7 @@ class Engine:
             resolved = resolve_model(str(folder))
             model, tokenizer = load_model(resolved).eval(), load_tokenizer(resolved)
             self._merged_batchers[name] = Batcher(lambda: model, self._lock, self.max_batch_size, f"-{name}")
+            self._token_chars[name] = longest_token_chars(tokenizer)
             self.merged[name] = (model, tokenizer)  # last: a request may name it from now on
 
     def check_new_name(self, name: str) -> None:
@@ -174,7 +185,38 @@ class Engine:
     def tokenizer_for(self, target: str | None) -> Any:
         return self.merged[target][1] if target in self.merged else self.tokenizer
 
+    # ------------------------------------------------------------------------------------------- input limits
+    @property
+    def max_input_tokens(self) -> int:
+        """The most prompt tokens a request can send (one is left to generate), as ``/info`` reports it."""
+        return self.max_total_tokens - 1
+
+    def max_input_chars(self, target: str | None) -> int:
+        """The most characters of text that can fit in ``max_input_tokens`` tokens of ``target``'s tokenizer."""
+        return self.max_input_tokens * self._token_chars[target if target in self.merged else None]
+
+    def check_chars(self, target: str | None, chars: int, what: str) -> None:
+        """Refuse, before it is tokenized, text longer than any the model can read (``max_input_chars``)."""
+        limit = self.max_input_chars(target)
+        if chars > limit:
+            raise ServeError(
+                f"{what} has {chars} characters: at most {limit} fit in this model's {self.max_input_tokens} "
+                "input tokens"
+            )
+
+    def check_messages(self, target: str | None, messages: list[dict[str, str]]) -> None:
+        """Refuse, before the chat template runs, a conversation the model cannot read: more messages than input
+        tokens (each message takes at least one), or more characters than those tokens can hold."""
+        if len(messages) > self.max_input_tokens:
+            raise ServeError(
+                f"`messages` holds {len(messages)} messages: at most {self.max_input_tokens} fit in this model's "
+                f"{self.max_input_tokens} input tokens"
+            )
+        self.check_chars(target, sum(len(m["role"]) + len(m["content"]) for m in messages), "`messages`")
+
+    # ------------------------------------------------------------------------------------------- tokenizing
     def encode(self, target: str | None, text: str) -> list[int]:
+        self.check_chars(target, len(text), "`inputs`")
         return self.tokenizer_for(target)(text, add_special_tokens=True)["input_ids"]
 
     def chat_ids(self, target: str | None, messages: list[dict[str, str]]) -> list[int]:
@@ -183,6 +225,7 @@ class Engine:
         tokenizer = self.tokenizer_for(target)
         if not getattr(tokenizer, "chat_template", None):
             raise ServeError("this model has no chat template: use /generate", 422, "template_error")
+        self.check_messages(target, messages)
         try:
             return chat_prompt_ids(tokenizer, messages)
         except Exception as exc:  # noqa: BLE001 - a template that rejects the conversation (roles, order)
@@ -193,17 +236,24 @@ class Engine:
         tokenizer = self.tokenizer_for(target)
         if not getattr(tokenizer, "chat_template", None):
             raise ServeError("this model has no chat template", 404, "template_error")
+        self.check_messages(target, messages)
         try:
             return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         except Exception as exc:  # noqa: BLE001
             raise ServeError(f"the chat template refused the messages: {exc}", 404, "template_error") from None
 
-    def tokenize(self, target: str | None, text: str) -> list[dict[str, Any]]:
-        """TGI's ``/tokenize`` answer: each token's id, text and character span in ``text``."""
+    def tokenize(self, target: str | None, text: str, what: str = "`inputs`") -> list[dict[str, Any]]:
+        """TGI's ``/tokenize`` answer: each token's id, text and character span in ``text``. A text longer than the
+        model reads is refused before it is tokenized, and the answer lists at most the model's context or
+        ``TOKENIZE_TOKENS`` tokens, whichever is more."""
         tokenizer = self.tokenizer_for(target)
         if not getattr(tokenizer, "is_fast", False):
             raise ServeError("No fast tokenizer available", 404, "tokenizer")
+        self.check_chars(target, len(text), what)
         enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
+        limit = max(self.max_total_tokens, TOKENIZE_TOKENS)
+        if len(enc["input_ids"]) > limit:
+            raise ServeError(f"{what} is {len(enc['input_ids'])} tokens: /tokenize lists at most {limit}")
         return [
             {"id": i, "text": text[a:b], "start": a, "stop": b}
             for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"], strict=True)

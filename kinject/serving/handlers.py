@@ -1,17 +1,20 @@
 """Requests turned into engine calls and TGI's response bodies (what vLLM keeps in ``serving.py``).
 
-Generation runs in a thread of its own per request; the event loop only waits. A plain request whose client goes
-away, or a stream whose client closes it, sets the generation's ``cancel`` event, so it ends within a token and
-frees the model and its queue slot (before, an abandoned request generated to ``max_new_tokens``).
+Generation runs in a thread of its own per request, and parsing, tokenizing and chat templates in a small pool
+(``off_loop``); the event loop only waits, so ``/health`` answers while a large request is worked on. A plain request
+whose client goes away, or a stream whose client closes it, sets the generation's ``cancel`` event, so it ends
+within a token and frees the model and its queue slot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import protocol as p
@@ -20,6 +23,22 @@ from .errors import ServeError
 from .metrics import Metrics
 
 DISCONNECT_POLL_S = 0.25
+PREP_WORKERS = 4  # requests parsed, tokenized or templated at once (more wait for a worker); the CPU bounds them
+_PREP = ThreadPoolExecutor(PREP_WORKERS, thread_name_prefix="kinject-prep")
+
+Job = tuple[str | None, list[int], Params]
+
+
+async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in the preparation pool: work that grows with the request (parsing, tokenizing, templating,
+    encoding a long answer) never runs on the event loop. A pool of its own, not the loop's default one, which
+    FastAPI's plain routes share."""
+    return await asyncio.get_running_loop().run_in_executor(_PREP, fn, *args)
+
+
+def json_bytes(value: Any) -> bytes:
+    """``value`` as FastAPI's JSONResponse writes it, for an answer encoded off the event loop."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
@@ -50,7 +69,7 @@ class Serving:
         self.fingerprint = "kinject-native"
 
     # --------------------------------------------------------------------------------------------- running
-    async def run(self, request: Any, jobs: list[tuple[str | None, list[int], Params]]) -> list[Generation]:
+    async def run(self, request: Any, jobs: list[Job]) -> list[Generation]:
         """Generate each job in turn (one queue slot for the request), cancelled when the client goes away."""
         started, cancel = time.monotonic(), threading.Event()
         release = self.engine.slot()
@@ -74,7 +93,7 @@ class Serving:
         self.metrics.finished(gens, time.monotonic() - started)
         return gens
 
-    def stream(self, jobs: list[tuple[str | None, list[int], Params]], cancel: threading.Event) -> AsyncIterator:
+    def stream(self, jobs: list[Job], cancel: threading.Event) -> AsyncIterator:
         """Events ``("token", job_index, TokenOut)`` and ``("done", job_index, Generation)`` as they are made; an
         error ends them as a ``ServeError``. Leaving the iterator early (the client closed) cancels generation.
         The queue slot is taken now, so a full queue is refused before a response starts."""
@@ -117,7 +136,16 @@ class Serving:
         return iterate()
 
     # ----------------------------------------------------------------------------------------- preparing
-    def prepare_generate(self, body: Any) -> tuple[str | None, list[int], Params]:
+    async def prepare_generate(self, body: Any) -> Job:
+        return await off_loop(self._generate_job, body)
+
+    async def prepare_chat(self, body: Any) -> Job:
+        return await off_loop(self._chat_job, body)
+
+    async def prepare_completion(self, body: Any) -> list[Job]:
+        return await off_loop(self._completion_jobs, body)
+
+    def _generate_job(self, body: Any) -> Job:
         target = self.engine.resolve(body.parameters.adapter_id)
         params = p.generate_params(body.parameters, self.default_max)
         if not body.inputs:
@@ -126,14 +154,14 @@ class Serving:
         self.engine.check_length(ids, params)
         return target, ids, params
 
-    def prepare_chat(self, body: Any) -> tuple[str | None, list[int], Params]:
+    def _chat_job(self, body: Any) -> Job:
         target = self.engine.resolve(body.model)
         params = p.openai_params(body, self.default_max)
         ids = self.engine.chat_ids(target, p.chat_messages(body))
         self.engine.check_length(ids, params)
         return target, ids, params
 
-    def prepare_completion(self, body: Any) -> list[tuple[str | None, list[int], Params]]:
+    def _completion_jobs(self, body: Any) -> list[Job]:
         target = self.engine.resolve(body.model)
         params = p.openai_params(body, self.default_max)
         jobs = []
@@ -145,12 +173,33 @@ class Serving:
             jobs.append((target, ids, params))
         return jobs
 
+    # ---------------------------------------------------------------------------------------------- tokens
+    def _tokenizer_of(self, name: Any) -> str | None:
+        # As TGI, tokenizing reads only the text: adapters share the base's tokenizer, a merged model has its own.
+        return name if isinstance(name, str) and name in self.engine.merged else None
+
+    async def tokenize(self, body: Any) -> bytes:
+        """``/tokenize``'s answer, as JSON."""
+        target = self._tokenizer_of(body.parameters.get("adapter_id"))
+        return await off_loop(lambda: json_bytes(self.engine.tokenize(target, body.inputs)))
+
+    async def chat_tokenize(self, body: Any) -> bytes:
+        """``/chat_tokenize``'s answer, as JSON: the conversation as the chat template writes it, in tokens."""
+        target = self._tokenizer_of(body.model)
+
+        def work() -> bytes:
+            text = self.engine.chat_text(target, p.chat_messages(body))
+            tokens = self.engine.tokenize(target, text, "the templated conversation")
+            return json_bytes({"templated_text": text, "tokenize_response": tokens})
+
+        return await off_loop(work)
+
     def model_name(self, target: str | None) -> str:
         return target if target is not None else self.engine.model_id
 
     # ------------------------------------------------------------------------------------------- answers
     async def generate(self, request: Any, body: Any) -> dict[str, Any]:
-        job = self.prepare_generate(body)
+        job = await self.prepare_generate(body)
         (g,) = await self.run(request, [job])
         text = (body.inputs + g.text) if body.parameters.return_full_text else g.text
         out: dict[str, Any] = {"generated_text": text}
@@ -180,7 +229,7 @@ class Serving:
                 yield p.sse(pending)
 
     async def chat(self, request: Any, body: Any) -> dict[str, Any]:
-        job = self.prepare_chat(body)
+        job = await self.prepare_chat(body)
         (g,) = await self.run(request, [job])
         return {
             "object": "chat.completion",
@@ -237,7 +286,7 @@ class Serving:
         yield p.sse("[DONE]")
 
     async def completion(self, request: Any, body: Any) -> dict[str, Any]:
-        jobs = self.prepare_completion(body)
+        jobs = await self.prepare_completion(body)
         gens = await self.run(request, jobs)
         return {
             "object": "text_completion",

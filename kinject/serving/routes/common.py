@@ -11,7 +11,7 @@ from fastapi import Request
 from starlette.responses import StreamingResponse
 
 from .. import bodies
-from ..handlers import Serving
+from ..handlers import Serving, off_loop
 
 
 def serving_of(request: Request) -> Serving:
@@ -20,13 +20,14 @@ def serving_of(request: Request) -> Serving:
 
 
 async def json_body(request: Request) -> Any:
-    """The body as JSON (``bodies.load_json``); bytes that are not JSON, or nested too deep, are TGI's 422."""
-    return bodies.load_json(await request.body())
+    """The body as JSON (``bodies.load_json``, off the event loop); bytes that are not JSON are TGI's 422."""
+    return await off_loop(bodies.load_json, await request.body())
 
 
 async def parse(request: Request, model: Any) -> Any:
-    """The body as the pydantic ``model``; a wrong field is TGI's 422 (through the validation error handler)."""
-    return bodies.parse(await request.body(), model)
+    """The body as the pydantic ``model`` (off the event loop); a wrong field is TGI's 422 (through the validation
+    error handler)."""
+    return await off_loop(bodies.parse, await request.body(), model)
 
 
 class EventStream(StreamingResponse):

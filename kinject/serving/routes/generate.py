@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 
 from .. import bodies
 from ..errors import ServeError
+from ..handlers import off_loop
 from .common import EventStream, json_body, parse, serving_of
 from .openai import chat_or_stream, completion_or_stream
 
@@ -23,7 +24,7 @@ async def generate_or_stream(request: Request, body: Any, stream: bool, compat: 
         return [answer] if compat else answer
     if body.parameters.decoder_input_details:
         raise ServeError("`decoder_input_details` == true is not supported when streaming tokens")
-    job = serving.prepare_generate(body)
+    job = await serving.prepare_generate(body)
     cancel = threading.Event()
     return EventStream(serving.generate_events(body, serving.stream([job], cancel)), cancel)
 
@@ -51,10 +52,10 @@ async def invocations(request: Request):
     the completions'."""
     data = await json_body(request)
     if isinstance(data, dict) and "inputs" in data:  # one GenerateResponse, not /'s list of one
-        body = bodies.Generate.model_validate(data)
+        body = await off_loop(bodies.Generate.model_validate, data)
         return await generate_or_stream(request, body, body.stream, False)
     if isinstance(data, dict) and "messages" in data:
-        return await chat_or_stream(request, bodies.Chat.model_validate(data))
+        return await chat_or_stream(request, await off_loop(bodies.Chat.model_validate, data))
     if isinstance(data, dict) and "prompt" in data:
-        return await completion_or_stream(request, bodies.Completion.model_validate(data))
+        return await completion_or_stream(request, await off_loop(bodies.Completion.model_validate, data))
     raise ServeError("Input validation error: the body needs `inputs`, `messages` or `prompt`")

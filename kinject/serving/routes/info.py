@@ -26,7 +26,7 @@ def info(request: Request):
         "max_concurrent_requests": engine.max_concurrent_requests,
         "max_best_of": 1,
         "max_stop_sequences": p.MAX_STOPS,
-        "max_input_tokens": engine.max_total_tokens - 1,
+        "max_input_tokens": engine.max_input_tokens,
         "max_total_tokens": engine.max_total_tokens,
         "validation_workers": 1,
         "max_client_batch_size": p.MAX_PROMPTS,

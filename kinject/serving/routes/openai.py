@@ -18,7 +18,7 @@ async def chat_or_stream(request: Request, body: Any) -> Any:
     serving = serving_of(request)
     if not body.stream:
         return await serving.chat(request, body)
-    job = serving.prepare_chat(body)
+    job = await serving.prepare_chat(body)
     cancel = threading.Event()
     return EventStream(serving.chat_events(body, job, serving.stream([job], cancel)), cancel)
 
@@ -28,7 +28,7 @@ async def completion_or_stream(request: Request, body: Any) -> Any:
     serving = serving_of(request)
     if not body.stream:
         return await serving.completion(request, body)
-    jobs = serving.prepare_completion(body)
+    jobs = await serving.prepare_completion(body)
     cancel = threading.Event()
     return EventStream(serving.completion_events(jobs, serving.stream(jobs, cancel)), cancel)
 
