@@ -143,6 +143,10 @@ class Sampling(Body):
     repetition_penalty: float | None = Field(None, gt=0)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    # Read only to refuse a value the server would otherwise ignore (``protocol.check_chat_fields`` and
+    # ``check_completion_fields``).
+    n: int | None = Field(None, ge=0, le=INT32)
+    logit_bias: Any = None
 
 
 class Chat(Sampling):
@@ -150,6 +154,9 @@ class Chat(Sampling):
     max_completion_tokens: Count = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=5)
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    response_format: Any = None
 
 
 class ChatTokenize(Body):
@@ -162,6 +169,9 @@ class ChatTokenize(Body):
 class Completion(Sampling):
     prompt: list[Text] | Text
     suffix: Text | None = None
+    best_of: int | None = Field(None, ge=0, le=INT32)
+    logprobs: Any = None
+    echo: bool = False
 
 
 class AddAdapter(Body):

@@ -155,6 +155,7 @@ class Serving:
         return target, ids, params
 
     def _chat_job(self, body: Any) -> Job:
+        p.check_chat_fields(body)
         target = self.engine.resolve(body.model)
         params = p.openai_params(body, self.default_max)
         ids = self.engine.chat_ids(target, p.chat_messages(body))
@@ -162,6 +163,7 @@ class Serving:
         return target, ids, params
 
     def _completion_jobs(self, body: Any) -> list[Job]:
+        p.check_completion_fields(body)
         target = self.engine.resolve(body.model)
         params = p.openai_params(body, self.default_max)
         jobs = []
@@ -241,7 +243,7 @@ class Serving:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": g.text},
-                    "logprobs": None,
+                    "logprobs": p.chat_logprobs(g.tokens) if body.logprobs else None,
                     "finish_reason": p.openai_finish(g.finish_reason),
                 }
             ],
@@ -251,7 +253,13 @@ class Serving:
     async def chat_events(self, body: Any, job: Any, events: AsyncIterator) -> AsyncIterator[str]:
         created, chat_id, name = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}", self.model_name(job[0])
 
-        def chunk(delta: dict[str, Any] | None, finish: str | None, use: Any = None, choices: bool = True) -> str:
+        def chunk(token: TokenOut | None, finish: str | None, use: Any = None) -> str:
+            """One token's chunk (its text empty for a special token), or with ``use`` the usage chunk."""
+            choices = []
+            if use is None:
+                delta = {"role": "assistant", "content": "" if token is None or token.special else token.text}
+                logprobs = p.chat_logprobs([token]) if body.logprobs and token and not token.special else None
+                choices = [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]
             return p.sse(
                 {
                     "object": "chat.completion.chunk",
@@ -259,9 +267,7 @@ class Serving:
                     "created": created,
                     "model": name,
                     "system_fingerprint": self.fingerprint,
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-                    if choices
-                    else [],
+                    "choices": choices,
                     "usage": use,
                 }
             )
@@ -274,15 +280,14 @@ class Serving:
             kind, _, payload = event
             if kind == "token":
                 if pending is not None:
-                    yield chunk({"role": "assistant", "content": pending.text}, None)
+                    yield chunk(pending, None)
                 pending = payload
             else:
                 g: Generation = payload
                 if pending is not None:
-                    text = "" if pending.special else pending.text
-                    yield chunk({"role": "assistant", "content": text}, p.openai_finish(g.finish_reason))
+                    yield chunk(pending, p.openai_finish(g.finish_reason))
                 if body.stream_options and body.stream_options.include_usage:
-                    yield chunk(None, None, p.usage(g), choices=False)
+                    yield chunk(None, None, p.usage(g))
         yield p.sse("[DONE]")
 
     async def completion(self, request: Any, body: Any) -> dict[str, Any]:

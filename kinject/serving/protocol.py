@@ -58,6 +58,49 @@ def openai_params(r: Any, default_max: int) -> Params:
     )
 
 
+def check_chat_fields(r: Any) -> None:
+    """Refuse the chat fields the server would otherwise ignore: more than one choice, alternatives' log
+    probabilities, tool calls, constrained output, biases and penalties it does not apply. A 422 names them all."""
+    refused = _refused_sampling(r)
+    if r.top_logprobs:
+        refused.append(f"`top_logprobs` = {r.top_logprobs} (`logprobs` gives the chosen tokens' only)")
+    if r.tools and r.tool_choice != "none":
+        refused.append('`tools` (no tool calls: send `tool_choice` "none" or no tools)')
+    elif r.tool_choice not in (None, "auto", "none"):
+        refused.append(f"`tool_choice` = {json.dumps(r.tool_choice)[:80]} (no tool calls)")
+    if r.response_format is not None:
+        refused.append("`response_format` (no grammar-constrained output)")
+    _refuse(refused)
+
+
+def check_completion_fields(r: Any) -> None:
+    """Refuse the completion fields the server would otherwise ignore (see ``check_chat_fields``)."""
+    refused = _refused_sampling(r)
+    if r.best_of not in (None, 1):
+        refused.append(f"`best_of` = {r.best_of} (one candidate per prompt)")
+    if r.logprobs is not None and r.logprobs is not False:
+        refused.append(f"`logprobs` = {json.dumps(r.logprobs)[:20]} (no log probabilities on /v1/completions)")
+    if r.echo:
+        refused.append("`echo` (the answer never repeats the prompt)")
+    _refuse(refused)
+
+
+def _refused_sampling(r: Any) -> list[str]:
+    refused = []
+    if r.n not in (None, 1):
+        refused.append(f"`n` = {r.n} (one choice per request: send 1 or leave it out)")
+    if r.frequency_penalty:
+        refused.append(f"`frequency_penalty` = {r.frequency_penalty} (`repetition_penalty` is applied, this is not)")
+    if r.logit_bias:
+        refused.append("`logit_bias`")
+    return refused
+
+
+def _refuse(refused: list[str]) -> None:
+    if refused:
+        raise ServeError("not supported by kinject's server: " + "; ".join(refused))
+
+
 def chat_messages(r: Any) -> list[dict[str, str]]:
     """The conversation as plain role/content pairs (text parts joined; other parts, such as images, dropped)."""
     out = []
@@ -86,6 +129,11 @@ def prompts(r: Any) -> list[str]:
 
 def token(t: TokenOut) -> dict[str, Any]:
     return {"id": t.id, "text": t.text, "logprob": t.logprob, "special": t.special}
+
+
+def chat_logprobs(tokens: list[TokenOut]) -> dict[str, Any]:
+    """The chat's ``logprobs``: each chosen token's log probability (special tokens, not in the text, left out)."""
+    return {"content": [{"token": t.text, "logprob": t.logprob, "top_logprobs": []} for t in tokens if not t.special]}
 
 
 def generate_details(g: Generation) -> dict[str, Any]:
