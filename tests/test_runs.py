@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from damaged_runs import DAMAGES, Damage, make_run
 
 from kinject.runs import RunDir, RunError
 
@@ -90,6 +91,45 @@ def test_metrics_skip_a_cut_line_and_trim_after_a_step(tmp_path):
     assert [r["step"] for r in run.read_metrics()] == [1, 2]
     run.clear_metrics()
     assert run.read_metrics() == []
+
+
+@pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
+def test_each_reader_names_the_damaged_file_and_field(tmp_path, damage: Damage):
+    """A file that parses but holds the wrong shape or type, or is cut off, is one clear error where it is read:
+    it names the file and the field (and is a ValueError, as a damaged JSON file always was to its callers)."""
+    run = make_run(tmp_path, "bad")
+    damage.apply(run)
+    readers = {
+        "status.json": run.read_status,
+        "eval.json": run.read_eval,
+        "config.yaml": run.read_config,
+        "metrics.jsonl": run.read_metrics,
+    }
+    with pytest.raises(RunError) as info:
+        readers[damage.file]()
+    assert str(run.path / damage.file) in str(info.value) and damage.named in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_the_adapter_meta_and_the_sources_name_their_damaged_field(tmp_path):
+    run = make_run(tmp_path, "bad")
+    (run.adapter_dir / "kinject.json").write_text('{"status": "done", "step": "three"}')
+    with pytest.raises(RunError, match=r"kinject\.json is damaged: step must be a whole number, got 'three'"):
+        run.read_adapter_meta()
+    (run.path / "sources.jsonl").write_text('{"input": "a.html", "tokens": 9}\n{"input": "b.html", "tokens": "9"}\n')
+    with pytest.raises(RunError, match=r"sources\.jsonl is damaged: line 2: tokens must be a whole number, got .9."):
+        run.read_sources()
+
+
+def test_the_status_file_shape_follows_the_job_state():
+    """status.json is checked against JobState's own fields and types, so the two cannot drift apart."""
+    import typing
+
+    from kinject.jobs import JobState
+    from kinject.runs.shapes import INT, NUMBER, STATUS, TEXT, Opt
+
+    spec_of = {str: TEXT, int: INT, float: NUMBER, float | None: Opt(NUMBER)}
+    assert {name: spec_of[hint] for name, hint in typing.get_type_hints(JobState).items()} == STATUS
 
 
 def test_a_failed_adapter_write_keeps_the_old_adapter(tmp_path):
