@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,40 @@ def test_the_status_file_shape_follows_the_job_state():
 
     spec_of = {str: TEXT, int: INT, float: NUMBER, float | None: Opt(NUMBER)}
     assert {name: spec_of[hint] for name, hint in typing.get_type_hints(JobState).items()} == STATUS
+
+
+def test_what_kinject_writes_reads_back_whole(tmp_path):
+    """The readers' checks accept every file as kinject writes it: an evaluation with both sides, forgetting,
+    contamination and answers, an adapter's metadata with the guard's checks, a job's state and a logged step."""
+    from kinject.eval.contamination import Contamination
+    from kinject.eval.metrics import Answer, Forgetting, ProbeResult, Scores
+    from kinject.eval.probes import Probe
+    from kinject.eval.report import EvalReport
+    from kinject.forgetting import Check, Decision
+    from kinject.jobs import JobState
+
+    run = make_run(tmp_path, "good")
+    scores = Scores(0.5, 1.0, -1.2, None, 0.9, 1, 2, 3, 3, 4, 3)
+    answer = Answer("H100 GPUs.", True, True, -0.4)
+    probe = ProbeResult(Probe("k1", "knowledge", "Which GPUs?", answers=["H100"]), "chat", answer, answer)
+    forgetting = Forgetting(0.1, 1.05, 0.5, {"g1": 0.1}, 64, 10.0, 10.5, 128)
+    settings = {"generation": {"max_new_tokens": 32}, "quick": True, "counts": {"knowledge": 1}, "adapter_step": 4}
+    settings["guard"] = {"learnt": True, "reason": "kept step 4"}
+    report = EvalReport(
+        str(run.path), "tiny", True, scores, scores, forgetting, [probe], settings, {"total_s": 3.5}, None,
+        "2026-12-01T10:00:00", contamination=Contamination(1, 2, {"r1": ["p5"]}, 7), open_book=scores,
+    )  # fmt: skip
+    run.write_eval(report.to_dict(), "", lambda path: path.write_bytes(b""))
+    assert run.read_eval() == json.loads(json.dumps(report.to_dict()))
+    guard = Decision(4, "kept step 4", [Check(4, 0.05, -1.0, True)], learnt=True).to_dict()
+    meta = {"status": "done", "step": 4, "total_steps": 4, "train": {}, "saved_at": "2026", "kept_step": 4}
+    (run.adapter_dir / "kinject.json").write_text(json.dumps({**meta, "guard": guard}))
+    assert run.read_adapter_meta()["guard"]["checks"][0]["kl"] == 0.05
+    run.write_status(JobState(run_dir=str(run.path), status="done", loss=1.5, eta_s=None).to_dict())
+    assert run.read_status()["status"] == "done"
+    step = {"step": 2, "total": 4, "epoch": 0.5, "loss": 1.2, "learning_rate": 1e-4, "grad_norm": 0.3}
+    run.append_metric({"time": 1.0, **step, "tokens_per_s": None, "eta_s": 3.0})
+    assert run.read_metrics()[0]["step"] == 2
 
 
 def test_a_failed_adapter_write_keeps_the_old_adapter(tmp_path):
