@@ -298,7 +298,7 @@ def eval_section(report: dict[str, Any] | None) -> list[str]:
         ]
     if not report or not report.get("adapter"):
         return [*lines, "Not evaluated yet: run `kinject eval` on the run and push again to add the scores.", ""]
-    b, a, f = report["base"], report["adapter"], report.get("forgetting") or {}
+    b, a, f = report.get("base") or {}, report["adapter"], report.get("forgetting") or {}
     if gain := no_gain_line(b, a):
         lines += [f"**{gain}**", ""]
     rows = [

@@ -249,17 +249,15 @@ def _pid_alive(pid: Any, started: Any = 0.0) -> bool:
 
 
 def read_status(run_dir: str | Path, live: JobState | None = None) -> JobState | None:
-    """The run's last recorded job state; an active state with no live job behind it reads as interrupted."""
+    """The run's last recorded job state; an active state with no live job behind it reads as interrupted.
+    RunDamagedError (naming the file and field) when ``status.json`` holds no job state."""
     run = RunDir(run_dir)
     if live is not None and Path(live.run_dir) == run.path and live.active:
         return live
-    try:
-        data = run.read_status()
-        if data is None:
-            return None
-        state = JobState(**{k: v for k, v in data.items() if k in JobState.__dataclass_fields__})
-    except (ValueError, TypeError, OSError) as exc:
-        return JobState(run_dir=str(run), status="failed", error=f"unreadable job status: {exc}")
+    data = run.read_status()
+    if data is None:
+        return None
+    state = JobState(**{k: v for k, v in data.items() if k in JobState.__dataclass_fields__})
     state.run_dir = str(run.path)  # where it is now: a copied or renamed run names itself, not its old folder
     if state.active and (state.pid == os.getpid() or not _pid_alive(state.pid, state.pid_started)):
         state.status = "interrupted"
@@ -434,7 +432,8 @@ class JobManager:
         return self.state()
 
     def status_of(self, run_dir: str | Path) -> JobState | None:
-        """A run's state: live when this process runs a job on it, else from its ``status.json``."""
+        """A run's state: live when this process runs a job on it, else from its ``status.json`` (RunDamagedError
+        when that is damaged)."""
         with self._lock:
             alive = self._thread is not None and self._thread.is_alive()
             live = self._recorder.snapshot() if self._recorder and alive else None

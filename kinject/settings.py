@@ -129,6 +129,13 @@ class AppConfig:
     max_upload_bytes: int = setting(
         5_000_000, "Largest file a web user may upload, in bytes; a bigger upload is refused before it is stored."
     )
+    trusted_proxies: list[str] = setting(
+        [],
+        "Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client: the login limit then "
+        "counts the client's address, not the proxy's. None by default: the header is ignored and the limit counts "
+        "the connecting address (behind a proxy, everyone's; name the proxy here).",
+        metavar="CIDR",
+    )
     push_with_server_token: bool = setting(
         False,
         "Let the Publish tab push with the server's HF_TOKEN when a web user leaves the token field empty (anyone "
@@ -140,6 +147,7 @@ class AppConfig:
         require(1 <= self.port <= 65535, "port", f"must be within 1-65535, got {self.port}")
         require(self.max_upload_bytes > 0, "max_upload_bytes", f"must be > 0, got {self.max_upload_bytes}")
         check_networks("allowed_networks", self.allowed_networks)
+        check_networks("trusted_proxies", self.trusted_proxies)
 
     @staticmethod
     def env_name(field_name: str) -> str:

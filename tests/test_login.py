@@ -10,6 +10,7 @@ import pytest
 from fastapi import HTTPException
 
 from kinject.config import ConfigError
+from kinject.settings import AppConfig
 from kinject.web.auth import LoginLimiter, auth_for, auth_launch_kwargs, parse_auth
 
 GOOD = [("me", "long-secret"), ("you", "correct horse battery")]
@@ -93,22 +94,86 @@ def test_short_passwords_keep_their_message():
 # ------------------------------------------------------------------------------------------- the login limiter
 
 
-def test_five_failures_lock_the_user_even_against_the_right_password(limiter, clock, caplog):
+def test_five_failures_lock_the_address_and_the_name_from_it_even_against_the_right_password(limiter, clock, caplog):
     caplog.set_level(logging.WARNING, logger="kinject.app")
     assert limiter.check("me", "long-secret", "10.0.0.1")  # works, and a success clears nothing bad
     for attempt in range(5):
         assert not limiter.check("me", f"guess-{attempt}", "10.0.0.2")
-    assert limiter.locked_for("me") == pytest.approx(60)
-    assert not limiter.check("me", "long-secret", "10.0.0.3")  # right password, other address: still locked
-    assert limiter.check("you", "correct horse battery", "10.0.0.3")  # other users are unaffected
+    assert limiter.locked_for("me", "10.0.0.2") == pytest.approx(60)
+    assert not limiter.check("me", "long-secret", "10.0.0.2")  # right password, same address: still locked
+    assert not limiter.check("you", "correct horse battery", "10.0.0.2")  # the address is locked for every name
+    assert limiter.check("you", "correct horse battery", "10.0.0.3")  # other addresses are unaffected
     clock.advance(59)
-    assert not limiter.check("me", "long-secret", "10.0.0.3")
+    assert not limiter.check("me", "long-secret", "10.0.0.2")
     clock.advance(2)
-    assert limiter.check("me", "long-secret", "10.0.0.3")
+    assert limiter.check("me", "long-secret", "10.0.0.2")
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1, lines  # one warning per lockout; refused attempts during it log nothing
-    assert "user 'me' for 60 s" in lines[0] and "address '10.0.0.2' for 60 s" in lines[0]
+    assert "user 'me' from '10.0.0.2' for 60 s" in lines[0] and "address '10.0.0.2' for 60 s" in lines[0]
     assert "guess" not in caplog.text and "long-secret" not in caplog.text
+
+
+def test_a_user_locked_out_by_someone_else_logs_in_from_an_address_that_has_not_failed(limiter, clock):
+    """Whoever knows a user name can lock only themselves out: the lockouts they earn (doubling up to 15 minutes)
+    hold against their address, while the user logs in at once from theirs. Before, the name was locked for all."""
+    for _ in range(3):
+        for attempt in range(5):
+            assert not limiter.check("me", f"guess-{attempt}", "203.0.113.66")
+        clock.advance(limiter.locked_for("me", "203.0.113.66") - 1)
+    assert limiter.locked_for("me", "203.0.113.66") == pytest.approx(1)  # the attacker's third lockout, 240 s
+    assert limiter.locked_for("me", "198.51.100.7") == 0
+    assert limiter.check("me", "long-secret", "198.51.100.7")  # the legitimate user, from a fresh address
+    assert not limiter.check("me", "long-secret", "203.0.113.66")  # the attacker's address guesses nothing more
+
+
+def test_an_ipv6_client_is_counted_by_its_64_block(limiter):
+    """A client with an IPv6 /64 can use any of its addresses: five failures from five of them lock the block."""
+    for number in range(5):
+        assert not limiter.check(f"bot{number}", "wrong-password", f"2001:db8:1:2::{number + 1}")
+    assert not limiter.check("me", "long-secret", "2001:db8:1:2:ffff::9")
+    assert limiter.check("me", "long-secret", "2001:db8:1:3::1")  # another block
+    assert limiter.check("me", "long-secret", "::ffff:192.0.2.1")  # IPv4-mapped: counted as 192.0.2.1
+
+
+def test_invented_names_never_flush_a_lock(limiter):
+    """5,001 failures under new names from new addresses fill the table past its 10,000 keys: the unlocked keys go,
+    the lock stays (before, the oldest keys went, locked ones included, and the locked password was accepted)."""
+    for attempt in range(5):
+        assert not limiter.check("me", f"guess-{attempt}", "203.0.113.66")
+    for number in range(5_001):
+        limiter.check(f"name{number}", "wrong-password", f"10.{number // 65536}.{number // 256 % 256}.{number % 256}")
+    assert not limiter.check("me", "long-secret", "203.0.113.66")
+    assert limiter.locked_for("me", "203.0.113.66") > 0 and len(limiter._state) <= LoginLimiter.MAX_TRACKED
+
+
+def test_when_locks_fill_the_table_a_new_address_waits_for_the_first_to_end(limiter, clock, monkeypatch, caplog):
+    """A table full of locked keys forgets none of them: an attempt that needs a new key is refused unchecked
+    (429 with the wait) until the first lock ends, so no guess goes uncounted; then the user logs in."""
+    caplog.set_level(logging.WARNING, logger="kinject.app")
+    monkeypatch.setattr(limiter, "MAX_TRACKED", 10)
+    for number in range(5):  # five addresses, each locked with its one name: ten locked keys
+        for _ in range(5):
+            assert not limiter.check(f"bot{number}", "wrong-password", f"203.0.113.{number}")
+    clock.advance(30)
+    with pytest.raises(HTTPException) as info:
+        _call_from(limiter, "198.51.100.7", "me", "long-secret")
+    assert info.value.status_code == 429 and info.value.headers["Retry-After"] == "30"
+    assert not limiter.check("me", "long-secret", "198.51.100.7")
+    assert all(limiter.locked_for(f"bot{n}", f"203.0.113.{n}") > 0 for n in range(5))  # every lock holds
+    assert "new ones are refused until one ends" in caplog.text
+    clock.advance(31)
+    assert limiter.check("me", "long-secret", "198.51.100.7")
+
+
+def _call_from(limiter: LoginLimiter, client: str, username: str, password: str) -> bool:
+    """The gradio callable, as the middleware calls it for a request from ``client``."""
+    from kinject.web import auth
+
+    token = auth._CLIENT_ADDRESS.set(client)
+    try:
+        return limiter(username, password)
+    finally:
+        auth._CLIENT_ADDRESS.reset(token)
 
 
 def test_many_user_names_from_one_address_lock_the_address(limiter):
@@ -199,3 +264,57 @@ def test_real_login_route_locks_out_and_recovers(clock):
             assert login("me", "long-secret").status_code == 429
     finally:
         demo.close()
+
+
+def _serve(monkeypatch, operator: AppConfig):
+    """A one-line app served as ``python app.py`` serves it (``serve_app``), with a login for "me"."""
+    import gradio as gr
+
+    from kinject.web.launch import serve_app
+
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")  # uvicorn's default, as a bare environment gives it
+    with gr.Blocks() as demo:
+        gr.Markdown("hello")
+    serve_app(demo, operator, [("me", "long-secret")], server_port=None, prevent_thread_lock=True, quiet=True)
+    return demo
+
+
+def _login_as(http: httpx.Client, user: str, password: str, claimed: str) -> int:
+    """A login claiming to come from ``claimed`` (X-Forwarded-For, as a proxy would add it); its status code."""
+    data = {"username": user, "password": password}
+    return http.post("/login", data=data, headers={"X-Forwarded-For": claimed}).status_code
+
+
+def test_a_claimed_client_address_does_not_dodge_the_login_limit(monkeypatch):
+    """Unless the operator names a trusted proxy, the limit counts the connection's own address: five failures under
+    five claimed addresses lock it, and a new claim does not unlock it (before, uvicorn believed any claim made from
+    loopback, so each failure counted for a different address and the lock never came)."""
+    demo = _serve(monkeypatch, AppConfig())
+    try:
+        with httpx.Client(base_url=demo.local_url, timeout=10) as http:
+            codes = [_login_as(http, f"bot{n}", "wrong-password", f"198.51.100.{n}") for n in range(6)]
+            assert codes == [400] * 5 + [429]
+            assert _login_as(http, "me", "long-secret", "192.0.2.200") == 429
+    finally:
+        demo.close()
+
+
+def test_behind_a_trusted_proxy_each_client_is_counted_and_the_user_still_logs_in(monkeypatch):
+    """With the proxy named (KINJECT_TRUSTED_PROXIES), the address it forwards is counted: an attacker who knows the
+    name locks only their own address out, and the user logs in through the same proxy from theirs."""
+    demo = _serve(monkeypatch, AppConfig(trusted_proxies=["127.0.0.1", "::1"]))
+    try:
+        with httpx.Client(base_url=demo.local_url, timeout=10) as http:
+            codes = [_login_as(http, "me", f"guess-{n}", "203.0.113.66") for n in range(6)]
+            assert codes == [400] * 5 + [429]
+            assert _login_as(http, "me", "long-secret", "198.51.100.7") == 200
+            assert _login_as(http, "me", "long-secret", "203.0.113.66") == 429
+    finally:
+        demo.close()
+
+
+def test_trusted_proxies_are_an_operator_setting():
+    env = {"KINJECT_TRUSTED_PROXIES": "10.0.0.5, 172.16.0.0/12"}
+    assert AppConfig.from_env(env).trusted_proxies == ["10.0.0.5", "172.16.0.0/12"]
+    with pytest.raises(ConfigError, match=r"^KINJECT_TRUSTED_PROXIES: '\*' is not a CIDR range"):
+        AppConfig.from_env({"KINJECT_TRUSTED_PROXIES": "*"})

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
+from damaged_runs import DAMAGES, Damage, make_run
 
 from kinject.runs import RunDir, RunError
 
@@ -90,6 +92,79 @@ def test_metrics_skip_a_cut_line_and_trim_after_a_step(tmp_path):
     assert [r["step"] for r in run.read_metrics()] == [1, 2]
     run.clear_metrics()
     assert run.read_metrics() == []
+
+
+@pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
+def test_each_reader_names_the_damaged_file_and_field(tmp_path, damage: Damage):
+    """A file that parses but holds the wrong shape or type, or is cut off, is one clear error where it is read:
+    it names the file and the field (and is a ValueError, as a damaged JSON file always was to its callers)."""
+    run = make_run(tmp_path, "bad")
+    damage.apply(run)
+    readers = {
+        "status.json": run.read_status,
+        "eval.json": run.read_eval,
+        "config.yaml": run.read_config,
+        "metrics.jsonl": run.read_metrics,
+    }
+    with pytest.raises(RunError) as info:
+        readers[damage.file]()
+    assert str(run.path / damage.file) in str(info.value) and damage.named in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_the_adapter_meta_and_the_sources_name_their_damaged_field(tmp_path):
+    run = make_run(tmp_path, "bad")
+    (run.adapter_dir / "kinject.json").write_text('{"status": "done", "step": "three"}')
+    with pytest.raises(RunError, match=r"kinject\.json is damaged: step must be a whole number, got 'three'"):
+        run.read_adapter_meta()
+    (run.path / "sources.jsonl").write_text('{"input": "a.html", "tokens": 9}\n{"input": "b.html", "tokens": "9"}\n')
+    with pytest.raises(RunError, match=r"sources\.jsonl is damaged: line 2: tokens must be a whole number, got .9."):
+        run.read_sources()
+
+
+def test_the_status_file_shape_follows_the_job_state():
+    """status.json is checked against JobState's own fields and types, so the two cannot drift apart."""
+    import typing
+
+    from kinject.jobs import JobState
+    from kinject.runs.shapes import INT, NUMBER, STATUS, TEXT, Opt
+
+    spec_of = {str: TEXT, int: INT, float: NUMBER, float | None: Opt(NUMBER)}
+    assert {name: spec_of[hint] for name, hint in typing.get_type_hints(JobState).items()} == STATUS
+
+
+def test_what_kinject_writes_reads_back_whole(tmp_path):
+    """The readers' checks accept every file as kinject writes it: an evaluation with both sides, forgetting,
+    contamination and answers, an adapter's metadata with the guard's checks, a job's state and a logged step."""
+    from kinject.eval.contamination import Contamination
+    from kinject.eval.metrics import Answer, Forgetting, ProbeResult, Scores
+    from kinject.eval.probes import Probe
+    from kinject.eval.report import EvalReport
+    from kinject.forgetting import Check, Decision
+    from kinject.jobs import JobState
+
+    run = make_run(tmp_path, "good")
+    scores = Scores(0.5, 1.0, -1.2, None, 0.9, 1, 2, 3, 3, 4, 3)
+    answer = Answer("H100 GPUs.", True, True, -0.4)
+    probe = ProbeResult(Probe("k1", "knowledge", "Which GPUs?", answers=["H100"]), "chat", answer, answer)
+    forgetting = Forgetting(0.1, 1.05, 0.5, {"g1": 0.1}, 64, 10.0, 10.5, 128)
+    settings = {"generation": {"max_new_tokens": 32}, "quick": True, "counts": {"knowledge": 1}, "adapter_step": 4}
+    settings["guard"] = {"learnt": True, "reason": "kept step 4"}
+    report = EvalReport(
+        str(run.path), "tiny", True, scores, scores, forgetting, [probe], settings, {"total_s": 3.5}, None,
+        "2026-12-01T10:00:00", contamination=Contamination(1, 2, {"r1": ["p5"]}, 7), open_book=scores,
+    )  # fmt: skip
+    run.write_eval(report.to_dict(), "", lambda path: path.write_bytes(b""))
+    assert run.read_eval() == json.loads(json.dumps(report.to_dict()))
+    guard = Decision(4, "kept step 4", [Check(4, 0.05, -1.0, True)], learnt=True).to_dict()
+    meta = {"status": "done", "step": 4, "total_steps": 4, "train": {}, "saved_at": "2026", "kept_step": 4}
+    (run.adapter_dir / "kinject.json").write_text(json.dumps({**meta, "guard": guard}))
+    assert run.read_adapter_meta()["guard"]["checks"][0]["kl"] == 0.05
+    run.write_status(JobState(run_dir=str(run.path), status="done", loss=1.5, eta_s=None).to_dict())
+    assert run.read_status()["status"] == "done"
+    step = {"step": 2, "total": 4, "epoch": 0.5, "loss": 1.2, "learning_rate": 1e-4, "grad_norm": 0.3}
+    run.append_metric({"time": 1.0, **step, "tokens_per_s": None, "eta_s": 3.0})
+    assert run.read_metrics()[0]["step"] == 2
 
 
 def test_a_failed_adapter_write_keeps_the_old_adapter(tmp_path):

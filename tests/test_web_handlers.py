@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 
 import pytest
+from damaged_runs import DAMAGES, Damage, make_run
 
 from kinject.jobs import JobManager
+from kinject.runs import RunDir
 from kinject.web import state
 from kinject.web.handlers import follow_job
 
@@ -213,3 +215,68 @@ def test_a_damaged_evaluation_file_does_not_break_the_evaluate_line(tmp_path):
     (run.path / run.eval_files("full")[0]).write_text("{not json")
     text = eval_plan_text(run, EvalConfig(quick="off", auto_probes=0), GenerationConfig())
     assert text.startswith("**Evaluate runs the full set**") and "unreadable" in text
+
+
+# --- A damaged run: the page, the poll, the settings and a delete beside it ----------------------------------------
+def _good_and_damaged(damage: Damage) -> RunDir:
+    """A healthy run "good" and, newer, a run "bad" with ``damage`` (the page selects it on load); returns "bad"."""
+    make_run(state.RUNS_ROOT, "good")
+    bad = make_run(state.RUNS_ROOT, "bad")
+    damage.apply(bad)
+    return bad
+
+
+@pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
+def test_the_page_loads_beside_a_damaged_run_and_its_poll_and_settings_name_the_damage(jobs, damage):
+    """Loading the page, polling and reading the Train form's settings never raise for a damaged run: the status
+    area names a damaged status.json or metrics.jsonl (file and field), the form warns of a damaged config.yaml and
+    shows the defaults; the healthy run is used as before."""
+    import warnings
+
+    from kinject.web.forms import form_defaults, train_form_values
+    from kinject.web.handlers import on_load, poll, run_settings
+
+    bad = _good_and_damaged(damage)
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        picker, table, *_ = on_load()
+        status = poll("bad")[0]
+        settings = run_settings("bad")
+    named = str(bad.path / damage.file)
+    assert picker["choices"] == ["bad", "good"] and [row[-1] for row in table][1] == "prepared"
+    assert table[0][-1].startswith(f"damaged: {damage.file}: ")
+    if damage.file in ("status.json", "metrics.jsonl"):
+        assert f"**bad** cannot be used: {named} is damaged: " in status and damage.named in status
+    if damage.file == "config.yaml":
+        defaults = form_defaults()
+        assert settings == [*train_form_values(defaults), defaults["preset"]]
+        assert any(named in str(w.message) and damage.named in str(w.message) for w in warned), warned
+    assert poll("good")[0] == "**good**: prepared, not trained yet."
+
+
+def test_deleting_a_run_beside_a_damaged_one_reports_the_delete(jobs, capsys):
+    """The delete of a healthy run says it deleted it and shows the list with the damaged run in it (before, the
+    list's refresh raised after the run was gone, and the user was told the delete failed)."""
+    from kinject.web.handlers import delete_run
+
+    bad = _good_and_damaged(DAMAGES["status is text"])
+    picker, table, confirm = delete_run("good", "good")
+    assert not (state.RUNS_ROOT / "good").exists() and "Deleted run good." in capsys.readouterr().out
+    assert picker["choices"] == ["bad"] and confirm == ""
+    assert [row[0] for row in table] == ["bad"] and table[0][-1].startswith("damaged: status.json: ")
+    assert bad.is_run()
+
+
+def test_a_list_that_cannot_be_refreshed_after_a_delete_is_reported_apart(jobs, capsys, monkeypatch):
+    from kinject.web import handlers
+
+    make_run(state.RUNS_ROOT, "good")
+
+    def unreadable() -> list:
+        raise OSError("the runs folder is unreadable")
+
+    monkeypatch.setattr(handlers, "runs_table", unreadable)
+    with pytest.warns(UserWarning, match=r"Run good was deleted, but the runs list could not be refreshed \(the runs"):
+        picker, table, confirm = handlers.delete_run("good", "good")
+    assert not (state.RUNS_ROOT / "good").exists() and "Deleted run good." in capsys.readouterr().out
+    assert confirm == ""

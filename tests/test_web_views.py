@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from damaged_runs import DAMAGES, Damage, make_run
 
 from kinject.jobs import JobManager, JobState
 from kinject.runs import RunDir
@@ -312,3 +313,59 @@ def test_the_augmentation_table_says_why_a_distilled_row_kept_its_clause(runs):
         "the generator's answer was not used (does not state 2026); the source's words are the answer",
     ]
     assert table[1][3:] == ["It peaks at 3.2 GHz.", "yes", ""]
+
+
+# --- A damaged run: named where it is read, and never in another run's way -----------------------------------------
+EVAL_DAMAGES = {k: d for k, d in DAMAGES.items() if d.file == "eval.json"}
+CARD_DAMAGES = {k: d for k, d in DAMAGES.items() if d.file in ("eval.json", "config.yaml")}
+
+
+def _good_and_damaged(damage: Damage) -> RunDir:
+    """A healthy, evaluated run "good" and a run "bad" with ``damage``; returns "bad"."""
+    make_run(state.RUNS_ROOT, "good").write_eval(EVAL, "", _no_plot)
+    bad = make_run(state.RUNS_ROOT, "bad")
+    damage.apply(bad)
+    return bad
+
+
+def _names(message: str, run: RunDir, damage: Damage) -> bool:
+    return str(run.path / damage.file) in message and damage.named in message
+
+
+@pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
+def test_a_damaged_run_is_named_in_the_runs_table_and_spares_the_others(runs, damage):
+    _good_and_damaged(damage)
+    rows = {r[0]: dict(zip(RUNS_COLUMNS, r, strict=True)) for r in runs_table()}
+    assert rows["bad"]["status"].startswith(f"damaged: {damage.file}: ") and damage.named in rows["bad"]["status"]
+    assert rows["good"]["knowledge"] == "0.25 (1/4) → 0.75 (3/4) (quick)" and rows["good"]["status"] == "prepared"
+
+
+@pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
+def test_compare_refuses_a_damaged_run_naming_the_file_and_field(runs, damage):
+    bad = _good_and_damaged(damage)
+    make_run(state.RUNS_ROOT, "other").write_eval(EVAL, "", _no_plot)
+    with pytest.raises(state.WebError) as info:
+        compare_runs("good", "bad")
+    assert str(info.value).startswith("Run bad cannot be compared: ") and _names(str(info.value), bad, damage)
+    assert "| preset |  |  |" in compare_runs("good", "other").splitlines()  # the healthy runs compare as before
+
+
+@pytest.mark.parametrize("damage", EVAL_DAMAGES.values(), ids=EVAL_DAMAGES.keys())
+def test_show_eval_of_a_damaged_evaluation_names_the_file_and_field(runs, damage):
+    bad = _good_and_damaged(damage)
+    summary, plot, answers = show_eval("bad")
+    assert summary.startswith("The evaluation of bad cannot be shown: ") and _names(summary, bad, damage)
+    assert (plot, answers) == (None, [])
+    assert show_eval("good")[0] == eval_summary(EVAL)
+
+
+@pytest.mark.parametrize("damage", CARD_DAMAGES.values(), ids=CARD_DAMAGES.keys())
+def test_the_card_preview_of_a_damaged_run_names_the_file_and_field(runs, damage):
+    """A cut-off eval.json included: a message, not json's raw JSONDecodeError."""
+    from kinject.web.views import card_preview
+
+    bad = _good_and_damaged(damage)
+    with pytest.raises(state.WebError) as info:
+        card_preview("bad", "alice/bad")
+    assert str(info.value).startswith("No model card for run bad: ") and _names(str(info.value), bad, damage)
+    assert "\n# good\n" in card_preview("good", "alice/good")

@@ -78,12 +78,13 @@ def no_gain_line(base: dict[str, Any] | None, adapter: dict[str, Any] | None) ->
     ask for."""
     if not base or not adapter or not base.get("knowledge_scored"):
         return ""
-    if adapter["knowledge_correct"] > base["knowledge_correct"]:
+    hit, base_hit = adapter.get("knowledge_correct", 0), base.get("knowledge_correct", 0)
+    if hit > base_hit:
         return ""
     n = base["knowledge_scored"]
     return (
-        f"The adapter answers no more knowledge probes than the base ({adapter['knowledge_correct']} of {n} against "
-        f"{base['knowledge_correct']} of {n}): nothing it learnt can be asked for yet."
+        f"The adapter answers no more knowledge probes than the base ({hit} of {n} against {base_hit} of {n}): "
+        "nothing it learnt can be asked for yet."
     )
 
 

@@ -16,13 +16,14 @@ a ``RunDir``:
     ablation.json, ablation.md     recipe variants compared (their runs under ablation/)
 
 The package by job: ``paths`` (names, paths, is it a run), ``files`` (atomic writes, reads, the lock),
+``shapes`` (what each JSON file must hold, checked as it is read, so a damaged file is named with its field),
 ``records`` (config, status, metrics, pushes), ``data`` (sources, corpus, blocks, augmentation), ``evaluation``,
 ``checkpoints``, ``adapters`` (adapter and merged model), ``folders`` (create, copy, lock, delete) and ``rundir``,
 which composes them into ``RunDir``.
 """
 
 from .checkpoints import checkpoint_step
-from .errors import AdapterDamagedError, RunBusyError, RunError
+from .errors import AdapterDamagedError, ConfigDamagedError, RunBusyError, RunDamagedError, RunError
 from .files import (
     atomic_write_file,
     atomic_write_json,
@@ -37,7 +38,9 @@ from .rundir import RunDir
 
 __all__ = [
     "AdapterDamagedError",
+    "ConfigDamagedError",
     "RunBusyError",
+    "RunDamagedError",
     "RunDir",
     "RunError",
     "atomic_write_file",

@@ -13,6 +13,7 @@ import yaml
 from .errors import AdapterDamagedError, RunError
 from .files import atomic_write_json, atomic_write_text, read_json, replaced_dir, safetensors_complete
 from .records import RunRecords
+from .shapes import ADAPTER_META, load_json
 
 _Self = TypeVar("_Self", bound="RunAdapters")
 
@@ -60,9 +61,10 @@ class RunAdapters(RunRecords):
         return digest.hexdigest()
 
     def read_adapter_meta(self) -> dict[str, Any]:
-        """The adapter's kinject metadata (status, step, train config), or {} when absent."""
-        path = self.adapter_dir / self._ADAPTER_META
-        return read_json(path) if path.is_file() else {}
+        """The adapter's kinject metadata (status, step, train config), or {} when absent; RunDamagedError when
+        it is not what training writes."""
+        hint = "train the run again, or resume it"
+        return load_json(self.adapter_dir / self._ADAPTER_META, ADAPTER_META, hint) or {}
 
     def write_adapter(self, save: Callable[[Path], None], meta: dict[str, Any], history: list[dict[str, Any]]) -> Path:
         """Write ``adapter/`` atomically: ``save(folder)`` puts the weights and tokenizer there, then the run's

@@ -9,6 +9,7 @@ from typing import Any
 from .errors import RunError
 from .files import atomic_write_json, newest_json, read_json, read_jsonl, replaced_dir, write_jsonl
 from .paths import RunPaths
+from .shapes import AUGMENT_INFO, BLOCKS_INFO, SOURCE, load_jsonl, problem
 
 # datasets' load_from_disk is not safe from two threads at once (its progress bar's shared lock can be missing:
 # "'tqdm' object has no attribute '_lock'"); the app's views may load a corpus while a job does.
@@ -23,8 +24,8 @@ class RunData(RunPaths):
         write_jsonl(self.path / self._SOURCES, rows)
 
     def read_sources(self) -> list[dict[str, Any]]:
-        path = self.path / self._SOURCES
-        return read_jsonl(path) if path.is_file() else []
+        """One row per input ([] before any); RunDamagedError when a line is not a source's row."""
+        return load_jsonl(self.path / self._SOURCES, SOURCE, "prepare the run again")
 
     def save_corpus(self, dataset: Any) -> None:
         dataset.save_to_disk(str(self.path / self._CORPUS))
@@ -68,8 +69,9 @@ class RunData(RunPaths):
             atomic_write_json(tmp / self._BLOCKS_JSON, info)
 
     def blocks_infos(self) -> list[dict[str, Any]]:
-        """``blocks.json`` of every packing in the run, newest first."""
-        return newest_json((self.path / self._BLOCKS).glob(f"*/{self._BLOCKS_JSON}"))
+        """``blocks.json`` of every packing in the run, newest first (a damaged one is skipped, as a cache)."""
+        infos = newest_json((self.path / self._BLOCKS).glob(f"*/{self._BLOCKS_JSON}"))
+        return [info for info in infos if problem(info, BLOCKS_INFO) is None]
 
     # ------------------------------------------------------------------------------------------------ augmentation
     def load_augmentation(self, name: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
@@ -90,5 +92,6 @@ class RunData(RunPaths):
         atomic_write_json(folder / f"{name}.json", info)
 
     def augmentation_infos(self) -> list[dict[str, Any]]:
-        """The summaries of every generated set, newest first."""
-        return newest_json((self.path / self._AUGMENT).glob("*.json"))
+        """The summaries of every generated set, newest first (a damaged one is skipped, as a cache)."""
+        infos = newest_json((self.path / self._AUGMENT).glob("*.json"))
+        return [info for info in infos if problem(info, AUGMENT_INFO) is None]

@@ -1,7 +1,10 @@
-"""The errors of a run folder: missing or incomplete, busy, or holding a damaged adapter."""
+"""The errors of a run folder: missing or incomplete, busy, holding a damaged file or a damaged adapter."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ..declare import ConfigError
 from ..errors import KinjectError
 
 
@@ -15,3 +18,19 @@ class RunBusyError(RunError):
 
 class AdapterDamagedError(RunError):
     """The adapter's weights file cannot be read (cut off by a crash or a full disk, or empty)."""
+
+
+class RunDamagedError(RunError, ValueError):
+    """A file of the run cannot be used: it does not parse, or a value in it has the wrong shape or type.
+
+    ``path`` is the file, ``field`` where in it ("" for the file as a whole, ``base.knowledge_accuracy``,
+    ``line 3: step``) and ``detail`` what is wrong there; the message names all three. A ValueError too, as a
+    damaged JSON file always was to its readers."""
+
+    def __init__(self, message: str, path: Path, field: str = "", detail: str = ""):
+        super().__init__(message)
+        self.path, self.field, self.detail = Path(path), field, detail or message
+
+
+class ConfigDamagedError(RunDamagedError, ConfigError):
+    """``config.yaml`` holds a section or value of the wrong type (a ConfigError too, as it always was)."""

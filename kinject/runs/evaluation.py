@@ -8,6 +8,7 @@ from typing import Any
 
 from .files import atomic_write_file, atomic_write_json, atomic_write_text, read_json
 from .paths import RunPaths
+from .shapes import EVAL, load_json
 
 
 class RunEvaluation(RunPaths):
@@ -59,9 +60,10 @@ class RunEvaluation(RunPaths):
         return path if path is not None and path.is_file() else None
 
     def read_eval(self, kind: str | None = None) -> dict[str, Any] | None:
-        """An evaluation as a dict: ``kind``'s, or the best (see ``best_eval_kind``); None when there is none."""
+        """An evaluation as a dict: ``kind``'s, or the best (see ``best_eval_kind``); None when there is none.
+        RunDamagedError when the file does not parse or holds a field of the wrong type."""
         path = self._eval_file(kind, 0)
-        return read_json(path) if path is not None else None
+        return load_json(path, EVAL, "evaluate again, or delete the file") if path is not None else None
 
     def eval_markdown(self, kind: str | None = None) -> str | None:
         path = self._eval_file(kind, 1)

@@ -8,10 +8,11 @@ from typing import Any
 import yaml
 
 from ..config import SECTIONS, ConfigError
-from ..fields import check_types
-from .errors import RunError
-from .files import atomic_write_json, atomic_write_text, read_json, read_jsonl, write_jsonl
+from ..fields import check_types, describe_fields
+from .errors import ConfigDamagedError, RunDamagedError
+from .files import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
 from .paths import RunPaths
+from .shapes import METRIC, STATUS, load_json, load_jsonl, shown
 
 
 class RunRecords(RunPaths):
@@ -19,12 +20,13 @@ class RunRecords(RunPaths):
 
     # ---------------------------------------------------------------------------------------------------- config
     def read_config(self) -> dict[str, Any]:
-        """``config.yaml`` as a dict of stage sections."""
+        """``config.yaml`` as a dict of stage sections, each a mapping whose values have their fields' types
+        (ConfigDamagedError naming the file and field otherwise)."""
         self.require()
         try:
             data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise RunError(f"{self.config_path} is not valid YAML: {exc}") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise RunDamagedError(f"{self.config_path} is not valid YAML: {exc}", self.config_path) from None
         if data is None:  # every run's config.yaml holds its model at least: an empty one was cut off or wiped
             copy = self.adapter_dir / self._CONFIG
             hint = (
@@ -32,21 +34,39 @@ class RunRecords(RunPaths):
                 if copy.is_file()
                 else f"prepare the run again (`kinject prepare --out {self.path}`)"
             )
-            raise RunError(f"{self.config_path} is empty or damaged (it holds no settings): {hint}")
+            message = f"{self.config_path} is empty or damaged (it holds no settings): {hint}"
+            raise RunDamagedError(message, self.config_path)
         if not isinstance(data, dict):
-            raise RunError(f"{self.config_path} must hold a mapping of stage sections")
+            raise self._config_damaged("", f"must hold a mapping of stage sections, got {shown(data)}")
+        for name, value in data.items():
+            if name in SECTIONS:
+                self._check_section(name, value)
         return data
 
-    def section(self, name: str) -> dict[str, Any]:
-        """One stage's section of ``config.yaml`` ({} when absent)."""
-        value = self.read_config().get(name) or {}
+    def _check_section(self, name: str, value: Any) -> None:
+        """Refuse a known section that is not a mapping, or holds a value of the wrong type for its field."""
+        if value is None:
+            return
         if not isinstance(value, dict):
-            raise RunError(f"{self.config_path}: section {name!r} must be a mapping")
-        if name in SECTIONS:
-            try:
-                check_types(SECTIONS[name], value, name)
-            except ConfigError as exc:
-                raise ConfigError(f"{self.config_path}: {exc}") from None
+            raise self._config_damaged(name, f"section {name!r} must be a mapping, got {shown(value)}")
+        try:
+            check_types(SECTIONS[name], value, name)
+        except ConfigError as exc:
+            raise self._config_damaged(name, str(exc)) from None
+        for info in describe_fields(SECTIONS[name]):  # check_types leaves text fields alone; a view formats them
+            found = value.get(info.name)
+            if info.kind == "str" and info.name in value and not isinstance(found, str):
+                if not (found is None and info.optional):
+                    raise self._config_damaged(name, f"{name}: {info.name} must be text, got {shown(found)}")
+
+    def _config_damaged(self, section: str, detail: str) -> ConfigDamagedError:
+        return ConfigDamagedError(f"{self.config_path}: {detail}", self.config_path, section, detail)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """One stage's section of ``config.yaml`` ({} when absent), checked by ``read_config``."""
+        value = self.read_config().get(name) or {}
+        if not isinstance(value, dict):  # a section kinject does not declare, which read_config leaves alone
+            raise self._config_damaged(name, f"section {name!r} must be a mapping, got {shown(value)}")
         return value
 
     def is_kinject_run(self) -> bool:
@@ -74,9 +94,8 @@ class RunRecords(RunPaths):
         atomic_write_json(self.path / self._STATUS, data)
 
     def read_status(self) -> dict[str, Any] | None:
-        """``status.json`` as a dict (None when no job ran); a damaged file raises ValueError or OSError."""
-        path = self.path / self._STATUS
-        return read_json(path) if path.is_file() else None
+        """``status.json`` as a dict (None when no job ran); RunDamagedError when it is not a job's state."""
+        return load_json(self.path / self._STATUS, STATUS, "delete it: the run's next job writes it again")
 
     def has_status(self) -> bool:
         return (self.path / self._STATUS).is_file()
@@ -86,9 +105,9 @@ class RunRecords(RunPaths):
             fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """Every logged step (a line cut off by a crash is skipped)."""
-        path = self.path / self._METRICS
-        return read_jsonl(path, skip_bad=True) if path.is_file() else []
+        """Every logged step (a line cut off by a crash is skipped; one of the wrong shape is RunDamagedError)."""
+        hint = "fix or delete that line; without the file the run only loses its loss curve"
+        return load_jsonl(self.path / self._METRICS, METRIC, hint, skip_bad=True)
 
     def trim_metrics(self, last_step: int) -> None:
         """Forget the steps after ``last_step`` (they are trained again on resume)."""

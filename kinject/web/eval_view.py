@@ -6,7 +6,7 @@ from typing import Any
 
 from kinject.eval.contamination import contamination_line
 from kinject.eval.report import learnt_nothing, learnt_nothing_line, no_gain_line
-from kinject.runs import RunDir
+from kinject.runs import RunDir, RunError
 
 from . import state
 
@@ -104,13 +104,14 @@ def show_eval(run: str | None = None) -> tuple[str, str | None, list[list[str]]]
     try:
         kind = run_dir.latest_eval_kind()
         data = run_dir.read_eval(kind)
-    except (OSError, ValueError) as exc:
-        return f"The evaluation of {run} is unreadable ({exc}); evaluate again.", None, []
+        full_kept = kind != "full" and run_dir.read_eval("full") is not None
+    except (OSError, RunError) as exc:  # RunDamagedError names the file and the field
+        return f"The evaluation of {run} cannot be shown: {exc}", None, []
     if not data:
         return "No evaluation yet for this run: press Evaluate.", None, []
     plot = run_dir.eval_plot(kind)
     summary = eval_summary(data)
-    if kind != "full" and run_dir.read_eval("full") is not None:
+    if full_kept:
         summary = (
             f"*This is the last, {kind} evaluation. The complete full evaluation is kept (eval.json): the Runs "
             "table and the model card show that one.*\n\n" + summary
@@ -193,7 +194,7 @@ def eval_plan_text(run: RunDir, evaluation: Any, generation: Any) -> str:
         return f"Nothing to evaluate with these settings: {exc}"
     try:
         took = full_set_time(run, full)
-    except (OSError, ValueError, TypeError, AttributeError) as exc:  # a damaged eval*.json
+    except (OSError, RunError) as exc:  # a damaged eval*.json (RunDamagedError names the file and the field)
         took = f"its time is unknown (an earlier evaluation is unreadable: {exc})"
     why = " (Quick: auto, and this machine has no GPU)" if evaluation.quick == "auto" else ""
     if asked.quick:

@@ -17,13 +17,13 @@ import gradio as gr
 from kinject.config import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, TrainConfig
 from kinject.fields import from_dict, to_dict, training_blocks
 from kinject.jobs import JobOutcome, JobState, describe_job
-from kinject.runs import RunDir, RunError
+from kinject.runs import RunDamagedError, RunDir, RunError
 from kinject.verbs import settings_configs
 
 from . import state
 from .eval_view import eval_plan_text, loss_figure, plot_key
 from .forms import form_defaults, takes_fields, train_form_values
-from .views import app_text, runs_table, source_names, status_text
+from .views import app_text, damaged_line, runs_table, source_names, status_text
 
 
 def user_error(message: str) -> gr.Error:
@@ -40,7 +40,8 @@ def pick_run(name: str | None) -> RunDir:
 
 
 def view_handler(fn):
-    """``fn`` (a plain view) as an event handler: its ``state.WebError`` becomes the gr.Error the app shows."""
+    """``fn`` (a plain view) as an event handler: its ``state.WebError``, or a run's RunError (a damaged file, named
+    with its field), becomes the gr.Error the app shows."""
 
     @functools.wraps(fn)
     def handler(*args: Any, **kwargs: Any) -> Any:
@@ -48,6 +49,8 @@ def view_handler(fn):
             return fn(*args, **kwargs)
         except state.WebError as exc:
             raise gr.Error(str(exc)) from None
+        except RunError as exc:
+            raise user_error(str(exc)) from None
 
     assert not inspect.isgeneratorfunction(fn), "view_handler() wraps plain views, not streaming handlers"
     return handler
@@ -143,8 +146,12 @@ def poll(run: str | None = None, shown: str | None = None):
     plot, key = None, ""
     if run:
         run_dir = pick_run(run)
-        key = plot_key(run_dir)
-        plot = gr.skip() if key == shown else loss_figure(run_dir)
+        try:
+            key = plot_key(run_dir)
+            plot = gr.skip() if key == shown else loss_figure(run_dir)
+        except RunDamagedError as exc:  # metrics.jsonl: the status area names the line and field
+            plot, key = None, ""
+            text = f"{text}\n\n{damaged_line(run, exc)}"
     locks = [gr.update(interactive=not active)] * state.LOCKED_CONTROLS
     return (text, plot, key, gr.Timer(active=active or following), *button_states(run), *locks)
 
@@ -195,8 +202,8 @@ def run_settings(run: str | None = None) -> list[Any]:
     ran with, running, stopped or done), or the app's defaults with the run's blocks before its first training."""
     values = form_defaults()
     if run and pick_run(run).is_run():
-        saved = pick_run(run).read_config()
         try:
+            saved = pick_run(run).read_config()
             if saved.get("train"):
                 train = from_dict(TrainConfig, saved["train"], "train")
                 blocks = from_dict(BlocksConfig, saved.get("blocks"), "blocks")
@@ -208,8 +215,8 @@ def run_settings(run: str | None = None) -> list[Any]:
             values.update({**to_dict(train), **to_dict(blocks), **to_dict(augment)})
             if evaluation is not None:
                 values.update(to_dict(evaluation))
-        except ConfigError as exc:
-            gr.Warning(f"Run {run}'s config.yaml does not read back ({exc}); the form shows the defaults.")
+        except (ConfigError, RunDamagedError) as exc:  # the message names config.yaml and the field
+            gr.Warning(app_text(f"Run {run}'s settings do not read back ({exc}); the form shows the defaults."))
             values = form_defaults()
     return [*train_form_values(values), values["preset"]]
 
@@ -219,7 +226,11 @@ def source_choices(run: str | None = None) -> Any:
     if not run:
         return gr.update(choices=[], value=None)
     pick_run(run)
-    names = source_names(run)
+    try:
+        names = source_names(run)
+    except RunDamagedError as exc:  # a warning: an error would badge the picker this follows
+        gr.Warning(app_text(str(exc)))
+        names = []
     return gr.update(choices=names, value=names[0] if names else None)
 
 
@@ -244,7 +255,11 @@ def delete_run(run: str | None = None, confirm: str = ""):
         gr.Warning(refusal)
         return gr.skip(), gr.skip(), gr.skip()
     gr.Info(f"Deleted run {run_dir.name}.")
-    return runs_update(), runs_table(), ""
+    try:
+        return runs_update(), runs_table(), ""
+    except Exception as exc:  # noqa: BLE001 - the run is gone whatever failed here: never report the delete failed
+        gr.Warning(f"Run {run_dir.name} was deleted, but the runs list could not be refreshed ({exc}): press Refresh.")
+        return gr.skip(), gr.skip(), ""
 
 
 def on_load():

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from dataclasses import replace
+from typing import Any
 
 from kinject.config import ConfigError
 from kinject.fields import describe_fields
@@ -13,7 +14,7 @@ from kinject.settings import AppConfig
 from kinject.verbs import describe_os_error
 
 from . import state
-from .auth import auth_for, auth_launch_kwargs
+from .auth import auth_for, auth_launch_kwargs, forwarded_allow_ips
 from .layout import build_ui
 
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
         operator = launch_config(argv)
     except ConfigError as exc:
         sys.exit(f"error: {exc}")
-    auth = auth_launch_kwargs(auth_for(operator.host))
+    creds = auth_for(operator.host)
     try:
         state.RUNS_ROOT.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -49,10 +50,23 @@ def main(argv: list[str] | None = None) -> None:
     if operator.allow_private_urls or operator.allowed_networks:
         allowed = "all private addresses" if operator.allow_private_urls else ", ".join(operator.allowed_networks)
         print(f"note: this server may fetch {allowed} (operator setting)", file=sys.stderr)
-    build_ui(operator).queue(default_concurrency_limit=2).launch(
-        server_name=operator.host,
-        server_port=operator.port,
-        **auth,
-        show_error=True,
-        max_file_size=operator.max_upload_bytes,
-    )
+    serve_app(build_ui(operator).queue(default_concurrency_limit=2), operator, creds)
+
+
+def serve_app(demo: Any, operator: AppConfig, creds: list[tuple[str, str]] | None, **launch: Any) -> None:
+    """Launch ``demo`` as the operator set it, behind the login limit when there are ``creds``. uvicorn believes
+    X-Forwarded-For only from the operator's ``trusted_proxies`` (it reads FORWARDED_ALLOW_IPS as it starts; its
+    default, loopback, would let a client name its own address to the login limit). ``launch`` adds to or replaces
+    ``demo.launch``'s arguments (a test's port, ``prevent_thread_lock``, the limiter's clock as ``limits``)."""
+    trusted = forwarded_allow_ips(operator.trusted_proxies)
+    if os.environ.get("FORWARDED_ALLOW_IPS", trusted) != trusted:
+        print(f"note: KINJECT_TRUSTED_PROXIES ({trusted or 'none'}) replaces FORWARDED_ALLOW_IPS", file=sys.stderr)
+    os.environ["FORWARDED_ALLOW_IPS"] = trusted
+    kwargs = {
+        "server_name": operator.host,
+        "server_port": operator.port,
+        **auth_launch_kwargs(creds, **launch.pop("limits", {})),
+        "show_error": True,
+        "max_file_size": operator.max_upload_bytes,
+    }
+    demo.launch(**{**kwargs, **launch})

@@ -13,7 +13,7 @@ from typing import Any
 
 from kinject.fields import describe_fields
 from kinject.jobs import JobState, describe_job
-from kinject.runs import RunDir, RunError
+from kinject.runs import RunDamagedError, RunDir, RunError
 from kinject.settings import AppConfig
 from kinject.verbs import VERB_SECTIONS
 
@@ -110,7 +110,12 @@ def status_text(name: str | None) -> str:
     if live.active and (not name or Path(live.run_dir).name != name):
         lines.append(f"**Running now:** {job_line(live)}")
     if name:
-        job = state.JOBS.status_of(state.run_dir(name))
+        run = state.run_dir(name)
+        try:
+            job = state.JOBS.status_of(run)
+        except RunDamagedError as exc:
+            lines.append(damaged_line(name, exc))
+            return "\n\n".join(lines)
         if job is None:
             lines.append(f"**{name}**: prepared, not trained yet.")
         else:
@@ -122,6 +127,19 @@ def status_text(name: str | None) -> str:
             elif job.message:
                 lines.append(app_text(job.message))
     return "\n\n".join(lines) or "No run selected."
+
+
+def damaged_line(name: str, exc: RunDamagedError) -> str:
+    """The status area's line for a run whose file ``exc`` names is damaged (the other runs are unaffected)."""
+    return f"**{name}** cannot be used: {app_text(str(exc))}"
+
+
+def damage_text(run: RunDir, exc: RunError) -> str:
+    """A damaged run as the Runs table's status cell says it: the file within the run, the field and the fault."""
+    if not isinstance(exc, RunDamagedError):
+        return f"unreadable: {exc}"
+    where = exc.path.relative_to(run.path) if exc.path.is_relative_to(run.path) else exc.path
+    return f"damaged: {where}: {exc.detail}"
 
 
 def must_wait(action: str) -> str | None:
@@ -161,7 +179,7 @@ def run_row(name: str) -> list[Any]:
     ev = run.read_eval() or {}
     train = config.get("train") or {}
     losses = [r["loss"] for r in run.read_metrics() if "loss" in r]
-    steps = f"{meta['step']}/{meta['total_steps']}" if meta.get("step") is not None else ""
+    steps = f"{meta['step']}/{meta.get('total_steps', '?')}" if meta.get("step") is not None else ""
     if not steps and job is not None and job.total:
         steps = f"{job.step}/{job.total}"
 
@@ -193,18 +211,22 @@ def short_model(model: str) -> str:
 
 
 def runs_table() -> list[list[Any]]:
-    """Every run, newest first; a damaged run shows why instead of hiding the others."""
+    """Every run, newest first; a damaged run says which file and field instead of hiding the others (its
+    readers raise RunDamagedError for any file that does not hold what kinject writes)."""
     rows = []
     for name in state.list_runs():
         try:
             rows.append(run_row(name))
-        except (OSError, ValueError, KeyError, TypeError, RunError) as exc:
-            rows.append([name, "", "", "", "", "", "", "", "", f"unreadable: {exc}"])
+        except RunError as exc:
+            rows.append([name, *[""] * (len(RUNS_COLUMNS) - 2), damage_text(RunDir(state.RUNS_ROOT / name), exc)])
+        except OSError as exc:  # the folder went away or became unreadable while the table was made
+            rows.append([name, *[""] * (len(RUNS_COLUMNS) - 2), f"unreadable: {exc}"])
     return rows
 
 
 def compare_runs(first: str | None = None, second: str | None = None) -> str:
-    """Two runs' settings and evaluations side by side, then each probe both answered."""
+    """Two runs' settings and evaluations side by side, then each probe both answered. A damaged run is refused
+    with the file and field its reader names."""
     if not first or not second:
         return "Choose two runs to compare."
     data = []
@@ -212,8 +234,8 @@ def compare_runs(first: str | None = None, second: str | None = None) -> str:
         run = state.run_dir(name)
         try:
             data.append((run.read_config(), run.read_eval() or {}, run_row(name)))
-        except (OSError, ValueError, RunError) as exc:
-            raise state.WebError(app_text(f"Run {name} is unreadable: {exc}")) from exc
+        except (OSError, RunError) as exc:
+            raise state.WebError(app_text(f"Run {name} cannot be compared: {exc}")) from exc
     head = ["model", "preset", "steps", "final loss"]
     lines = [f"| | {first} | {second} |", "|---|---|---|"]
     for i, label in enumerate(head, start=2):
@@ -223,7 +245,7 @@ def compare_runs(first: str | None = None, second: str | None = None) -> str:
         lines.append(f"| {label} (adapter) | {cells[0]} | {cells[1]} |")
     kls = [(ev.get("forgetting") or {}).get("kl_mean") for _, ev, _ in data]
     lines.append("| KL(base ‖ adapter) | " + " | ".join("–" if k is None else f"{k:.3g}" for k in kls) + " |")
-    answers = [{p["id"]: p for p in ev.get("probes") or []} for _, ev, _ in data]
+    answers = [{p["id"]: p for p in ev.get("probes") or [] if "id" in p} for _, ev, _ in data]
     shared = [pid for pid in answers[0] if pid in answers[1]]
     if shared:
         lines += ["", "| probe (kind) | " + f"{first} | {second} |", "|---|---|---|"]
@@ -232,7 +254,7 @@ def compare_runs(first: str | None = None, second: str | None = None) -> str:
             for side in answers:
                 answer = side[pid].get("adapter") or side[pid].get("base") or {}
                 cells.append(f"{answer_mark(answer)} {cell_text(answer.get('text', ''))}")
-            lines.append(f"| {cell_text(pid)} ({answers[0][pid]['kind']}) | {cells[0]} | {cells[1]} |")
+            lines.append(f"| {cell_text(pid)} ({answers[0][pid].get('kind', '')}) | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 
@@ -304,9 +326,13 @@ def card_preview(run: str | None = None, repo: str = "") -> str:
     if not run_dir.has_adapter():
         return "This run has no adapter yet: train it first (Train tab)."
     repo = (repo or "").strip()
-    head, body = front_matter(model_card(run_dir, repo or f"OWNER/{run_dir.name}"))
+    try:
+        head, body = front_matter(model_card(run_dir, repo or f"OWNER/{run_dir.name}"))
+        sources = run_dir.read_sources()
+    except RunError as exc:
+        raise state.WebError(app_text(f"No model card for run {run_dir.name}: {exc}")) from exc
     parts = []
-    if warning := non_public_warning(non_public_sources(run_dir.read_sources())):
+    if warning := non_public_warning(non_public_sources(sources)):
         parts.append(f"**Warning:** {warning}")
     if not repo:
         parts.append(
