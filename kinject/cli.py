@@ -129,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     c = verb_configs("train", args)
     devices = distributed.devices_of(RunDir(args.run_dir), c["train"], args.resume)
     if devices > 1 and distributed.world_size() == 1:  # start again as N processes (a resume: as many as before)
-        return _train_launched(devices, args.argv)
+        return _train_launched(devices, args.argv, args.run_dir)
     if distributed.world_size() > 1:  # the launcher ends every process when one fails: say so, and clean up
         signal.signal(signal.SIGTERM, _another_process_ended)
     request = {
@@ -155,6 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if exc.phase:  # the phase that failed, not the last one reported
             recorder.update(phase=exc.phase)
         recorder.close("failed", error=str(exc))
+        distributed.record_error(str(exc))  # for the launch's record of the process that failed first
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -182,25 +183,31 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _another_process_ended(signum: int, frame: Any) -> None:
     from .train import TrainError
 
-    raise TrainError("another process of this training ended (see its output above): this one stops too")
+    raise TrainError(distributed.ENDED_BY_SIGTERM)
 
 
-def _train_launched(devices: int, argv: list[str]) -> int:
-    """``kinject train`` again as ``devices`` processes; Ctrl-C stops them at the next step (twice: at once)."""
+def _train_launched(devices: int, argv: list[str], run_dir: str) -> int:
+    """``kinject train`` again as ``devices`` processes; Ctrl-C (or SIGTERM, or the terminal closing) stops them at
+    the next step, a second one at once."""
     stop = {"asked": 0}
 
-    def on_sigint(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
         stop["asked"] += 1
         if stop["asked"] > 1:
             raise KeyboardInterrupt
         print("\nstopping after this step (Ctrl-C again to abort without saving)...", file=sys.stderr)
 
     print(f"training on {devices} processes under accelerate launch", file=sys.stderr)
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {number: signal.signal(number, on_signal) for number in handled}
     try:
-        return distributed.run_launched(devices, argv, lambda: stop["asked"] > 0)
+        launched = distributed.run_launched(devices, argv, lambda: stop["asked"] > 0, run_dir=run_dir)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if launched.failure:
+        print(f"error: {launched.failure}", file=sys.stderr)
+    return EXIT_OK if launched.code == 0 else EXIT_ERROR
 
 
 def cmd_augment(args: argparse.Namespace) -> int:

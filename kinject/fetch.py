@@ -1,20 +1,27 @@
 """Fetching: get URLs and read local files into ``Source`` rows (stage: sources; the text comes from ``extract``).
 
 URLs go through the SSRF-guarded client of ``kinject.fetch_guard`` under one deadline per page (connect, headers, body
-and redirects); bodies are streamed with a byte cap, files are refused by size before they are read, and both are
-handed to ``kinject.extract`` with their declared charset. The text that comes out passes a quality gate (no
-binary data, real words). Every input gives exactly one ``Source`` row; a bad input becomes an error row with a
-specific message and never stops the others.
+and redirects); bodies are streamed and decoded (gzip, deflate, brotli) in bounded pieces with a cap on the decoded
+bytes. Files must be regular files (a symbolic link only to a file in its own folder) and are refused by size before
+they are read. Both are handed to ``kinject.extract`` with their declared charset. The text that comes out passes a
+quality gate (no binary data, real words). Every input gives exactly one ``Source`` row; a bad input becomes an error
+row with a specific message and never stops the others.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import stat
 import time
+import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -145,7 +152,10 @@ def _now() -> str:
 def _dedup_key(kind: str, raw: str) -> str:
     raw = raw.strip()
     if kind == "file":
-        return "file:" + str(Path(raw).expanduser().resolve())
+        try:
+            return "file:" + str(Path(raw).expanduser().resolve())
+        except (OSError, RuntimeError, ValueError):  # a loop of links, a NUL byte: reported when it is loaded
+            return "file:" + raw
     try:
         return "url:" + str(httpx.URL(raw).copy_with(fragment=None))
     except Exception:  # noqa: BLE001 - a malformed URL is reported when it is loaded
@@ -204,7 +214,8 @@ def _fetch_url(source: Source, client: httpx.Client, config: FetchConfig) -> Non
     # httpx's timeouts are per step; the fetch guard's deadline bounds every step of the page, redirects included (the
     # check in the loop below also stops a body that arrives in one fast stream of chunks).
     ends = time.monotonic() + config.total_timeout_s
-    with deadline(config.total_timeout_s), client.stream("GET", parsed, headers={"Accept": _ACCEPT}) as response:
+    headers = {"Accept": _ACCEPT, "Accept-Encoding": ", ".join(readable_encodings())}
+    with deadline(config.total_timeout_s), client.stream("GET", parsed, headers=headers) as response:
         source.final_url = str(response.url)
         if response.status_code >= 400:
             raise SourceError(f"HTTP {response.status_code} {response.reason_phrase}".rstrip())
@@ -216,13 +227,7 @@ def _fetch_url(source: Source, client: httpx.Client, config: FetchConfig) -> Non
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             raise SourceError(f"{too_big} (Content-Length {int(length)} bytes)")
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body += chunk
-            if len(body) > limit:
-                raise SourceError(f"{too_big} (stopped reading after {len(body)} bytes)")
-            if time.monotonic() > ends:
-                raise SourceError(_deadline_message(config))
+        body = _read_body(response, config, ends)
     source.bytes = len(body)
     if kind is None:  # no Content-Type header: look at the bytes
         kind = sniff(bytes(body))
@@ -231,6 +236,112 @@ def _fetch_url(source: Source, client: httpx.Client, config: FetchConfig) -> Non
 
 
 _ACCEPT = "text/html,application/xhtml+xml,text/plain;q=0.9,text/markdown;q=0.9,application/pdf;q=0.8,*/*;q=0.1"
+_PIECE = 64 * 1024  # the most one decoding step may produce: a compressed body is decoded in pieces this large
+
+
+def _read_body(response: httpx.Response, config: FetchConfig, ends: float) -> bytes:
+    """The body as its Content-Encoding decodes it, refused once the decoded bytes pass ``config.max_bytes``.
+
+    Decoding is ours, not httpx's, which inflates each chunk it receives in one go: 64 kB of a gzip bomb come out
+    as 64 MB, and a brotli or doubly gzipped body of a few kB as gigabytes. Here every layer yields at most
+    ``_PIECE`` bytes at a time, so memory stays near the limit whatever the ratio."""
+    limit = config.max_bytes
+    encodings = [e.strip().lower() for e in response.headers.get("content-encoding", "").split(",") if e.strip()]
+    received = 0
+
+    def raw() -> Iterator[bytes]:
+        nonlocal received
+        for chunk in response.iter_raw():
+            received += len(chunk)
+            if received > limit:
+                raise SourceError(
+                    f"page larger than {_human_bytes(limit)} limit (stopped reading after {received} bytes)"
+                )
+            if time.monotonic() > ends:
+                raise SourceError(_deadline_message(config))
+            yield chunk
+
+    pieces = raw()
+    for name in reversed([e for e in encodings if e != "identity"]):  # the last encoding applied is undone first
+        pieces = _decoder(name)(pieces)
+    body = bytearray()
+    for piece in pieces:
+        body += piece
+        if len(body) > limit:
+            if not encodings:
+                raise SourceError(
+                    f"page larger than {_human_bytes(limit)} limit (stopped reading after {len(body)} bytes)"
+                )
+            raise SourceError(
+                f"page larger than {_human_bytes(limit)} limit once decoded (Content-Encoding {', '.join(encodings)}: "
+                f"stopped after {len(body)} bytes decoded from {received} received)"
+            )
+        if time.monotonic() > ends:
+            raise SourceError(_deadline_message(config))
+    return bytes(body)
+
+
+def readable_encodings() -> list[str]:
+    """The content encodings ``_read_body`` decodes in bounded pieces (brotli only where its decoder can be
+    bounded, brotli >= 1.2)."""
+    return ["gzip", "deflate", "br"] if _brotli() is not None else ["gzip", "deflate"]
+
+
+def _brotli() -> Any:
+    """The brotli module, if installed with a decoder whose output can be bounded."""
+    try:
+        import brotli
+
+        brotli.Decompressor().process(b"", output_buffer_limit=1)
+    except (ImportError, TypeError, AttributeError):
+        return None
+    return brotli
+
+
+def _decoder(name: str) -> Callable[[Iterator[bytes]], Iterator[bytes]]:
+    """The bounded decoder of one content encoding; an encoding kinject cannot read is refused by name."""
+    if name in ("gzip", "x-gzip"):
+        return lambda pieces: _inflate(pieces, name, zlib.MAX_WBITS | 16)
+    if name == "deflate":
+        return lambda pieces: _inflate(pieces, name, zlib.MAX_WBITS)
+    if name == "br" and _brotli() is not None:
+        return _unbrotli
+    raise SourceError(f"unsupported content encoding {name!r} (kinject reads {', '.join(readable_encodings())})")
+
+
+def _inflate(pieces: Iterator[bytes], name: str, wbits: int) -> Iterator[bytes]:
+    """Inflate zlib, gzip or raw deflate data (servers send both of the last two as "deflate"), ``_PIECE`` at most
+    at a time."""
+    decoder, started = zlib.decompressobj(wbits), False
+    try:
+        for data in pieces:
+            while data:
+                try:
+                    out = decoder.decompress(data, _PIECE)
+                except zlib.error:
+                    if started or wbits != zlib.MAX_WBITS:
+                        raise
+                    decoder, wbits = zlib.decompressobj(-zlib.MAX_WBITS), -zlib.MAX_WBITS  # raw deflate
+                    continue
+                started = True
+                data = decoder.unconsumed_tail
+                yield out
+        yield decoder.flush()
+    except zlib.error as exc:
+        raise SourceError(f"malformed {name}-encoded body ({exc})") from None
+
+
+def _unbrotli(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """Decode brotli data, ``_PIECE`` at most at a time."""
+    brotli = _brotli()
+    decoder = brotli.Decompressor()
+    try:
+        for data in pieces:
+            yield decoder.process(data, output_buffer_limit=_PIECE)
+            while not decoder.can_accept_more_data():
+                yield decoder.process(b"", output_buffer_limit=_PIECE)
+    except brotli.error as exc:
+        raise SourceError(f"malformed br-encoded body ({exc})") from None
 
 
 def _parse_content_type(header: str) -> tuple[str, str | None]:
@@ -255,16 +366,11 @@ def _read_file(source: Source, config: FetchConfig) -> None:
     if kind is None:
         known = ", ".join(sorted(FILE_TYPES))
         raise SourceError(f"unsupported file type {path.suffix or '(no extension)'!r} (supported: {known})")
-    if not path.exists():
-        raise SourceError(f"file not found: {path}")
-    if not path.is_file():
-        raise SourceError(f"not a file: {path}")
     limit = config.max_file_bytes
     too_big = f"file larger than {_human_bytes(limit)} limit"
-    size = path.stat().st_size
-    if size > limit:
-        raise SourceError(f"{too_big} ({size} bytes)")
-    with path.open("rb") as fh:
+    with _open_regular_file(path) as (fh, size):
+        if size > limit:
+            raise SourceError(f"{too_big} ({size} bytes)")
         data = fh.read(limit + 1)  # the file may have grown since stat
     if len(data) > limit:
         raise SourceError(f"{too_big} (it grew while being read)")
@@ -276,3 +382,48 @@ def _read_file(source: Source, config: FetchConfig) -> None:
     source.title, source.text = extract(data, kind, None, None)
     if not source.title and kind != "html":
         source.title = path.stem
+
+
+_NOT_REGULAR = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+@contextlib.contextmanager
+def _open_regular_file(path: Path) -> Iterator[tuple[BinaryIO, int]]:
+    """(the open file, its size) of ``path``, which must be a regular file; a symbolic link is followed only to a
+    file inside the folder the link is in (a link in a downloaded folder must not read ~/.aws or /etc).
+
+    The file is opened without blocking and judged by its open descriptor, not its name: a FIFO cannot hang the
+    open, and nothing swapped in under the name between the check and the read gets read."""
+    if "\x00" in str(path):
+        raise SourceError(f"invalid file name {str(path)!r}: it holds a NUL byte")
+    if path.is_symlink():
+        try:
+            target, folder = path.resolve(), path.parent.resolve()
+        except (OSError, RuntimeError) as exc:  # a loop of links
+            raise SourceError(f"cannot follow the symbolic link {path}: {exc}") from None
+        if not target.is_relative_to(folder):
+            raise SourceError(
+                f"refused: {path} is a symbolic link to {target}, outside its folder {folder} (give the file's own "
+                "path to read it)"
+            )
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise SourceError(f"file not found: {path}") from None
+    except PermissionError:
+        raise SourceError(f"permission denied: {path}") from None
+    except OSError as exc:  # a socket (ENXIO), a loop of links (ELOOP) ...
+        raise SourceError(f"cannot open {path}: {exc.strerror or exc}") from None
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(descriptor)
+        what = _NOT_REGULAR.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise SourceError(f"not a file: {path} is {what}")
+    with os.fdopen(descriptor, "rb") as fh:
+        yield fh, info.st_size

@@ -161,6 +161,7 @@ def _run_stages(run: RunDir, job: _Job, model_cfg: ModelConfig, last: Path | Non
     callbacks = [attempt.callback, *job.callbacks]
     attempt.trainer = make_trainer(model, tokenizer.pad_token_id, blocks, args, config, soft_replay, callbacks)
     _main_first(lambda: _claim_run(run, job, last, attempt) if main else None)
+    distributed.limit_peer_wait()  # from here the processes meet at every step: a silent one fails the others
     step = fit(attempt, run, last, total_steps, progress)
     status = "stopped" if attempt.callback.stopped and not (guard and guard.stopped_early) else "done"
     if not main:  # the main process saves the adapter and says how the training went

@@ -305,6 +305,8 @@ def explain_failure(exc: BaseException, where: str = "", four_bit: bool = False,
     """A human-readable message with the likely fix for a training failure (``where``: " at step 12")."""
     text = str(exc)
     first = text.splitlines()[0][:200] if text else type(exc).__name__
+    if (silent := distributed.describe_peer_timeout(text, where)) is not None:
+        return silent
     if isinstance(exc, MemoryError) or "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
         device = "CUDA out of memory" if "cuda" in (text + type(exc).__module__).lower() else "out of memory"
         if phase == "load model":

@@ -20,6 +20,9 @@ Routes (GET):
   /text, /markdown        text/plain and text/markdown pages
   /no-type                an HTML page without Content-Type
   /redirect-to?url=U      302 to U;  /redirect-loop: 302 to itself
+  /encoded?encoding=E     an article page sent with Content-Encoding E ("gzip", "deflate", "br", "gzip, gzip" ...;
+                          &raw=1: deflate without its zlib header, as some servers send it; other names: a label)
+  /bomb?encoding=E        256 MB of HTML in E: a gzip layer is 255 kB on the wire, two layers or br well under 64 kB
 Every request is recorded in ``requests`` (path) and ``hosts`` (Host header), so tests can tell whether a server
 was reached at all.
 
@@ -34,6 +37,7 @@ import random
 import socket
 import ssl
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,6 +75,36 @@ DEEP_PAGE = (
     + "</div>" * 400
     + "</body></html>"
 )
+
+
+BOMB_BYTES = 256 * 2**20
+_ENCODED: dict[tuple[tuple[str, ...], bool, bool], bytes] = {}
+
+
+def encoded(names: list[str], bomb: bool = False, raw: bool = False) -> bytes:
+    """The article page (or ``BOMB_BYTES`` of HTML) with the content encodings ``names`` applied in order; cached,
+    since a bomb takes a second to make."""
+    key = (tuple(names), bomb, raw)
+    if key not in _ENCODED:
+        head = b"<html><body><p>"
+        pieces = [head, *[b"a" * 2**20] * (BOMB_BYTES >> 20)] if bomb else [ARTICLE_PAGE.encode()]
+        for name in names:
+            pieces = [_encode(name, pieces, raw)]
+        _ENCODED[key] = pieces[0]
+    return _ENCODED[key]
+
+
+def _encode(name: str, pieces: list[bytes], raw: bool) -> bytes:
+    if name == "br":
+        import brotli
+
+        compressor = brotli.Compressor(quality=1)
+        return b"".join(compressor.process(p) for p in pieces) + compressor.finish()
+    if name not in ("gzip", "deflate"):  # a label only (zstd ...): the bytes go as they are
+        return b"".join(pieces)
+    wbits = {"gzip": zlib.MAX_WBITS | 16, "deflate": -zlib.MAX_WBITS if raw else zlib.MAX_WBITS}[name]
+    compressor = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return b"".join(compressor.compress(p) for p in pieces) + compressor.flush()
 
 
 class SiteServer(ThreadingHTTPServer):
@@ -184,6 +218,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(302, b"", "text/plain", Location=target)
         elif path == "/redirect-loop":
             self._send(302, b"", "text/plain", Location="/redirect-loop")
+        elif path in ("/encoded", "/bomb"):
+            query = parse_qs(url.query)
+            names = [n.strip() for n in query.get("encoding", ["gzip"])[0].split(",")]
+            body = encoded(names, bomb=path == "/bomb", raw="raw" in query)
+            self._send(200, body, html, Content_Encoding=", ".join(names))
         elif self.server.root is not None and (file := self._file(path)) is not None:
             self._send(200, file.read_bytes(), html)
         else:

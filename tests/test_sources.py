@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import time
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -287,3 +290,109 @@ def test_an_entry_that_is_no_url_is_told_what_a_url_starts_with() -> None:
         "URL 'https://example.com/a page' contains white space (write a space in a URL as %20)",
     ]
     assert all(r.status == "error" for r in rows)
+
+
+# ------------------------------------------------------------------------------------------------ hostile inputs
+
+
+@pytest.mark.parametrize(
+    ("encoding", "raw"), [("gzip", False), ("deflate", False), ("deflate", True), ("br", False), ("gzip, br", False)]
+)
+def test_compressed_pages_are_decoded(site: str, config: FetchConfig, encoding: str, raw: bool) -> None:
+    (row,) = fetch_sources([f"{site}/encoded?encoding={quote(encoding)}" + ("&raw=1" if raw else "")], [], config)
+    assert row.status == "ok", row.error
+    assert row.text.startswith("The llamas of Lima prefer rain")
+
+
+def test_an_encoding_kinject_cannot_decode_is_named(site: str, config: FetchConfig) -> None:
+    (row,) = fetch_sources([f"{site}/encoded?encoding=zstd"], [], config)
+    assert row.error == "unsupported content encoding 'zstd' (kinject reads gzip, deflate, br)"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "gzip, gzip", "gzip, br"])
+def test_a_compression_bomb_is_refused_at_the_decoded_limit_in_bounded_memory(site: str, encoding: str) -> None:
+    """256 MB of HTML in 255 kB of gzip, 600 bytes of gzip twice, or 48 kB of brotli: refused once 5 MB are decoded.
+    httpx decoded each chunk received whole: 64 MB at once for a gzip layer, all 256 MB for two layers or brotli
+    (a 10 GB bomb measured: 7.5 GB of memory, then MemoryError)."""
+    import tracemalloc
+
+    from httpserver import encoded
+
+    url = f"{site}/bomb?encoding={quote(encoding)}"
+    encoded([n.strip() for n in encoding.split(",")], bomb=True)  # made before the measure
+    tracemalloc.start()
+    try:
+        started = time.monotonic()
+        (row,) = fetch_sources([url], [], FetchConfig(allow_private_urls=True))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MB at the peak"  # httpx: 142 MB (a gzip layer) to 558 MB
+    assert time.monotonic() - started < 5
+    assert row.error.startswith(f"page larger than 5 MB limit once decoded (Content-Encoding {encoding}: stopped")
+
+
+def test_a_file_that_links_out_of_its_folder_or_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    """A folder that came from elsewhere (an archive, a shared drive) may hold links: one named notes.txt that reads
+    /etc/passwd or ~/.aws into a corpus (and a published adapter) is refused; a link inside the folder is read."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("The password of the llama herders is rain-2026, says the census.\n")
+    docs = tmp_path / "docs"
+    (docs / "real").mkdir(parents=True)
+    (docs / "real" / "facts.md").write_text("# Llamas\n\nThe llamas of Lima prefer rain, says the 2026 census.\n")
+    (docs / "facts.md").symlink_to("real/facts.md")
+    (docs / "passwd.txt").symlink_to("/etc/passwd")
+    (docs / "escape.txt").symlink_to("../secret.txt")
+    (docs / "zero.txt").symlink_to("/dev/zero")
+    (docs / "loop.txt").symlink_to("loop.txt")
+    os.mkfifo(docs / "pipe.txt")
+    (docs / "folder.md").mkdir()
+    names = ["facts.md", "passwd.txt", "escape.txt", "zero.txt", "loop.txt", "pipe.txt", "folder.md", "a\x00b.txt"]
+    started = time.monotonic()
+    rows = fetch_sources([], [str(docs / name) for name in names], FetchConfig())
+    assert time.monotonic() - started < 5
+    by_name = {Path(row.input).name: row for row in rows}
+    assert by_name["facts.md"].status == "ok" and "llamas of Lima" in by_name["facts.md"].text
+    assert by_name["passwd.txt"].error == (
+        f"refused: {docs / 'passwd.txt'} is a symbolic link to /etc/passwd, outside its folder {docs.resolve()} (give "
+        "the file's own path to read it)"
+    )
+    assert by_name["escape.txt"].error.startswith(f"refused: {docs / 'escape.txt'} is a symbolic link to {secret}")
+    assert by_name["zero.txt"].error.startswith(f"refused: {docs / 'zero.txt'} is a symbolic link to /dev/zero")
+    assert by_name["loop.txt"].error.startswith(f"cannot follow the symbolic link {docs / 'loop.txt'}")
+    assert by_name["pipe.txt"].error == f"not a file: {docs / 'pipe.txt'} is a named pipe (FIFO)"
+    assert by_name["folder.md"].error == f"not a file: {docs / 'folder.md'} is a folder"
+    assert rows[-1].error.startswith("invalid file name") and "NUL byte" in rows[-1].error
+    assert all(row.text == "" for row in rows[1:])
+
+
+def test_hostile_sources_never_sink_a_prepare(site: str, tmp_path: Path, tiny_model_dir: Path) -> None:
+    """One prepare of a gzip bomb, a link to /etc/passwd, a PDF of 2,500 empty pages and a tag soup next to a good
+    page and file: the good ones land, sources.jsonl gives each refusal its reason."""
+    from pypdf import PdfWriter
+
+    from kinject.config import InputsConfig, ModelConfig, PrepareConfig
+    from kinject.prepare import prepare
+
+    good = tmp_path / "good.md"
+    good.write_text("# Llamas\n\nThe llamas of Lima prefer rain, says the 2026 census. Each drinks 4 litres a day.\n")
+    (tmp_path / "notes.txt").symlink_to("/etc/passwd")
+    writer = PdfWriter()
+    for _ in range(2500):
+        writer.add_blank_page(100, 100)
+    writer.write(tmp_path / "empty.pdf")
+    (tmp_path / "soup.html").write_bytes(b"<html><body>" + b"<b>w</b>" * 300_000 + b"</body></html>")
+    files = [str(tmp_path / name) for name in ("good.md", "notes.txt", "empty.pdf", "soup.html")]
+    urls = [f"{site}/bomb?encoding=gzip", f"{site}/ec2-p5.html"]
+    inputs = InputsConfig(urls=urls, files=files)
+    fetch = FetchConfig(allow_private_urls=True)
+    config = PrepareConfig(inputs=inputs, model=ModelConfig(model=str(tiny_model_dir)), fetch=fetch)
+    result = prepare(config, tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "sources.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["error", "ok", "ok", "error", "error", "error"]
+    errors = [r["error"] for r in rows if r["status"] == "error"]
+    assert errors[0].startswith("page larger than 5 MB limit once decoded (Content-Encoding gzip")
+    assert errors[1].startswith("refused: ") and "/etc/passwd" in errors[1]
+    assert errors[2].startswith("PDF of 2500 pages, more than the 2000-page limit")
+    assert errors[3].startswith("HTML of 300,002 elements, more than the 250,000-element limit")
+    assert result.stats.blocks > 0 and "root:" not in (tmp_path / "run" / "sources.jsonl").read_text()
