@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,30 +53,88 @@ def kinject(*args: str, log: Path) -> float:
     return time.time() - started
 
 
-def run_one(name: str, seed: int, label: str, options: list[str], out: Path) -> dict:
+def run_one(name: str, seed: int, label: str, options: list[str], out: Path, how: Recipe) -> dict:
     """Prepare, train and evaluate one set with one seed; the row of results.jsonl."""
     pages, probes = pages_and_probes(name)
     run = out / f"{label}-{name}-seed{seed}"
     log = out / f"{run.name}.log"
     shutil.rmtree(run, ignore_errors=True)
     log.unlink(missing_ok=True)
-    kinject("prepare", "--files", *map(str, pages), "--out", str(run), log=log)
-    train_s = kinject("train", str(run), "--seed", str(seed), *options, log=log)
-    eval_s = kinject("eval", str(run), "--probes", str(probes), log=log)
+    mine = ["--questions", str(how.questions)] if how.questions else []
+    kinject("prepare", "--files", *map(str, pages), *mine, "--out", str(run), log=log)
+    reused = how.reuse and _reuse_augmentation(run, out, name)
+    if how.plain is not None:
+        kinject("augment", str(run), *options, log=log)
+        train_s = _plain(run, ["--seed", str(seed), *how.plain], log)
+    else:
+        train_s = kinject("train", str(run), "--seed", str(seed), *options, log=log)
+    eval_s = kinject("eval", str(run), "--probes", str(probes), *how.eval_options, log=log)
     meta = RunDir(run).read_adapter_meta()
     return {
         "set": name,
         "seed": seed,
         "label": label,
-        "options": options,
+        "options": options + (["(plain loop)", *how.plain] if how.plain is not None else []),
         **scores(RunDir(run).read_eval()),
+        "data": data_summary(RunDir(run)),
         "steps": meta.get("total_steps"),
         "kept_step": meta.get("kept_step", meta.get("step")),
         "learnt": (meta.get("guard") or {}).get("learnt"),
         "budget": meta.get("budget"),
+        "augment_s": None if reused else round(_generation_seconds(RunDir(run)), 1),
         "train_s": round(train_s, 1),
         "eval_s": round(eval_s, 1),
+        "reused_data": bool(reused),
     }
+
+
+@dataclass
+class Recipe:
+    """How a recipe is run beyond its `kinject train` options."""
+
+    plain: list[str] | None = None  # train with bench/plain_loop.py and these options instead of `kinject train`
+    questions: Path | None = None  # the user's own question file, given to prepare
+    reuse: bool = True  # take the generated data of an earlier run of the same set when its settings match
+    eval_options: list[str] = field(default_factory=list)
+
+
+def _reuse_augmentation(run: Path, out: Path, name: str) -> bool:
+    """Copy the generated data (and shared blocks) of an earlier run of set ``name`` in ``out`` into ``run``: its
+    cache keys name what it was generated with, so only data of matching settings is used."""
+    earlier = sorted(p for p in out.glob(f"*-{name}-seed*/augment") if p.parent != run)
+    if not earlier:
+        return False
+    shutil.copytree(earlier[-1], run / "augment", dirs_exist_ok=True)
+    return True
+
+
+def _generation_seconds(run: RunDir) -> float:
+    """Seconds the run's generated data took to make."""
+    return sum(float(i.get("seconds") or 0) for i in run.augmentation_infos())
+
+
+def _plain(run: Path, options: list[str], log: Path) -> float:
+    """Train ``run`` with bench/plain_loop.py; its wall time."""
+    started = time.time()
+    with log.open("a", encoding="utf-8") as output:
+        code = subprocess.call(
+            [sys.executable, str(ROOT / "bench" / "plain_loop.py"), str(run), *options],
+            cwd=ROOT,
+            stdout=output,
+            stderr=output,
+        )
+    if code:
+        raise SystemExit(f"plain_loop.py failed ({code}); see {log}")
+    return time.time() - started
+
+
+def data_summary(run: RunDir) -> dict | None:
+    """The data report's counts (facts, asked, well asked, mismatched, answers of several facts), or None."""
+    report = run.read_data_report()
+    if not report:
+        return None
+    keys = ("facts", "asked", "well_asked", "questions", "mismatched", "answers_of_several_facts", "yours")
+    return {k: report.get(k) for k in keys}
 
 
 def scores(report: dict) -> dict:
@@ -147,6 +207,15 @@ def main() -> None:
     parser.add_argument("--sets", default="announcement,lookalikes", help="comma-separated test sets")
     parser.add_argument("--seeds", default="42,7,11", help="comma-separated training seeds")
     parser.add_argument("--label", default="default", help="the recipe's name in the table")
+    parser.add_argument(
+        "--plain",
+        metavar="OPTIONS",
+        help="train with bench/plain_loop.py and these options (quoted) instead of `kinject train`; the other "
+        "options then go to `kinject augment`",
+    )
+    parser.add_argument("--questions", type=Path, help="the user's own question file, given to `kinject prepare`")
+    parser.add_argument("--fresh-data", action="store_true", help="generate each run's data anew (for timing)")
+    parser.add_argument("--eval", default="", metavar="OPTIONS", help="extra `kinject eval` options (quoted)")
     parser.add_argument("options", nargs="*", help="`kinject train` options of the recipe (after --)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +226,13 @@ def main() -> None:
             if any(r["set"] == name and r["seed"] == seed and r["label"] == args.label for r in rows):
                 continue
             print(f"{args.label}: {name}, seed {seed}", flush=True)
-            row = run_one(name, seed, args.label, args.options, args.out)
+            how = Recipe(
+                shlex.split(args.plain) if args.plain is not None else None,
+                args.questions,
+                not args.fresh_data,
+                shlex.split(args.eval),
+            )
+            row = run_one(name, seed, args.label, args.options, args.out, how)
             rows.append(row)
             with results.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(row) + "\n")

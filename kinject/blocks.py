@@ -42,13 +42,14 @@ class BlockStats:
     packing_efficiency: float  # real tokens / slots
     replay_tokens: int = 0  # tokens of replay examples (their share of corpus_tokens is BlocksConfig.replay_share)
     target_tokens: int = 0  # tokens with a loss (answers only, for question-answer and replay examples)
+    teacher_rows: int = 0  # question-answer turns with a teacher (qa_target "teacher" or "both")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 TEXT_FORMATS = ("raw", "chat", "both", "none")
-PACKING_VERSION = 2  # bump when packing changes, so cached blocks are packed again (2: chat asks a short subject)
+PACKING_VERSION = 3  # bump when packing changes, so cached blocks are packed again (3: the user's own questions)
 
 
 def chat_document_tokens(text: str, title: str, tokenizer: Any) -> list[int]:
@@ -83,15 +84,18 @@ class Doc:
     labels: list[int] | None = None  # per token: the target, or IGNORE_INDEX; None: every token is a target
     replay: bool = False  # replay data (the base model's own answers): a soft target for replay_loss "kl"
     whole: bool = False  # start a new block rather than split it, when it fits in one
+    teacher: list[int] | None = None  # the same turn with its passage in the prompt (qa_target "teacher"/"both")
+    hard: bool = True  # with a teacher: the answer's tokens are targets too
 
 
 def pack_docs(
-    docs: Iterable[Doc], block_size: int, pad_id: int, pad_last: bool = False
+    docs: Iterable[Doc], block_size: int, pad_id: int, pad_last: bool = False, per_row: bool = False
 ) -> tuple[list[dict[str, list[int]]], int]:
     """Pack documents into blocks of at most ``block_size``; returns (blocks, total real tokens).
 
     Position ids restart at each document and each block. A ``whole`` document that does not fit in what is
     left of a block starts the next one, so a question and its answer stay together (that block is shorter).
+    ``per_row``: every document is a block of its own (a longer one is split), for batches of examples.
     """
     blocks: list[dict[str, list[int]]] = []
     ids: list[int] = []
@@ -100,12 +104,19 @@ def pack_docs(
     replay: list[int] = []
     total = 0
 
+    teacher: dict[str, Any] = {}
+
     def flush() -> None:
         blocks.append({"input_ids": ids[:], "labels": labels[:], "position_ids": pos[:], "replay_mask": replay[:]})
+        if per_row:  # one example a row: its teacher (or none) goes with it
+            blocks[-1].update(teacher_ids=teacher.get("ids") or [], hard=int(teacher.get("hard", True)))
         for column in (ids, labels, pos, replay):
             column.clear()
 
     for doc in docs:
+        if per_row and ids:
+            flush()
+        teacher.update(ids=doc.teacher, hard=doc.hard)
         total += len(doc.ids)
         targets = doc.labels if doc.labels is not None else doc.ids
         if doc.whole and ids and len(doc.ids) <= block_size and len(doc.ids) > block_size - len(ids):
@@ -205,7 +216,7 @@ def _pack(docs: list[Doc], tokenizer: Any, config: BlocksConfig, block_size: int
     from datasets import Dataset
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    blocks, total = pack_docs(docs, block_size, pad_id, config.pad_last)
+    blocks, total = pack_docs(docs, block_size, pad_id, config.pad_last, config.packing == "rows")
     slots = len(blocks) * block_size
     stats = BlockStats(
         documents=len(docs),
@@ -220,6 +231,9 @@ def _pack(docs: list[Doc], tokenizer: Any, config: BlocksConfig, block_size: int
     stats.replay_tokens = sum(sum(b["replay_mask"]) for b in blocks)
     stats.target_tokens = sum(sum(label != IGNORE_INDEX for label in b["labels"]) for b in blocks)
     columns = ("input_ids", "labels", "position_ids", "attention_mask", "replay_mask")
+    if any(b.get("teacher_ids") for b in blocks):
+        columns += ("teacher_ids", "hard")
+        stats.teacher_rows = sum(bool(b["teacher_ids"]) for b in blocks)
     dataset = Dataset.from_dict({c: [b[c] for b in blocks] for c in columns})
     return dataset, stats
 
@@ -254,6 +268,44 @@ def augmentation_kinds(config: BlocksConfig) -> tuple[str, ...]:
     return tuple(kinds)
 
 
+def user_questions(augmentation: Any) -> list[dict[str, Any]]:
+    """The user's own question-answer rows of an augmentation (trained whenever the run has them)."""
+    return augmentation.kept("user") if augmentation is not None else []
+
+
+def balanced(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Question-answer rows with each fact's questions repeated, in turn, up to the most-asked fact's count (rows
+    about no single fact, a template's, once each)."""
+    by_fact: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        by_fact.setdefault((row.get("passage", ""), row.get("fact") or f"\x00{id(row)}"), []).append(row)
+    most = max((len(group) for key, group in by_fact.items() if not key[1].startswith("\x00")), default=0)
+    out = []
+    for (_, fact), group in by_fact.items():
+        count = len(group) if fact.startswith("\x00") else most
+        out += [group[i % len(group)] for i in range(count)]
+    return out
+
+
+def qa_docs(rows: list[dict[str, Any]], documents: list[dict[str, Any]], config: BlocksConfig, tokenizer: Any):
+    """Question-answer turns as training examples; with a teacher (``qa_target``), each also as the turn the
+    teacher reads: the question after its passage, as augmentation's round trip asks it."""
+    from .augment import split_passages
+    from .augment.prompts import answer_conversation
+
+    text = {p.id: p.text for p in split_passages(documents)} if config.qa_target != "answer" else {}
+    docs = []
+    for row in rows:
+        doc = Doc(*chat_example(row["question"], row["answer"], tokenizer), whole=True)
+        passage = text.get(row.get("passage", ""))
+        if passage:
+            prompt = answer_conversation(passage, row["question"])[0]["content"]
+            doc.teacher = chat_example(prompt, row["answer"], tokenizer)[0]
+            doc.hard = config.qa_target == "both"
+        docs.append(doc)
+    return docs
+
+
 def training_docs(
     documents: list[dict[str, Any]], config: BlocksConfig, tokenizer: Any, augmentation: Any = None
 ) -> list[Doc]:
@@ -267,16 +319,23 @@ def training_docs(
         for ids in _document_forms(d["text"], d.get("title", ""), tokenizer, config.text_format)
     ]
     kinds = augmentation_kinds(config)
-    if not kinds:
+    if config.qa_target != "answer" and not (config.use_qa and config.packing == "rows"):
+        raise ValueError(
+            f"qa_target {config.qa_target!r} needs use_qa and packing 'rows' (its teacher reads each question-answer "
+            "turn with its passage, one turn a row): add --use-qa --packing rows, or leave qa_target 'answer'"
+        )
+    if not kinds and not user_questions(augmentation):
         return docs
     if augmentation is None:
         raise ValueError(f"these blocks need the run's augmentation ({', '.join(kinds)})")
+    docs += [
+        Doc(*chat_example(r["question"], r["answer"], tokenizer), whole=True) for r in user_questions(augmentation)
+    ]
     if config.use_paraphrases:
         docs += [Doc(document_tokens(r["text"], tokenizer)) for r in augmentation.kept("paraphrase")]
     if config.use_qa:
-        docs += [
-            Doc(*chat_example(r["question"], r["answer"], tokenizer), whole=True) for r in augmentation.kept("qa")
-        ]
+        rows = balanced(augmentation.kept("qa")) if config.balance_facts else augmentation.kept("qa")
+        docs += qa_docs(rows, documents, config, tokenizer)
     rng = random.Random(0)
     if config.replay_share > 0:
         docs += _replay_docs(
@@ -326,6 +385,8 @@ def ensure_blocks(
     kinds = augmentation_kinds(config)
     if kinds and augmentation is None:
         raise ValueError(f"these blocks need the run's augmentation ({', '.join(kinds)})")
+    if user_questions(augmentation):
+        kinds = (*kinds, "user")
     if kinds:
         corpus_digest += "+" + "+".join(augmentation.keys[k] for k in kinds)
     key = blocks_key(config, tokenizer_fingerprint(tokenizer), corpus_digest, block_size)

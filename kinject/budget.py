@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .blocks import balanced
+
 MIN_EPOCHS = 1.0
 MAX_EPOCHS = 12.0
 
@@ -53,7 +55,10 @@ def exposures_per_epoch(documents: list[dict[str, Any]], blocks: Any, augmentati
     if augmentation is not None and blocks.use_paraphrases:
         rows += [(r["passage"], r["text"]) for r in augmentation.kept("paraphrase")]
     if augmentation is not None and blocks.use_qa:
-        rows += [(r["passage"], r["answer"]) for r in augmentation.kept("qa")]
+        qa = augmentation.kept("qa")
+        rows += [(r["passage"], r["answer"]) for r in (balanced(qa) if blocks.balance_facts else qa)]
+    if augmentation is not None:  # the user's own pairs name no passage: they count for the fact wherever it is
+        rows += [(passage, r["answer"]) for r in augmentation.kept("user") for passage in {p for p, _, _ in facts}]
     for passage, text in rows:
         texts.setdefault(passage, []).append(text)
     # The evaluation's own matching ("11" is not stated by "111 rooms"), within the fact's passage.

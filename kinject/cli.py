@@ -104,6 +104,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NO_SOURCE
     _print_sources(result.rows)
+    _print_questions(result.questions)
     s = result.stats
     ok = sum(r["status"] == "ok" for r in result.rows)
     print(
@@ -111,6 +112,16 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         f"{s.block_size} · packing efficiency {s.packing_efficiency:.1%}\nwrote {result.run_dir}"
     )
     return EXIT_OK
+
+
+def _print_questions(rows: list[dict[str, Any]]) -> None:
+    """The user's own question-answer pairs read, and each one whose answer the pages do not support."""
+    if not rows:
+        return
+    warned = [r for r in rows if r.get("warning")]
+    print(f"\n{len(rows)} question-answer pairs of your own" + (f", {len(warned)} with a warning:" if warned else ""))
+    for r in warned:
+        print(f"  {r['file']}:{r['line']}: {r['warning']} ({r['question']})")
 
 
 def _print_sources(rows: list[dict[str, Any]]) -> None:
@@ -211,7 +222,7 @@ def _train_launched(devices: int, argv: list[str], run_dir: str) -> int:
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
-    from .augment import KINDS, AugmentError, ensure_augmentation, teacher_answers
+    from .augment import KINDS, AugmentError, ensure_augmentation, format_report, teacher_answers
 
     config = verb_configs("augment", args)["augment"]
     counts = {"paraphrase": config.paraphrases_per_passage, "qa": 1, "replay": config.replay_prompts}
@@ -233,6 +244,9 @@ def cmd_augment(args: argparse.Namespace) -> int:
         for row in result.kept(kind)[:2]:
             shown = row.get("text") or f"Q: {row['question']}  A: {row['answer']}"
             print(f"\n[{kind}] {shown[:300]}")
+    if result.report is not None:
+        print(f"\nThe training data, fact by fact ({RunDir(args.run_dir).data_report_path}):\n")
+        print(format_report(result.report))
     return EXIT_OK
 
 

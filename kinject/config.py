@@ -14,8 +14,10 @@ from .declare import ConfigError, check_choice, check_networks, check_seed, requ
 from .presets import DEFAULT_PRESET, PRESETS, PresetName
 
 TextFormat = Literal["raw", "chat", "both", "none"]
+Packing = Literal["blocks", "rows"]
+QATarget = Literal["answer", "teacher", "both"]
 GeneratorSource = str  # "base" or an endpoint URL
-AnswerSource = Literal["sentence", "clause", "generator", "distill"]
+AnswerSource = Literal["fact", "sentence", "clause", "generator", "distill"]
 ReplayLoss = Literal["ce", "kl"]
 Quantization = Literal["auto", "4bit", "none"]
 Switch = Literal["auto", "on", "off"]
@@ -124,6 +126,24 @@ class BlocksConfig:
     use_qa: bool = setting(
         False, "Also train on the augmentation's question-answer pairs, as chat turns with the loss on the answers."
     )
+    balance_facts: bool = setting(
+        True,
+        "With use_qa: repeat the questions of a fact that has fewer than the most-asked fact, so that every fact is "
+        "trained as often (a fact with 2 kept questions is seen as often as one with 8).",
+    )
+    qa_target: QATarget = setting(
+        "answer",
+        "With use_qa: what a question-answer turn teaches. 'answer': its answer's tokens (cross-entropy); "
+        "'teacher': the base model's whole next-token distribution over each answer token when it reads the "
+        "passage with the question, KL(teacher || adapter) (context distillation); 'both'. The teacher needs "
+        "packing 'rows'.",
+    )
+    packing: Packing = setting(
+        "blocks",
+        "How training examples are batched: 'blocks' packs them into blocks of block_size tokens (no example attends "
+        "to another), a block a row of the batch; 'rows' gives each example (a page, a question-answer turn, a "
+        "replay turn) a row of its own, so batch_size counts examples.",
+    )
     replay_share: float = setting(
         0.0,
         "Share of the packed tokens taken by replay examples (their prompts and the base model's own answers to "
@@ -133,6 +153,8 @@ class BlocksConfig:
     def __post_init__(self) -> None:
         require(self.block_size >= 16, "block_size", f"must be >= 16, got {self.block_size}")
         check_choice(self.text_format, "text_format", TextFormat)
+        check_choice(self.packing, "packing", Packing)
+        check_choice(self.qa_target, "qa_target", QATarget)
         require(0 <= self.replay_share < 0.9, "replay_share", f"must be within [0, 0.9), got {self.replay_share}")
         require(
             self.text_format != "none" or self.use_paraphrases or self.use_qa,
@@ -193,27 +215,51 @@ class AugmentConfig:
     paraphrases_per_passage: int = setting(
         1, "Rewrites of each passage, each with another instruction (plain, bullet facts, reordered, Q&A style)."
     )
+    sentence_questions: bool = setting(
+        True,
+        "Ask for every fact (a date, time, number or name of a sentence) with questions made from its own sentence: "
+        "the fact replaced by question words of its kind ('The T2 goes on sale on what date?'), the question words "
+        "first ('When does the T2 go on sale?'), the relation an apposition states ('Who is the chief executive of "
+        "X?'), with the subject's short name and an attribute said otherwise. They ask for exactly that fact.",
+    )
+    rewrites: int = setting(
+        3,
+        "Rewordings the generator writes of each question made from a sentence (the first greedy, the others "
+        "sampled), kept only when the round trip finds them answered with the fact.",
+    )
     questions_per_fact: int = setting(
-        4,
-        "Questions the generator writes for each fact (a date, number or name in a sentence of a passage): the "
-        "first greedy, the others sampled, repeats dropped.",
+        0,
+        "Questions the generator writes for each fact from its sentence, with the fact marked (the first greedy, "
+        "the others sampled), kept only when the round trip finds them answered with the fact.",
+    )
+    round_trip: bool = setting(
+        True,
+        "Keep a question a model wrote only when the generator, reading the passage, answers it with the fact "
+        "(a question that asks about something else is dropped).",
+    )
+    kept_per_fact: int = setting(
+        8, "Most questions kept for each fact, their phrasings spread over the rules and rewordings that made them."
     )
     template_questions: int = setting(
-        2, "Questions per sentence from fixed templates about its subject (any generator, however small)."
-    )
-    cloze_questions: bool = setting(
-        False,
-        "Also ask for every fact with its own sentence as the question: the fact replaced by question words of its "
-        "kind ('The T2 goes on sale on what date?'), cut to the fact's clause. Needs no generator, and asks for "
-        "exactly that fact; off by default, as on look-alike pages one sentence became the answer to most questions.",
+        0,
+        "Questions per sentence from fixed templates about its subject ('Tell me about X.'), answered with the "
+        "whole sentence (0: none; they teach reciting a sentence rather than answering).",
     )
     answers: AnswerSource = setting(
-        "sentence",
-        "Answers to the questions: the 'sentence' that states the fact (always supported), the 'clause' of it that "
-        "states the fact (each fact its own answer, not one sentence for all of its facts), or written by the "
-        "'generator' from the passage (kept only when supported by it and stating the fact asked), or 'distill': "
-        "the generator's answer where it passes those checks, else the clause (context distillation that drops no "
-        "question; for a stronger teacher).",
+        "fact",
+        "Answers to the questions: the 'fact' stated by its own clause with its subject ('The Lumora Grand carries "
+        "410 passengers and 60 cars.'), the 'sentence' that states it, the 'clause' of the sentence that does, "
+        "written by the 'generator' from the passage (kept only when supported by it and stating the fact asked), "
+        "or 'distill': the generator's answer where it passes those checks, else the fact's clause (for a stronger "
+        "teacher).",
+    )
+    questions: list[str] = setting(
+        [],
+        'Your own question-answer files (JSONL: one {"question", "answer", "source"} object a line; or CSV '
+        "with a question,answer[,source] header), trained beside the generated pairs. Read at prepare and at each "
+        "training (the run keeps a copy, used when a file is gone); an answer the pages do not support is kept "
+        "with a warning in the data report.",
+        metavar="FILE",
     )
     replay_prompts: int = setting(
         48, "General chat prompts (shipped, none of the evaluation's) whose base-model answers are kept for replay."
@@ -230,7 +276,14 @@ class AugmentConfig:
     augment_seed: int = setting(0, "Seed for sampling and for choosing templates and instructions.")
 
     def __post_init__(self) -> None:
-        for name in ("paraphrases_per_passage", "questions_per_fact", "template_questions", "replay_prompts"):
+        for name in (
+            "paraphrases_per_passage",
+            "questions_per_fact",
+            "rewrites",
+            "template_questions",
+            "replay_prompts",
+            "kept_per_fact",
+        ):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
         check_choice(self.answers, "answers", AnswerSource)
         require(bool(self.generator and self.generator.strip()), "generator", "must be 'base' or a URL")
@@ -243,6 +296,7 @@ class AugmentConfig:
         check_seed("augment_seed", self.augment_seed)
         require(self.augment_max_new_tokens >= 8, "augment_max_new_tokens", "must be >= 8")
         require(self.augment_batch_size >= 1, "augment_batch_size", "must be >= 1")
+        self.questions = [q.strip() for q in self.questions if q and q.strip()]
 
 
 @dataclass
@@ -414,6 +468,7 @@ class PrepareConfig:
     fetch: FetchConfig = field(default_factory=FetchConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     blocks: BlocksConfig = field(default_factory=BlocksConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
         # Named in words rather than by a field ("urls: ..."): the URLs and Files of the app, --urls and --files.

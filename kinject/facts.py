@@ -14,11 +14,19 @@ DATE = re.compile(
     rf"\b(?:(?:{_MONTHS})\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,\s*\d{{4}})?|\d{{1,2}}\s+(?:{_MONTHS})(?:\s+\d{{4}})?"
     rf"|(?:{_MONTHS})\s+\d{{4}})\b"
 )
-_UNIT = r"(?:\s?%|\s(?:percent|times|[kKMGTP]i?B|[kMGT]bps|[kMG]Hz|ms|hours|days|years|minutes|seconds)\b)"
-# A free-standing number (not part of "p5.48xlarge", "H100" or "3rd"), with a unit when one follows.
-NUMBER = re.compile(rf"(?<![\w.\-])\d+(?:[.,]\d+)*(?![\w.]\w|\w){_UNIT}?")
-_NAME_WORD = r"[A-Z][\w.\-]*[\w]|[A-Z]"
-NAME = re.compile(rf"(?<![\w.\-])(?:{_NAME_WORD})(?:\s(?:{_NAME_WORD}))*")
+_MAGNITUDE = r"(?:\s(?:thousand|million|billion|trillion)\b)?"
+_UNIT = (
+    r"(?:\s?%|\s(?:percent|times|[kKMGTP]i?B|[kMGT]bps|[kMG]Hz|ms|hours|days|years|minutes|seconds|weeks|months"
+    r"|euros?|dollars?|pounds|yen|francs|kroner|(?:kilo|mega|giga)?watt(?:-hours?)?s?|[kMG]Wh?|metres?|meters?|km"
+    r"|kilometres?|kilometers?|miles|kg|kilograms?|grams?|tonnes?|tons?|litres?|liters?|degrees)\b)"
+)
+# A free-standing number (not part of "p5.48xlarge", "H100" or "3rd"), with its magnitude ("88 million") and a unit
+# when one follows.
+NUMBER = re.compile(rf"(?<![\w.\-/:])\d+(?:[.,]\d+)*(?![\w.:]\w|\w){_MAGNITUDE}{_UNIT}?")
+# A time of day ("5:40", "17:05", "9:30 am").
+TIME = re.compile(r"(?<![\w.:])\d{1,2}:\d{2}(?:\s?[ap]\.?m\.?)?(?![\w:])")
+_NAME_WORD = r"[A-Z][\w.\-/]*[\w]|[A-Z]"
+NAME = re.compile(rf"(?<![\w.\-/])(?:{_NAME_WORD})(?:(?:\s&)?\s(?:{_NAME_WORD}))*")
 _SENTENCE_END = re.compile(r"(?:(?<=[^A-Z\s][.!?])|(?<=[A-Z]{2}[.!?]))\s+(?=[\"'(\[]?[A-Z0-9])")
 MAX_NAME_WORDS = 3
 # Capitalized only because they open a sentence: not names.
@@ -48,8 +56,9 @@ def paragraphs(text: str) -> list[str]:
 
 
 def numeric_spans(sentence: str) -> list[Span]:
-    """Dates, then free-standing numbers with their units, in order of position."""
+    """Dates and times of day, then free-standing numbers with their units, in order of position."""
     dates = [Span(m.start(), m.group(), "date") for m in DATE.finditer(sentence)]
+    dates += [Span(m.start(), m.group(), "time") for m in TIME.finditer(sentence)]
     inside = [(d.start, d.start + len(d.text)) for d in dates]
     numbers = [
         Span(m.start(), m.group(), "number")

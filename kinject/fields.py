@@ -19,7 +19,12 @@ from .config import BlocksConfig, ConfigError
 from .presets import PRESETS
 
 # Keys earlier versions wrote into config.yaml; read back without complaint, then dropped.
-_LEGACY_KEYS = {"blocks": {"block_size_used"}, "train": {"block_size", "text_format"}, "eval": {"generation"}}
+_LEGACY_KEYS = {
+    "blocks": {"block_size_used"},
+    "train": {"block_size", "text_format"},
+    "eval": {"generation"},
+    "augment": {"cloze_questions"},  # every fact is now asked with its own sentence's questions (sentence_questions)
+}
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

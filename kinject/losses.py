@@ -119,6 +119,7 @@ def causal_lm_loss(model: Any, inputs: dict[str, Any], kl_weight: float, count: 
     import torch
 
     replay = inputs.pop("replay_mask", None)
+    teacher = {k: inputs.pop(k) for k in ("teacher_ids", "teacher_lengths", "hard") if k in inputs}
     labels = inputs.pop("labels")
     head = output_head(model)
     hidden, logits = _forward(model, inputs, head)
@@ -126,6 +127,8 @@ def causal_lm_loss(model: Any, inputs: dict[str, Any], kl_weight: float, count: 
     scored = targets != IGNORE_INDEX
     soft = scored & replay[:, 1:].bool() if replay is not None else torch.zeros_like(scored)
     hard = scored & ~soft
+    if teacher:  # a turn whose teacher alone teaches it is no cross-entropy target
+        hard = hard & ~((teacher["teacher_lengths"] > 0) & ~teacher["hard"])[:, None]
     if not hard.any():
         loss = (hidden if hidden is not None else logits).sum() * 0
     elif hidden is not None:
@@ -140,4 +143,32 @@ def causal_lm_loss(model: Any, inputs: dict[str, Any], kl_weight: float, count: 
         base = head(base_hidden[soft]).float() if base_hidden is not None else base_logits[soft]
         base_logp = torch.log_softmax(base, -1)
         loss = loss + kl_weight * (base_logp.exp() * (base_logp - adapter_logp)).sum()
+    if teacher:
+        loss = loss + _teacher_kl(model, head, hidden, logits, targets, scored, teacher)
     return loss / (count if count is not None else scored.sum())
+
+
+def _teacher_kl(model: Any, head: Any, hidden: Any, logits: Any, targets: Any, scored: Any, teacher: dict) -> Any:
+    """KL(teacher || adapter) over the answer tokens of each turn that has a teacher: the base model (the adapter
+    off) reading the turn with its passage, whose last tokens are the same answer (context distillation)."""
+    import torch
+
+    rows = [i for i in range(targets.shape[0]) if teacher["teacher_lengths"][i] > 0]
+    if not rows:
+        return targets.new_zeros((), dtype=torch.float32)
+    inner = getattr(model, "module", model)
+    ids = teacher["teacher_ids"][rows]
+    with torch.no_grad(), inner.disable_adapter():
+        base_hidden, base_logits = _forward(inner, {"input_ids": ids}, head)
+    total = targets.new_zeros((), dtype=torch.float32)
+    for k, i in enumerate(rows):
+        student = scored[i].nonzero().squeeze(1)
+        length = int(teacher["teacher_lengths"][i])
+        places = torch.arange(length - 1 - len(student), length - 1, device=ids.device)
+        if len(student) == 0 or places[0] < 0 or not torch.equal(ids[k, places + 1], targets[i, student]):
+            continue  # the answers' tokens do not line up: no teacher for this turn
+        mine = head(hidden[i, student]).float() if hidden is not None else logits[i, student]
+        theirs = head(base_hidden[k, places]).float() if base_hidden is not None else base_logits[k, places]
+        base_logp, adapter_logp = torch.log_softmax(theirs, -1), torch.log_softmax(mine, -1)
+        total = total + (base_logp.exp() * (base_logp - adapter_logp)).sum()
+    return total

@@ -156,7 +156,7 @@ def _run_stages(run: RunDir, job: _Job, model_cfg: ModelConfig, last: Path | Non
     budget, total_steps = _plan(run, job, len(blocks), augmentation)
     guard = _guard(run, config, model, tokenizer, total_steps, last, progress) if main else None
     attempt.callback = progress_callback(progress, total_steps, run, guard, writes=main)
-    args = training_arguments(run.checkpoints_dir, config, budget.epochs, total_steps)
+    args = training_arguments(run.checkpoints_dir, config, budget.epochs, total_steps, job.blocks.packing == "rows")
     soft_replay = config.replay_loss == "kl" and stats.replay_tokens > 0
     callbacks = [attempt.callback, *job.callbacks]
     attempt.trainer = make_trainer(model, tokenizer.pad_token_id, blocks, args, config, soft_replay, callbacks)
@@ -209,7 +209,7 @@ def _augment(run: RunDir, job: _Job, model: Any, tokenizer: Any, model_cfg: Mode
     from .augment import AugmentError, LocalGenerator, ensure_augmentation
 
     kinds = augmentation_kinds(job.blocks)
-    if not kinds:
+    if not kinds and not (job.augment.questions or run.read_user_questions()):
         return None
     attempt.phase = "augment"
     if {"qa", "replay"} & set(kinds) and not getattr(tokenizer, "chat_template", None):

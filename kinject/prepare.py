@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .augment.user_questions import check_support, read_question_file
 from .blocks import BlockStats, ensure_blocks
 from .config import PrepareConfig
 from .corpus import build_corpus
@@ -32,6 +33,7 @@ class PrepareResult:
     run_dir: Path
     rows: list[dict[str, Any]] = field(default_factory=list)
     stats: BlockStats | None = None
+    questions: list[dict[str, Any]] = field(default_factory=list)  # the user's own pairs, checked
 
 
 def prepare(config: PrepareConfig, out: str | Path, force: bool = False, progress: Progress | None = None):
@@ -42,6 +44,7 @@ def prepare(config: PrepareConfig, out: str | Path, force: bool = False, progres
     """
     progress = progress or Progress()
     RunDir.check_new(out, force)
+    questions = [row for path in config.augment.questions for row in read_question_file(path)]  # fail fast
     resolved = resolve_model(config.model.model, config.model.revision, progress)
     tokenizer = load_tokenizer(resolved)
     sources = fetch_sources(config.inputs.urls, config.inputs.files, config.fetch, progress)
@@ -55,13 +58,16 @@ def prepare(config: PrepareConfig, out: str | Path, force: bool = False, progres
 
     model_config = AutoConfig.from_pretrained(resolved.path, revision=resolved.revision, token=resolved.token)
     with RunDir.create(out, force=force) as run:
-        sections = ("model", "inputs", "fetch", "corpus", "blocks")
+        sections = ("model", "inputs", "fetch", "corpus", "blocks", "augment")
         run.write_config({name: to_dict(getattr(config, name)) for name in sections})
         run.write_sources(corpus.rows)
         run.save_corpus(corpus.to_dataset())
+        if questions:
+            questions = check_support(questions, corpus.to_dataset().to_list())
+            run.write_user_questions(questions)
         # Augmentation needs the model and is generated when training starts; prepare packs the pages alone (the
         # augmentation settings stay in config.yaml for training to use).
         text_format = "raw" if config.blocks.text_format == "none" else config.blocks.text_format
         pages = replace(config.blocks, text_format=text_format, use_paraphrases=False, use_qa=False, replay_share=0.0)
         _, stats, _ = ensure_blocks(run, pages, tokenizer, context_length(model_config), progress)
-    return PrepareResult(Path(out), corpus.rows, stats)
+    return PrepareResult(Path(out), corpus.rows, stats, questions)

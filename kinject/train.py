@@ -94,6 +94,13 @@ def collate(features: list[dict[str, list[int]]], pad_id: int, with_replay: bool
     }
     if with_replay:  # for the soft-target loss on replay tokens (KinjectTrainer), not the model
         batch["replay_mask"] = pad("replay_mask", 0)
+    if "teacher_ids" in features[0]:  # context distillation's teacher turns (one example a row), for the loss
+        longest = max(len(f["teacher_ids"]) for f in features) or 1
+        batch["teacher_ids"] = torch.tensor(
+            [f["teacher_ids"] + [pad_id] * (longest - len(f["teacher_ids"])) for f in features], dtype=torch.long
+        )
+        batch["teacher_lengths"] = torch.tensor([len(f["teacher_ids"]) for f in features], dtype=torch.long)
+        batch["hard"] = torch.tensor([f["hard"] for f in features], dtype=torch.bool)
     return batch
 
 
@@ -110,6 +117,7 @@ def kinject_trainer(soft_replay: bool, kl_weight: float = 1.0):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not soft_replay:
                 inputs.pop("replay_mask", None)
+            # The teacher's turns are the loss's business, never the model's inputs.
             loss = causal_lm_loss(model, inputs, kl_weight, num_items_in_batch)
             if num_items_in_batch is not None and self.args.average_tokens_across_devices and self.args.world_size > 1:
                 # the count is every process's tokens (the Trainer sums it across them) and data parallel averages
@@ -157,8 +165,11 @@ def add_lora(
     return model
 
 
-def training_arguments(output_dir: Path, config: TrainConfig, epochs: float, total_steps: int) -> Any:
-    """The Trainer's arguments: ``config``'s optimizer, schedule and checkpoints, one log line a step."""
+def training_arguments(
+    output_dir: Path, config: TrainConfig, epochs: float, total_steps: int, by_length: bool = False
+) -> Any:
+    """The Trainer's arguments: ``config``'s optimizer, schedule and checkpoints, one log line a step; ``by_length``
+    batches examples of like length together (one example a row: a short answer beside a long one pads less)."""
     import torch
     from transformers import TrainingArguments
 
@@ -189,6 +200,7 @@ def training_arguments(output_dir: Path, config: TrainConfig, epochs: float, tot
         dataloader_num_workers=0,
         disable_tqdm=True,
         include_num_input_tokens_seen="all",  # padding only trails the last block
+        train_sampling_strategy="group_by_length" if by_length else "random",
         ddp_find_unused_parameters=False,  # every LoRA weight takes part in every step
     )
 

@@ -37,6 +37,7 @@ VERB_SECTIONS: dict[str, dict[str, type]] = {
         "fetch": FetchConfig,
         "corpus": CorpusConfig,
         "blocks": BlocksConfig,
+        "augment": AugmentConfig,
     },
     "augment": {"augment": AugmentConfig},
     "train": {

@@ -12,6 +12,22 @@ from model_fixtures import bundled_model_dir, bundled_tokenizer, tiny_model_dir,
 SAMPLES = Path(__file__).parent / "data" / "samples" / "aws-summit-nyc-2023"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _replay_cache_of_the_session(tmp_path_factory) -> None:
+    """Replay answers shared between runs are kept in the session's own folder, never the user's cache."""
+    from kinject.augment import cache
+
+    cache.REPLAY_DIR = tmp_path_factory.mktemp("replay")
+
+
+@pytest.fixture(autouse=True)
+def _replay_cache_of_the_test(tmp_path_factory, monkeypatch) -> None:
+    """... and each test starts with none: what a test generates is its own."""
+    from kinject.augment import cache
+
+    monkeypatch.setattr(cache, "REPLAY_DIR", tmp_path_factory.mktemp("replay"))
+
+
 @pytest.fixture
 def web_jobs(tmp_path, monkeypatch):
     """The web face's state for one test: an empty runs folder (tmp_path/runs) and a job manager of its own, as

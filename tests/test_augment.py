@@ -125,7 +125,18 @@ def teacher():
 
 
 def _endpoint(teacher, **kw) -> AugmentConfig:
-    base = dict(generator=teacher.url, paraphrases_per_passage=2, questions_per_fact=1, template_questions=1)
+    # The generator's own questions and fixed templates alone, answered with their sentence (no rule's questions,
+    # rewordings or round trip: ``tests/test_augment_qa.py`` tests those).
+    base = dict(
+        generator=teacher.url,
+        paraphrases_per_passage=2,
+        questions_per_fact=1,
+        template_questions=1,
+        sentence_questions=False,
+        rewrites=0,
+        round_trip=False,
+        answers="sentence",
+    )
     return AugmentConfig(**{**base, "replay_prompts": 0, **kw})
 
 
@@ -141,7 +152,7 @@ def test_augmentation_is_filtered_attributed_and_saved(tiny_run, teacher):
         else:  # "bullets" changed a number
             assert not row["kept"] and "drops or changes" in row["reason"]
     qa = result.rows["qa"]
-    assert {r["origin"] for r in qa} == {"generator", "template"}
+    assert {r["origin"] for r in qa} == {"written", "template"}
     for row in qa:
         assert row["sentence"] in passages[row["passage"]].text and row["answer"] == row["sentence"]
     assert all(r["passage_text"] == passages[r["passage"]].text for r in paraphrases)
@@ -156,7 +167,7 @@ def test_augmentation_is_filtered_attributed_and_saved(tiny_run, teacher):
 
 def test_generated_answers_must_be_supported(tiny_run, teacher):
     result = ensure_augmentation(tiny_run, _endpoint(teacher, answers="generator"), ("qa",))
-    answered = [r for r in result.rows["qa"] if r["origin"] == "generator"]
+    answered = [r for r in result.rows["qa"] if r["origin"] == "written"]
     assert answered and not any(r["kept"] for r in answered)
     assert any(r["reason"].startswith("answer states 4 tb") for r in answered)  # "It has 4 TB": unsupported
     # The teacher answers a template question with its passage's first sentence: kept where that states a fact of
@@ -437,7 +448,14 @@ def test_distilled_answers_are_the_teachers_where_they_state_the_fact():
             "When does the Quarro V4 ship?": "The Quarro V4 ships soon.",  # misses "2026": the clause stays
         }
     )
-    config = AugmentConfig(template_questions=0, questions_per_fact=1, answers="distill")
+    config = AugmentConfig(
+        template_questions=0,
+        questions_per_fact=1,
+        answers="distill",
+        sentence_questions=False,
+        rewrites=0,
+        round_trip=False,
+    )
     rows = {r["fact"]: r for r in generate_qa([passage], teacher, config, Progress())}
     assert rows["3.2 GHz"]["answer"] == "The V3 ran at a peak clock speed of 3.2 GHz."
     assert rows["3.2 GHz"]["kept"] and rows["3.2 GHz"]["teacher_reason"] == ""
@@ -449,7 +467,14 @@ def test_distilled_answers_are_the_teachers_where_they_state_the_fact():
     rows = {r["fact"]: r for r in generate_qa([passage], teacher, config, Progress())}
     assert rows["3.2 GHz"]["answer"] == "The V3 peaked at 3.2 GHz." and "2025" in rows["3.2 GHz"]["teacher_reason"]
     # Without the fallback (answers "generator"), an answer that misses its fact drops the row.
-    generator = AugmentConfig(template_questions=0, questions_per_fact=1, answers="generator")
+    generator = AugmentConfig(
+        template_questions=0,
+        questions_per_fact=1,
+        answers="generator",
+        sentence_questions=False,
+        rewrites=0,
+        round_trip=False,
+    )
     rows = {r["fact"]: r for r in generate_qa([passage], teacher, generator, Progress())}
     assert not rows["2026"]["kept"] and rows["2026"]["reason"] == "answer does not state 2026"
 
@@ -471,12 +496,19 @@ def test_a_teachers_answer_must_be_whole_and_say_more_than_the_question():
         }
     )
     teacher.QUESTIONS = {**_Teacher.QUESTIONS, "V3": "Which speed did the V3 reach at its peak?"}
-    config = AugmentConfig(template_questions=1, questions_per_fact=1, answers="distill")
+    config = AugmentConfig(
+        template_questions=1,
+        questions_per_fact=1,
+        answers="distill",
+        sentence_questions=False,
+        rewrites=0,
+        round_trip=False,
+    )
     rows = generate_qa([passage], teacher, config, Progress())
-    by_fact = {r["fact"]: r for r in rows if r["origin"] == "generator"}
+    by_fact = {r["fact"]: r for r in rows if r["origin"] == "written"}
     assert by_fact["2026"]["answer"] == "The Quarro V4 ships in 2026." and not by_fact["2026"]["teacher_reason"]
-    assert by_fact["V3"]["teacher_reason"] == "the question names V3 already"
-    assert by_fact["V3"]["answer"] == "The V3 peaked at 3.2 GHz."
+    # A question that names the fact it asks for is dropped before any answer is asked for.
+    assert not by_fact["V3"]["kept"] and by_fact["V3"]["reason"] == "names V3, the fact it asks for"
     # A template question asks about its whole sentence: an answer stating one of its facts is used, one stating
     # none of them leaves the sentence.
     teacher.default = "The V3 peaked, and its top clock speed is higher."
@@ -522,7 +554,7 @@ def test_template_questions_ask_about_a_name_or_are_left_out():
     text = (
         "Each p5.48xlarge instance has 8 GPUs and 2 TB of system memory. P5 instances deliver 3,200 Gbps of bandwidth."
     )
-    config = AugmentConfig(template_questions=5, questions_per_fact=0)
+    config = AugmentConfig(template_questions=5, questions_per_fact=0, sentence_questions=False, rewrites=0)
     for title, subject in ((HEADLINE, "Amazon EC2 P5"), (TITLE_CASE_HEADLINE, "P5")):
         rows = generate_qa([Passage("d1p1", "p5.html", title, text)], _Silent(), config, Progress())
         asked = {r["sentence"]: [] for r in rows}
@@ -622,24 +654,27 @@ def test_a_cloze_question_asks_for_exactly_its_fact(sentence, fact, question):
     assert fact not in cloze_question(sentence, spans[fact])
 
 
-def test_cloze_questions_are_generated_for_every_fact_and_filtered():
+def test_questions_made_from_the_sentence_ask_for_every_fact():
+    from dataclasses import replace
+
     from kinject.augment import Passage, generate_qa
     from kinject.progress import Progress
 
     text = "The Nimbus 12 weighs 1.1 kg and runs for 14 hours on a charge. It costs $1,299 and uses a Quarro V3."
     passage = Passage("d1p1", "nimbus.md", "Nimbus", text, "Nimbus 12")
-    off = generate_qa([passage], _Silent(), AugmentConfig(template_questions=0, questions_per_fact=0), Progress())
+    config = AugmentConfig(rewrites=0, round_trip=False, answers="sentence")
+    off = generate_qa([passage], _Silent(), replace(config, sentence_questions=False), Progress())
     assert off == []
-    config = AugmentConfig(template_questions=0, questions_per_fact=0, cloze_questions=True)
     rows = generate_qa([passage], _Silent(), config, Progress())
-    kept = {r["fact"]: r for r in rows if r["kept"]}
-    assert {"1.1", "14 hours", "1,299", "Quarro V3"} <= set(kept)
-    assert all(r["origin"] == "cloze" and r["answer"] == r["sentence"] for r in rows)
-    assert kept["14 hours"]["question"] == "The Nimbus 12 weighs 1.1 kg and runs for how many hours on a charge?"
-    # The setting is part of the cache key: turning it on generates the set again.
+    cloze = {r["fact"]: r for r in rows if r["kept"] and r["origin"] == "cloze"}
+    assert {"1.1 kg", "14 hours", "1,299", "Quarro V3"} <= set(cloze)
+    assert all(r["answer"] == r["sentence"] for r in rows)
+    assert cloze["14 hours"]["question"] == "The Nimbus 12 weighs 1.1 kg and runs for how many hours on a charge?"
+    # The setting is part of the cache key: turning it off generates the set again.
     from kinject.augment.cache import augmentation_key
 
-    assert augmentation_key("qa", config, "c", "m") != augmentation_key("qa", AugmentConfig(), "c", "m")
+    off_key = augmentation_key("qa", replace(config, sentence_questions=False), "c", "m")
+    assert augmentation_key("qa", config, "c", "m") != off_key
 
 
 @pytest.mark.parametrize(
@@ -694,12 +729,12 @@ def test_clause_answers_give_each_fact_its_own_answer():
 
     text = "Its top clock speed is 3.6 GHz, where the V3 peaked at 3.2 GHz. The Quarro V4 ships in 2026."
     passage = Passage("d1p1", "quarro.md", "Quarro V4", text)
-    config = AugmentConfig(template_questions=1, questions_per_fact=0, cloze_questions=True, answers="clause")
+    config = AugmentConfig(template_questions=1, rewrites=0, round_trip=False, answers="clause")
     rows = generate_qa([passage], _Silent(), config, Progress())
     answers = {r["fact"]: r["answer"] for r in rows if r["origin"] == "cloze"}
     assert answers["3.2 GHz"] == "The V3 peaked at 3.2 GHz."
     assert answers["3.6 GHz"] == "Its top clock speed is 3.6 GHz."
     templates = [r for r in rows if r["origin"] == "template"]
     assert templates and all(r["answer"] == r["sentence"] for r in templates)  # asks about the whole sentence
-    sentence_config = AugmentConfig(template_questions=1, questions_per_fact=0, cloze_questions=True)
+    sentence_config = AugmentConfig(template_questions=1, rewrites=0, round_trip=False, answers="sentence")
     assert all(r["answer"] == r["sentence"] for r in generate_qa([passage], _Silent(), sentence_config, Progress()))

@@ -144,3 +144,43 @@ def test_the_chat_format_asks_about_a_short_subject_not_a_headline(bundled_token
     ds, _ = pack_blocks([text], bundled_tokenizer, BlocksConfig(text_format="chat"), titles=[title])
     decoded = bundled_tokenizer.decode(ds[0]["input_ids"])
     assert "What do you know about Amazon EC2 P5?" in decoded and "generally available?" not in decoded
+
+
+def test_a_teachers_turn_ends_in_the_same_answer_tokens(bundled_tokenizer):
+    from kinject.blocks import IGNORE_INDEX, qa_docs
+
+    text = "The Lumora Grand carries 410 passengers and 60 cars. The Lumora Swift carries 180 passengers."
+    documents = [{"text": text, "source": "ferry.md", "title": "Lumora"}]
+    row = {
+        "passage": "d1p1",
+        "question": "How many passengers does the Lumora Grand carry?",
+        "answer": "The Lumora Grand carries 410 passengers and 60 cars.",
+    }
+    config = BlocksConfig(text_format="none", use_qa=True, packing="rows", qa_target="teacher")
+    (doc,) = qa_docs([row], documents, config, bundled_tokenizer)
+    answer = [t for t, label in zip(doc.ids, doc.labels, strict=True) if label != IGNORE_INDEX]
+    assert doc.teacher[-len(answer) :] == answer and len(doc.teacher) > len(doc.ids) and not doc.hard
+    assert text in bundled_tokenizer.decode(doc.teacher)
+    (plain,) = qa_docs([row], documents, BlocksConfig(text_format="none", use_qa=True), bundled_tokenizer)
+    assert plain.teacher is None and plain.hard
+
+
+def test_rows_packing_gives_each_example_a_row_and_keeps_its_teacher():
+    from kinject.blocks import Doc, pack_docs
+
+    docs = [Doc([1, 2, 3]), Doc([4, 5], teacher=[9, 4, 5], hard=False), Doc(list(range(10, 16)))]
+    blocks, total = pack_docs(docs, 4, 0, per_row=True)
+    assert [b["input_ids"] for b in blocks] == [[1, 2, 3], [4, 5], [10, 11, 12, 13], [14, 15]]  # a long one split
+    assert total == 11 and [b["teacher_ids"] for b in blocks][:2] == [[], [9, 4, 5]] and blocks[1]["hard"] == 0
+    packed, _ = pack_docs(docs, 8, 0)
+    assert [b["input_ids"] for b in packed][0] == [1, 2, 3, 4, 5, 10, 11, 12] and "teacher_ids" not in packed[0]
+
+
+def test_balanced_facts_are_each_asked_as_often_as_the_most_asked():
+    from kinject.blocks import balanced
+
+    rows = [{"passage": "p", "fact": "410", "question": f"q{i}"} for i in range(4)]
+    rows += [{"passage": "p", "fact": "60", "question": "cars?"}, {"passage": "p", "fact": "", "question": "t"}]
+    out = balanced(rows)
+    assert [r["question"] for r in out if r["fact"] == "60"] == ["cars?"] * 4
+    assert len([r for r in out if r["fact"] == "410"]) == 4 and len([r for r in out if not r["fact"]]) == 1

@@ -528,3 +528,29 @@ def test_gradient_checkpointing_auto_follows_the_memory():
     assert not use_checkpointing("auto", shape, 4096, free_bytes=need * 3, cuda=False)
     bundled = SimpleNamespace(hidden_size=576, num_hidden_layers=30)  # measured: 1.86 GB more RSS without it
     assert 1.5e9 < 2 * activation_bytes(bundled, 1024) < 2.2e9
+
+
+def test_a_teachers_turn_teaches_the_answer_tokens_by_its_distribution(tiny_model_dir):
+    """Context distillation: KL(base reading the passage || adapter) over the answer's tokens, zero when the adapter
+    is the base and the teacher reads what the student reads; a turn without a teacher keeps its cross-entropy."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from kinject.losses import causal_lm_loss
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=4, lora_alpha=8))
+    ids = torch.tensor([[11, 25, 39, 43, 57, 61]])
+    labels = torch.tensor([[-100, -100, -100, 43, 57, 61]])  # the answer: the last three tokens
+    same = {"teacher_ids": ids.clone(), "teacher_lengths": torch.tensor([6]), "hard": torch.tensor([False])}
+    assert causal_lm_loss(model, {"input_ids": ids, "labels": labels, **same}, 1.0, None).item() == pytest.approx(0)
+    passage = torch.tensor([[5, 6, 7, 8, 11, 25, 39, 43, 57, 61, 0, 0]])  # the passage first, padding after
+    teacher = {"teacher_ids": passage, "teacher_lengths": torch.tensor([10]), "hard": torch.tensor([False])}
+    loss = causal_lm_loss(model, {"input_ids": ids, "labels": labels.clone(), **teacher}, 1.0, None)
+    loss.backward()
+    assert loss.item() > 0 and any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    both = {**teacher, "hard": torch.tensor([True])}
+    with torch.no_grad():
+        plain = causal_lm_loss(model, {"input_ids": ids, "labels": labels.clone()}, 1.0, None)
+        mixed = causal_lm_loss(model, {"input_ids": ids, "labels": labels.clone(), **both}, 1.0, None)
+    assert mixed.item() == pytest.approx(plain.item() + loss.item(), rel=1e-4)

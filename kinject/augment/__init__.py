@@ -30,6 +30,8 @@ from .generation import generate_paraphrases, generate_qa, generate_replay, teac
 from .generators import AugmentError, ChatGenerator, EndpointGenerator, LocalGenerator
 from .passages import Passage, asked_sentences, facts_of, sentence_subject, split_passages, title_subject, topic_of
 from .prompts import replay_prompts
+from .report import data_report, format_report
+from .user_questions import QuestionFileError, read_question_file, read_questions, user_rows
 from .verb import Augmentation, ensure_augmentation
 
 __all__ = [
@@ -40,21 +42,27 @@ __all__ = [
     "EndpointGenerator",
     "LocalGenerator",
     "Passage",
+    "QuestionFileError",
     "answer_problem",
     "asked_sentences",
     "augmentation_key",
     "content_words",
+    "data_report",
     "ensure_augmentation",
     "facts_of",
+    "format_report",
     "generate_paraphrases",
     "generate_qa",
     "generate_replay",
     "paraphrase_problem",
     "question_problem",
+    "read_question_file",
+    "read_questions",
     "replay_prompts",
     "sentence_subject",
     "split_passages",
     "teacher_answers",
     "title_subject",
     "topic_of",
+    "user_rows",
 ]

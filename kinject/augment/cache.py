@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from ..config import AugmentConfig
@@ -13,7 +14,7 @@ from .prompts import REPLAY_PROMPTS
 
 KINDS = ("paraphrase", "qa", "replay")
 AUGMENT_VERSION = 2  # bump when generation or filtering changes, so cached sets are generated again
-KIND_VERSION = {"paraphrase": 3, "qa": 2, "replay": 2}  # the same, for one kind (3, 2: passages without headings)
+KIND_VERSION = {"paraphrase": 3, "qa": 4, "replay": 3}  # the same, for one kind (qa 3: every fact asked, by rule)
 ANSWER_FILTER_VERSION = 3  # the same, for question-answer sets whose answers the generator wrote
 TEMPLATE_VERSION = (
     3  # the same, for question-answer sets with template questions (3: a short subject, never a headline)
@@ -30,9 +31,12 @@ KIND_FIELDS = {
         "augment_seed",
     ),
     "qa": (
+        "sentence_questions",
+        "rewrites",
         "questions_per_fact",
+        "round_trip",
+        "kept_per_fact",
         "template_questions",
-        "cloze_questions",
         "answers",
         "generator",
         "generator_model",
@@ -52,9 +56,9 @@ def digest(value: Any) -> str:
 def augmentation_key(
     kind: str, config: AugmentConfig, corpus_digest: str, model: str, base: str = "full precision"
 ) -> str:
-    """The cache name of one kind: the kind, then a digest of its settings, the corpus, the base model (name and
-    revision in ``model``; ``base``: how it was loaded, as a 4-bit model writes other text than a 16-bit one) and,
-    for replay, the shipped prompts."""
+    """The cache name of one kind: the kind, then a digest of its settings, the corpus (not for replay), the base
+    model (name and revision in ``model``; ``base``: how it was loaded, as a 4-bit model writes other text than a
+    16-bit one) and, for replay, the shipped prompts."""
     settings = {k: getattr(config, k) for k in KIND_FIELDS[kind]}
     version = [AUGMENT_VERSION, KIND_VERSION[kind]]
     if kind == "qa" and config.answers in ("generator", "distill"):
@@ -63,7 +67,18 @@ def augmentation_key(
         version.append(TEMPLATE_VERSION)
     extra = digest(REPLAY_PROMPTS.read_text(encoding="utf-8")) if kind == "replay" else ""
     uses_base = kind == "replay" or config.generator == "base"
-    return f"{kind}-{digest([*version, kind, settings, corpus_digest, model, base if uses_base else '', extra])}"
+    pages = "" if kind == "replay" else corpus_digest  # replay answers general prompts: the same for every run
+    return f"{kind}-{digest([*version, kind, settings, pages, model, base if uses_base else '', extra])}"
+
+
+REPLAY_DIR: Path | None = None  # where shared replay answers live (None: $KINJECT_HOME/replay)
+
+
+def shared_replay(key: str) -> Path:
+    """Where replay answers are kept for every run of this machine (they depend on the model, not the pages)."""
+    from ..models import kinject_home
+
+    return (REPLAY_DIR or kinject_home() / "replay") / f"{key}.jsonl"
 
 
 def loaded_as(generator: LocalGenerator | None) -> str:

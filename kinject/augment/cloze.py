@@ -14,7 +14,11 @@ from ..facts import _OPENERS, Span, name_spans, numeric_spans
 
 MAX_WORDS = 30  # question_problem's limit
 SHORT_WORDS = 10  # a question this short also takes the clause after the fact's, for context
-_PERSON_BEFORE = re.compile(r"(?:\bsaid|\bsays|\bby|\bCEO|\bexecutive|\bfounder|\bdirector|\bled by)\s*$", re.I)
+_PERSON_BEFORE = re.compile(
+    r"(?:\bsaid|\bsays|\bby|\bCEO|\bexecutive|\bfounder|\bdirector|\bled by|\bastronomer|\bscientist|\bengineer"
+    r"|\barchitect|\bdesigner|\bresearcher|\bprofessor|\bminister|\bmayor|\bauthor|\bartist|\bchef|\bcaptain)\s*$",
+    re.I,
+)
 _PERSON_AFTER = re.compile(r"^,?\s*(?:the\s+)?(?:chief|CEO|founder|head|director|president|engineer)\b", re.I)
 _PERCENT = re.compile(r"%|\bpercent\b")
 _YEAR = re.compile(r"^(?:19|20)\d\d$")

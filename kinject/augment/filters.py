@@ -51,9 +51,9 @@ def paraphrase_problem(passage: str, rewrite: str) -> str:
     return ""
 
 
-def question_problem(question: str, sentence: str, answer: str) -> str:
+def question_problem(question: str, sentence: str, answer: str, shares_words: bool = True) -> str:
     """Why a written question is unusable ("" when usable): not a question, too short or long, giving its
-    numeric answer away, or about something the sentence does not mention."""
+    numeric answer away, or (``shares_words``) about something the sentence does not mention."""
     question = question.strip()
     if not question.endswith("?"):
         return "not a question"
@@ -62,16 +62,13 @@ def question_problem(question: str, sentence: str, answer: str) -> str:
         return f"{words} words"
     if answer and numeric_spans(answer) and normalized(answer) in normalized(question):
         return "contains its answer"  # (a name it asks about may be the sentence's subject, and is allowed)
-    if not content_words(question) & content_words(sentence):
+    if shares_words and not content_words(question) & content_words(sentence):
         return "shares no word with the sentence"
     return ""
 
 
-def answer_problem(answer: str, passage: str) -> str:
-    """Why an answer is not supported by its passage ("" when it is): a number or name the passage does not state,
-    or mostly words the passage does not use."""
-    if not answer.strip():
-        return "empty"
+def unsupported_terms(answer: str, passage: str) -> str:
+    """What an answer states that its passage does not ("" when nothing): a number or a specific name."""
     unknown = sorted(key_terms(answer) - key_terms(passage))
     numbers = {normalized(s.text) for s in numeric_spans(answer)} - {
         normalized(s.text) for s in numeric_spans(passage)
@@ -82,6 +79,17 @@ def answer_problem(answer: str, passage: str) -> str:
     names = [name for name, parts in name_words(answer).items() if parts and not parts & words]
     if names:
         return f"names {', '.join(names[:3])}, which the passage does not"
+    return ""
+
+
+def answer_problem(answer: str, passage: str) -> str:
+    """Why an answer is not supported by its passage ("" when it is): a number or name the passage does not state,
+    or mostly words the passage does not use."""
+    if not answer.strip():
+        return "empty"
+    problem = unsupported_terms(answer, passage)
+    if problem:
+        return problem
     words = content_words(answer)
     if words and len(words & content_words(passage)) / len(words) < 0.6:
         return "mostly words the passage does not use"

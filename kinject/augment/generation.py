@@ -3,25 +3,16 @@ attributed to the passage (or prompt) it came from."""
 
 from __future__ import annotations
 
-import random
 import re
 from typing import Any
 
 from ..config import AugmentConfig
 from ..progress import Progress
-from .cloze import cloze_question, fact_clause, fact_spans
-from .filters import answer_problem, normalized, paraphrase_problem, question_problem
+from .filters import answer_problem, normalized, paraphrase_problem
 from .generators import ChatGenerator, LocalGenerator
-from .passages import Passage, asked_sentences, facts_of, topic_of
-from .prompts import (
-    PARAPHRASE_INSTRUCTIONS,
-    TEMPLATES,
-    answer_conversation,
-    paraphrase_conversation,
-    question_conversation,
-    replay_prompts,
-    user_turn,
-)
+from .passages import Passage, facts_of
+from .prompts import PARAPHRASE_INSTRUCTIONS, answer_conversation, paraphrase_conversation, replay_prompts, user_turn
+from .qa import generate_questions
 
 
 def generate_paraphrases(
@@ -59,95 +50,12 @@ def generate_paraphrases(
 def generate_qa(
     passages: list[Passage], generator: ChatGenerator, config: AugmentConfig, progress: Progress
 ) -> list[dict[str, Any]]:
-    """Question-answer pairs for every fact of every sentence: generator-written questions, template ones and
-    (``cloze_questions``) the sentence's own; the answers the sentence, the fact's clause, the generator's, or the
-    generator's where it states the fact, else the clause (``distill``)."""
-    rng = random.Random(config.augment_seed)
-    asks: list[tuple[Passage, str, str]] = []  # passage, sentence, fact
-    rows: list[dict[str, Any]] = []
-    for p in passages:
-        for sentence in asked_sentences(p.text):
-            asks += [(p, sentence, fact) for fact in facts_of(sentence)]
-            templates = rng.sample(TEMPLATES, min(config.template_questions, len(TEMPLATES)))
-            # "": nothing names a short subject, no template question
-            topic = topic_of(sentence, p.title, p.text, p.heading)
-            for template in templates if topic else ():
-                rows.append(_qa_row(p, sentence, "", template.format(topic=topic), "template"))
-    seen: set[tuple[str, str]] = set()
-    if config.cloze_questions:
-        rows += _cloze_rows(passages, seen)
-    jobs = [(p, s, fact) for p, s, fact in asks for _ in range(config.questions_per_fact)]
-    questions = _write_questions(jobs, generator, config, progress)
-    for (p, sentence, fact), question in zip(jobs, questions, strict=True):
-        rows.append(_asked(p, sentence, fact, question, "generator", seen))
-    if config.answers in ("clause", "distill"):
-        for row in rows:
-            if row["fact"]:  # a template question asks about the whole sentence
-                row["answer"] = fact_clause(row["sentence"], row["fact"])
+    """Question-answer pairs for every fact of every sentence (``kinject.augment.qa``); with ``answers`` "generator"
+    or "distill", the generator then answers each kept question from its passage."""
+    rows = generate_questions(passages, generator, config, progress)
     if config.answers in ("generator", "distill"):
         _write_answers(rows, passages, generator, config, progress, fallback=config.answers == "distill")
     return rows
-
-
-def _cloze_rows(passages: list[Passage], seen: set[tuple[str, str]]) -> list[dict[str, Any]]:
-    """A question from each fact's own sentence (``cloze_question``), filtered as written ones are."""
-    return [
-        _asked(p, sentence, span.text, cloze_question(sentence, span), "cloze", seen, "no clause to ask from")
-        for p in passages
-        for sentence in asked_sentences(p.text)
-        for span in fact_spans(sentence)
-    ]
-
-
-def _asked(
-    p: Passage, sentence: str, fact: str, question: str, origin: str, seen: set[tuple[str, str]], empty: str = ""
-) -> dict[str, Any]:
-    """The row of a question about ``fact``, kept unless ``question_problem`` finds it unusable or the passage was
-    asked it already (``seen``, updated); ``empty``: the reason for an empty question, when not that filter's."""
-    row = _qa_row(p, sentence, fact, question, origin)
-    problem = empty if empty and not question else question_problem(question, sentence, fact)
-    if not problem and (p.id, normalized(question)) in seen:
-        problem = "asked already"
-    seen.add((p.id, normalized(question)))
-    row.update(kept=not problem, reason=problem)
-    return row
-
-
-def _write_questions(
-    jobs: list[tuple[Passage, str, str]], generator: ChatGenerator, config: AugmentConfig, progress: Progress
-) -> list[str]:
-    """One question per (passage, sentence, fact) job, its first line: the first of a fact greedy, the others
-    sampled (one reliable phrasing, then variety)."""
-    progress.start("augment: questions", total=len(jobs), unit="question")
-    conversations = [question_conversation(s, fact) for _, s, fact in jobs]
-    questions: list[str] = [""] * len(jobs)
-    firsts = [i for i in range(len(jobs)) if i == 0 or jobs[i] != jobs[i - 1]]
-    taken = set(firsts)
-    others = [i for i in range(len(jobs)) if i not in taken]
-    for group, temperature in ((firsts, 0.0), (others, config.augment_temperature)):
-        if group:
-            texts = generator.chat([conversations[i] for i in group], 48, temperature, config.augment_seed)
-            for i, text in zip(group, texts, strict=True):
-                questions[i] = text.strip().splitlines()[0].strip() if text.strip() else ""
-    progress.finish()
-    return questions
-
-
-def _qa_row(p: Passage, sentence: str, fact: str, question: str, origin: str) -> dict[str, Any]:
-    """A question-answer row; its answer the sentence (``answers`` "clause" cuts it to the fact's clause, "generator"
-    and "distill" ask the generator)."""
-    return {
-        "kind": "qa",
-        "passage": p.id,
-        "source": p.source,
-        "sentence": sentence,
-        "fact": fact,
-        "origin": origin,
-        "question": question,
-        "answer": sentence,
-        "kept": True,
-        "reason": "",
-    }
 
 
 def _write_answers(

@@ -32,6 +32,14 @@ QUESTION_EXAMPLES = (
         "How many objects are in the museum's collection?",
     ),
 )
+REWRITE_INSTRUCTION = "Rewrite the question as a natural question. Keep every name. Reply with the question only."
+# Rewording by example, from questions made by rule ("X goes on sale on what date?") to the way people ask.
+REWRITE_EXAMPLES = (
+    ("The bridge opened to traffic in what month?", "When did the bridge open to traffic?"),
+    ("The museum holds how many objects?", "How many objects does the museum hold?"),
+    ("The city library lends e-books through which app?", "Which app does the city library use to lend e-books?"),
+    ("Marie Curie won the Nobel Prize in what year?", "In which year did Marie Curie win the Nobel Prize?"),
+)
 TEMPLATES = (
     "What do you know about {topic}?",
     "Tell me about {topic}.",
@@ -61,6 +69,16 @@ def question_conversation(sentence: str, answer: str) -> list[dict[str, str]]:
         )
         messages.append({"role": "assistant", "content": ex_question})
     messages.append({"role": "user", "content": f"{QUESTION_INSTRUCTION}\nSentence: {sentence}\nAnswer: {answer}"})
+    return messages
+
+
+def rewrite_conversation(question: str) -> list[dict[str, str]]:
+    """Ask for ``question`` in natural words, after the worked examples."""
+    messages = []
+    for before, after in REWRITE_EXAMPLES:
+        messages.append({"role": "user", "content": f"{REWRITE_INSTRUCTION}\nQuestion: {before}"})
+        messages.append({"role": "assistant", "content": after})
+    messages.append({"role": "user", "content": f"{REWRITE_INSTRUCTION}\nQuestion: {question}"})
     return messages
 
 

@@ -38,6 +38,15 @@ def _alias_pattern(alias: str) -> re.Pattern[str]:
     return re.compile(start + re.escape(alias) + end)
 
 
+def alias_position(answer: str, aliases: list[str]) -> int | None:
+    """Where in ``answer`` (normalized, ``normalize_answer``) the first of ``aliases`` it states begins, or None."""
+    text = normalize_answer(answer)
+    found = [
+        m.start() for alias in aliases if (norm := normalize_answer(alias)) if (m := _alias_pattern(norm).search(text))
+    ]
+    return min(found) if found else None
+
+
 def match_answer(answer: str, aliases: list[str]) -> str | None:
     """The first accepted alias that ``answer`` contains (see ``normalize_answer``), or None."""
     text = normalize_answer(answer)

@@ -91,6 +91,34 @@ class RunData(RunPaths):
         write_jsonl(folder / f"{name}.jsonl", rows)
         atomic_write_json(folder / f"{name}.json", info)
 
+    def write_user_questions(self, rows: list[dict[str, Any]]) -> None:
+        """Keep the user's own question-answer pairs (already read and checked), replacing earlier ones."""
+        write_jsonl(self.path / self._QUESTIONS, rows)
+
+    def read_user_questions(self) -> list[dict[str, Any]]:
+        """The user's own question-answer pairs ([] when none were given)."""
+        path = self.path / self._QUESTIONS
+        try:
+            return read_jsonl(path) if path.is_file() else []
+        except (OSError, ValueError) as exc:
+            raise RunError(f"{path} is damaged ({exc}); give the question file again (--questions)") from exc
+
+    @property
+    def data_report_path(self) -> Path:
+        return self.path / self._DATA_REPORT
+
+    def write_data_report(self, report: dict[str, Any]) -> None:
+        atomic_write_json(self.data_report_path, report)
+
+    def read_data_report(self) -> dict[str, Any] | None:
+        """The last data report, or None when none was written or it is unreadable."""
+        path = self.data_report_path
+        try:
+            data = read_json(path) if path.is_file() else None
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
     def augmentation_infos(self) -> list[dict[str, Any]]:
         """The summaries of every generated set, newest first (a damaged one is skipped, as a cache)."""
         infos = newest_json((self.path / self._AUGMENT).glob("*.json"))

@@ -19,6 +19,8 @@ class RunPaths:
     _BLOCKS = "blocks"
     _BLOCKS_JSON = "blocks.json"
     _AUGMENT = "augment"
+    _QUESTIONS = "questions.jsonl"  # the user's own question-answer pairs, as prepare or train read them
+    _DATA_REPORT = "data-report.json"  # what the training data asks about each fact (kinject.augment.report)
     _STATUS = "status.json"
     _METRICS = "metrics.jsonl"
     _CHECKPOINTS = "checkpoints"

@@ -15,6 +15,8 @@ from kinject.verbs import VERB_SECTIONS, preset_values
 _UNSET = object()
 
 PREPARE_ROWS = [["model", "block_size"]]
+# Of the augmentation's settings the Prepare tab takes only the user's own question file; the Train form has the rest.
+PREPARE_LEAVE_OUT = tuple(i.name for i in describe_fields(AugmentConfig) if i.name != "questions")
 TRAIN_ROWS = [
     ["preset", "quantization", "eval_at_end", "quick"],
     ["epochs", "learning_rate", "lora_r", "lora_alpha", "batch_size", "text_format"],

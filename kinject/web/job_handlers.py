@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from kinject.augment.user_questions import QuestionFileError, read_question_file
 from kinject.config import ConfigError, PrepareConfig
 from kinject.jobs import JobBusyError, JobOutcome
 from kinject.runs import RunDir, RunError
@@ -20,9 +21,9 @@ from kinject.verbs import prepare_command, preset_settings, settings_configs, tr
 
 from . import state
 from .eval_view import show_eval
-from .forms import takes_fields
+from .forms import PREPARE_LEAVE_OUT, takes_fields
 from .handlers import job_ended, job_finished, pick_run, runs_update, user_error, wait_for_job
-from .views import app_text, sources_table, status_text
+from .views import app_text, questions_text, sources_table, status_text
 
 
 def _prepare_work(config: PrepareConfig, run: RunDir, force: bool):
@@ -39,7 +40,7 @@ def _prepare_work(config: PrepareConfig, run: RunDir, force: bool):
     return work
 
 
-@takes_fields("prepare", leave_out=OPERATOR_FETCH_FIELDS)
+@takes_fields("prepare", leave_out=OPERATOR_FETCH_FIELDS + PREPARE_LEAVE_OUT)
 def do_prepare(run_name: str = "", force: bool = False, selected: str | None = None, **settings: Any):
     """Prepare as a job (progress in the status area, Stop stops it); yields (sources, summary, status, run picker).
 
@@ -58,10 +59,12 @@ def do_prepare(run_name: str = "", force: bool = False, selected: str | None = N
         # Which addresses may be fetched is the operator's choice, whatever the request says.
         config = replace(config, fetch=state.OPERATOR.fetch_policy(config.fetch))
         RunDir.check_writable(run.path)
+        for path in config.augment.questions:  # a malformed question file is named before anything is fetched
+            read_question_file(path)
     except state.WebError as exc:
         yield failed(str(exc))
         return
-    except (ConfigError, RunError) as exc:
+    except (ConfigError, RunError, QuestionFileError) as exc:
         yield failed(app_text(str(exc)))
         return
     try:
@@ -90,6 +93,7 @@ def do_prepare(run_name: str = "", force: bool = False, selected: str | None = N
     summary = (
         f"**{name}**: {ok}/{len(result.rows)} sources used · {s.corpus_tokens:,} tokens · {s.blocks} blocks of "
         f"{s.block_size} · packing efficiency {s.packing_efficiency:.1%}\n\n"
+        f"{questions_text(result.questions)}"
         f"CLI equivalent: `{prepare_command(config, run.path, force)}`"
     )
     yield sources_table(result.rows), summary, status_text(name), runs_update(name)

@@ -22,6 +22,7 @@ from .forms import (
     ASK_ROWS,
     CHAT_ROWS,
     EVAL_ROWS,
+    PREPARE_LEAVE_OUT,
     PREPARE_ROWS,
     PUBLISH_ROWS,
     TRAIN_FIELDS,
@@ -55,6 +56,7 @@ from .views import (
     augmentation_table,
     card_preview,
     compare_runs,
+    data_report_text,
     fetch_policy_text,
     runs_table,
     source_view,
@@ -88,12 +90,19 @@ def prepare_tab() -> UI:
     gr.Markdown(fetch_policy_text(state.OPERATOR), elem_id="fetch-policy")
     form = settings_form(
         VERB_SECTIONS["prepare"],
-        [["urls"], ["files"], *PREPARE_ROWS],
-        leave_out=OPERATOR_FETCH_FIELDS,
+        [["urls"], ["files", "questions"], *PREPARE_ROWS],
+        leave_out=OPERATOR_FETCH_FIELDS + PREPARE_LEAVE_OUT,
         made={
             "urls": lambda: gr.Textbox(label="URLs", lines=5, placeholder="https://example.com/announcement\n..."),
             "files": lambda: gr.File(
                 label="Files (.html .htm .txt .md .pdf)", file_count="multiple", type="filepath", height=140
+            ),
+            "questions": lambda: gr.File(
+                label="Your own questions (optional: .jsonl or .csv with question, answer, source)",
+                file_count="multiple",
+                file_types=[".jsonl", ".csv", ".json"],
+                type="filepath",
+                height=140,
             ),
         },
     )
@@ -131,6 +140,7 @@ def train_tab() -> UI:
     ui["cli_lines"] = gr.BrowserState({}, storage_key="kinject-cli-lines")  # run -> its CLI line, across reloads
     with gr.Accordion("Generated training data (augmentation)", open=False):
         ui["show_data"] = gr.Button("Show")
+        ui["data_report"] = gr.Markdown(elem_id="data-report")
         ui["data_df"] = gr.Dataframe(
             headers=AUGMENT_COLUMNS,
             wrap=True,
@@ -385,7 +395,9 @@ def wire_views(ui: UI) -> None:
     ui["compare_btn"].click(view_handler(compare_runs), compare_inputs, ui["compare_md"], api_name="compare")
     source_outputs = [ui["source_text"], ui["source_df"]]
     ui["source_pick"].change(view_handler(source_view), [run, ui["source_pick"]], source_outputs, api_name="source")
-    ui["show_data"].click(view_handler(augmentation_table), run, ui["data_df"], api_name="augmentation")
+    ui["show_data"].click(view_handler(augmentation_table), run, ui["data_df"], api_name="augmentation").then(
+        view_handler(data_report_text), run, ui["data_report"], api_name="data_report"
+    )
 
 
 def wire_chat(ui: UI) -> None:

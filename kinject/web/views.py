@@ -287,6 +287,30 @@ def augmentation_table(run: str | None = None) -> list[list[Any]]:
     return rows
 
 
+def questions_text(rows: list[dict[str, Any]]) -> str:
+    """The user's own question-answer pairs a prepare read, and each one the pages do not support ("" for none)."""
+    if not rows:
+        return ""
+    warned = [r for r in rows if r.get("warning")]
+    lines = [
+        f"{len(rows)} question-answer pairs of your own" + (f", {len(warned)} with a warning:" if warned else ".")
+    ]
+    lines += [f"- {cell_text(r['file'])}:{r['line']}: {cell_text(r['warning'])}" for r in warned[:20]]
+    return "\n".join(lines) + "\n\n"
+
+
+def data_report_text(run: str | None = None) -> str:
+    """The run's data report (what the kept questions ask, fact by fact) as Markdown, or why there is none."""
+    if not run:
+        return ""
+    from kinject.augment import format_report
+
+    report = state.run_dir(run).read_data_report()
+    if report is None:
+        return "No data report yet: it is written when the training data is generated (Start, or `kinject augment`)."
+    return format_report(report)
+
+
 def source_names(run: str | None = None) -> list[str]:
     """The selected run's sources that gave text, for the Sources view."""
     if not run:

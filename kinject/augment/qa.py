@@ -1,0 +1,303 @@
+"""Question-answer pairs for every fact of the pages: questions that ask for exactly that fact, in several phrasings,
+answered by a sentence that states it.
+
+For every fact of every sentence (a date, time, number or name; ``questions.asked_spans``):
+
+1. questions made from the fact's own sentence (``questions.fact_questions``: cloze, fronted, the relation an
+   apposition states; with the subject's short name and an attribute said otherwise), which ask for the fact by
+   construction;
+2. the generator's rewordings of those (``rewrites`` of each: the first greedy, the others sampled) and, asked for,
+   questions it writes from scratch with the fact marked (``questions_per_fact``);
+3. the *round trip* (Alberti et al. 2019): a question a model wrote is kept only when the generator, reading the
+   passage, answers it with the fact, so a question that asks about something else is dropped, whoever wrote it;
+4. at most ``kept_per_fact`` questions a fact, the phrasings spread over the rules that made them;
+5. the answer: the fact's clause with its subject (``answers`` "fact"), or another form of ``AnswerSource``.
+
+Fixed templates about a sentence's subject ("Tell me about X.", answered with the sentence) are still there to ask
+for (``template_questions``), not by default: they teach reciting a sentence, not answering a question.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import AugmentConfig
+from ..facts import Span, name_spans
+from ..progress import Progress
+from .cloze import fact_clause
+from .filters import normalized, question_problem
+from .generators import ChatGenerator
+from .passages import Passage, asked_sentences, topic_of
+from .prompts import TEMPLATES, answer_conversation, question_conversation, rewrite_conversation
+from .questions import asked_spans, fact_questions, fact_sentence, page_names, sentence_topics, short_names
+
+READER_TOKENS = 32  # the round trip's answers: enough for a sentence that states the fact
+# The order in which a fact's questions are kept, so that the phrasings spread over the rules that made them.
+ORIGIN_ORDER = ("relation", "fronted", "rewrite", "cloze", "written", "short", "reworded", "sampled")
+
+
+@dataclass
+class Fact:
+    """One fact of one sentence: where it is, and the subject its sentence's "it" stands for."""
+
+    passage: Passage
+    sentence: str
+    span: Span
+    topic: str
+    names: tuple[str, ...] = ()  # the specific names of its page, for naming "the observatory" (``name_pronouns``)
+
+    @property
+    def text(self) -> str:
+        return self.span.text
+
+
+def page_facts(passages: list[Passage]) -> list[Fact]:
+    """Every fact of every asked sentence of ``passages``, in order."""
+    facts = []
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for p in passages:
+        by_source[p.source] += page_names([p.text])
+    for p in passages:
+        names = tuple(dict.fromkeys(by_source[p.source]))
+        sentences = asked_sentences(p.text)
+        first = name_spans(p.text)
+        fallback = topic_of(sentences[0], p.title, p.text, p.heading) if sentences else ""
+        topics = sentence_topics(sentences, fallback or (first[0].text if first else ""))
+        for sentence, topic in zip(sentences, topics, strict=True):
+            facts += [Fact(p, sentence, span, topic, names) for span in asked_spans(sentence)]
+    return facts
+
+
+def qa_row(fact: Fact | None, p: Passage, sentence: str, question: str, origin: str) -> dict[str, Any]:
+    """A question-answer row; its answer is filled in by ``_answer``."""
+    return {
+        "kind": "qa",
+        "passage": p.id,
+        "source": p.source,
+        "sentence": sentence,
+        "fact": fact.text if fact else "",
+        "origin": origin,
+        "question": question,
+        "answer": sentence,
+        "kept": True,
+        "reason": "",
+    }
+
+
+def generate_questions(
+    passages: list[Passage], generator: ChatGenerator, config: AugmentConfig, progress: Progress
+) -> list[dict[str, Any]]:
+    """Question-answer rows for every fact of ``passages`` (see the module's docstring), kept or not and why."""
+    facts = page_facts(passages)
+    short = short_names(page_names([p.text for p in passages]))
+    rows: list[dict[str, Any]] = []
+    for fact in facts:
+        made = (
+            fact_questions(fact.sentence, fact.span, fact.topic, short, fact.names)
+            if config.sentence_questions
+            else []
+        )
+        rows += [qa_row(fact, fact.passage, fact.sentence, q.text, _origin(q.origin)) for q in made]
+    rows += _rewrites(facts, rows, generator, config, progress)
+    rows += _written(facts, generator, config, progress)
+    rows += _templates(passages, config)
+    _filter(rows, config.round_trip, short)
+    if config.round_trip:
+        round_trip([r for r in rows if r["kept"] and r["origin"] in MODEL_ORIGINS], passages, generator, progress)
+    _answer(rows, facts, config)
+    _keep_per_fact(rows, config.kept_per_fact)
+    return rows
+
+
+MODEL_ORIGINS = ("rewrite", "sampled", "written")
+
+
+def _origin(rule: str) -> str:
+    """A sentence rule's origin as the report groups it: "short" and "reworded" variants apart."""
+    if "+reworded" in rule:
+        return "reworded"
+    if "+short" in rule:
+        return "short"
+    return rule
+
+
+def _rewrites(
+    facts: list[Fact], rows: list[dict[str, Any]], generator: ChatGenerator, config: AugmentConfig, progress: Progress
+) -> list[dict[str, Any]]:
+    """The generator's rewordings of each fact's questions made by a rule (not their variants)."""
+    if not config.rewrites:
+        return []
+    by_fact = {(f.passage.id, f.sentence, f.text): f for f in facts}
+    bases = [r for r in rows if r["origin"] in ("cloze", "fronted", "relation")]
+    jobs = [(r, k) for r in bases for k in range(config.rewrites)]
+    if not jobs:
+        return []
+    progress.start("augment: rewordings", total=len(jobs), unit="question")
+    out: list[str] = [""] * len(jobs)
+    for k, temperature in ((0, 0.0), (1, config.augment_temperature)):
+        group = [i for i, (_, n) in enumerate(jobs) if (n == 0) == (k == 0)]
+        if group:
+            texts = generator.chat(
+                [rewrite_conversation(jobs[i][0]["question"]) for i in group], 48, temperature, config.augment_seed
+            )
+            for i, text in zip(group, texts, strict=True):
+                out[i] = text.strip().splitlines()[0].strip().strip('"') if text.strip() else ""
+    progress.finish()
+    made = []
+    for (row, n), question in zip(jobs, out, strict=True):
+        fact = by_fact[(row["passage"], row["sentence"], row["fact"])]
+        made.append(qa_row(fact, fact.passage, fact.sentence, question, "rewrite" if n == 0 else "sampled"))
+    return made
+
+
+def _written(
+    facts: list[Fact], generator: ChatGenerator, config: AugmentConfig, progress: Progress
+) -> list[dict[str, Any]]:
+    """``questions_per_fact`` questions the generator writes for each fact from its sentence, the fact marked: the
+    first greedy, the others sampled."""
+    jobs = [f for f in facts for _ in range(config.questions_per_fact)]
+    if not jobs:
+        return []
+    progress.start("augment: questions", total=len(jobs), unit="question")
+    questions: list[str] = [""] * len(jobs)
+    firsts = [i for i in range(len(jobs)) if i == 0 or jobs[i] is not jobs[i - 1]]
+    others = sorted(set(range(len(jobs))) - set(firsts))
+    for group, temperature in ((firsts, 0.0), (others, config.augment_temperature)):
+        if group:
+            conversations = [question_conversation(jobs[i].sentence, jobs[i].text) for i in group]
+            texts = generator.chat(conversations, 48, temperature, config.augment_seed)
+            for i, text in zip(group, texts, strict=True):
+                questions[i] = text.strip().splitlines()[0].strip() if text.strip() else ""
+    progress.finish()
+    return [qa_row(f, f.passage, f.sentence, q, "written") for f, q in zip(jobs, questions, strict=True)]
+
+
+def _templates(passages: list[Passage], config: AugmentConfig) -> list[dict[str, Any]]:
+    """``template_questions`` fixed questions about each sentence's subject, answered with the sentence."""
+    if not config.template_questions:
+        return []
+    rng = random.Random(config.augment_seed)
+    rows = []
+    for p in passages:
+        for sentence in asked_sentences(p.text):
+            topic = topic_of(sentence, p.title, p.text, p.heading)
+            templates = rng.sample(TEMPLATES, min(config.template_questions, len(TEMPLATES)))
+            rows += [qa_row(None, p, sentence, t.format(topic=topic), "template") for t in templates if topic]
+    return rows
+
+
+def _filter(rows: list[dict[str, Any]], checked_by_reader: bool, short: dict[str, str]) -> None:
+    """Drop what ``question_problem`` finds unusable, a question that names the fact it asks for (it would be
+    answered by an echo), and a question its passage was asked already. A question the round trip will check may use
+    words of its own (the reader tells whether it asks for the fact)."""
+    seen: set[tuple[str, str]] = set()
+    for row in rows:
+        own_words = checked_by_reader and row["origin"] in MODEL_ORIGINS
+        if not row["question"]:
+            problem = "empty"
+        elif row["origin"] == "template":  # fixed wording about the sentence's subject: nothing to check
+            problem = ""
+        else:
+            problem = question_problem(row["question"], row["sentence"], row["fact"], shares_words=not own_words)
+        named = [n for n in (row["fact"], short.get(row["fact"], "")) if n]
+        asked = f" {normalized(row['question'])} "
+        if not problem and any(f" {normalized(n)} " in asked for n in named):
+            problem = f"names {row['fact']}, the fact it asks for"
+        key = (row["passage"], normalized(row["question"]))
+        if not problem and key in seen and row["origin"] != "template":  # one sentence's, another's subject
+            problem = "asked already"
+        seen.add(key)
+        row.update(kept=not problem, reason=problem)
+
+
+def round_trip(rows: list[dict[str, Any]], passages: list[Passage], reader: ChatGenerator, progress: Progress) -> None:
+    """Keep each row only when ``reader``, given its passage, answers its question with its fact, before any other
+    fact of the passage of the same kind (a reader that recites the sentence "cast by Feldt & Sorn and weighs 19
+    tonnes" has answered a question about the weight, not one about the maker); the reader's answer is kept with
+    the row (``reader``)."""
+    if not rows:
+        return
+    from ..eval.matching import alias_position
+
+    text = {p.id: p.text for p in passages}
+    others: dict[str, list[Span]] = defaultdict(list)
+    for fact in page_facts(passages):
+        others[fact.passage.id].append(fact.span)
+    progress.start("augment: round trip", total=len(rows), unit="question")
+    answers = reader.chat(
+        [answer_conversation(text[r["passage"]], r["question"]) for r in rows], READER_TOKENS, 0.0, 0
+    )
+    progress.finish()
+    for row, answer in zip(rows, answers, strict=True):
+        row["reader"] = answer
+        # a fact the question names is its context, not an answer
+        named = [f for f in others[row["passage"]] if alias_position(row["question"], [f.text]) is not None]
+        first = first_fact(answer, row["fact"], [f for f in others[row["passage"]] if f not in named])
+        if first != row["fact"]:
+            said = f"answered with {first}" if first else "not answered with the fact"
+            row.update(kept=False, reason=f"the round trip: read with its passage, it is {said}")
+
+
+def first_fact(answer: str, fact: str, facts: list[Span]) -> str:
+    """Which of ``facts`` of the asked fact's kind (names, or dates and numbers) ``answer`` states first ("" when
+    none); ``fact`` itself when it is stated and no other of its kind comes before it."""
+    from ..eval.matching import alias_position
+
+    kind = next((s.kind == "name" for s in facts if s.text == fact), None)
+    places = []
+    for span in facts:
+        if kind is not None and (span.kind == "name") != kind and span.text != fact:
+            continue
+        at = alias_position(answer, fact_aliases(span.text))
+        if at is not None:
+            places.append((at, span.text != fact, span.text))
+    if not any(name == fact for _, _, name in places):
+        return ""
+    return min(places)[2]
+
+
+def fact_aliases(fact: str) -> list[str]:
+    """The forms of a fact an answer may state it in: the whole, and a number without its unit ("410" of "410
+    passengers", "88 million" of "88 million euros")."""
+    from ..facts import numeric_spans
+
+    aliases = [fact]
+    for span in numeric_spans(fact):
+        number = span.text.split()[0]
+        aliases += [span.text, number] if span.kind == "number" else [span.text]
+    return list(dict.fromkeys(aliases))
+
+
+def _answer(rows: list[dict[str, Any]], facts: list[Fact], config: AugmentConfig) -> None:
+    """Each row's answer: "fact" (the fact's clause with its subject), "clause" (the fact's clause), "sentence";
+    "generator" and "distill" start from the fact's clause and are written by ``generation`` afterwards."""
+    by_fact = {(f.passage.id, f.sentence, f.text): f for f in facts}
+    for row in rows:
+        if not row["fact"] or config.answers == "sentence":
+            continue
+        fact = by_fact.get((row["passage"], row["sentence"], row["fact"]))
+        if config.answers == "fact" and fact is not None:
+            row["answer"] = fact_sentence(fact.sentence, fact.span, fact.topic, fact.names)
+        else:
+            row["answer"] = fact_clause(row["sentence"], row["fact"])
+
+
+def _keep_per_fact(rows: list[dict[str, Any]], most: int) -> None:
+    """At most ``most`` kept questions a fact, taken in turn from each origin (``ORIGIN_ORDER``)."""
+    by_fact: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row["kept"] and row["fact"]:
+            by_fact[(row["passage"], row["sentence"], row["fact"])][row["origin"]].append(row)
+    for origins in by_fact.values():
+        queues = [origins[o] for o in ORIGIN_ORDER if origins.get(o)]
+        taken = 0
+        while any(queues):
+            for queue in queues:
+                if queue:
+                    row = queue.pop(0)
+                    if taken >= most:
+                        row.update(kept=False, reason=f"over {most} questions for this fact")
+                    taken += 1

@@ -1,0 +1,479 @@
+"""Questions that ask for one fact, made from the fact's own sentence (no model needed), and the one-fact answer.
+
+A small generator's written questions often ask about another part of the sentence, or about nothing it says; a
+question made from the sentence asks for exactly its fact by construction. From the clause that states the fact,
+with its subject named (an apposition's name, "it" replaced by the page's subject, a participle's noun):
+
+- the *cloze* form: the fact replaced by question words of its kind ("The Tidewell T2 goes on sale on what date?",
+  "The Lumora Grand carries how many passengers?", "Calvane Transit opened which line?");
+- the *fronted* form, where the clause's verb is plain to see: the question words first and the auxiliary before
+  the subject ("How many passengers does the Lumora Grand carry?");
+- each with the subject's *short name* where it tells the subject apart from every other name of the pages ("the
+  T2"; never "Lumora" where "Lumora Grand" and "Lumora Swift" both are), and with an attribute word said
+  *otherwise* ("hold" for "carry", "CEO" for "chief executive").
+
+The answer is that clause as a sentence of its own (``fact_sentence``): the fact with its subject, not the page's
+sentence with four facts. Rules of English for ordinary news and product pages, not a parser: the generator's
+rewordings (``rewrite``), the round trip (``roundtrip``) and the data report (``report``) cover what they miss.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..facts import _OPENERS, Span, name_spans
+from .cloze import _names_number, wh_phrase
+
+AUX = frozenset("is are was were has have had can could will would shall should may might must".split())
+# Common irregular past forms and their base form (for "did ... <base>").
+IRREGULAR_PAST = {
+    "built": "build",
+    "made": "make",
+    "cast": "cast",
+    "paid": "pay",
+    "led": "lead",
+    "said": "say",
+    "took": "take",
+    "gave": "give",
+    "began": "begin",
+    "sold": "sell",
+    "held": "hold",
+    "won": "win",
+    "bought": "buy",
+    "brought": "bring",
+    "found": "find",
+    "grew": "grow",
+    "rose": "rise",
+    "fell": "fall",
+    "left": "leave",
+    "sent": "send",
+    "spent": "spend",
+    "went": "go",
+    "came": "come",
+    "became": "become",
+    "got": "get",
+    "kept": "keep",
+    "lost": "lose",
+    "put": "put",
+    "set": "set",
+    "told": "tell",
+    "wrote": "write",
+    "ran": "run",
+    "chose": "choose",
+}
+# Words ending in -s or -ed that are not a clause's verb.
+_NOT_VERBS = frozenset(
+    "its this his hers ours yours theirs us was has is as thus plus news series species less unless across "
+    "always perhaps whereas bus gas lens chaos analysis basis status campus bonus focus census virus "
+    "speed need red bed hundred seed feed".split()
+)
+_DETERMINERS = frozenset("the a an its their our his her this that these those each every".split())
+_PREPOSITIONS = frozenset("on in at by from since until before after during for of to with into".split())
+_ADJECTIVES = frozenset(
+    "smaller larger bigger older newer new old first second third last next former latest original same other "
+    "smallest largest biggest oldest newest early late".split()
+)
+_PLACE_VERBS = re.compile(
+    r"\b(?:based|headquartered|located|situated|born|held|founded|opened|built|made)\s+(?:in|at)$"
+)
+# An attribute said otherwise, form for form (only words that keep their sense wherever they stand).
+SYNONYMS: tuple[tuple[str, ...], ...] = (
+    ("carries", "holds"),
+    ("carry", "hold"),
+    ("headquartered", "based"),
+    ("headquarters", "head office"),
+    ("leads", "heads"),
+    ("lead", "head"),
+    ("built", "constructed"),
+    ("build", "construct"),
+    ("opened", "launched"),
+    ("open", "launch"),
+    ("chief executive", "CEO"),
+    ("memory", "RAM"),
+    ("company", "firm"),
+    ("announced", "unveiled"),
+    ("announce", "unveil"),
+    ("costs", "sells for"),
+    ("cost", "sell for"),
+)
+ORG_WORDS = frozenset(
+    "Inc Ltd Corp Corporation Company Group Systems Labs Technologies Transit Marine Metering Motors Airlines "
+    "Bank Energy Networks Software Solutions Industries Partners Holdings Foundation Agency Council Ministry".split()
+)
+PLACE_WORDS = frozenset("University Observatory Institute Museum Hospital Airport Station Harbour Port".split())
+_MARK = "\x00"
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question made for a fact, and which rule made it (``cloze``, ``fronted``; ``+short`` when the subject is
+    named by its short name, ``+reworded`` with an attribute word said otherwise)."""
+
+    text: str
+    origin: str
+
+
+def name_pronouns(text: str, topic: str, names: tuple[str, ...] = ()) -> str:
+    """``text`` with what a page says once it has named a thing named again: "it"/"its" as ``topic``, and "the
+    observatory" as "the Orrin Observatory" where one name of the page (``names``) ends with that word, so that a
+    question says which observatory, telescope or boat it asks about."""
+    for name in names:
+        head = name.split()[-1]
+        if " " not in name or not head.isalpha() or sum(n.split()[-1] == head for n in names) > 1:
+            continue
+        text = re.sub(rf"\b([Tt]he) {head.lower()}\b(?![\w-])", rf"\1 {name}", text)
+    if not topic:
+        return text
+    text = re.sub(r"\b[Ii]ts\b", f"{topic}'s", text)
+    return re.sub(r"(?<![\w'])[Ii]t\b(?!')", topic, text)
+
+
+def short_names(names: list[str]) -> dict[str, str]:
+    """A short name for each name that has one telling it apart from every other name of the pages: its word with a
+    digit ("T2" for "Tidewell T2"), or the first word of a company's name that no other name uses ("Orvanta" for
+    "Orvanta Metering")."""
+    words: dict[str, int] = {}
+    for name in set(names):
+        for word in set(name.split()):
+            words[word] = words.get(word, 0) + 1
+    short = {}
+    for name in set(names):
+        parts = name.split()
+        if len(parts) < 2:
+            continue
+        digits = [w for w in parts if re.search(r"\d", w) and words[w] == 1 and len(w) >= 2]
+        if digits:
+            short[name] = digits[-1]
+        elif parts[-1] in ORG_WORDS and words[parts[0]] == 1 and len(parts[0]) >= 4:
+            short[name] = parts[0]
+    return short
+
+
+def _clauses(text: str) -> list[str]:
+    """``text`` split at ", " (a comma inside a number, or before a date's year, stays); only the part between the
+    semicolons that holds the marker, which is a sentence of its own."""
+    parts = [p for p in re.split(r";\s+", text) if p.strip()]
+    part = next((p for p in parts if _MARK in p), parts[0] if parts else "")
+    part = part[0].upper() + part[1:] if part else part
+    return [c.strip() for c in re.split(r",\s+(?!\d{4}\b)", part) if c.strip()]
+
+
+def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
+    """The characters a fact's question words replace, and those words: "which line" for "the Lumora line", "how
+    many passengers" for "410 passengers", "which company" for "Brenmar Marine", "where" after "based in"."""
+    start, end, wh = wh_phrase(sentence, span)
+    after, before = sentence[end:], sentence[:start]
+    if span.kind == "name":
+        the = re.search(r"\bthe $", before)
+        noun = re.match(r" ([a-z]{3,})\b", after)
+        if (
+            the
+            and noun
+            and noun.group(1) not in AUX | _PREPOSITIONS | {"and", "or"}
+            and not noun.group(1).endswith("ed")
+        ):
+            return the.start(), end + len(noun.group(0)), f"which {noun.group(1)}"  # "the Lumora line"
+        kind = re.search(r"\bthe ([a-z]{3,}) $", before)
+        if (
+            kind and kind.group(1) not in _DETERMINERS | _ADJECTIVES
+        ):  # "the comet C/2031 Brisk", "the astronomer Tomas Ibarro"
+            return kind.start(), end, f"which {kind.group(1)}"
+        if _PLACE_VERBS.search(before.rstrip()):
+            return start, end, "where"
+        last = span.text.split()[-1]
+        if wh == "what" and last in ORG_WORDS:
+            return start, end, "which company"
+    if wh == "how many" and span.kind == "number":
+        hyphen = re.match(r"-([a-z]+)", after)
+        noun = re.match(r" ([a-z]{3,}s)\b", after)
+        if hyphen:  # "a 6.2-metre telescope": "a how many metres telescope", never fronted (see ``fronted``)
+            unit = hyphen.group(1)
+            return start, end + len(hyphen.group(0)), f"how many {unit if unit.endswith('s') else unit + 's'}-"
+        if noun and noun.group(1) not in _NOT_VERBS:
+            return start, end + len(noun.group(0)), f"how many {noun.group(1)}"
+    return start, end, wh
+
+
+def _subject_of(clauses: list[str], at: int) -> str:
+    """The subject for clause ``at`` when it names none itself: the name an apposition gives the first clause ("The
+    larger boat, the Lumora Grand, carries ..."), else the first clause."""
+    first = clauses[0]
+    if at >= 2 and not name_spans(first):
+        named = re.fullmatch(r"the ([A-Z][\w.\-/ &]+)", clauses[1])
+        if named:
+            return named.group(1)
+    return first
+
+
+def _last_noun(text: str) -> str:
+    """The last noun phrase of ``text``, from its last article or name on ("the comet C/2031 Brisk", "a survey of
+    nearby brown dwarfs" as "the survey ..."), for a participle or relative clause that follows it."""
+    found = list(re.finditer(r"\b(?:the|a|an)\s", text))
+    name = _last_name(text)
+    at = found[-1].start() if found else -1
+    if name and text.rfind(name) > at:
+        return name
+    if at < 0:
+        return ""
+    noun = text[at:]
+    return "the " + noun.split(" ", 1)[1] if not noun.startswith("the ") else noun
+
+
+def _last_name(text: str) -> str:
+    names = name_spans(text, specific=False)
+    return names[-1].text if names else ""
+
+
+def _clause_with_subject(clauses: list[str], at: int) -> str:
+    """Clause ``at`` as a sentence with its subject: an apposition ("a maker of ...", "the chief executive of ...")
+    said of the name before it, a participle ("photographed on ...") of the noun before it, a predicate ("carries
+    410 passengers", "and runs ...") of the sentence's subject."""
+    clause = clauses[at]
+    if at == 0 or clause.startswith(_MARK) or clause[0].isupper():
+        return clause
+    previous = clauses[at - 1]
+    first_word = clause.split()[0].lower()
+    if first_word in ("a", "an", "the"):
+        name = _last_name(previous) if at > 1 or len(previous.split()) > 1 else previous
+        return f"{name} is {clause}" if name else ""
+    if first_word in IRREGULAR_PAST or first_word.endswith("ed"):
+        noun = _last_noun(previous)
+        return f"{noun} was {clause}" if noun else ""
+    if first_word in ("which", "who", "that"):  # "..., which has a 2.1-metre mirror"
+        noun = _last_noun(previous)
+        return f"{noun} {clause.split(' ', 1)[1]}" if noun and " " in clause else ""
+    relative = re.match(r"^(?:of which|in which|whereas|while|but|and)\s+(?=(?:the|a|an|[A-Z]\w*)\s)", clause)
+    if relative:  # "..., of which the regional government paid 30 million": a clause with its own subject
+        clause = clause[relative.end() :]
+        return clause[0].upper() + clause[1:]
+    clause = re.sub(r"^(?:and|but|while|so)\s+", "", clause)
+    if clause and clause[0].isupper():
+        return clause
+    return f"{_subject_of(clauses, at)} {clause}"
+
+
+def _marked(sentence: str, span: Span, topic: str, names: tuple[str, ...] = ()) -> tuple[str, str] | None:
+    """(the fact's clause with the fact replaced by a marker, the question words), or None when the fact is in quoted
+    speech or its clause says too little to ask from."""
+    start, end, wh = _ask(sentence, span)
+    quotes = [m.span() for m in re.finditer(r"[\"\u201c][^\"\u201d]*[\"\u201d]", sentence)]
+    if any(a <= start < b for a, b in quotes) or re.search(r"\b(?:said|says|according to)\s+$", sentence[:start]):
+        return None  # quoted speech, or who said it (``relation_question`` asks who they are)
+    text = sentence[:start] + _MARK + sentence[end:]
+    text = re.sub(r"[\"\u201c\u201d]", "", text)
+    text = re.sub(r"[.!?]+$", "", text.strip())
+    clauses = _clauses(name_pronouns(text, topic, names))
+    at = next((i for i, c in enumerate(clauses) if _MARK in c), None)
+    if at is None:
+        return None
+    named = re.fullmatch(rf"(?:the )?{_MARK}", clauses[at])
+    if named and at == 1 and len(clauses) > 2 and re.match(r"(?:the|a|an) [a-z ]+$", clauses[0], re.I):
+        # "The larger boat, the Lumora Grand, carries 410 passengers": which larger boat carries 410 passengers?
+        return f"{_MARK} {clauses[2]}", "which " + clauses[0].split(" ", 1)[1]
+    clause = _clause_with_subject(clauses, at)
+    if not clause or clause.strip() == _MARK or len(clause.split()) < 3:
+        return None
+    return clause, wh
+
+
+def fact_sentence(sentence: str, span: Span, topic: str = "", names: tuple[str, ...] = ()) -> str:
+    """The clause of ``sentence`` that states the fact at ``span``, with its subject, as a sentence of its own
+    ("The Lumora Grand carries 410 passengers and 60 cars."); the sentence itself when no clause holds it alone."""
+    if span.kind == "name" and relation_question(sentence, span) is not None:
+        return relation_answer(sentence, span)
+    marked = _marked(sentence, span, topic, names)
+    if marked is None:
+        return name_pronouns(sentence, topic, names)
+    start, end, _ = _ask(sentence, span)
+    text = marked[0].replace(_MARK, sentence[start:end])
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _verb_at(words: list[str]) -> tuple[int, str] | None:
+    """(index, kind) of the clause's finite verb among ``words``: an auxiliary ("aux"), a present ("does") or a past
+    ("did") verb after the subject; None when none is plain to see."""
+    for i, word in enumerate(words):
+        lower = word.lower()
+        if i == 0:
+            continue
+        if lower in AUX:
+            return i, "aux"
+        if not word.isalpha() or word[0].isupper() or lower in _NOT_VERBS or lower in _DETERMINERS:
+            continue
+        previous = words[i - 1].lower()
+        if previous in _DETERMINERS or previous in _PREPOSITIONS or previous in ("and", "or"):
+            continue  # "the boats", "of sales": a noun
+        if lower in IRREGULAR_PAST or (lower.endswith("ed") and len(lower) > 4):
+            return i, "did"
+        if lower.endswith("s") and len(lower) > 3 and not lower.endswith(("ss", "us", "is")):
+            return i, "does"
+    return None
+
+
+def base_form(verb: str) -> str:
+    """The base form of a present (-s) or past (-ed, irregular) verb: carries -> carry, opened -> open."""
+    if verb in IRREGULAR_PAST:
+        return IRREGULAR_PAST[verb]
+    if verb == "has":
+        return "have"
+    if verb.endswith("ied") or verb.endswith("ies"):
+        return verb[:-3] + "y"
+    if verb.endswith("ed"):
+        stem = verb[:-2]
+        if len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
+            return stem[:-1]  # planned -> plan
+        if re.search(r"(?:[cgvzu]|[^aeiou][bdgkpt]l|[^aeiou]at|it|ur|[^aeiou]s|iz|ys)$", stem) and not stem.endswith(
+            ("ss", "rt", "st")
+        ):
+            return stem + "e"  # announced, replaced, used, created, priced
+        return stem
+    if re.search(r"(?:ch|sh|ss|x|z|o)es$", verb):
+        return verb[:-2]
+    return verb[:-1] if verb.endswith("s") else verb
+
+
+def _lower_first(text: str) -> str:
+    """``text`` with its first word in lower case when it is an ordinary word that only opened the sentence."""
+    first = text.split(" ", 1)[0]
+    return text[0].lower() + text[1:] if first in _OPENERS or first.lower() in _DETERMINERS else text
+
+
+def fronted(clause: str, wh: str) -> str:
+    """The question of ``clause`` (its fact a marker) with ``wh`` first: the subject turned around an auxiliary
+    ("How many years is the T2's cell rated to last?") or "does"/"did" with the verb's base form ("When does the T2
+    go on sale?"); "" where the verb is not plain to see, or is far from the fact."""
+    words = clause.replace(",", " ,").split()
+    if _MARK not in words or wh.endswith("-"):
+        return ""
+    at = words.index(_MARK)
+    if at == 0:
+        return ""  # the subject asked: the cloze form is the question already
+    found = _verb_at(words[:at])
+    if found is None:
+        return ""
+    i, kind = found
+    between = words[i + 1 : at]
+    if len(between) > 6 or "," in between or any(w.lower() in AUX for w in between) or words[at - 1] == "of":
+        return ""
+    subject = _lower_first(" ".join(words[:i]).replace(" ,", ","))
+    tail = between + words[at + 1 :]
+    if wh in ("what date", "what month", "what year", "what time", "where") and between:
+        if between[-1].lower() in _PREPOSITIONS:  # "go on sale on [when]": the preposition goes with the fact
+            tail = between[:-1] + words[at + 1 :]
+    rest = " ".join(tail).replace(" ,", ",").strip(" ,")
+    head = {"what date": "when", "what time": "when", "what month": "when"}.get(wh, wh)
+    head = head[0].upper() + head[1:]
+    verb = words[i].lower()
+    question = (
+        f"{head} {verb} {subject} {rest}" if kind == "aux" else f"{head} {kind} {subject} {base_form(verb)} {rest}"
+    )
+    return " ".join(question.split()).rstrip(" ,") + "?"
+
+
+def relation_question(sentence: str, span: Span) -> Question | None:
+    """For a name followed by an apposition that says what it is ("Marit Ekholm, the chief executive of Calvane
+    Transit"), the question that the apposition asks ("Who is the chief executive of Calvane Transit?")."""
+    after = sentence[span.start + len(span.text) :]
+    found = re.match(r",\s+((?:the|a|an)\s+[^,;.]{3,80}?)(?:[,;.]|\s(?:said|says)\b|$)", after)
+    if not found or _MARK in found.group(1):
+        return None
+    role = found.group(1)
+    if not re.search(r"\b(?:of|at|for)\b|'s\b", role):  # "the chief executive of X", "the company's founder"
+        return None
+    person = re.search(r"chief|executive|founder|director|head|president|chair|astronomer|engineer|CEO|leader", role)
+    return Question(f"{'Who' if person else 'What'} is {role}?", "relation")
+
+
+def relation_answer(sentence: str, span: Span) -> str:
+    """The sentence ``relation_question`` answers ("Marit Ekholm is the chief executive of Calvane Transit.")."""
+    after = sentence[span.start + len(span.text) :]
+    found = re.match(r",\s+((?:the|a|an)\s+[^,;.]{3,80}?)(?:[,;.]|\s(?:said|says)\b|$)", after)
+    return f"{span.text} is {found.group(1)}." if found else ""
+
+
+def fact_questions(
+    sentence: str, span: Span, topic: str = "", short: dict[str, str] | None = None, names: tuple[str, ...] = ()
+) -> list[Question]:
+    """The questions made from ``sentence`` for the fact at ``span`` (see the module's docstring), distinct, in
+    order: cloze, fronted, then their short-name and reworded variants."""
+    if _names_number(sentence, span):
+        return []
+    found = []
+    relation = relation_question(sentence, span) if span.kind == "name" else None
+    if relation is not None:
+        found.append(relation)
+    marked = _marked(sentence, span, topic, names)
+    if marked is not None:
+        clause, wh = marked
+        cloze = clause.replace(_MARK, wh.rstrip("-"))
+        found.append(Question(cloze[0].upper() + cloze[1:] + "?", "cloze"))
+        front = fronted(clause, wh)
+        if front:
+            found.append(Question(front, "fronted"))
+    for q in list(found):
+        for name, alias in (short or {}).items():
+            if re.search(rf"\b{re.escape(name)}\b", q.text) and name != span.text:
+                found.append(Question(re.sub(rf"\b{re.escape(name)}\b", alias, q.text), f"{q.origin}+short"))
+    for q in list(found):
+        found += [Question(v, f"{q.origin}+reworded") for v in reworded(q.text)]
+    seen, out = set(), []
+    for q in found:
+        key = q.text.lower()
+        if key not in seen and 4 <= len(q.text.split()) <= 30:
+            seen.add(key)
+            out.append(q)
+    return out
+
+
+def reworded(question: str) -> list[str]:
+    """``question`` with one attribute word said otherwise (``SYNONYMS``): a variant per other word of its group,
+    for the first group that has a word in it."""
+    for group in SYNONYMS:
+        for word in group:
+            pattern = re.compile(rf"\b{re.escape(word)}\b")
+            if pattern.search(question):
+                return [pattern.sub(other, question, count=1) for other in group if other != word]
+    return []
+
+
+def page_names(texts: list[str]) -> list[str]:
+    """The specific names of ``texts`` (what ``short_names`` tells apart)."""
+    return [s.text for t in texts for s in name_spans(t)]
+
+
+def sentence_topics(sentences: list[str], fallback: str = "") -> list[str]:
+    """For each sentence, what its "it"/"its" stands for: the last specific name of the sentences before it (a
+    page names a thing, then says "it"), else ``fallback`` (the page's subject)."""
+    topics, last = [], fallback
+    for sentence in sentences:
+        topics.append(last)
+        names = [s.text for s in name_spans(sentence) if not re.search(r"\d{4}", s.text) or "/" in s.text]
+        if names:
+            last = names[-1]
+    return topics
+
+
+def asked_spans(sentence: str) -> list[Span]:
+    """The facts of a sentence that questions ask for, in order, each once: its dates, times and numbers, its
+    specific names, and the one-word names inside it ("Brennholt"; not a date's month, a title such as "Dr", or
+    the "Nimbus" of "Nimbus 12")."""
+    from ..facts import numeric_spans
+
+    numeric = numeric_spans(sentence)
+    inside = [(s.start, s.start + len(s.text)) for s in numeric]
+    found, seen = [], set()
+    for span in [*numeric, *name_spans(sentence, specific=False)]:
+        end = span.start + len(span.text)
+        if span.kind == "name":
+            if any(a <= span.start < b for a, b in inside) or re.match(r"\s\d", sentence[end:]):
+                continue
+            if span.text in ("Dr", "Mr", "Mrs", "Ms", "Prof", "St") or span.text in _OPENERS:
+                continue
+            if " " not in span.text and span.start == 0:
+                continue  # a sentence's capitalized first word
+        if span.text.lower() not in seen:
+            seen.add(span.text.lower())
+            found.append(span)
+    return found

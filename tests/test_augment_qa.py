@@ -1,0 +1,290 @@
+"""Question-answer data: every fact asked for by questions made from its sentence, one-fact answers, the round trip,
+the data report, and the user's own question file (kinject.augment.qa, questions, report, user_questions)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kinject.augment import Passage, QuestionFileError, data_report, read_question_file
+from kinject.augment.qa import fact_aliases, generate_questions, page_facts, round_trip
+from kinject.augment.questions import asked_spans, fact_questions, fact_sentence, fronted, short_names
+from kinject.config import AugmentConfig
+from kinject.progress import Progress
+
+PAGE = (
+    "Calvane Transit today opened the Lumora line, an electric ferry service to the island of Varnholm. The crossing "
+    "takes 35 minutes. The larger boat, the Lumora Grand, carries 410 passengers and 60 cars; the smaller Lumora "
+    "Swift carries 180 passengers. Tickets cost 6.50 euros for adults. The first departure leaves at 5:40 every "
+    'morning. "We expect to save 4,800 tonnes of diesel a year," said Marit Ekholm, the chief executive of '
+    "Calvane Transit."
+)
+PASSAGE = Passage("d1p1", "ferry.md", "Lumora", PAGE)
+TEXT = (  # the page of the ``tiny_run`` fixture
+    "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
+    "and 2 TB of system memory. P5 instances deliver 3,200 Gbps of aggregate network bandwidth."
+)
+
+
+class _Silent:
+    """A generator that writes nothing: only the questions made by rule remain."""
+
+    name = "silent"
+
+    def chat(self, conversations, max_new_tokens, temperature, seed=0):
+        return ["" for _ in conversations]
+
+
+class _Reader:
+    """A reader that answers from a script keyed on the question's last words ("" when it has no line)."""
+
+    name = "reader"
+
+    def __init__(self, answers: dict[str, str]):
+        self.answers = answers
+
+    def chat(self, conversations, max_new_tokens, temperature, seed=0):
+        out = []
+        for conversation in conversations:
+            asked = conversation[-1]["content"]
+            out.append(next((a for key, a in self.answers.items() if key in asked), ""))
+        return out
+
+
+def _span(sentence: str, text: str):
+    return next(s for s in asked_spans(sentence) if s.text == text)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "fact", "expected"),
+    [
+        ("The crossing takes 35 minutes.", "35 minutes", "How many minutes does the crossing take?"),
+        (
+            "The larger boat, the Lumora Grand, carries 410 passengers and 60 cars.",
+            "410",
+            "How many passengers does Lumora Grand carry and 60 cars?",
+        ),
+        (
+            "Calvane Transit today opened the Lumora line, an electric ferry service.",
+            "Lumora",
+            "Which line did Calvane Transit today open?",
+        ),
+        (
+            "Its first target was the comet C/2031 Brisk, photographed on the night of 14 February.",
+            "C/2031 Brisk",
+            "Which comet was Halden Telescope's first target?",
+        ),
+    ],
+)
+def test_a_fronted_question_asks_for_exactly_its_fact(sentence, fact, expected):
+    questions = [q.text for q in fact_questions(sentence, _span(sentence, fact), "Halden Telescope")]
+    assert expected in questions
+    assert all(fact not in q for q in questions)
+
+
+def test_the_relation_an_apposition_states_is_asked_and_answered():
+    sentence = '"We expect to save a lot," said Marit Ekholm, the chief executive of Calvane Transit.'
+    span = _span(sentence, "Marit Ekholm")
+    assert [q.text for q in fact_questions(sentence, span)][0] == "Who is the chief executive of Calvane Transit?"
+    assert fact_sentence(sentence, span) == "Marit Ekholm is the chief executive of Calvane Transit."
+
+
+def test_the_answer_states_one_fact_with_its_subject():
+    sentence = "The larger boat, the Lumora Grand, carries 410 passengers and 60 cars; the smaller Lumora Swift " + (
+        "carries 180 passengers."
+    )
+    assert fact_sentence(sentence, _span(sentence, "410")) == "Lumora Grand carries 410 passengers and 60 cars."
+    assert fact_sentence(sentence, _span(sentence, "180")) == "The smaller Lumora Swift carries 180 passengers."
+    it = "Utilities can order it for 89 euros per unit."
+    assert (
+        fact_sentence(it, _span(it, "89 euros"), "Tidewell T2")
+        == "Utilities can order Tidewell T2 for 89 euros per unit."
+    )
+
+
+def test_a_short_name_is_used_only_where_it_tells_the_names_apart():
+    short = short_names(["Tidewell T2", "Orvanta Metering", "Lumora Grand", "Lumora Swift", "Calvane Transit"])
+    assert short == {"Tidewell T2": "T2", "Orvanta Metering": "Orvanta", "Calvane Transit": "Calvane"}
+    sentence = "The Tidewell T2 goes on sale on October 6, 2026."
+    texts = [q.text for q in fact_questions(sentence, _span(sentence, "October 6, 2026"), "", short)]
+    assert "When does the Tidewell T2 go on sale?" in texts
+    assert "When does the T2 go on sale?" in texts
+
+
+def test_fronting_leaves_a_clause_whose_verb_is_not_plain_alone():
+    assert fronted("The line is served by two boats built by the yard of \x00", "which company") == ""
+
+
+def test_every_fact_of_a_small_page_gets_its_questions_and_a_one_fact_answer():
+    rows = generate_questions([PASSAGE], _Silent(), AugmentConfig(rewrites=0, round_trip=False), Progress())
+    kept = [r for r in rows if r["kept"]]
+    facts = {f.text for f in page_facts([PASSAGE])}
+    assert {
+        "Calvane Transit",
+        "Varnholm",
+        "35 minutes",
+        "410",
+        "60",
+        "180",
+        "6.50 euros",
+        "5:40",
+        "Marit Ekholm",
+    } <= facts
+    asked = {r["fact"] for r in kept}
+    assert asked >= facts - {"4,800 tonnes"}  # quoted speech: asked by no rule
+    for row in kept:
+        assert row["fact"] not in row["question"]
+        assert any(alias in row["answer"] for alias in fact_aliases(row["fact"]))
+    by_fact = {f: [r for r in kept if r["fact"] == f] for f in asked}
+    assert len(by_fact["410"]) >= 2 and len({r["answer"] for r in by_fact["410"]}) == 1
+    assert by_fact["410"][0]["answer"] != by_fact["180"][0]["answer"]  # one fact, one answer: not the page's sentence
+
+
+def test_the_round_trip_drops_a_question_the_reader_does_not_answer_with_its_fact():
+    rows = [
+        {"passage": "d1p1", "fact": "35 minutes", "question": "How long is the crossing?", "kept": True},
+        {"passage": "d1p1", "fact": "35 minutes", "question": "What does the crossing replace?", "kept": True},
+    ]
+    reader = _Reader({"How long": "The crossing takes 35 minutes.", "replace": "It replaces diesel ferries."})
+    round_trip(rows, [PASSAGE], reader, Progress())
+    assert rows[0]["kept"] and rows[0]["reader"] == "The crossing takes 35 minutes."
+    assert not rows[1]["kept"] and "round trip" in rows[1]["reason"]
+
+
+def test_model_written_questions_go_through_the_round_trip():
+    class _Rewriter(_Reader):
+        def chat(self, conversations, max_new_tokens, temperature, seed=0):
+            asked = [c[-1]["content"] for c in conversations]
+            if all("Rewrite the question" in a for a in asked):
+                return [
+                    "How long is the trip?" if "how many minutes" in a else "What is the answer here?" for a in asked
+                ]
+            return super().chat(conversations, max_new_tokens, temperature, seed)
+
+    config = AugmentConfig(rewrites=1, round_trip=True)
+    rows = generate_questions(
+        [PASSAGE], _Rewriter({"How long is the trip": "It takes 35 minutes."}), config, Progress()
+    )
+    rewrites = [r for r in rows if r["origin"] == "rewrite"]
+    kept = [r for r in rewrites if r["kept"]]
+    assert [r["question"] for r in kept] == ["How long is the trip?"] and kept[0]["fact"] == "35 minutes"
+    dropped = [r["reason"] for r in rewrites if not r["kept"]]
+    assert dropped and all("round trip" in why or why == "asked already" for why in dropped)
+    assert any("round trip" in why for why in dropped)
+
+
+def test_the_data_report_counts_what_the_questions_ask():
+    other = Passage("d1p2", "ferry.md", "Lumora", "The yard of Brenmar Marine built both boats in 2025.")
+    rows = [
+        {
+            "passage": "d1p1",
+            "fact": "35 minutes",
+            "question": "How long is the crossing?",
+            "answer": "The crossing takes 35 minutes.",
+            "kept": True,
+            "origin": "fronted",
+        },
+        # planted: asks for the price, answered with the crossing time
+        {
+            "passage": "d1p1",
+            "fact": "6.50 euros",
+            "question": "What does a ticket cost?",
+            "answer": "The crossing takes 35 minutes.",
+            "kept": True,
+            "origin": "written",
+        },
+        # one answer for two facts
+        {
+            "passage": "d1p1",
+            "fact": "410",
+            "question": "How many passengers does the Lumora Grand carry?",
+            "answer": "Lumora Grand carries 410 passengers and 60 cars.",
+            "kept": True,
+            "origin": "fronted",
+        },
+        {
+            "passage": "d1p1",
+            "fact": "60",
+            "question": "How many cars does the Lumora Grand carry?",
+            "answer": "Lumora Grand carries 410 passengers and 60 cars.",
+            "kept": True,
+            "origin": "fronted",
+        },
+    ]
+    report = data_report(rows, [], [PASSAGE, other])
+    assert report["mismatched"] == 1 and report["mismatched_examples"][0]["fact"] == "6.50 euros"
+    assert report["answers_of_several_facts"] == 2  # the crossing sentence (35 minutes, 6.50 euros) and 410/60
+    unasked = {f["fact"] for f in report["unasked"]}
+    assert {"Brenmar Marine", "2025", "180", "6.50 euros"} <= unasked and "410" not in unasked
+    assert next(f for f in report["unasked"] if f["fact"] == "2025")["sentence"] == other.text
+    asked = {f["fact"]: f["questions"] for f in report["per_fact"]}
+    assert asked["35 minutes"] == 1 and asked["6.50 euros"] == 0
+
+
+def test_a_question_file_is_read_as_jsonl_or_csv(tmp_path):
+    jsonl = tmp_path / "mine.jsonl"
+    jsonl.write_text('{"question": "How long is the crossing?", "answer": "It takes 35 minutes."}\n\n')
+    assert read_question_file(jsonl)[0]["question"] == "How long is the crossing?"
+    csv = tmp_path / "mine.csv"
+    csv.write_text('question,answer,source\n"Who runs it?","Calvane Transit runs it.",ferry.md\n')
+    assert read_question_file(csv) == [
+        {
+            "question": "Who runs it?",
+            "answer": "Calvane Transit runs it.",
+            "source": "ferry.md",
+            "line": 2,
+            "file": "mine.csv",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("bad.jsonl", '{"question": "Q?", "answer": "A."}\n{"question": "Q2?"\n', "bad.jsonl:2: not a JSON object"),
+        ("bad.jsonl", '{"question": "Q?", "answer": "A."}\n["Q", "A"]\n', "bad.jsonl:2: a JSON object"),
+        ("bad.jsonl", '{"question": "Q?", "answer": 7}\n', "bad.jsonl:1: answer is a int, not text"),
+        ("bad.jsonl", '{"question": " ", "answer": "A."}\n', "bad.jsonl:1: question is empty"),
+        ("bad.csv", "question,reply\nQ?,A.\n", "bad.csv:1: the CSV header must name question and answer"),
+        ("bad.csv", 'question,answer\nQ?,A.\n"Q2?",A2.,extra\n', "bad.csv:3: more cells than the header names"),
+        ("empty.jsonl", "\n", "no question-answer pairs"),
+    ],
+)
+def test_a_malformed_question_file_is_refused_with_its_line(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(QuestionFileError, match=message.replace("[", r"\[")):
+        read_question_file(path)
+
+
+def test_user_questions_train_beside_the_generated_ones_and_are_reported(tiny_run, tmp_path):
+    from kinject.augment import ensure_augmentation
+    from kinject.blocks import ensure_blocks
+    from kinject.config import BlocksConfig
+    from kinject.models import load_tokenizer, resolve_model
+    from kinject.runs import RunDir
+
+    mine = tmp_path / "mine.jsonl"
+    rows = [
+        {"question": "Which GPUs power the P5?", "answer": "NVIDIA H100 Tensor Core GPUs power the P5."},
+        {"question": "What does a P5 cost?", "answer": "A P5 costs 98 dollars an hour."},  # the page says no price
+    ]
+    mine.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = AugmentConfig(questions=[str(mine)], rewrites=0, paraphrases_per_passage=0, replay_prompts=0)
+    result = ensure_augmentation(tiny_run, config, ("qa",))
+    user = result.kept("user")
+    assert [r["question"] for r in user] == [r["question"] for r in rows]
+    assert user[0]["warning"] == "" and "98" in user[1]["warning"]
+    assert result.kept("qa")  # the generated pairs are there too
+    run = RunDir(tiny_run)
+    assert len(run.read_user_questions()) == 2 and run.read_data_report()["yours"] == 2
+    tokenizer = load_tokenizer(resolve_model(run.section("model")["model"]))
+    blocks = BlocksConfig(block_size=128, text_format="none", use_qa=True)
+    dataset, _, _ = ensure_blocks(run, blocks, tokenizer, None, Progress(), result)
+    text = tokenizer.decode([t for b in dataset["input_ids"] for t in b])
+    assert "Which GPUs power the P5?" in text and "A P5 costs 98 dollars an hour." in text
+    # gone from disk, the run's copy is used
+    mine.unlink()
+    again = ensure_augmentation(tiny_run, config, ("qa",))
+    assert [r["question"] for r in again.kept("user")] == [r["question"] for r in rows]
