@@ -1,6 +1,6 @@
 """GPU check and benchmark of the QLoRA training path, on random-weight Llamas built from a config.
 
-CI has no GPU, so the CUDA-only parts of ``kinject.train`` (4-bit nf4 loading, bf16 compute, k-bit preparation,
+CI has no GPU, so the CUDA-only parts of ``kinject.training.loop`` (4-bit nf4 loading, bf16 compute, k-bit preparation,
 gradient checkpointing, out-of-memory handling, merging a 4-bit-trained adapter) are checked here, on any CUDA
 machine, with no download: the models are random Llamas built from a config and saved next to a tokenizer.
 
@@ -34,9 +34,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kinject import runs  # noqa: E402
-from kinject.config import BlocksConfig, InputsConfig, ModelConfig, PrepareConfig, TrainConfig  # noqa: E402
-from kinject.progress import Progress  # noqa: E402
 from kinject.runs import RunDir  # noqa: E402
+from kinject.runtime.progress import Progress  # noqa: E402
+from kinject.settings.sources import InputsConfig  # noqa: E402
+from kinject.settings.stages import BlocksConfig, ModelConfig, PrepareConfig, TrainConfig  # noqa: E402
 
 RESULTS: dict[str, Any] = {}
 CORPUS = Path(__file__).resolve().parent.parent / "kinject" / "data" / "general_text.txt"
@@ -79,7 +80,7 @@ def build_llama(folder: Path, tokenizer_dir: Path, **shape: Any) -> Path:
 
 
 def prepare_run(model_dir: Path, run_dir: Path, block_size: int) -> Path:
-    from kinject.prepare import prepare
+    from kinject.corpus.prepare import prepare
 
     config = PrepareConfig(
         inputs=InputsConfig(files=[str(CORPUS)]),
@@ -142,8 +143,8 @@ class Inspector:
 def check_qlora(small: Path, work: Path, out: Path | None) -> Path:
     import torch
 
-    from kinject.models import compute_dtype
-    from kinject.pipeline import train
+    from kinject.models.loading import compute_dtype
+    from kinject.training.pipeline import train
 
     run = prepare_run(small, work / "run-qlora", 256)
     inspector = Inspector()
@@ -192,7 +193,7 @@ def check_masking(small: Path, out: Path | None) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from kinject.train import collate
+    from kinject.training.loop import collate
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -226,12 +227,13 @@ def check_masking(small: Path, out: Path | None) -> None:
 
 
 def check_stop_resume(run: Path, out: Path | None) -> None:
-    from kinject.jobs import JobManager, read_status
+    from kinject.runtime.jobs import JobManager, read_status
+    from kinject.training.job import submit_training
 
     jobs = JobManager()
     total = 200
     cfg = TrainConfig(preset="case-study", max_steps=total, save_steps=1000)
-    jobs.start(run, cfg, blocks=BlocksConfig(block_size=256))
+    submit_training(jobs, run, cfg, blocks=BlocksConfig(block_size=256))
     deadline = time.time() + 300
     while jobs.running() and jobs.state().step < 5 and time.time() < deadline:
         time.sleep(0.05)
@@ -239,7 +241,7 @@ def check_stop_resume(run: Path, out: Path | None) -> None:
     jobs.stop()
     stopped = jobs.wait(300)
     meta = RunDir(run).read_adapter_meta()
-    jobs.start(run, cfg, resume=True)
+    submit_training(jobs, run, cfg, resume=True)
     resumed = jobs.wait(600)
     steps = [r["step"] for r in RunDir(run).read_metrics() if "step" in r]
     ok = (
@@ -250,7 +252,7 @@ def check_stop_resume(run: Path, out: Path | None) -> None:
         and RunDir(run).read_adapter_meta().get("step") == total
         and steps == sorted(set(steps))
         and steps[-1] == total
-        and read_status(run).status == "done"
+        and read_status(RunDir(run)).status == "done"
     )
     record(
         "stop",
@@ -268,7 +270,8 @@ def check_stop_resume(run: Path, out: Path | None) -> None:
 def check_oom(small: Path, work: Path, out: Path | None) -> None:
     import torch
 
-    from kinject.jobs import JobManager
+    from kinject.runtime.jobs import JobManager
+    from kinject.training.job import submit_training
 
     run = prepare_run(small, work / "run-oom", 2048)
     jobs = JobManager()
@@ -279,14 +282,19 @@ def check_oom(small: Path, work: Path, out: Path | None) -> None:
         min(1.0, 0.5 * 2**30 / total)
     )  # 0.5 GiB: the model fits, a batch of 2048-token blocks not
     try:
-        jobs.start(
-            run, TrainConfig(preset="case-study", max_steps=3, batch_size=16), blocks=BlocksConfig(block_size=2048)
+        submit_training(
+            jobs,
+            run,
+            TrainConfig(preset="case-study", max_steps=3, batch_size=16),
+            blocks=BlocksConfig(block_size=2048),
         )
         failed = jobs.wait(300)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
     after = torch.cuda.memory_allocated()
-    jobs.start(run, TrainConfig(preset="case-study", max_steps=3, batch_size=1), blocks=BlocksConfig(block_size=512))
+    submit_training(
+        jobs, run, TrainConfig(preset="case-study", max_steps=3, batch_size=1), blocks=BlocksConfig(block_size=512)
+    )
     nxt = jobs.wait(300)
     ok = (
         failed.status == "failed"
@@ -310,7 +318,7 @@ def check_merge(run: Path, out: Path | None) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from kinject.merge import merge
+    from kinject.sharing.merge import merge
 
     merged_dir = merge(run)
     base_path = RunDir(run).section("model")["model"]
@@ -342,7 +350,7 @@ def bench_recipe(name: str, model_dir: Path, work: Path, out: Path | None, steps
     """Case-study recipe: steps/s, tokens/s and peak GPU memory (after 2 warm-up steps)."""
     import torch
 
-    from kinject.pipeline import train
+    from kinject.training.pipeline import train
 
     run = prepare_run(model_dir, work / f"run-{name}", 2048)
     n_blocks = RunDir(run).blocks_infos()[0]["stats"]["blocks"]
@@ -382,7 +390,7 @@ def main() -> int:
     parser.add_argument("--require-cuda", action="store_true", help="Fail at once when torch sees no CUDA device.")
     args = parser.parse_args()
     if args.tokenizer is None:
-        from kinject.models import ensure_bundled_model
+        from kinject.models.loading import ensure_bundled_model
 
         args.tokenizer = ensure_bundled_model()
     work = args.work or Path(tempfile.mkdtemp(prefix="kinject-cuda-"))

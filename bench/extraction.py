@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing the package
 
-from kinject.extract import decode_bytes, extract_main_text  # noqa: E402
+from kinject.sources.extract import decode_bytes, extract_main_text  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "benchmarks" / "article-extraction"
 _TOKEN = re.compile(r"\w+", re.UNICODE)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO / "bench"))
 def main(folder: str) -> int:
     from train_throughput import corpus_text
 
-    from kinject.models import ensure_bundled_model
+    from kinject.models.loading import ensure_bundled_model
 
     out = Path(folder)
     (out / "tokenizer").mkdir(parents=True, exist_ok=True)

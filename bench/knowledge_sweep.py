@@ -23,11 +23,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from kinject.config import BlocksConfig, GenerationConfig, InputsConfig, PrepareConfig, TrainConfig  # noqa: E402
+from kinject.corpus.prepare import prepare  # noqa: E402
 from kinject.eval import load_probes, score_probes, shipped_retention_probes  # noqa: E402
-from kinject.models import load_tokenizer, resolve_model  # noqa: E402
-from kinject.pipeline import train  # noqa: E402
-from kinject.prepare import prepare  # noqa: E402
+from kinject.models.loading import load_tokenizer, resolve_model  # noqa: E402
+from kinject.settings.sources import InputsConfig  # noqa: E402
+from kinject.settings.stages import BlocksConfig, GenerationConfig, PrepareConfig, TrainConfig  # noqa: E402
+from kinject.training.pipeline import train  # noqa: E402
 
 SAMPLES = REPO / "tests" / "data" / "samples" / "aws-summit-nyc-2023"
 

@@ -51,7 +51,7 @@ def load_rows(run: RunDir, which: str) -> tuple[list[dict], list[dict]]:
 def examples(qa: list[dict], replay: list[dict], passes: float, share: float, tokenizer, rng) -> list[tuple]:
     """(ids, labels, is_replay) for every row of every pass, replay rows added until they are ``share`` of the
     tokens, shuffled."""
-    from kinject.blocks import chat_example
+    from kinject.corpus.blocks import chat_example
 
     rows = [chat_example(r["question"], r["answer"], tokenizer) for r in qa]
     whole, frac = int(passes), passes - int(passes)
@@ -126,7 +126,7 @@ def main() -> None:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from kinject.models import load_model, load_tokenizer, resolve_model
+    from kinject.models.loading import load_model, load_tokenizer, resolve_model
 
     run = RunDir(args.run).require()
     resolved = resolve_model(run.section("model").get("model", "smollm2-135m-instruct"))

@@ -29,11 +29,12 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from cuda_check import SMALL, build_llama  # noqa: E402
 
-from kinject.config import AugmentConfig, BlocksConfig, InputsConfig, ModelConfig, PrepareConfig, TrainConfig  # noqa: E402
-from kinject.fields import training_blocks  # noqa: E402
-from kinject.presets import DEFAULT_PRESET  # noqa: E402
-from kinject.progress import Progress  # noqa: E402
 from kinject.runs import RunDir  # noqa: E402
+from kinject.runtime.progress import Progress  # noqa: E402
+from kinject.settings.presets import DEFAULT_PRESET  # noqa: E402
+from kinject.settings.resolve import training_blocks  # noqa: E402
+from kinject.settings.sources import InputsConfig  # noqa: E402
+from kinject.settings.stages import AugmentConfig, BlocksConfig, ModelConfig, PrepareConfig, TrainConfig  # noqa: E402
 
 SAMPLES = REPO / "tests" / "data" / "samples" / "aws-summit-nyc-2023"
 SHAPES = {
@@ -60,7 +61,7 @@ def emit(row: dict[str, Any], out: Path | None) -> None:
 
 
 def prepare_sample(model_dir: Path, run_dir: Path, block_size: int) -> RunDir:
-    from kinject.prepare import prepare
+    from kinject.corpus.prepare import prepare
 
     files = sorted(str(p) for p in SAMPLES.glob("*.html")) or sorted(str(p) for p in SAMPLES.glob("*.md"))
     config = PrepareConfig(
@@ -74,7 +75,7 @@ def prepare_sample(model_dir: Path, run_dir: Path, block_size: int) -> RunDir:
 def check_recipe(small: Path, work: Path, preset: str, out: Path | None) -> None:
     """The whole recipe on CUDA (the CPU with --smoke) with a small random model: it must train, guard and save."""
     import kinject.augment.verb as augment
-    from kinject.pipeline import train
+    from kinject.training.pipeline import train
 
     run = prepare_sample(small, work / "recipe", 256)
     real_replay = augment.generate_replay
@@ -127,9 +128,9 @@ def time_depth(shape: str, layers: int, tokenizer: Path, work: Path, preset: str
         generate_replay,
         split_passages,
     )
-    from kinject.forgetting import ForgettingGuard, knowledge_items
-    from kinject.models import ResolvedModel, load_model, load_tokenizer
-    from kinject.pipeline import train
+    from kinject.models.loading import ResolvedModel, load_model, load_tokenizer
+    from kinject.training.guard import ForgettingGuard, knowledge_items
+    from kinject.training.pipeline import train
 
     model_dir = build_llama(work / f"{shape}-{layers}", tokenizer, **SHAPES[shape], num_hidden_layers=layers)
     train_cfg = TrainConfig(preset=preset, save_steps=10_000, guard_checks=0)

@@ -7,7 +7,7 @@ optimizer steps, alternating A/B over repeats in one invocation.
 **recipe** is a faithful re-implementation of the case study's script (never used by kinject): transformers'
 ``Trainer`` with ``default_data_collator`` on fixed blocks, gradient checkpointing, LoRA r64 / alpha 16 / dropout 0.1
 on every linear layer, batch 2, lr 2e-4, HF's default schedule and optimizer; nf4 + double quant and bf16 on a GPU.
-**kinject** trains the same blocks through ``kinject.train`` (``add_lora``, ``training_arguments``,
+**kinject** trains the same blocks through ``kinject.training.loop`` (``add_lora``, ``training_arguments``,
 ``make_trainer``) with the case-study preset's LoRA shape and the recipe's schedule, so only what kinject does
 differently for speed differs: its gradient checkpointing decision, its loss (a chunked linear cross-entropy that
 never holds the full vocabulary's logits), its collator.
@@ -52,7 +52,7 @@ def corpus_text(corpus: Path | None) -> str:
     """The text trained on: ``corpus`` (a text file), else the sample pages' article text (extracted here)."""
     if corpus is not None:
         return corpus.read_text(encoding="utf-8")
-    from kinject.extract import extract_main_text
+    from kinject.sources.extract import extract_main_text
 
     texts = [extract_main_text(page.read_text(encoding="utf-8"))[1] for page in sorted(SAMPLES.glob("*.html"))]
     return "\n\n".join(texts)
@@ -61,7 +61,7 @@ def corpus_text(corpus: Path | None) -> str:
 def make_blocks(model_dir: str, block_size: int, steps: int, out: Path, corpus: Path | None = None) -> int:
     """The corpus's documents (blank-line-separated paragraphs here), tokenized, joined with end-of-text, repeated
     until long enough and cut into fixed blocks (the recipe's ``group_texts``): ``steps`` steps of batch 2."""
-    from kinject.models import load_tokenizer, resolve_model
+    from kinject.models.loading import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model(model_dir))
     ids = tokenizer(corpus_text(corpus))["input_ids"] + [tokenizer.eos_token_id]
@@ -191,10 +191,10 @@ def kinject_trainer(
     """The same blocks through kinject's own training functions, with the recipe's LoRA shape and schedule."""
     from transformers import PrinterCallback
 
-    from kinject.config import TrainConfig
-    from kinject.models import load_model, load_tokenizer, resolve_model
-    from kinject.progress import Progress
-    from kinject.train import add_lora, make_trainer, training_arguments
+    from kinject.models.loading import load_model, load_tokenizer, resolve_model
+    from kinject.runtime.progress import Progress
+    from kinject.settings.stages import TrainConfig
+    from kinject.training.loop import add_lora, make_trainer, training_arguments
 
     config = TrainConfig(
         preset="case-study",
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.shape:
             from cuda_check import build_llama
 
-            from kinject.models import ensure_bundled_model
+            from kinject.models.loading import ensure_bundled_model
 
             args.four_bit = True
             tokenizer = Path(args.tokenizer) if args.tokenizer else ensure_bundled_model()
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             if len(depths) >= 2 and FULL_DEPTH[args.shape] not in depths:
                 sections.append(estimate(args.shape, results, block))
         else:
-            from kinject.models import resolve_model
+            from kinject.models.loading import resolve_model
 
             model_dir = resolve_model(args.model).path  # the recipe loads a folder, as the case study's script does
             blocks_file = Path(work) / "blocks.json"

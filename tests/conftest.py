@@ -32,7 +32,7 @@ def _replay_cache_of_the_test(tmp_path_factory, monkeypatch) -> None:
 def web_jobs(tmp_path, monkeypatch):
     """The web face's state for one test: an empty runs folder (tmp_path/runs) and a job manager of its own, as
     every view and handler reads them (``kinject.web.state.X``)."""
-    from kinject.jobs import JobManager
+    from kinject.runtime.jobs import JobManager
     from kinject.web import state
 
     jobs = JobManager()
@@ -70,8 +70,9 @@ def site2(sample_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def p5_prepared(site: str, tmp_path_factory) -> Path:
     """The EC2 P5 sample page prepared over loopback with the bundled model (no training)."""
-    from kinject.config import FetchConfig, InputsConfig, PrepareConfig
-    from kinject.prepare import prepare
+    from kinject.corpus.prepare import prepare
+    from kinject.settings.sources import FetchConfig, InputsConfig
+    from kinject.settings.stages import PrepareConfig
 
     config = PrepareConfig(
         inputs=InputsConfig(urls=[f"{site}/ec2-p5.html"]), fetch=FetchConfig(allow_private_urls=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kinject.config import BlocksConfig
-from kinject.progress import Progress
+from kinject.runtime.progress import Progress
+from kinject.settings.stages import BlocksConfig
 
 TINY_BLOCKS = BlocksConfig(block_size=64)  # what ``tiny_run`` is packed with; tests train on it too
 
@@ -31,14 +31,14 @@ class StopAt(Progress):
 
 @pytest.fixture(scope="session")
 def bundled_model_dir() -> Path:
-    from kinject.models import ensure_bundled_model
+    from kinject.models.loading import ensure_bundled_model
 
     return ensure_bundled_model()
 
 
 @pytest.fixture(scope="session")
 def bundled_tokenizer(bundled_model_dir):
-    from kinject.models import ResolvedModel, load_tokenizer
+    from kinject.models.loading import ResolvedModel, load_tokenizer
 
     return load_tokenizer(ResolvedModel("bundled", str(bundled_model_dir), "local"))
 
@@ -75,8 +75,9 @@ def tiny_model_dir(tmp_path_factory, bundled_tokenizer) -> Path:
 @pytest.fixture
 def tiny_run(request, tmp_path, tiny_model_dir) -> Path:
     """A run folder prepared from the calling module's ``TEXT`` on the tiny random Llama (``TINY_BLOCKS``)."""
-    from kinject.config import InputsConfig, ModelConfig, PrepareConfig
-    from kinject.prepare import prepare
+    from kinject.corpus.prepare import prepare
+    from kinject.settings.sources import InputsConfig
+    from kinject.settings.stages import ModelConfig, PrepareConfig
 
     doc = tmp_path / "doc.txt"
     doc.write_text(request.module.TEXT)

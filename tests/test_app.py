@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from kinject.config import AugmentConfig, BlocksConfig, TrainConfig
-from kinject.fields import describe_fields
-from kinject.presets import PRESET_FIELDS
 from kinject.runs import RunDir
-from kinject.settings import AppConfig
-from kinject.web.views import RUNS_COLUMNS, app_text, job_line, status_text, training_line
+from kinject.settings.fields import describe_fields
+from kinject.settings.presets import PRESET_FIELDS
+from kinject.settings.services import AppConfig
+from kinject.settings.stages import AugmentConfig, BlocksConfig, TrainConfig
+from kinject.web.views import RUNS_COLUMNS, job_line, status_text, training_line
+from kinject.web.words import app_text
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -107,7 +108,7 @@ def test_train_in_the_background_and_poll(app_client, site, tiny_model_dir):
 
 def test_generated_data_is_shown_with_why_it_was_not_kept(app_client, site, tiny_model_dir):
     from kinject.augment import augmentation_key
-    from kinject.config import AugmentConfig
+    from kinject.settings.stages import AugmentConfig
 
     state, client = app_client
     _prepare(client, site, tiny_model_dir)
@@ -167,7 +168,7 @@ def test_auth_required_off_loopback(monkeypatch):
 
 
 def test_a_preset_named_by_an_api_call_fills_what_the_call_leaves_out():
-    from kinject.verbs import preset_settings
+    from kinject.settings.resolve import preset_settings
     from kinject.web.forms import apply_preset
 
     sent = {"preset": "cpu-demo", "use_qa": True, "replay_share": 0.2, "epochs": 3.0}  # the first two: knowledge's
@@ -432,7 +433,7 @@ def test_runs_tab_deletes_compares_and_shows_sources(app_client, site, tiny_mode
 def test_status_and_plot_glitches(tmp_path):
     """No "queued ()", the checkpoint's epoch after a resume, rounded numbers, and a single loss point drawn on an
     integer step axis."""
-    from kinject.jobs import StatusRecorder
+    from kinject.runtime.jobs import StatusRecorder
     from kinject.web.eval_view import loss_figure
 
     run = RunDir(tmp_path)
@@ -474,7 +475,7 @@ def test_a_handler_reads_its_own_jobs_outcome_not_the_last_one(tmp_path, monkeyp
     """Two users: a push ends, then a merge another user started fails; the push's handler still reports the push."""
     import gradio as gr
 
-    from kinject.jobs import JobManager, JobOutcome
+    from kinject.runtime.jobs import JobManager, JobOutcome
     from kinject.web import state
     from kinject.web.handlers import job_finished, wait_for_job
 
@@ -484,9 +485,9 @@ def test_a_handler_reads_its_own_jobs_outcome_not_the_last_one(tmp_path, monkeyp
     def fail(recorder):
         raise RuntimeError("the merge failed")
 
-    pushed = jobs.submit(tmp_path, "push", lambda recorder: JobOutcome("done", "pushed A"), persist=False)
+    pushed = jobs.submit(RunDir(tmp_path), "push", lambda recorder: JobOutcome("done", "pushed A"), persist=False)
     jobs.wait(10)
-    merged = jobs.submit(tmp_path, "merge", fail, persist=False)
+    merged = jobs.submit(RunDir(tmp_path), "merge", fail, persist=False)
     jobs.wait(10)
     assert merged.job_id == pushed.job_id + 1
     assert job_finished(pushed).message == "pushed A"
@@ -496,7 +497,7 @@ def test_a_handler_reads_its_own_jobs_outcome_not_the_last_one(tmp_path, monkeyp
 
 
 def test_an_empty_answer_is_shown_as_such():
-    from kinject.generate import EMPTY_ANSWER, shown_answer
+    from kinject.models.generate import EMPTY_ANSWER, shown_answer
 
     assert shown_answer("  \n") == EMPTY_ANSWER and "ended its turn" in EMPTY_ANSWER
     assert shown_answer(" H100 GPUs.\n") == "H100 GPUs."

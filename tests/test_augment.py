@@ -16,9 +16,9 @@ from kinject.augment import (
     split_passages,
     teacher_answers,
 )
-from kinject.blocks import IGNORE_INDEX, chat_example, ensure_blocks, training_docs
-from kinject.config import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, GenerationConfig, TrainConfig
+from kinject.corpus.blocks import IGNORE_INDEX, chat_example, ensure_blocks, training_docs
 from kinject.runs import RunDir
+from kinject.settings.stages import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, GenerationConfig, TrainConfig
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -271,7 +271,7 @@ def test_a_replayed_answer_cut_at_its_limit_gets_no_end_of_turn(bundled_tokenize
 
 
 def test_qa_pairs_are_not_split_across_blocks(bundled_tokenizer):
-    from kinject.blocks import Doc, pack_docs
+    from kinject.corpus.blocks import Doc, pack_docs
 
     docs = [Doc(list(range(10))), Doc(list(range(100, 108)), whole=True), Doc(list(range(200, 230)))]
     blocks, total = pack_docs(docs, block_size=16, pad_id=0)
@@ -293,7 +293,7 @@ def test_ablation_runs_end_to_end(tiny_run, teacher, monkeypatch):
     import math
 
     import kinject.augment.verb
-    from kinject.ablate import ablate
+    from kinject.training.ablate import ablate
 
     replay = [
         {"kind": "replay", "prompt_id": f"r{i}", "question": f"Say something {i}?", "answer": "Something. " * 6}
@@ -352,7 +352,7 @@ def test_ablation_runs_end_to_end(tiny_run, teacher, monkeypatch):
 
 
 def test_variant_names_are_checked():
-    from kinject.ablate import variant_settings
+    from kinject.training.ablate import variant_settings
 
     assert variant_settings("raw+qa+replay=0.1+kl") == (
         {"text_format": "raw", "use_paraphrases": False, "use_qa": True, "replay_share": 0.1},
@@ -366,8 +366,8 @@ def test_variant_names_are_checked():
 
 
 def test_the_augment_verb_keeps_its_settings_for_training(tiny_run, teacher):
-    from kinject.cli import main, verb_configs
-    from kinject.cli_parser import build_parser
+    from kinject.cli.main import main, verb_configs
+    from kinject.cli.parser import build_parser
 
     argv = ["augment", str(tiny_run), "--generator", teacher.url, "--paraphrases-per-passage", "0"]
     assert main([*argv, "--replay-prompts", "0"]) == 0
@@ -378,7 +378,7 @@ def test_the_augment_verb_keeps_its_settings_for_training(tiny_run, teacher):
 
 
 def test_the_augment_summary_counts_the_teachers_answers(tiny_run, teacher, capsys):
-    from kinject.cli import main
+    from kinject.cli.main import main
 
     argv = ["augment", str(tiny_run), "--generator", teacher.url, "--paraphrases-per-passage", "0"]
     assert main([*argv, "--replay-prompts", "0", "--answers", "distill"]) == 0
@@ -390,7 +390,7 @@ def test_the_augment_summary_counts_the_teachers_answers(tiny_run, teacher, caps
 
 
 def test_prepare_packs_the_pages_and_leaves_augmentation_to_training(tmp_path, tiny_model_dir):
-    from kinject.cli import main
+    from kinject.cli.main import main
 
     page = tmp_path / "p5.md"
     page.write_text(TEXT, encoding="utf-8")
@@ -438,7 +438,7 @@ class _Teacher:
 
 def test_distilled_answers_are_the_teachers_where_they_state_the_fact():
     from kinject.augment import Passage, generate_qa
-    from kinject.progress import Progress
+    from kinject.runtime.progress import Progress
 
     text = "Its top clock speed is 3.6 GHz, where the V3 peaked at 3.2 GHz. The Quarro V4 ships in 2026."
     passage = Passage("d1p1", "quarro.md", "Quarro V4", text)
@@ -482,7 +482,7 @@ def test_distilled_answers_are_the_teachers_where_they_state_the_fact():
 def test_a_teachers_answer_must_be_whole_and_say_more_than_the_question():
     from kinject.augment import Passage, generate_qa
     from kinject.augment.generation import whole_sentences
-    from kinject.progress import Progress
+    from kinject.runtime.progress import Progress
 
     assert whole_sentences("It ships in 2026. The price is") == "It ships in 2026."  # cut at the length limit
     assert whole_sentences('He said "it ships." Then') == 'He said "it ships."'
@@ -549,7 +549,7 @@ def test_a_headline_is_never_the_subject_of_a_template_question():
 
 def test_template_questions_ask_about_a_name_or_are_left_out():
     from kinject.augment import Passage, generate_qa
-    from kinject.progress import Progress
+    from kinject.runtime.progress import Progress
 
     text = (
         "Each p5.48xlarge instance has 8 GPUs and 2 TB of system memory. P5 instances deliver 3,200 Gbps of bandwidth."
@@ -658,7 +658,7 @@ def test_questions_made_from_the_sentence_ask_for_every_fact():
     from dataclasses import replace
 
     from kinject.augment import Passage, generate_qa
-    from kinject.progress import Progress
+    from kinject.runtime.progress import Progress
 
     text = "The Nimbus 12 weighs 1.1 kg and runs for 14 hours on a charge. It costs $1,299 and uses a Quarro V3."
     passage = Passage("d1p1", "nimbus.md", "Nimbus", text, "Nimbus 12")
@@ -725,7 +725,7 @@ def test_a_clause_answer_states_its_fact_with_a_subject(sentence, fact, clause):
 
 def test_clause_answers_give_each_fact_its_own_answer():
     from kinject.augment import Passage, generate_qa
-    from kinject.progress import Progress
+    from kinject.runtime.progress import Progress
 
     text = "Its top clock speed is 3.6 GHz, where the V3 peaked at 3.2 GHz. The Quarro V4 ships in 2026."
     passage = Passage("d1p1", "quarro.md", "Quarro V4", text)

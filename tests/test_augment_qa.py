@@ -10,8 +10,8 @@ import pytest
 from kinject.augment import Passage, QuestionFileError, data_report, read_question_file
 from kinject.augment.qa import fact_aliases, generate_questions, page_facts, round_trip
 from kinject.augment.questions import asked_spans, fact_questions, fact_sentence, fronted, short_names
-from kinject.config import AugmentConfig
-from kinject.progress import Progress
+from kinject.runtime.progress import Progress
+from kinject.settings.stages import AugmentConfig
 
 PAGE = (
     "Calvane Transit today opened the Lumora line, an electric ferry service to the island of Varnholm. The crossing "
@@ -260,10 +260,10 @@ def test_a_malformed_question_file_is_refused_with_its_line(tmp_path, name, text
 
 def test_user_questions_train_beside_the_generated_ones_and_are_reported(tiny_run, tmp_path):
     from kinject.augment import ensure_augmentation
-    from kinject.blocks import ensure_blocks
-    from kinject.config import BlocksConfig
-    from kinject.models import load_tokenizer, resolve_model
+    from kinject.corpus.blocks import ensure_blocks
+    from kinject.models.loading import load_tokenizer, resolve_model
     from kinject.runs import RunDir
+    from kinject.settings.stages import BlocksConfig
 
     mine = tmp_path / "mine.jsonl"
     rows = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kinject.eval.matching import is_correct, match_answer, normalize_answer
+from kinject.augment.matching import is_correct, match_answer, normalize_answer
 from kinject.eval.probes import load_probes
 
 BENCH_DATA = Path(__file__).resolve().parent.parent / "bench" / "data"

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kinject.blocks import IGNORE_INDEX, document_tokens, ensure_blocks, pack_blocks, pack_token_lists
-from kinject.config import BlocksConfig
-from kinject.progress import RecordingProgress
+from kinject.corpus.blocks import IGNORE_INDEX, document_tokens, ensure_blocks, pack_blocks, pack_token_lists
 from kinject.runs import RunDir
+from kinject.runtime.progress import RecordingProgress
+from kinject.settings.stages import BlocksConfig
 
 TEXT = "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. " * 20
 
@@ -131,7 +131,7 @@ def test_a_changed_tokenizer_packs_again(tiny_run, bundled_tokenizer):
 
 
 def test_prepare_default_block_size_is_the_default_presets():
-    from kinject.presets import DEFAULT_PRESET, PRESETS
+    from kinject.settings.presets import DEFAULT_PRESET, PRESETS
 
     assert BlocksConfig().block_size == PRESETS[DEFAULT_PRESET]["blocks"]["block_size"]
 
@@ -147,7 +147,7 @@ def test_the_chat_format_asks_about_a_short_subject_not_a_headline(bundled_token
 
 
 def test_a_teachers_turn_ends_in_the_same_answer_tokens(bundled_tokenizer):
-    from kinject.blocks import IGNORE_INDEX, qa_docs
+    from kinject.corpus.blocks import IGNORE_INDEX, qa_docs
 
     text = "The Lumora Grand carries 410 passengers and 60 cars. The Lumora Swift carries 180 passengers."
     documents = [{"text": text, "source": "ferry.md", "title": "Lumora"}]
@@ -166,7 +166,7 @@ def test_a_teachers_turn_ends_in_the_same_answer_tokens(bundled_tokenizer):
 
 
 def test_rows_packing_gives_each_example_a_row_and_keeps_its_teacher():
-    from kinject.blocks import Doc, pack_docs
+    from kinject.corpus.blocks import Doc, pack_docs
 
     docs = [Doc([1, 2, 3]), Doc([4, 5], teacher=[9, 4, 5], hard=False), Doc(list(range(10, 16)))]
     blocks, total = pack_docs(docs, 4, 0, per_row=True)
@@ -177,7 +177,7 @@ def test_rows_packing_gives_each_example_a_row_and_keeps_its_teacher():
 
 
 def test_balanced_facts_are_each_asked_as_often_as_the_most_asked():
-    from kinject.blocks import balanced
+    from kinject.corpus.blocks import balanced
 
     rows = [{"passage": "p", "fact": "410", "question": f"q{i}"} for i in range(4)]
     rows += [{"passage": "p", "fact": "60", "question": "cars?"}, {"passage": "p", "fact": "", "question": "t"}]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kinject.settings import AppConfig
+from kinject.settings.services import AppConfig
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -184,8 +184,9 @@ def _trained_and_evaluated(runs: Path, site: str, tiny_model_dir: Path) -> Path:
     import subprocess
     import sys
 
-    from kinject.config import BlocksConfig, FetchConfig, InputsConfig, ModelConfig, PrepareConfig
-    from kinject.prepare import prepare
+    from kinject.corpus.prepare import prepare
+    from kinject.settings.sources import FetchConfig, InputsConfig
+    from kinject.settings.stages import BlocksConfig, ModelConfig, PrepareConfig
 
     config = PrepareConfig(
         inputs=InputsConfig(urls=[f"{site}/ec2-p5.html"]),

@@ -1,5 +1,5 @@
 """The training budget: epochs follow from the exposures each fact should get, so one page and fifty pages both get
-sensible step counts (kinject.budget), and a training asked for exposures runs what the budget says."""
+sensible step counts (kinject.training.budget), and a training asked for exposures runs what the budget says."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import math
 import pytest
 from model_fixtures import TINY_BLOCKS
 
-from kinject.budget import MAX_EPOCHS, MIN_EPOCHS, corpus_facts, exposures_per_epoch, plan_epochs
-from kinject.config import BlocksConfig, ConfigError, TrainConfig
-from kinject.presets import PRESETS
 from kinject.runs import RunDir
+from kinject.settings.presets import PRESETS
+from kinject.settings.stages import BlocksConfig, ConfigError, TrainConfig
+from kinject.training.budget import MAX_EPOCHS, MIN_EPOCHS, corpus_facts, exposures_per_epoch, plan_epochs
 
 TEXT = (
     "Orvanta launched the Tidewell T2 water meter on 6 October 2026. The meter costs 129 euros and reads the flow "
@@ -97,7 +97,7 @@ def test_the_knowledge_preset_sizes_by_exposures_and_epochs_or_other_presets_ove
 
 
 def test_a_training_runs_the_budgets_steps_and_records_it(tiny_run):
-    from kinject.pipeline import train
+    from kinject.training.pipeline import train
 
     result = train(
         tiny_run,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kinject.card import front_matter, non_public_sources, non_public_warning
+from kinject.sharing.card import front_matter, non_public_sources, non_public_warning
 
 
 def _url(url: str, status: str = "ok") -> dict:

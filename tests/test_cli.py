@@ -16,14 +16,16 @@ from typing import Any
 import pytest
 import yaml
 
-from kinject.cli import EXIT_NO_SOURCE, EXIT_OK, main, verb_configs
-from kinject.cli_docs import REFERENCE_END, REFERENCE_START, cli_reference
-from kinject.cli_parser import build_parser
-from kinject.config import BlocksConfig, ConfigError, EvalConfig, FetchConfig, InputsConfig, PrepareConfig, TrainConfig
-from kinject.fields import describe_fields
-from kinject.presets import PRESETS
+from kinject.cli.docs import REFERENCE_END, REFERENCE_START, cli_reference
+from kinject.cli.main import EXIT_NO_SOURCE, EXIT_OK, main, verb_configs
+from kinject.cli.parser import build_parser
 from kinject.runs import RunDir
-from kinject.verbs import VERB_SECTIONS, prepare_command, train_command
+from kinject.settings.commands import prepare_command, train_command
+from kinject.settings.fields import describe_fields
+from kinject.settings.presets import PRESETS
+from kinject.settings.resolve import VERB_SECTIONS
+from kinject.settings.sources import FetchConfig, InputsConfig
+from kinject.settings.stages import BlocksConfig, ConfigError, EvalConfig, PrepareConfig, TrainConfig
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TEXT = "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs with 3,200 Gbps of networking.\n"

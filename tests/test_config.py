@@ -1,5 +1,6 @@
-"""The declarations (kinject.config, kinject.settings, kinject.presets) and what kinject.fields does with them:
-describe, coerce, read, write and render as a command line. Pure Python, no model: seconds."""
+"""The declarations (kinject.settings.stages, kinject.settings.services, kinject.settings.presets) and what
+kinject.settings.fields does with them: describe, coerce, read, write and render as a command line. Pure Python, no
+model: seconds."""
 
 from __future__ import annotations
 
@@ -8,22 +9,14 @@ import shlex
 
 import pytest
 
-from kinject import config, settings
-from kinject.config import SECTIONS, BlocksConfig, ConfigError, FetchConfig, TrainConfig
-from kinject.fields import (
-    build,
-    check_types,
-    coerce,
-    describe_fields,
-    equivalent_command,
-    field_help,
-    from_dict,
-    option_tokens,
-    to_dict,
-    training_blocks,
-)
-from kinject.presets import DEFAULT_PRESET, PRESET_FIELDS, PRESETS
-from kinject.settings import AppConfig, ChatConfig, PublishConfig, ServeConfig
+from kinject.settings import services, sources
+from kinject.settings.commands import equivalent_command, option_tokens
+from kinject.settings.fields import build, check_types, coerce, describe_fields, field_help, from_dict, to_dict
+from kinject.settings.presets import DEFAULT_PRESET, PRESET_FIELDS, PRESETS
+from kinject.settings.resolve import training_blocks
+from kinject.settings.services import AppConfig, ChatConfig, PublishConfig, ServeConfig
+from kinject.settings.sources import FetchConfig
+from kinject.settings.stages import SECTIONS, BlocksConfig, ConfigError, TrainConfig
 
 DECLARED = [*SECTIONS.values(), ServeConfig, ChatConfig, PublishConfig, AppConfig]
 
@@ -33,7 +26,7 @@ def test_every_field_is_documented_and_its_default_is_valid(cls):
     infos = describe_fields(cls)
     assert infos and all(info.help.strip() for info in infos)
     assert all(field_help(cls, info.name) == info.help for info in infos)
-    if cls is not config.InputsConfig:  # the inputs' defaults are empty, which prepare refuses, not the class
+    if cls is not sources.InputsConfig:  # the inputs' defaults are empty, which prepare refuses, not the class
         cls()
 
 
@@ -52,7 +45,7 @@ def test_coerce_turns_form_values_into_the_fields_type():
     assert coerce(infos["seed"], "") == 42  # blank required: the default
     with pytest.raises(ConfigError, match="^lora_r: "):
         coerce(infos["lora_r"], 2.5)
-    urls = {i.name: i for i in describe_fields(config.InputsConfig)}["urls"]
+    urls = {i.name: i for i in describe_fields(sources.InputsConfig)}["urls"]
     assert coerce(urls, "https://a.example/\n# a comment\n\n https://b.example/ ") == [
         "https://a.example/",
         "https://b.example/",
@@ -122,4 +115,4 @@ def test_the_fetch_policy_caps_a_users_limits_at_the_operators():
     operator = AppConfig(max_upload_bytes=1000, allow_private_urls=True)
     policy = operator.fetch_policy(FetchConfig(max_file_bytes=10**9, max_redirects=2, allow_private_urls=False))
     assert (policy.max_file_bytes, policy.max_redirects, policy.allow_private_urls) == (1000, 2, True)
-    assert set(settings.OPERATOR_FETCH_FIELDS) <= {f.name for f in dataclasses.fields(FetchConfig)}
+    assert set(services.OPERATOR_FETCH_FIELDS) <= {f.name for f in dataclasses.fields(FetchConfig)}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from kinject.config import CorpusConfig
-from kinject.corpus import build_corpus, clean_text
+from kinject.corpus.clean import build_corpus, clean_text
+from kinject.settings.stages import CorpusConfig
 
 
 def src(input, text, status="ok", title="t"):  # noqa: A002

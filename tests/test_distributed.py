@@ -63,30 +63,31 @@ def test_two_processes_train_one_run_with_one_processs_loss_curve(tiny_run, tmp_
 
 
 def test_the_launch_command_runs_kinject_under_accelerate():
-    from kinject.distributed import launch_command
+    from kinject.training.launch import launch_command
 
     command = launch_command(4, ["train", "runs/aws", "--devices", "4"], "/tmp/first-failure.json", parent=123)
     # accelerate's launcher, inside the wrapper that records the first failure and ends with its parent
-    assert command[:5] == [sys.executable, "-m", "kinject.distributed", "/tmp/first-failure.json", "123"]
+    assert command[:5] == [sys.executable, "-m", "kinject.training.launch", "/tmp/first-failure.json", "123"]
     assert command[command.index("--num_processes") + 1] == "4" and "--multi_gpu" in command
     assert command[-6:] == ["-m", "kinject", "train", "runs/aws", "--devices", "4"]
 
 
 def test_alone_a_stop_is_ones_own_and_the_budget_counts_one_process(monkeypatch):
-    from kinject import distributed
+    from kinject.training import processes
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert distributed.world_size() == 1 and distributed.is_main()
-    assert distributed.any_process(True, False) == (True, False)  # alone, each flag is its own
-    distributed.barrier()  # nothing to wait for
+    assert processes.world_size() == 1 and processes.is_main()
+    assert processes.any_process(True, False) == (True, False)  # alone, each flag is its own
+    processes.barrier()  # nothing to wait for
 
 
 @pytest.mark.slow
 def test_the_app_starts_a_training_on_several_devices_as_processes(tiny_run, monkeypatch):
     """The job runner starts ``kinject train --devices 2`` under accelerate launch, mirrors the main process's
     status while it trains, and ends with its outcome; the run gets the adapter."""
-    from kinject.config import TrainConfig
-    from kinject.jobs import JobManager
+    from kinject.runtime.jobs import JobManager
+    from kinject.settings.stages import TrainConfig
+    from kinject.training.job import submit_training
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONPATH", str(REPO))
@@ -94,7 +95,7 @@ def test_the_app_starts_a_training_on_several_devices_as_processes(tiny_run, mon
         preset="cpu-demo", max_steps=4, lora_dropout=0.0, quantization="none", batch_size=1, devices=2
     )
     manager = JobManager()
-    manager.start(tiny_run, config)
+    submit_training(manager, tiny_run, config)
     final = manager.wait(timeout=600)
     log = (tiny_run / "train-processes.log").read_text()
     assert final.status == "done", (final, log[-3000:])
@@ -151,7 +152,7 @@ def workers_at_step(launch: subprocess.Popen, run: Path, step: int) -> dict[str,
     found = {}
     for child in psutil.Process(launch.pid).children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if "RANK" in child.environ() and "kinject.distributed" not in child.cmdline():
+            if "RANK" in child.environ() and "kinject.training.launch" not in child.cmdline():
                 found[child.environ()["RANK"]] = child
     assert set(found) == {"0", "1"}, found
     return found
@@ -235,7 +236,8 @@ def failure(timestamp: int, exitcode: int, message: str | None = None) -> Simple
 
 
 def test_the_first_failure_is_the_cause_not_its_consequences():
-    from kinject.distributed import ENDED_BY_SIGTERM, first_failure
+    from kinject.training.launch import first_failure
+    from kinject.training.processes import ENDED_BY_SIGTERM
 
     closed = "RuntimeError: [gloo] Connection closed by peer"
     # killed in the same second as the other fails on the closed connection
@@ -248,8 +250,8 @@ def test_the_first_failure_is_the_cause_not_its_consequences():
 
 
 def test_the_status_of_a_failed_launch_names_the_process_and_the_checkpoint(tmp_path):
-    from kinject.distributed import describe_failure, settle_status
     from kinject.runs import RunDir
+    from kinject.training.launch import describe_failure, settle_status
 
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
@@ -275,8 +277,8 @@ def test_the_status_of_a_failed_launch_names_the_process_and_the_checkpoint(tmp_
 
 
 def test_a_malformed_peer_timeout_is_named(monkeypatch):
-    from kinject.config import ConfigError
-    from kinject.distributed import PEER_TIMEOUT_S, peer_timeout_s
+    from kinject.settings.stages import ConfigError
+    from kinject.training.processes import PEER_TIMEOUT_S, peer_timeout_s
 
     monkeypatch.delenv("KINJECT_PEER_TIMEOUT_S", raising=False)
     assert peer_timeout_s() == PEER_TIMEOUT_S
@@ -286,7 +288,7 @@ def test_a_malformed_peer_timeout_is_named(monkeypatch):
 
 
 def test_a_collective_that_timed_out_is_told_as_a_silent_process(monkeypatch):
-    from kinject.train import explain_failure
+    from kinject.training.loop import explain_failure
 
     gloo = RuntimeError("[../gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 1800000ms for recv operation")
     monkeypatch.setenv("WORLD_SIZE", "2")

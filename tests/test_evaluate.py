@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from model_fixtures import TINY_BLOCKS
 
-from kinject.config import EvalConfig, GenerationConfig, TrainConfig
 from kinject.eval import (
     EvalStopped,
     ProbeError,
@@ -23,8 +22,9 @@ from kinject.eval import (
     score_probes,
     shipped_retention_probes,
 )
-from kinject.progress import Progress, RecordingProgress
 from kinject.runs import RunDir
+from kinject.runtime.progress import Progress, RecordingProgress
+from kinject.settings.stages import EvalConfig, GenerationConfig, TrainConfig
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -119,7 +119,7 @@ def test_probe_file_loads(sample_dir):
 
 
 def test_cli_bad_probe_file_exits_1(tmp_path, capsys):
-    from kinject.cli import main
+    from kinject.cli.main import main
 
     (tmp_path / "config.yaml").write_text("model:\n  model: smollm2-135m-instruct\n")
     path = _write(tmp_path, [GOOD, '{"id": "b", "kind": "fact", "question": "Q?"}'])
@@ -251,7 +251,7 @@ def test_report_files_agree_and_settings_are_recorded(tiny_run, tiny_model_dir):
 
 
 def test_trained_adapter_diverges(tiny_run):
-    from kinject.pipeline import train
+    from kinject.training.pipeline import train
 
     config = TrainConfig(preset="cpu-demo", max_steps=3, learning_rate=5e-2, quantization="none", guard_checks=0)
     train(tiny_run, config, blocks=TINY_BLOCKS)
@@ -262,7 +262,7 @@ def test_trained_adapter_diverges(tiny_run):
 
 
 def test_run_without_adapter_evaluates_the_base_alone(tiny_run, capsys):
-    from kinject.cli import main
+    from kinject.cli.main import main
 
     probes = _write(tiny_run, [GOOD.replace('"Q?"', '"What GPUs?"').replace('["x"]', '["H100"]')])
     code = main(["eval", str(tiny_run), "--probes", str(probes), "--max-new-tokens", "4", "--no-retention"])
@@ -321,7 +321,7 @@ def test_a_stop_keeps_the_groups_both_sides_answered(tiny_run, tiny_model_dir):
 
 def test_batched_evaluation_gives_the_answers_of_one_at_a_time(tiny_run, tiny_model_dir):
     """Greedy answers, log-probs, open-book answers and forgetting are the same whatever the batch size."""
-    from kinject.pipeline import train
+    from kinject.training.pipeline import train
 
     config = TrainConfig(preset="cpu-demo", max_steps=2, learning_rate=5e-2, quantization="none")
     train(tiny_run, config, blocks=TINY_BLOCKS)
@@ -368,7 +368,7 @@ def test_corpus_texts_of_a_run(tiny_run):
 
 def test_score_probes_is_the_scorer_of_the_report(tiny_run, tiny_model_dir):
     """The knowledge sweep scores with ``score_probes``: on the same model it must give the report's answers."""
-    from kinject.generate import load_for_run
+    from kinject.models.generate import load_for_run
 
     _zero_adapter(tiny_run, tiny_model_dir)
     report = evaluate(tiny_run, EvalConfig(**FAST), generation=SHORT)

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from kinject import extract as extraction
-from kinject.extract import MAX_HTML_ELEMENTS, MAX_PDF_PAGES, SourceError, extract
+from kinject.sources import extract as extraction
+from kinject.sources.extract import MAX_HTML_ELEMENTS, MAX_PDF_PAGES, SourceError, extract
 
 
 def blank_pdf(pages: int) -> bytes:

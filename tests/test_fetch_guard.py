@@ -10,9 +10,9 @@ import httpx
 import pytest
 from httpserver import NetJail, SiteServer, serve
 
-from kinject.config import FetchConfig
-from kinject.fetch import fetch_sources
-from kinject.fetch_guard import BlockedURLError, blocked_reason, check_url, guarded_client
+from kinject.settings.sources import FetchConfig
+from kinject.sources.fetch import fetch_sources
+from kinject.sources.fetch_guard import BlockedURLError, blocked_reason, check_url, guarded_client
 
 
 @pytest.fixture(autouse=True)

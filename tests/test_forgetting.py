@@ -7,11 +7,12 @@ import pytest
 import torch
 from model_fixtures import TINY_BLOCKS, StopAt
 
-from kinject.config import TrainConfig
-from kinject.forgetting import check_steps, knowledge_items
-from kinject.jobs import JobManager
-from kinject.pipeline import train
 from kinject.runs import RunDir
+from kinject.runtime.jobs import JobManager
+from kinject.settings.stages import TrainConfig
+from kinject.training.guard import check_steps, knowledge_items
+from kinject.training.job import submit_training
+from kinject.training.pipeline import train
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -64,8 +65,8 @@ def test_the_guard_keeps_the_best_adapter_within_its_bound(tiny_run):
     assert meta["kept_step"] == best["step"] == result.kept_step < 8
     assert f"kept the adapter of step {best['step']} of 8" in result.note and "within" in result.note
     # The saved adapter is that step's: its KL, measured again, is the check's.
-    from kinject.forgetting import ForgettingGuard
-    from kinject.generate import load_for_run
+    from kinject.models.generate import load_for_run
+    from kinject.training.guard import ForgettingGuard
 
     loaded = load_for_run(tiny_run)
     guard = ForgettingGuard(loaded.model, loaded.tokenizer, [("Q?", "A.")], bound, [1])
@@ -95,7 +96,7 @@ def test_patience_stops_training_early(tiny_run):
 
 def test_the_job_status_says_what_the_guard_kept(tiny_run):
     jobs = JobManager()
-    jobs.start(tiny_run, hot(guard_kl_max=1e-12), blocks=TINY_BLOCKS)
+    submit_training(jobs, tiny_run, hot(guard_kl_max=1e-12), blocks=TINY_BLOCKS)
     state = jobs.wait(120)
     assert state.status == "done"
     assert "forgetting guard: learnt nothing within the forgetting bound: no check stayed within" in state.message
@@ -113,7 +114,7 @@ def test_guard_does_not_change_what_is_trained(tiny_run):
 
 
 def test_a_tie_goes_to_the_later_step(tiny_run, monkeypatch):
-    from kinject.forgetting import ForgettingGuard
+    from kinject.training.guard import ForgettingGuard
 
     # No knowledge to tell checks apart (as with a corpus that states no fact): the most trained adapter within the
     # bound is kept, not the barely trained first one.
@@ -138,11 +139,11 @@ def test_the_guard_keeps_its_checks_across_stop_and_resume(tiny_run):
 
 
 def test_an_adapter_that_learnt_is_told_from_one_that_did_not(tiny_run, monkeypatch):
-    import kinject.forgetting
+    import kinject.training.guard
 
     # The tiny random model gains about 0.04 nats/token on the facts in 8 hot steps (the bundled model far more):
     # a bar it can clear, so that the verdict is what is tested.
-    monkeypatch.setattr(kinject.forgetting, "LEARNT_MIN_GAIN", 0.01)
+    monkeypatch.setattr(kinject.training.guard, "LEARNT_MIN_GAIN", 0.01)
     learnt = train(tiny_run, hot(guard_kl_max=1e9), blocks=TINY_BLOCKS)
     meta = RunDir(tiny_run).read_adapter_meta()["guard"]
     assert learnt.learnt is True and meta["learnt"] is True and "learnt nothing" not in learnt.note
@@ -158,14 +159,14 @@ def test_drift_past_the_bound_is_reported_as_nothing_learnt(tiny_run):
     result = train(tiny_run, hot(guard_kl_max=1e-12), blocks=TINY_BLOCKS)  # KL forced over the bound
     assert result.learnt is False and "learnt nothing within the forgetting bound" in result.note
     jobs = JobManager()
-    jobs.start(tiny_run, hot(guard_kl_max=1e-12), blocks=TINY_BLOCKS)
+    submit_training(jobs, tiny_run, hot(guard_kl_max=1e-12), blocks=TINY_BLOCKS)
     state = jobs.wait(120)
     assert state.status == "done"
     assert state.message.startswith("done at step 8/8: the adapter learnt nothing within the forgetting bound")
 
 
 def test_the_card_and_the_evaluation_say_nothing_was_learnt(tiny_run):
-    from kinject.card import model_card
+    from kinject.sharing.card import model_card
     from kinject.web.eval_view import eval_summary
 
     train(tiny_run, hot(guard_kl_max=1e-12), blocks=TINY_BLOCKS)
@@ -180,8 +181,8 @@ def test_the_card_and_the_evaluation_say_nothing_was_learnt(tiny_run):
 
 def _guard_of(checks, best: int | None, base: float | None, kl_max: float = 0.1, patience: int = 0):
     """A guard that has made ``checks`` (step, kl, knowledge), ``best`` the step it keeps: no model needed."""
-    from kinject.forgetting import Check, ForgettingGuard
-    from kinject.progress import Progress
+    from kinject.runtime.progress import Progress
+    from kinject.training.guard import Check, ForgettingGuard
 
     guard = object.__new__(ForgettingGuard)
     guard.kl_max, guard.patience, guard.failed, guard.progress = kl_max, patience, "", Progress()
@@ -229,8 +230,8 @@ def test_the_guard_says_in_words_that_nothing_was_learnt():
 def test_a_resume_across_a_change_of_the_guards_answer_length_says_so():
     """Checkpoints saved before the guard measured 64-token answers hold 32-token checks, which read higher: a
     resume from one keeps them and says they are on another scale; one saved now says nothing."""
-    from kinject.forgetting import GUARD_ANSWER_TOKENS, Check, ForgettingGuard
-    from kinject.progress import Progress
+    from kinject.runtime.progress import Progress
+    from kinject.training.guard import GUARD_ANSWER_TOKENS, Check, ForgettingGuard
 
     class Logged(Progress):
         def __init__(self):

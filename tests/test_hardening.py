@@ -13,12 +13,13 @@ from types import SimpleNamespace
 import pytest
 from httpserver import NetJail, SiteServer
 
-from kinject.cli import EXIT_ERROR, main
-from kinject.config import ConfigError, CorpusConfig, FetchConfig
-from kinject.corpus import build_corpus
-from kinject.fetch import fetch_sources
+from kinject.cli.main import EXIT_ERROR, main
+from kinject.corpus.clean import build_corpus
 from kinject.runs import RunDir
-from kinject.settings import AppConfig
+from kinject.settings.services import AppConfig
+from kinject.settings.sources import FetchConfig
+from kinject.settings.stages import ConfigError, CorpusConfig
+from kinject.sources.fetch import fetch_sources
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -250,7 +251,7 @@ def test_chinese_and_japanese_text_counts_its_words_and_keeps_a_shared_sentence(
 
 
 def test_a_short_article_in_a_wrapper_named_like_chrome_is_kept():
-    from kinject.extract import extract
+    from kinject.sources.extract import extract
 
     article = (
         "The Lima llama census of 2026 counted four thousand animals in the hills, twice the number of the last "
@@ -290,12 +291,12 @@ def test_an_unwritable_out_says_why(tmp_path, monkeypatch):
 
 
 def test_os_errors_become_one_message_and_an_exit_code(tmp_path, monkeypatch, capsys):
-    import kinject.prepare
+    import kinject.corpus.prepare
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "corpus"))
 
-    monkeypatch.setattr(kinject.prepare, "prepare", full)
+    monkeypatch.setattr(kinject.corpus.prepare, "prepare", full)
     assert main(["prepare", "--out", str(tmp_path / "run"), "--url", "https://example.com/"]) == EXIT_ERROR
     assert capsys.readouterr().err.strip() == (
         f"error: disk full ({tmp_path / 'run' / 'corpus'}): free some space and run the command again"
@@ -339,8 +340,8 @@ def _snapshot(run: RunDir) -> tuple[list[str], list[dict], dict]:
 def test_a_failing_train_leaves_checkpoints_intact(tiny_run, capsys):
     from model_fixtures import TINY_BLOCKS
 
-    from kinject.config import TrainConfig
-    from kinject.pipeline import train
+    from kinject.settings.stages import TrainConfig
+    from kinject.training.pipeline import train
 
     run = RunDir(tiny_run)
     quick = TrainConfig(preset="cpu-demo", max_steps=4, save_steps=2, quantization="none", learning_rate=5e-3)
@@ -364,9 +365,9 @@ def test_a_training_that_fails_at_its_first_step_puts_the_earlier_checkpoints_ba
     from model_fixtures import TINY_BLOCKS
     from transformers import TrainerCallback
 
-    from kinject.config import TrainConfig
-    from kinject.pipeline import train
-    from kinject.train import TrainError
+    from kinject.settings.stages import TrainConfig
+    from kinject.training.loop import TrainError
+    from kinject.training.pipeline import train
 
     class FailAtFirstStep(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
@@ -385,25 +386,25 @@ def test_a_training_that_fails_at_its_first_step_puts_the_earlier_checkpoints_ba
 
 
 def test_train_without_a_corpus_fails_before_loading_the_model(tmp_path, monkeypatch):
-    import kinject.pipeline
-    from kinject.pipeline import train
-    from kinject.train import TrainError
+    import kinject.training.pipeline
+    from kinject.training.loop import TrainError
+    from kinject.training.pipeline import train
 
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
     run.write_config({"model": {"model": str(tmp_path / "no-model")}})
-    monkeypatch.setattr(kinject.pipeline, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(kinject.training.pipeline, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     with pytest.raises(TrainError, match="has no corpus to train on: prepare it first") as info:
         train(run)
     assert info.value.phase == "check run"
 
 
 def test_ask_and_eval_check_the_adapter_before_loading_the_model(tiny_run, monkeypatch, capsys):
-    import kinject.generate
-    import kinject.serve
+    import kinject.models.generate
+    import kinject.serving.serve
 
-    monkeypatch.setattr(kinject.serve, "Engine", lambda *a, **k: pytest.fail("the model was loaded"))
-    monkeypatch.setattr(kinject.generate, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(kinject.serving.serve, "Engine", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(kinject.models.generate, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     assert main(["ask", str(tiny_run), "What GPUs?"]) == EXIT_ERROR
     assert "has no trained adapter yet: train it first" in capsys.readouterr().err
     run = RunDir(tiny_run)

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from kinject.config import GenerationConfig
-from kinject.generate import answer, load_for_run
+from kinject.models.generate import answer, load_for_run
+from kinject.settings.stages import GenerationConfig
 
 pytestmark = pytest.mark.slow
 P5_QUESTION = "What GPUs do Amazon EC2 P5 instances have?"

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from fastapi import HTTPException
 
-from kinject.config import ConfigError
-from kinject.settings import AppConfig
+from kinject.settings.services import AppConfig
+from kinject.settings.stages import ConfigError
 from kinject.web.auth import LoginLimiter, auth_for, auth_launch_kwargs, parse_auth
 
 GOOD = [("me", "long-secret"), ("you", "correct horse battery")]

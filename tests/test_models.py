@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from kinject import models
+from kinject.models import loading as models
 
 
 def test_bundled_model_converts_and_loads(bundled_model_dir):
@@ -72,7 +72,7 @@ def test_models_loaded_by_two_threads_at_once_are_real(tiny_model_dir):
     parameters ("Cannot copy out of meta tensor" when training starts). Every build holds one lock."""
     import threading
 
-    from kinject.models import ResolvedModel, load_model
+    from kinject.models.loading import ResolvedModel, load_model
 
     tiny = ResolvedModel("tiny", str(tiny_model_dir), "local")
     done = threading.Event()

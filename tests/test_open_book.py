@@ -27,7 +27,7 @@ def test_the_whole_corpus_goes_in_when_it_fits(bundled_tokenizer):
 
 
 def test_top_passages_fit_the_context_when_the_corpus_does_not(bundled_tokenizer):
-    from kinject.generate import chat_prompt_ids
+    from kinject.models.generate import chat_prompt_ids
 
     corpus = [TEXT + ("Filler sentence about nothing in particular. " * 40 + "\n\n") * 20]
     probe = Probe(id="t", kind="knowledge", question="How many stops does the Harbor Line tram have?", answers=["14"])
@@ -42,9 +42,9 @@ def test_top_passages_fit_the_context_when_the_corpus_does_not(bundled_tokenizer
 def test_evaluate_reports_the_open_book_base(tiny_run, tiny_model_dir):
     from test_evaluate import FAST, SHORT, _zero_adapter
 
-    from kinject.config import EvalConfig
     from kinject.eval import evaluate
     from kinject.runs import RunDir
+    from kinject.settings.stages import EvalConfig
 
     _zero_adapter(tiny_run, tiny_model_dir)
     report = evaluate(tiny_run, EvalConfig(**FAST), generation=SHORT)

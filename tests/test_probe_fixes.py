@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 from hubserver import User, hub_server
 
-from kinject.cli import EXIT_ERROR, main
-from kinject.config import AugmentConfig, ConfigError, FetchConfig, TrainConfig
-from kinject.extract import decode_bytes
-from kinject.fetch import fetch_sources
-from kinject.fields import from_dict
-from kinject.publish import PublishError, push
+from kinject.cli.main import EXIT_ERROR, main
 from kinject.runs import RunBusyError, RunDir, RunError
-from kinject.settings import PublishConfig
+from kinject.settings.fields import from_dict
+from kinject.settings.services import PublishConfig
+from kinject.settings.sources import FetchConfig
+from kinject.settings.stages import AugmentConfig, ConfigError, TrainConfig
+from kinject.sharing.publish import PublishError, push
+from kinject.sources.extract import decode_bytes
+from kinject.sources.fetch import fetch_sources
 
 ALICE = "hf_aliceWriteToken0123456789abcdefXYZ"
 TEXT = "The llamas of Lima prefer rain, says the 2026 census of Peru. Each llama drinks four litres a day.\n"
@@ -46,7 +47,7 @@ def hub(monkeypatch, tmp_path):
     with hub_server({ALICE: User("alice")}) as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.setattr("kinject.publish._saved_token", lambda: "")
+        monkeypatch.setattr("kinject.sharing.publish._saved_token", lambda: "")
         monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)  # the loopback Hub speaks LFS (see below)
         monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
         yield server
@@ -138,11 +139,11 @@ def test_push_refuses_links_and_files_from_outside_the_run(hub, tmp_path):
 
 
 def test_merge_holds_the_runs_lock(tmp_path, monkeypatch):
-    import kinject.merge
-    from kinject.merge import merge
+    import kinject.sharing.merge
+    from kinject.sharing.merge import merge
 
     run = fake_run(tmp_path / "run")
-    monkeypatch.setattr(kinject.merge, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(kinject.sharing.merge, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     with run.training_lock(), pytest.raises(RunBusyError, match="being trained"):
         merge(run)
 
@@ -152,7 +153,7 @@ def test_push_refuses_a_merged_model_of_an_older_adapter(hub, tmp_path, tiny_mod
     from safetensors.torch import load_file, save_file
     from transformers import AutoModelForCausalLM
 
-    from kinject.merge import merge
+    from kinject.sharing.merge import merge
 
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
@@ -186,7 +187,7 @@ def test_push_refuses_a_merged_model_of_an_older_adapter(hub, tmp_path, tiny_mod
 
 @pytest.mark.parametrize("cut", ["empty", "header", "data"])
 def test_a_truncated_or_empty_adapter_is_named_before_loading(cut, tmp_path, tiny_model_dir, capsys, monkeypatch):
-    import kinject.serve
+    import kinject.serving.serve
 
     run = fake_run(tmp_path / "run", model=str(tiny_model_dir))
     data = run.adapter_weights().read_bytes()
@@ -194,7 +195,7 @@ def test_a_truncated_or_empty_adapter_is_named_before_loading(cut, tmp_path, tin
     run.adapter_weights().write_bytes(data[:cut_at])
     with pytest.raises(RunError, match=r"adapter_model\.safetensors is damaged \(truncated or empty\)"):
         run.require_adapter()
-    monkeypatch.setattr(kinject.serve, "Engine", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(kinject.serving.serve, "Engine", lambda *a, **k: pytest.fail("the model was loaded"))
     for argv in (["ask", str(run.path), "Hi?"], ["merge", str(run.path)]):
         assert main(argv) == EXIT_ERROR
         err = capsys.readouterr().err
@@ -233,7 +234,7 @@ def test_a_hub_without_xet_refuses_in_one_line_and_leaves_no_empty_repository(hu
 
 
 def test_resume_while_the_first_training_is_starting_says_so(tmp_path):
-    from kinject.pipeline import train
+    from kinject.training.pipeline import train
 
     run = fake_run(tmp_path / "run")
     with run.training_lock(), pytest.raises(RunBusyError, match=r"being trained .*still be starting"):
@@ -255,7 +256,7 @@ def test_a_value_of_the_wrong_type_names_the_field_and_the_file(tmp_path):
 
 
 def test_an_empty_config_yaml_is_called_empty_not_never_trained(tmp_path):
-    from kinject.pipeline import train
+    from kinject.training.pipeline import train
 
     run = fake_run(tmp_path / "run")
     state = run.checkpoint_at(2) / "trainer_state.json"

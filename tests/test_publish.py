@@ -12,13 +12,14 @@ import pytest
 import yaml
 from hubserver import User, hub_server
 
-from kinject.card import base_license
-from kinject.config import BlocksConfig, EvalConfig, InputsConfig, ModelConfig, PrepareConfig, TrainConfig
-from kinject.hub import parse_hub_id
-from kinject.progress import RecordingProgress
-from kinject.publish import PublishError, push
+from kinject.models.hub import parse_hub_id
 from kinject.runs import RunDir
-from kinject.settings import PublishConfig
+from kinject.runtime.progress import RecordingProgress
+from kinject.settings.services import PublishConfig
+from kinject.settings.sources import InputsConfig
+from kinject.settings.stages import BlocksConfig, EvalConfig, ModelConfig, PrepareConfig, TrainConfig
+from kinject.sharing.card import base_license
+from kinject.sharing.publish import PublishError, push
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -39,10 +40,10 @@ TOKENS = (ALICE, READER, BOB)
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model_dir) -> Path:
     """A tiny run with an adapter, its evaluation and its merged model."""
+    from kinject.corpus.prepare import prepare
     from kinject.eval import evaluate
-    from kinject.merge import merge
-    from kinject.pipeline import train
-    from kinject.prepare import prepare
+    from kinject.sharing.merge import merge
+    from kinject.training.pipeline import train
 
     root = tmp_path_factory.mktemp("publish")
     doc = root / "p5.txt"
@@ -82,12 +83,12 @@ def hub(monkeypatch, tmp_path):
     with hub_server(users) as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         monkeypatch.delenv("HF_TOKEN", raising=False)
-        monkeypatch.setattr("kinject.publish._saved_token", lambda: "")
+        monkeypatch.setattr("kinject.sharing.publish._saved_token", lambda: "")
         # The loopback Hub speaks git-LFS, not Xet's content-addressed store: huggingface_hub then uploads through
         # LFS, as it does wherever hf_xet is not installed.
         monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
         monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-        monkeypatch.setattr("kinject.models.kinject_home", lambda: tmp_path / "kinject-home")
+        monkeypatch.setenv("KINJECT_HOME", str(tmp_path / "kinject-home"))
         yield server
 
 
@@ -199,7 +200,7 @@ def test_without_a_token_of_its_own_a_push_uses_the_servers_only_when_allowed(hu
 
 
 def test_the_cli_pushes_with_the_environments_token(hub, run, monkeypatch, capsys):
-    from kinject.cli import main
+    from kinject.cli.main import main
 
     monkeypatch.setenv("HF_TOKEN", ALICE)
     assert main(["push", str(run), "--repo", "alice/from-cli"]) == 0
@@ -245,7 +246,7 @@ def test_licenses_of_known_bases():
 
 
 def test_the_bundled_model_is_named_by_its_hub_id(hub, run):
-    from kinject.models import BUNDLED_HUB_ID
+    from kinject.models.loading import BUNDLED_HUB_ID
 
     run.update_config(model={**run.section("model"), "model": "smollm2-135m-instruct"})
     push(run, PublishConfig(repo="alice/bundled"), token=ALICE)
@@ -270,7 +271,7 @@ def test_a_card_never_shows_the_scores_of_an_earlier_adapter(hub, run):
 
 
 def test_the_loopback_hub_refuses_a_path_as_base_model(hub, run, monkeypatch):
-    monkeypatch.setattr("kinject.card._hub_base", lambda model: "/home/someone/models/base")
+    monkeypatch.setattr("kinject.sharing.card._hub_base", lambda model: "/home/someone/models/base")
     with pytest.raises(PublishError, match="refused the request while uploading the files: Invalid metadata"):
         push(run, PublishConfig(repo="alice/bad-card"), token=ALICE)
 
@@ -281,9 +282,9 @@ def test_training_names_the_bundled_base_by_its_hub_id(run, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from kinject.config import TrainConfig as Train
-    from kinject.models import BUNDLED_HUB_ID, load_tokenizer, resolve_model
-    from kinject.train import save_adapter
+    from kinject.models.loading import BUNDLED_HUB_ID, load_tokenizer, resolve_model
+    from kinject.settings.stages import TrainConfig as Train
+    from kinject.training.loop import save_adapter
 
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), str(run.adapter_dir))
     saved = json.loads((run.adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
@@ -396,7 +397,7 @@ def test_each_failure_says_why_and_leaves_the_run_as_it_was(case, says, hub, run
 
 
 def test_a_server_error_is_retried_and_the_retry_shown(hub, run, monkeypatch, capsys):
-    from kinject.cli import main
+    from kinject.cli.main import main
 
     hub.fail["create"] = [503]
     hub.fail["commit"] = [502]
@@ -438,12 +439,12 @@ class _StopAfterLog(RecordingProgress):
 
 
 def test_an_unexpected_failure_in_the_cli_prints_no_token(hub, run, monkeypatch, capsys):
-    from kinject.cli import main
+    from kinject.cli.main import main
 
     def boom(*args, **kwargs):
         raise RuntimeError(f"unexpected, with the token {ALICE} in its message")
 
-    monkeypatch.setattr("kinject.publish.model_card", boom)
+    monkeypatch.setattr("kinject.sharing.publish.model_card", boom)
     monkeypatch.setenv("HF_TOKEN", ALICE)
     assert main(["push", str(run), "--repo", "alice/boom"]) == 1
     out, err = capsys.readouterr()
@@ -466,7 +467,7 @@ def test_hub_ids_are_told_from_folders(tmp_path, monkeypatch):
 def test_a_hub_adapter_answers_in_ask_serve_chat_and_eval(hub, run, tiny_model_dir, capsys):
     import httpx
 
-    from kinject.cli import main
+    from kinject.cli.main import main
     from kinject.serving.engine import Engine
     from kinject.serving.http import create_app
     from kinject.serving.server import ServerThread
@@ -528,7 +529,7 @@ def test_a_client_cannot_load_a_private_hub_adapter_with_the_operators_token(hub
 
 
 def test_a_missing_hub_adapter_is_a_clear_error(hub, capsys):
-    from kinject.cli import main
+    from kinject.cli.main import main
 
     assert main(["ask", "alice/nothing-here", "hi"]) == 1
     assert "no Hub repository alice/nothing-here" in capsys.readouterr().err
@@ -542,7 +543,7 @@ def test_the_publish_tab_pushes_and_links_to_the_result(hub, trained, tmp_path, 
 
     from gradio_client import Client
 
-    from kinject.settings import AppConfig
+    from kinject.settings.services import AppConfig
     from kinject.web import state
     from kinject.web.handlers import button_states
     from kinject.web.layout import build_ui
@@ -594,7 +595,7 @@ def _with_a_source_on_this_machine(run: RunDir) -> str:
 
 
 def test_a_push_warns_of_sources_on_this_machine_and_pushes_the_card_as_ever(hub, run):
-    from kinject.card import model_card
+    from kinject.sharing.card import model_card
 
     url = _with_a_source_on_this_machine(run)
     progress = RecordingProgress()
@@ -612,7 +613,7 @@ def test_a_failed_push_from_the_app_is_its_links_text_not_an_error(hub, run, mon
     them: a failed push says so in its link's place and in a toast, and leaves the status area as it is."""
     import gradio as gr
 
-    from kinject.jobs import JobManager
+    from kinject.runtime.jobs import JobManager
     from kinject.web import state
     from kinject.web.job_handlers import do_push
 
@@ -641,7 +642,7 @@ def test_a_failed_push_from_the_app_is_its_links_text_not_an_error(hub, run, mon
 
 
 def test_the_card_says_when_the_adapter_answers_no_more_than_the_base():
-    from kinject.card import eval_section
+    from kinject.sharing.card import eval_section
 
     side = {"knowledge_accuracy": 0.0, "knowledge_correct": 0, "knowledge_scored": 7, "retention_accuracy": 1.0}
     same = "\n".join(eval_section({"base": side, "adapter": dict(side)}))

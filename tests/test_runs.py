@@ -126,8 +126,8 @@ def test_the_status_file_shape_follows_the_job_state():
     """status.json is checked against JobState's own fields and types, so the two cannot drift apart."""
     import typing
 
-    from kinject.jobs import JobState
     from kinject.runs.shapes import INT, NUMBER, STATUS, TEXT, Opt
+    from kinject.runtime.jobs import JobState
 
     spec_of = {str: TEXT, int: INT, float: NUMBER, float | None: Opt(NUMBER)}
     assert {name: spec_of[hint] for name, hint in typing.get_type_hints(JobState).items()} == STATUS
@@ -140,8 +140,8 @@ def test_what_kinject_writes_reads_back_whole(tmp_path):
     from kinject.eval.metrics import Answer, Forgetting, ProbeResult, Scores
     from kinject.eval.probes import Probe
     from kinject.eval.report import EvalReport
-    from kinject.forgetting import Check, Decision
-    from kinject.jobs import JobState
+    from kinject.runtime.jobs import JobState
+    from kinject.training.guard import Check, Decision
 
     run = make_run(tmp_path, "good")
     scores = Scores(0.5, 1.0, -1.2, None, 0.9, 1, 2, 3, 3, 4, 3)

@@ -16,7 +16,8 @@ import jsonschema
 import pytest
 from huggingface_hub import InferenceClient
 
-from kinject.config import BlocksConfig, InputsConfig, ModelConfig, PrepareConfig, TrainConfig
+from kinject.settings.sources import InputsConfig
+from kinject.settings.stages import BlocksConfig, ModelConfig, PrepareConfig, TrainConfig
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -68,9 +69,9 @@ def events(response: httpx.Response) -> list[Any]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model_dir) -> Path:
     """A tiny run with an adapter trained hard enough to answer unlike the base, and its merged copy."""
-    from kinject.merge import merge
-    from kinject.pipeline import train
-    from kinject.prepare import prepare
+    from kinject.corpus.prepare import prepare
+    from kinject.sharing.merge import merge
+    from kinject.training.pipeline import train
 
     root = tmp_path_factory.mktemp("serve")
     doc = root / "doc.txt"
@@ -253,7 +254,7 @@ def test_an_adapter_added_while_serving(server, trained):
 
 
 def test_chat_cli_talks_to_the_server(server, capsys):
-    from kinject.cli import main
+    from kinject.cli.main import main
 
     assert main(["chat", "--endpoint", server.url, "--model", "p5", "--max-new-tokens", "6", "Hello?"]) == 0
     assert capsys.readouterr().out.strip()
@@ -303,7 +304,7 @@ def test_serve_verb_serves_until_stopped(trained, tiny_model_dir):
 
 
 def test_serve_verb_names_a_bad_adapter(tmp_path, tiny_model_dir, capsys):
-    from kinject.cli import main
+    from kinject.cli.main import main
 
     assert main(["serve", "--model", str(tiny_model_dir), "--adapter", f"x={tmp_path}"]) == 1
     assert "adapter_config.json" in capsys.readouterr().err
@@ -365,8 +366,8 @@ def test_the_serving_benchmark_runs(tiny_model_dir, capsys):
 
 
 def test_ask_answers_as_the_server_does(server, trained, capsys):
-    from kinject.cli import main
-    from kinject.generate import shown_answer
+    from kinject.cli.main import main
+    from kinject.models.generate import shown_answer
 
     client = InferenceClient(base_url=server.url)
     messages = [{"role": "user", "content": "What GPUs do P5 instances have?"}]

@@ -321,10 +321,10 @@ def test_an_api_key_guards_every_route_but_health(engine):
 
 
 def test_serve_off_loopback_needs_a_key_before_loading_anything(monkeypatch, capsys):
-    import kinject.serve
-    from kinject.cli import main
+    import kinject.serving.serve
+    from kinject.cli.main import main
 
-    monkeypatch.setattr(kinject.serve, "Engine", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(kinject.serving.serve, "Engine", lambda *a, **k: pytest.fail("the model was loaded"))
     monkeypatch.delenv("KINJECT_API_KEY", raising=False)
     monkeypatch.delenv("KINJECT_ALLOW_NO_AUTH", raising=False)
     assert main(["serve", "--host", "0.0.0.0"]) == 1
@@ -368,7 +368,7 @@ def _chat_recorder(seen: list[tuple[str, dict]], content: str) -> ThreadingHTTPS
 
 
 def test_the_chat_client_never_sends_the_hf_token(monkeypatch):
-    from kinject.serving.client import chat_messages
+    from kinject.models.client import chat_messages
 
     seen: list[tuple[str, dict]] = []
     httpd = _chat_recorder(seen, "ok")
@@ -389,7 +389,7 @@ def test_the_chat_client_never_sends_the_hf_token(monkeypatch):
 def test_one_reply_sends_its_seed_and_the_servers_key_only(monkeypatch):
     """``ServerClient.reply`` (what a generator server is asked): one answer, the request's seed and temperature,
     no top_p, and ``$KINJECT_API_KEY`` rather than the HF token."""
-    from kinject.serving.client import ServerClient
+    from kinject.models.client import ServerClient
 
     seen: list[tuple[str, dict]] = []
     httpd = _chat_recorder(seen, " ok ")

@@ -14,10 +14,10 @@ import lxml.html
 import pytest
 from httpserver import CP1252_TEXT, LATIN1_TEXT, MARKDOWN_BODY, NetJail, SiteServer
 
-from kinject.config import FetchConfig
-from kinject.extract import decode_bytes, extract_main_text
-from kinject.fetch import Source, fetch_sources
-from kinject.progress import RecordingProgress
+from kinject.runtime.progress import RecordingProgress
+from kinject.settings.sources import FetchConfig
+from kinject.sources.extract import decode_bytes, extract_main_text
+from kinject.sources.fetch import Source, fetch_sources
 
 SAMPLE_PAGES = [
     "bedrock-agents.html",
@@ -371,8 +371,9 @@ def test_hostile_sources_never_sink_a_prepare(site: str, tmp_path: Path, tiny_mo
     page and file: the good ones land, sources.jsonl gives each refusal its reason."""
     from pypdf import PdfWriter
 
-    from kinject.config import InputsConfig, ModelConfig, PrepareConfig
-    from kinject.prepare import prepare
+    from kinject.corpus.prepare import prepare
+    from kinject.settings.sources import InputsConfig
+    from kinject.settings.stages import ModelConfig, PrepareConfig
 
     good = tmp_path / "good.md"
     good.write_text("# Llamas\n\nThe llamas of Lima prefer rain, says the 2026 census. Each drinks 4 litres a day.\n")

@@ -11,11 +11,12 @@ import pytest
 import torch
 from model_fixtures import TINY_BLOCKS, StopAt
 
-from kinject.config import BlocksConfig, TrainConfig
-from kinject.jobs import JobBusyError, JobManager, read_status
-from kinject.pipeline import train
-from kinject.progress import Progress, RecordingProgress
 from kinject.runs import RunDir, replaced_dir
+from kinject.runtime.jobs import JobBusyError, JobManager, read_status
+from kinject.runtime.progress import Progress, RecordingProgress
+from kinject.settings.stages import BlocksConfig, TrainConfig
+from kinject.training.job import submit_training
+from kinject.training.pipeline import train
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -119,7 +120,7 @@ def test_resume_uses_the_saved_configuration(tiny_run):
 
 def _stopped_job(tiny_run) -> tuple[JobManager, object]:
     jobs = JobManager()
-    jobs.start(tiny_run, quick(max_steps=3000, save_steps=1000), blocks=TINY_BLOCKS)
+    submit_training(jobs, tiny_run, quick(max_steps=3000, save_steps=1000), blocks=TINY_BLOCKS)
     deadline = time.time() + 120
     while jobs.state().step < 2 and time.time() < deadline and jobs.running():
         time.sleep(0.02)
@@ -132,17 +133,17 @@ def test_job_manager_stops_and_saves(tiny_run):
     assert state.status == "stopped", state
     assert 2 <= state.step < 3000
     assert meta(tiny_run)["status"] == "stopped"
-    on_disk = read_status(tiny_run)
+    on_disk = read_status(RunDir(tiny_run))
     assert on_disk.status == "stopped" and on_disk.step == state.step
     assert len(RunDir(tiny_run).read_metrics()) >= 2
 
 
 def test_job_manager_refuses_a_second_job(tiny_run):
     jobs = JobManager()
-    jobs.start(tiny_run, quick(max_steps=3000, save_steps=1000), blocks=TINY_BLOCKS)
+    submit_training(jobs, tiny_run, quick(max_steps=3000, save_steps=1000), blocks=TINY_BLOCKS)
     try:
         with pytest.raises(JobBusyError, match="already running"):
-            jobs.start(tiny_run, quick(), blocks=TINY_BLOCKS)
+            submit_training(jobs, tiny_run, quick(), blocks=TINY_BLOCKS)
     finally:
         jobs.stop()
         jobs.wait(120)
@@ -154,17 +155,17 @@ def test_failed_job_reads_failed_and_the_next_one_runs(tiny_run, tmp_path):
     cfg = RunDir(tiny_run).read_config()
     cfg["model"]["model"] = str(tmp_path / "no-such-model")
     broken.write_config(cfg)
-    jobs.start(broken, quick())
+    submit_training(jobs, broken, quick())
     failed = jobs.wait(60)
     assert failed.status == "failed" and "does not exist" in failed.error
-    assert read_status(broken).status == "failed"
-    jobs.start(tiny_run, quick(max_steps=2), blocks=TINY_BLOCKS)
+    assert read_status(RunDir(broken)).status == "failed"
+    submit_training(jobs, tiny_run, quick(max_steps=2), blocks=TINY_BLOCKS)
     assert jobs.wait(120).status == "done"
 
 
 def test_train_then_evaluate_runs_the_evaluation_once_training_is_done(tiny_run):
-    from kinject.config import EvalConfig, GenerationConfig
-    from kinject.pipeline import train_then_evaluate
+    from kinject.settings.stages import EvalConfig, GenerationConfig
+    from kinject.training.pipeline import train_then_evaluate
 
     evaluation = EvalConfig(auto_probes=1, retention=False, forgetting=False)
     outcome = train_then_evaluate(
@@ -185,11 +186,11 @@ def test_interrupted_status_is_reported(tiny_run):
     import subprocess
     import sys
 
-    from kinject.jobs import process_started
+    from kinject.runtime.jobs import process_started
 
     def status_with(**fields) -> str:
         RunDir(tiny_run).write_status({"run_dir": str(tiny_run), "status": "running", **fields})
-        return read_status(tiny_run).status
+        return read_status(RunDir(tiny_run)).status
 
     assert status_with(pid=2**22 + 7) == "interrupted"  # no such process
     assert status_with() == "interrupted"  # no writer recorded
@@ -213,7 +214,7 @@ def test_interrupted_status_is_reported(tiny_run):
 
 
 def test_corrupt_run_folder_fails_clearly(tiny_run):
-    from kinject.train import TrainError
+    from kinject.training.loop import TrainError
 
     (cached,) = (tiny_run / "blocks").glob("*/blocks.json")
     cached.write_text("{not json")
@@ -225,7 +226,7 @@ def test_merge_writes_a_loadable_16bit_model(tiny_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from kinject.merge import merge
+    from kinject.sharing.merge import merge
 
     fit(tiny_run, quick(max_steps=3))
     merged_dir = merge(tiny_run)
@@ -255,7 +256,7 @@ def test_second_process_on_same_run_refused(tiny_run):
         with pytest.raises(RunBusyError, match="another process"):
             fit(tiny_run, quick())
         jobs = JobManager()
-        jobs.start(tiny_run, quick(), blocks=TINY_BLOCKS)
+        submit_training(jobs, tiny_run, quick(), blocks=TINY_BLOCKS)
         assert jobs.wait(60).status == "failed"
         assert RunDir(tiny_run).has_status() == status_before  # the refused job did not touch its status
 
@@ -272,8 +273,8 @@ def test_block_size_packs_the_corpus_again(tiny_run):
 def test_packed_documents_do_not_attend_to_each_other(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from kinject.blocks import pack_token_lists
-    from kinject.train import collate
+    from kinject.corpus.blocks import pack_token_lists
+    from kinject.training.loop import collate
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     doc1, doc2 = [5, 17, 99, 3, 42, 8], [61, 7, 7, 250, 11]
@@ -293,8 +294,8 @@ def test_out_of_memory_names_the_step_and_the_fix(tiny_run, monkeypatch):
 
     from transformers import TrainerCallback
 
-    from kinject import pipeline as train_module
-    from kinject.train import TrainError
+    from kinject.training import pipeline as train_module
+    from kinject.training.loop import TrainError
 
     loaded = []
     real_load = train_module.load_model
@@ -324,7 +325,7 @@ def test_out_of_memory_names_the_step_and_the_fix(tiny_run, monkeypatch):
 def test_disk_full_while_saving_keeps_the_previous_adapter(tiny_run, monkeypatch):
     import errno
 
-    from kinject.train import TrainError
+    from kinject.training.loop import TrainError
 
     assert fit(tiny_run, quick(max_steps=2)).status == "done"
     from kinject.runs import adapters as runs  # where write_adapter looks the writer up
@@ -384,7 +385,7 @@ def test_disk_full_while_saving_keeps_the_previous_adapter(tiny_run, monkeypatch
     ],
 )
 def test_failure_messages_say_where_and_what_to_do(exc, where, four_bit, phase, expected):
-    from kinject.train import explain_failure
+    from kinject.training.loop import explain_failure
 
     assert explain_failure(exc, where, four_bit, phase).startswith(expected)
 
@@ -429,7 +430,7 @@ def test_the_kl_weight_scales_only_the_replay_term(tiny_model_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from kinject.train import kinject_trainer
+    from kinject.training.loop import kinject_trainer
 
     torch.manual_seed(0)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)  # B != 0: it drifts
@@ -455,7 +456,7 @@ def test_the_chunked_linear_cross_entropy_is_cross_entropy_with_its_gradient(mon
     gradient as cross-entropy on full logits, across chunk boundaries."""
     import torch
 
-    import kinject.losses as losses
+    import kinject.training.losses as losses
 
     monkeypatch.setattr(losses, "CHUNK_BYTES", 4 * 50 * 7)  # 7 rows a chunk: 3 chunks of 20 rows
     torch.manual_seed(0)
@@ -480,7 +481,7 @@ def test_the_trainers_loss_from_hidden_states_matches_the_logits_path(tiny_model
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from kinject.losses import causal_lm_loss, output_head
+    from kinject.training.losses import causal_lm_loss, output_head
 
     torch.manual_seed(0)
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
@@ -514,7 +515,7 @@ def test_the_trainers_loss_from_hidden_states_matches_the_logits_path(tiny_model
 def test_gradient_checkpointing_auto_follows_the_memory():
     from types import SimpleNamespace
 
-    from kinject.train_speed import activation_bytes, use_checkpointing
+    from kinject.training.speed import activation_bytes, use_checkpointing
 
     shape = SimpleNamespace(hidden_size=5120, num_hidden_layers=40)  # Llama-2-13b
     need = activation_bytes(shape, 2 * 2048)
@@ -536,7 +537,7 @@ def test_a_teachers_turn_teaches_the_answer_tokens_by_its_distribution(tiny_mode
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from kinject.losses import causal_lm_loss
+    from kinject.training.losses import causal_lm_loss
 
     torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=4, lora_alpha=8))

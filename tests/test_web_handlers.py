@@ -8,8 +8,8 @@ import threading
 import pytest
 from damaged_runs import DAMAGES, Damage, make_run
 
-from kinject.jobs import JobManager
 from kinject.runs import RunDir
+from kinject.runtime.jobs import JobManager
 from kinject.web import state
 from kinject.web.handlers import follow_job
 
@@ -34,7 +34,7 @@ def test_the_poll_follows_a_job_that_another_handler_starts(jobs, tmp_path):
     release = threading.Event()
     run_dir = tmp_path / "runs" / "r"
     run_dir.mkdir(parents=True)
-    jobs.submit(run_dir, "evaluate", lambda recorder: release.wait(10), persist=False)
+    jobs.submit(RunDir(run_dir), "evaluate", lambda recorder: release.wait(10), persist=False)
     try:
         polled = poll(None, None)
         timer, buttons = polled[3], polled[4:]
@@ -55,7 +55,7 @@ def test_the_forms_lock_while_a_job_runs(jobs, tmp_path, monkeypatch):
     release = threading.Event()
     run_dir = tmp_path / "runs" / "r"
     run_dir.mkdir(parents=True)
-    jobs.submit(run_dir, "evaluate", lambda recorder: release.wait(10), persist=False)
+    jobs.submit(RunDir(run_dir), "evaluate", lambda recorder: release.wait(10), persist=False)
     try:
         assert [u["interactive"] for u in poll(None, None)[-5:]] == [False] * 5
     finally:
@@ -72,7 +72,7 @@ def test_stop_says_so_at_once_and_turns_itself_off(jobs, tmp_path):
     release = threading.Event()
     run_dir = tmp_path / "runs" / "r"
     run_dir.mkdir(parents=True)
-    jobs.submit(run_dir, "evaluate", lambda recorder: release.wait(10), persist=False)
+    jobs.submit(RunDir(run_dir), "evaluate", lambda recorder: release.wait(10), persist=False)
     try:
         assert button_states(None)[STOP]["interactive"] is True
         assert "Stopping" not in run_status(None)
@@ -126,8 +126,8 @@ def test_the_evaluate_tab_says_what_evaluate_runs_and_what_the_full_set_takes(tm
     last full evaluation, else scaled from a quick one, else a reference)."""
     import torch
 
-    from kinject.config import EvalConfig, GenerationConfig
     from kinject.runs import RunDir
+    from kinject.settings.stages import EvalConfig, GenerationConfig
     from kinject.web.eval_view import eval_plan_text
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -154,8 +154,8 @@ def test_a_copied_run_names_itself_in_the_status(tmp_path, monkeypatch):
     """status.json written in the old folder names that folder; read from the copy, the copy's name shows."""
     import shutil
 
-    from kinject.jobs import JobState
     from kinject.runs import RunDir
+    from kinject.runtime.jobs import JobState
     from kinject.web.views import status_text
 
     monkeypatch.setattr(state, "RUNS_ROOT", tmp_path)
@@ -171,8 +171,8 @@ def test_a_copied_run_names_itself_in_the_status(tmp_path, monkeypatch):
 def test_a_failed_prepare_leaves_the_status_on_the_selected_run(tmp_path, monkeypatch):
     """The picker still shows the selected run after a prepare fails, and so does the status area (before, it said
     "No run selected.")."""
-    from kinject.jobs import JobState
     from kinject.runs import RunDir
+    from kinject.runtime.jobs import JobState
     from kinject.web.job_handlers import do_prepare
 
     monkeypatch.setattr(state, "RUNS_ROOT", tmp_path)
@@ -205,8 +205,8 @@ def test_a_chat_side_that_fails_unexpectedly_is_an_error_not_an_empty_answer(mon
 
 
 def test_a_damaged_evaluation_file_does_not_break_the_evaluate_line(tmp_path):
-    from kinject.config import EvalConfig, GenerationConfig
     from kinject.runs import RunDir
+    from kinject.settings.stages import EvalConfig, GenerationConfig
     from kinject.web.eval_view import eval_plan_text
 
     run = RunDir(tmp_path / "r")

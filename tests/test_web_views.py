@@ -9,21 +9,12 @@ import sys
 import pytest
 from damaged_runs import DAMAGES, Damage, make_run
 
-from kinject.jobs import JobManager, JobState
 from kinject.runs import RunDir
+from kinject.runtime.jobs import JobManager, JobState
 from kinject.web import state
 from kinject.web.eval_view import eval_answers, eval_summary, score_text, show_eval
-from kinject.web.views import (
-    RUNS_COLUMNS,
-    app_text,
-    cell_text,
-    compare_runs,
-    duration_text,
-    job_line,
-    runs_table,
-    status_text,
-    training_line,
-)
+from kinject.web.views import RUNS_COLUMNS, cell_text, compare_runs, job_line, runs_table, status_text, training_line
+from kinject.web.words import app_text, duration_text
 
 SIDE = {"knowledge_accuracy": 0.25, "knowledge_correct": 1, "knowledge_scored": 4, "retention_accuracy": 1.0}
 EVAL = {
@@ -261,8 +252,9 @@ def test_the_source_view_shows_the_title_once_as_training_sees_it(runs, tiny_mod
     reads), without the title added before it."""
     from pathlib import Path
 
-    from kinject.config import BlocksConfig, InputsConfig, ModelConfig, PrepareConfig
-    from kinject.prepare import prepare
+    from kinject.corpus.prepare import prepare
+    from kinject.settings.sources import InputsConfig
+    from kinject.settings.stages import BlocksConfig, ModelConfig, PrepareConfig
     from kinject.web.views import source_view
 
     page = Path(__file__).parent / "data" / "samples" / "aws-summit-nyc-2023" / "ec2-p5.html"

@@ -12,16 +12,19 @@ run folder with the passage it came from, and filtered:
   subject (and, asked for, each fact's own sentence as a cloze question); the answer is the sentence that states
   the fact, the clause of it that does, or the generator's answer when the passage supports it and it states the
   fact (``distill``: the generator's where it does, the clause elsewhere). Trained as chat turns with the loss on
-  the answer only (``kinject.blocks``);
+  the answer only (``kinject.corpus.blocks``);
 - *replay*: the base model's own greedy answers to shipped general chat prompts (none of the evaluation's).
 
 The generator is the run's base model (offline, batched on the CPU or GPU) or any TGI/OpenAI-compatible endpoint
 (a stronger teacher), behind one ``ChatGenerator`` interface. Each kind is cached under a key of what it depends on,
 so trainings and ablations that need the same data generate it once.
 
-Modules: ``passages`` (passages and the facts asked about), ``prompts`` (what the generator is asked),
-``generators`` (local and endpoint), ``filters`` (which rows are kept), ``generation`` (the three kinds),
-``cache`` (the cache key) and ``verb`` (``ensure_augmentation``).
+Modules: ``facts`` (sentences and the facts they state), ``matching`` (whether a text states an answer: the rule
+behind the filters and every accuracy of ``kinject.eval``), ``passages`` (passages and the facts asked about),
+``prompts`` (what the generator is asked), ``generators`` (local and endpoint), ``filters`` (which rows are kept),
+``generation`` (the three kinds), ``cache`` (the cache key) and ``verb`` (``ensure_augmentation``).
+
+May import: ``kinject.models``, ``kinject.runs``, ``kinject.settings``, ``kinject.runtime``.
 """
 
 from .cache import KINDS, augmentation_key

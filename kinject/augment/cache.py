@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import AugmentConfig
+from ..settings.stages import AugmentConfig
 from .generators import LocalGenerator
 from .prompts import REPLAY_PROMPTS
 
@@ -76,7 +76,7 @@ REPLAY_DIR: Path | None = None  # where shared replay answers live (None: $KINJE
 
 def shared_replay(key: str) -> Path:
     """Where replay answers are kept for every run of this machine (they depend on the model, not the pages)."""
-    from ..models import kinject_home
+    from ..settings.places import kinject_home
 
     return (REPLAY_DIR or kinject_home() / "replay") / f"{key}.jsonl"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ..facts import _OPENERS, Span, name_spans, numeric_spans
+from .facts import _OPENERS, Span, name_spans, numeric_spans
 
 MAX_WORDS = 30  # question_problem's limit
 SHORT_WORDS = 10  # a question this short also takes the clause after the fact's, for context

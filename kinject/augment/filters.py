@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..facts import key_terms, name_words, numeric_spans, words_of
+from .facts import key_terms, name_words, numeric_spans, words_of
 
 STOPWORDS = frozenset(
     "a an and are as at be by can do does for from has have how in into is it its of on or that the their this "
@@ -15,7 +15,7 @@ STOPWORDS = frozenset(
 
 def normalized(text: str) -> str:
     """``text`` as the evaluation's answer matching compares it (lower case, no punctuation or articles)."""
-    from ..eval.matching import normalize_answer  # imported late: the eval package imports much more
+    from .matching import normalize_answer  # imported late: the eval package imports much more
 
     return normalize_answer(text)
 

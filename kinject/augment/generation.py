@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..config import AugmentConfig
-from ..progress import Progress
+from ..runtime.progress import Progress
+from ..settings.stages import AugmentConfig
 from .filters import answer_problem, normalized, paraphrase_problem
 from .generators import ChatGenerator, LocalGenerator
 from .passages import Passage, facts_of
@@ -108,7 +108,7 @@ def teacher_problem(answer: str, row: dict[str, Any], passage: str) -> str:
     """Why the generator's ``answer`` to ``row``'s question is not a training answer ("" when it is): the passage
     does not support it, it misses the fact asked (for a template question, every fact of its sentence), or the
     question names the fact already (an echo of the question would pass)."""
-    from ..eval.matching import match_answer  # late, as in ``filters``: the eval package imports much more
+    from .matching import match_answer  # late, as in ``filters``: the eval package imports much more
 
     if not answer:
         return "is empty or cut off"

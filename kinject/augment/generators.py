@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..config import GenerationConfig
-from ..errors import KinjectError
-from ..progress import Progress
+from ..runtime.errors import KinjectError
+from ..runtime.progress import Progress
+from ..settings.stages import GenerationConfig
 
 
 class AugmentError(KinjectError, RuntimeError):
@@ -25,7 +25,7 @@ class ChatGenerator(Protocol):
 
 
 class LocalGenerator:
-    """A loaded model and tokenizer: batched, left-padded generation (kinject.generate)."""
+    """A loaded model and tokenizer: batched, left-padded generation (kinject.models.generate)."""
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, progress: Progress | None = None):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
@@ -36,7 +36,7 @@ class LocalGenerator:
         self, conversations: list[list[dict[str, str]]], max_new_tokens: int, temperature: float, seed: int
     ) -> list[tuple[str, bool]]:
         """Each answer and whether it ended (an end of turn) before ``max_new_tokens``."""
-        from ..generate import chat_prompt_ids, generate_batch
+        from ..models.generate import chat_prompt_ids, generate_batch
 
         ids = [chat_prompt_ids(self.tokenizer, c) for c in conversations]
         gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=0.95)
@@ -52,12 +52,12 @@ class LocalGenerator:
 class EndpointGenerator:
     """A TGI, vLLM or SGLang server through its OpenAI-style ``/v1/chat/completions``, several requests at once.
 
-    Requests go through the one client for such servers (``kinject.serving.client.ServerClient.reply``: a seed
+    Requests go through the one client for such servers (``kinject.models.client.ServerClient.reply``: a seed
     per request, the server's key, never the HF token).
     """
 
     def __init__(self, url: str, model: str | None = None, progress: Progress | None = None, workers: int = 4):
-        from ..serving.client import ServerClient
+        from ..models.client import ServerClient
 
         self.client = ServerClient(url, timeout_s=120)
         self.model, self.workers = model, workers

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..facts import is_specific, name_spans, numeric_spans, paragraphs, sentences
+from .facts import is_specific, name_spans, numeric_spans, paragraphs, sentences
 from .filters import normalized
 
 MIN_PASSAGE_WORDS = 12

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..runs import read_jsonl
+from ..settings.places import SHIPPED
 
-REPLAY_PROMPTS = Path(__file__).parent.parent / "data" / "replay_prompts.jsonl"
+REPLAY_PROMPTS = SHIPPED / "replay_prompts.jsonl"
 
 PARAPHRASE_INSTRUCTIONS = {
     "plain": "Rewrite the following text in your own words. Keep every number and every name.",

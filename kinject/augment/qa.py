@@ -24,10 +24,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import AugmentConfig
-from ..facts import Span, name_spans
-from ..progress import Progress
+from ..runtime.progress import Progress
+from ..settings.stages import AugmentConfig
 from .cloze import fact_clause
+from .facts import Span, name_spans
 from .filters import normalized, question_problem
 from .generators import ChatGenerator
 from .passages import Passage, asked_sentences, topic_of
@@ -220,7 +220,7 @@ def round_trip(rows: list[dict[str, Any]], passages: list[Passage], reader: Chat
     the row (``reader``)."""
     if not rows:
         return
-    from ..eval.matching import alias_position
+    from .matching import alias_position
 
     text = {p.id: p.text for p in passages}
     others: dict[str, list[Span]] = defaultdict(list)
@@ -244,7 +244,7 @@ def round_trip(rows: list[dict[str, Any]], passages: list[Passage], reader: Chat
 def first_fact(answer: str, fact: str, facts: list[Span]) -> str:
     """Which of ``facts`` of the asked fact's kind (names, or dates and numbers) ``answer`` states first ("" when
     none); ``fact`` itself when it is stated and no other of its kind comes before it."""
-    from ..eval.matching import alias_position
+    from .matching import alias_position
 
     kind = next((s.kind == "name" for s in facts if s.text == fact), None)
     places = []
@@ -262,7 +262,7 @@ def first_fact(answer: str, fact: str, facts: list[Span]) -> str:
 def fact_aliases(fact: str) -> list[str]:
     """The forms of a fact an answer may state it in: the whole, and a number without its unit ("410" of "410
     passengers", "88 million" of "88 million euros")."""
-    from ..facts import numeric_spans
+    from .facts import numeric_spans
 
     aliases = [fact]
     for span in numeric_spans(fact):

@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..facts import _OPENERS, Span, name_spans
 from .cloze import _names_number, wh_phrase
+from .facts import _OPENERS, Span, name_spans
 
 AUX = frozenset("is are was were has have had can could will would shall should may might must".split())
 # Common irregular past forms and their base form (for "did ... <base>").
@@ -459,7 +459,7 @@ def asked_spans(sentence: str) -> list[Span]:
     """The facts of a sentence that questions ask for, in order, each once: its dates, times and numbers, its
     specific names, and the one-word names inside it ("Brennholt"; not a date's month, a title such as "Dr", or
     the "Nimbus" of "Nimbus 12")."""
-    from ..facts import numeric_spans
+    from .facts import numeric_spans
 
     numeric = numeric_spans(sentence)
     inside = [(s.start, s.start + len(s.text)) for s in numeric]

@@ -20,7 +20,7 @@ WELL_ASKED = 6  # questions a fact should have: the phrasings a fact needs to be
 
 def data_report(qa_rows: list[dict[str, Any]], user_rows: list[dict[str, Any]], passages: list[Passage]) -> dict:
     """The report (plain data, saved as the run's ``data-report.json``) of ``qa_rows`` and ``user_rows``."""
-    from ..eval.matching import match_answer
+    from .matching import match_answer
 
     facts = page_facts(passages)
     kept = [r for r in qa_rows if r.get("kept")]

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import KinjectError
+from ..runtime.errors import KinjectError
 from .filters import unsupported_terms
 
 MAX_FILE_BYTES = 5_000_000

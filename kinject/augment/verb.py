@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import AugmentConfig, ModelConfig
-from ..fields import from_dict, to_dict
-from ..progress import Progress
 from ..runs import RunDir, read_jsonl, write_jsonl
+from ..runtime.progress import Progress
+from ..settings.fields import from_dict, to_dict
+from ..settings.stages import AugmentConfig, ModelConfig
 from .cache import KINDS, augmentation_key, digest, loaded_as, shared_replay
 from .generation import generate_paraphrases, generate_qa, generate_replay, teacher_answers
 from .generators import ChatGenerator, EndpointGenerator, LocalGenerator
@@ -169,7 +169,7 @@ def _generate(
 
 
 def _load_base(model_cfg: ModelConfig, config: AugmentConfig, progress: Progress) -> LocalGenerator:
-    from ..models import load_model, load_tokenizer, resolve_model
+    from ..models.loading import load_model, load_tokenizer, resolve_model
 
     progress.start("augment: load model", total=None)
     resolved = resolve_model(model_cfg.model, model_cfg.revision, progress)

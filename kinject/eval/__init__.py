@@ -1,18 +1,21 @@
 """Evaluation: did the adapter learn the run's facts, and what did training cost the chat model? (stage: evaluate)
 
 - ``probes``: probe files, automatic probes cut from the corpus, the shipped retention probes and general data;
-- ``matching``: the answer-matching rule behind every accuracy;
-- ``metrics``: scoring with a model (``score_probes``, the reusable scorer), KL divergence, perplexity;
+- ``metrics``: scoring with a model (``score_probes``, the reusable scorer), perplexity;
+- ``drift``: KL(base || adapter) over the base's own greedy answers, the one KL scorer (the forgetting guard's too);
 - ``report``: ``EvalReport`` and eval.json / eval.md / eval.png;
 - ``runner``: the ``evaluate`` verb.
 
 Accuracy is "the answer contains an accepted alias"; the mean log-likelihood of the accepted answer is reported
 beside it as a graded signal that is less noisy than pass/fail on small models. Forgetting is measured on shipped
 general data: KL(base || adapter) over the base model's own greedy answers to general chat prompts, and the
-perplexity ratio on a general text sample.
+perplexity ratio on a general text sample. An answer is matched to its probe by ``kinject.augment.matching``, the
+rule the training data is checked with too.
+
+May import: ``kinject.augment``, ``kinject.models``, ``kinject.runs``, ``kinject.settings``, ``kinject.runtime``.
 """
 
-from .matching import is_correct, match_answer, normalize_answer
+from ..augment.matching import is_correct, match_answer, normalize_answer
 from .metrics import Answer, EvalStopped, Forgetting, ProbeResult, Scores, score_probes, summarize
 from .probes import (
     EvalError,

@@ -11,9 +11,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..config import GenerationConfig
-from ..progress import Progress
-from .matching import is_correct
+from ..augment.matching import is_correct
+from ..runtime.progress import Progress
+from ..settings.stages import GenerationConfig
 from .probes import KINDS, EvalError, Probe
 
 SAMPLING_SEED = 1234  # only used when temperature asks for sampling: base and adapter draw the same way
@@ -112,7 +112,7 @@ def probe_form(probe: Probe, chat_model: bool) -> str:
 
 def context_ids(tokenizer: Any, probe: Probe, form: str) -> list[int]:
     """The token ids a probe is asked with."""
-    from ..generate import chat_input_ids
+    from ..models.generate import chat_input_ids
 
     if form == "completion":
         return tokenizer(probe.prompt)["input_ids"]
@@ -125,7 +125,7 @@ def generate_answer(
     """New token ids after ``ids`` and whether the turn ended; sampling (when asked for) is seeded."""
     import torch
 
-    from ..generate import generate_ids
+    from ..models.generate import generate_ids
 
     if not gen.greedy:
         torch.manual_seed(seed)
@@ -138,7 +138,7 @@ def answer_ids(
     """New ids and turn end for each context. Greedy decoding answers them in one padded batch (the same answers
     as one at a time); sampling answers one at a time, each with its own seed, so a set scored in pieces or whole
     draws alike."""
-    from ..generate import generate_padded
+    from ..models.generate import generate_padded
 
     if gen.greedy and len(contexts) > 1:
         return generate_padded(model, tokenizer, contexts, gen)
@@ -164,7 +164,7 @@ def score_probes(
     far. ``first_index`` is the first probe's position in the whole set (it seeds sampling, so scoring a set in
     pieces draws as scoring it at once).
     """
-    from ..generate import batches
+    from ..models.generate import batches
 
     progress = progress or Progress()
     chat_model = bool(getattr(tokenizer, "chat_template", None))
@@ -296,7 +296,7 @@ def measure_forgetting(
     """KL(base || adapter) over the base's own greedy answers to ``prompts`` (generated ``batch_size`` at a time),
     and the perplexity ratio on ``text`` (longer than the context on purpose: it is scored in windows of ``chunk``
     tokens)."""
-    from ..generate import batches, chat_input_ids
+    from ..models.generate import batches, chat_input_ids
 
     model, tok = loaded.model, loaded.tokenizer
     greedy = GenerationConfig(max_new_tokens=kl_tokens, temperature=0.0)

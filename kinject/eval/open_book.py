@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from ..facts import paragraphs
+from ..augment.facts import paragraphs
 from .probes import Probe
 
 INSTRUCTION = "Answer the question using these passages from the pages.\n\n{passages}\n\nQuestion: {question}"

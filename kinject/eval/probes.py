@@ -12,17 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import EvalConfig
-from ..errors import KinjectError
-from ..facts import DATE, name_spans, numeric_spans, sentences
-from ..progress import Progress
+from ..augment.facts import DATE, name_spans, numeric_spans, sentences
+from ..augment.matching import match_answer
 from ..runs import RunDir, RunError, read_jsonl
-from .matching import match_answer
+from ..runtime.errors import KinjectError
+from ..runtime.progress import Progress
+from ..settings.places import SHIPPED
+from ..settings.stages import EvalConfig
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-RETENTION_PROBES = DATA_DIR / "retention_probes.jsonl"
-GENERAL_PROMPTS = DATA_DIR / "general_prompts.jsonl"
-GENERAL_TEXT = DATA_DIR / "general_text.txt"
+RETENTION_PROBES = SHIPPED / "retention_probes.jsonl"
+GENERAL_PROMPTS = SHIPPED / "general_prompts.jsonl"
+GENERAL_TEXT = SHIPPED / "general_text.txt"
 
 KINDS = ("knowledge", "retention")
 PROBE_FIELDS = ("id", "kind", "question", "prompt", "answers", "source_passage")

@@ -7,10 +7,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import EvalConfig, GenerationConfig
-from ..fields import to_dict
-from ..progress import Progress
 from ..runs import RunDir
+from ..runtime.progress import Progress
+from ..settings.fields import to_dict
+from ..settings.stages import EvalConfig, GenerationConfig
 from .contamination import corpus_names, measure_contamination
 from .metrics import EvalStopped, ProbeResult, measure_forgetting, probe_form, score_probes, summarize
 from .open_book import open_book_probe
@@ -24,7 +24,7 @@ QUICK = {"probes_per_kind": 4, "max_new_tokens": 32, "kl_prompts": 4, "kl_max_ne
 
 def open_book_probes(run: RunDir, probes: list[Probe], tokenizer: Any, model: Any, gen: GenerationConfig) -> dict:
     """Position -> the knowledge probe asked with the pages in the prompt, for those where a passage fits."""
-    from ..models import context_length
+    from ..models.loading import context_length
 
     if not run.has_corpus():
         return {}
@@ -242,7 +242,7 @@ def evaluate(
     on both sides raises ``EvalStopped`` and writes nothing. ``config.quick`` evaluates a small set with short
     answers (``QUICK``).
     """
-    from ..generate import load_for_run
+    from ..models.generate import load_for_run
 
     run = RunDir(run_dir).require()
     config = config or EvalConfig()
@@ -314,7 +314,7 @@ def _with_stop_note(note: str | None, plan: _Plan, answered: int, forgetting: An
 
 def _forgetting(loaded: Any, plan: _Plan, config: EvalConfig, progress: Progress) -> Any:
     """KL and perplexity ratio on the shipped general data; None when stopped."""
-    from ..models import context_length
+    from ..models.loading import context_length
 
     chunk = min(context_length(loaded.model.config) or PPL_MAX_CHUNK, PPL_MAX_CHUNK)
     try:

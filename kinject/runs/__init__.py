@@ -9,7 +9,7 @@ a ``RunDir``:
     corpus/          datasets.Dataset of the cleaned documents
     augment/         generated training data (paraphrases, question-answer pairs, replay), one file pair per kind and
                      settings, each row with the passage it came from (see kinject.augment)
-    blocks/<key>/    packed blocks (datasets.Dataset) and blocks.json, one folder per packing (see kinject.blocks)
+    blocks/<key>/    packed blocks (datasets.Dataset) and blocks.json, one folder per packing (see kinject.corpus.blocks)
     status.json      the last job's state;  metrics.jsonl  one line per logged training step
     checkpoints/     for resume;  adapter/  the trained adapter;  merged/  adapter merged into the base
     eval.json, eval.md, eval.png   the evaluation report
@@ -20,6 +20,8 @@ The package by job: ``paths`` (names, paths, is it a run), ``files`` (atomic wri
 ``records`` (config, status, metrics, pushes), ``data`` (sources, corpus, blocks, augmentation), ``evaluation``,
 ``checkpoints``, ``adapters`` (adapter and merged model), ``folders`` (create, copy, lock, delete) and ``rundir``,
 which composes them into ``RunDir``.
+
+May import: ``kinject.settings`` (the sections of config.yaml), ``kinject.runtime``.
 """
 
 from .checkpoints import checkpoint_step

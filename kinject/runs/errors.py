@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..declare import ConfigError
-from ..errors import KinjectError
+from ..settings.declare import ConfigError
+from ..runtime.errors import BusyError, KinjectError
 
 
 class RunError(KinjectError, RuntimeError):
     """A run folder is missing, incomplete or would be overwritten."""
 
 
-class RunBusyError(RunError):
+class RunBusyError(RunError, BusyError):
     """Another process (or job) is training this run."""
 
 

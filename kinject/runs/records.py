@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from ..config import SECTIONS, ConfigError
-from ..fields import check_types, describe_fields
+from ..settings.stages import SECTIONS, ConfigError
+from ..settings.fields import check_types, describe_fields
 from .errors import ConfigDamagedError, RunDamagedError
 from .files import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
 from .paths import RunPaths

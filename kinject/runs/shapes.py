@@ -179,7 +179,7 @@ def load_jsonl(path: Path, spec: Any, hint: str = "", skip_bad: bool = False) ->
 
 
 # ------------------------------------------------------------------------------------------------ the files' specs
-# status.json: kinject.jobs.JobState's fields (tests/test_runs.py keeps the two in step).
+# status.json: kinject.runtime.jobs.JobState's fields (tests/test_runs.py keeps the two in step).
 STATUS = {
     **dict.fromkeys(("run_dir", "status", "kind", "phase", "phase_unit", "error", "message"), TEXT),
     **dict.fromkeys(("phase_done", "phase_total", "step", "total", "pid", "job_id"), INT),

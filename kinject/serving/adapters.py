@@ -1,12 +1,12 @@
 """Where a served adapter comes from: a folder holding ``adapter_config.json``, a kinject run, or a Hub adapter
-``OWNER/NAME[@revision]`` (through ``kinject.hub``); with a root, local adapters only from inside it."""
+``OWNER/NAME[@revision]`` (through ``kinject.models.hub``); with a root, local adapters only from inside it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ..hub import HubError, download_adapter, parse_hub_id
+from ..models.hub import HubError, download_adapter, parse_hub_id
 from ..runs import RunDir, RunError
 from .errors import ServeError
 

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import GenerationConfig, ModelConfig
-from ..fields import from_dict
-from ..models import resolve_model
-from ..progress import Progress
+from ..models.client import ChatClientError, ServerClient, chat_messages
+from ..models.loading import resolve_model
 from ..runs import RunDir
-from .client import ChatClientError, ServerClient, chat_messages
+from ..runtime.progress import Progress
+from ..settings.fields import from_dict
+from ..settings.places import chat_endpoint, kinject_home
+from ..settings.stages import GenerationConfig, ModelConfig
 from .engine import Engine
 from .errors import ServeError
 from .http import create_app
@@ -237,7 +238,7 @@ class TGIBackend:
 
     def __init__(self, launcher: str | None = None, log_dir: str | Path | None = None, start_timeout_s: float = 900):
         self.launcher = launcher or shutil.which(self.LAUNCHER) or self.LAUNCHER
-        self.log_dir = Path(log_dir or os.environ.get("KINJECT_HOME", Path.home() / ".cache" / "kinject"))
+        self.log_dir = Path(log_dir) if log_dir else kinject_home()
         self._lock = threading.Lock()
         self._main = _Launched(self.launcher, self.log_dir / "tgi.log", start_timeout_s)
         self._merged = _Launched(self.launcher, self.log_dir / "tgi-merged.log", start_timeout_s)
@@ -311,7 +312,7 @@ def _stamp(path: Path | None) -> float | None:
 def choose_backend() -> EmbeddedBackend | ExternalBackend | TGIBackend:
     """``KINJECT_ENDPOINT`` when set; else TGI when its launcher is on PATH (the Docker image); else the embedded
     server. ``KINJECT_BACKEND=embedded`` keeps the embedded server even where TGI is installed."""
-    endpoint = os.environ.get("KINJECT_ENDPOINT", "").strip()
+    endpoint = chat_endpoint()
     if endpoint:
         return ExternalBackend(endpoint)
     if os.environ.get("KINJECT_BACKEND", "").strip() != "embedded" and shutil.which(TGIBackend.LAUNCHER):

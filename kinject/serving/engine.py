@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..models import BUILD_LOCK, load_model, load_tokenizer, resolve_model
-from ..progress import Progress
+from ..models.loading import BUILD_LOCK, load_model, load_tokenizer, resolve_model
 from ..runs import RunDir
+from ..runtime.progress import Progress
 from .adapters import adapter_folder
 from .batcher import Batcher
 from .errors import Overloaded, ServeError
@@ -220,7 +220,7 @@ class Engine:
         return self.tokenizer_for(target)(text, add_special_tokens=True)["input_ids"]
 
     def chat_ids(self, target: str | None, messages: list[dict[str, str]]) -> list[int]:
-        from ..generate import chat_prompt_ids
+        from ..models.generate import chat_prompt_ids
 
         tokenizer = self.tokenizer_for(target)
         if not getattr(tokenizer, "chat_template", None):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import KinjectError
+from ..runtime.errors import KinjectError
 
 
 class ServeError(KinjectError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import GenerationConfig
+from ..settings.stages import GenerationConfig
 from .engine import Engine
 from .errors import ServeError
 from .handlers import Serving

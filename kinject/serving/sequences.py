@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import GenerationConfig
+from ..settings.stages import GenerationConfig
 
 GREEDY_BELOW = 1e-3  # a temperature this small is greedy in effect, and dividing by it makes logits infinite
 MIN_REPETITION_PENALTY = 1e-2  # a smaller (valid, > 0) penalty multiplies logits past float range

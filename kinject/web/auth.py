@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import HTTPException
 from starlette.middleware import Middleware
 
-from kinject.config import ConfigError
+from kinject.settings.stages import ConfigError
 
 MIN_PASSWORD_CHARS = 8
 

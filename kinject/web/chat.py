@@ -8,15 +8,14 @@ from typing import Any
 
 import gradio as gr
 
-from kinject.config import ConfigError, ModelConfig
-from kinject.fields import from_dict
-from kinject.jobs import describe_job
 from kinject.runs import RunDir, RunError
+from kinject.runtime.jobs import describe_job
 from kinject.serving.backends import BackendError, stream_chat
-from kinject.verbs import settings_configs
+from kinject.settings.fields import from_dict
+from kinject.settings.stages import ConfigError, ModelConfig
 
 from . import state
-from .forms import takes_fields
+from .forms import form_configs, takes_fields
 from .handlers import pick_run, user_error
 from .views import must_wait
 
@@ -30,7 +29,7 @@ TALK_TO = ["adapter", "base", "merged"]
 @takes_fields("ask")
 def do_ask(run: str | None = None, question: str = "", **settings: Any):
     """One question to the run's base model and to its adapter; returns (base answer, adapter answer)."""
-    from kinject.generate import answer, load_for_run, shown_answer
+    from kinject.models.generate import answer, load_for_run, shown_answer
 
     run_dir = pick_run(run)
     if not (question or "").strip():
@@ -38,7 +37,7 @@ def do_ask(run: str | None = None, question: str = "", **settings: Any):
     if why := must_wait("Ask"):
         raise gr.Error(why)
     try:
-        config = settings_configs("ask", settings)["generation"]
+        config = form_configs("ask", settings)["generation"]
         loaded = load_for_run(run_dir, with_adapter=run_dir.has_adapter())
     except (ConfigError, RuntimeError, RunError) as exc:
         raise user_error(str(exc)) from exc
@@ -97,7 +96,7 @@ def send_chat(
     if talk_to not in TALK_TO:
         raise gr.Error(f"Talk to one of {', '.join(TALK_TO)}.")
     try:
-        generation = settings_configs("ask", settings)["generation"]
+        generation = form_configs("ask", settings)["generation"]
     except ConfigError as exc:
         raise user_error(str(exc)) from exc
     waiting = _conversation(left) + [

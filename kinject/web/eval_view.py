@@ -162,7 +162,7 @@ def _size_text(size: Any) -> str:
 def full_set_time(run: RunDir, full: Any) -> str:
     """How long the full set takes on this run and machine: the last full evaluation's time, else an estimate
     from the last quick or stopped one (seconds per answer token, scaled to the full set), else a reference."""
-    from .views import duration_text
+    from .words import duration_text
 
     done = run.read_eval("full")
     if done and (done.get("timings") or {}).get("total_s"):

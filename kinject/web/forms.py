@@ -7,10 +7,11 @@ from typing import Any
 
 import gradio as gr
 
-from kinject.config import AugmentConfig, BlocksConfig, EvalConfig, TrainConfig
-from kinject.fields import FieldInfo, describe_fields
-from kinject.presets import DEFAULT_PRESET, PRESET_FIELDS
-from kinject.verbs import VERB_SECTIONS, preset_values
+from kinject.runs import RunDir
+from kinject.settings.fields import FieldInfo, describe_fields
+from kinject.settings.presets import DEFAULT_PRESET, PRESET_FIELDS
+from kinject.settings.resolve import READS_THE_RUN, VERB_SECTIONS, form_sections, preset_values, resolve_configs
+from kinject.settings.stages import AugmentConfig, BlocksConfig, EvalConfig, TrainConfig
 
 _UNSET = object()
 
@@ -132,3 +133,24 @@ def train_form_values(values: dict[str, Any]) -> list[Any]:
     """The Train form's controls' values (in ``TRAIN_FIELDS`` order) for config values keyed by field name."""
     infos = {i.name: i for cls in TRAIN_SECTIONS.values() for i in describe_fields(cls)}
     return [form_value(infos[name], values[name]) for name in TRAIN_FIELDS]
+
+
+def form_configs(
+    verb: str,
+    settings: dict[str, Any],
+    run: RunDir | None = None,
+    shown_preset: str | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """The config objects of ``verb`` from a form's values, resolved as the CLI resolves its options
+    (``kinject.settings.resolve``); ConfigError naming a field whose value does not fit.
+
+    ``run``: the run a training or augmentation starts from (its saved settings). ``shown_preset``: the preset whose
+    values the form shows. A form sends every field, so on ``resume`` only its "Eval at end" of the training's
+    fields counts: the rest is the run's saved configuration (the CLI refuses them given)."""
+    given = form_sections(verb, settings, shown_preset)
+    if resume:
+        given["train"] = {k: v for k, v in given["train"].items() if k == "eval_at_end"}
+        given["blocks"] = {}
+    saved = run.require().read_config() if verb in READS_THE_RUN and run is not None else None
+    return resolve_configs(verb, given, saved=saved, resume=resume)

@@ -14,16 +14,17 @@ from typing import Any
 
 import gradio as gr
 
-from kinject.config import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, TrainConfig
-from kinject.fields import from_dict, to_dict, training_blocks
-from kinject.jobs import JobOutcome, JobState, describe_job
 from kinject.runs import RunDamagedError, RunDir, RunError
-from kinject.verbs import settings_configs
+from kinject.runtime.jobs import JobOutcome, JobState, describe_job
+from kinject.settings.fields import from_dict, to_dict
+from kinject.settings.resolve import training_blocks
+from kinject.settings.stages import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, TrainConfig
 
 from . import state
 from .eval_view import eval_plan_text, loss_figure, plot_key
-from .forms import form_defaults, takes_fields, train_form_values
-from .views import app_text, damaged_line, runs_table, source_names, status_text
+from .forms import form_configs, form_defaults, takes_fields, train_form_values
+from .views import damaged_line, runs_table, source_names, status_text
+from .words import app_text
 
 
 def user_error(message: str) -> gr.Error:
@@ -189,7 +190,7 @@ def eval_plan(run: str | None = None, **settings: Any) -> str:
         return ""
     try:
         run_dir = state.run_dir(run)
-        configs = settings_configs("eval", settings)
+        configs = form_configs("eval", settings)
     except state.WebError as exc:
         return str(exc)
     except ConfigError as exc:

@@ -1,7 +1,7 @@
 """The handlers that run a verb as the background job: prepare, train (start, resume), evaluate, merge, push.
 
-Each builds the same config objects the CLI builds (``kinject.verbs.settings_configs``), submits the job, and
-shows its progress in the status area until that job ends.
+Each builds the same config objects the CLI builds (``forms.form_configs``: ``kinject.settings.resolve``), submits
+the job, and shows its progress in the status area until that job ends.
 """
 
 from __future__ import annotations
@@ -13,22 +13,24 @@ from typing import Any
 import gradio as gr
 
 from kinject.augment.user_questions import QuestionFileError, read_question_file
-from kinject.config import ConfigError, PrepareConfig
-from kinject.jobs import JobBusyError, JobOutcome
 from kinject.runs import RunDir, RunError
-from kinject.settings import OPERATOR_FETCH_FIELDS
-from kinject.verbs import prepare_command, preset_settings, settings_configs, train_command
+from kinject.runtime.jobs import JobBusyError, JobOutcome
+from kinject.settings.commands import prepare_command, train_command
+from kinject.settings.services import OPERATOR_FETCH_FIELDS
+from kinject.settings.stages import ConfigError, PrepareConfig
+from kinject.training.job import submit_training
 
 from . import state
 from .eval_view import show_eval
-from .forms import PREPARE_LEAVE_OUT, takes_fields
+from .forms import PREPARE_LEAVE_OUT, form_configs, takes_fields
 from .handlers import job_ended, job_finished, pick_run, runs_update, user_error, wait_for_job
-from .views import app_text, questions_text, sources_table, status_text
+from .views import questions_text, sources_table, status_text
+from .words import app_text
 
 
 def _prepare_work(config: PrepareConfig, run: RunDir, force: bool):
     """The prepare job's work: the verb, its sources' rows kept when every source failed."""
-    from kinject.prepare import NoUsableSourceError, prepare
+    from kinject.corpus.prepare import NoUsableSourceError, prepare
 
     def work(recorder) -> JobOutcome:
         try:
@@ -55,7 +57,7 @@ def do_prepare(run_name: str = "", force: bool = False, selected: str | None = N
 
     try:
         run = state.run_dir(name)
-        config = PrepareConfig(**settings_configs("prepare", settings))
+        config = PrepareConfig(**form_configs("prepare", settings))
         # Which addresses may be fetched is the operator's choice, whatever the request says.
         config = replace(config, fetch=state.OPERATOR.fetch_policy(config.fetch))
         RunDir.check_writable(run.path)
@@ -110,46 +112,32 @@ def _status_of(name: str | None) -> str:
 @takes_fields("train")
 def start_training(run: str | None = None, shown_preset: str | None = None, **settings: Any):
     """Start a training of ``run`` with the form's settings; returns the equivalent command."""
-    return _start(run, preset_settings(settings, shown_preset), resume=False)
+    return _start(run, settings, shown_preset, resume=False)
 
 
 @takes_fields("train")
 def resume_training(run: str | None = None, shown_preset: str | None = None, **settings: Any):
     """Resume ``run``'s training from its last checkpoint with its saved configuration (the form's
     "Eval at end" and evaluation settings still apply)."""
-    return _start(run, preset_settings(settings, shown_preset), resume=True)
+    return _start(run, settings, shown_preset, resume=True)
 
 
-def _start(name: str | None, settings: dict[str, Any], resume: bool):
+def _start(name: str | None, settings: dict[str, Any], shown_preset: str | None, resume: bool):
     """Start (or resume) training as the job; the status area, the loss plot and the buttons follow it.
 
-    ``settings`` are the form's, with the chosen preset's values where the form still showed another preset's
-    (``kinject.verbs.preset_settings``: in the browser the form follows the preset, an API call may not)."""
+    ``settings`` are the form's; where it still showed another preset's values (``shown_preset``), the chosen
+    preset's count (``kinject.settings.resolve.preset_settings``: in the browser the form follows the preset, an API
+    call may not)."""
     run = pick_run(name)
     try:
-        configs = settings_configs("train", settings)
-        config, blocks = configs["train"], configs["blocks"]
         if resume and run.is_run() and not run.section("train"):
             raise gr.Error(f"Run {run.name} was never trained, so there is nothing to resume: press Start.")
+        configs = form_configs("train", settings, run, shown_preset, resume)
+        config, blocks = configs["train"], configs["blocks"]
+        rest = {"evaluation": configs["eval"], "generation": configs["generation"], "augment": configs["augment"]}
         # Before the job starts: the command's baseline is the run's config.yaml, which training then rewrites.
-        command = train_command(
-            run.path,
-            config,
-            blocks,
-            resume,
-            evaluation=configs["eval"],
-            generation=configs["generation"],
-            augment=configs["augment"],
-        )
-        state.JOBS.start(
-            run,
-            config,
-            resume=resume,
-            blocks=None if resume else blocks,
-            augment=configs["augment"],
-            evaluation=configs["eval"],
-            generation=configs["generation"],
-        )
+        command = train_command(run.path, config, blocks, resume, saved=run.read_config(), **rest)
+        submit_training(state.JOBS, run, config, resume=resume, blocks=blocks, **rest)
     except JobBusyError as exc:
         raise gr.Error(f"Training must wait: {exc}. Press Stop to stop it.") from None
     except (ConfigError, RunError) as exc:
@@ -166,7 +154,7 @@ def do_evaluate(run: str | None = None, **settings: Any):
     run_dir = pick_run(run)
     try:
         run_dir.require()
-        configs = settings_configs("eval", settings)
+        configs = form_configs("eval", settings)
     except (ConfigError, RunError) as exc:
         raise user_error(str(exc)) from exc
 
@@ -192,7 +180,7 @@ def do_evaluate(run: str | None = None, **settings: Any):
 
 def do_merge(run: str | None = None):
     """Merge the run's adapter into a 16-bit copy of its base model, as a job (for TGI or a merged chat)."""
-    from kinject.merge import merge
+    from kinject.sharing.merge import merge
 
     run_dir = pick_run(run)
     try:
@@ -211,8 +199,8 @@ def do_merge(run: str | None = None):
 
 def _push_work(run_dir: RunDir, config: Any, token: str | None):
     """The push job's work; whatever fails, its message never carries the token."""
-    from kinject.hub import scrub
-    from kinject.publish import PublishError, push
+    from kinject.models.hub import scrub
+    from kinject.sharing.publish import PublishError, push
 
     def work(recorder) -> JobOutcome:
         server_token = state.OPERATOR.push_with_server_token
@@ -248,7 +236,7 @@ def do_push(run: str | None = None, token: str = "", private: bool = True, **set
         return
     settings = {k: v for k, v in settings.items() if v not in (None, "")}
     try:
-        config = settings_configs("push", {**settings, "public": not private})["publish"]
+        config = form_configs("push", {**settings, "public": not private})["publish"]
     except ConfigError as exc:
         yield failed(app_text(str(exc)))
         return

@@ -8,10 +8,10 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from kinject.config import ConfigError
-from kinject.fields import describe_fields
-from kinject.settings import AppConfig
-from kinject.verbs import describe_os_error
+from kinject.runtime.errors import describe_os_error
+from kinject.settings.fields import describe_fields
+from kinject.settings.services import AppConfig
+from kinject.settings.stages import ConfigError
 
 from . import state
 from .auth import auth_for, auth_launch_kwargs, forwarded_allow_ips

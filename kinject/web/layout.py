@@ -11,9 +11,9 @@ from typing import Any
 
 import gradio as gr
 
-from kinject.presets import DEFAULT_PRESET, PRESET_FIELDS
-from kinject.settings import OPERATOR_FETCH_FIELDS, AppConfig, PublishConfig
-from kinject.verbs import VERB_SECTIONS
+from kinject.settings.presets import DEFAULT_PRESET, PRESET_FIELDS
+from kinject.settings.resolve import VERB_SECTIONS
+from kinject.settings.services import OPERATOR_FETCH_FIELDS, AppConfig, PublishConfig
 
 from . import state
 from .chat import TALK_TO, chat_sides, do_ask, left_label, send_chat
@@ -339,7 +339,7 @@ def wire_jobs(ui: UI) -> None:
         inputs_kwargs=ui["prepare_form"],
         api_name="prepare",
     )
-    # shown_preset: the preset whose values the form shows (see kinject.verbs.preset_settings). "input", not
+    # shown_preset: the preset whose values the form shows (see kinject.settings.resolve.preset_settings). "input", not
     # "change": the form filled from a run's config.yaml must keep that run's values, not take its preset's.
     train_form, shown_preset = ui["train_form"], ui["shown_preset"]
     preset_outputs = [train_form[k] for k in PRESET_FIELDS["train"] + PRESET_FIELDS["blocks"]]

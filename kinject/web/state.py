@@ -6,16 +6,15 @@ changes what every handler sees.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
-from kinject.jobs import JOBS
 from kinject.runs import RunDir
+from kinject.runtime.jobs import JOBS
 from kinject.serving.backends import choose_backend
-from kinject.settings import AppConfig
+from kinject.settings.places import runs_root
+from kinject.settings.services import AppConfig
 
-RUNS_ROOT = Path(os.environ.get("KINJECT_RUNS", "runs"))
+RUNS_ROOT = runs_root()
 OPERATOR = AppConfig()  # the operator's launch settings (set by build_ui); nothing a web user sends changes them
 CHAT = choose_backend()
 FOLLOW_UNTIL = 0.0  # time.monotonic() until which the status poll runs though no job runs yet (see follow_job)

@@ -11,14 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kinject.fields import describe_fields
-from kinject.jobs import JobState, describe_job
 from kinject.runs import RunDamagedError, RunDir, RunError
-from kinject.settings import AppConfig
-from kinject.verbs import VERB_SECTIONS
+from kinject.runtime.jobs import JobState, describe_job
+from kinject.settings.services import AppConfig
 
 from . import state
 from .eval_view import SCORE_LABELS, answer_mark, score_text
+from .words import app_text, duration_text
 
 SOURCE_COLUMNS = ["status", "input", "title", "chars", "tokens", "error"]
 AUGMENT_COLUMNS = ["kind", "passage", "asked or instruction", "generated", "kept", "why not"]
@@ -26,61 +25,8 @@ SOURCE_AUGMENT_COLUMNS = ["passage", "kind", "asked or instruction", "generated"
 RUNS_COLUMNS = ["run", "date", "model", "preset", "steps", "final loss", "knowledge", "retention", "KL", "status"]
 RUNS_WIDTHS = ["11%", "10%", "12%", "8%", "6%", "6%", "15%", "15%", "7%", "10%"]  # every column in 1400 px
 
-# --- Messages that name the app's controls -------------------------------------------------------------------------
-# The verbs' messages speak to a CLI user; in the app each hint becomes the control that does the same.
-_APP_PHRASES = [
-    (
-        r"choose another --out or pass --force to replace it",
-        "choose another Run name, or tick “Replace an existing run of that name” (Prepare tab)",
-    ),
-    (r"rerun `kinject prepare --force`", "prepare it again with “Replace an existing run of that name” ticked"),
-    (r"(?:create it with |run )?`kinject prepare`( first)?", "prepare it first (Prepare tab)"),
-    (r"train it first \(`kinject train [^`]*`\)", "train it first (Start, Train tab)"),
-    (r"`kinject train [^`]*`", "the Train tab"),
-    (r"`kinject merge`", "the Merge button (Runs tab)"),
-    (r"(?:resume )?with --resume|--resume", "press Resume (Train tab)"),
-    (r"--preset ([\w-]+)", r"Preset “\1” (Train tab)"),
-]
-
-
-_LABELS = {"urls": "URLs", "files": "Files"}  # controls whose label is not the field's name capitalised
-
-
-def _control(match: re.Match) -> str:
-    """A CLI option as the app control of the same field: "--no-use-qa" -> “Use qa” (untick it), "--replay-share 0"
-    -> set “Replay share” to 0; an option that is no field stays as it is."""
-    option, value = match.group(1), match.group(2)
-    negated = option.startswith("no-")
-    name = option[3 if negated else 0 :].replace("-", "_")
-    infos = {i.name: i for sections in VERB_SECTIONS.values() for c in sections.values() for i in describe_fields(c)}
-    if name not in infos:
-        return match.group(0)
-    label = f"“{_LABELS.get(name, name.replace('_', ' ').capitalize())}”"
-    if infos[name].kind == "bool":
-        return f"{label} ({'untick' if negated else 'tick'} it)" + (f" {value}" if value else "")
-    return f"set {label} to {value}" if value else label
-
-
-def app_text(message: str) -> str:
-    """A verb's message with its CLI hints replaced by the app's controls (see ``_APP_PHRASES``)."""
-    for pattern, replacement in _APP_PHRASES:
-        message = re.sub(pattern, replacement, message)
-    return re.sub(r"--([a-z][a-z0-9-]*)(?: ([^\s,;)-][^\s,;)]*))?", _control, message)
-
 
 # --- Jobs: the status area -----------------------------------------------------------------------------------------
-def duration_text(value: float | None) -> str:
-    """A duration for people: "45 s", "12 min", "2 h 5 min"."""
-    if value is None:
-        return ""
-    s = round(value)
-    if s < 90:
-        return f"{s} s"
-    if s < 90 * 60:
-        return f"{round(s / 60)} min"
-    return f"{s // 3600} h {round(s % 3600 / 60)} min"
-
-
 def job_line(job: JobState) -> str:
     """What a job does or did: its kind and run, its phase with count/total while active, and the ETA."""
     if not job.active:
@@ -344,7 +290,7 @@ def card_preview(run: str | None = None, repo: str = "") -> str:
     """The model card the push would upload (sources, training, evaluation, usage), as Markdown shows it: its YAML
     metadata header in a code block above its body (Markdown would run it together), after a warning when it would
     publish sources that are no public web pages, and named after the run while the Repo field is empty."""
-    from kinject.card import front_matter, model_card, non_public_sources, non_public_warning
+    from kinject.sharing.card import front_matter, model_card, non_public_sources, non_public_warning
 
     run_dir = state.run_dir(run)
     if not run_dir.has_adapter():

@@ -1,0 +1,117 @@
+"""Facts in text: sentences, and the dates, numbers and names a sentence states.
+
+Shared by evaluation (automatic probes hold one of them out) and augmentation (questions ask for one, paraphrases
+must keep them all). Plain regular expressions for English text, no model: deterministic and fast.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+DATE = re.compile(
+    rf"\b(?:(?:{_MONTHS})\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,\s*\d{{4}})?|\d{{1,2}}\s+(?:{_MONTHS})(?:\s+\d{{4}})?"
+    rf"|(?:{_MONTHS})\s+\d{{4}})\b"
+)
+_MAGNITUDE = r"(?:\s(?:thousand|million|billion|trillion)\b)?"
+_UNIT = (
+    r"(?:\s?%|\s(?:percent|times|[kKMGTP]i?B|[kMGT]bps|[kMG]Hz|ms|hours|days|years|minutes|seconds|weeks|months"
+    r"|euros?|dollars?|pounds|yen|francs|kroner|(?:kilo|mega|giga)?watt(?:-hours?)?s?|[kMG]Wh?|metres?|meters?|km"
+    r"|kilometres?|kilometers?|miles|kg|kilograms?|grams?|tonnes?|tons?|litres?|liters?|degrees)\b)"
+)
+# A free-standing number (not part of "p5.48xlarge", "H100" or "3rd"), with its magnitude ("88 million") and a unit
+# when one follows.
+NUMBER = re.compile(rf"(?<![\w.\-/:])\d+(?:[.,]\d+)*(?![\w.:]\w|\w){_MAGNITUDE}{_UNIT}?")
+# A time of day ("5:40", "17:05", "9:30 am").
+TIME = re.compile(r"(?<![\w.:])\d{1,2}:\d{2}(?:\s?[ap]\.?m\.?)?(?![\w:])")
+_NAME_WORD = r"[A-Z][\w.\-/]*[\w]|[A-Z]"
+NAME = re.compile(rf"(?<![\w.\-/])(?:{_NAME_WORD})(?:(?:\s&)?\s(?:{_NAME_WORD}))*")
+_SENTENCE_END = re.compile(r"(?:(?<=[^A-Z\s][.!?])|(?<=[A-Z]{2}[.!?]))\s+(?=[\"'(\[]?[A-Z0-9])")
+MAX_NAME_WORDS = 3
+# Capitalized only because they open a sentence: not names.
+_OPENERS = frozenset(
+    "A An The This That These Those Each Every At On In Of For With While When Where After Before As By It Its "
+    "They Their There Our We You".split()
+)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A fact a sentence states: where it starts, its text, and its kind (date, number or name)."""
+
+    start: int
+    text: str
+    kind: str
+
+
+def sentences(paragraph: str) -> list[str]:
+    """A paragraph's sentences (line breaks inside it are spaces)."""
+    return _SENTENCE_END.split(" ".join(paragraph.split()))
+
+
+def paragraphs(text: str) -> list[str]:
+    """A document's paragraphs (separated by blank lines), white space collapsed."""
+    return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text or "") if p.strip()]
+
+
+def numeric_spans(sentence: str) -> list[Span]:
+    """Dates and times of day, then free-standing numbers with their units, in order of position."""
+    dates = [Span(m.start(), m.group(), "date") for m in DATE.finditer(sentence)]
+    dates += [Span(m.start(), m.group(), "time") for m in TIME.finditer(sentence)]
+    inside = [(d.start, d.start + len(d.text)) for d in dates]
+    numbers = [
+        Span(m.start(), m.group(), "number")
+        for m in NUMBER.finditer(sentence)
+        if not any(s <= m.start() < e for s, e in inside)
+    ]
+    return sorted(dates + numbers, key=lambda s: s.start)
+
+
+def is_specific(name: str) -> bool:
+    """Whether a name is specific enough to ask about: two words or more, or a digit or inner capital ("Nimbus 12",
+    "iPhone"; not "AI" or "Bedrock" alone)."""
+    return len(name.split()) >= 2 or bool(re.search(r"\d|[a-z][A-Z]", name))
+
+
+def name_spans(sentence: str, specific: bool = True, strip_openers: bool = True) -> list[Span]:
+    """Capitalized names (at most MAX_NAME_WORDS words). ``specific`` keeps names of two words or more, or with a
+    digit or inner capital ("AI", "Bedrock" alone are too vague to ask for); ``strip_openers`` drops a leading
+    word capitalized only because it opens the sentence ("Each", "The")."""
+    found = []
+    for m in NAME.finditer(sentence):
+        words = m.group().split()
+        start = m.start()
+        while strip_openers and words and words[0] in _OPENERS:
+            start += len(words[0]) + 1
+            words = words[1:]
+        span = " ".join(words if len(words) <= MAX_NAME_WORDS else words[:2]).rstrip(".")
+        if not span:
+            continue
+        if specific and not is_specific(span):
+            continue
+        found.append(Span(start, span, "name"))
+    return found
+
+
+def name_words(text: str) -> dict[str, set[str]]:
+    """Each specific name a text states (``name_spans``), with its words of three letters or more, lower-cased: a
+    rewrite keeps the name when it keeps one of them ("Curie" for "Marie Curie")."""
+    return {
+        span.text: {w.lower() for w in re.findall(r"[\w-]{3,}", span.text)} for span in name_spans(text) if span.text
+    }
+
+
+def words_of(text: str) -> set[str]:
+    """A text's words of three letters or more, lower-cased (what ``name_words`` are looked up in)."""
+    return {w.lower() for w in re.findall(r"[\w-]{3,}", text)}
+
+
+def key_terms(text: str) -> set[str]:
+    """The numbers and specific names a text states, normalized, for checking that a rewrite kept them."""
+    from .matching import normalize_answer
+
+    terms = {normalize_answer(s.text) for s in numeric_spans(text)}
+    for span in name_spans(text):
+        terms |= {normalize_answer(w) for w in span.text.split() if re.search(r"\d|[A-Z].*[A-Z]", w)}
+    return {t for t in terms if t}

@@ -1,0 +1,179 @@
+"""Load a run's base model (with or without its adapter) and answer chat questions.
+
+Shared by `kinject ask`, evaluation and the embedded chat server, so every answer uses the same chat template
+and decoding settings (TGI's defaults in the case study: max_new_tokens 200, top_p 0.9, temperature 0.01, which is
+greedy for practical purposes, so we decode greedily at or below 0.05 and results are reproducible).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..runs import RunDir
+from ..runtime.progress import Progress
+from ..settings.fields import from_dict
+from ..settings.stages import GenerationConfig, ModelConfig
+from .loading import BUILD_LOCK, load_model, load_tokenizer, resolve_model
+
+
+@dataclass
+class Loaded:
+    """A model ready to generate: the base, optionally wrapped by a PeftModel with the run's adapter."""
+
+    model: Any
+    tokenizer: Any
+    has_adapter: bool
+    model_name: str
+
+    def adapter_disabled(self):
+        """Context manager: answer as the base model (the adapter's weights switched off)."""
+        import contextlib
+
+        return self.model.disable_adapter() if self.has_adapter else contextlib.nullcontext()
+
+
+def load_for_run(run_dir: str | Path | RunDir, with_adapter: bool = True, progress: Progress | None = None) -> Loaded:
+    """The run's base model, with its adapter attached when ``with_adapter``.
+
+    A missing adapter is reported before the model is loaded (seconds to minutes), not after.
+    """
+    run = RunDir(run_dir).require()
+    adapter = run.require_adapter() if with_adapter else None
+    cfg = from_dict(ModelConfig, run.section("model"), "model")
+    resolved = resolve_model(cfg.model, cfg.revision, progress)
+    tokenizer = load_tokenizer(resolved)
+    model = load_model(resolved)
+    if adapter is not None:
+        from peft import PeftModel
+
+        with BUILD_LOCK:
+            model = PeftModel.from_pretrained(model, str(adapter))
+    model.eval()
+    return Loaded(model, tokenizer, adapter is not None, cfg.model)
+
+
+def chat_input_ids(tokenizer: Any, messages: list[dict[str, str]]):
+    """Token ids of a conversation ending in the assistant's turn (plain text when there is no template)."""
+    if getattr(tokenizer, "chat_template", None):
+        enc = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        return enc["input_ids"]
+    text = "\n".join(m["content"] for m in messages) + "\n"
+    return tokenizer(text, return_tensors="pt")["input_ids"]
+
+
+def _generate_kwargs(tokenizer: Any, config: GenerationConfig, pad_id: int | None) -> dict[str, Any]:
+    """``model.generate`` arguments for ``config``: greedy at or below the greedy temperature, else sampling."""
+    kw: dict[str, Any] = {
+        "max_new_tokens": config.max_new_tokens,
+        "pad_token_id": pad_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "repetition_penalty": config.repetition_penalty,
+    }
+    if config.greedy:
+        kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        kw.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=None)
+    return kw
+
+
+def generate_ids(model: Any, tokenizer: Any, input_ids: Any, config: GenerationConfig) -> tuple[list[int], bool]:
+    """Generate a continuation of one prompt (a 1-row id tensor); returns (new token ids, whether it ended with EOS
+    within the limit)."""
+    return generate_padded(model, tokenizer, [input_ids[0].tolist()], config)[0]
+
+
+def answer(loaded: Loaded, question: str, config: GenerationConfig | None = None, base: bool = False) -> str:
+    """One chat answer from the adapter (or, with ``base``, from the base model)."""
+    config = config or GenerationConfig()
+    ids = chat_input_ids(loaded.tokenizer, [{"role": "user", "content": question}])
+    if base:
+        with loaded.adapter_disabled():
+            new, _ = generate_ids(loaded.model, loaded.tokenizer, ids, config)
+    else:
+        new, _ = generate_ids(loaded.model, loaded.tokenizer, ids, config)
+    return loaded.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+
+EMPTY_ANSWER = "(empty answer: the model ended its turn without any text)"
+
+
+def shown_answer(text: str) -> str:
+    """An answer as a person should see it: stripped, and never a blank box that looks like nothing happened."""
+    return text.strip() or EMPTY_ANSWER
+
+
+def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a conversation ending in the assistant's turn, as a plain list."""
+    return chat_input_ids(tokenizer, messages)[0].tolist()
+
+
+BATCH_TOKENS = 16384  # most prompt-plus-answer tokens generated together (long open-book prompts go fewer at once)
+
+
+def batches(lengths: list[int], batch_size: int, extra: int = 0, max_tokens: int = BATCH_TOKENS) -> list[list[int]]:
+    """Indices of ``lengths`` in batches: similar lengths together (less padding), at most ``batch_size`` a batch
+    and at most ``max_tokens`` padded tokens (longest prompt plus ``extra`` new tokens, times the rows)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    out: list[list[int]] = []
+    for i in order:
+        if out and len(out[-1]) < batch_size and (len(out[-1]) + 1) * (lengths[i] + extra) <= max_tokens:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def generate_padded(
+    model: Any, tokenizer: Any, inputs: list[list[int]], config: GenerationConfig
+) -> list[tuple[list[int], bool]]:
+    """Continue ``inputs`` together in one left-padded batch; per input the new ids up to EOS and whether it ended.
+
+    Under greedy decoding each row's answer is the one it gets alone (the mask hides the padding, positions start
+    at each row's first real token); tests compare the two."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    kw = _generate_kwargs(tokenizer, config, pad)
+    device = next(model.parameters()).device
+    width = max(len(row) for row in inputs)
+    ids = torch.tensor([[pad] * (width - len(row)) + row for row in inputs], device=device)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in inputs], device=device)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, **kw)
+    results = []
+    for row in out[:, width:].tolist():
+        ended = tokenizer.eos_token_id in row
+        results.append((row[: row.index(tokenizer.eos_token_id)] if ended else row, ended))
+    return results
+
+
+def generate_batch(
+    model: Any,
+    tokenizer: Any,
+    inputs: list[list[int]],
+    config: GenerationConfig,
+    batch_size: int = 16,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[tuple[list[int], bool]]:
+    """Continue many token lists at once (left-padded batches, similar lengths together); per input the new ids
+    up to EOS and whether it ended. Sampling, when ``config`` asks for it, is seeded per batch."""
+    import torch
+
+    progress = progress or Progress()
+    results: list[tuple[list[int], bool]] = [([], False)] * len(inputs)
+    for number, chunk in enumerate(batches([len(x) for x in inputs], batch_size, config.max_new_tokens)):
+        if progress.should_stop():
+            raise InterruptedError("generation stopped by the user")
+        if not config.greedy:
+            torch.manual_seed(seed + number * batch_size)
+        for i, result in zip(
+            chunk, generate_padded(model, tokenizer, [inputs[i] for i in chunk], config), strict=True
+        ):
+            results[i] = result
+        progress.advance(len(chunk))
+    return results
