@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from model_fixtures import TINY_BLOCKS
 
+from kinject.augment.matching import is_correct, match_answer, normalize_answer
 from kinject.eval import (
     EvalStopped,
     ProbeError,
@@ -15,10 +16,7 @@ from kinject.eval import (
     corpus_texts,
     evaluate,
     format_table,
-    is_correct,
     load_probes,
-    match_answer,
-    normalize_answer,
     score_probes,
     shipped_retention_probes,
 )
@@ -368,13 +366,13 @@ def test_corpus_texts_of_a_run(tiny_run):
 
 def test_score_probes_is_the_scorer_of_the_report(tiny_run, tiny_model_dir):
     """The knowledge sweep scores with ``score_probes``: on the same model it must give the report's answers."""
-    from kinject.models.generate import load_for_run
+    from kinject.models.generate import adapter_off, load_for_run
 
     _zero_adapter(tiny_run, tiny_model_dir)
     report = evaluate(tiny_run, EvalConfig(**FAST), generation=SHORT)
     loaded = load_for_run(tiny_run)
     probes = [r.probe for r in report.probes]
-    with loaded.adapter_disabled():
+    with adapter_off(loaded.model):
         answers = score_probes(loaded.model, loaded.tokenizer, probes, SHORT)
     assert answers == [r.base for r in report.probes]
     assert [a.logprob for a in score_probes(loaded.model, loaded.tokenizer, probes, SHORT, logprob=False)] == [

@@ -20,10 +20,10 @@ from typing import Any
 from ..runs import RunDir
 from ..runtime.errors import KinjectError, describe_os_error
 from ..runtime.progress import Progress, TqdmProgress
-from ..settings.fields import describe_fields, from_dict, to_dict
+from ..settings.fields import describe_fields, to_dict
 from ..settings.places import chat_endpoint
 from ..settings.resolve import READS_THE_RUN, VERB_SECTIONS, resolve_configs
-from ..settings.stages import ConfigError, ModelConfig, PrepareConfig
+from ..settings.stages import ConfigError, PrepareConfig
 from ..training import processes
 from .parser import build_parser
 
@@ -295,20 +295,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from ..models.generate import shown_answer
+    from ..models.generate import answer, load_for_run, shown_answer
     from ..models.hub import adapter_run
-    from ..serving.engine import Engine, Params
 
     gen = verb_configs("ask", args)["generation"]
     run = adapter_run(args.run_dir, TqdmProgress()).require()
-    model = from_dict(ModelConfig, run.section("model"), "model")
-    if not args.base:
-        run.require_adapter()
-    # The serving engine's own path (chat template, decoding), without the HTTP around it.
-    engine = Engine(model.model, None if args.base else {run.name: run}, revision=model.revision)
-    target = None if args.base else run.name
-    messages = [{"role": "user", "content": args.question}]
-    print(shown_answer(engine.generate(target, engine.chat_ids(target, messages), Params.from_generation(gen)).text))
+    loaded = load_for_run(run, with_adapter=not args.base, progress=TqdmProgress())
+    print(shown_answer(answer(loaded, args.question, gen)))
     return EXIT_OK
 
 

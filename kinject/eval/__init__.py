@@ -15,10 +15,10 @@ rule the training data is checked with too.
 May import: ``kinject.augment``, ``kinject.models``, ``kinject.runs``, ``kinject.settings``, ``kinject.runtime``.
 """
 
-from ..augment.matching import is_correct, match_answer, normalize_answer
-from .metrics import Answer, EvalStopped, Forgetting, ProbeResult, Scores, score_probes, summarize
+from .metrics import Answer, Forgetting, ProbeResult, Scores, score_probes, summarize
 from .probes import (
     EvalError,
+    EvalStopped,
     Probe,
     ProbeError,
     auto_probes,
@@ -48,10 +48,7 @@ __all__ = [
     "evaluate",
     "format_markdown",
     "format_table",
-    "is_correct",
     "load_probes",
-    "match_answer",
-    "normalize_answer",
     "read_report",
     "score_probes",
     "shipped_retention_probes",

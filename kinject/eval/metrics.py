@@ -12,19 +12,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..augment.matching import is_correct
+from ..models.generate import adapter_off, batches, chat_prompt_ids, generate_padded
 from ..runtime.progress import Progress
 from ..settings.stages import GenerationConfig
-from .probes import KINDS, EvalError, Probe
+from .drift import base_answers, mean_kl, sequence_logits
+from .probes import KINDS, EvalStopped, Probe
 
 SAMPLING_SEED = 1234  # only used when temperature asks for sampling: base and adapter draw the same way
-
-
-class EvalStopped(EvalError):
-    """The user asked to stop; ``answers`` holds what was scored before the stop (``score_probes``)."""
-
-    def __init__(self, message: str, answers: list[Answer] | None = None):
-        super().__init__(message)
-        self.answers = answers or []
 
 
 @dataclass
@@ -112,37 +106,20 @@ def probe_form(probe: Probe, chat_model: bool) -> str:
 
 def context_ids(tokenizer: Any, probe: Probe, form: str) -> list[int]:
     """The token ids a probe is asked with."""
-    from ..models.generate import chat_input_ids
-
     if form == "completion":
         return tokenizer(probe.prompt)["input_ids"]
-    return chat_input_ids(tokenizer, [{"role": "user", "content": probe.question}])[0].tolist()
-
-
-def generate_answer(
-    model: Any, tokenizer: Any, ids: list[int], gen: GenerationConfig, seed: int
-) -> tuple[list[int], bool]:
-    """New token ids after ``ids`` and whether the turn ended; sampling (when asked for) is seeded."""
-    import torch
-
-    from ..models.generate import generate_ids
-
-    if not gen.greedy:
-        torch.manual_seed(seed)
-    return generate_ids(model, tokenizer, torch.tensor([ids]), gen)
+    return chat_prompt_ids(tokenizer, [{"role": "user", "content": probe.question}])
 
 
 def answer_ids(
     model: Any, tokenizer: Any, contexts: list[list[int]], gen: GenerationConfig, seeds: list[int]
 ) -> list[tuple[list[int], bool]]:
-    """New ids and turn end for each context. Greedy decoding answers them in one padded batch (the same answers
-    as one at a time); sampling answers one at a time, each with its own seed, so a set scored in pieces or whole
-    draws alike."""
-    from ..models.generate import generate_padded
-
+    """New ids and turn end for each context. Greedy decoding answers them in one batch (the same answers as one at
+    a time); sampling answers one at a time, each with its own seed, so a set scored in pieces or whole draws
+    alike."""
     if gen.greedy and len(contexts) > 1:
         return generate_padded(model, tokenizer, contexts, gen)
-    return [generate_answer(model, tokenizer, c, gen, seed) for c, seed in zip(contexts, seeds, strict=True)]
+    return [generate_padded(model, tokenizer, [c], gen, [seed])[0] for c, seed in zip(contexts, seeds, strict=True)]
 
 
 def score_probes(
@@ -164,8 +141,6 @@ def score_probes(
     far. ``first_index`` is the first probe's position in the whole set (it seeds sampling, so scoring a set in
     pieces draws as scoring it at once).
     """
-    from ..models.generate import batches
-
     progress = progress or Progress()
     chat_model = bool(getattr(tokenizer, "chat_template", None))
     forms = [probe_form(p, chat_model) for p in probes]
@@ -224,20 +199,11 @@ def mean(values: list[float]) -> float | None:
 # ----------------------------------------------------------------------------------------------- likelihoods
 
 
-def _logits(model: Any, ids: list[int], double: bool = True):
-    import torch
-
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        logits = model(input_ids=torch.tensor([ids], device=device)).logits[0]
-    return logits.double() if double else logits.float()
-
-
 def answer_logprob(model: Any, context: list[int], answer: list[int]) -> float:
     """Mean per-token log-probability of ``answer`` after ``context`` (teacher-forced)."""
     import torch
 
-    logp = torch.log_softmax(_logits(model, context + answer)[len(context) - 1 : -1], dim=-1)
+    logp = torch.log_softmax(sequence_logits(model, context + answer)[len(context) - 1 : -1], dim=-1)
     target = torch.tensor(answer, device=logp.device)[:, None]
     return logp.gather(1, target).mean().item()
 
@@ -258,16 +224,6 @@ def best_logprob(model: Any, tokenizer: Any, context: list[int], probe: Probe, f
     )
 
 
-def kl_per_token(model: Any, base_off: Any, ids: list[int], start: int):
-    """KL(base || adapter) of the next-token distributions at every position that predicts ids[start:]."""
-    import torch
-
-    with base_off():
-        base = torch.log_softmax(_logits(model, ids)[start - 1 : -1], dim=-1)
-    adapted = torch.log_softmax(_logits(model, ids)[start - 1 : -1], dim=-1)
-    return (base.exp() * (base - adapted)).sum(-1)
-
-
 def nll(model: Any, ids: list[int], chunk: int) -> tuple[float, int]:
     """Summed negative log-likelihood of a token stream in non-overlapping windows of ``chunk`` tokens."""
     import torch
@@ -277,7 +233,7 @@ def nll(model: Any, ids: list[int], chunk: int) -> tuple[float, int]:
         piece = ids[start : start + chunk]
         if len(piece) < 2:
             break
-        logits = _logits(model, piece, double=False)[:-1]
+        logits = sequence_logits(model, piece, double=False)[:-1]
         target = torch.tensor(piece[1:], device=logits.device)
         total += torch.nn.functional.cross_entropy(logits, target, reduction="sum").item()
         count += len(piece) - 1
@@ -293,35 +249,14 @@ def measure_forgetting(
     progress: Progress,
     batch_size: int = 1,
 ) -> Forgetting:
-    """KL(base || adapter) over the base's own greedy answers to ``prompts`` (generated ``batch_size`` at a time),
-    and the perplexity ratio on ``text`` (longer than the context on purpose: it is scored in windows of ``chunk``
-    tokens)."""
-    from ..models.generate import batches, chat_input_ids
-
+    """KL(base || adapter) over the base's own greedy answers to ``prompts`` (``kinject.eval.drift``, generated
+    ``batch_size`` at a time), and the perplexity ratio on ``text`` (longer than the context on purpose: it is
+    scored in windows of ``chunk`` tokens)."""
     model, tok = loaded.model, loaded.tokenizer
-    greedy = GenerationConfig(max_new_tokens=kl_tokens, temperature=0.0)
-    contexts = [chat_input_ids(tok, [{"role": "user", "content": p["prompt"]}])[0].tolist() for p in prompts]
-    answers: list[tuple[list[int], bool]] = [([], False)] * len(prompts)
-    per_prompt: dict[str, float] = {}
-    n_tokens = 0
-    for group in batches([len(c) for c in contexts], batch_size, kl_tokens):
-        if progress.should_stop():
-            raise EvalStopped("evaluation stopped while measuring forgetting")
-        with loaded.adapter_disabled():
-            outs = answer_ids(model, tok, [contexts[i] for i in group], greedy, [SAMPLING_SEED] * len(group))
-        for i, (new, ended) in zip(group, outs, strict=True):
-            answers[i] = (new, ended)
-    for p, context, (new, ended) in zip(prompts, contexts, answers, strict=True):
-        if progress.should_stop():
-            raise EvalStopped("evaluation stopped while measuring forgetting")
-        target = new + ([tok.eos_token_id] if ended else [])  # ending the turn is part of the behaviour
-        if target:
-            kl = kl_per_token(model, loaded.adapter_disabled, context + target, len(context))
-            per_prompt[p["id"]] = max(kl.mean().item(), 0.0)  # rounding can leave -1e-17
-            n_tokens += len(target)
-        progress.advance(1, prompt=p["id"])
+    answers = base_answers(model, tok, prompts, kl_tokens, batch_size, progress)
+    per_prompt = mean_kl(model, answers, progress)
     ids = tok(text, verbose=False)["input_ids"]
-    with loaded.adapter_disabled():
+    with adapter_off(model):
         base_nll, count = nll(model, ids, chunk)
     adapter_nll, _ = nll(model, ids, chunk)
     return Forgetting(
@@ -329,7 +264,7 @@ def measure_forgetting(
         ppl_ratio=math.exp((adapter_nll - base_nll) / count),
         kl_max=max(per_prompt.values(), default=0.0),
         kl_per_prompt=per_prompt,
-        kl_tokens=n_tokens,
+        kl_tokens=sum(len(a.ids) - a.start for a in answers),
         base_ppl=math.exp(base_nll / count),
         adapter_ppl=math.exp(adapter_nll / count),
         ppl_tokens=count,

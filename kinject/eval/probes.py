@@ -32,6 +32,14 @@ class EvalError(KinjectError, RuntimeError):
     """Evaluation cannot run; the message says why and what to do."""
 
 
+class EvalStopped(EvalError):
+    """The user asked to stop; ``answers`` holds what was scored before the stop (``score_probes``)."""
+
+    def __init__(self, message: str, answers: list[Any] | None = None):
+        super().__init__(message)
+        self.answers = answers or []
+
+
 class ProbeError(EvalError):
     """A probe file is malformed; the message names the file, line and field."""
 

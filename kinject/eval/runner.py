@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..models.generate import adapter_off
 from ..runs import RunDir
 from ..runtime.progress import Progress
 from ..settings.fields import to_dict
@@ -64,7 +65,7 @@ def answer_group(
     group = results[first : first + size]
     probes = [r.probe for r in group]
     try:
-        with loaded.adapter_disabled():
+        with adapter_off(loaded.model):
             base = score_probes(model, tok, probes, gen, progress, side="base", first_index=first, batch_size=size)
         adapter = (
             score_probes(model, tok, probes, gen, progress, side="adapter", first_index=first, batch_size=size)
@@ -77,7 +78,7 @@ def answer_group(
         result.base, result.adapter = b, a
     asked = [i for i in range(first, first + len(group)) if i in open_book]
     try:
-        with loaded.adapter_disabled():
+        with adapter_off(loaded.model):
             answers = score_probes(
                 model, tok, [open_book[i] for i in asked], gen, progress, False, "open_book", first, size
             )

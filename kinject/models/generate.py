@@ -1,12 +1,16 @@
-"""Load a run's base model (with or without its adapter) and answer chat questions.
+"""A run's base model loaded with or without its adapter, and the answers it gives.
 
-Shared by `kinject ask`, evaluation and the embedded chat server, so every answer uses the same chat template
-and decoding settings (TGI's defaults in the case study: max_new_tokens 200, top_p 0.9, temperature 0.01, which is
-greedy for practical purposes, so we decode greedily at or below 0.05 and results are reproducible).
+Every answer kinject generates, here (``kinject ask``, the app's Ask tab, evaluation, the forgetting guard,
+augmentation) and in the server, picks its tokens with the one decoder (``kinject.models.sequences`` and
+``kinject.models.batch``), with the same chat template and decoding settings (TGI's defaults in the case study:
+max_new_tokens 200, top_p 0.9, temperature 0.01, which is greedy for practical purposes, so we decode greedily at or
+below 0.05 and results are reproducible).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,9 @@ from ..runs import RunDir
 from ..runtime.progress import Progress
 from ..settings.fields import from_dict
 from ..settings.stages import GenerationConfig, ModelConfig
+from .batch import decode
 from .loading import BUILD_LOCK, load_model, load_tokenizer, resolve_model
+from .sequences import Params
 
 
 @dataclass
@@ -27,11 +33,11 @@ class Loaded:
     has_adapter: bool
     model_name: str
 
-    def adapter_disabled(self):
-        """Context manager: answer as the base model (the adapter's weights switched off)."""
-        import contextlib
 
-        return self.model.disable_adapter() if self.has_adapter else contextlib.nullcontext()
+def adapter_off(model: Any) -> Any:
+    """Context manager: ``model`` answers as its base (a PeftModel's adapter switched off; any other model is its own
+    base). The evaluation's base side and the forgetting guard's base both come from it."""
+    return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
 
 
 def load_for_run(run_dir: str | Path | RunDir, with_adapter: bool = True, progress: Progress | None = None) -> Loaded:
@@ -65,35 +71,19 @@ def chat_input_ids(tokenizer: Any, messages: list[dict[str, str]]):
     return tokenizer(text, return_tensors="pt")["input_ids"]
 
 
-def _generate_kwargs(tokenizer: Any, config: GenerationConfig, pad_id: int | None) -> dict[str, Any]:
-    """``model.generate`` arguments for ``config``: greedy at or below the greedy temperature, else sampling."""
-    kw: dict[str, Any] = {
-        "max_new_tokens": config.max_new_tokens,
-        "pad_token_id": pad_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "repetition_penalty": config.repetition_penalty,
-    }
-    if config.greedy:
-        kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    else:
-        kw.update(do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=None)
-    return kw
-
-
-def generate_ids(model: Any, tokenizer: Any, input_ids: Any, config: GenerationConfig) -> tuple[list[int], bool]:
+def generate_ids(
+    model: Any, tokenizer: Any, input_ids: Any, config: GenerationConfig, seed: int | None = None
+) -> tuple[list[int], bool]:
     """Generate a continuation of one prompt (a 1-row id tensor); returns (new token ids, whether it ended with EOS
-    within the limit)."""
-    return generate_padded(model, tokenizer, [input_ids[0].tolist()], config)[0]
+    within the limit). Sampling, when ``config`` asks for it, draws with ``seed``."""
+    return generate_padded(model, tokenizer, [input_ids[0].tolist()], config, [seed])[0]
 
 
 def answer(loaded: Loaded, question: str, config: GenerationConfig | None = None, base: bool = False) -> str:
     """One chat answer from the adapter (or, with ``base``, from the base model)."""
     config = config or GenerationConfig()
     ids = chat_input_ids(loaded.tokenizer, [{"role": "user", "content": question}])
-    if base:
-        with loaded.adapter_disabled():
-            new, _ = generate_ids(loaded.model, loaded.tokenizer, ids, config)
-    else:
+    with adapter_off(loaded.model) if base else contextlib.nullcontext():
         new, _ = generate_ids(loaded.model, loaded.tokenizer, ids, config)
     return loaded.tokenizer.decode(new, skip_special_tokens=True).strip()
 
@@ -128,26 +118,27 @@ def batches(lengths: list[int], batch_size: int, extra: int = 0, max_tokens: int
 
 
 def generate_padded(
-    model: Any, tokenizer: Any, inputs: list[list[int]], config: GenerationConfig
+    model: Any,
+    tokenizer: Any,
+    inputs: list[list[int]],
+    config: GenerationConfig,
+    seeds: list[int | None] | None = None,
 ) -> list[tuple[list[int], bool]]:
-    """Continue ``inputs`` together in one left-padded batch; per input the new ids up to EOS and whether it ended.
+    """Continue ``inputs`` together in one batch of the one decoder (``kinject.models.batch.decode``, the server's
+    too); per input the new ids up to EOS and whether it ended. Sampling, when ``config`` asks for it, draws each
+    input with its own seed (``seeds``), so an answer does not depend on the batch it was in.
 
     Under greedy decoding each row's answer is the one it gets alone (the mask hides the padding, positions start
     at each row's first real token); tests compare the two."""
-    import torch
-
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    kw = _generate_kwargs(tokenizer, config, pad)
-    device = next(model.parameters()).device
-    width = max(len(row) for row in inputs)
-    ids = torch.tensor([[pad] * (width - len(row)) + row for row in inputs], device=device)
-    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in inputs], device=device)
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=mask, **kw)
+    base = Params.from_generation(config)
+    seeds = seeds or [None] * len(inputs)
+    params = [dataclasses.replace(base, seed=seed) for seed in seeds]
+    eos = tokenizer.eos_token_id
     results = []
-    for row in out[:, width:].tolist():
-        ended = tokenizer.eos_token_id in row
-        results.append((row[: row.index(tokenizer.eos_token_id)] if ended else row, ended))
+    for seq in decode(model, tokenizer, inputs, params):
+        ids = [t.id for t in seq.tokens]
+        ended = seq.finish == "eos_token"
+        results.append((ids[: ids.index(eos)] if ended else ids, ended))
     return results
 
 
@@ -160,20 +151,15 @@ def generate_batch(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> list[tuple[list[int], bool]]:
-    """Continue many token lists at once (left-padded batches, similar lengths together); per input the new ids
-    up to EOS and whether it ended. Sampling, when ``config`` asks for it, is seeded per batch."""
-    import torch
-
+    """Continue many token lists at once (batches of similar lengths); per input the new ids up to EOS and whether
+    it ended. Sampling, when ``config`` asks for it, draws input ``i`` with ``seed + i``."""
     progress = progress or Progress()
     results: list[tuple[list[int], bool]] = [([], False)] * len(inputs)
-    for number, chunk in enumerate(batches([len(x) for x in inputs], batch_size, config.max_new_tokens)):
+    for chunk in batches([len(x) for x in inputs], batch_size, config.max_new_tokens):
         if progress.should_stop():
             raise InterruptedError("generation stopped by the user")
-        if not config.greedy:
-            torch.manual_seed(seed + number * batch_size)
-        for i, result in zip(
-            chunk, generate_padded(model, tokenizer, [inputs[i] for i in chunk], config), strict=True
-        ):
+        answers = generate_padded(model, tokenizer, [inputs[i] for i in chunk], config, [seed + i for i in chunk])
+        for i, result in zip(chunk, answers, strict=True):
             results[i] = result
         progress.advance(len(chunk))
     return results

@@ -3,7 +3,7 @@ together by a continuous batcher (``batcher.py``), a bounded queue in front, and
 
 A request's generation stops at its stop sequences, at its token budget, at the end of its turn, or as soon as its
 ``cancel`` event is set: the HTTP layer sets it when the client goes away, so an abandoned request leaves the batch
-within one step (``sequences.py`` has one request's decoding).
+within one step (``kinject.models.sequences`` has one answer's decoding).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ..models.loading import BUILD_LOCK, load_model, load_tokenizer, resolve_model
+from ..models.sequences import Generation, Params, Sequence, TokenOut
 from ..runs import RunDir
 from ..runtime.progress import Progress
 from .adapters import adapter_folder
 from .batcher import Batcher
 from .errors import Overloaded, ServeError
-from .sequences import Generation, Params, Sequence, TokenOut
 
 __all__ = ["Engine", "Generation", "Params", "TokenOut", "check_model_name", "BASE_ALIASES"]
 

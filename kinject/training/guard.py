@@ -1,9 +1,9 @@
 """The forgetting guard: watch knowledge and drift while training, keep the best adapter within a KL bound.
 
 Forgetting tracks the KL divergence from the base model (Shenfeld et al., "RL's Razor", 2025), so every few steps
-the guard measures KL(base || adapter) over the base model's own greedy answers to a few fixed general chat prompts
-(shipped, used by nothing else: not trained on, not evaluated on), with the adapter switched off for the base (no
-second model), and the mean log-likelihood of the corpus's facts as chat answers to a held-out question form.
+the guard measures KL(base || adapter) with the evaluation's scorer (``kinject.eval.drift``) over the base model's
+own greedy answers to a few fixed general chat prompts (shipped, used by nothing else: not trained on, not evaluated
+on), and the mean log-likelihood of the corpus's facts as chat answers to a held-out question form.
 The adapter kept is the checkpoint with the most knowledge among those within ``guard_kl_max``; with
 ``guard_patience`` the training stops once that many checks in a row found nothing better.
 
@@ -19,10 +19,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..augment.facts import paragraphs, sentences
+from ..eval.drift import BaseAnswer, base_answers, mean_kl
+from ..eval.metrics import answer_logprob
+from ..models.batch import training_off
+from ..models.generate import adapter_off
 from ..runs import read_jsonl
 from ..runtime.progress import Progress
 from ..settings.places import SHIPPED
-from ..settings.stages import EvalConfig, GenerationConfig
+from ..settings.stages import EvalConfig
 
 GUARD_PROMPTS = SHIPPED / "guard_prompts.jsonl"
 # As long as the evaluation's KL answers, so the bound means what the evaluation reports: KL per token depends on the
@@ -122,70 +126,31 @@ class ForgettingGuard:
         start = next(i for i, label in enumerate(labels) if label != -100)
         return ids, start
 
-    def _base_answers(self) -> list[tuple[list[int], int, Any]]:
-        """Each guard prompt with the base's greedy answer, and the base's log-probabilities over it (computed
-        once: the base does not change)."""
-        import torch
-
-        from ..models.generate import chat_prompt_ids, generate_batch
-
-        prompts = [
-            chat_prompt_ids(self.tokenizer, [{"role": "user", "content": r["prompt"]}]) for r in guard_prompts()
-        ]
-        greedy = GenerationConfig(max_new_tokens=GUARD_ANSWER_TOKENS, temperature=0.0)
-        was_training = self.model.training
-        self.model.eval()  # no dropout in the base's answers
-        with self._adapter_off():
-            answers = generate_batch(self.model, self.tokenizer, prompts, greedy, batch_size=len(prompts))
-            cached = []
-            for context, (new, ended) in zip(prompts, answers, strict=True):
-                ids = context + new + ([self.tokenizer.eos_token_id] if ended else [])
-                if len(ids) > len(context):
-                    cached.append((ids, len(context), torch.log_softmax(self._logits(ids, len(context)), -1)))
-        if was_training:
-            self.model.train()
-        return cached
+    def _base_answers(self) -> list[BaseAnswer]:
+        """The base's greedy answers to the guard prompts (generated once: the base does not change)."""
+        prompts = guard_prompts()
+        return base_answers(self.model, self.tokenizer, prompts, GUARD_ANSWER_TOKENS, len(prompts))
 
     def _base_knowledge(self) -> float | None:
         """The base model's knowledge score (the adapter switched off), the yardstick of "learnt"."""
         if not self._items:
             return None
-        with self._adapter_off():
-            return round(self.measure()[1], 5)
+        with adapter_off(self.model), training_off(self.model):
+            return round(self._knowledge(), 5)
 
-    def _adapter_off(self):
-        import contextlib
-
-        return self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else contextlib.nullcontext()
-
-    def _logits(self, ids: list[int], start: int):
-        import torch
-
-        device = next(self.model.parameters()).device
-        with torch.no_grad():
-            return self.model(input_ids=torch.tensor([ids], device=device)).logits[0, start - 1 : -1].float()
+    def _knowledge(self) -> float:
+        """The mean log-likelihood of the knowledge items' answers (evaluation's ``answer_logprob``)."""
+        lls = [answer_logprob(self.model, ids[:start], ids[start:]) for ids, start in self._items]
+        return sum(lls) / len(lls) if lls else 0.0
 
     def measure(self) -> tuple[float, float]:
-        """(KL(base || adapter) per token on the guard prompts, mean log-likelihood of the knowledge items)."""
-        import torch
-
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            kls = []
-            for ids, start, base in self._prompts:
-                adapted = torch.log_softmax(self._logits(ids, start), -1)
-                kls.append((base.exp() * (base - adapted)).sum(-1).mean().item())
-            lls = []
-            for ids, start in self._items:
-                logp = torch.log_softmax(self._logits(ids, start), -1)
-                target = torch.tensor(ids[start:], device=logp.device)[:, None]
-                lls.append(logp.gather(1, target).mean().item())
-        finally:
-            if was_training:
-                self.model.train()
-        kl = max(sum(kls) / len(kls), 0.0) if kls else 0.0
-        return kl, (sum(lls) / len(lls) if lls else 0.0)
+        """(KL(base || adapter) per token on the guard prompts, the evaluation's measure; mean log-likelihood of
+        the knowledge items)."""
+        with training_off(self.model):
+            per_prompt = mean_kl(self.model, self._prompts)
+            knowledge = self._knowledge()
+        kl = sum(per_prompt.values()) / len(per_prompt) if per_prompt else 0.0
+        return kl, knowledge
 
     # ----------------------------------------------------------------------------------------------- deciding
     def state(self) -> tuple[dict[str, Any], dict[str, Any] | None]:

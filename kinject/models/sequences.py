@@ -1,8 +1,9 @@
-"""One request's decoding: its settings (TGI's ``GenerateParameters``), its next token from a row of logits, when it
-stops, and what it produced. The batcher keeps one ``Sequence`` per request in the batch; everything here is about
-one row, so requests with different settings share a batch.
+"""One answer's decoding, the token choice of every answer kinject generates: its settings (TGI's
+``GenerateParameters``, ``Params``), its next token from a row of logits, when it stops, and what it produced. A
+``Batch`` (``kinject.models.batch``) keeps one ``Sequence`` per row; everything here is about one row, so answers
+with different settings share a batch.
 
-A request stops at the end-of-turn token, at a stop sequence (matched on the decoded tail, so a long stop costs its
+An answer stops at the end-of-turn token, at a stop sequence (matched on the decoded tail, so a long stop costs its
 length per token, not a table over the vocabulary), at its token budget, or as soon as its ``cancel`` event is set.
 """
 
