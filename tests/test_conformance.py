@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from kinject.settings.stages import GenerationConfig
+
 SPEC = Path(__file__).parent / "data" / "tgi" / "openapi.json"
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance"
 WITH_422 = ["/", "/generate", "/generate_stream", "/invocations", "/v1/chat/completions", "/v1/completions"]
@@ -79,7 +81,9 @@ def tgi_server(tiny_model_dir):
     from kinject.serving.server import ServerThread
 
     # A short context keeps every generation in a few milliseconds, whatever max_new_tokens the fuzzer picks.
-    server = ServerThread(create_app(Engine(str(tiny_model_dir), max_total_tokens=48), default_max_new_tokens=4))
+    server = ServerThread(
+        create_app(Engine(str(tiny_model_dir), max_total_tokens=48), GenerationConfig(max_new_tokens=4))
+    )
     yield server
     server.stop()
 

@@ -17,7 +17,7 @@ from kinject.runs import RunDir
 from kinject.runtime.progress import RecordingProgress
 from kinject.settings.services import PublishConfig
 from kinject.settings.sources import InputsConfig
-from kinject.settings.stages import BlocksConfig, EvalConfig, ModelConfig, PrepareConfig, TrainConfig
+from kinject.settings.stages import BlocksConfig, EvalConfig, GenerationConfig, ModelConfig, PrepareConfig, TrainConfig
 from kinject.sharing.card import base_license
 from kinject.sharing.publish import PublishError, push
 
@@ -482,7 +482,7 @@ def test_a_hub_adapter_answers_in_ask_serve_chat_and_eval(hub, run, tiny_model_d
     assert capsys.readouterr().out.strip() == local
 
     engine = Engine(str(tiny_model_dir), {"from-hub": "alice/shared", "local": str(run)})
-    server = ServerThread(create_app(engine, default_max_new_tokens=6))
+    server = ServerThread(create_app(engine, GenerationConfig(max_new_tokens=6)))
     try:
         answers = {}
         for name in ("from-hub", "local"):
@@ -512,7 +512,7 @@ def test_a_client_cannot_load_a_private_hub_adapter_with_the_operators_token(hub
     assert hub.repos["alice/secret"].private
     monkeypatch.setenv("HF_TOKEN", ALICE)  # the operator's token could read it
     engine = Engine(str(tiny_model_dir))
-    server = ServerThread(create_app(engine, default_max_new_tokens=6))
+    server = ServerThread(create_app(engine, GenerationConfig(max_new_tokens=6)))
     try:
         response = httpx.post(
             server.url + "/kinject/adapters", json={"name": "stolen", "path": "alice/secret"}, timeout=60

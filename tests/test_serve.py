@@ -17,7 +17,7 @@ import pytest
 from huggingface_hub import InferenceClient
 
 from kinject.settings.sources import InputsConfig
-from kinject.settings.stages import BlocksConfig, ModelConfig, PrepareConfig, TrainConfig
+from kinject.settings.stages import BlocksConfig, GenerationConfig, ModelConfig, PrepareConfig, TrainConfig
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -101,7 +101,7 @@ def server(engine, trained):
     from kinject.serving.server import ServerThread
 
     policy = HttpPolicy(adapter_root=trained.parent)  # runtime loading from the test's folder only
-    srv = ServerThread(create_app(engine, default_max_new_tokens=8, policy=policy))
+    srv = ServerThread(create_app(engine, GenerationConfig(max_new_tokens=8), policy=policy))
     yield srv
     srv.stop()
 

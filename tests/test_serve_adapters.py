@@ -9,6 +9,8 @@ import httpx
 import pytest
 from test_serve_engine import lora_adapter
 
+from kinject.settings.stages import GenerationConfig
+
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory, tiny_model_dir):
@@ -28,7 +30,13 @@ def server(tiny_model_dir, root):
     from kinject.serving.server import ServerThread
 
     # No Hub downloads: a path read as a Hub id would be refused with 403, never fetched.
-    srv = ServerThread(create_app(Engine(str(tiny_model_dir)), 4, HttpPolicy(adapter_root=root, hub_adapters=False)))
+    srv = ServerThread(
+        create_app(
+            Engine(str(tiny_model_dir)),
+            GenerationConfig(max_new_tokens=4),
+            HttpPolicy(adapter_root=root, hub_adapters=False),
+        )
+    )
     yield srv
     srv.stop()
 

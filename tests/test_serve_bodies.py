@@ -10,6 +10,7 @@ import pytest
 from test_serve import check
 
 from kinject.serving.bodies import MAX_JSON_DEPTH
+from kinject.settings.stages import GenerationConfig
 
 HI = '[{"role": "user", "content": "hi"}]'
 # Each route's body with a nested value where the route reads nothing (``x``) or where it keeps any JSON.
@@ -33,7 +34,7 @@ def server(tiny_model_dir, tmp_path_factory):
     from kinject.serving.server import ServerThread
 
     policy = HttpPolicy(adapter_root=tmp_path_factory.mktemp("adapter-root"))
-    srv = ServerThread(create_app(Engine(str(tiny_model_dir)), 4, policy))
+    srv = ServerThread(create_app(Engine(str(tiny_model_dir)), GenerationConfig(max_new_tokens=4), policy))
     yield srv
     srv.stop()
 

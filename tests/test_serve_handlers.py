@@ -14,6 +14,8 @@ import pytest
 from model_fixtures import build_tiny_llama
 from test_serve import check
 
+from kinject.settings.stages import GenerationConfig
+
 CONTEXT = 8192  # the bundled SmolLM2's: 8191 input tokens of at most 81 characters each
 HI = {"role": "user", "content": "hi"}
 
@@ -30,7 +32,7 @@ def server(engine):
     from kinject.serving.http import create_app
     from kinject.serving.server import ServerThread
 
-    srv = ServerThread(create_app(engine, 4))  # the default policy: bodies up to 2 MB
+    srv = ServerThread(create_app(engine, GenerationConfig(max_new_tokens=4)))  # the default policy: bodies up to 2 MB
     yield srv
     srv.stop()
 

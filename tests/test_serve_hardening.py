@@ -15,6 +15,8 @@ import httpx
 import pytest
 from test_serve import check, events
 
+from kinject.settings.stages import GenerationConfig
+
 SLOW_S = 0.1  # seconds per generated token in the slowed engine: 240 tokens would hold the model for 24 s
 
 
@@ -44,7 +46,9 @@ def server(engine, tmp_path_factory):
     from kinject.serving.server import ServerThread
 
     root = tmp_path_factory.mktemp("adapter-root")
-    srv = ServerThread(create_app(engine, 8, HttpPolicy(adapter_root=root, max_body_bytes=100_000)))
+    srv = ServerThread(
+        create_app(engine, GenerationConfig(max_new_tokens=8), HttpPolicy(adapter_root=root, max_body_bytes=100_000))
+    )
     srv.root = root
     yield srv
     srv.stop()
@@ -306,7 +310,7 @@ def test_an_api_key_guards_every_route_but_health(engine):
     from kinject.serving.server import ServerThread
 
     key = "k" * 24
-    srv = ServerThread(create_app(engine, 4, HttpPolicy(api_key=key)))
+    srv = ServerThread(create_app(engine, GenerationConfig(max_new_tokens=4), HttpPolicy(api_key=key)))
     try:
         assert httpx.get(srv.url + "/health").status_code == 200
         for path in ("/info", "/metrics", "/v1/models"):

@@ -11,6 +11,8 @@ import httpx
 import pytest
 from test_serve import check, events
 
+from kinject.settings.stages import GenerationConfig
+
 HI = [{"role": "user", "content": "Hi"}]
 TOOL = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}
 
@@ -21,7 +23,7 @@ def server(tiny_model_dir):
     from kinject.serving.http import create_app
     from kinject.serving.server import ServerThread
 
-    srv = ServerThread(create_app(Engine(str(tiny_model_dir)), 4))
+    srv = ServerThread(create_app(Engine(str(tiny_model_dir)), GenerationConfig(max_new_tokens=4)))
     yield srv
     srv.stop()
 
@@ -120,3 +122,50 @@ def test_logprobs_are_the_chosen_tokens_plain_and_streamed(server):
         check("ChatCompletionChunk", chunk)
     streamed = [t for c in chunks if c["choices"][0]["logprobs"] for t in c["choices"][0]["logprobs"]["content"]]
     assert streamed == content  # greedy: the same tokens, one chunk each
+
+
+def test_what_a_request_leaves_unset_is_the_servers_decoding():
+    """``kinject serve --temperature --top-p --repetition-penalty`` are the defaults of a request that sets none;
+    a request's own value wins, and the server's greedy default (temperature at or below 0.05) stays greedy."""
+    from kinject.serving.bodies import Chat, GenerateParameters
+    from kinject.serving.engine import Params
+    from kinject.serving.protocol import generate_params, openai_params
+
+    sampling = Params.from_generation(
+        GenerationConfig(max_new_tokens=7, temperature=0.8, top_p=0.5, repetition_penalty=1.3)
+    )
+    unset = generate_params(GenerateParameters(), sampling)
+    assert (unset.max_new_tokens, unset.temperature, unset.top_p, unset.repetition_penalty) == (7, 0.8, 0.5, 1.3)
+    assert unset.sampling
+    own = generate_params(GenerateParameters(temperature=0.2, top_p=0.9, repetition_penalty=1.0), sampling)
+    assert (own.temperature, own.top_p, own.repetition_penalty) == (0.2, 0.9, 1.0)
+    chat = openai_params(Chat(messages=HI), sampling)
+    assert (chat.max_new_tokens, chat.temperature, chat.top_p, chat.repetition_penalty) == (7, 0.8, 0.5, 1.3)
+    whole = openai_params(Chat(messages=HI, top_p=1.0, temperature=0), sampling)  # OpenAI's 1.0: no nucleus cut
+    assert whole.top_p is None and not whole.sampling
+    greedy = Params.from_generation(GenerationConfig())
+    assert not generate_params(GenerateParameters(), greedy).sampling
+    assert not openai_params(Chat(messages=HI), greedy).sampling
+
+
+def test_serve_hands_its_decoding_options_to_the_server(monkeypatch):
+    import kinject.serving.serve as serve_module
+    from kinject.cli.main import main
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    monkeypatch.setattr(serve_module, "Engine", lambda *a, **k: object())
+
+    def create_app(engine, generation, policy):
+        seen["generation"] = generation
+        raise Stop
+
+    monkeypatch.setattr(serve_module, "create_app", create_app)
+    with pytest.raises(Stop):
+        main(
+            ["serve", "--temperature", "0.7", "--top-p", "0.8", "--repetition-penalty", "1.2", "--max-new-tokens", "9"]
+        )
+    assert seen["generation"] == GenerationConfig(max_new_tokens=9, temperature=0.7, top_p=0.8, repetition_penalty=1.2)

@@ -64,8 +64,8 @@ async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 class Serving:
     """One engine's requests: validate, queue, generate, shape the answer; counts every outcome in ``metrics``."""
 
-    def __init__(self, engine: Engine, default_max_new_tokens: int, metrics: Metrics):
-        self.engine, self.default_max, self.metrics = engine, default_max_new_tokens, metrics
+    def __init__(self, engine: Engine, defaults: Params, metrics: Metrics):
+        self.engine, self.defaults, self.metrics = engine, defaults, metrics
         self.fingerprint = "kinject-native"
 
     # --------------------------------------------------------------------------------------------- running
@@ -147,7 +147,7 @@ class Serving:
 
     def _generate_job(self, body: Any) -> Job:
         target = self.engine.resolve(body.parameters.adapter_id)
-        params = p.generate_params(body.parameters, self.default_max)
+        params = p.generate_params(body.parameters, self.defaults)
         if not body.inputs:
             raise ServeError("`inputs` cannot be empty")
         ids = self.engine.encode(target, body.inputs)
@@ -157,7 +157,7 @@ class Serving:
     def _chat_job(self, body: Any) -> Job:
         p.check_chat_fields(body)
         target = self.engine.resolve(body.model)
-        params = p.openai_params(body, self.default_max)
+        params = p.openai_params(body, self.defaults)
         ids = self.engine.chat_ids(target, p.chat_messages(body))
         self.engine.check_length(ids, params)
         return target, ids, params
@@ -165,7 +165,7 @@ class Serving:
     def _completion_jobs(self, body: Any) -> list[Job]:
         p.check_completion_fields(body)
         target = self.engine.resolve(body.model)
-        params = p.openai_params(body, self.default_max)
+        params = p.openai_params(body, self.defaults)
         jobs = []
         for prompt in p.prompts(body):
             if not prompt:

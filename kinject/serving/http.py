@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..settings.stages import GenerationConfig
-from .engine import Engine
+from .engine import Engine, Params
 from .errors import ServeError
 from .handlers import Serving
 from .metrics import Metrics
@@ -93,20 +93,18 @@ def _replay(body: bytes, receive: Any) -> Any:
     return replayed
 
 
-def create_app(
-    engine: Engine,
-    default_max_new_tokens: int = GenerationConfig.max_new_tokens,
-    policy: HttpPolicy | None = None,
-) -> Any:
+def create_app(engine: Engine, generation: GenerationConfig | None = None, policy: HttpPolicy | None = None) -> Any:
     """The FastAPI application serving ``engine`` over TGI's routes (plus ``POST /kinject/adapters``): the routes
-    of ``routes``, which find the serving object and the policy in the application's state."""
+    of ``routes``, which find the serving object and the policy in the application's state. ``generation`` holds
+    the decoding a request gets for what it leaves unset (max_new_tokens, temperature, top_p, repetition_penalty;
+    greedy at or below temperature 0.05, as kinject decodes)."""
     from fastapi import FastAPI
 
     from .routes import ROUTERS  # the routes import FastAPI: only an application being built needs them
 
     metrics = Metrics()
     app = FastAPI(title="kinject (TGI protocol)", version=VERSION, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.serving = Serving(engine, default_max_new_tokens, metrics)
+    app.state.serving = Serving(engine, Params.from_generation(generation or GenerationConfig()), metrics)
     app.state.policy = policy or HttpPolicy()
     app.add_middleware(_Guard, policy=app.state.policy, metrics=metrics)
     _add_error_handlers(app, metrics)

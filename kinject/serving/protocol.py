@@ -22,35 +22,45 @@ UINT64 = 2**64 - 1  # TGI's seed is a u64; torch.manual_seed takes the same rang
 # ------------------------------------------------------------------------------------------- request -> Params
 
 
-def generate_params(p: Any, default_max: int) -> Params:
-    """``/generate``'s parameters as the engine's."""
+def _unless_given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def generate_params(p: Any, defaults: Params) -> Params:
+    """``/generate``'s parameters as the engine's; what the request leaves unset is the server's (``defaults``)."""
     if p.best_of not in (None, 1):
         raise ServeError("`best_of` != 1 is not supported by kinject's server")
     return Params(
-        max_new_tokens=p.max_new_tokens or default_max,
-        temperature=p.temperature,
-        top_p=p.top_p,
+        max_new_tokens=p.max_new_tokens or defaults.max_new_tokens,
+        temperature=_unless_given(p.temperature, defaults.temperature),
+        top_p=_unless_given(p.top_p, defaults.top_p),
         top_k=p.top_k,
-        repetition_penalty=p.repetition_penalty,
+        repetition_penalty=_unless_given(p.repetition_penalty, defaults.repetition_penalty),
         do_sample=p.do_sample,
         seed=p.seed,
         stop=list(p.stop),
     )
 
 
-def openai_params(r: Any, default_max: int) -> Params:
-    """The chat and completions routes' settings as the engine's."""
+def openai_params(r: Any, defaults: Params) -> Params:
+    """The chat and completions routes' settings as the engine's; what the request leaves unset is the server's
+    (``defaults``)."""
     stop = [r.stop] if isinstance(r.stop, str) else list(r.stop or [])
     if len(stop) > MAX_STOPS:
         raise ServeError(f"`stop` supports up to {MAX_STOPS} stop sequences. Given: {len(stop)}")
-    top_p = r.top_p if r.top_p is not None and r.top_p < 1 else None  # OpenAI's 1.0 means "no nucleus cut"
+    if r.top_p is None:
+        top_p = defaults.top_p
+    else:
+        top_p = r.top_p if r.top_p < 1 else None  # OpenAI's 1.0 means "no nucleus cut"
     penalty = r.repetition_penalty
     if penalty is None and r.presence_penalty is not None:
         penalty = r.presence_penalty + 2 if r.presence_penalty > -2 else None
-    max_tokens = r.max_tokens or getattr(r, "max_completion_tokens", None) or default_max
+    elif penalty is None:
+        penalty = defaults.repetition_penalty
+    max_tokens = r.max_tokens or getattr(r, "max_completion_tokens", None) or defaults.max_new_tokens
     return Params(
         max_new_tokens=max_tokens,
-        temperature=r.temperature,
+        temperature=_unless_given(r.temperature, defaults.temperature),
         top_p=top_p,
         repetition_penalty=penalty,
         seed=r.seed,

@@ -75,8 +75,8 @@ def serve(
     generation: GenerationConfig | None = None,
     progress: Progress | None = None,
 ) -> None:
-    """Load the models and serve them until interrupted (blocking). ``generation.max_new_tokens`` is the default of
-    a request that sets none."""
+    """Load the models and serve them until interrupted (blocking). ``generation`` is the decoding of a request
+    that leaves it unset: its max_new_tokens, temperature, top_p and repetition_penalty."""
     import uvicorn
 
     policy = http_policy(config)  # before the model loads: a refused start costs nothing
@@ -90,6 +90,6 @@ def serve(
         progress,
         config.max_batch_size,
     )
-    app = create_app(engine, (generation or GenerationConfig()).max_new_tokens, policy)
+    app = create_app(engine, generation, policy)
     print(f"serving {', '.join(engine.names())} on http://{config.host}:{config.port}", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
