@@ -22,8 +22,9 @@ from typing import Any
 
 from ..runs import RunDir
 from ..runtime.progress import Progress
+from ..settings.declare import check_choice
 from ..settings.fields import to_dict
-from ..settings.stages import BlocksConfig
+from ..settings.stages import BlocksConfig, TextFormat
 
 IGNORE_INDEX = -100
 
@@ -48,7 +49,6 @@ class BlockStats:
         return asdict(self)
 
 
-TEXT_FORMATS = ("raw", "chat", "both", "none")
 PACKING_VERSION = 3  # bump when packing changes, so cached blocks are packed again (3: the user's own questions)
 
 
@@ -189,10 +189,8 @@ def pack_blocks(
     progress = progress or Progress()
     text_format = config.text_format
     block_size = min(config.block_size, max_context) if max_context else config.block_size
-    if text_format not in TEXT_FORMATS:
-        raise ValueError(f"text_format must be one of {', '.join(TEXT_FORMATS)}, got {text_format!r}")
-    if text_format in ("chat", "both") and not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"text_format {text_format!r} needs a chat model: this tokenizer has no chat template")
+    check_choice(text_format, "text_format", TextFormat)
+    _check_chat_template(text_format, tokenizer)
     titles = titles or [""] * len(texts)
     progress.start("tokenize", total=len(texts), unit="doc")
     docs = []
@@ -201,6 +199,12 @@ def pack_blocks(
         progress.advance(1)
     progress.finish()
     return _pack(docs, tokenizer, config, block_size)
+
+
+def _check_chat_template(text_format: str, tokenizer: Any) -> None:
+    """Refuse packing pages as chat turns with a tokenizer that has no chat template."""
+    if text_format in ("chat", "both") and not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"text_format {text_format!r} needs a chat model: this tokenizer has no chat template")
 
 
 def _document_forms(text: str, title: str, tokenizer: Any, text_format: str) -> list[list[int]]:
@@ -394,8 +398,7 @@ def ensure_blocks(
     if cached is not None:
         dataset, info = cached
         return dataset, BlockStats(**info["stats"]), False
-    if config.text_format in ("chat", "both") and not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"text_format {config.text_format!r} needs a chat model: this tokenizer has no chat template")
+    _check_chat_template(config.text_format, tokenizer)
     progress.start("pack blocks", total=None)
     docs = training_docs(corpus.to_list(), config, tokenizer, augmentation)
     dataset, stats = _pack(docs, tokenizer, config, block_size)

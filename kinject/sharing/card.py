@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +17,7 @@ from ..eval.report import no_gain_line
 from ..models.hub import HUB_ID
 from ..models.loading import BUNDLED_ALIASES, BUNDLED_HUB_ID, BUNDLED_MODEL
 from ..runs import RunDir
+from ..sources.fetch_guard import blocked_reason, ip_literal  # the guard's judgement of an address
 
 # Licenses of well-known bases (the card's ``license``); an unknown base gets none rather than a guess.
 LICENSES = {
@@ -118,9 +118,6 @@ def front_matter(card: str) -> tuple[str, str]:
 
 # Host names that only mean something on this machine or its network (no DNS lookup: the name says it).
 _LOCAL_NAMES = (".local", ".internal", ".lan")
-# The IPv4 forms C's inet_aton takes besides the dotted quad ("127.1", "0x7f.0.0.1", "2130706433"), which fetchers
-# accept as well.
-_IPV4_NUMBERS = re.compile(r"(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}")
 _FILE_PATH = re.compile(r"^(?:[/~.]|[A-Za-z]:[\\/]|\\\\)")
 # The fetch guard's reasons as a card's reader reads them.
 _CARD_WORDS = {
@@ -167,31 +164,15 @@ def _not_public(url: str) -> str | None:
         return "a file path"
     if not host:
         return None
-    address = _ip_literal(host)
+    address = ip_literal(host)
     if address is None:
         if host == "localhost" or host.endswith(".localhost"):
             return "a loopback host name"
         return "a local host name" if host.endswith(_LOCAL_NAMES) else None
-    from ..sources.fetch_guard import blocked_reason  # the fetch guard's judgement of an address, worded for a card
-
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
     reason = blocked_reason(address)
     return _CARD_WORDS.get(reason, reason) if reason else None
-
-
-def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """``host`` as the IP address it spells, or None for a host name (looked up nowhere)."""
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    if _IPV4_NUMBERS.fullmatch(host):
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(host))  # parses numbers only: no lookup
-        except OSError:
-            return None
-    return None
 
 
 def _cell(text: Any) -> str:

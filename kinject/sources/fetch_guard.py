@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -201,11 +202,26 @@ def check_ip(
     raise BlockedURLError(f"refused: {subject} is {reason} ({_OPT_IN_HINT})")
 
 
-def _ip_literal(host: str) -> IPAddress | None:
+# The IPv4 forms C's inet_aton takes besides the dotted quad ("127.1", "0x7f.0.0.1", "2130706433"): the system's
+# resolver reads them as addresses without asking DNS, and so do fetchers.
+_IPV4_NUMBERS = re.compile(r"(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}", re.IGNORECASE)
+
+
+def ip_literal(host: str) -> IPAddress | None:
+    """The IP address ``host`` spells (within brackets, with an IPv6 zone, or in a numeric IPv4 form), or None for a
+    host name; nothing is looked up. The guard refuses such an address before connecting, and a model card names
+    it (``kinject.sharing.card``)."""
+    host = host.strip("[]").split("%")[0]
     try:
-        return ipaddress.ip_address(host.strip("[]").split("%")[0])
+        return ipaddress.ip_address(host)
     except ValueError:
-        return None
+        pass
+    if _IPV4_NUMBERS.fullmatch(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))  # parses numbers only: no lookup
+        except OSError:
+            return None
+    return None
 
 
 def check_url(
@@ -223,9 +239,9 @@ def check_url(
         raise BlockedURLError(f"refused: {shown} is not http or https")
     if not parsed.host:
         raise BlockedURLError(f"refused: {str(url)!r} has no host")
-    literal = _ip_literal(parsed.host)
-    if literal is not None:
-        check_ip(literal, allow_private, allowed_networks)
+    literal = ip_literal(parsed.host)
+    if literal is not None:  # a numeric spelling names the address it stands for
+        check_ip(literal, allow_private, allowed_networks, host=parsed.host.strip("[]").split("%")[0])
 
 
 class GuardedBackend(httpcore.SyncBackend):
