@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,35 @@ RUN_FILE_NAMES = {
     if k.startswith("_") and k[1:].isupper() and isinstance(v, str)
 }
 NAMES_MODULE = REPO / "kinject" / "runs" / "paths.py"  # where the names are spelled, once
+# An expression that stands for a run folder: run, run_dir, sub, recorder.run.path, RunDir(x).path, args.run_dir ...
+RUN_EXPRESSION = re.compile(r"(?:^|[.(])(?:run|run_dir|run_path|sub)\)?(?:\.path)?$")
 
 
 def _sources() -> list[Path]:
     return [p for p in (REPO / "kinject").rglob("*.py") if p != NAMES_MODULE] + [REPO / "app.py"]
+
+
+def _joined_names(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every name a file joins onto a run folder, by line, whether RunDir declares it or not: ``run.path / "x"``,
+    ``run.path / "x" / name`` and ``f"{run_dir}/x/"`` all give ``x``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            right = node.right
+            if isinstance(right, ast.Constant) and isinstance(right.value, str) and _is_run(node.left):
+                found.append((node.lineno, right.value.strip("/").split("/")[0]))
+        elif isinstance(node, ast.JoinedStr):
+            for before, after in zip(node.values, node.values[1:], strict=False):
+                text = after.value if isinstance(after, ast.Constant) else None
+                if isinstance(before, ast.FormattedValue) and isinstance(text, str) and text.startswith("/"):
+                    name = re.split(r"[/\s]", text[1:], maxsplit=1)[0]
+                    if name and _is_run(before.value):
+                        found.append((node.lineno, name))
+    return sorted(found)
+
+
+def _is_run(node: ast.AST) -> bool:
+    return RUN_EXPRESSION.search(ast.unparse(node)) is not None
 
 
 def test_the_run_folder_names_are_known():
@@ -31,7 +57,8 @@ def test_the_run_folder_names_are_known():
 
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(REPO)))
 def test_no_other_module_spells_a_run_folder_name(path):
-    """A file name of the run folder (``eval.json``) anywhere, or a folder name (``adapter``) in a path: both
+    """A file name of the run folder (``eval.json``) anywhere, a folder name (``adapter``) in a path, and any name
+    a module joins onto a run folder (``run.path / "x.log"``, ``f"{run_dir}/x/"``), declared by RunDir or not: all
     belong to RunDir. (Config sections share some folder names, "blocks" say, and are allowed as plain words.)"""
     files = {n for n in RUN_FILE_NAMES if "." in n}
     folders = RUN_FILE_NAMES - files
@@ -42,7 +69,7 @@ def test_no_other_module_spells_a_run_folder_name(path):
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
         for operand in (node.left, node.right)
     }
-    found = []
+    found = [f"line {line}: {name!r} joined onto a run folder" for line, name in _joined_names(tree)]
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             value = node.value
@@ -50,6 +77,19 @@ def test_no_other_module_spells_a_run_folder_name(path):
             if value in files or (as_path and value.strip("/").split("/")[0] in folders):
                 found.append(f"line {node.lineno}: {value!r}")
     assert not found, f"{path.name} spells run-folder names (ask RunDir instead): {found}"
+
+
+def test_the_scan_finds_names_joined_onto_a_run_folder():
+    """What the test above reads as a name of a run folder: names RunDir does not declare too."""
+    code = (
+        'log = recorder.run.path / "train-processes.log"\n'
+        'sub = RunDir(run.path / "ablation" / f"{variant}-seed{seed}")\n'
+        'print(f"the variants are under {args.run_dir}/ablation/")\n'
+        'other = self.log_dir / "tgi.log"\n'
+        'folder = RunDir(run_dir).path / "notes.txt"\n'
+    )
+    expected = [(1, "train-processes.log"), (2, "ablation"), (3, "ablation"), (5, "notes.txt")]
+    assert _joined_names(ast.parse(code)) == expected
 
 
 def test_require_names_what_to_do(tmp_path):

@@ -283,7 +283,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         print(f"the variants finished before it are in {args.run_dir}'s ablation table", file=sys.stderr)
         return EXIT_ERROR
     print(format_ablation(data))
-    print(f"wrote the ablation table into {args.run_dir}; the variants' runs are under {args.run_dir}/ablation/")
+    variants = RunDir(args.run_dir).ablation_dir
+    print(f"wrote the ablation table into {args.run_dir}; the variants' runs are under {variants}/")
     return EXIT_OK
 
 

@@ -14,6 +14,7 @@ a ``RunDir``:
     checkpoints/     for resume;  adapter/  the trained adapter;  merged/  adapter merged into the base
     eval.json, eval.md, eval.png   the evaluation report
     ablation.json, ablation.md     recipe variants compared (their runs under ablation/)
+    train-processes.log            the output of a training the app started on several processes
 
 The package by job: ``paths`` (names, paths, is it a run), ``files`` (atomic writes, reads, the lock),
 ``shapes`` (what each JSON file must hold, checked as it is read, so a damaged file is named with its field),

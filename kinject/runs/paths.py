@@ -41,6 +41,8 @@ class RunPaths:
     _EVAL_STEMS = {"full": "eval", "quick": "eval-quick", "stopped": "eval-stopped"}
     _ABLATION_JSON = "ablation.json"
     _ABLATION_MD = "ablation.md"
+    _ABLATION = "ablation"  # the variants' runs of kinject ablate, a run folder each
+    _PROCESSES_LOG = "train-processes.log"  # the output of a training's processes when the app started several
     _LOCK = ".train.lock"
     _PUSHES = "pushes.jsonl"  # one row per successful push to the Hub (repo, commit, when; never the token)
     _PREVIOUS = ".previous"  # a fresh training's predecessor (checkpoints, metrics, config) until it is safe to drop
@@ -91,6 +93,16 @@ class RunPaths:
     @property
     def merged_dir(self) -> Path:
         return self.path / self._MERGED
+
+    @property
+    def ablation_dir(self) -> Path:
+        """Where ``kinject ablate`` trains its variants, a run folder each."""
+        return self.path / self._ABLATION
+
+    @property
+    def processes_log(self) -> Path:
+        """The output of a training's processes, when the app started it on several devices."""
+        return self.path / self._PROCESSES_LOG
 
     def is_run(self) -> bool:
         return self.config_path.is_file()

@@ -120,7 +120,7 @@ def ablate(
         used = augmentation_kinds(variant_blocks)
         gen_s = sum(augmentation.seconds.get(k, 0.0) for k in used) if augmentation else 0.0
         for seed in seeds:
-            sub = RunDir(run.path / "ablation" / f"{_slug(variant)}-seed{seed}")
+            sub = RunDir(run.ablation_dir / f"{_slug(variant)}-seed{seed}")
             config = replace(train, **train_values, seed=seed, max_steps=budget, eval_at_end=False)
             wanted = {
                 "train": config,

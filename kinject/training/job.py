@@ -61,7 +61,7 @@ def _launched(recorder: StatusRecorder, run: RunDir, devices: int, argv: list[st
             if now.get("pid") != os.getpid():  # the launched training's, not this process's
                 recorder.update(**{k: now[k] for k in MIRRORED if k in now})
 
-    log = run.path / "train-processes.log"
+    log = run.processes_log
     with log.open("w", encoding="utf-8") as out:
         launched = run_launched(devices, argv, recorder.should_stop, mirror, out, run_dir=run.path)
     final = run.read_status() or {}
