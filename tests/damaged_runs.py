@@ -3,6 +3,7 @@ hold the wrong shape or type, and a cut-off one. Shared by the tests of the read
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,4 +53,18 @@ def make_run(root: Path, name: str, adapter: bool = True) -> RunDir:
     if adapter:
         run.adapter_dir.mkdir()
         (run.adapter_dir / run.ADAPTER_CONFIG).write_text("{}")
+    return run
+
+
+def fake_run(path: Path, model: str = "x/base") -> RunDir:
+    """A run folder with a (random, tiny) adapter on disk: enough for the checks that need no model."""
+    import torch
+    from safetensors.torch import save_file
+
+    run = RunDir(path)
+    run.path.mkdir(parents=True)
+    run.write_config({"model": {"model": model}})
+    run.adapter_dir.mkdir()
+    (run.adapter_dir / RunDir.ADAPTER_CONFIG).write_text(json.dumps({"peft_type": "LORA"}))
+    save_file({"a": torch.zeros(4)}, str(run.adapter_weights()))
     return run

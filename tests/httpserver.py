@@ -359,3 +359,11 @@ def in_thread(server: Any) -> Iterator[Any]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def loopback(**changes: Any) -> Any:
+    """Fetch settings for the loopback test site: private addresses allowed, a 5 s read timeout and a 1 s deadline
+    per page (``changes`` replace any of them)."""
+    from kinject.settings.sources import FetchConfig
+
+    return FetchConfig(**{"allow_private_urls": True, "timeout_s": 5, "total_timeout_s": 1, **changes})

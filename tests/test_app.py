@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from httpserver import SiteServer
 
 from kinject.runs import RunDir
 from kinject.settings.fields import describe_fields
@@ -232,7 +233,7 @@ def test_chat_works_while_a_training_job_runs(app_client, site, tiny_model_dir):
             time.sleep(0.2)
 
 
-# ------------------------------------------------------------------------- the app as a product (issue 11)
+# ------------------------------------------------------------------------------------- the app as a product
 
 
 def _named(client, endpoint: str, values) -> dict:
@@ -511,3 +512,45 @@ def test_the_evaluate_tab_says_when_the_adapter_answers_no_more_than_the_base():
         {"base": side, "adapter": dict(side)}
     )
     assert "no more knowledge probes" not in eval_summary({"base": side, "adapter": {**side, "knowledge_correct": 2}})
+
+
+def test_the_app_api_cannot_allow_private_addresses(
+    site, site_server: SiteServer, tmp_path, monkeypatch, tiny_model_dir
+):
+    from gradio_client import Client
+
+    from kinject.web import state
+    from kinject.web.layout import build_ui
+
+    monkeypatch.setattr(state, "RUNS_ROOT", tmp_path / "runs")
+    demo = build_ui(AppConfig())  # the operator allowed nothing
+    demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, show_error=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/prepare"]
+        names = {p["parameter_name"] for p in api["parameters"]}
+        assert "urls" in names and "block_size" in names
+        assert not names & {"allow_private_urls", "allowed_networks"}
+        before = len(site_server.requests)
+        # Naming the operator's settings is refused; leaving them out, loopback stays refused.
+        with pytest.raises(Exception, match="allow_private_urls"):
+            client.predict(
+                run_name="x",
+                urls=f"{site}/ec2-p5.html",
+                model=str(tiny_model_dir),
+                allow_private_urls=True,
+                api_name="/prepare",
+            )
+        with pytest.raises(Exception, match="allowed_networks"):
+            client.predict(run_name="x", urls=f"{site}/ec2-p5.html", allowed_networks="0.0.0.0/0", api_name="/prepare")
+        table, summary, _, _ = client.predict(
+            run_name="x", urls=f"{site}/ec2-p5.html", model=str(tiny_model_dir), api_name="/prepare"
+        )
+        (row,) = table["data"]
+        assert row[0] == "error" and "is a loopback address" in row[5]
+        assert "Nothing prepared" in summary
+        assert len(site_server.requests) == before  # the server was never reached
+        assert not (tmp_path / "runs" / "x").exists()
+    finally:
+        demo.close()
+        state.CHAT.stop()

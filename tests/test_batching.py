@@ -1,6 +1,6 @@
-"""The engine's continuous batching (issue 20): concurrent requests generate in one batch, each answering what it
-answers alone (greedy, and seeded sampling), across the base and an adapter; a request joins a running batch; a
-cancelled request leaves within one step while the others go on."""
+"""The engine's continuous batching (``kinject.serving.batcher`` over ``kinject.models.batch``): concurrent requests
+generate in one batch, each answering what it answers alone (greedy, and seeded sampling), across the base and an
+adapter; a request joins a running batch; a cancelled request leaves within one step while the others go on."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ def test_the_knowledge_preset_sizes_by_exposures_and_epochs_or_other_presets_ove
     assert default.epochs is None and default.fact_exposures == PRESETS["knowledge"]["train"]["fact_exposures"]
     assert TrainConfig(epochs=2).epochs == 2  # given epochs win over the preset's exposures
     assert TrainConfig(preset="cpu-demo").fact_exposures is None and TrainConfig(preset="cpu-demo").epochs == 20
-    asked = TrainConfig(preset="cpu-demo", fact_exposures=40)  # asked for: the preset's epochs no longer apply
+    asked = TrainConfig(preset="cpu-demo", fact_exposures=40)  # asked for: the preset's epochs do not apply
     assert asked.epochs is None and asked.fact_exposures == 40
     with pytest.raises(ConfigError, match="fact_exposures"):
         TrainConfig(fact_exposures=0)

@@ -4,7 +4,9 @@ end to end over loopback (a per-source table, exit codes, nothing lost, nothing 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
+import json
 import os
 import shlex
 import socket
@@ -15,9 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
+from httpserver import SiteServer
 
 from kinject.cli.docs import REFERENCE_END, REFERENCE_START, cli_reference
-from kinject.cli.main import EXIT_NO_SOURCE, EXIT_OK, main, verb_configs
+from kinject.cli.main import EXIT_ERROR, EXIT_NO_SOURCE, EXIT_OK, main, verb_configs
 from kinject.cli.parser import build_parser
 from kinject.runs import RunDir
 from kinject.settings.commands import prepare_command, train_command
@@ -386,3 +389,75 @@ def test_prepare_without_inputs_says_so_in_words(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "error: nothing to prepare: give at least one URL or file"
     with pytest.raises(ConfigError, match="^nothing to prepare: give at least one URL or file$"):
         PrepareConfig()
+
+
+def test_prepare_force_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.txt").write_text("three years of work")
+    doc = tmp_path / "doc.txt"
+    doc.write_text(TEXT)
+    assert main(["prepare", "--out", str(thesis), "--force", "--file", str(doc)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert f"{thesis} is not a kinject run" in err and "Traceback" not in err
+    assert sorted(p.name for p in thesis.iterdir()) == ["thesis.txt"]
+
+
+@pytest.mark.parametrize("out", ["", ".", "..", "  ", "runs/.."])
+def test_an_empty_or_dot_out_is_refused_before_anything_is_written(out, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "work"
+    (work / "runs").mkdir(parents=True)
+    doc = work / "doc.txt"
+    doc.write_text(TEXT)
+    monkeypatch.chdir(work)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for force in ([], ["--force"]):
+        assert main(["prepare", "--out", out, *force, "--file", str(doc)]) == EXIT_ERROR
+        err = capsys.readouterr().err
+        assert "is not a folder to create" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_fetching(site, site_server: SiteServer, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # fails for root too, unlike a read-only mode
+    before = len(site_server.requests)
+    code = main(["prepare", "--out", str(blocker / "run"), "--allow-private-urls", "--url", f"{site}/ec2-p5.html"])
+    assert code == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: cannot create {blocker / 'run'}: {blocker} is a file, not a folder"
+    assert len(site_server.requests) == before
+
+
+def test_os_errors_become_one_message_and_an_exit_code(tmp_path, monkeypatch, capsys):
+    import kinject.corpus.prepare
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "corpus"))
+
+    monkeypatch.setattr(kinject.corpus.prepare, "prepare", full)
+    assert main(["prepare", "--out", str(tmp_path / "run"), "--url", "https://example.com/"]) == EXIT_ERROR
+    assert capsys.readouterr().err.strip() == (
+        f"error: disk full ({tmp_path / 'run' / 'corpus'}): free some space and run the command again"
+    )
+
+
+def test_a_bad_endpoint_variable_is_a_message(monkeypatch, capsys):
+    monkeypatch.setenv("KINJECT_ENDPOINT", "localhost:8080")
+    assert main(["chat", "Hi?"]) == EXIT_ERROR
+    assert capsys.readouterr().err.strip() == "error: endpoint: must be an http(s) URL, got 'localhost:8080'"
+
+
+def test_ask_and_eval_check_the_adapter_before_loading_the_model(tiny_run, monkeypatch, capsys):
+    import kinject.models.generate
+
+    monkeypatch.setattr(kinject.models.generate, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert main(["ask", str(tiny_run), "What GPUs?"]) == EXIT_ERROR
+    assert "has no trained adapter yet: train it first" in capsys.readouterr().err
+    run = RunDir(tiny_run)
+    run.adapter_dir.mkdir()
+    (run.adapter_dir / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))  # weights missing
+    assert main(["eval", str(tiny_run), "--auto-probes", "1", "--no-retention", "--no-forgetting"]) == EXIT_ERROR
+    assert "has no weights" in capsys.readouterr().err
+    assert main(["ask", str(tiny_run), "What GPUs?"]) == EXIT_ERROR
+    assert "has no weights" in capsys.readouterr().err

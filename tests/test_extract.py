@@ -8,8 +8,10 @@ import time
 
 import pytest
 
+from kinject.settings.sources import FetchConfig
 from kinject.sources import extract as extraction
-from kinject.sources.extract import MAX_HTML_ELEMENTS, MAX_PDF_PAGES, SourceError, extract
+from kinject.sources.extract import MAX_HTML_ELEMENTS, MAX_PDF_PAGES, SourceError, decode_bytes, extract
+from kinject.sources.fetch import fetch_sources
 
 
 def blank_pdf(pages: int) -> bytes:
@@ -82,3 +84,35 @@ def test_html_of_too_many_elements_is_refused_before_it_is_parsed():
     assert time.monotonic() - started < 2
     title, text = extract(b"<html><body><p>The llamas of Lima prefer rain.</p></body></html>", "html", None, None)
     assert text == "The llamas of Lima prefer rain."
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_bom_is_decoded(encoding, tmp_path):
+    plain = LLAMAS * 3  # ASCII: as UTF-8 it would decode, NULs and all
+    accented = "Die Lamas von Lima mögen Regen, sagt die Volkszählung 2026 von Perú. 日本語も少し。\n" * 3
+    for text in (plain, accented):
+        assert decode_bytes(text.encode(encoding), html=False) == text
+        doc = tmp_path / "notes.txt"
+        doc.write_bytes(text.encode(encoding))
+        (row,) = fetch_sources([], [str(doc)], FetchConfig())
+        assert row.status == "ok" and "Lima" in row.text, row.error
+    # Text that merely holds a few NULs is not taken for UTF-16.
+    assert decode_bytes(b"plain ascii\x00 text with one nul", html=False) == "plain ascii\x00 text with one nul"
+
+
+LLAMAS = "The llamas of Lima prefer rain, says the 2026 census of Peru. Each llama drinks four litres a day.\n"
+
+
+def test_a_short_article_in_a_wrapper_named_like_chrome_is_kept():
+    from kinject.sources.extract import extract
+
+    article = (
+        "The Lima llama census of 2026 counted four thousand animals in the hills, twice the number of the last "
+        "count, and the herders expect more after the rainy season."
+    )
+    page = (
+        '<html><body><div class="layout has-sidebar"><h1>Llama census</h1>'
+        f"<p>{article}</p></div><footer>© Llama Society</footer></body></html>"
+    ).encode()
+    title, text = extract(page, "html", "utf-8", None)
+    assert article in text

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
-from httpserver import NetJail, SiteServer, serve
+from httpserver import NetJail, SiteServer, loopback, serve
 
 from kinject.settings.sources import FetchConfig
 from kinject.sources.fetch import fetch_sources
@@ -188,3 +189,21 @@ def test_tls_verifies_and_sends_the_host_name_not_the_address(
         with pytest.raises(BlockedURLError, match="tls.example resolves to 127.0.0.1"):
             fetch(f"https://tls.example:{port}/ec2-p5.html")
     assert jail.connects == ["127.0.0.1"]
+
+
+def test_a_slow_header_server_is_cut_at_the_deadline(site, jail):
+    started = time.monotonic()
+    (row,) = fetch_sources([f"{site}/dribble-headers"], [], loopback())
+    elapsed = time.monotonic() - started
+    assert row.status == "error" and row.error == "timeout: page not received within 1 s"
+    assert elapsed < 2.5  # the server dribbles for 30 s; each byte comes well within the 5 s read timeout
+
+
+def test_the_deadline_covers_every_redirect_hop(site, jail):
+    # Five hops of 0.4 s each, every one within the read timeout: together past the 1 s deadline.
+    started = time.monotonic()
+    (row,) = fetch_sources([f"{site}/slow-redirect?n=4"], [], loopback())
+    assert row.error == "timeout: page not received within 1 s"
+    assert time.monotonic() - started < 1.8
+    (row,) = fetch_sources([f"{site}/slow-redirect?n=1"], [], loopback(total_timeout_s=5))
+    assert row.status == "ok", row.error

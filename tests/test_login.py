@@ -115,7 +115,8 @@ def test_five_failures_lock_the_address_and_the_name_from_it_even_against_the_ri
 
 def test_a_user_locked_out_by_someone_else_logs_in_from_an_address_that_has_not_failed(limiter, clock):
     """Whoever knows a user name can lock only themselves out: the lockouts they earn (doubling up to 15 minutes)
-    hold against their address, while the user logs in at once from theirs. Before, the name was locked for all."""
+    hold against their address, while the user logs in at once from theirs: a lock on the name would lock out
+    everyone who uses it."""
     for _ in range(3):
         for attempt in range(5):
             assert not limiter.check("me", f"guess-{attempt}", "203.0.113.66")
@@ -137,7 +138,7 @@ def test_an_ipv6_client_is_counted_by_its_64_block(limiter):
 
 def test_invented_names_never_flush_a_lock(limiter):
     """5,001 failures under new names from new addresses fill the table past its 10,000 keys: the unlocked keys go,
-    the lock stays (before, the oldest keys went, locked ones included, and the locked password was accepted)."""
+    the lock stays (dropping the oldest keys, locked ones included, would let the locked password in again)."""
     for attempt in range(5):
         assert not limiter.check("me", f"guess-{attempt}", "203.0.113.66")
     for number in range(5_001):
@@ -287,8 +288,8 @@ def _login_as(http: httpx.Client, user: str, password: str, claimed: str) -> int
 
 def test_a_claimed_client_address_does_not_dodge_the_login_limit(monkeypatch):
     """Unless the operator names a trusted proxy, the limit counts the connection's own address: five failures under
-    five claimed addresses lock it, and a new claim does not unlock it (before, uvicorn believed any claim made from
-    loopback, so each failure counted for a different address and the lock never came)."""
+    five claimed addresses lock it, and a new claim does not unlock it (believed from loopback, as uvicorn would,
+    each failure would count for a different address and the lock would never come)."""
     demo = _serve(monkeypatch, AppConfig())
     try:
         with httpx.Client(base_url=demo.local_url, timeout=10) as http:
@@ -318,3 +319,29 @@ def test_trusted_proxies_are_an_operator_setting():
     assert AppConfig.from_env(env).trusted_proxies == ["10.0.0.5", "172.16.0.0/12"]
     with pytest.raises(ConfigError, match=r"^KINJECT_TRUSTED_PROXIES: '\*' is not a CIDR range"):
         AppConfig.from_env({"KINJECT_TRUSTED_PROXIES": "*"})
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (":", "entry 1 has an empty user name"),
+        ("admin:", "the password of 'admin' is empty"),
+        ("admin:short", "the password of 'admin' is 5 characters; use at least 8"),
+        ("admin", "entry 1 has no ':'"),
+        ("me:long-enough,:x", "entry 2 has an empty user name"),
+    ],
+)
+def test_weak_or_malformed_credentials_refuse_to_start(monkeypatch, value, message):
+    from kinject.web.auth import auth_for
+
+    monkeypatch.setenv("KINJECT_AUTH", value)
+    for host in ("0.0.0.0", "127.0.0.1"):  # a malformed value is never ignored, on loopback either
+        with pytest.raises(SystemExit, match=message) as info:
+            auth_for(host)
+        assert "short" not in str(info.value).replace("'admin' is 5", "")  # the password is never shown
+
+
+def test_good_credentials_are_parsed():
+    from kinject.web.auth import parse_auth
+
+    assert parse_auth("me:long-secret, you:a:b:c:d:e:f:g") == [("me", "long-secret"), ("you", "a:b:c:d:e:f:g")]

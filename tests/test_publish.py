@@ -6,12 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
 import yaml
+from damaged_runs import fake_run
 from hubserver import User, hub_server
 
+from kinject.cli.main import EXIT_ERROR, main
 from kinject.models.hub import parse_hub_id
 from kinject.runs import RunDir
 from kinject.runtime.progress import RecordingProgress
@@ -649,3 +652,83 @@ def test_the_card_says_when_the_adapter_answers_no_more_than_the_base():
     assert "answers no more knowledge probes than the base (0 of 7 against 0 of 7)" in same
     better = "\n".join(eval_section({"base": side, "adapter": {**side, "knowledge_correct": 3}}))
     assert "no more knowledge probes" not in better
+
+
+def test_push_refuses_links_and_files_from_outside_the_run(hub, tmp_path):
+    run = fake_run(tmp_path / "run")
+    os.symlink("/etc/passwd", run.adapter_dir / "notes.txt")
+    with pytest.raises(PublishError, match=r"links.*notes\.txt -> /etc/passwd.*nothing was uploaded"):
+        push(run, PublishConfig(repo="alice/x"), token=ALICE)
+    (run.adapter_dir / "notes.txt").unlink()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    os.symlink(outside, run.adapter_dir / "more")  # a linked folder, whose files lie outside the run
+    with pytest.raises(PublishError, match=r"more -> .*outside"):
+        push(run, PublishConfig(repo="alice/x"), token=ALICE)
+    (run.adapter_dir / "more").unlink()
+    run.merged_dir.mkdir()
+    (run.merged_dir / "config.json").write_text("{}")
+    os.symlink("/etc/hostname", run.merged_dir / "tokenizer.json")
+    with pytest.raises(PublishError, match=r"tokenizer\.json -> /etc/hostname"):
+        push(run, PublishConfig(repo="alice/x", merged=True), token=ALICE)
+    assert hub.requests == [] and hub.repos == {}  # refused before the Hub was asked anything
+
+
+def test_push_refuses_a_merged_model_of_an_older_adapter(hub, tmp_path, tiny_model_dir, capsys):
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForCausalLM
+
+    from kinject.sharing.merge import merge
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.write_config({"model": {"model": str(tiny_model_dir)}})
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=2, init_lora_weights=False)
+    )
+    model.save_pretrained(run.adapter_dir)
+    merge(run)
+    assert run.merged_is_current()
+    assert push(run, PublishConfig(repo="alice/x", merged=True), token=ALICE).files
+    # A new training replaces the adapter; merged/ stays, and now is stale.
+    weights = load_file(str(run.adapter_weights()))
+    save_file({k: v * 2 for k, v in weights.items()}, str(run.adapter_weights()))
+    assert not run.merged_is_current()
+    commits = hub.commit_count("alice/x")
+    with pytest.raises(PublishError, match=r"merged was made from an older adapter; run `kinject merge .* again"):
+        push(run, PublishConfig(repo="alice/x", merged=True), token=ALICE)
+    assert main(["push", str(run.path), "--repo", "alice/x", "--merged"]) == EXIT_ERROR
+    assert "older adapter" in capsys.readouterr().err
+    assert hub.commit_count("alice/x") == commits
+    # A merged/ that records no adapter (made by hand, say) is refused too.
+    run.merge_record_path().unlink()
+    with pytest.raises(PublishError, match="does not record which adapter"):
+        push(run, PublishConfig(repo="alice/x", merged=True), token=ALICE)
+    push(run, PublishConfig(repo="alice/x"), token=ALICE)  # the adapter alone still goes
+
+
+def test_a_hub_without_xet_refuses_in_one_line_and_leaves_no_empty_repository(hub, tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants as hf_constants
+    import torch
+    from safetensors.torch import save_file
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", False)  # hf_xet is installed: it is used
+    run = fake_run(tmp_path / "run")
+    with pytest.raises(PublishError, match=rf"the Hub at {hub.url} refused the upload: .*xet") as info:
+        push(run, PublishConfig(repo="alice/x"), token=ALICE)
+    assert "\n" not in str(info.value) and "HF_HUB_DISABLE_XET" in str(info.value)
+    assert "alice/x" not in hub.repos  # the repository this push created is gone again
+    monkeypatch.setenv("HF_TOKEN", ALICE)
+    assert main(["push", str(run.path), "--repo", "alice/x"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "refused the upload" in err and "Traceback" not in err and "alice/x" not in hub.repos
+    # A repository that existed before the push is left as it was.
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+    push(run, PublishConfig(repo="alice/x"), token=ALICE)
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", False)
+    save_file({"a": torch.ones(4)}, str(run.adapter_weights()))  # new weights: an upload is needed
+    with pytest.raises(PublishError, match="refused the upload"):
+        push(run, PublishConfig(repo="alice/x"), token=ALICE)
+    assert "alice/x" in hub.repos and hub.commit_count("alice/x") == 2

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ast
+import errno
 import json
 import re
 from pathlib import Path
 
 import pytest
-from damaged_runs import DAMAGES, Damage, make_run
+from damaged_runs import DAMAGES, Damage, fake_run, make_run
 
+from kinject.cli.main import EXIT_ERROR, main
 from kinject.runs import RunDir, RunError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -235,3 +237,58 @@ def test_create_refuses_an_existing_run_before_any_work(tmp_path):
     with pytest.raises(RunError, match="already exists"), RunDir.create(tmp_path / "run"):
         pass
     assert (tmp_path / "run" / "x").read_text() == "keep"
+
+
+def test_force_replaces_only_a_kinject_run_or_an_empty_folder(tmp_path):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.txt").write_text("three years of work")
+    with pytest.raises(RunError, match=r"thesis is not a kinject run.*nothing was deleted"):
+        RunDir.check_new(thesis, force=True)
+    with pytest.raises(RunError, match="not a kinject run"), RunDir.create(thesis, force=True) as new:
+        new.write_config({"model": {"model": "m"}})
+    assert (thesis / "thesis.txt").read_text() == "three years of work"
+    # A folder with a config.yaml of something else is no run either.
+    (thesis / "config.yaml").write_text("title: my thesis\n")
+    with pytest.raises(RunError, match="not a kinject run"):
+        RunDir.check_new(thesis, force=True)
+    # An empty folder and a run are replaced.
+    for name, content in (("empty", None), ("run", {"model": {"model": "m"}, "train": {"seed": 1}})):
+        target = tmp_path / name
+        target.mkdir()
+        if content:
+            RunDir(target).write_config(content)
+        with RunDir.create(target, force=True) as new:
+            new.write_config({"model": {"model": "new"}})
+        assert RunDir(target).read_config() == {"model": {"model": "new"}}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("cut", ["empty", "header", "data"])
+def test_a_truncated_or_empty_adapter_is_named_before_loading(cut, tmp_path, tiny_model_dir, capsys, monkeypatch):
+    import kinject.models.generate
+    import kinject.sharing.merge
+
+    run = fake_run(tmp_path / "run", model=str(tiny_model_dir))
+    data = run.adapter_weights().read_bytes()
+    cut_at = {"empty": 0, "header": 20, "data": len(data) - 3}[cut]
+    run.adapter_weights().write_bytes(data[:cut_at])
+    with pytest.raises(RunError, match=r"adapter_model\.safetensors is damaged \(truncated or empty\)"):
+        run.require_adapter()
+    for module in (kinject.models.generate, kinject.sharing.merge):  # where ask and merge load the model
+        monkeypatch.setattr(module, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    for argv in (["ask", str(run.path), "Hi?"], ["merge", str(run.path)]):
+        assert main(argv) == EXIT_ERROR
+        err = capsys.readouterr().err
+        assert "is damaged (truncated or empty): retrain or resume the run" in err and "Traceback" not in err
+
+
+def test_an_unwritable_out_says_why(tmp_path, monkeypatch):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)  # as a read-only folder does for anyone but root
+    with pytest.raises(Exception, match=r"cannot write .*run: Permission denied \(in "):
+        RunDir.check_new(tmp_path / "run")

@@ -376,3 +376,17 @@ def test_ask_answers_as_the_server_does(server, trained, capsys):
         served = client.chat_completion(messages, model=model, max_tokens=8, temperature=0)
         # The same answer; an empty one is shown as such rather than as a blank line.
         assert capsys.readouterr().out.strip() == shown_answer(served.choices[0].message.content)
+
+
+def test_serve_off_loopback_needs_a_key_before_loading_anything(monkeypatch, capsys):
+    import kinject.serving.serve
+    from kinject.cli.main import main
+
+    monkeypatch.setattr(kinject.serving.serve, "Engine", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.delenv("KINJECT_API_KEY", raising=False)
+    monkeypatch.delenv("KINJECT_ALLOW_NO_AUTH", raising=False)
+    assert main(["serve", "--host", "0.0.0.0"]) == 1
+    assert "without an API key" in capsys.readouterr().err
+    monkeypatch.setenv("KINJECT_API_KEY", "short")
+    assert main(["serve", "--host", "127.0.0.1"]) == 1
+    assert "at least 16 characters" in capsys.readouterr().err

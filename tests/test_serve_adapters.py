@@ -4,6 +4,7 @@ the server's ``--adapter-root``, whatever its working folder, and still cannot c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,15 +25,21 @@ def root(tmp_path_factory, tiny_model_dir):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, root):
+def engine(tiny_model_dir):
     from kinject.serving.engine import Engine
+
+    return Engine(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def server(engine, root):
     from kinject.serving.http import HttpPolicy, create_app
     from kinject.serving.server import ServerThread
 
     # No Hub downloads: a path read as a Hub id would be refused with 403, never fetched.
     srv = ServerThread(
         create_app(
-            Engine(str(tiny_model_dir)),
+            engine,
             GenerationConfig(max_new_tokens=4),
             HttpPolicy(adapter_root=root, hub_adapters=False),
         )
@@ -69,3 +76,45 @@ def test_a_relative_path_that_is_not_there_says_so(server, root, monkeypatch):
     assert response.status_code == 422 and "adapter_config.json" in response.json()["error"]
     hub_form = add(server, "hub", "owner/name")  # no folder of that name under the root: a Hub id, not downloaded
     assert hub_form.status_code == 403 and "Hub adapters" in hub_form.json()["error"]
+
+
+def _fake_adapter(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    return folder
+
+
+def test_runtime_loading_reads_only_under_the_adapter_root(server, root, tmp_path):
+    outside = _fake_adapter(tmp_path / "elsewhere")
+    response = add(server, "x", str(outside))
+    assert response.status_code == 403 and "outside the folder" in response.json()["error"]
+    escape = root / "link"
+    escape.symlink_to(outside)
+    response = add(server, "x", str(escape))
+    assert response.status_code == 403
+    dotted = add(server, "x", str(root / ".." / outside.name))
+    assert dotted.status_code == 403
+    damaged = _fake_adapter(root / "damaged")
+    (damaged / "adapter_model.safetensors").write_bytes(b"")
+    response = add(server, "x", str(damaged))
+    assert response.status_code == 422 and "could not be loaded" in response.json()["error"]
+    assert httpx.get(server.url + "/v1/models").json()["data"][-1]["id"] != "x"
+
+
+@pytest.mark.parametrize("name", ["..", "../x", "a/../b", "", "x" * 300, "a b", "/abs"])
+def test_a_bad_adapter_name_is_a_validation_error(server, name):
+    response = add(server, name, "anything")
+    assert response.status_code == 422, response.text
+    assert response.json()["error_type"] == "validation"
+
+
+def test_no_adapter_root_means_no_local_loading(engine, tmp_path):
+    from kinject.serving.http import create_app
+    from kinject.serving.server import ServerThread
+
+    srv = ServerThread(create_app(engine))
+    try:
+        response = add(srv, "x", str(_fake_adapter(tmp_path / "a")))
+        assert response.status_code == 403 and "--adapter-root" in response.json()["error"]
+    finally:
+        srv.stop()

@@ -90,7 +90,7 @@ def test_input_the_model_cannot_read_is_refused_by_its_size(server, path, body, 
     assert response.status_code == 422, response.text[:300]
     check("ErrorResponse", response.json())
     assert response.json()["error_type"] == "validation" and says in response.json()["error"]
-    assert time.monotonic() - started < 5  # 1.9 MB of text used to be tokenized into a 50 MB answer in 10.6 s
+    assert time.monotonic() - started < 5  # 1.9 MB of text tokenized whole makes a 50 MB answer in 10.6 s
 
 
 class HeldTokenizer:

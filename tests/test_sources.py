@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -12,7 +13,7 @@ from urllib.parse import quote
 
 import lxml.html
 import pytest
-from httpserver import CP1252_TEXT, LATIN1_TEXT, MARKDOWN_BODY, NetJail, SiteServer
+from httpserver import CP1252_TEXT, LATIN1_TEXT, MARKDOWN_BODY, NetJail, SiteServer, loopback
 
 from kinject.runtime.progress import RecordingProgress
 from kinject.settings.sources import FetchConfig
@@ -397,3 +398,58 @@ def test_hostile_sources_never_sink_a_prepare(site: str, tmp_path: Path, tiny_mo
     assert errors[2].startswith("PDF of 2500 pages, more than the 2000-page limit")
     assert errors[3].startswith("HTML of 300,002 elements, more than the 250,000-element limit")
     assert result.stats.blocks > 0 and "root:" not in (tmp_path / "run" / "sources.jsonl").read_text()
+
+
+def test_a_pdf_that_holds_html_is_named_and_pypdf_stays_quiet(tmp_path, capsys, caplog):
+    import io
+
+    from pypdf import PdfWriter
+
+    fake = tmp_path / "paper.pdf"
+    fake.write_text("<!doctype html><html><body><p>Please log in to read this paper.</p></body></html>")
+    writer, buffer = PdfWriter(), io.BytesIO()
+    writer.add_blank_page(100, 100)
+    writer.write(buffer)
+    cut = tmp_path / "cut.pdf"
+    cut.write_bytes(buffer.getvalue()[:-30])  # no EOF marker
+    caplog.set_level(logging.WARNING)
+    rows = fetch_sources([], [str(fake), str(cut)], FetchConfig())
+    assert rows[0].error == "not a PDF: it holds HTML (an error or login page in place of the document?)"
+    assert rows[1].error.startswith("unreadable PDF")
+    assert "EOF marker" not in capsys.readouterr().err
+    assert not [r for r in caplog.records if r.name.startswith("pypdf")]
+
+
+def test_an_oversized_file_is_refused_before_it_is_read(tmp_path, jail):
+    huge = tmp_path / "huge.txt"
+    with huge.open("wb") as fh:
+        fh.truncate(10_000_000_000)  # sparse: 10 GB that reading would take minutes and all the memory to load
+    just_over = tmp_path / "over.md"
+    just_over.write_bytes(b"word " * 1_000_001)  # 5,000,005 bytes: over the default limit
+    fine = tmp_path / "fine.md"
+    fine.write_text("# Notes\n\nThe llamas of Lima prefer rain, says the 2026 census of Peru.\n")
+    started = time.monotonic()
+    rows = fetch_sources([], [str(huge), str(just_over), str(fine)], FetchConfig())
+    assert time.monotonic() - started < 5
+    assert rows[0].error == "file larger than 5 MB limit (10000000000 bytes)"
+    assert rows[1].error == "file larger than 5 MB limit (5000005 bytes)"
+    assert rows[2].status == "ok" and rows[0].bytes == rows[1].bytes == 0
+    (small,) = fetch_sources([], [str(fine)], FetchConfig(max_file_bytes=20))
+    assert small.error.startswith("file larger than 20 bytes limit")
+
+
+def test_junk_pages_get_their_specific_messages_while_a_good_page_succeeds(site, tmp_path, jail):
+    numbers = tmp_path / "numbers.txt"
+    numbers.write_text("\n".join(f"{i}, {i * 3.14159:.4f}, {i**2}" for i in range(200)))
+    urls = [f"{site}/{p}" for p in ("binary-html", "banner-only", "deep", "empty", "ec2-p5.html")]
+    rows = fetch_sources(urls, [str(numbers)], loopback(total_timeout_s=20))
+    errors = [r.error for r in rows]
+    assert errors[0].startswith("binary data, not text: ") and "control or replacement characters" in errors[0]
+    assert errors[1].startswith("no text could be extracted: only boilerplate: its ")
+    assert "cookie" in errors[1]
+    assert (
+        errors[2] == "no text could be extracted: too deep: its HTML nests 402 levels, and the parser gives up at 255"
+    )
+    assert errors[3].startswith("no text could be extracted: empty: the page has no visible text")
+    assert rows[4].status == "ok" and "H100" in rows[4].text
+    assert errors[5].startswith("no real words: only ")

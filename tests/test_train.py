@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from damaged_runs import fake_run
 from model_fixtures import TINY_BLOCKS, StopAt
 
-from kinject.runs import RunDir, replaced_dir
+from kinject.cli.main import EXIT_ERROR, main
+from kinject.runs import RunBusyError, RunDir, RunError, replaced_dir
 from kinject.runtime.jobs import JobBusyError, JobManager, read_status
 from kinject.runtime.progress import Progress, RecordingProgress
 from kinject.settings.stages import BlocksConfig, TrainConfig
@@ -222,29 +224,6 @@ def test_corrupt_run_folder_fails_clearly(tiny_run):
         fit(tiny_run, quick())
 
 
-def test_merge_writes_a_loadable_16bit_model(tiny_run):
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from kinject.sharing.merge import merge
-
-    fit(tiny_run, quick(max_steps=3))
-    merged_dir = merge(tiny_run)
-    assert list(merged_dir.glob("*.safetensors")) and (merged_dir / "tokenizer.json").is_file()
-    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
-    assert merged.dtype == torch.bfloat16
-    assert not any("lora" in k for k in merged.state_dict())
-    run = RunDir(tiny_run)
-    base = AutoModelForCausalLM.from_pretrained(run.section("model")["model"], dtype=torch.bfloat16)
-    with_adapter = PeftModel.from_pretrained(base, str(run.adapter_dir)).eval()
-    ids = torch.tensor([[1, 42, 7, 99, 5]])
-    with torch.no_grad():
-        expected = with_adapter(ids).logits.float()
-        got = merged(ids).logits.float()
-    assert torch.allclose(got, expected, atol=0.05), (got - expected).abs().max()
-    assert not [p for p in tiny_run.iterdir() if p.name.startswith(".merged")]  # no temporary folder left
-
-
 def test_second_process_on_same_run_refused(tiny_run):
     import fcntl
 
@@ -452,7 +431,7 @@ def test_the_kl_weight_scales_only_the_replay_term(tiny_model_dir):
 
 
 def test_the_chunked_linear_cross_entropy_is_cross_entropy_with_its_gradient(monkeypatch):
-    """Issue 20: the loss from hidden states, a chunk of the vocabulary's logits at a time, gives the same value and
+    """The loss from hidden states, a chunk of the vocabulary's logits at a time, gives the same value and
     gradient as cross-entropy on full logits, across chunk boundaries."""
     import torch
 
@@ -555,3 +534,90 @@ def test_a_teachers_turn_teaches_the_answer_tokens_by_its_distribution(tiny_mode
         plain = causal_lm_loss(model, {"input_ids": ids, "labels": labels.clone()}, 1.0, None)
         mixed = causal_lm_loss(model, {"input_ids": ids, "labels": labels.clone(), **both}, 1.0, None)
     assert mixed.item() == pytest.approx(plain.item() + loss.item(), rel=1e-4)
+
+
+def test_resume_while_the_first_training_is_starting_says_so(tmp_path):
+    from kinject.training.pipeline import train
+
+    run = fake_run(tmp_path / "run")
+    with run.training_lock(), pytest.raises(RunBusyError, match=r"being trained .*still be starting"):
+        train(run, resume=True)
+
+
+def test_an_empty_config_yaml_is_called_empty_not_never_trained(tmp_path):
+    from kinject.training.pipeline import train
+
+    run = fake_run(tmp_path / "run")
+    state = run.checkpoint_at(2) / "trainer_state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{}")
+    run.config_path.write_text("")
+    with pytest.raises(RunError, match=r"config\.yaml is empty or damaged"):
+        train(run, resume=True)
+
+
+def _snapshot(run: RunDir) -> tuple[list[str], list[dict], dict]:
+    files = sorted(str(p.relative_to(run.checkpoints_dir)) for p in run.checkpoints_dir.rglob("*"))
+    return files, run.read_metrics(), run.section("train")
+
+
+def test_a_failing_train_leaves_checkpoints_intact(tiny_run, capsys):
+    from model_fixtures import TINY_BLOCKS
+
+    from kinject.settings.stages import TrainConfig
+    from kinject.training.pipeline import train
+
+    run = RunDir(tiny_run)
+    quick = TrainConfig(preset="cpu-demo", max_steps=4, save_steps=2, quantization="none", learning_rate=5e-3)
+    train(run, quick, blocks=TINY_BLOCKS)
+    before = _snapshot(run)
+    assert before[0] and len(before[1]) == 4
+    (cached,) = (run.path / "blocks").glob("*/blocks.json")
+    cached.write_text("{not json")  # the blocks this training needs are damaged: it fails before it trains
+    argv = ["train", str(run.path), "--preset", "cpu-demo", "--block-size", "64", "--lr", "0.01"]
+    assert main([*argv, "--quantization", "none", "--max-steps", "8"]) == EXIT_ERROR
+    assert "corrupt" in capsys.readouterr().err
+    assert _snapshot(run) == before  # checkpoints, metrics and the saved settings: what --resume needs
+    status = run.read_status()
+    assert status["status"] == "failed" and status["phase"] == "prepare training"
+    cached.unlink()  # packed again from the corpus
+    result = train(run, quick, resume=True)
+    assert result.status == "done" and result.step == 4
+
+
+def test_a_training_that_fails_at_its_first_step_puts_the_earlier_checkpoints_back(tiny_run):
+    from model_fixtures import TINY_BLOCKS
+    from transformers import TrainerCallback
+
+    from kinject.settings.stages import TrainConfig
+    from kinject.training.loop import TrainError
+    from kinject.training.pipeline import train
+
+    class FailAtFirstStep(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            raise RuntimeError("out of memory (simulated)")
+
+    run = RunDir(tiny_run)
+    quick = TrainConfig(preset="cpu-demo", max_steps=4, save_steps=2, quantization="none", learning_rate=5e-3)
+    train(run, quick, blocks=TINY_BLOCKS)
+    before = _snapshot(run)
+    other = TrainConfig(preset="cpu-demo", max_steps=8, save_steps=2, quantization="none", learning_rate=1e-2)
+    with pytest.raises(TrainError, match="simulated"):
+        train(run, other, blocks=TINY_BLOCKS, callbacks=[FailAtFirstStep()])
+    assert _snapshot(run) == before  # checkpoints, metrics and settings of the earlier training, as --resume needs
+    assert not (run.path / ".previous").exists()
+    assert train(run, quick, resume=True).status == "done"
+
+
+def test_train_without_a_corpus_fails_before_loading_the_model(tmp_path, monkeypatch):
+    import kinject.training.pipeline
+    from kinject.training.loop import TrainError
+    from kinject.training.pipeline import train
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.write_config({"model": {"model": str(tmp_path / "no-model")}})
+    monkeypatch.setattr(kinject.training.pipeline, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(TrainError, match="has no corpus to train on: prepare it first") as info:
+        train(run)
+    assert info.value.phase == "check run"

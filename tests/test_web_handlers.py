@@ -23,7 +23,7 @@ def jobs(web_jobs) -> JobManager:
 
 def test_the_poll_follows_a_job_that_another_handler_starts(jobs, tmp_path):
     """Evaluate, Prepare, Merge and Push start their job in their own handler; ``follow_job``, wired before it on the
-    same click, turns the status poll on at once (before, only Start did); the poll's next tick enables Stop while
+    same click, turns the status poll on at once, for every one of them; the poll's next tick enables Stop while
     the job runs and turns itself off when nothing runs (a handler that refused to start a job)."""
     from kinject.web.handlers import poll
 
@@ -86,8 +86,8 @@ def test_stop_says_so_at_once_and_turns_itself_off(jobs, tmp_path):
 
 
 def test_compare_chat_streams_both_sides_at_once_and_stop_ends_both(monkeypatch):
-    """Compare mode reads both answers at once (a server that batches answers both together; before, the base
-    waited for the adapter's whole answer), and closing the stream (gradio's cancel from "Stop answering") stops
+    """Compare mode reads both answers at once (a server that batches answers both together, rather than the base
+    waiting for the adapter's whole answer), and closing the stream (gradio's cancel from "Stop answering") stops
     every side's reading."""
     from kinject.web import chat
 
@@ -169,8 +169,8 @@ def test_a_copied_run_names_itself_in_the_status(tmp_path, monkeypatch):
 
 
 def test_a_failed_prepare_leaves_the_status_on_the_selected_run(tmp_path, monkeypatch):
-    """The picker still shows the selected run after a prepare fails, and so does the status area (before, it said
-    "No run selected.")."""
+    """The picker still shows the selected run after a prepare fails, and so does the status area (not "No run
+    selected.")."""
     from kinject.runs import RunDir
     from kinject.runtime.jobs import JobState
     from kinject.web.job_handlers import do_prepare
@@ -255,8 +255,8 @@ def test_the_page_loads_beside_a_damaged_run_and_its_poll_and_settings_name_the_
 
 
 def test_deleting_a_run_beside_a_damaged_one_reports_the_delete(jobs, capsys):
-    """The delete of a healthy run says it deleted it and shows the list with the damaged run in it (before, the
-    list's refresh raised after the run was gone, and the user was told the delete failed)."""
+    """The delete of a healthy run says it deleted it and shows the list with the damaged run in it: a refresh that
+    raises once the run is gone must not tell the user the delete failed."""
     from kinject.web.handlers import delete_run
 
     bad = _good_and_damaged(DAMAGES["status is text"])

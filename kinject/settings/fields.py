@@ -21,7 +21,7 @@ _LEGACY_KEYS = {
     "blocks": {"block_size_used"},
     "train": {"block_size", "text_format"},
     "eval": {"generation"},
-    "augment": {"cloze_questions"},  # every fact is now asked with its own sentence's questions (sentence_questions)
+    "augment": {"cloze_questions"},  # sentence_questions asks every fact with its own sentence's questions
 }
 
 

@@ -1,15 +1,11 @@
-"""The embedded server under a probe (issue 17): TGI's remaining routes (tokenize, chat_tokenize, metrics,
-completions, invocations) and their bodies; requests that used to wedge it (long stops, huge bodies, abandoned
-streams and timed-out clients); tampering with runtime adapter loading; lone surrogates and huge seeds; an open
-server off loopback; and the HF token never sent to a chat endpoint."""
+"""The HTTP application of the embedded server (``kinject.serving.http`` and ``routes``): TGI's routes beside
+/generate (tokenize, chat_tokenize, metrics, completions, invocations) and their bodies; the framework's errors as
+TGI's; requests that must not hold the model (long stops, huge bodies, abandoned streams and timed-out clients);
+lone surrogates and huge seeds; and the API key guarding every route but /health."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
@@ -177,7 +173,7 @@ def test_a_long_stop_is_refused_and_a_stop_still_stops(server):
     assert chat.status_code == 422
     allowed = post(server, "/generate", {"inputs": "Hi", "parameters": {"stop": ["z" * 256] * 4, "max_new_tokens": 8}})
     assert allowed.status_code == 200
-    assert time.monotonic() - started < 30  # one 10 kB stop used to take 22 s
+    assert time.monotonic() - started < 30  # a stop matched against a table over the vocabulary takes 22 s
 
     free = post(server, "/generate", {"inputs": "Hi", "parameters": {"max_new_tokens": 8, "details": True}}).json()
     second = free["details"]["tokens"][1]["text"]  # stop at the second token's text
@@ -201,7 +197,7 @@ def test_a_huge_body_is_refused_before_it_is_read(server):
 
     chunked = httpx.post(server.url + "/generate", content=chunks(), headers={"content-type": "application/json"})
     assert chunked.status_code == 413
-    assert time.monotonic() - started < 10  # a 20 MB body used to be tokenized for 24 s
+    assert time.monotonic() - started < 10  # a 20 MB body read and tokenized takes 24 s
 
 
 def test_an_abandoned_stream_stops_generating(server, engine, slow):
@@ -263,48 +259,6 @@ def test_a_seed_beyond_64_bits_is_a_validation_error(server):
 # --------------------------------------------------------------------------------------- adapter loading
 
 
-def _fake_adapter(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
-    return folder
-
-
-def test_runtime_loading_reads_only_under_the_adapter_root(server, tmp_path):
-    outside = _fake_adapter(tmp_path / "elsewhere")
-    response = post(server, "/kinject/adapters", {"name": "x", "path": str(outside)})
-    assert response.status_code == 403 and "outside the folder" in response.json()["error"]
-    escape = server.root / "link"
-    escape.symlink_to(outside)
-    response = post(server, "/kinject/adapters", {"name": "x", "path": str(escape)})
-    assert response.status_code == 403
-    dotted = post(server, "/kinject/adapters", {"name": "x", "path": str(server.root / ".." / outside.name)})
-    assert dotted.status_code == 403
-    damaged = _fake_adapter(server.root / "damaged")
-    (damaged / "adapter_model.safetensors").write_bytes(b"")
-    response = post(server, "/kinject/adapters", {"name": "x", "path": str(damaged)})
-    assert response.status_code == 422 and "could not be loaded" in response.json()["error"]
-    assert httpx.get(server.url + "/v1/models").json()["data"][-1]["id"] != "x"
-
-
-@pytest.mark.parametrize("name", ["..", "../x", "a/../b", "", "x" * 300, "a b", "/abs"])
-def test_a_bad_adapter_name_is_a_validation_error(server, name):
-    response = post(server, "/kinject/adapters", {"name": name, "path": "anything"})
-    assert response.status_code == 422, response.text
-    assert response.json()["error_type"] == "validation"
-
-
-def test_no_adapter_root_means_no_local_loading(engine, tmp_path):
-    from kinject.serving.http import create_app
-    from kinject.serving.server import ServerThread
-
-    srv = ServerThread(create_app(engine))
-    try:
-        response = post(srv, "/kinject/adapters", {"name": "x", "path": str(_fake_adapter(tmp_path / "a"))})
-        assert response.status_code == 403 and "--adapter-root" in response.json()["error"]
-    finally:
-        srv.stop()
-
-
 def test_an_api_key_guards_every_route_but_health(engine):
     from kinject.serving.http import HttpPolicy, create_app
     from kinject.serving.server import ServerThread
@@ -322,90 +276,3 @@ def test_an_api_key_guards_every_route_but_health(engine):
         assert right.status_code == 200, right.text
     finally:
         srv.stop()
-
-
-def test_serve_off_loopback_needs_a_key_before_loading_anything(monkeypatch, capsys):
-    import kinject.serving.serve
-    from kinject.cli.main import main
-
-    monkeypatch.setattr(kinject.serving.serve, "Engine", lambda *a, **k: pytest.fail("the model was loaded"))
-    monkeypatch.delenv("KINJECT_API_KEY", raising=False)
-    monkeypatch.delenv("KINJECT_ALLOW_NO_AUTH", raising=False)
-    assert main(["serve", "--host", "0.0.0.0"]) == 1
-    assert "without an API key" in capsys.readouterr().err
-    monkeypatch.setenv("KINJECT_API_KEY", "short")
-    assert main(["serve", "--host", "127.0.0.1"]) == 1
-    assert "at least 16 characters" in capsys.readouterr().err
-
-
-def _chat_recorder(seen: list[tuple[str, dict]], content: str) -> ThreadingHTTPServer:
-    """A loopback chat-completions server that answers ``content`` and records each request's authorization
-    header and body in ``seen``."""
-
-    class Recorder(BaseHTTPRequestHandler):
-        def do_POST(self):
-            sent = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-            seen.append((self.headers.get("authorization", ""), sent))
-            message = {"role": "assistant", "content": content}
-            body = json.dumps(
-                {
-                    "object": "chat.completion",
-                    "id": "x",
-                    "created": 0,
-                    "model": "m",
-                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd
-
-
-def test_the_chat_client_never_sends_the_hf_token(monkeypatch):
-    from kinject.models.client import chat_messages
-
-    seen: list[tuple[str, dict]] = []
-    httpd = _chat_recorder(seen, "ok")
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    secret = "hf_operatorSecretToken0123456789abcdef"
-    monkeypatch.setenv("HF_TOKEN", secret)
-    monkeypatch.delenv("KINJECT_API_KEY", raising=False)
-    try:
-        assert "".join(chat_messages(url, None, [{"role": "user", "content": "hi"}], stream=False)) == "ok"
-        monkeypatch.setenv("KINJECT_API_KEY", "the-servers-own-key-1234")
-        assert "".join(chat_messages(url, None, [{"role": "user", "content": "hi"}], stream=False)) == "ok"
-    finally:
-        httpd.shutdown()
-    assert seen and all(secret not in header for header, _ in seen)
-    assert seen[-1][0] == "Bearer the-servers-own-key-1234"
-
-
-def test_one_reply_sends_its_seed_and_the_servers_key_only(monkeypatch):
-    """``ServerClient.reply`` (what a generator server is asked): one answer, the request's seed and temperature,
-    no top_p, and ``$KINJECT_API_KEY`` rather than the HF token."""
-    from kinject.models.client import ServerClient
-
-    seen: list[tuple[str, dict]] = []
-    httpd = _chat_recorder(seen, " ok ")
-    monkeypatch.setenv("HF_TOKEN", "hf_operatorSecretToken0123456789abcdef")
-    monkeypatch.setenv("KINJECT_API_KEY", "the-servers-own-key-1234")
-    try:
-        client = ServerClient(f"http://127.0.0.1:{httpd.server_address[1]}", timeout_s=30)
-        answer = client.reply([{"role": "user", "content": "hi"}], "gen", max_tokens=8, temperature=-1, seed=7)
-    finally:
-        httpd.shutdown()
-    assert answer == " ok "
-    (header, sent), *_ = seen
-    assert header == "Bearer the-servers-own-key-1234"
-    assert sent["seed"] == 7 and sent["temperature"] == 0.0 and sent["max_tokens"] == 8 and sent["model"] == "gen"
-    assert "top_p" not in sent

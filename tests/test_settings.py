@@ -8,6 +8,7 @@ import dataclasses
 import shlex
 
 import pytest
+from damaged_runs import fake_run
 
 from kinject.settings import services, sources
 from kinject.settings.commands import equivalent_command, option_tokens
@@ -16,7 +17,7 @@ from kinject.settings.presets import DEFAULT_PRESET, PRESET_FIELDS, PRESETS
 from kinject.settings.resolve import training_blocks
 from kinject.settings.services import AppConfig, ChatConfig, PublishConfig, ServeConfig
 from kinject.settings.sources import FetchConfig
-from kinject.settings.stages import SECTIONS, BlocksConfig, ConfigError, TrainConfig
+from kinject.settings.stages import SECTIONS, AugmentConfig, BlocksConfig, ConfigError, TrainConfig
 
 DECLARED = [*SECTIONS.values(), ServeConfig, ChatConfig, PublishConfig, AppConfig]
 
@@ -116,3 +117,25 @@ def test_the_fetch_policy_caps_a_users_limits_at_the_operators():
     policy = operator.fetch_policy(FetchConfig(max_file_bytes=10**9, max_redirects=2, allow_private_urls=False))
     assert (policy.max_file_bytes, policy.max_redirects, policy.allow_private_urls) == (1000, 2, True)
     assert set(services.OPERATOR_FETCH_FIELDS) <= {f.name for f in dataclasses.fields(FetchConfig)}
+
+
+def test_a_value_of_the_wrong_type_names_the_field_and_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"^train: lora_r must be an integer, got 'abc'$"):
+        from_dict(TrainConfig, {"lora_r": "abc"}, "train")
+    with pytest.raises(ConfigError, match=r"learning_rate must be a number, got 'fast'"):
+        from_dict(TrainConfig, {"learning_rate": "fast"}, "train")
+    with pytest.raises(ConfigError, match=r"eval_at_end must be true or false, got 'yes please'"):
+        from_dict(TrainConfig, {"eval_at_end": "yes please"}, "train")
+    assert from_dict(TrainConfig, {"lora_r": 8, "lora_dropout": 0, "max_steps": None}, "train").lora_r == 8
+    run = fake_run(tmp_path / "run")
+    run.write_config({"model": {"model": "m"}, "train": {"lora_r": "abc"}})
+    with pytest.raises(ConfigError, match=rf"^{run.config_path}: train: lora_r must be an integer, got 'abc'$"):
+        run.section("train")
+
+
+def test_seeds_must_fit_the_generators():
+    for make in (lambda s: TrainConfig(seed=s), lambda s: AugmentConfig(augment_seed=s)):
+        make(0), make(2**32 - 1)
+        for bad in (2**80, -1, 2**32):
+            with pytest.raises(ConfigError, match=r"seed: must be within 0\.\.4294967295"):
+                make(bad)
