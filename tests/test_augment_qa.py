@@ -8,8 +8,9 @@ import json
 import pytest
 
 from kinject.augment import Passage, QuestionFileError, data_report, read_question_file
+from kinject.augment.facts import asked_spans
 from kinject.augment.qa import fact_aliases, generate_questions, page_facts, round_trip
-from kinject.augment.questions import asked_spans, fact_questions, fact_sentence, fronted, short_names
+from kinject.augment.questions import fact_questions, fact_sentence, fronted, short_names
 from kinject.runtime.progress import Progress
 from kinject.settings.stages import AugmentConfig
 

@@ -1,4 +1,4 @@
-"""Facts in text: sentences, and the dates, numbers and names a sentence states.
+"""Facts in text: sentences, the dates, numbers and names a sentence states, and which of them questions ask for.
 
 Shared by evaluation (automatic probes hold one of them out) and augmentation (questions ask for one, paraphrases
 must keep them all). Plain regular expressions for English text, no model: deterministic and fast.
@@ -115,3 +115,42 @@ def key_terms(text: str) -> set[str]:
     for span in name_spans(text):
         terms |= {normalize_answer(w) for w in span.text.split() if re.search(r"\d|[A-Z].*[A-Z]", w)}
     return {t for t in terms if t}
+
+
+def page_names(texts: list[str]) -> list[str]:
+    """The specific names of ``texts`` (what ``short_names`` tells apart)."""
+    return [s.text for t in texts for s in name_spans(t)]
+
+
+def sentence_topics(sentences: list[str], fallback: str = "") -> list[str]:
+    """For each sentence, what its "it"/"its" stands for: the last specific name of the sentences before it (a
+    page names a thing, then says "it"), else ``fallback`` (the page's subject)."""
+    topics, last = [], fallback
+    for sentence in sentences:
+        topics.append(last)
+        names = [s.text for s in name_spans(sentence) if not re.search(r"\d{4}", s.text) or "/" in s.text]
+        if names:
+            last = names[-1]
+    return topics
+
+
+def asked_spans(sentence: str) -> list[Span]:
+    """The facts of a sentence that questions ask for, in order, each once: its dates, times and numbers, its
+    specific names, and the one-word names inside it ("Brennholt"; not a date's month, a title such as "Dr", or
+    the "Nimbus" of "Nimbus 12")."""
+    numeric = numeric_spans(sentence)
+    inside = [(s.start, s.start + len(s.text)) for s in numeric]
+    found, seen = [], set()
+    for span in [*numeric, *name_spans(sentence, specific=False)]:
+        end = span.start + len(span.text)
+        if span.kind == "name":
+            if any(a <= span.start < b for a, b in inside) or re.match(r"\s\d", sentence[end:]):
+                continue
+            if span.text in ("Dr", "Mr", "Mrs", "Ms", "Prof", "St") or span.text in _OPENERS:
+                continue
+            if " " not in span.text and span.start == 0:
+                continue  # a sentence's capitalized first word
+        if span.text.lower() not in seen:
+            seen.add(span.text.lower())
+            found.append(span)
+    return found

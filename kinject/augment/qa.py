@@ -1,7 +1,7 @@
 """Question-answer pairs for every fact of the pages: questions that ask for exactly that fact, in several phrasings,
 answered by a sentence that states it.
 
-For every fact of every sentence (a date, time, number or name; ``questions.asked_spans``):
+For every fact of every sentence (a date, time, number or name; ``facts.asked_spans``):
 
 1. questions made from the fact's own sentence (``questions.fact_questions``: cloze, fronted, the relation an
    apposition states; with the subject's short name and an attribute said otherwise), which ask for the fact by
@@ -27,12 +27,12 @@ from typing import Any
 from ..runtime.progress import Progress
 from ..settings.stages import AugmentConfig
 from .cloze import fact_clause
-from .facts import Span, name_spans
+from .facts import Span, asked_spans, name_spans, page_names, sentence_topics
 from .filters import normalized, question_problem
 from .generators import ChatGenerator
 from .passages import Passage, asked_sentences, topic_of
 from .prompts import TEMPLATES, answer_conversation, question_conversation, rewrite_conversation
-from .questions import asked_spans, fact_questions, fact_sentence, page_names, sentence_topics, short_names
+from .questions import fact_questions, fact_sentence, short_names
 
 READER_TOKENS = 32  # the round trip's answers: enough for a sentence that states the fact
 # The order in which a fact's questions are kept, so that the phrasings spread over the rules that made them.
