@@ -36,11 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kinject import runs  # noqa: E402
 from kinject.runs import RunDir  # noqa: E402
 from kinject.runtime.progress import Progress  # noqa: E402
+from kinject.settings.places import SHIPPED  # noqa: E402
 from kinject.settings.sources import InputsConfig  # noqa: E402
 from kinject.settings.stages import BlocksConfig, ModelConfig, PrepareConfig, TrainConfig  # noqa: E402
 
 RESULTS: dict[str, Any] = {}
-CORPUS = Path(__file__).resolve().parent.parent / "kinject" / "data" / "general_text.txt"
+CORPUS = SHIPPED / "general_text.txt"
 
 
 def record(name: str, ok: bool, out: Path | None, **numbers: Any) -> None:

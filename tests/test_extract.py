@@ -13,6 +13,8 @@ from kinject.sources import extract as extraction
 from kinject.sources.extract import MAX_HTML_ELEMENTS, MAX_PDF_PAGES, SourceError, decode_bytes, extract
 from kinject.sources.fetch import fetch_sources
 
+LLAMAS = "The llamas of Lima prefer rain, says the 2026 census of Peru. Each llama drinks four litres a day.\n"
+
 
 def blank_pdf(pages: int) -> bytes:
     from pypdf import PdfWriter
@@ -98,9 +100,6 @@ def test_utf16_without_a_bom_is_decoded(encoding, tmp_path):
         assert row.status == "ok" and "Lima" in row.text, row.error
     # Text that merely holds a few NULs is not taken for UTF-16.
     assert decode_bytes(b"plain ascii\x00 text with one nul", html=False) == "plain ascii\x00 text with one nul"
-
-
-LLAMAS = "The llamas of Lima prefer rain, says the 2026 census of Peru. Each llama drinks four litres a day.\n"
 
 
 def test_a_short_article_in_a_wrapper_named_like_chrome_is_kept():

@@ -16,48 +16,26 @@ from .declare import ConfigError
 from .fields import coerce, describe_fields, from_dict
 from .presets import DEFAULT_PRESET, PRESET_FIELDS, PRESETS
 from .services import ChatConfig, PublishConfig, ServeConfig
-from .sources import FetchConfig, InputsConfig
-from .stages import (
-    AugmentConfig,
-    BlocksConfig,
-    CorpusConfig,
-    EvalConfig,
-    GenerationConfig,
-    ModelConfig,
-    TrainConfig,
-)
+from .stages import SECTIONS, AugmentConfig, BlocksConfig, GenerationConfig, ModelConfig, TrainConfig
 
+
+def _sections(*names: str) -> dict[str, type]:
+    return {name: SECTIONS[name] for name in names}
+
+
+_TRAINING = _sections("train", "blocks", "augment", "eval", "generation")
 # The config sections each verb takes, in the order its option groups are shown.
 VERB_SECTIONS: dict[str, dict[str, type]] = {
-    "model": {"model": ModelConfig},
-    "prepare": {
-        "inputs": InputsConfig,
-        "model": ModelConfig,
-        "fetch": FetchConfig,
-        "corpus": CorpusConfig,
-        "blocks": BlocksConfig,
-        "augment": AugmentConfig,
-    },
-    "augment": {"augment": AugmentConfig},
-    "train": {
-        "train": TrainConfig,
-        "blocks": BlocksConfig,
-        "augment": AugmentConfig,
-        "eval": EvalConfig,
-        "generation": GenerationConfig,
-    },
-    "ablate": {
-        "train": TrainConfig,
-        "blocks": BlocksConfig,
-        "augment": AugmentConfig,
-        "eval": EvalConfig,
-        "generation": GenerationConfig,
-    },
+    "model": _sections("model"),
+    "prepare": _sections("inputs", "model", "fetch", "corpus", "blocks", "augment"),
+    "augment": _sections("augment"),
+    "train": _TRAINING,
+    "ablate": _TRAINING,
     "merge": {},
-    "ask": {"generation": GenerationConfig},
+    "ask": _sections("generation"),
     "serve": {"model": ModelConfig, "serve": ServeConfig, "generation": GenerationConfig},
     "chat": {"chat": ChatConfig, "generation": GenerationConfig},
-    "eval": {"eval": EvalConfig, "generation": GenerationConfig},
+    "eval": _sections("eval", "generation"),
     "push": {"publish": PublishConfig},
 }
 # The verbs whose settings start from what the run saved (its packed blocks, its augmentation).
