@@ -3,9 +3,9 @@
 Forgetting tracks the KL divergence from the base model (Shenfeld et al., "RL's Razor", 2025). The evaluation's
 forgetting measure (``metrics.measure_forgetting``) and the forgetting guard during training
 (``kinject.training.guard``) both measure it here: the base's greedy answers to general chat prompts are generated
-once (``base_answers``; the end of the turn counts, as ending it is part of the behaviour), then the adapter is
-scored on them (``mean_kl``). The base is the same PeftModel with its adapter switched off (``adapter_off``), so no
-second model is loaded and both sides see identical weights.
+once with the base's log-probabilities over them (``base_answers``; the end of the turn counts, as ending it is part
+of the behaviour), then the adapter is scored on them (``mean_kl``). The base is the same PeftModel with its adapter
+switched off (``adapter_off``), so no second model is loaded and both sides see identical weights.
 """
 
 from __future__ import annotations
@@ -23,16 +23,18 @@ from .probes import EvalStopped
 @dataclass
 class BaseAnswer:
     """One general prompt with the base model's greedy answer: ``ids`` is the prompt's chat turn and the answer
-    (with the end of the turn when it ended), whose tokens from ``start`` on are scored."""
+    (with the end of the turn when it ended), whose tokens from ``start`` on are scored; ``logprobs``, the base's
+    next-token log-probabilities over them, computed once (the base does not change)."""
 
     id: str
     ids: list[int]
     start: int
+    logprobs: Any = None
 
 
 def sequence_logits(model: Any, ids: list[int], double: bool = True) -> Any:
-    """The next-token logits at every position of ``ids`` (float64 by default: KL and log-likelihoods sum many
-    small differences)."""
+    """The next-token logits at every position of ``ids`` (float64 by default: a log-likelihood sums many small
+    differences; the KL's float32 log-probabilities are kept for every check of the guard)."""
     import torch
 
     device = next(model.parameters()).device
@@ -65,20 +67,25 @@ def base_answers(
             ):
                 answers[i] = answer
     out = []
-    for prompt, context, (new, ended) in zip(prompts, contexts, answers, strict=True):
-        target = new + ([tokenizer.eos_token_id] if ended else [])
-        if target:
-            out.append(BaseAnswer(prompt["id"], context + target, len(context)))
+    with adapter_off(model), training_off(model):
+        for prompt, context, (new, ended) in zip(prompts, contexts, answers, strict=True):
+            target = new + ([tokenizer.eos_token_id] if ended else [])
+            if target:
+                ids = context + target
+                out.append(BaseAnswer(prompt["id"], ids, len(context), _logprobs(model, ids, len(context))))
     return out
 
 
-def kl_per_token(model: Any, ids: list[int], start: int) -> Any:
-    """KL(base || adapter) of the next-token distributions at every position that predicts ``ids[start:]``."""
+def _logprobs(model: Any, ids: list[int], start: int) -> Any:
+    """The next-token log-probabilities at every position that predicts ``ids[start:]``."""
     import torch
 
-    with adapter_off(model):
-        base = torch.log_softmax(sequence_logits(model, ids)[start - 1 : -1], dim=-1)
-    adapted = torch.log_softmax(sequence_logits(model, ids)[start - 1 : -1], dim=-1)
+    return torch.log_softmax(sequence_logits(model, ids, double=False)[start - 1 : -1], dim=-1)
+
+
+def kl_per_token(model: Any, answer: BaseAnswer) -> Any:
+    """KL(base || adapter) of the next-token distributions at every position of the base's ``answer``."""
+    base, adapted = answer.logprobs, _logprobs(model, answer.ids, answer.start)
     return (base.exp() * (base - adapted)).sum(-1)
 
 
@@ -91,6 +98,6 @@ def mean_kl(model: Any, answers: list[BaseAnswer], progress: Progress | None = N
         for answer in answers:
             if progress.should_stop():
                 raise EvalStopped("evaluation stopped while measuring forgetting")
-            per_prompt[answer.id] = max(kl_per_token(model, answer.ids, answer.start).mean().item(), 0.0)
+            per_prompt[answer.id] = max(kl_per_token(model, answer).mean().item(), 0.0)
             progress.advance(1, prompt=answer.id)
     return per_prompt
