@@ -1,4 +1,4 @@
-"""Hardening (issue 10): the operator alone decides what the server may fetch, one deadline per page, strong
+"""Hardening: the operator alone decides what the server may fetch, one deadline per page, strong
 credentials, size limits on files, junk never becomes corpus, shared facts survive dedup, messages instead of
 tracebacks, and checks before anything is destroyed."""
 
