@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared run of kinject's GPU checks and benchmarks on a lent GPU machine (issue 20), within 8 minutes.
+# One prepared run of kinject's GPU checks and benchmarks on a lent GPU machine, within 8 minutes.
 #
 #   bench/gpu.sh wheels        # here, with network access to the package registries: fill .whl/ (git-ignored)
 #                              # with what the GPU image lacks: bitsandbytes slimmed to its CUDA 13 and CPU

@@ -14,13 +14,13 @@ PresetName = Literal["knowledge", "cpu-demo", "case-study"]
 
 _RAW = {"text_format": "raw", "use_paraphrases": False, "use_qa": False, "replay_share": 0.0}
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # Chosen by ablation (kinject ablate, README training section) on the six sample pages with the bundled model:
+    # Chosen by ablation (kinject ablate, docs/recipe.md) on the six sample pages with the bundled model:
     # question-answer pairs as chat turns beside the raw pages, and a fifth of the tokens replaying the base's own
     # answers with KL(base || adapter) as their loss, learn more facts than raw text at the same budget while the
-    # general answers stay the base's; the forgetting guard keeps the best adapter within its KL bound. Issue 18
-    # (chosen on bench/data/dev, checked on the other bench sets): the length follows the facts (30 exposures
-    # each, four written questions per fact), at a lower learning rate with the replay KL weighted 4 times, which
-    # held the drift near the bound where the 1e-3 recipe passed it within a few steps.
+    # general answers stay the base's; the forgetting guard keeps the best adapter within its KL bound. Then, for
+    # pages nobody tuned on (chosen on bench/data/dev, checked on the other bench sets): the length follows the facts
+    # (30 exposures each, four written questions per fact), at a lower learning rate with the replay KL weighted 4
+    # times, which held the drift near the bound where the 1e-3 recipe passed it within a few steps.
     "knowledge": {
         "train": {
             "lora_r": 16,

@@ -231,7 +231,7 @@ def test_chat_works_while_a_training_job_runs(app_client, site, tiny_model_dir):
             time.sleep(0.2)
 
 
-# ------------------------------------------------------------------------- the app as a product (issue 11)
+# ------------------------------------------------------------------------------------- the app as a product
 
 
 def _named(client, endpoint: str, values) -> dict:

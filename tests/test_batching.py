@@ -1,4 +1,4 @@
-"""The engine's continuous batching (issue 20): concurrent requests generate in one batch, each answering what it
+"""The engine's continuous batching: concurrent requests generate in one batch, each answering what it
 answers alone (greedy, and seeded sampling), across the base and an adapter; a request joins a running batch; a
 cancelled request leaves within one step while the others go on."""
 

@@ -205,7 +205,7 @@ def _trained_and_evaluated(runs: Path, site: str, tiny_model_dir: Path) -> Path:
 def test_evaluate_stops_from_its_own_tab_keeps_the_full_one_and_locks_the_forms(
     app_url, tmp_path, site, tiny_model_dir
 ):
-    """Issue 21's four major problems in the browser: Stop is live for an evaluation started from the Evaluate tab
+    """Four problems once found in the browser: Stop is live for an evaluation started from the Evaluate tab
     and says so at once; a stopped (full or quick) evaluation never replaces the complete full one; the forms lock
     while the job runs; a copied run shows its own name. Evaluate starts on the quick set on a CPU and says what
     the full set takes."""

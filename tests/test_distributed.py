@@ -1,4 +1,4 @@
-"""Scale out (issue 20): ``kinject train --devices 2`` starts itself under ``accelerate launch`` as two CPU processes
+"""Scale out: ``kinject train --devices 2`` starts itself under ``accelerate launch`` as two CPU processes
 (gloo), trains data parallel into the same run folder (one status, one metrics file, the checkpoints, the adapter),
 and gives the loss curve of one process on the same global batch; the launch command and a stop shared by all."""
 

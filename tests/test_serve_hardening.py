@@ -1,4 +1,4 @@
-"""The embedded server under a probe (issue 17): TGI's remaining routes (tokenize, chat_tokenize, metrics,
+"""The embedded server under a security probe: TGI's remaining routes (tokenize, chat_tokenize, metrics,
 completions, invocations) and their bodies; requests that used to wedge it (long stops, huge bodies, abandoned
 streams and timed-out clients); tampering with runtime adapter loading; lone surrogates and huge seeds; an open
 server off loopback; and the HF token never sent to a chat endpoint."""

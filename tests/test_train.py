@@ -451,7 +451,7 @@ def test_the_kl_weight_scales_only_the_replay_term(tiny_model_dir):
 
 
 def test_the_chunked_linear_cross_entropy_is_cross_entropy_with_its_gradient(monkeypatch):
-    """Issue 20: the loss from hidden states, a chunk of the vocabulary's logits at a time, gives the same value and
+    """The loss from hidden states, a chunk of the vocabulary's logits at a time, gives the same value and
     gradient as cross-entropy on full logits, across chunk boundaries."""
     import torch
 
