@@ -262,7 +262,10 @@ class AugmentConfig:
         metavar="FILE",
     )
     replay_prompts: int = setting(
-        48, "General chat prompts (shipped, none of the evaluation's) whose base-model answers are kept for replay."
+        96,
+        "Shipped general prompts whose base-model answers are kept for replay (none of the evaluation's): 48 chat "
+        "requests, then 48 short general-knowledge questions, the form of the question-answer pairs, so that a "
+        "short factual question keeps the base's answer rather than taking the pages' style.",
     )
     generator: GeneratorSource = setting(
         "base",
