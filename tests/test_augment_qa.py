@@ -8,8 +8,8 @@ import json
 import pytest
 
 from kinject.augment import Passage, QuestionFileError, data_report, read_question_file
-from kinject.augment.qa import fact_aliases, generate_questions, page_facts, round_trip
 from kinject.augment.english import fronted
+from kinject.augment.qa import fact_aliases, generate_questions, page_facts, round_trip
 from kinject.augment.questions import asked_spans, fact_questions, fact_sentence, short_names
 from kinject.config import AugmentConfig
 from kinject.progress import Progress
