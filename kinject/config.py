@@ -156,11 +156,6 @@ class BlocksConfig:
         check_choice(self.packing, "packing", Packing)
         check_choice(self.qa_target, "qa_target", QATarget)
         require(0 <= self.replay_share < 0.9, "replay_share", f"must be within [0, 0.9), got {self.replay_share}")
-        require(
-            self.text_format != "none" or self.use_paraphrases or self.use_qa,
-            "text_format",
-            "'none' leaves nothing to train on unless use_paraphrases or use_qa is set",
-        )
 
 
 @dataclass

@@ -282,8 +282,8 @@ def test_qa_pairs_are_not_split_across_blocks(bundled_tokenizer):
 def test_blocks_that_use_augmentation_need_it(tiny_run, bundled_tokenizer):
     with pytest.raises(ValueError, match="need the run's augmentation"):
         ensure_blocks(RunDir(tiny_run), BlocksConfig(use_qa=True), bundled_tokenizer, 256)
-    with pytest.raises(ConfigError, match="'none' leaves nothing to train on"):
-        BlocksConfig(text_format="none")
+    with pytest.raises(ValueError, match="'none' leaves nothing to train on"):
+        ensure_blocks(RunDir(tiny_run), BlocksConfig(text_format="none"), bundled_tokenizer, 256)
 
 
 # ---------------------------------------------------------------------------------------------------- ablation
