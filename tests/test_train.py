@@ -15,7 +15,7 @@ from kinject.config import BlocksConfig, TrainConfig
 from kinject.jobs import JobBusyError, JobManager, read_status
 from kinject.pipeline import train
 from kinject.progress import Progress, RecordingProgress
-from kinject.runs import RunDir, replaced_dir
+from kinject.runs import RunDamagedError, RunDir, replaced_dir
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "
@@ -193,7 +193,9 @@ def test_interrupted_status_is_reported(tiny_run):
 
     assert status_with(pid=2**22 + 7) == "interrupted"  # no such process
     assert status_with() == "interrupted"  # no writer recorded
-    assert status_with(pid=2**80) == "interrupted" and status_with(pid="x") == "interrupted"  # malformed
+    assert status_with(pid=2**80) == "interrupted"  # no process can have it
+    with pytest.raises(RunDamagedError, match="pid must be a whole number"):
+        status_with(pid="x")
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         started = process_started(other.pid)
