@@ -22,6 +22,7 @@ ReplayLoss = Literal["ce", "kl"]
 Quantization = Literal["auto", "4bit", "none"]
 Switch = Literal["auto", "on", "off"]
 Scheduler = Literal["constant_with_warmup", "cosine", "linear"]
+GuardKeep = Literal["latest", "best"]
 DEFAULT_USER_AGENT = "kinject/0.1 (knowledge-injection corpus builder; +https://github.com/kinject/kinject)"
 
 
@@ -372,6 +373,11 @@ class TrainConfig:
     guard_patience: int = setting(
         0, "Forgetting guard: stop early after this many checks without a better adapter within the bound (0: never)."
     )
+    guard_keep: str = setting(
+        "latest",
+        "Forgetting guard: which adapter within the bound to keep: 'latest' (the most trained; the guard only undoes "
+        "drift) or 'best' (the highest likelihood of the pages' sentences, a proxy that can prefer an early step).",
+    )
 
     def __post_init__(self) -> None:
         check_choice(self.preset, "preset", PresetName)
@@ -413,6 +419,7 @@ class TrainConfig:
         require(self.kl_weight > 0, "kl_weight", f"must be > 0, got {self.kl_weight}")
         require(self.guard_checks >= 0, "guard_checks", f"must be >= 0, got {self.guard_checks}")
         require(self.guard_kl_max > 0, "guard_kl_max", f"must be > 0, got {self.guard_kl_max}")
+        check_choice(self.guard_keep, "guard_keep", GuardKeep)
         require(self.guard_patience >= 0, "guard_patience", f"must be >= 0, got {self.guard_patience}")
 
 

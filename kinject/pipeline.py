@@ -288,7 +288,9 @@ def _guard(
         return None
     items = knowledge_items(run.load_corpus().to_list())
     try:
-        guard = ForgettingGuard(model, tokenizer, items, config.guard_kl_max, steps, config.guard_patience, progress)
+        guard = ForgettingGuard(
+            model, tokenizer, items, config.guard_kl_max, steps, config.guard_patience, progress, config.guard_keep
+        )
         if saved:
             guard.restore(*saved)
     except Exception as exc:  # noqa: BLE001 - a guard that cannot measure must not cost the training
