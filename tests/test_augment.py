@@ -282,8 +282,8 @@ def test_qa_pairs_are_not_split_across_blocks(bundled_tokenizer):
 def test_blocks_that_use_augmentation_need_it(tiny_run, bundled_tokenizer):
     with pytest.raises(ValueError, match="need the run's augmentation"):
         ensure_blocks(RunDir(tiny_run), BlocksConfig(use_qa=True), bundled_tokenizer, 256)
-    with pytest.raises(ConfigError, match="'none' leaves nothing to train on"):
-        BlocksConfig(text_format="none")
+    with pytest.raises(ValueError, match="'none' leaves nothing to train on"):
+        ensure_blocks(RunDir(tiny_run), BlocksConfig(text_format="none"), bundled_tokenizer, 256)
 
 
 # ---------------------------------------------------------------------------------------------------- ablation
@@ -738,3 +738,23 @@ def test_clause_answers_give_each_fact_its_own_answer():
     assert templates and all(r["answer"] == r["sentence"] for r in templates)  # asks about the whole sentence
     sentence_config = AugmentConfig(template_questions=1, rewrites=0, round_trip=False, answers="sentence")
     assert all(r["answer"] == r["sentence"] for r in generate_qa([passage], _Silent(), sentence_config, Progress()))
+
+
+def test_replay_shares_no_prompt_or_answer_with_what_measures_the_model():
+    """Replay trains on the base's own answers: a prompt the evaluation, the guard or the retention probes also
+    ask would be measured on what it was trained on."""
+    from kinject.augment import replay_prompts
+    from kinject.eval.probes import general_prompts, shipped_retention_probes
+    from kinject.forgetting import guard_prompts
+
+    replay = [p["prompt"].lower() for p in replay_prompts()]
+    assert len(replay) == AugmentConfig().replay_prompts == len(set(replay))
+    measured = [p["prompt"] for p in general_prompts() + guard_prompts()] + [
+        p.question for p in shipped_retention_probes()
+    ]
+    for prompt in measured:
+        assert prompt.lower() not in replay
+    answers = {a.lower() for p in shipped_retention_probes() for a in p.answers}
+    words = {w.strip("?.,").lower() for p in replay for w in p.split()}
+    assert not {a for a in answers if " " not in a} & words  # no retention answer asked about ("paris", "tokyo")
+    assert not any(a in p for a in answers for p in replay)

@@ -8,9 +8,10 @@ import json
 import pytest
 
 from kinject.augment import Passage, QuestionFileError, data_report, read_question_file
+from kinject.augment.english import fronted
 from kinject.augment.facts import asked_spans
 from kinject.augment.qa import fact_aliases, generate_questions, page_facts, round_trip
-from kinject.augment.questions import fact_questions, fact_sentence, fronted, short_names
+from kinject.augment.questions import fact_questions, fact_sentence, short_names
 from kinject.runtime.progress import Progress
 from kinject.settings.stages import AugmentConfig
 
@@ -289,3 +290,15 @@ def test_user_questions_train_beside_the_generated_ones_and_are_reported(tiny_ru
     mine.unlink()
     again = ensure_augmentation(tiny_run, config, ("qa",))
     assert [r["question"] for r in again.kept("user")] == [r["question"] for r in rows]
+
+
+def test_a_training_given_a_malformed_question_file_names_its_line_before_loading(tiny_run, tmp_path):
+    from kinject.config import TrainConfig
+    from kinject.pipeline import train
+    from kinject.train import TrainError
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "How long is it?", "answer": "35 minutes."}\n{"question": 3, "answer": "x"}\n')
+    with pytest.raises(TrainError, match=r"bad\.jsonl:2: question is a int") as caught:
+        train(tiny_run, TrainConfig(max_steps=1), augment=AugmentConfig(questions=[str(bad)]))
+    assert caught.value.phase == "check run"

@@ -4,7 +4,7 @@ with its ``not_a_server_error``, ``status_code_conformance`` and ``response_sche
 Two passes, bounded in examples and time: spec-valid bodies on every route, and invalid bodies on the routes whose
 spec documents TGI's 422 (``/tokenize`` and ``/chat_tokenize`` document only 200 and 404, as TGI's router does not
 promise a validation error there). The one documented deviation, ``/v1/models`` (OpenAI's list, not TGI's single
-object; see the README), is excluded by name.
+object; see docs/serving.md), is excluded by name.
 
 The spec is read as TGI means it, with two syntax repairs made here and nowhere else (the file in ``tests/data``
 stays TGI's): it declares OpenAPI 3.0 but writes ``exclusiveMinimum`` as 3.1's number, which is put back as 3.0's

@@ -24,7 +24,13 @@ def hot(**kw) -> TrainConfig:
     """A learning rate high enough to pull the tiny model away from its base within a few steps (fp32: the checks
     here compare KLs measured in training with ones measured afterwards, and bf16 autocast moves them by ~0.3%)."""
     base = dict(
-        preset="cpu-demo", max_steps=8, learning_rate=5e-2, quantization="none", guard_checks=4, cpu_bf16="off"
+        preset="cpu-demo",
+        max_steps=8,
+        learning_rate=5e-2,
+        quantization="none",
+        guard_checks=4,
+        cpu_bf16="off",
+        guard_keep="best",
     )
     return TrainConfig(**{**base, **kw})
 
@@ -71,6 +77,17 @@ def test_the_guard_keeps_the_best_adapter_within_its_bound(tiny_run):
     loaded = load_for_run(tiny_run)
     guard = ForgettingGuard(loaded.model, loaded.tokenizer, [("Q?", "A.")], bound, [1])
     assert guard.measure()[0] == pytest.approx(best["kl"], rel=1e-3, abs=5e-6)  # checks keep 5 decimals
+
+
+def test_the_latest_guard_keeps_the_last_step_within_its_bound(tiny_run):
+    """keep='latest' only undoes drift: the last check within the bound is kept, whatever the sentences'
+    likelihood says."""
+    train(tiny_run, hot(guard_kl_max=1e9, guard_keep="latest"), blocks=TINY_BLOCKS)
+    assert RunDir(tiny_run).read_adapter_meta()["kept_step"] == 8
+    kls = [c["kl"] for c in _checks(tiny_run)]
+    bound = (kls[1] + kls[2]) / 2  # steps 2 and 4 within, 6 and 8 beyond
+    result = train(tiny_run, hot(guard_kl_max=bound, guard_keep="latest"), blocks=TINY_BLOCKS)
+    assert result.kept_step == 4 and "kept the adapter of step 4 of 8" in result.note
 
 
 def test_no_check_within_the_bound_keeps_the_last_step_and_says_so(tiny_run):
@@ -186,6 +203,7 @@ def _guard_of(checks, best: int | None, base: float | None, kl_max: float = 0.1,
 
     guard = object.__new__(ForgettingGuard)
     guard.kl_max, guard.patience, guard.failed, guard.progress = kl_max, patience, "", Progress()
+    guard.keep = "best"
     guard.checks = [Check(step, kl, knowledge, kl <= kl_max) for step, kl, knowledge in checks]
     guard.best = next((c for c in guard.checks if c.step == best), None)
     guard.best_weights, guard.base_knowledge = None, base

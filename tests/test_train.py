@@ -13,7 +13,7 @@ from damaged_runs import fake_run
 from model_fixtures import TINY_BLOCKS, StopAt
 
 from kinject.cli.main import EXIT_ERROR, main
-from kinject.runs import RunBusyError, RunDir, RunError, replaced_dir
+from kinject.runs import RunBusyError, RunDamagedError, RunDir, RunError, replaced_dir
 from kinject.runtime.jobs import JobBusyError, JobManager, read_status
 from kinject.runtime.progress import Progress, RecordingProgress
 from kinject.settings.stages import BlocksConfig, TrainConfig
@@ -196,7 +196,9 @@ def test_interrupted_status_is_reported(tiny_run):
 
     assert status_with(pid=2**22 + 7) == "interrupted"  # no such process
     assert status_with() == "interrupted"  # no writer recorded
-    assert status_with(pid=2**80) == "interrupted" and status_with(pid="x") == "interrupted"  # malformed
+    assert status_with(pid=2**80) == "interrupted"  # no process can have it
+    with pytest.raises(RunDamagedError, match="pid must be a whole number"):
+        status_with(pid="x")
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         started = process_started(other.pid)

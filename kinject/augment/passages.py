@@ -123,7 +123,7 @@ def topic_of(sentence: str, title: str, passage: str = "", heading: str = "") ->
     gives one (no template question then).
 
     The passage's name keeps a template question for sentences under a headline title: dropping them all cost
-    facts (bench/data/lookalikes, README "Knowledge on pages nobody tuned on")."""
+    facts (bench/data/lookalikes, docs/results.md)."""
     section = title_subject(heading)
     if not is_specific(section):
         section = ""

@@ -24,52 +24,8 @@ from dataclasses import dataclass
 
 from .cloze import _names_number, wh_phrase
 from .facts import _OPENERS, Span, name_spans
+from .english import AUX, DETERMINERS, IRREGULAR_PAST, MARK, NOT_VERBS, PREPOSITIONS, fronted, reworded
 
-AUX = frozenset("is are was were has have had can could will would shall should may might must".split())
-# Common irregular past forms and their base form (for "did ... <base>").
-IRREGULAR_PAST = {
-    "built": "build",
-    "made": "make",
-    "cast": "cast",
-    "paid": "pay",
-    "led": "lead",
-    "said": "say",
-    "took": "take",
-    "gave": "give",
-    "began": "begin",
-    "sold": "sell",
-    "held": "hold",
-    "won": "win",
-    "bought": "buy",
-    "brought": "bring",
-    "found": "find",
-    "grew": "grow",
-    "rose": "rise",
-    "fell": "fall",
-    "left": "leave",
-    "sent": "send",
-    "spent": "spend",
-    "went": "go",
-    "came": "come",
-    "became": "become",
-    "got": "get",
-    "kept": "keep",
-    "lost": "lose",
-    "put": "put",
-    "set": "set",
-    "told": "tell",
-    "wrote": "write",
-    "ran": "run",
-    "chose": "choose",
-}
-# Words ending in -s or -ed that are not a clause's verb.
-_NOT_VERBS = frozenset(
-    "its this his hers ours yours theirs us was has is as thus plus news series species less unless across "
-    "always perhaps whereas bus gas lens chaos analysis basis status campus bonus focus census virus "
-    "speed need red bed hundred seed feed".split()
-)
-_DETERMINERS = frozenset("the a an its their our his her this that these those each every".split())
-_PREPOSITIONS = frozenset("on in at by from since until before after during for of to with into".split())
 _ADJECTIVES = frozenset(
     "smaller larger bigger older newer new old first second third last next former latest original same other "
     "smallest largest biggest oldest newest early late".split()
@@ -77,32 +33,10 @@ _ADJECTIVES = frozenset(
 _PLACE_VERBS = re.compile(
     r"\b(?:based|headquartered|located|situated|born|held|founded|opened|built|made)\s+(?:in|at)$"
 )
-# An attribute said otherwise, form for form (only words that keep their sense wherever they stand).
-SYNONYMS: tuple[tuple[str, ...], ...] = (
-    ("carries", "holds"),
-    ("carry", "hold"),
-    ("headquartered", "based"),
-    ("headquarters", "head office"),
-    ("leads", "heads"),
-    ("lead", "head"),
-    ("built", "constructed"),
-    ("build", "construct"),
-    ("opened", "launched"),
-    ("open", "launch"),
-    ("chief executive", "CEO"),
-    ("memory", "RAM"),
-    ("company", "firm"),
-    ("announced", "unveiled"),
-    ("announce", "unveil"),
-    ("costs", "sells for"),
-    ("cost", "sell for"),
-)
 ORG_WORDS = frozenset(
     "Inc Ltd Corp Corporation Company Group Systems Labs Technologies Transit Marine Metering Motors Airlines "
     "Bank Energy Networks Software Solutions Industries Partners Holdings Foundation Agency Council Ministry".split()
 )
-PLACE_WORDS = frozenset("University Observatory Institute Museum Hospital Airport Station Harbour Port".split())
-_MARK = "\x00"
 
 
 @dataclass(frozen=True)
@@ -154,7 +88,7 @@ def _clauses(text: str) -> list[str]:
     """``text`` split at ", " (a comma inside a number, or before a date's year, stays); only the part between the
     semicolons that holds the marker, which is a sentence of its own."""
     parts = [p for p in re.split(r";\s+", text) if p.strip()]
-    part = next((p for p in parts if _MARK in p), parts[0] if parts else "")
+    part = next((p for p in parts if MARK in p), parts[0] if parts else "")
     part = part[0].upper() + part[1:] if part else part
     return [c.strip() for c in re.split(r",\s+(?!\d{4}\b)", part) if c.strip()]
 
@@ -170,13 +104,13 @@ def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
         if (
             the
             and noun
-            and noun.group(1) not in AUX | _PREPOSITIONS | {"and", "or"}
+            and noun.group(1) not in AUX | PREPOSITIONS | {"and", "or"}
             and not noun.group(1).endswith("ed")
         ):
             return the.start(), end + len(noun.group(0)), f"which {noun.group(1)}"  # "the Lumora line"
         kind = re.search(r"\bthe ([a-z]{3,}) $", before)
         if (
-            kind and kind.group(1) not in _DETERMINERS | _ADJECTIVES
+            kind and kind.group(1) not in DETERMINERS | _ADJECTIVES
         ):  # "the comet C/2031 Brisk", "the astronomer Tomas Ibarro"
             return kind.start(), end, f"which {kind.group(1)}"
         if _PLACE_VERBS.search(before.rstrip()):
@@ -190,7 +124,7 @@ def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
         if hyphen:  # "a 6.2-metre telescope": "a how many metres telescope", never fronted (see ``fronted``)
             unit = hyphen.group(1)
             return start, end + len(hyphen.group(0)), f"how many {unit if unit.endswith('s') else unit + 's'}-"
-        if noun and noun.group(1) not in _NOT_VERBS:
+        if noun and noun.group(1) not in NOT_VERBS:
             return start, end + len(noun.group(0)), f"how many {noun.group(1)}"
     return start, end, wh
 
@@ -230,7 +164,7 @@ def _clause_with_subject(clauses: list[str], at: int) -> str:
     said of the name before it, a participle ("photographed on ...") of the noun before it, a predicate ("carries
     410 passengers", "and runs ...") of the sentence's subject."""
     clause = clauses[at]
-    if at == 0 or clause.startswith(_MARK) or clause[0].isupper():
+    if at == 0 or clause.startswith(MARK) or clause[0].isupper():
         return clause
     previous = clauses[at - 1]
     first_word = clause.split()[0].lower()
@@ -260,19 +194,19 @@ def _marked(sentence: str, span: Span, topic: str, names: tuple[str, ...] = ()) 
     quotes = [m.span() for m in re.finditer(r"[\"\u201c][^\"\u201d]*[\"\u201d]", sentence)]
     if any(a <= start < b for a, b in quotes) or re.search(r"\b(?:said|says|according to)\s+$", sentence[:start]):
         return None  # quoted speech, or who said it (``relation_question`` asks who they are)
-    text = sentence[:start] + _MARK + sentence[end:]
+    text = sentence[:start] + MARK + sentence[end:]
     text = re.sub(r"[\"\u201c\u201d]", "", text)
     text = re.sub(r"[.!?]+$", "", text.strip())
     clauses = _clauses(name_pronouns(text, topic, names))
-    at = next((i for i, c in enumerate(clauses) if _MARK in c), None)
+    at = next((i for i, c in enumerate(clauses) if MARK in c), None)
     if at is None:
         return None
-    named = re.fullmatch(rf"(?:the )?{_MARK}", clauses[at])
+    named = re.fullmatch(rf"(?:the )?{MARK}", clauses[at])
     if named and at == 1 and len(clauses) > 2 and re.match(r"(?:the|a|an) [a-z ]+$", clauses[0], re.I):
         # "The larger boat, the Lumora Grand, carries 410 passengers": which larger boat carries 410 passengers?
-        return f"{_MARK} {clauses[2]}", "which " + clauses[0].split(" ", 1)[1]
+        return f"{MARK} {clauses[2]}", "which " + clauses[0].split(" ", 1)[1]
     clause = _clause_with_subject(clauses, at)
-    if not clause or clause.strip() == _MARK or len(clause.split()) < 3:
+    if not clause or clause.strip() == MARK or len(clause.split()) < 3:
         return None
     return clause, wh
 
@@ -286,90 +220,9 @@ def fact_sentence(sentence: str, span: Span, topic: str = "", names: tuple[str, 
     if marked is None:
         return name_pronouns(sentence, topic, names)
     start, end, _ = _ask(sentence, span)
-    text = marked[0].replace(_MARK, sentence[start:end])
+    text = marked[0].replace(MARK, sentence[start:end])
     text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
-
-
-def _verb_at(words: list[str]) -> tuple[int, str] | None:
-    """(index, kind) of the clause's finite verb among ``words``: an auxiliary ("aux"), a present ("does") or a past
-    ("did") verb after the subject; None when none is plain to see."""
-    for i, word in enumerate(words):
-        lower = word.lower()
-        if i == 0:
-            continue
-        if lower in AUX:
-            return i, "aux"
-        if not word.isalpha() or word[0].isupper() or lower in _NOT_VERBS or lower in _DETERMINERS:
-            continue
-        previous = words[i - 1].lower()
-        if previous in _DETERMINERS or previous in _PREPOSITIONS or previous in ("and", "or"):
-            continue  # "the boats", "of sales": a noun
-        if lower in IRREGULAR_PAST or (lower.endswith("ed") and len(lower) > 4):
-            return i, "did"
-        if lower.endswith("s") and len(lower) > 3 and not lower.endswith(("ss", "us", "is")):
-            return i, "does"
-    return None
-
-
-def base_form(verb: str) -> str:
-    """The base form of a present (-s) or past (-ed, irregular) verb: carries -> carry, opened -> open."""
-    if verb in IRREGULAR_PAST:
-        return IRREGULAR_PAST[verb]
-    if verb == "has":
-        return "have"
-    if verb.endswith("ied") or verb.endswith("ies"):
-        return verb[:-3] + "y"
-    if verb.endswith("ed"):
-        stem = verb[:-2]
-        if len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
-            return stem[:-1]  # planned -> plan
-        if re.search(r"(?:[cgvzu]|[^aeiou][bdgkpt]l|[^aeiou]at|it|ur|[^aeiou]s|iz|ys)$", stem) and not stem.endswith(
-            ("ss", "rt", "st")
-        ):
-            return stem + "e"  # announced, replaced, used, created, priced
-        return stem
-    if re.search(r"(?:ch|sh|ss|x|z|o)es$", verb):
-        return verb[:-2]
-    return verb[:-1] if verb.endswith("s") else verb
-
-
-def _lower_first(text: str) -> str:
-    """``text`` with its first word in lower case when it is an ordinary word that only opened the sentence."""
-    first = text.split(" ", 1)[0]
-    return text[0].lower() + text[1:] if first in _OPENERS or first.lower() in _DETERMINERS else text
-
-
-def fronted(clause: str, wh: str) -> str:
-    """The question of ``clause`` (its fact a marker) with ``wh`` first: the subject turned around an auxiliary
-    ("How many years is the T2's cell rated to last?") or "does"/"did" with the verb's base form ("When does the T2
-    go on sale?"); "" where the verb is not plain to see, or is far from the fact."""
-    words = clause.replace(",", " ,").split()
-    if _MARK not in words or wh.endswith("-"):
-        return ""
-    at = words.index(_MARK)
-    if at == 0:
-        return ""  # the subject asked: the cloze form is the question already
-    found = _verb_at(words[:at])
-    if found is None:
-        return ""
-    i, kind = found
-    between = words[i + 1 : at]
-    if len(between) > 6 or "," in between or any(w.lower() in AUX for w in between) or words[at - 1] == "of":
-        return ""
-    subject = _lower_first(" ".join(words[:i]).replace(" ,", ","))
-    tail = between + words[at + 1 :]
-    if wh in ("what date", "what month", "what year", "what time", "where") and between:
-        if between[-1].lower() in _PREPOSITIONS:  # "go on sale on [when]": the preposition goes with the fact
-            tail = between[:-1] + words[at + 1 :]
-    rest = " ".join(tail).replace(" ,", ",").strip(" ,")
-    head = {"what date": "when", "what time": "when", "what month": "when"}.get(wh, wh)
-    head = head[0].upper() + head[1:]
-    verb = words[i].lower()
-    question = (
-        f"{head} {verb} {subject} {rest}" if kind == "aux" else f"{head} {kind} {subject} {base_form(verb)} {rest}"
-    )
-    return " ".join(question.split()).rstrip(" ,") + "?"
 
 
 def relation_question(sentence: str, span: Span) -> Question | None:
@@ -377,7 +230,7 @@ def relation_question(sentence: str, span: Span) -> Question | None:
     Transit"), the question that the apposition asks ("Who is the chief executive of Calvane Transit?")."""
     after = sentence[span.start + len(span.text) :]
     found = re.match(r",\s+((?:the|a|an)\s+[^,;.]{3,80}?)(?:[,;.]|\s(?:said|says)\b|$)", after)
-    if not found or _MARK in found.group(1):
+    if not found or MARK in found.group(1):
         return None
     role = found.group(1)
     if not re.search(r"\b(?:of|at|for)\b|'s\b", role):  # "the chief executive of X", "the company's founder"
@@ -407,7 +260,7 @@ def fact_questions(
     marked = _marked(sentence, span, topic, names)
     if marked is not None:
         clause, wh = marked
-        cloze = clause.replace(_MARK, wh.rstrip("-"))
+        cloze = clause.replace(MARK, wh.rstrip("-"))
         found.append(Question(cloze[0].upper() + cloze[1:] + "?", "cloze"))
         front = fronted(clause, wh)
         if front:
@@ -425,14 +278,3 @@ def fact_questions(
             seen.add(key)
             out.append(q)
     return out
-
-
-def reworded(question: str) -> list[str]:
-    """``question`` with one attribute word said otherwise (``SYNONYMS``): a variant per other word of its group,
-    for the first group that has a word in it."""
-    for group in SYNONYMS:
-        for word in group:
-            pattern = re.compile(rf"\b{re.escape(word)}\b")
-            if pattern.search(question):
-                return [pattern.sub(other, question, count=1) for other in group if other != word]
-    return []

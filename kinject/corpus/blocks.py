@@ -329,6 +329,11 @@ def training_docs(
             "turn with its passage, one turn a row): add --use-qa --packing rows, or leave qa_target 'answer'"
         )
     if not kinds and not user_questions(augmentation):
+        if not docs:
+            raise ValueError(
+                "text_format 'none' leaves nothing to train on: add use_qa or use_paraphrases, or your own questions "
+                "(--questions)"
+            )
         return docs
     if augmentation is None:
         raise ValueError(f"these blocks need the run's augmentation ({', '.join(kinds)})")

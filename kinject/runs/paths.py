@@ -52,7 +52,7 @@ class RunPaths:
     CARD = "README.md"
     MERGED_IN_REPO = _MERGED
 
-    # Names a user sees in messages and the README's file table.
+    # Names a user sees in messages and the docs' run-folder table.
     EVAL_FILES = (_EVAL_JSON, _EVAL_MD, _EVAL_PNG)
 
     def __init__(self, path: str | Path | RunPaths):

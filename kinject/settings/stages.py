@@ -24,6 +24,7 @@ ReplayLoss = Literal["ce", "kl"]
 Quantization = Literal["auto", "4bit", "none"]
 Switch = Literal["auto", "on", "off"]
 Scheduler = Literal["constant_with_warmup", "cosine", "linear"]
+GuardKeep = Literal["latest", "best"]
 
 
 @dataclass
@@ -103,11 +104,6 @@ class BlocksConfig:
         check_choice(self.packing, "packing", Packing)
         check_choice(self.qa_target, "qa_target", QATarget)
         require(0 <= self.replay_share < 0.9, "replay_share", f"must be within [0, 0.9), got {self.replay_share}")
-        require(
-            self.text_format != "none" or self.use_paraphrases or self.use_qa,
-            "text_format",
-            "'none' leaves nothing to train on unless use_paraphrases or use_qa is set",
-        )
 
 
 @dataclass
@@ -209,7 +205,10 @@ class AugmentConfig:
         metavar="FILE",
     )
     replay_prompts: int = setting(
-        48, "General chat prompts (shipped, none of the evaluation's) whose base-model answers are kept for replay."
+        96,
+        "Shipped general prompts whose base-model answers are kept for replay (none of the evaluation's): 48 chat "
+        "requests, then 48 short general-knowledge questions, the form of the question-answer pairs, so that a "
+        "short factual question keeps the base's answer rather than taking the pages' style.",
     )
     generator: GeneratorSource = setting(
         "base",
@@ -321,6 +320,11 @@ class TrainConfig:
     guard_patience: int = setting(
         0, "Forgetting guard: stop early after this many checks without a better adapter within the bound (0: never)."
     )
+    guard_keep: str = setting(
+        "latest",
+        "Forgetting guard: which adapter within the bound to keep: 'latest' (the most trained; the guard only undoes "
+        "drift) or 'best' (the highest likelihood of the pages' sentences, a proxy that can prefer an early step).",
+    )
 
     def __post_init__(self) -> None:
         check_choice(self.preset, "preset", PresetName)
@@ -362,6 +366,7 @@ class TrainConfig:
         require(self.kl_weight > 0, "kl_weight", f"must be > 0, got {self.kl_weight}")
         require(self.guard_checks >= 0, "guard_checks", f"must be >= 0, got {self.guard_checks}")
         require(self.guard_kl_max > 0, "guard_kl_max", f"must be > 0, got {self.guard_kl_max}")
+        check_choice(self.guard_keep, "guard_keep", GuardKeep)
         require(self.guard_patience >= 0, "guard_patience", f"must be >= 0, got {self.guard_patience}")
 
 

@@ -53,7 +53,9 @@ def variant_settings(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
                 f"variant {name!r}: unknown ingredient {key!r} (use raw, chat, both, paraphrase, qa, replay[=share], "
                 "kl, noguard, joined by '+')"
             )
-    from_dict(BlocksConfig, {**blocks, "block_size": 512}, "blocks")  # validate (e.g. nothing to train on)
+    if blocks["text_format"] == "none" and not (blocks["use_paraphrases"] or blocks["use_qa"]):
+        raise ConfigError(f"variant {name!r}: nothing to train on: add raw, chat, both, paraphrase or qa")
+    from_dict(BlocksConfig, {**blocks, "block_size": 512}, "blocks")
     return blocks, train
 
 

@@ -1,10 +1,12 @@
-"""The forgetting guard: watch knowledge and drift while training, keep the best adapter within a KL bound.
+"""The forgetting guard: watch knowledge and drift while training, keep an adapter within a KL bound.
 
 Forgetting tracks the KL divergence from the base model (Shenfeld et al., "RL's Razor", 2025), so every few steps
 the guard measures KL(base || adapter) with the evaluation's scorer (``kinject.eval.drift``) over the base model's
 own greedy answers to a few fixed general chat prompts (shipped, used by nothing else: not trained on, not evaluated
 on), and the mean log-likelihood of the corpus's facts as chat answers to a held-out question form.
-The adapter kept is the checkpoint with the most knowledge among those within ``guard_kl_max``; with
+The adapter kept is, with ``keep="latest"``, the last checkpoint within ``guard_kl_max`` (the guard only undoes
+drift: the likelihood of the pages' sentences is a proxy that preferred early, less knowing steps when the training
+data is questions and answers), or with ``keep="best"`` the one with the most knowledge among those within it; with
 ``guard_patience`` the training stops once that many checks in a row found nothing better.
 
 The base model's knowledge is measured the same way before training, so the decision says whether anything was
@@ -104,8 +106,9 @@ class ForgettingGuard:
         check_steps: list[int],
         patience: int = 0,
         progress: Progress | None = None,
+        keep: str = "latest",
     ):
-        self.model, self.tokenizer, self.kl_max = model, tokenizer, kl_max
+        self.model, self.tokenizer, self.kl_max, self.keep = model, tokenizer, kl_max, keep
         self.check_steps, self.patience = sorted(set(check_steps)), patience
         self.progress = progress or Progress()
         self.checks: list[Check] = []
@@ -180,7 +183,7 @@ class ForgettingGuard:
             self.base_knowledge = data["base_knowledge"]
 
     def check(self, step: int) -> bool:
-        """Measure at ``step``; remember it when it is the best so far. True when training should stop early.
+        """Measure at ``step``; remember it when it is the one to keep so far. True when training should stop early.
 
         A measurement that fails turns the guard off (logged) rather than failing the training."""
         if self.failed:
@@ -195,7 +198,7 @@ class ForgettingGuard:
         current = Check(step, round(kl, 5), round(knowledge, 5), within)
         self.checks.append(current)
         # A tie goes to the later step (more trained), e.g. when the corpus gave no knowledge items to score.
-        better = within and (self.best is None or knowledge >= self.best.knowledge)
+        better = within and (self.keep == "latest" or self.best is None or knowledge >= self.best.knowledge)
         if better:
             self.best, self.since_best = current, 0
             self.best_weights = {
@@ -205,7 +208,7 @@ class ForgettingGuard:
             self.since_best += 1
         self.progress.log(
             f"guard at step {step}: drift KL {kl:.4f} ({'within' if within else 'over'} {self.kl_max:g}), "
-            f"log-likelihood of the facts {knowledge:.3f}{' (best so far)' if better else ''}"
+            f"log-likelihood of the facts {knowledge:.3f}{' (kept so far)' if better else ''}"
         )
         self.stopped_early = bool(self.patience and self.best is not None and self.since_best >= self.patience)
         return self.stopped_early
@@ -248,8 +251,9 @@ class ForgettingGuard:
             )
         else:
             against = "" if base is None else f" (the base model: {base:.3f})"
+            which = "the latest" if self.keep == "latest" else "the one that knew your pages' facts best"
             reason = (
-                f"{how}kept the adapter of step {b.step} of {final_step}, the one that knew your pages' facts best "
+                f"{how}kept the adapter of step {b.step} of {final_step}, {which} "
                 f"within the forgetting bound: {drift}, log-likelihood of the facts {b.knowledge:.3f} per "
                 f"token{against}" + (f"; {later}" if later else "")
             )

@@ -40,7 +40,7 @@ def info(request: Request):
 @router.get("/v1/models")
 def models(request: Request):
     # The list form of OpenAI (and TGI's router), one entry per model a request can name; TGI's openapi.json
-    # documents one object, but OpenAI clients read the list (the README says so).
+    # documents one object, but OpenAI clients read the list (docs/serving.md says so).
     engine = serving_of(request).engine
     data = [
         {"id": n, "object": "model", "created": engine.created, "owned_by": engine.model_id} for n in engine.names()

@@ -1,0 +1,171 @@
+"""Rules of English that turn a statement into a question: the clause's verb, its base form, the question words
+first (``fronted``), and an attribute word said otherwise (``reworded``).
+
+Plain rules for the sentences of ordinary news and product pages, not a parser: where a rule does not see the verb
+it gives no question, and the fact is asked in the other forms (``kinject.augment.questions``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .facts import _OPENERS
+
+MARK = "\x00"  # where the asked fact stood in a clause
+AUX = frozenset("is are was were has have had can could will would shall should may might must".split())
+# Common irregular past forms and their base form (for "did ... <base>").
+IRREGULAR_PAST = {
+    "built": "build",
+    "made": "make",
+    "cast": "cast",
+    "paid": "pay",
+    "led": "lead",
+    "said": "say",
+    "took": "take",
+    "gave": "give",
+    "began": "begin",
+    "sold": "sell",
+    "held": "hold",
+    "won": "win",
+    "bought": "buy",
+    "brought": "bring",
+    "found": "find",
+    "grew": "grow",
+    "rose": "rise",
+    "fell": "fall",
+    "left": "leave",
+    "sent": "send",
+    "spent": "spend",
+    "went": "go",
+    "came": "come",
+    "became": "become",
+    "got": "get",
+    "kept": "keep",
+    "lost": "lose",
+    "put": "put",
+    "set": "set",
+    "told": "tell",
+    "wrote": "write",
+    "ran": "run",
+    "chose": "choose",
+}
+# Words ending in -s or -ed that are not a clause's verb.
+NOT_VERBS = frozenset(
+    "its this his hers ours yours theirs us was has is as thus plus news series species less unless across "
+    "always perhaps whereas bus gas lens chaos analysis basis status campus bonus focus census virus "
+    "speed need red bed hundred seed feed".split()
+)
+DETERMINERS = frozenset("the a an its their our his her this that these those each every".split())
+PREPOSITIONS = frozenset("on in at by from since until before after during for of to with into".split())
+# An attribute said otherwise, form for form (only words that keep their sense wherever they stand).
+SYNONYMS: tuple[tuple[str, ...], ...] = (
+    ("carries", "holds"),
+    ("carry", "hold"),
+    ("headquartered", "based"),
+    ("headquarters", "head office"),
+    ("leads", "heads"),
+    ("lead", "head"),
+    ("built", "constructed"),
+    ("build", "construct"),
+    ("opened", "launched"),
+    ("open", "launch"),
+    ("chief executive", "CEO"),
+    ("memory", "RAM"),
+    ("company", "firm"),
+    ("announced", "unveiled"),
+    ("announce", "unveil"),
+    ("costs", "sells for"),
+    ("cost", "sell for"),
+)
+
+
+def verb_at(words: list[str]) -> tuple[int, str] | None:
+    """(index, kind) of the clause's finite verb among ``words``: an auxiliary ("aux"), a present ("does") or a past
+    ("did") verb after the subject; None when none is plain to see."""
+    for i, word in enumerate(words):
+        lower = word.lower()
+        if i == 0:
+            continue
+        if lower in AUX:
+            return i, "aux"
+        if not word.isalpha() or word[0].isupper() or lower in NOT_VERBS or lower in DETERMINERS:
+            continue
+        previous = words[i - 1].lower()
+        if previous in DETERMINERS or previous in PREPOSITIONS or previous in ("and", "or"):
+            continue  # "the boats", "of sales": a noun
+        if lower in IRREGULAR_PAST or (lower.endswith("ed") and len(lower) > 4):
+            return i, "did"
+        if lower.endswith("s") and len(lower) > 3 and not lower.endswith(("ss", "us", "is")):
+            return i, "does"
+    return None
+
+
+def base_form(verb: str) -> str:
+    """The base form of a present (-s) or past (-ed, irregular) verb: carries -> carry, opened -> open."""
+    if verb in IRREGULAR_PAST:
+        return IRREGULAR_PAST[verb]
+    if verb == "has":
+        return "have"
+    if verb.endswith("ied") or verb.endswith("ies"):
+        return verb[:-3] + "y"
+    if verb.endswith("ed"):
+        stem = verb[:-2]
+        if len(stem) > 2 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
+            return stem[:-1]  # planned -> plan
+        if re.search(r"(?:[cgvzu]|[^aeiou][bdgkpt]l|[^aeiou]at|it|ur|[^aeiou]s|iz|ys)$", stem) and not stem.endswith(
+            ("ss", "rt", "st")
+        ):
+            return stem + "e"  # announced, replaced, used, created, priced
+        return stem
+    if re.search(r"(?:ch|sh|ss|x|z|o)es$", verb):
+        return verb[:-2]
+    return verb[:-1] if verb.endswith("s") else verb
+
+
+def lower_first(text: str) -> str:
+    """``text`` with its first word in lower case when it is an ordinary word that only opened the sentence."""
+    first = text.split(" ", 1)[0]
+    return text[0].lower() + text[1:] if first in _OPENERS or first.lower() in DETERMINERS else text
+
+
+def fronted(clause: str, wh: str) -> str:
+    """The question of ``clause`` (its fact a marker) with ``wh`` first: the subject turned around an auxiliary
+    ("How many years is the T2's cell rated to last?") or "does"/"did" with the verb's base form ("When does the T2
+    go on sale?"); "" where the verb is not plain to see, or is far from the fact."""
+    words = clause.replace(",", " ,").split()
+    if MARK not in words or wh.endswith("-"):
+        return ""
+    at = words.index(MARK)
+    if at == 0:
+        return ""  # the subject asked: the cloze form is the question already
+    found = verb_at(words[:at])
+    if found is None:
+        return ""
+    i, kind = found
+    between = words[i + 1 : at]
+    if len(between) > 6 or "," in between or any(w.lower() in AUX for w in between) or words[at - 1] == "of":
+        return ""
+    subject = lower_first(" ".join(words[:i]).replace(" ,", ","))
+    tail = between + words[at + 1 :]
+    if wh in ("what date", "what month", "what year", "what time", "where") and between:
+        if between[-1].lower() in PREPOSITIONS:  # "go on sale on [when]": the preposition goes with the fact
+            tail = between[:-1] + words[at + 1 :]
+    rest = " ".join(tail).replace(" ,", ",").strip(" ,")
+    head = {"what date": "when", "what time": "when", "what month": "when"}.get(wh, wh)
+    head = head[0].upper() + head[1:]
+    verb = words[i].lower()
+    question = (
+        f"{head} {verb} {subject} {rest}" if kind == "aux" else f"{head} {kind} {subject} {base_form(verb)} {rest}"
+    )
+    return " ".join(question.split()).rstrip(" ,") + "?"
+
+
+def reworded(question: str) -> list[str]:
+    """``question`` with one attribute word said otherwise (``SYNONYMS``): a variant per other word of its group,
+    for the first group that has a word in it."""
+    for group in SYNONYMS:
+        for word in group:
+            pattern = re.compile(rf"\b{re.escape(word)}\b")
+            if pattern.search(question):
+                return [pattern.sub(other, question, count=1) for other in group if other != word]
+    return []
