@@ -69,7 +69,7 @@ test-fast: setup lint docs-check
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs
 
 docs: setup
-	$(PY) -m kinject.cli_docs docs/cli.md
+	$(PY) -m kinject.cli.docs docs/cli.md
 	$(MKDOCS) build --strict --site-dir site
 
 # (Not --quiet: it hides the warnings from --strict's count too, and the build passes.)

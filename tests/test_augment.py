@@ -745,7 +745,7 @@ def test_replay_shares_no_prompt_or_answer_with_what_measures_the_model():
     ask would be measured on what it was trained on."""
     from kinject.augment import replay_prompts
     from kinject.eval.probes import general_prompts, shipped_retention_probes
-    from kinject.forgetting import guard_prompts
+    from kinject.training.guard import guard_prompts
 
     replay = [p["prompt"].lower() for p in replay_prompts()]
     assert len(replay) == AugmentConfig().replay_prompts == len(set(replay))

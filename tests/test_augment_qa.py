@@ -293,9 +293,9 @@ def test_user_questions_train_beside_the_generated_ones_and_are_reported(tiny_ru
 
 
 def test_a_training_given_a_malformed_question_file_names_its_line_before_loading(tiny_run, tmp_path):
-    from kinject.config import TrainConfig
-    from kinject.pipeline import train
-    from kinject.train import TrainError
+    from kinject.settings.stages import TrainConfig
+    from kinject.training.loop import TrainError
+    from kinject.training.pipeline import train
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "How long is it?", "answer": "35 minutes."}\n{"question": 3, "answer": "x"}\n')

@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass
 
 from .cloze import _names_number, wh_phrase
-from .facts import _OPENERS, Span, name_spans
 from .english import AUX, DETERMINERS, IRREGULAR_PAST, MARK, NOT_VERBS, PREPOSITIONS, fronted, reworded
+from .facts import Span, name_spans
 
 _ADJECTIVES = frozenset(
     "smaller larger bigger older newer new old first second third last next former latest original same other "

@@ -320,7 +320,7 @@ class TrainConfig:
     guard_patience: int = setting(
         0, "Forgetting guard: stop early after this many checks without a better adapter within the bound (0: never)."
     )
-    guard_keep: str = setting(
+    guard_keep: GuardKeep = setting(
         "latest",
         "Forgetting guard: which adapter within the bound to keep: 'latest' (the most trained; the guard only undoes "
         "drift) or 'best' (the highest likelihood of the pages' sentences, a proxy that can prefer an early step).",
