@@ -92,6 +92,19 @@ def test_the_relation_an_apposition_states_is_asked_and_answered():
     assert fact_sentence(sentence, span) == "Marit Ekholm is the chief executive of Calvane Transit."
 
 
+def test_a_quote_attributed_to_a_bare_role_asks_for_the_person_and_the_organisation():
+    """Press releases attribute quotes with a bare role ("said X, chief executive of Y"): both names are asked from the
+    role, never from the quote, and the quote's first word is not a fact."""
+    sentence = '"Cities lose water to leaks," said Ilse Marrakov, chief executive of Orvanta Metering.'
+    assert [s.text for s in asked_spans(sentence)] == ["Ilse Marrakov", "Orvanta Metering"]
+    person, company = asked_spans(sentence)
+    assert fact_questions(sentence, person)[0].text == "Who is the chief executive of Orvanta Metering?"
+    assert fact_questions(sentence, company)[0].text == "Ilse Marrakov is the chief executive of which company?"
+    answer = "Ilse Marrakov is the chief executive of Orvanta Metering."
+    assert fact_sentence(sentence, person) == fact_sentence(sentence, company) == answer
+    assert not any("Cities" in q.text for q in fact_questions(sentence, company))
+
+
 def test_the_answer_states_one_fact_with_its_subject():
     sentence = "The larger boat, the Lumora Grand, carries 410 passengers and 60 cars; the smaller Lumora Swift " + (
         "carries 180 passengers."

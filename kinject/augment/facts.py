@@ -148,8 +148,8 @@ def asked_spans(sentence: str) -> list[Span]:
                 continue
             if span.text in ("Dr", "Mr", "Mrs", "Ms", "Prof", "St") or span.text in _OPENERS:
                 continue
-            if " " not in span.text and span.start == 0:
-                continue  # a sentence's capitalized first word
+            if " " not in span.text and not sentence[: span.start].strip(" \"'\u201c\u2018("):
+                continue  # a sentence's capitalized first word, or a quote's
         if span.text.lower() not in seen:
             seen.add(span.text.lower())
             found.append(span)

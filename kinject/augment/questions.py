@@ -211,11 +211,26 @@ def _marked(sentence: str, span: Span, topic: str, names: tuple[str, ...] = ()) 
     return clause, wh
 
 
+def _role_holder(sentence: str, span: Span) -> tuple[str, str] | None:
+    """(the name, its role) when ``span`` lies inside the apposition of a name before it ("said Ilse Marrakov, chief
+    executive of Orvanta Metering": Orvanta Metering is asked as the company she leads)."""
+    for other in name_spans(sentence):
+        if other.start >= span.start:
+            break
+        role = _apposition(sentence, other)
+        if role and MARK not in role and re.search(rf"\b{re.escape(span.text)}\b", role):
+            return other.text, role
+    return None
+
+
 def fact_sentence(sentence: str, span: Span, topic: str = "", names: tuple[str, ...] = ()) -> str:
     """The clause of ``sentence`` that states the fact at ``span``, with its subject, as a sentence of its own
     ("The Lumora Grand carries 410 passengers and 60 cars."); the sentence itself when no clause holds it alone."""
     if span.kind == "name" and relation_question(sentence, span) is not None:
         return relation_answer(sentence, span)
+    holder = _role_holder(sentence, span) if span.kind == "name" else None
+    if holder is not None:
+        return f"{holder[0]} is {holder[1]}."
     marked = _marked(sentence, span, topic, names)
     if marked is None:
         return name_pronouns(sentence, topic, names)
@@ -225,25 +240,37 @@ def fact_sentence(sentence: str, span: Span, topic: str = "", names: tuple[str, 
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
+_ROLE = "chief|executive|founder|director|head|president|chair|astronomer|engineer|CEO|leader|manager|officer"
+
+
+def _apposition(sentence: str, span: Span) -> str:
+    """The role an apposition after the name ``span`` gives it ("the chief executive of Calvane Transit"; a bare role
+    such as "chief executive of Orvanta Metering", as press releases attribute quotes, gets "the"), or ""."""
+    after = sentence[span.start + len(span.text) :]
+    found = re.match(r",\s+((?:the|a|an)\s+[^,;.]{3,80}?)(?:[,;.]|\s(?:said|says)\b|$)", after)
+    if found:
+        return found.group(1)
+    role = rf"(?:{_ROLE})\b[^,;.]{{0,70}}?\b(?:of|at)\s[^,;.]{{2,60}}?"
+    bare = re.match(rf",\s+({role})(?:[,;.]|\s(?:said|says)\b|$)", after)
+    return f"the {bare.group(1)}" if bare else ""
+
+
 def relation_question(sentence: str, span: Span) -> Question | None:
     """For a name followed by an apposition that says what it is ("Marit Ekholm, the chief executive of Calvane
     Transit"), the question that the apposition asks ("Who is the chief executive of Calvane Transit?")."""
-    after = sentence[span.start + len(span.text) :]
-    found = re.match(r",\s+((?:the|a|an)\s+[^,;.]{3,80}?)(?:[,;.]|\s(?:said|says)\b|$)", after)
-    if not found or MARK in found.group(1):
+    role = _apposition(sentence, span)
+    if not role or MARK in role:
         return None
-    role = found.group(1)
     if not re.search(r"\b(?:of|at|for)\b|'s\b", role):  # "the chief executive of X", "the company's founder"
         return None
-    person = re.search(r"chief|executive|founder|director|head|president|chair|astronomer|engineer|CEO|leader", role)
+    person = re.search(_ROLE, role)
     return Question(f"{'Who' if person else 'What'} is {role}?", "relation")
 
 
 def relation_answer(sentence: str, span: Span) -> str:
     """The sentence ``relation_question`` answers ("Marit Ekholm is the chief executive of Calvane Transit.")."""
-    after = sentence[span.start + len(span.text) :]
-    found = re.match(r",\s+((?:the|a|an)\s+[^,;.]{3,80}?)(?:[,;.]|\s(?:said|says)\b|$)", after)
-    return f"{span.text} is {found.group(1)}." if found else ""
+    role = _apposition(sentence, span)
+    return f"{span.text} is {role}." if role else ""
 
 
 def fact_questions(
@@ -257,7 +284,12 @@ def fact_questions(
     relation = relation_question(sentence, span) if span.kind == "name" else None
     if relation is not None:
         found.append(relation)
-    marked = _marked(sentence, span, topic, names)
+    holder = _role_holder(sentence, span) if span.kind == "name" else None
+    if holder is not None:  # the role's organisation, asked from the holder: not from the quote around them
+        wh = _ask(sentence, span)[2]
+        role = re.sub(rf"\b{re.escape(span.text)}\b", wh, holder[1], count=1)
+        found.append(Question(f"{holder[0]} is {role}?", "relation"))
+    marked = _marked(sentence, span, topic, names) if holder is None else None
     if marked is not None:
         clause, wh = marked
         cloze = clause.replace(MARK, wh.rstrip("-"))
