@@ -172,7 +172,7 @@ def test_a_preset_named_by_an_api_call_fills_what_the_call_leaves_out():
     from kinject.settings.resolve import preset_settings
     from kinject.web.forms import apply_preset
 
-    sent = {"preset": "cpu-demo", "use_qa": True, "replay_share": 0.2, "epochs": 3.0}  # the first two: knowledge's
+    sent = {"preset": "cpu-demo", "use_qa": True, "replay_share": 0.4, "epochs": 3.0}  # the first two: knowledge's
     # An API call: the form still shows the default preset, so its values mean "not set".
     assert preset_settings(sent, "knowledge") == {**sent, "use_qa": False, "replay_share": 0.0}
     # In the browser the form shows cpu-demo's values once it is chosen: what the user then ticks is theirs.

@@ -311,11 +311,11 @@ class TrainConfig:
     guard_checks: int | None = setting(
         None,
         "Forgetting guard: how many times, evenly spread over training, to measure KL(base || adapter) on fixed "
-        "general prompts and the answers' likelihood on held-out questions about the corpus, keeping the best "
-        "adapter within --guard-kl-max (0: off).",
+        "general prompts and the answers' likelihood on held-out questions about the corpus, keeping an adapter "
+        "within --guard-kl-max (which one: --guard-keep; 0: off).",
     )
     guard_kl_max: float = setting(
-        0.1, "Forgetting guard: the KL bound (nats per token); the adapter kept is the most knowledgeable within it."
+        0.1, "Forgetting guard: the KL bound (nats per token); the adapter kept is one within it (--guard-keep)."
     )
     guard_patience: int = setting(
         0, "Forgetting guard: stop early after this many checks without a better adapter within the bound (0: never)."
