@@ -242,6 +242,16 @@ def test_train_command_round_trips(run_folder):
     assert shlex.split(train_command(run_folder, config, resume=True))[5:] == ["--resume", "--eval-at-end"]
 
 
+def test_a_preset_setting_turned_off_round_trips(run_folder):
+    """The knowledge preset trains question-answer pairs; the command that turns them off for the user's own
+    questions alone must parse (a field whose default is false has no --no- form)."""
+    config = TrainConfig()
+    blocks = BlocksConfig(block_size=512, text_format="none", use_qa=False, replay_share=0.4, balance_facts=False)
+    command = train_command(run_folder, config, blocks)
+    assert "--use-qa false" in command and "--no-balance-facts" in command
+    assert configs_of(shlex.split(command)[3:])["blocks"] == blocks
+
+
 def test_the_docs_cli_reference_is_generated_from_the_configs():
     assert CLI_PAGE.read_text(encoding="utf-8") == cli_page(), "docs/cli.md is stale: run `make docs`"
 

@@ -19,8 +19,10 @@ PROGRAM = ("python", "-m", "kinject")
 
 
 def _flag_tokens(info: FieldInfo, value: Any) -> list[str]:
-    if info.kind == "bool":
-        return [info.option] if value else ["--no-" + info.name.replace("_", "-")]
+    if info.kind == "bool":  # the parser has a --no- form only for a field whose default is true
+        if value:
+            return [info.option]
+        return ["--no-" + info.name.replace("_", "-")] if info.default is True else [info.option, "false"]
     if info.kind == "list":
         return [info.option, *map(str, value)] if value else []
     return [info.option, f"{value:g}" if isinstance(value, float) else str(value)]
