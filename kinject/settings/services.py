@@ -255,7 +255,9 @@ class ExportConfig:
         metavar="TYPE",
     )
     name: str | None = setting(
-        None, "The model's name in Ollama, in the commands printed (default: the run folder's name)."
+        None,
+        "The model's name: in the GGUF file's metadata, the Modelfile and the `ollama create` command printed "
+        "(default: the run folder's name).",
     )
 
     def __post_init__(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..settings.stages import GenerationConfig
+from .gguf_llama import ExportError
 
 START, END = "<|im_start|>", "<|im_end|>"
 # Ollama's Go template for ChatML: every message, then the assistant's turn to answer.
@@ -73,7 +74,7 @@ def chat_format(tokenizer: Any) -> ChatFormat | None:
 def _quoted(text: str) -> str:
     """A Modelfile string: triple-quoted when it holds a newline or a quote."""
     if '"""' in text:
-        raise ValueError("a Modelfile value cannot hold three double quotes")
+        raise ExportError(f"a Modelfile value cannot hold three double quotes: {text[:60]!r}")
     return f'"""{text}"""' if "\n" in text or '"' in text else f'"{text}"'
 
 
