@@ -106,6 +106,12 @@ def test_a_random_llama_survives_the_round_trip_through_transformers(tmp_path, b
     assert {"token_embd.weight", "blk.1.attn_q.weight", "blk.1.attn_k.weight", "output_norm.weight"} <= names
     expected, got = _logits(model), _logits(_load_gguf(path))
     assert torch.allclose(got, expected, atol=1e-2), (got - expected).abs().max()
+    if tied:  # the tokenizer transformers builds from the file's vocabulary splits text as the original does
+        from transformers import AutoTokenizer
+
+        loaded = AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=path.name)
+        text = "<|im_start|>user\nWhat's 3.14 × 2?  Ünïcødé, 🦙 and  spaces<|im_end|>\n"
+        assert loaded(text)["input_ids"] == bundled_tokenizer(text)["input_ids"]
 
 
 def test_q8_0_quantizes_the_matrices_and_keeps_the_logits_close(tmp_path, bundled_tokenizer):
