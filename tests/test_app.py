@@ -290,9 +290,9 @@ def test_reloading_during_a_job_shows_the_job_s_real_settings(app_client, site, 
             "Lora r": 4,
             "Save steps": 2,
         }
-        # While it runs: Stop makes sense, Start, Resume, Evaluate, Ask, Merge, Delete and Push do not.
+        # While it runs: Stop makes sense, Start, Resume, Evaluate, Ask, Merge, Export, Delete and Push do not.
         interactive = [b["interactive"] for b in button_states("p5")]
-        assert interactive == [False, False, False, True, False, False, False, False, False]
+        assert interactive == [False, False, False, True, False, False, False, False, False, False]
     finally:
         _stop_and_wait(state, client)
 
@@ -460,16 +460,20 @@ def test_status_and_plot_glitches(tmp_path):
     assert ticks and all(float(t).is_integer() for t in ticks)
 
 
-def test_merge_button_runs_a_job_with_progress(app_client, site, tiny_model_dir):
+def test_merge_and_export_buttons_run_jobs_with_progress(app_client, site, tiny_model_dir):
     state, client = app_client
     _prepare(client, site, tiny_model_dir)
-    with pytest.raises(Exception, match=r"train it first \(Start, Train tab\)"):
-        client.predict(run="p5", api_name="/merge")
+    for api_name in ("/merge", "/export"):
+        with pytest.raises(Exception, match=r"train it first \(Start, Train tab\)"):
+            client.predict(run="p5", api_name=api_name)
     client.predict(run="p5", preset="cpu-demo", max_steps=2, quantization="none", eval_at_end=False, api_name="/train")
     assert "done" in _wait_done(client, "p5")
     status = client.predict(run="p5", api_name="/merge")
     assert "done: merge of p5" in status and "merged into" in status
     assert (RunDir(state.RUNS_ROOT / "p5").merged_dir / "config.json").is_file()
+    status = client.predict(run="p5", api_name="/export")
+    assert "done: export of p5" in status and "ollama create p5 -f " in status and "llama-cli -m " in status
+    assert sorted(RunDir(state.RUNS_ROOT / "p5").export_files()) == ["Modelfile", "model-q8_0.gguf"]
 
 
 def test_a_handler_reads_its_own_jobs_outcome_not_the_last_one(tmp_path, monkeypatch):

@@ -58,6 +58,8 @@ def configs_of(argv: list[str]) -> dict[str, Any]:
 
 # A valid value other than the default, per field (the rest follow from the field's kind).
 SPECIAL = {
+    "format": "gguf",  # export's only format so far: the option still lands
+    "types": ["f16", "q8_0"],
     "allowed_networks": ["10.1.2.0/24", "192.168.0.0/16"],
     "urls": ["https://example.com/a", "https://example.com/b"],
     "files": ["notes.md", "paper.pdf"],

@@ -295,6 +295,20 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..sharing.export import export
+
+    c = verb_configs("export", args)
+    result = export(args.run_dir, c["export"], c["generation"], TqdmProgress())
+    for path in [*result.files, result.modelfile]:
+        print(f"wrote {path} ({path.stat().st_size / 1e6:,.1f} MB)")
+    if not result.template:
+        print("the chat template is not ChatML: the Modelfile has no TEMPLATE (see its comment)", file=sys.stderr)
+    print("\nrun it with Ollama:\n  " + "\n  ".join(result.commands[:2]))
+    print(f"or with llama.cpp:\n  {result.commands[2]}")
+    return EXIT_OK
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from ..models.generate import answer, load_for_run, shown_answer
     from ..models.hub import adapter_run
@@ -383,6 +397,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "augment": cmd_augment,
     "ablate": cmd_ablate,
     "merge": cmd_merge,
+    "export": cmd_export,
     "ask": cmd_ask,
     "serve": cmd_serve,
     "chat": cmd_chat,

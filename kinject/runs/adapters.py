@@ -1,4 +1,4 @@
-"""A run's trained adapter (weights, metadata, history, model card) and the model merged from it."""
+"""A run's trained adapter (weights, metadata, history, model card), the model merged from it and its export."""
 
 from __future__ import annotations
 
@@ -139,3 +139,26 @@ class RunAdapters(RunRecords):
         """Whether ``merged/`` was made from the adapter the run holds now (a retraining makes it stale)."""
         made_from = self.read_merge_record().get("adapter_sha256")
         return bool(made_from) and made_from == self.adapter_digest()
+
+    # ---------------------------------------------------------------------------------------------------- export
+    @classmethod
+    def export_gguf_name(cls, qtype: str) -> str:
+        """The name of the GGUF file of type ``qtype`` in ``export/`` (``model-q8_0.gguf``)."""
+        return cls._EXPORT_GGUF.format(qtype)
+
+    @classmethod
+    def export_modelfile_name(cls) -> str:
+        """The name of the Ollama Modelfile in ``export/``."""
+        return cls._MODELFILE
+
+    def export_files(self) -> dict[str, Path]:
+        """What ``export/`` holds now, by name (empty when nothing was exported)."""
+        folder = self.export_dir
+        return {p.name: p for p in sorted(folder.iterdir())} if folder.is_dir() else {}
+
+    def write_export(self, save: Callable[[Path], None]) -> Path:
+        """Write ``export/`` atomically through ``save(folder)``: a failure or an interruption
+        leaves the earlier ``export/`` (or none) as it was, and no temporary folder."""
+        with replaced_dir(self.export_dir) as tmp:
+            save(tmp)
+        return self.export_dir

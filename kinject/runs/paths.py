@@ -34,6 +34,9 @@ class RunPaths:
     _GUARD_WEIGHTS = "guard_best.safetensors"  # ... and that step's LoRA weights
     _MERGED = "merged"
     _MERGE_RECORD = "kinject-merge.json"  # in merged/: the sha256 of the adapter weights it was made from
+    _EXPORT = "export"  # the merged model as GGUF files with an Ollama Modelfile (kinject export)
+    _EXPORT_GGUF = "model-{}.gguf"  # in export/: one file per type, model-f16.gguf, model-q8_0.gguf
+    _MODELFILE = "Modelfile"  # in export/: Ollama's recipe, FROM the first GGUF file
     _EVAL_JSON = "eval.json"
     _EVAL_MD = "eval.md"
     _EVAL_PNG = "eval.png"
@@ -93,6 +96,11 @@ class RunPaths:
     @property
     def merged_dir(self) -> Path:
         return self.path / self._MERGED
+
+    @property
+    def export_dir(self) -> Path:
+        """Where ``kinject export`` writes the GGUF files and the Modelfile."""
+        return self.path / self._EXPORT
 
     @property
     def ablation_dir(self) -> Path:

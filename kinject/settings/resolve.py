@@ -15,7 +15,7 @@ from typing import Any
 from .declare import ConfigError
 from .fields import coerce, describe_fields, from_dict
 from .presets import DEFAULT_PRESET, PRESET_FIELDS, PRESETS
-from .services import ChatConfig, PublishConfig, ServeConfig
+from .services import ChatConfig, ExportConfig, PublishConfig, ServeConfig
 from .stages import SECTIONS, AugmentConfig, BlocksConfig, GenerationConfig, ModelConfig, TrainConfig
 
 
@@ -37,6 +37,7 @@ VERB_SECTIONS: dict[str, dict[str, type]] = {
     "chat": {"chat": ChatConfig, "generation": GenerationConfig},
     "eval": _sections("eval", "generation"),
     "push": {"publish": PublishConfig},
+    "export": {"export": ExportConfig, "generation": GenerationConfig},
 }
 # The verbs whose settings start from what the run saved (its packed blocks, its augmentation).
 READS_THE_RUN = ("train", "ablate", "augment")

@@ -1,5 +1,6 @@
 """The settings that are not a run's: serving a model (serve), asking a server (chat), publishing an adapter
-(push), and serving the web app (the operator's launch settings, from flags or the environment).
+(push), exporting the merged model for llama.cpp and Ollama (export), and serving the web app (the operator's launch
+settings, from flags or the environment).
 
 Declared like the stages of ``kinject.settings.stages`` (documented fields, validated on construction), from which the
 CLI's options and the app's launch flags are generated; none of them is written into a run's ``config.yaml``.
@@ -11,9 +12,9 @@ import dataclasses
 import re
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from .declare import ConfigError, check_networks, require, setting
+from .declare import ConfigError, check_choice, check_networks, require, setting
 from .fields import describe_fields
 from .sources import FetchConfig
 
@@ -233,3 +234,35 @@ class PublishConfig:
             "revision",
             f"must be a branch name, got {self.revision!r}",
         )
+
+
+ExportFormat = Literal["gguf"]
+GGUF_TYPES = ("f16", "q8_0")  # what kinject.sharing.gguf_llama writes
+
+
+@dataclass
+class ExportConfig:
+    """Writing a run's merged model (the adapter folded into its base) for llama.cpp and Ollama (verb: export)."""
+
+    _argument_group_name = "export"
+
+    format: ExportFormat = setting("gguf", "The file format: gguf (llama.cpp, Ollama, LM Studio).")
+    types: list[str] = setting(
+        ["q8_0"],
+        "The GGUF tensor types to write, one file each: q8_0 (8-bit, about half the size of f16, answers nearly "
+        "the same) or f16; the Modelfile uses the first.",
+        aliases=["--type"],
+        metavar="TYPE",
+    )
+    name: str | None = setting(
+        None,
+        "The model's name: in the GGUF file's metadata, the Modelfile and the `ollama create` command printed "
+        "(default: the run folder's name).",
+    )
+
+    def __post_init__(self) -> None:
+        check_choice(self.format, "format", ExportFormat)
+        require(bool(self.types), "types", "give at least one type")
+        for qtype in self.types:
+            require(qtype in GGUF_TYPES, "types", f"must be among {', '.join(GGUF_TYPES)}, got {qtype!r}")
+        require(len(set(self.types)) == len(self.types), "types", f"each type once, got {self.types}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..models.loading import BUILD_LOCK, load_model, load_tokenizer, resolve_model
 from ..runs import RunDir
@@ -27,22 +28,12 @@ def merge(run_dir: str | Path | RunDir, progress: Progress | None = None, max_sh
 
 def _merge(run: RunDir, adapter: Path, progress: Progress, max_shard_size: str) -> Path:
     import torch
-    from peft import PeftModel
 
     # Which adapter this is, recorded in merged/ so that a push tells a merged model of an older adapter.
     record = {"adapter_sha256": run.adapter_digest(), "adapter_step": run.read_adapter_meta().get("step")}
-    cfg = from_dict(ModelConfig, run.section("model"), "model")
-    resolved = resolve_model(cfg.model, cfg.revision, progress)
     progress.start("merge", total=3, unit="step")
     dtype = torch.bfloat16 if not torch.cuda.is_available() or torch.cuda.is_bf16_supported() else torch.float16
-    base = load_model(resolved, quantization="none", dtype=dtype, device_map="cpu")
-    progress.advance(1)
-    _check_stop(progress)
-    with BUILD_LOCK:
-        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
-    progress.advance(1)
-    _check_stop(progress)
-    tokenizer = load_tokenizer(resolved)
+    merged, tokenizer = load_merged(run, adapter, dtype, progress)
 
     def save(folder: Path) -> None:
         merged.save_pretrained(str(folder), safe_serialization=True, max_shard_size=max_shard_size)
@@ -54,6 +45,24 @@ def _merge(run: RunDir, adapter: Path, progress: Progress, max_shard_size: str) 
     return target
 
 
+def load_merged(run: RunDir, adapter: Path, dtype: Any, progress: Progress) -> tuple[Any, Any]:
+    """The run's base with ``adapter`` folded in (``merge_and_unload``) on the CPU in ``dtype``, and its tokenizer;
+    advances ``progress`` by two steps and raises ``InterruptedError`` when it asks to stop (``merge`` and
+    ``export`` share it, so both fold the adapter in the same way)."""
+    from peft import PeftModel
+
+    cfg = from_dict(ModelConfig, run.section("model"), "model")
+    resolved = resolve_model(cfg.model, cfg.revision, progress)
+    base = load_model(resolved, quantization="none", dtype=dtype, device_map="cpu")
+    progress.advance(1)
+    _check_stop(progress)
+    with BUILD_LOCK:
+        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    progress.advance(1)
+    _check_stop(progress)
+    return merged, load_tokenizer(resolved)
+
+
 def _check_stop(progress: Progress) -> None:
     if progress.should_stop():
-        raise InterruptedError("merge stopped before the merged model was written; nothing was written")
+        raise InterruptedError("stopped before the merged model was written; nothing was written")

@@ -85,6 +85,7 @@ def button_states(name: str | None) -> list[Any]:
         gr.update(interactive=free and run is not None),  # evaluate
         gr.update(interactive=free and run is not None),  # ask
         gr.update(interactive=free and adapter),  # merge
+        gr.update(interactive=free and adapter),  # export
         gr.update(interactive=run is not None and not own_job),  # delete
         gr.update(interactive=free and adapter),  # push
     ]

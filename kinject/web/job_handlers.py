@@ -1,4 +1,5 @@
-"""The handlers that run a verb as the background job: prepare, train (start, resume), evaluate, merge, push.
+"""The handlers that run a verb as the background job: prepare, train (start, resume), evaluate, merge, export,
+push.
 
 Each builds the same config objects the CLI builds (``forms.form_configs``: ``kinject.settings.resolve``), submits
 the job, and shows its progress in the status area until that job ends.
@@ -193,6 +194,30 @@ def do_merge(run: str | None = None):
         )
     except JobBusyError as exc:
         raise gr.Error(f"Merge must wait: {exc}. Press Stop to stop it.") from None
+    yield from wait_for_job(run, job)
+    job_finished(job)
+
+
+def do_export(run: str | None = None):
+    """Export the run's merged model as GGUF (q8_0) with an Ollama Modelfile into its export/ folder, as a job; the
+    status says where and the commands that run it (``kinject.sharing.export``, the CLI's own)."""
+    from kinject.sharing.export import export
+
+    run_dir = pick_run(run)
+    try:
+        run_dir.require_adapter()
+    except RunError as exc:
+        raise user_error(str(exc)) from exc
+
+    def work(recorder) -> JobOutcome:
+        result = export(run_dir, progress=recorder)
+        commands = "; ".join(f"`{c}`" for c in result.commands)
+        return JobOutcome("done", f"exported into {result.folder}: run it with {commands}", result)
+
+    try:
+        job = state.JOBS.submit(run_dir, "export", work)
+    except JobBusyError as exc:
+        raise gr.Error(f"Export must wait: {exc}. Press Stop to stop it.") from None
     yield from wait_for_job(run, job)
     job_finished(job)
 

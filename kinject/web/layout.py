@@ -46,7 +46,7 @@ from .handlers import (
     stop_job,
     view_handler,
 )
-from .job_handlers import do_evaluate, do_merge, do_prepare, do_push, resume_training, start_training
+from .job_handlers import do_evaluate, do_export, do_merge, do_prepare, do_push, resume_training, start_training
 from .views import (
     AUGMENT_COLUMNS,
     RUNS_COLUMNS,
@@ -223,7 +223,7 @@ def chat_tab() -> UI:
 
 
 def runs_tab() -> UI:
-    """Every run with its scores, merge and delete, two runs compared, and the text training sees per source."""
+    """Every run with its scores, merge, export and delete, two runs compared, the text training sees per source."""
     ui: UI = {"refresh": gr.Button("Refresh")}
     ui["runs_df"] = gr.Dataframe(
         headers=RUNS_COLUMNS,
@@ -235,6 +235,7 @@ def runs_tab() -> UI:
     )
     with gr.Row():
         ui["merge_btn"] = gr.Button("Merge the selected run's adapter into its base", interactive=False)
+        ui["export_btn"] = gr.Button("Export it as GGUF for llama.cpp and Ollama", interactive=False)
         ui["confirm_box"] = gr.Textbox(label="Type the run's name to confirm", scale=2)
         ui["delete_btn"] = gr.Button("Delete the selected run", variant="stop", interactive=False)
     with gr.Accordion("Compare two runs", open=False):
@@ -305,7 +306,7 @@ def build_ui(operator: AppConfig | None = None) -> gr.Blocks:
             with gr.Tab(title):
                 ui.update(tab())
         ui["shown_preset"] = gr.State(DEFAULT_PRESET)  # the preset whose values the Train form shows
-        buttons = ["prepare", "start", "resume", "stop", "eval", "ask", "merge", "delete", "push"]
+        buttons = ["prepare", "start", "resume", "stop", "eval", "ask", "merge", "export", "delete", "push"]
         ui["buttons"] = [ui[f"{name}_btn"] for name in buttons]
         ui["form_outputs"] = [*(ui["train_form"][k] for k in TRAIN_FIELDS), ui["shown_preset"]]
         # The forms a job's start reads lock while it runs (the poll sets them).
@@ -325,11 +326,11 @@ def build_ui(operator: AppConfig | None = None) -> gr.Blocks:
 
 def wire_jobs(ui: UI) -> None:
     """The events that start, follow and stop jobs: prepare, preset, train, resume, stop, poll, evaluate, merge,
-    push."""
+    export, push."""
     run, status, polled, form_outputs = ui["run"], ui["status"], [ui["run"], ui["plot_key"]], ui["form_outputs"]
     # Whatever starts a job, the one status poll follows it: the timer, the status area, a live Stop button and the
     # locked forms. Wired first: a click's listeners run in turn, the job's handler (which streams) to its end.
-    for button in ("prepare_btn", "eval_btn", "merge_btn", "push_btn"):
+    for button in ("prepare_btn", "eval_btn", "merge_btn", "export_btn", "push_btn"):
         ui[button].click(follow_job, polled, ui["poll_outputs"], api_name=False, show_progress="hidden")
     prepare_outputs = [ui["table"], ui["summary"], status, run]
     ui["prepare_btn"].click(
@@ -369,6 +370,7 @@ def wire_jobs(ui: UI) -> None:
     for name in ("quick", "max_new_tokens", "probes", "auto_probes"):
         eval_form[name].change(eval_plan, [run], plan, inputs_kwargs=eval_form, api_name=False)
     ui["merge_btn"].click(do_merge, run, status, api_name="merge")
+    ui["export_btn"].click(do_export, run, status, api_name="export")
     push_inputs = [run, ui["token"], ui["private"]]
     push_outputs = [status, ui["push_link"]]
     ui["push_btn"].click(do_push, push_inputs, push_outputs, inputs_kwargs=ui["publish_form"], api_name="push")
