@@ -19,7 +19,10 @@ _PERSON_BEFORE = re.compile(
     r"|\barchitect|\bdesigner|\bresearcher|\bprofessor|\bminister|\bmayor|\bauthor|\bartist|\bchef|\bcaptain)\s*$",
     re.I,
 )
-_PERSON_AFTER = re.compile(r"^,?\s*(?:the\s+)?(?:chief|CEO|founder|head|director|president|engineer)\b", re.I)
+_PERSON_AFTER = re.compile(
+    r"^,?\s*(?:(?:is|was)\s+)?(?:the\s+)?(?:chief|CEO|founder|head|director|president|engineer|architect|designer)\b",
+    re.I,
+)
 _PERCENT = re.compile(r"%|\bpercent\b")
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
 _MONTH_YEAR = re.compile(r"^[A-Z][a-z]+\s+\d{4}$")
@@ -33,6 +36,8 @@ def wh_phrase(sentence: str, span: Span) -> tuple[int, int, str]:
     start, end, text = span.start, span.start + len(span.text), span.text
     if span.kind == "date":
         return start, end, "what month" if _MONTH_YEAR.match(text) else "what date"
+    if span.kind == "time":
+        return start, end, "what time"
     if span.kind == "number":
         if start and sentence[start - 1] in _CURRENCY:
             return start - 1, end, f"how many {_CURRENCY[sentence[start - 1]]}"

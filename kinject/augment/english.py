@@ -169,3 +169,68 @@ def reworded(question: str) -> list[str]:
             if pattern.search(question):
                 return [pattern.sub(other, question, count=1) for other in group if other != word]
     return []
+
+
+def trimmed(clause: str) -> str:
+    """``clause`` (its fact a marker) without the phrase after the fact that a question can do without ("recharges
+    at Pellisk for <fact> between crossings from a shore battery" -> "... for <fact>") and without "today"; "" when
+    nothing is cut."""
+    words = [w for w in clause.split() if w.lower() != "today"]
+    if MARK in words:
+        at = words.index(MARK)
+        after = words[at + 1 :]
+        if len(after) >= 2 and after[0].lower() in _CUT_AT:
+            words = words[: at + 1]
+    cut = " ".join(words)
+    return cut if cut != " ".join(clause.split()) and len(words) >= 3 else ""
+
+
+# Where a phrase after the fact starts that a question can do without, and the prepositions that go first with the
+# question words in an embedded question ("for how many minutes ..."); never "of", which belongs to a noun.
+_CUT_AT = (PREPOSITIONS | {"against", "between", "across", "within"}) - {"of"}
+_BOUNDS = frozenset("up than about around nearly almost over under".split())
+# Ways of asking a question inside another: the embedded question ("how many passengers the Lumora Grand carries").
+EMBEDDINGS = ("Do you know {}?", "Can you tell me {}?")
+
+
+def embedded(clause: str, wh: str) -> str:
+    """``clause`` (its fact a marker) as an embedded question, the question words first and no auxiliary moved
+    ("how many passengers the Lumora Grand carries", "for how many minutes each boat recharges at Pellisk", "when
+    the first departure leaves Pellisk"); "" where the fact sits inside a noun phrase ("has a <fact> mirror")."""
+    words = clause.split()
+    if MARK not in words or wh.endswith("-") or wh in ("what", "how many"):  # they stand for too much to move
+        return ""
+    at = words.index(MARK)
+    before, after = words[:at], words[at + 1 :]
+    if (after and after[0][0].isupper()) or (len(before) >= 2 and before[-2].lower() in _BOUNDS):
+        return ""  # the fact is part of a longer name ("NVIDIA H100 Tensor Core GPUs"), or a bound ("up to 6 times")
+    head = wh
+    if before and before[-1].lower() in PREPOSITIONS | _CUT_AT:
+        preposition = before.pop().lower()
+        if wh in ("what date", "what time", "what month", "what year", "where"):
+            head = "where" if wh == "where" else "when"
+        elif preposition in _CUT_AT:
+            head = f"{preposition} {wh}"
+        else:
+            return ""
+    if (before and (before[-1].lower() in DETERMINERS | PREPOSITIONS or before[-1] in ("and", "or"))) or (
+        after and after[0].lower() in ("of", "and", "or")
+    ):
+        return ""
+    subject = lower_first(" ".join(before)) if before else ""
+    return " ".join(f"{head} {subject} {' '.join(after)}".split()).strip(" ,")
+
+
+def name_pronouns(text: str, topic: str, names: tuple[str, ...] = ()) -> str:
+    """``text`` with what a page says once it has named a thing named again: "it"/"its" as ``topic``, and "the
+    observatory" as "the Orrin Observatory" where one name of the page (``names``) ends with that word, so that a
+    question says which observatory, telescope or boat it asks about."""
+    for name in names:
+        head = name.split()[-1]
+        if " " not in name or not head.isalpha() or sum(n.split()[-1] == head for n in names) > 1:
+            continue
+        text = re.sub(rf"\b([Tt]he) {head.lower()}\b(?![\w-])", rf"\1 {name}", text)
+    if not topic:
+        return text
+    text = re.sub(r"\b[Ii]ts\b", f"{topic}'s", text)
+    return re.sub(r"(?<![\w'])[Ii]t\b(?!')", topic, text)

@@ -36,7 +36,18 @@ from .questions import fact_questions, fact_sentence, short_names
 
 READER_TOKENS = 32  # the round trip's answers: enough for a sentence that states the fact
 # The order in which a fact's questions are kept, so that the phrasings spread over the rules that made them.
-ORIGIN_ORDER = ("relation", "fronted", "rewrite", "cloze", "written", "short", "reworded", "sampled")
+ORIGIN_ORDER = (
+    "relation",
+    "fronted",
+    "rewrite",
+    "cloze",
+    "embedded",
+    "trimmed",
+    "written",
+    "short",
+    "reworded",
+    "sampled",
+)
 
 
 @dataclass
@@ -117,10 +128,9 @@ MODEL_ORIGINS = ("rewrite", "sampled", "written")
 
 def _origin(rule: str) -> str:
     """A sentence rule's origin as the report groups it: "short" and "reworded" variants apart."""
-    if "+reworded" in rule:
-        return "reworded"
-    if "+short" in rule:
-        return "short"
+    for variant in ("reworded", "short", "trimmed"):
+        if f"+{variant}" in rule:
+            return variant
     return rule
 
 

@@ -8,9 +8,18 @@ with its subject named (an apposition's name, "it" replaced by the page's subjec
   "The Lumora Grand carries how many passengers?", "Calvane Transit opened which line?");
 - the *fronted* form, where the clause's verb is plain to see: the question words first and the auxiliary before
   the subject ("How many passengers does the Lumora Grand carry?");
+- both again from the clause *trimmed* of the phrase after the fact ("Each boat recharges at Pellisk for how many
+  minutes?" without "between crossings from a shore battery"), and the clause *embedded* in another question ("Do
+  you know for how many minutes each boat recharges at Pellisk?");
+- a role an apposition or "X is the chief architect of Y" states, asked the ways English turns it around
+  (``relations``: "Who is Calvane Transit's chief executive?", "Who heads Calvane Transit?");
 - each with the subject's *short name* where it tells the subject apart from every other name of the pages ("the
   T2"; never "Lumora" where "Lumora Grand" and "Lumora Swift" both are), and with an attribute word said
   *otherwise* ("hold" for "carry", "CEO" for "chief executive").
+
+A coordination around the fact is cut to the half that holds it ("carries 410 passengers and 60 cars" asks and
+answers "carries 410 passengers"; "was cast by Feldt & Sorn and weighs 19 tonnes" the weight as "The new mirror
+weighs 19 tonnes"), so that a question asks for one fact and its answer states one.
 
 The answer is that clause as a sentence of its own (``fact_sentence``): the fact with its subject, not the page's
 sentence with four facts. Rules of English for ordinary news and product pages, not a parser: the generator's
@@ -23,8 +32,23 @@ import re
 from dataclasses import dataclass
 
 from .cloze import _names_number, wh_phrase
-from .english import AUX, DETERMINERS, IRREGULAR_PAST, MARK, NOT_VERBS, PREPOSITIONS, fronted, reworded
+from .english import (
+    AUX,
+    DETERMINERS,
+    EMBEDDINGS,
+    IRREGULAR_PAST,
+    MARK,
+    NOT_VERBS,
+    PREPOSITIONS,
+    embedded,
+    fronted,
+    name_pronouns,
+    reworded,
+    trimmed,
+    verb_at,
+)
 from .facts import Span, name_spans
+from .relations import holder_questions, role_answer, role_holder, role_questions
 
 _ADJECTIVES = frozenset(
     "smaller larger bigger older newer new old first second third last next former latest original same other "
@@ -46,21 +70,6 @@ class Question:
 
     text: str
     origin: str
-
-
-def name_pronouns(text: str, topic: str, names: tuple[str, ...] = ()) -> str:
-    """``text`` with what a page says once it has named a thing named again: "it"/"its" as ``topic``, and "the
-    observatory" as "the Orrin Observatory" where one name of the page (``names``) ends with that word, so that a
-    question says which observatory, telescope or boat it asks about."""
-    for name in names:
-        head = name.split()[-1]
-        if " " not in name or not head.isalpha() or sum(n.split()[-1] == head for n in names) > 1:
-            continue
-        text = re.sub(rf"\b([Tt]he) {head.lower()}\b(?![\w-])", rf"\1 {name}", text)
-    if not topic:
-        return text
-    text = re.sub(r"\b[Ii]ts\b", f"{topic}'s", text)
-    return re.sub(r"(?<![\w'])[Ii]t\b(?!')", topic, text)
 
 
 def short_names(names: list[str]) -> dict[str, str]:
@@ -193,7 +202,7 @@ def _marked(sentence: str, span: Span, topic: str, names: tuple[str, ...] = ()) 
     start, end, wh = _ask(sentence, span)
     quotes = [m.span() for m in re.finditer(r"[\"\u201c][^\"\u201d]*[\"\u201d]", sentence)]
     if any(a <= start < b for a, b in quotes) or re.search(r"\b(?:said|says|according to)\s+$", sentence[:start]):
-        return None  # quoted speech, or who said it (``relation_question`` asks who they are)
+        return None  # quoted speech, or who said it (``relations.role_questions`` asks who they are)
     text = sentence[:start] + MARK + sentence[end:]
     text = re.sub(r"[\"\u201c\u201d]", "", text)
     text = re.sub(r"[.!?]+$", "", text.strip())
@@ -208,27 +217,58 @@ def _marked(sentence: str, span: Span, topic: str, names: tuple[str, ...] = ()) 
     clause = _clause_with_subject(clauses, at)
     if not clause or clause.strip() == MARK or len(clause.split()) < 3:
         return None
-    return clause, wh
+    clause = one_conjunct(clause)
+    return (clause, wh) if len(clause.split()) >= 3 else None
 
 
-def _role_holder(sentence: str, span: Span) -> tuple[str, str] | None:
-    """(the name, its role) when ``span`` lies inside the apposition of a name before it ("said Ilse Marrakov, chief
-    executive of Orvanta Metering": Orvanta Metering is asked as the company she leads)."""
-    for other in name_spans(sentence):
-        if other.start >= span.start:
-            break
-        role = _apposition(sentence, other)
-        if role and MARK not in role and re.search(rf"\b{re.escape(span.text)}\b", role):
-            return other.text, role
-    return None
+_QUANTITY = r"(?:no|\d[\d.,]*(?:\s(?:thousand|million|billion))?)\s[a-z]+"
+
+
+def _verb_after_and(words: list[str], j: int) -> bool:
+    """Whether the word after ``words[j]`` ("and") opens a verb phrase ("and weighs 19 tonnes", "and will be given")
+    rather than a noun ("and cars"): an auxiliary, or a verb form followed by what a verb takes."""
+    if j + 2 >= len(words):
+        return False
+    verb, after = words[j + 1], words[j + 2]
+    if verb.lower() in AUX:
+        return True
+    if not verb.isalpha() or verb[0].isupper() or verb.lower() in NOT_VERBS:
+        return False
+    form = (
+        verb in IRREGULAR_PAST
+        or (verb.endswith("ed") and len(verb) > 4)
+        or (verb.endswith("s") and len(verb) > 3 and not verb.endswith(("ss", "us", "is")))
+    )
+    takes = after == MARK or after[0].isdigit() or after[0].isupper() or after.lower() in DETERMINERS | PREPOSITIONS
+    return form and takes
+
+
+def one_conjunct(clause: str) -> str:
+    """``clause`` (its fact a marker) without the other half of a coordination around the fact, so that its question
+    asks for one fact and its answer states one: "carries <fact> and 60 cars" -> "carries <fact>"; "was cast by
+    <fact> and weighs 19 tonnes" -> "was cast by <fact>"; "was cast by X and weighs <fact>" -> "<its subject>
+    weighs <fact>"."""
+    clause = re.sub(rf"(?<={MARK}) and {_QUANTITY}\b", "", clause)
+    clause = re.sub(rf"\b{_QUANTITY} and (?={MARK})", "", clause)
+    words = clause.split()
+    joins = [j for j, w in enumerate(words) if w == "and" and _verb_after_and(words, j)]
+    if not joins or MARK not in words:
+        return clause
+    j, at = joins[0], words.index(MARK)
+    if at < j:
+        return " ".join(words[:j]).rstrip(",")
+    found = verb_at(words[:j])
+    if found is None or found[0] == 0:
+        return clause
+    return " ".join(words[: found[0]] + words[j + 1 :])
 
 
 def fact_sentence(sentence: str, span: Span, topic: str = "", names: tuple[str, ...] = ()) -> str:
     """The clause of ``sentence`` that states the fact at ``span``, with its subject, as a sentence of its own
     ("The Lumora Grand carries 410 passengers and 60 cars."); the sentence itself when no clause holds it alone."""
-    if span.kind == "name" and relation_question(sentence, span) is not None:
-        return relation_answer(sentence, span)
-    holder = _role_holder(sentence, span) if span.kind == "name" else None
+    if span.kind == "name" and role_questions(sentence, span, names):
+        return role_answer(sentence, span, names)
+    holder = role_holder(sentence, span, names) if span.kind == "name" else None
     if holder is not None:
         return f"{holder[0]} is {holder[1]}."
     marked = _marked(sentence, span, topic, names)
@@ -240,37 +280,25 @@ def fact_sentence(sentence: str, span: Span, topic: str = "", names: tuple[str, 
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-_ROLE = "chief|executive|founder|director|head|president|chair|astronomer|engineer|CEO|leader|manager|officer"
-
-
-def _apposition(sentence: str, span: Span) -> str:
-    """The role an apposition after the name ``span`` gives it ("the chief executive of Calvane Transit"; a bare role
-    such as "chief executive of Orvanta Metering", as press releases attribute quotes, gets "the"), or ""."""
-    after = sentence[span.start + len(span.text) :]
-    found = re.match(r",\s+((?:the|a|an)\s+[^,;.]{3,80}?)(?:[,;.]|\s(?:said|says)\b|$)", after)
-    if found:
-        return found.group(1)
-    role = rf"(?:{_ROLE})\b[^,;.]{{0,70}}?\b(?:of|at)\s[^,;.]{{2,60}}?"
-    bare = re.match(rf",\s+({role})(?:[,;.]|\s(?:said|says)\b|$)", after)
-    return f"the {bare.group(1)}" if bare else ""
-
-
-def relation_question(sentence: str, span: Span) -> Question | None:
-    """For a name followed by an apposition that says what it is ("Marit Ekholm, the chief executive of Calvane
-    Transit"), the question that the apposition asks ("Who is the chief executive of Calvane Transit?")."""
-    role = _apposition(sentence, span)
-    if not role or MARK in role:
-        return None
-    if not re.search(r"\b(?:of|at|for)\b|'s\b", role):  # "the chief executive of X", "the company's founder"
-        return None
-    person = re.search(_ROLE, role)
-    return Question(f"{'Who' if person else 'What'} is {role}?", "relation")
-
-
-def relation_answer(sentence: str, span: Span) -> str:
-    """The sentence ``relation_question`` answers ("Marit Ekholm is the chief executive of Calvane Transit.")."""
-    role = _apposition(sentence, span)
-    return f"{span.text} is {role}." if role else ""
+def _sentence_forms(clause: str, wh: str) -> list[Question]:
+    """The cloze and fronted questions of a fact's clause, then the same of the clause trimmed (``trimmed``), then
+    the clause asked inside another question (``embedded``)."""
+    forms = []
+    if wh == "what":  # "The <fact> packs 42 cores": "What packs 42 cores?", not "The what packs ...?"
+        clause = re.sub(rf"\b[Tt]he {MARK}", MARK, clause)
+    short = trimmed(clause) if wh != "what" else ""  # "Vector engine for what?" asks nothing
+    for text, origin in ((clause, ""), (short, "+trimmed")):
+        if not text:
+            continue
+        cloze = text.replace(MARK, wh.rstrip("-"))
+        forms.append(Question(cloze[0].upper() + cloze[1:] + "?", "cloze" + origin))
+        front = fronted(text, wh)
+        if front:
+            forms.append(Question(front, "fronted" + origin))
+    inside = embedded(short or clause, wh)
+    if inside:
+        forms += [Question(form.format(inside), "embedded") for form in EMBEDDINGS]
+    return forms
 
 
 def fact_questions(
@@ -281,22 +309,14 @@ def fact_questions(
     if _names_number(sentence, span):
         return []
     found = []
-    relation = relation_question(sentence, span) if span.kind == "name" else None
-    if relation is not None:
-        found.append(relation)
-    holder = _role_holder(sentence, span) if span.kind == "name" else None
+    if span.kind == "name":
+        found += [Question(text, "relation") for text in role_questions(sentence, span, names)]
+    holder = role_holder(sentence, span, names) if span.kind == "name" else None
     if holder is not None:  # the role's organisation, asked from the holder: not from the quote around them
-        wh = _ask(sentence, span)[2]
-        role = re.sub(rf"\b{re.escape(span.text)}\b", wh, holder[1], count=1)
-        found.append(Question(f"{holder[0]} is {role}?", "relation"))
+        found += [Question(t, "relation") for t in holder_questions(holder, span.text, _ask(sentence, span)[2])]
     marked = _marked(sentence, span, topic, names) if holder is None else None
     if marked is not None:
-        clause, wh = marked
-        cloze = clause.replace(MARK, wh.rstrip("-"))
-        found.append(Question(cloze[0].upper() + cloze[1:] + "?", "cloze"))
-        front = fronted(clause, wh)
-        if front:
-            found.append(Question(front, "fronted"))
+        found += _sentence_forms(*marked)
     for q in list(found):
         for name, alias in (short or {}).items():
             if re.search(rf"\b{re.escape(name)}\b", q.text) and name != span.text:
