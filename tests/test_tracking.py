@@ -185,3 +185,51 @@ def test_a_run_tracker_of_a_damaged_config_still_tracks(tmp_path, tracking):
     tracker.log({"train/loss": 2.0}, 1)
     tracker.finish()
     assert [row["train/loss"] for row in _trackio_logs("kinject", "odd")] == [2.0] and len(said) == 1
+
+
+# ------------------------------------------------------------------------------------------------------- the app
+def _web_run(name: str, report_to: str | None = None, losses: tuple[float, ...] = ()) -> RunDir:
+    from kinject.web import state
+
+    run = RunDir(state.RUNS_ROOT / name)
+    run.path.mkdir(parents=True)
+    run.write_config({"model": {"model": "tiny"}, **({"train": {"report_to": report_to}} if report_to else {})})
+    for step, loss in enumerate(losses, start=1):
+        run.append_metric({"step": step, "total": len(losses), "loss": loss})
+    return run
+
+
+def test_the_app_shows_the_command_that_opens_the_runs_dashboard(web_jobs, tracking):
+    from kinject.web.tracking_view import dashboard_text
+
+    _web_run("p5")
+    text = dashboard_text("p5")
+    assert dashboard_command("kinject", tracking) in text and "project **kinject**, run **p5**" in text
+    tensorboard = _web_run("tb", "tensorboard")
+    assert f"tensorboard --logdir {tensorboard.tensorboard_dir}" in dashboard_text("tb")
+    _web_run("off", "none")
+    assert "report_to none" in dashboard_text("off")
+    assert dashboard_text(None).startswith("Choose a run")
+
+
+def test_the_runs_tab_draws_two_runs_loss_curves_in_one_figure(web_jobs):
+    from kinject.web import state
+    from kinject.web.tracking_view import curves_figure
+
+    _web_run("a", losses=(3.0, 2.5, 2.0))
+    _web_run("b", losses=(3.1, 2.9))
+    figure = curves_figure("a", "b")
+    lines = figure.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["a", "b"]
+    assert list(lines[0].get_xdata()) == [1, 2, 3] and list(lines[1].get_ydata()) == [3.1, 2.9]
+    assert curves_figure(None, None) is None and curves_figure("a", None).axes[0].get_lines()[0].get_label() == "a"
+    with pytest.raises(state.WebError):
+        curves_figure("a", "../b")
+
+
+def test_the_tracking_view_needs_no_gradio():
+    import subprocess
+    import sys
+
+    code = "import sys, kinject.web.tracking_view; sys.exit('gradio' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
