@@ -90,6 +90,28 @@ def test_tensorboard_gets_event_files_with_the_loss_in_the_run_folder(tiny_run, 
     assert not tracking.exists()  # nothing went to trackio
 
 
+def test_a_fresh_training_that_fails_at_once_puts_the_earlier_event_files_back(tiny_run, tracking):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from transformers import TrainerCallback
+
+    from kinject.training.loop import TrainError
+
+    class FailAtFirstStep(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            raise RuntimeError("out of memory (simulated)")
+
+    train(tiny_run, quick(report_to="tensorboard", guard_checks=0), blocks=TINY_BLOCKS)
+    events = RunDir(tiny_run).tensorboard_dir
+    before = sorted(p.name for p in events.iterdir())
+    with pytest.raises(TrainError, match="simulated"):
+        config = quick(report_to="tensorboard", guard_checks=0, max_steps=8)
+        train(tiny_run, config, blocks=TINY_BLOCKS, callbacks=[FailAtFirstStep()])
+    assert sorted(p.name for p in events.iterdir()) == before  # the earlier training's curves, as they were
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    assert [s.step for s in accumulator.Scalars("train/loss")] == list(range(1, STEPS + 1))
+
+
 def test_report_to_none_tracks_nothing(tiny_run, tracking):
     result = train(tiny_run, quick(report_to="none", guard_checks=0), blocks=TINY_BLOCKS)
     assert result.status == "done" and RunDir(tiny_run).read_metrics()  # the run's own records are kept

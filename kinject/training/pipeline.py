@@ -116,10 +116,12 @@ def _train(run: RunDir, job: _Job) -> TrainResult:
         return _run_stages(run, job, model_cfg, last, attempt)
     except TrainError as exc:
         exc.phase = exc.phase or attempt.phase
+        attempt.tracker.finish()  # its files closed before the previous training's come back
         _settle_previous(run, attempt.set_aside)
         traceback.clear_frames(exc.__traceback__)
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one readable message
+        attempt.tracker.finish()
         _settle_previous(run, attempt.set_aside)
         message = attempt.failure(exc)
         traceback.clear_frames(exc.__traceback__)  # its frames hold the model: let the memory go with them
