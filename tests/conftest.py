@@ -20,6 +20,20 @@ def _replay_cache_of_the_session(tmp_path_factory) -> None:
     cache.REPLAY_DIR = tmp_path_factory.mktemp("replay")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _tracking_of_the_session(tmp_path_factory) -> Iterator[None]:
+    """Trainings track their curves (trackio by default) into the session's own folder, never the user's cache."""
+    import os
+
+    before = os.environ.get("KINJECT_TRACKING")
+    os.environ["KINJECT_TRACKING"] = str(tmp_path_factory.mktemp("tracking"))
+    yield
+    if before is None:
+        os.environ.pop("KINJECT_TRACKING", None)
+    else:
+        os.environ["KINJECT_TRACKING"] = before
+
+
 @pytest.fixture(autouse=True)
 def _replay_cache_of_the_test(tmp_path_factory, monkeypatch) -> None:
     """... and each test starts with none: what a test generates is its own."""

@@ -427,6 +427,8 @@ def test_runs_tab_deletes_compares_and_shows_sources(app_client, site, tiny_mode
         )
     compared = client.predict(first="a", second="b", api_name="/compare")
     assert "| a | b |" in compared and "0.25 (1/4)" in compared
+    dashboard = client.predict(run="a", api_name="/dashboard")  # how to open the run's tracked curves
+    assert "trackio show --project kinject" in dashboard and "run **a**" in dashboard
     client.predict(run="b", confirm="b", api_name="/delete_run")
     assert not (state.RUNS_ROOT / "b").exists() and (state.RUNS_ROOT / "a").exists()
 

@@ -289,7 +289,7 @@ def test_blocks_that_use_augmentation_need_it(tiny_run, bundled_tokenizer):
 # ---------------------------------------------------------------------------------------------------- ablation
 
 
-def test_ablation_runs_end_to_end(tiny_run, teacher, monkeypatch):
+def test_ablation_runs_end_to_end(tiny_run, teacher, monkeypatch, tmp_path):
     import math
 
     import kinject.augment.verb
@@ -299,6 +299,7 @@ def test_ablation_runs_end_to_end(tiny_run, teacher, monkeypatch):
         {"kind": "replay", "prompt_id": f"r{i}", "question": f"Say something {i}?", "answer": "Something. " * 6}
         for i in range(3)
     ]
+    monkeypatch.setenv("KINJECT_TRACKING", str(tmp_path / "tracking"))
     # The tiny random model writes nothing usable: replay comes from a stand-in for the base's answers.
     monkeypatch.setattr(
         kinject.augment.verb,
@@ -334,6 +335,10 @@ def test_ablation_runs_end_to_end(tiny_run, teacher, monkeypatch):
     table = RunDir(tiny_run).ablation_markdown()
     assert "| raw+qa |" in table and "Budget: 2 optimizer steps" in table
     assert RunDir(data["rows"][1]["run_dir"]).read_adapter_meta()["step"] == 2
+    from trackio.sqlite_storage import SQLiteStorage  # the variants' curves sit side by side in one project
+
+    assert {"raw-seed1", "raw_qa-seed1"} <= set(SQLiteStorage.get_runs("run-ablation"))
+    assert any("eval/adapter/knowledge_accuracy" in row for row in SQLiteStorage.get_logs("run-ablation", "raw-seed1"))
 
     # Run again with one more variant: the finished ones are read back (their adapters untouched), the new one trains.
     def written(row):

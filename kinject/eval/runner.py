@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models.generate import adapter_off
-from ..runs import RunDir
+from ..runs import RunDir, open_run_tracker
 from ..runtime.progress import Progress
 from ..settings.fields import to_dict
 from ..settings.stages import EvalConfig, GenerationConfig
@@ -230,8 +230,10 @@ def evaluate(
     config: EvalConfig | None = None,
     progress: Progress | None = None,
     generation: GenerationConfig | None = None,
+    report_to: str | None = None,
 ) -> EvalReport:
-    """Answer the probes with the base and the adapter, measure forgetting, write eval.json/.md/.png.
+    """Answer the probes with the base and the adapter, measure forgetting, write eval.json/.md/.png, and track the
+    scores (``report_to``; unset: what the run's training tracked with) beside the training's curves.
 
     Knowledge probes (a probe file, or completion probes cut from the run's corpus) and retention probes (shipped
     with kinject) are answered by the base model and by the adapter from one model load: the base is the same
@@ -303,7 +305,39 @@ def evaluate(
     )
     run.update_config(eval=to_dict(config), generation=to_dict(asked))
     write_report(report, run)
+    track_scores(run, report, meta, report_to, progress)
     return report
+
+
+def track_scores(
+    run: RunDir, report: EvalReport, meta: dict[str, Any], report_to: str | None, progress: Progress
+) -> None:
+    """The report's scores into the run's tracked curves, at the step whose adapter was evaluated (the training's
+    tracked run goes on); ``report_to`` unset: the training's choice ('trackio' for a run never trained)."""
+    report_to = report_to or run.section("train").get("report_to") or "trackio"
+    tracker = open_run_tracker(run, report_to, resume=True, warn=progress.log)
+    try:
+        tracker.log(score_metrics(report), meta.get("kept_step") or meta.get("step") or 0)
+    finally:
+        tracker.finish()
+
+
+def score_metrics(report: EvalReport) -> dict[str, Any]:
+    """The scores worth a curve: knowledge (closed book, open book, the base's), retention, KL, perplexity ratio and
+    contamination."""
+    out: dict[str, Any] = {}
+    for side, scores in (("adapter", report.adapter), ("base", report.base), ("open_book", report.open_book)):
+        if scores is not None:
+            out[f"eval/{side}/knowledge_accuracy"] = scores.knowledge_accuracy
+            out[f"eval/{side}/knowledge_logprob"] = scores.knowledge_logprob
+            if side != "open_book":
+                out[f"eval/{side}/retention_accuracy"] = scores.retention_accuracy
+    if report.forgetting is not None:
+        out["eval/kl_mean"] = report.forgetting.kl_mean
+        out["eval/ppl_ratio"] = report.forgetting.ppl_ratio
+    if report.contamination is not None:
+        out["eval/contaminated_answers"] = report.contamination.answers
+    return out
 
 
 def _with_stop_note(note: str | None, plan: _Plan, answered: int, forgetting: Any) -> str:

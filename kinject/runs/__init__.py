@@ -16,12 +16,13 @@ a ``RunDir``:
     eval.json, eval.md, eval.png   the evaluation report
     ablation.json, ablation.md     recipe variants compared (their runs under ablation/)
     train-processes.log            the output of a training the app started on several processes
+    tensorboard/     TensorBoard's event files of the training and its evaluation (report_to tensorboard)
 
 The package by job: ``paths`` (names, paths, is it a run), ``files`` (atomic writes, reads, the lock),
 ``shapes`` (what each JSON file must hold, checked as it is read, so a damaged file is named with its field),
 ``records`` (config, status, metrics, pushes), ``data`` (sources, corpus, blocks, augmentation), ``evaluation``,
-``checkpoints``, ``adapters`` (adapter and merged model), ``folders`` (create, copy, lock, delete) and ``rundir``,
-which composes them into ``RunDir``.
+``checkpoints``, ``adapters`` (adapter and merged model), ``folders`` (create, copy, lock, delete), ``rundir``,
+which composes them into ``RunDir``, and ``tracking`` (the run's experiment tracker, on ``kinject.runtime.tracking``).
 
 May import: ``kinject.settings`` (the sections of config.yaml), ``kinject.runtime``.
 """
@@ -39,6 +40,7 @@ from .files import (
     write_jsonl,
 )
 from .rundir import RunDir
+from .tracking import open_run_tracker, viewing_command
 
 __all__ = [
     "AdapterDamagedError",
@@ -51,9 +53,11 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "checkpoint_step",
+    "open_run_tracker",
     "read_json",
     "read_jsonl",
     "replaced_dir",
     "safetensors_complete",
+    "viewing_command",
     "write_jsonl",
 ]

@@ -62,12 +62,13 @@ class RunCheckpoints(RunRecords):
         shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
 
     def set_aside_previous(self) -> None:
-        """Move the last training's checkpoints and metrics (and a copy of the settings) aside as a fresh training
-        begins: it must not resume their state, but if it fails before its first checkpoint they come back."""
+        """Move the last training's checkpoints, metrics and TensorBoard events (and a copy of the settings) aside
+        as a fresh training begins: it must not resume their state, but if it fails before its first checkpoint
+        they come back."""
         aside = self.path / self._PREVIOUS
         shutil.rmtree(aside, ignore_errors=True)
         aside.mkdir()
-        for name in (self._CHECKPOINTS, self._METRICS):
+        for name in (self._CHECKPOINTS, self._METRICS, self._TENSORBOARD):
             if (self.path / name).exists():
                 os.replace(self.path / name, aside / name)
         if self.config_path.is_file():
@@ -80,7 +81,8 @@ class RunCheckpoints(RunRecords):
             return
         self.clear_checkpoints()
         self.clear_metrics()
-        for name in (self._CHECKPOINTS, self._METRICS):
+        shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
+        for name in (self._CHECKPOINTS, self._METRICS, self._TENSORBOARD):
             if (aside / name).exists():
                 os.replace(aside / name, self.path / name)
         if (aside / self._CONFIG).is_file():

@@ -45,10 +45,14 @@ class RunPaths:
     _ABLATION_JSON = "ablation.json"
     _ABLATION_MD = "ablation.md"
     _ABLATION = "ablation"  # the variants' runs of kinject ablate, a run folder each
+    _TENSORBOARD = "tensorboard"  # TensorBoard's event files of the training and its evaluation (report_to)
     _PROCESSES_LOG = "train-processes.log"  # the output of a training's processes when the app started several
     _LOCK = ".train.lock"
     _PUSHES = "pushes.jsonl"  # one row per successful push to the Hub (repo, commit, when; never the token)
     _PREVIOUS = ".previous"  # a fresh training's predecessor (checkpoints, metrics, config) until it is safe to drop
+
+    # The trackio project of every run but an ablation's variants (tracking_names).
+    TRACKING_PROJECT = "kinject"
 
     # Names fixed by others: peft's adapter config, the Hub's model card, the merged model's folder in a Hub repo.
     ADAPTER_CONFIG = _ADAPTER_CONFIG
@@ -106,6 +110,20 @@ class RunPaths:
     def ablation_dir(self) -> Path:
         """Where ``kinject ablate`` trains its variants, a run folder each."""
         return self.path / self._ABLATION
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """Where a training and its evaluation write TensorBoard event files (report_to 'tensorboard')."""
+        return self.path / self._TENSORBOARD
+
+    def tracking_names(self) -> tuple[str, str]:
+        """(project, run name) of this run's tracked curves: a variant of an ablation (``RUN/ablation/VARIANT``) in
+        the project ``RUN-ablation`` under its variant's name, so the variants' curves sit side by side; any other
+        run in the project ``kinject`` under its folder's name."""
+        path = self.path.resolve()
+        if path.parent.name == self._ABLATION and (path.parent.parent / self._CONFIG).is_file():
+            return f"{path.parent.parent.name}-ablation", path.name
+        return self.TRACKING_PROJECT, path.name
 
     @property
     def processes_log(self) -> Path:

@@ -1,6 +1,6 @@
 """Where kinject finds and keeps things, each spelled here and nowhere else: the data it ships (``SHIPPED``), its
-cache (``KINJECT_HOME``), the runs (``KINJECT_RUNS``), and the chat server it talks to when one runs elsewhere
-(``KINJECT_ENDPOINT``).
+cache (``KINJECT_HOME``), the runs (``KINJECT_RUNS``), the tracked curves (``KINJECT_TRACKING``), and the chat
+server it talks to when one runs elsewhere (``KINJECT_ENDPOINT``).
 
 A variable that is unset or blank leaves the default. The operator's launch settings of the app
 (``AppConfig.from_env``) and the secrets (``HF_TOKEN``, ``KINJECT_API_KEY``, ``KINJECT_AUTH``) are read where they
@@ -19,6 +19,12 @@ SHIPPED = Path(__file__).resolve().parent.parent / "data"
 def kinject_home() -> Path:
     """The cache root: ``$KINJECT_HOME`` or ``~/.cache/kinject`` (converted models, shared replay, TGI's logs)."""
     return Path(os.environ.get("KINJECT_HOME") or Path.home() / ".cache" / "kinject").expanduser()
+
+
+def tracking_dir() -> Path:
+    """Where trackio keeps the tracked curves of every run (TrainConfig.report_to 'trackio'):
+    ``$KINJECT_TRACKING`` or ``<KINJECT_HOME>/tracking``."""
+    return Path(os.environ.get("KINJECT_TRACKING") or kinject_home() / "tracking").expanduser()
 
 
 def runs_root() -> Path:

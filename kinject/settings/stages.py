@@ -25,6 +25,7 @@ Quantization = Literal["auto", "4bit", "none"]
 Switch = Literal["auto", "on", "off"]
 Scheduler = Literal["constant_with_warmup", "cosine", "linear"]
 GuardKeep = Literal["latest", "best"]
+ReportTo = Literal["trackio", "tensorboard", "none"]
 
 
 @dataclass
@@ -325,6 +326,14 @@ class TrainConfig:
         "Forgetting guard: which adapter within the bound to keep: 'latest' (the most trained; the guard only undoes "
         "drift) or 'best' (the highest likelihood of the pages' sentences, a proxy that can prefer an early step).",
     )
+    report_to: ReportTo = setting(
+        "trackio",
+        "Where the curves go (loss, learning rate, tokens/s, the guard's checks, the data report's counts, then the "
+        "evaluation's scores): 'trackio' (a local dashboard: `trackio show --project kinject` with TRACKIO_DIR set "
+        "to the tracking folder under KINJECT_HOME, or KINJECT_TRACKING; nothing leaves the machine), "
+        "'tensorboard' (event files in the run's tensorboard/ folder) or 'none'. The evaluation follows the "
+        "training's choice.",
+    )
 
     def __post_init__(self) -> None:
         check_choice(self.preset, "preset", PresetName)
@@ -367,6 +376,7 @@ class TrainConfig:
         require(self.guard_checks >= 0, "guard_checks", f"must be >= 0, got {self.guard_checks}")
         require(self.guard_kl_max > 0, "guard_kl_max", f"must be > 0, got {self.guard_kl_max}")
         check_choice(self.guard_keep, "guard_keep", GuardKeep)
+        check_choice(self.report_to, "report_to", ReportTo)
         require(self.guard_patience >= 0, "guard_patience", f"must be >= 0, got {self.guard_patience}")
 
 

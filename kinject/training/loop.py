@@ -343,11 +343,15 @@ def progress_callback(
     progress: Progress, total_steps: int, run: RunDir, guard: Any = None, writes: bool = True
 ) -> Any:
     """A ``TrainerCallback`` that bridges Trainer events to ``progress`` (and the run's metrics), turns its stop
-    request into ``should_training_stop`` and lets the forgetting ``guard`` check at its steps."""
+    request into ``should_training_stop`` and lets the forgetting ``guard`` check at its steps. Its ``tracker``
+    (``kinject.runtime.tracking``; none until the training sets one) gets each step's numbers and each check."""
     from transformers import TrainerCallback
+
+    from ..runtime.tracking import Tracker
 
     class Callback(TrainerCallback):
         def __init__(self) -> None:
+            self.tracker = Tracker()
             self.stopped = False
             self.in_step = False  # True from a step's start to its end: a failure then is "at" that step
             self.current_step = 0
@@ -368,6 +372,8 @@ def progress_callback(
             self.in_step = False
             step = state.global_step
             guard_stop = guard is not None and step in guard.check_steps and guard.check(step)
+            if guard is not None and guard.checks and guard.checks[-1].step == step:
+                self.tracker.log(guard_metrics(guard.checks[-1]), step)
             asked = progress.should_stop()
             # the main process's stop (asked, or the guard's) stops every process of a training on several
             guard_stop, asked = processes.any_process(guard_stop, asked)
@@ -405,6 +411,13 @@ def progress_callback(
             if writes:
                 with contextlib.suppress(OSError):  # a full disk fails the next checkpoint, with its message
                     run.append_metric({"time": time.time(), **row})
+            tracked = ("loss", "learning_rate", "grad_norm", "tokens_per_s", "epoch")
+            self.tracker.log({f"train/{k}": row[k] for k in tracked}, state.global_step)
             progress.advance(1, **row)
 
     return Callback()
+
+
+def guard_metrics(check: Any) -> dict[str, Any]:
+    """One forgetting-guard check (``kinject.training.guard.Check``) as tracked numbers."""
+    return {"guard/kl": check.kl, "guard/knowledge": check.knowledge, "guard/within_bound": check.within}

@@ -21,8 +21,9 @@ from typing import Any
 
 from ..corpus.blocks import augmentation_kinds, ensure_blocks
 from ..models.loading import context_length, load_model, load_tokenizer, resolve_model
-from ..runs import RunDir, RunError, checkpoint_step
+from ..runs import RunDir, RunError, checkpoint_step, open_run_tracker
 from ..runtime.progress import Progress
+from ..runtime.tracking import Tracker
 from ..settings.fields import from_dict, to_dict
 from ..settings.resolve import training_blocks
 from ..settings.stages import AugmentConfig, BlocksConfig, EvalConfig, GenerationConfig, ModelConfig, TrainConfig
@@ -115,15 +116,18 @@ def _train(run: RunDir, job: _Job) -> TrainResult:
         return _run_stages(run, job, model_cfg, last, attempt)
     except TrainError as exc:
         exc.phase = exc.phase or attempt.phase
+        attempt.tracker.finish()  # its files closed before the previous training's come back
         _settle_previous(run, attempt.set_aside)
         traceback.clear_frames(exc.__traceback__)
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one readable message
+        attempt.tracker.finish()
         _settle_previous(run, attempt.set_aside)
         message = attempt.failure(exc)
         traceback.clear_frames(exc.__traceback__)  # its frames hold the model: let the memory go with them
         raise TrainError(message, attempt.phase) from exc
     finally:
+        attempt.tracker.finish()
         attempt.release()
         gc.collect()
         if torch.cuda.is_available():
@@ -144,9 +148,11 @@ def _check_questions(augment: AugmentConfig) -> None:
 
 @dataclass
 class _Attempt(Attempt):
-    """The training's state for failures, and whether the previous training's checkpoints were set aside."""
+    """The training's state for failures, whether the previous training's checkpoints were set aside, and the
+    tracker of its curves (finished however the training ends)."""
 
     set_aside: bool = False
+    tracker: Tracker = dataclasses.field(default_factory=Tracker)
 
 
 def _run_stages(run: RunDir, job: _Job, model_cfg: ModelConfig, last: Path | None, attempt: _Attempt) -> TrainResult:
@@ -175,6 +181,8 @@ def _run_stages(run: RunDir, job: _Job, model_cfg: ModelConfig, last: Path | Non
     callbacks = [attempt.callback, *job.callbacks]
     attempt.trainer = make_trainer(model, tokenizer.pad_token_id, blocks, args, config, soft_replay, callbacks)
     _main_first(lambda: _claim_run(run, job, last, attempt) if main else None)
+    if main:  # after the claim: a fresh training's TensorBoard folder is its own
+        attempt.tracker = attempt.callback.tracker = _track(run, job, guard, last)
     processes.limit_peer_wait()  # from here the processes meet at every step: a silent one fails the others
     step = fit(attempt, run, last, total_steps, progress)
     status = "stopped" if attempt.callback.stopped and not (guard and guard.stopped_early) else "done"
@@ -184,6 +192,7 @@ def _run_stages(run: RunDir, job: _Job, model_cfg: ModelConfig, last: Path | Non
     decision = guard.decide(step) if guard is not None else None
     if decision is not None:
         progress.log(f"forgetting guard: {decision.reason}")
+        attempt.tracker.log({"guard/kept_step": decision.step, "guard/learnt": decision.learnt}, step)
     attempt.phase = "save adapter"
     progress.start(attempt.phase, total=None)
     adapter_dir = save_adapter(
@@ -298,6 +307,19 @@ def _guard(
         progress.log(f"forgetting guard off: it could not measure this model ({type(exc).__name__}: {exc})")
         return None
     return guard
+
+
+def _track(run: RunDir, job: _Job, guard: Any, last: Path | None) -> Tracker:
+    """The tracker of this training (``job.config.report_to``; a resumed training continues its tracked run), with
+    what is known before the first step: the data report's counts and the base model's knowledge as the guard
+    measured it. A tracker that cannot start says so and tracks nothing."""
+    tracker = open_run_tracker(run, job.config.report_to, resume=last is not None, warn=job.progress.log)
+    report = run.read_data_report() or {}
+    known = {f"data/{k}": v for k, v in report.items() if isinstance(v, (int, float)) and k != "well_asked_at"}
+    if guard is not None and guard.base_knowledge is not None:
+        known["guard/base_knowledge"] = guard.base_knowledge
+    tracker.log(known, checkpoint_step(last) if last is not None else 0)
+    return tracker
 
 
 def _claim_run(run: RunDir, job: _Job, last: Path | None, attempt: _Attempt) -> None:

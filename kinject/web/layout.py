@@ -47,6 +47,7 @@ from .handlers import (
     view_handler,
 )
 from .job_handlers import do_evaluate, do_export, do_merge, do_prepare, do_push, resume_training, start_training
+from .tracking_view import curves_figure, dashboard_text
 from .views import (
     AUGMENT_COLUMNS,
     RUNS_COLUMNS,
@@ -223,7 +224,8 @@ def chat_tab() -> UI:
 
 
 def runs_tab() -> UI:
-    """Every run with its scores, merge, export and delete, two runs compared, the text training sees per source."""
+    """Every run with its scores, merge, export and delete, how to open its tracked curves, two runs compared (with
+    their loss curves), the text training sees per source."""
     ui: UI = {"refresh": gr.Button("Refresh")}
     ui["runs_df"] = gr.Dataframe(
         headers=RUNS_COLUMNS,
@@ -238,6 +240,7 @@ def runs_tab() -> UI:
         ui["export_btn"] = gr.Button("Export it as GGUF for llama.cpp and Ollama", interactive=False)
         ui["confirm_box"] = gr.Textbox(label="Type the run's name to confirm", scale=2)
         ui["delete_btn"] = gr.Button("Delete the selected run", variant="stop", interactive=False)
+    ui["tracking_md"] = gr.Markdown(elem_id="tracking")
     with gr.Accordion("Compare two runs", open=False):
         with gr.Row():
             # Custom values allowed: runs made after the page loaded are valid (checked when compared).
@@ -245,6 +248,7 @@ def runs_tab() -> UI:
             ui["second"] = gr.Dropdown(label="Second run", choices=state.list_runs(), allow_custom_value=True)
         ui["compare_btn"] = gr.Button("Compare")
         ui["compare_md"] = gr.Markdown()
+        ui["compare_plot"] = gr.Plot(label="Training loss by step, both runs")
     with gr.Accordion("Sources: the text training sees", open=False):
         ui["source_pick"] = gr.Dropdown(label="Source", choices=[], allow_custom_value=True)
         ui["source_text"] = gr.Textbox(label="Extracted text", lines=14, max_lines=30, interactive=False)
@@ -385,7 +389,7 @@ def wire_views(ui: UI) -> None:
         source_choices, run, ui["source_pick"], api_name=False
     ).then(eval_plan, [run], ui["eval_plan"], inputs_kwargs=ui["eval_form"], api_name="eval_plan").then(
         cli_of, [run, ui["cli_lines"]], ui["cli"], api_name=False
-    )
+    ).then(view_handler(dashboard_text), run, ui["tracking_md"], api_name="dashboard")
     ui["refresh"].click(view_handler(runs_table), None, ui["runs_df"], api_name="runs").then(
         lambda: (runs_update(None), runs_update(None)), None, [ui["first"], ui["second"]], api_name=False
     )
@@ -394,7 +398,9 @@ def wire_views(ui: UI) -> None:
     delete_outputs = [run, ui["runs_df"], ui["confirm_box"]]
     ui["delete_btn"].click(delete_run, [run, ui["confirm_box"]], delete_outputs, api_name="delete_run")
     compare_inputs = [ui["first"], ui["second"]]
-    ui["compare_btn"].click(view_handler(compare_runs), compare_inputs, ui["compare_md"], api_name="compare")
+    ui["compare_btn"].click(view_handler(compare_runs), compare_inputs, ui["compare_md"], api_name="compare").then(
+        view_handler(curves_figure), compare_inputs, ui["compare_plot"], api_name="compare_curves"
+    )
     source_outputs = [ui["source_text"], ui["source_df"]]
     ui["source_pick"].change(view_handler(source_view), [run, ui["source_pick"]], source_outputs, api_name="source")
     ui["show_data"].click(view_handler(augmentation_table), run, ui["data_df"], api_name="augmentation").then(
