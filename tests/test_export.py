@@ -566,3 +566,23 @@ def test_the_bundled_models_adapter_goes_over_its_own_gguf(tmp_path, bundled_mod
     for name in (n.removesuffix(".lora_a") for n in lora if n.endswith(".lora_a")):
         a, b = lora[f"{name}.lora_a"], lora[f"{name}.lora_b"]
         assert base[name][0] == a[0] and base[name][1] == b[1] and a[1] == b[0] == 4, name
+
+
+def test_a_sentencepiece_tokenizer_is_refused_and_a_mistral_window_caps_the_context(tmp_path, bundled_tokenizer):
+    """A tokenizer with byte fallback (sentencepiece's way: Llama 2's, Mistral 7B's) is refused by name, before any
+    file is written; a Mistral whose sliding window is shorter than its positions tells llama.cpp the window."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from kinject.sharing.gguf_tensors import context_length
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "\u2581a": 3, "a": 4}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>", byte_fallback=True))
+    spm = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    model = _random_model("mistral", bundled_tokenizer)
+    with pytest.raises(ExportError, match="sentencepiece tokenizer; kinject writes only byte-level BPE"):
+        write_gguf(tmp_path / "x.gguf", model, spm, "f16", "x")
+    assert not (tmp_path / "x.gguf").exists()
+    assert context_length(model.config) == 256  # its window (4096) is longer
+    model.config.sliding_window = 64
+    assert context_length(model.config) == 64
