@@ -77,7 +77,8 @@ print(json.dumps({"results": results, "tokenized": tokenized}))
 def ensure_llama_cpp(venv: Path) -> Path:
     """The python of ``venv`` with llama-cpp-python importable, created and installed when absent."""
     python = venv / "bin" / "python"
-    if python.exists() and subprocess.run([python, "-c", "import llama_cpp"], capture_output=True).returncode == 0:
+    found = python.exists() and subprocess.run([python, "-I", "-c", "import llama_cpp"], capture_output=True)
+    if found and found.returncode == 0:
         return python
     print(f"installing llama-cpp-python into {venv} (builds llama.cpp from source: minutes)", file=sys.stderr)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -95,7 +96,7 @@ def run_llama_cpp(python: Path, model: Path, lora: Path | None, prompts: list[li
     job |= {"threads": args.threads, "max_new_tokens": args.max_new_tokens}
     for extra_buffers in (True, False):
         data = json.dumps({**job, "extra_buffers": extra_buffers})
-        done = subprocess.run([python, "-c", RUNNER], input=data, capture_output=True, text=True)
+        done = subprocess.run([python, "-I", "-c", RUNNER], input=data, capture_output=True, text=True)
         if done.returncode >= 0:  # not killed by a signal
             break
         print(f"llama.cpp died ({done.returncode}) on {model.name}: again without extra buffers", file=sys.stderr)
