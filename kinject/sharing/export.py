@@ -59,18 +59,17 @@ def export(
     run = RunDir(run_dir)
     adapter = run.require_adapter()
     config, progress = config or ExportConfig(), progress or Progress()
-    bundled = _check_base(run)
-    merged, lora = config.what in ("merged", "both"), config.what in ("lora", "both")
-    load = merged or (lora and bundled is None)  # the bundled model's own GGUF is the adapter's base as it is
-    steps = load + merged + len(config.types) * merged + (1 if bundled else len(config.types)) * lora + lora
+    parts = _Parts(run, adapter, config, generation or GenerationConfig(), progress, _check_base(run))
+    # The base model is loaded to fold the adapter in, or to write it for the adapter; the bundled model's own GGUF
+    # is the adapter's base as it is.
+    load = parts.merged or (parts.lora and parts.bundled is None)
     with run.training_lock():
-        progress.start("export", total=steps, unit="step")
+        progress.start("export", total=parts.steps(load), unit="step")
         try:
             if load:  # float32: the adapter's update is folded in without rounding; each type rounds once from there
                 model, tokenizer = load_base(run, torch.float32, progress)
             else:
                 model, tokenizer = None, _tokenizer(run)
-            parts = _Parts(run, adapter, config, generation or GenerationConfig(), progress, bundled)
             return parts.write(model, tokenizer)
         finally:
             progress.finish()
@@ -122,6 +121,12 @@ class _Parts:
     @property
     def lora(self) -> bool:
         return self.config.what in ("lora", "both")
+
+    def steps(self, load: bool) -> int:
+        """The progress steps: loading the base, folding the adapter in, each file."""
+        types = len(self.config.types)
+        bases = 1 if self.bundled is not None else types
+        return int(load) + (1 + types) * self.merged + (bases + 1) * self.lora
 
     def base_files(self) -> list[str]:
         if self.bundled is not None:
