@@ -53,8 +53,10 @@ class RunPaths:
     _PUSHES = "pushes.jsonl"  # one row per successful push to the Hub (repo, commit, when; never the token)
     _PREVIOUS = ".previous"  # a fresh training's predecessor (checkpoints, metrics, config) until it is safe to drop
 
-    # Names fixed by others: peft's adapter config, the Hub's model card, the merged model's folder in a Hub repo.
+    # Names fixed by others: peft's adapter config and weights, the Hub's model card, the merged model's folder in a
+    # Hub repo.
     ADAPTER_CONFIG = _ADAPTER_CONFIG
+    ADAPTER_WEIGHTS = _ADAPTER_WEIGHTS
     CARD = "README.md"
     MERGED_IN_REPO = _MERGED
 

@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..runs import RunDir
 from .gguf_tensors import ExportError, architecture, gguf_name, permute, qk_heads
 
-ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
+ADAPTER_WEIGHTS, ADAPTER_CONFIG = RunDir.ADAPTER_WEIGHTS, RunDir.ADAPTER_CONFIG  # peft's names in a saved adapter
 _PREFIX = "base_model.model."
 _NOT_FOR_LLAMA_CPP = "llama.cpp cannot apply it as peft does; export the merged model instead (--what merged)"
 
