@@ -476,6 +476,13 @@ def test_merge_and_export_buttons_run_jobs_with_progress(app_client, site, tiny_
     status = client.predict(run="p5", api_name="/export")
     assert "done: export of p5" in status and "ollama create p5 -f " in status and "llama-cli -m " in status
     assert sorted(RunDir(state.RUNS_ROOT / "p5").export_files()) == ["Modelfile", "model-q8_0.gguf"]
+    status = client.predict(run="p5", what="lora", types="f16", api_name="/export")  # the form's Export settings
+    assert "ollama create p5 -f " in status and "Modelfile.adapter" in status and "--lora " in status
+    assert sorted(RunDir(state.RUNS_ROOT / "p5").export_files()) == [
+        "Modelfile.adapter",
+        "adapter.gguf",
+        "base-f16.gguf",
+    ]
 
 
 def test_a_handler_reads_its_own_jobs_outcome_not_the_last_one(tmp_path, monkeypatch):

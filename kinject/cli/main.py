@@ -300,12 +300,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     c = verb_configs("export", args)
     result = export(args.run_dir, c["export"], c["generation"], TqdmProgress())
-    for path in [*result.files, result.modelfile]:
+    written = [*result.files, result.modelfile, result.base, result.adapter, result.adapter_modelfile]
+    for path in [p for p in written if p is not None]:
         print(f"wrote {path} ({path.stat().st_size / 1e6:,.1f} MB)")
     if not result.template:
         print("the chat template is not ChatML: the Modelfile has no TEMPLATE (see its comment)", file=sys.stderr)
-    print("\nrun it with Ollama:\n  " + "\n  ".join(result.commands[:2]))
-    print(f"or with llama.cpp:\n  {result.commands[2]}")
+    for start in range(0, len(result.commands), 3):  # per model: ollama create, ollama run, llama-cli
+        what = "the adapter over its base" if "--lora" in result.commands[start + 2] else "the merged model"
+        print(f"\nrun {what} with Ollama:\n  " + "\n  ".join(result.commands[start : start + 2]))
+        print(f"or with llama.cpp:\n  {result.commands[start + 2]}")
     return EXIT_OK
 
 

@@ -114,12 +114,14 @@ VERBS: dict[str, dict[str, str]] = {
         "description": "Merge RUN_DIR's adapter into a 16-bit copy of its base model (safetensors shards).",
     },
     "export": {
-        "help": "write the merged model as GGUF with an Ollama Modelfile (llama.cpp, Ollama)",
+        "help": "write the merged model or the LoRA adapter as GGUF with an Ollama Modelfile (llama.cpp, Ollama)",
         "description": "Fold RUN_DIR's adapter into its base and write it into RUN_DIR/export/: one GGUF file per "
         "--types (model-q8_0.gguf, model-f16.gguf) and an Ollama Modelfile (FROM the first file, the chat template "
-        "as TEMPLATE when it is ChatML, stop tokens, and the generation options as PARAMETERs). Llama-architecture "
-        "models only; the folder is written whole or not at all, after a check of the free disk space. Prints the "
-        "commands that run it (ollama create, llama-cli).",
+        "as TEMPLATE when it is ChatML, stop tokens, and the generation options as PARAMETERs). With --what lora (or "
+        "both) the adapter alone as adapter.gguf, for llama.cpp's --lora and Ollama's ADAPTER, over the base's GGUF "
+        "(the bundled model's own file, else base-TYPE.gguf) with Modelfile.adapter. Llama, Mistral and Qwen2 models "
+        "with a byte-level BPE tokenizer; the folder is written whole or not at all, after a check of the free disk "
+        "space. Prints the commands that run it (ollama create, llama-cli).",
     },
     "ask": {
         "help": "answer one chat question with the run's adapter (or --base)",

@@ -12,7 +12,8 @@ a ``RunDir``:
     blocks/<key>/    packed blocks (datasets.Dataset) and blocks.json, one folder per packing (see kinject.corpus.blocks)
     status.json      the last job's state;  metrics.jsonl  one line per logged training step
     checkpoints/     for resume;  adapter/  the trained adapter;  merged/  adapter merged into the base
-    export/          the merged model as GGUF files (model-f16.gguf, model-q8_0.gguf) and an Ollama Modelfile
+    export/          the merged model as GGUF files (model-f16.gguf, model-q8_0.gguf) and an Ollama Modelfile; or the
+                     adapter as adapter.gguf over the base's GGUF (base-q8_0.gguf) with Modelfile.adapter
     eval.json, eval.md, eval.png   the evaluation report
     ablation.json, ablation.md     recipe variants compared (their runs under ablation/)
     train-processes.log            the output of a training the app started on several processes

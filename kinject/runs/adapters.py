@@ -151,6 +151,21 @@ class RunAdapters(RunRecords):
         """The name of the Ollama Modelfile in ``export/``."""
         return cls._MODELFILE
 
+    @classmethod
+    def export_adapter_name(cls) -> str:
+        """The name of the LoRA adapter's GGUF file in ``export/``."""
+        return cls._EXPORT_ADAPTER
+
+    @classmethod
+    def export_base_name(cls, qtype: str) -> str:
+        """The name of the base model's GGUF file of type ``qtype`` in ``export/`` (``base-q8_0.gguf``)."""
+        return cls._EXPORT_BASE.format(qtype)
+
+    @classmethod
+    def export_adapter_modelfile_name(cls) -> str:
+        """The name of the Modelfile that puts the adapter over the base in ``export/``."""
+        return cls._ADAPTER_MODELFILE
+
     def export_files(self) -> dict[str, Path]:
         """What ``export/`` holds now, by name (empty when nothing was exported)."""
         folder = self.export_dir

@@ -34,9 +34,12 @@ class RunPaths:
     _GUARD_WEIGHTS = "guard_best.safetensors"  # ... and that step's LoRA weights
     _MERGED = "merged"
     _MERGE_RECORD = "kinject-merge.json"  # in merged/: the sha256 of the adapter weights it was made from
-    _EXPORT = "export"  # the merged model as GGUF files with an Ollama Modelfile (kinject export)
+    _EXPORT = "export"  # the merged model and/or the adapter as GGUF files with Ollama Modelfiles (kinject export)
     _EXPORT_GGUF = "model-{}.gguf"  # in export/: one file per type, model-f16.gguf, model-q8_0.gguf
     _MODELFILE = "Modelfile"  # in export/: Ollama's recipe, FROM the first GGUF file
+    _EXPORT_ADAPTER = "adapter.gguf"  # in export/: the LoRA adapter alone (kinject export --what lora)
+    _EXPORT_BASE = "base-{}.gguf"  # in export/: the base model the adapter goes over, one file per type
+    _ADAPTER_MODELFILE = "Modelfile.adapter"  # in export/: Ollama's recipe, FROM the base GGUF, ADAPTER the adapter
     _EVAL_JSON = "eval.json"
     _EVAL_MD = "eval.md"
     _EVAL_PNG = "eval.png"
@@ -54,8 +57,10 @@ class RunPaths:
     # The trackio project of every run but an ablation's variants (tracking_names).
     TRACKING_PROJECT = "kinject"
 
-    # Names fixed by others: peft's adapter config, the Hub's model card, the merged model's folder in a Hub repo.
+    # Names fixed by others: peft's adapter config and weights, the Hub's model card, the merged model's folder in a
+    # Hub repo.
     ADAPTER_CONFIG = _ADAPTER_CONFIG
+    ADAPTER_WEIGHTS = _ADAPTER_WEIGHTS
     CARD = "README.md"
     MERGED_IN_REPO = _MERGED
 

@@ -237,20 +237,28 @@ class PublishConfig:
 
 
 ExportFormat = Literal["gguf"]
-GGUF_TYPES = ("f16", "q8_0")  # what kinject.sharing.gguf_llama writes
+ExportWhat = Literal["merged", "lora", "both"]
+GGUF_TYPES = ("f16", "q8_0")  # what kinject.sharing.gguf_model writes
 
 
 @dataclass
 class ExportConfig:
-    """Writing a run's merged model (the adapter folded into its base) for llama.cpp and Ollama (verb: export)."""
+    """Writing a run's model for llama.cpp and Ollama: merged (the adapter folded into its base), or the LoRA adapter
+    as its own GGUF file over the base's (verb: export)."""
 
     _argument_group_name = "export"
 
     format: ExportFormat = setting("gguf", "The file format: gguf (llama.cpp, Ollama, LM Studio).")
+    what: ExportWhat = setting(
+        "merged",
+        "What to write: merged (one model with the adapter folded in, model-TYPE.gguf), lora (the adapter alone as "
+        "adapter.gguf for llama.cpp's --lora and Ollama's ADAPTER, over the base model's GGUF: the bundled model's "
+        "own file, else base-TYPE.gguf) or both.",
+    )
     types: list[str] = setting(
         ["q8_0"],
         "The GGUF tensor types to write, one file each: q8_0 (8-bit, about half the size of f16, answers nearly "
-        "the same) or f16; the Modelfile uses the first.",
+        "the same) or f16, for the merged model and a base written for the adapter; the Modelfiles use the first.",
         aliases=["--type"],
         metavar="TYPE",
     )
@@ -262,6 +270,7 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         check_choice(self.format, "format", ExportFormat)
+        check_choice(self.what, "what", ExportWhat)
         require(bool(self.types), "types", "give at least one type")
         for qtype in self.types:
             require(qtype in GGUF_TYPES, "types", f"must be among {', '.join(GGUF_TYPES)}, got {qtype!r}")

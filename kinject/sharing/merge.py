@@ -49,18 +49,30 @@ def load_merged(run: RunDir, adapter: Path, dtype: Any, progress: Progress) -> t
     """The run's base with ``adapter`` folded in (``merge_and_unload``) on the CPU in ``dtype``, and its tokenizer;
     advances ``progress`` by two steps and raises ``InterruptedError`` when it asks to stop (``merge`` and
     ``export`` share it, so both fold the adapter in the same way)."""
-    from peft import PeftModel
+    base, tokenizer = load_base(run, dtype, progress)
+    return fold_adapter(base, adapter, progress), tokenizer
 
+
+def load_base(run: RunDir, dtype: Any, progress: Progress) -> tuple[Any, Any]:
+    """The run's base model on the CPU in ``dtype`` and its tokenizer; advances ``progress`` by one step."""
     cfg = from_dict(ModelConfig, run.section("model"), "model")
     resolved = resolve_model(cfg.model, cfg.revision, progress)
     base = load_model(resolved, quantization="none", dtype=dtype, device_map="cpu")
     progress.advance(1)
     _check_stop(progress)
+    return base, load_tokenizer(resolved)
+
+
+def fold_adapter(base: Any, adapter: Path, progress: Progress) -> Any:
+    """``base`` with ``adapter`` folded into its weights (in place: ``base`` is the merged model after this);
+    advances ``progress`` by one step."""
+    from peft import PeftModel
+
     with BUILD_LOCK:
         merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     progress.advance(1)
     _check_stop(progress)
-    return merged, load_tokenizer(resolved)
+    return merged
 
 
 def _check_stop(progress: Progress) -> None:

@@ -1,4 +1,5 @@
-"""The Ollama ``Modelfile`` beside an exported GGUF file: FROM the file, a TEMPLATE that renders the chat format the
+"""The Ollama ``Modelfile`` beside an exported GGUF file: FROM the file (and ADAPTER the LoRA adapter's file when it
+goes over a base), a TEMPLATE that renders the chat format the
 model's own chat template renders, its stop tokens, and kinject's generation settings as PARAMETERs.
 
 The format is told by rendering the tokenizer's chat template, not by reading it: kinject writes a TEMPLATE only for
@@ -13,8 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..runs import RunDir
 from ..settings.stages import GenerationConfig
-from .gguf_llama import ExportError
+from .gguf_tensors import ExportError
 
 START, END = "<|im_start|>", "<|im_end|>"
 # Ollama's Go template for ChatML: every message, then the assistant's turn to answer.
@@ -78,11 +80,15 @@ def _quoted(text: str) -> str:
     return f'"""{text}"""' if "\n" in text or '"' in text else f'"{text}"'
 
 
-def modelfile_text(gguf_file: str, tokenizer: Any, generation: GenerationConfig, name: str) -> str:
-    """The Modelfile of ``gguf_file`` (a name in the same folder): FROM, TEMPLATE, SYSTEM, stops and the decoding
-    settings of ``generation`` (greedy, at or below kinject's 0.05, is temperature 0)."""
-    lines = [f"# {name}, exported by kinject (`kinject export`); use: ollama create NAME -f Modelfile", ""]
-    lines += [f"FROM ./{gguf_file}", ""]
+def modelfile_text(
+    gguf_file: str, tokenizer: Any, generation: GenerationConfig, name: str, adapter: str | None = None
+) -> str:
+    """The Modelfile of ``gguf_file`` (a name in the same folder), with the LoRA ``adapter`` (a GGUF file there too)
+    over it when given: FROM, ADAPTER, TEMPLATE, SYSTEM, stops and the decoding settings of ``generation`` (greedy,
+    at or below kinject's 0.05, is temperature 0)."""
+    own = RunDir.export_adapter_modelfile_name() if adapter else RunDir.export_modelfile_name()
+    lines = [f"# {name}, exported by kinject (`kinject export`); use: ollama create NAME -f {own}", ""]
+    lines += [f"FROM ./{gguf_file}"] + ([f"ADAPTER ./{adapter}"] if adapter else []) + [""]
     found = chat_format(tokenizer)
     if found is None:
         lines += [

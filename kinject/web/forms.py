@@ -36,6 +36,7 @@ EVAL_ROWS = [["probes", "auto_probes", "max_new_tokens", "quick"]]
 ASK_ROWS = [["max_new_tokens"]]
 CHAT_ROWS = [["max_new_tokens", "temperature", "top_p"]]
 PUBLISH_ROWS = [["repo", "merged"]]
+EXPORT_ROWS = [["what", "types", "name"]]
 
 
 def field_input(info: FieldInfo, value: Any = _UNSET) -> gr.Component:

@@ -198,19 +198,24 @@ def do_merge(run: str | None = None):
     job_finished(job)
 
 
-def do_export(run: str | None = None):
-    """Export the run's merged model as GGUF (q8_0) with an Ollama Modelfile into its export/ folder, as a job; the
-    status says where and the commands that run it (``kinject.sharing.export``, the CLI's own)."""
+@takes_fields("export")
+def do_export(run: str | None = None, **settings: Any):
+    """Export the run as the form asks (the merged model, the LoRA adapter over its base, or both; q8_0 by default)
+    as GGUF with Ollama Modelfiles into its export/ folder, as a job; the status says where and the commands that run
+    it (``kinject.sharing.export``, the CLI's own)."""
     from kinject.sharing.export import export
 
     run_dir = pick_run(run)
     try:
         run_dir.require_adapter()
+        configs = form_configs("export", {k: v for k, v in settings.items() if v not in (None, "")})
     except RunError as exc:
         raise user_error(str(exc)) from exc
+    except ConfigError as exc:
+        raise user_error(app_text(str(exc))) from exc
 
     def work(recorder) -> JobOutcome:
-        result = export(run_dir, progress=recorder)
+        result = export(run_dir, configs["export"], configs["generation"], progress=recorder)
         commands = "; ".join(f"`{c}`" for c in result.commands)
         return JobOutcome("done", f"exported into {result.folder}: run it with {commands}", result)
 

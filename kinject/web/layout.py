@@ -13,7 +13,7 @@ import gradio as gr
 
 from kinject.settings.presets import DEFAULT_PRESET, PRESET_FIELDS
 from kinject.settings.resolve import VERB_SECTIONS
-from kinject.settings.services import OPERATOR_FETCH_FIELDS, AppConfig, PublishConfig
+from kinject.settings.services import OPERATOR_FETCH_FIELDS, AppConfig, ExportConfig, PublishConfig
 
 from . import state
 from .chat import TALK_TO, chat_sides, do_ask, left_label, send_chat
@@ -22,6 +22,7 @@ from .forms import (
     ASK_ROWS,
     CHAT_ROWS,
     EVAL_ROWS,
+    EXPORT_ROWS,
     PREPARE_LEAVE_OUT,
     PREPARE_ROWS,
     PUBLISH_ROWS,
@@ -241,6 +242,8 @@ def runs_tab() -> UI:
         ui["confirm_box"] = gr.Textbox(label="Type the run's name to confirm", scale=2)
         ui["delete_btn"] = gr.Button("Delete the selected run", variant="stop", interactive=False)
     ui["tracking_md"] = gr.Markdown(elem_id="tracking")
+    with gr.Accordion("Export settings: the merged model, the LoRA adapter over its base, or both", open=False):
+        ui["export_form"] = settings_form({"export": ExportConfig}, EXPORT_ROWS, leave_out=("format",))
     with gr.Accordion("Compare two runs", open=False):
         with gr.Row():
             # Custom values allowed: runs made after the page loaded are valid (checked when compared).
@@ -374,7 +377,7 @@ def wire_jobs(ui: UI) -> None:
     for name in ("quick", "max_new_tokens", "probes", "auto_probes"):
         eval_form[name].change(eval_plan, [run], plan, inputs_kwargs=eval_form, api_name=False)
     ui["merge_btn"].click(do_merge, run, status, api_name="merge")
-    ui["export_btn"].click(do_export, run, status, api_name="export")
+    ui["export_btn"].click(do_export, run, status, inputs_kwargs=ui["export_form"], api_name="export")
     push_inputs = [run, ui["token"], ui["private"]]
     push_outputs = [status, ui["push_link"]]
     ui["push_btn"].click(do_push, push_inputs, push_outputs, inputs_kwargs=ui["publish_form"], api_name="push")
