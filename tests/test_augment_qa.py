@@ -105,6 +105,33 @@ def test_a_quote_attributed_to_a_bare_role_asks_for_the_person_and_the_organisat
     assert not any("Cities" in q.text for q in fact_questions(sentence, company))
 
 
+def test_the_company_a_release_opens_with_is_asked_from_its_product():
+    """ "X, a maker based in Y, launched the P on <date>": the company is asked from the product, the place from the
+    product's maker, and the date's clause names the company, not the last word of its apposition."""
+    sentence = "Brisa Robotics, a mower maker based in Ghent, Belgium, launched the Tarn M3 garden robot on May 2."
+
+    answer = "Brisa Robotics, a mower maker based in Ghent, Belgium, launched the Tarn M3 garden robot."
+    company = [q.text for q in fact_questions(sentence, _span(sentence, "Brisa Robotics"))]
+    assert {"Who makes the Tarn M3?", "Which company is behind the Tarn M3?"} <= set(company)
+    assert "Which mower maker launched the Tarn M3 garden robot?" in company
+    assert not any("opened" in q for q in company)  # "launched" is said otherwise as "introduced", never "opened"
+    assert fact_sentence(sentence, _span(sentence, "Brisa Robotics")) == answer
+    place = [q.text for q in fact_questions(sentence, _span(sentence, "Ghent"))]
+    assert "Where is the maker of the Tarn M3 based?" in place
+    assert fact_sentence(sentence, _span(sentence, "Ghent")) == answer
+    country = [q.text for q in fact_questions(sentence, _span(sentence, "Belgium"))]
+    assert "In which country is the maker of the Tarn M3 based?" in country
+    date = [q.text for q in fact_questions(sentence, _span(sentence, "May 2"))]
+    assert "When did Brisa Robotics launch the Tarn M3 garden robot?" in date
+    assert not any("Belgium" in q for q in date)
+    dated = "Brisa Robotics launched the Tarn M3 garden robot on May 2."
+    assert fact_sentence(sentence, _span(sentence, "May 2")) == dated
+    product = [q.text for q in fact_questions(sentence, _span(sentence, "Tarn M3"))]
+    assert "Which garden robot did Brisa Robotics launch?" in product
+    opened = "The city of Varn opened its first tram line on May 2, 2026."  # not a name alone: no maker to ask for
+    assert not any("behind" in q.text for q in fact_questions(opened, _span(opened, "May 2, 2026")))
+
+
 def test_the_answer_states_one_fact_with_its_subject():
     sentence = "The larger boat, the Lumora Grand, carries 410 passengers and 60 cars; the smaller Lumora Swift " + (
         "carries 180 passengers."

@@ -67,8 +67,8 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("lead", "head"),
     ("built", "constructed"),
     ("build", "construct"),
-    ("opened", "launched"),
-    ("open", "launch"),
+    ("launched", "introduced"),  # not "opened": a drone is launched, not opened
+    ("launch", "introduce"),
     ("chief executive", "CEO"),
     ("memory", "RAM"),
     ("company", "firm"),

@@ -12,7 +12,8 @@ with its subject named (an apposition's name, "it" replaced by the page's subjec
   minutes?" without "between crossings from a shore battery"), and the clause *embedded* in another question ("Do
   you know for how many minutes each boat recharges at Pellisk?");
 - a role an apposition or "X is the chief architect of Y" states, asked the ways English turns it around
-  (``relations``: "Who is Calvane Transit's chief executive?", "Who heads Calvane Transit?");
+  (``relations``: "Who is Calvane Transit's chief executive?", "Who heads Calvane Transit?"), and the company a
+  release opens with asked from its product ("Who makes the Kestrel K7?");
 - each with the subject's *short name* where it tells the subject apart from every other name of the pages ("the
   T2"; never "Lumora" where "Lumora Grand" and "Lumora Swift" both are), and with an attribute word said
   *otherwise* ("hold" for "carry", "CEO" for "chief executive").
@@ -48,7 +49,7 @@ from .english import (
     verb_at,
 )
 from .facts import Span, name_spans
-from .relations import holder_questions, role_answer, role_holder, role_questions
+from .relations import holder_questions, launch, launch_questions, role_answer, role_holder, role_questions
 
 _ADJECTIVES = frozenset(
     "smaller larger bigger older newer new old first second third last next former latest original same other "
@@ -102,6 +103,11 @@ def _clauses(text: str) -> list[str]:
     return [c.strip() for c in re.split(r",\s+(?!\d{4}\b)", part) if c.strip()]
 
 
+def _noun(word: str) -> bool:
+    """Whether a lower-case word after a name can be the name's kind ("line", "survey"), not a verb or a joint."""
+    return word not in AUX | PREPOSITIONS | {"and", "or"} and not word.endswith("ed")
+
+
 def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
     """The characters a fact's question words replace, and those words: "which line" for "the Lumora line", "how
     many passengers" for "410 passengers", "which company" for "Brenmar Marine", "where" after "based in"."""
@@ -109,14 +115,11 @@ def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
     after, before = sentence[end:], sentence[:start]
     if span.kind == "name":
         the = re.search(r"\bthe $", before)
-        noun = re.match(r" ([a-z]{3,})\b", after)
-        if (
-            the
-            and noun
-            and noun.group(1) not in AUX | PREPOSITIONS | {"and", "or"}
-            and not noun.group(1).endswith("ed")
-        ):
-            return the.start(), end + len(noun.group(0)), f"which {noun.group(1)}"  # "the Lumora line"
+        nouns = [n for n in (re.match(r" ([a-z]{3,} [a-z]{3,})\b", after), re.match(r" ([a-z]{3,})\b", after)) if n]
+        nouns = [n for n in nouns if all(_noun(w) for w in n.group(1).split())]
+        nouns = [n for n in nouns if " " not in n.group(1) or not n.group(1).endswith("s")]
+        if the and nouns:  # "the Lumora line", "the Kestrel K7 survey drone"
+            return the.start(), end + len(nouns[0].group(0)), f"which {nouns[0].group(1)}"
         kind = re.search(r"\bthe ([a-z]{3,}) $", before)
         if (
             kind and kind.group(1) not in DETERMINERS | _ADJECTIVES
@@ -263,14 +266,31 @@ def one_conjunct(clause: str) -> str:
     return " ".join(words[: found[0]] + words[j + 1 :])
 
 
+def _without_apposition(sentence: str, span: Span) -> tuple[str, Span]:
+    """``sentence`` without the apposition of the name it opens a release with, when the fact at ``span`` comes after
+    it ("Aurora Avionics, a drone maker based in Tallinn, launched the K7 on March 3": the date's clause is "Aurora
+    Avionics launched the K7 on March 3", not "Tallinn was launched ...")."""
+    found = launch(sentence)
+    if found is None or not found.apposition:
+        return sentence, span
+    cut = f", {found.apposition},"
+    at = sentence.find(cut, len(found.subject))
+    if at < 0 or span.start < at + len(cut):
+        return sentence, span
+    return sentence[:at] + sentence[at + len(cut) :], Span(span.start - len(cut), span.text, span.kind)
+
+
 def fact_sentence(sentence: str, span: Span, topic: str = "", names: tuple[str, ...] = ()) -> str:
     """The clause of ``sentence`` that states the fact at ``span``, with its subject, as a sentence of its own
     ("The Lumora Grand carries 410 passengers and 60 cars."); the sentence itself when no clause holds it alone."""
+    if launch_questions(sentence, span):  # the opening relation, its apposition included
+        return name_pronouns(launch(sentence).answer(), topic, names)
     if span.kind == "name" and role_questions(sentence, span, names):
         return role_answer(sentence, span, names)
     holder = role_holder(sentence, span, names) if span.kind == "name" else None
     if holder is not None:
         return f"{holder[0]} is {holder[1]}."
+    sentence, span = _without_apposition(sentence, span)
     marked = _marked(sentence, span, topic, names)
     if marked is None:
         return name_pronouns(sentence, topic, names)
@@ -311,10 +331,11 @@ def fact_questions(
     found = []
     if span.kind == "name":
         found += [Question(text, "relation") for text in role_questions(sentence, span, names)]
+        found += [Question(text, "relation") for text in launch_questions(sentence, span)]
     holder = role_holder(sentence, span, names) if span.kind == "name" else None
     if holder is not None:  # the role's organisation, asked from the holder: not from the quote around them
         found += [Question(t, "relation") for t in holder_questions(holder, span.text, _ask(sentence, span)[2])]
-    marked = _marked(sentence, span, topic, names) if holder is None else None
+    marked = _marked(*_without_apposition(sentence, span), topic, names) if holder is None else None
     if marked is not None:
         found += _sentence_forms(*marked)
     for q in list(found):

@@ -8,11 +8,18 @@ the role, and what the holder's role is of, each in the ways English turns such 
   head?";
 - the answer: "Marit Ekholm is the chief executive of Calvane Transit.", the page's "the observatory" named ("the
   Orrin Observatory's director").
+
+The same for the relation a press release opens with, "Aurora Avionics, a drone maker based in Tallinn, launched the
+Kestrel K7 survey drone on March 3": the company asked from its product ("Which company launched the Kestrel K7 survey
+drone?", "Who makes the Kestrel K7?", "Which company is behind the Kestrel K7?"), and the place in its apposition
+asked from the product too ("Where is the maker of the Kestrel K7 based?"), each answered by the opening without its
+date ("Aurora Avionics, a drone maker based in Tallinn, launched the Kestrel K7 survey drone.").
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from .english import MARK, name_pronouns
 from .facts import Span, name_spans
@@ -103,3 +110,82 @@ def holder_questions(holder: tuple[str, str], fact: str, wh: str) -> list[str]:
         elif _FOUNDS.match(role):
             found.append(f"{wh[0].upper() + wh[1:]} did {name} found?")
     return found
+
+
+# "X launched / announced the P" makes X the maker of P; "X opened / started the P" the one that runs it.
+_MAKES = "launched|announced|unveiled|introduced|released|debuted|presented|rolled out|showed"
+_RUNS = "opened|started|began|inaugurated"
+_LAUNCH = re.compile(
+    rf"^(?P<subject>[^,]+?)(?:,\s+(?P<apposition>(?:a|an|the)\s[^;]{{3,140}}?),)?\s+"
+    rf"(?:(?:today|yesterday|this week|on \w+day)\s+)?(?P<verb>{_MAKES}|{_RUNS})\s+"
+    r"(?P<product>(?:the|its|their|a|an)\s[^,;.]{2,80}?)(?=,|\s+(?:on|in|at|from|for|with)\s|[.;]|$)"
+)
+_BASED = re.compile(r"\b(?P<verb>based|headquartered|located)\s+in\s+(?P<place>[A-Z][\w-]*(?:\s[A-Z][\w-]*)*)")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """The opening relation of a sentence: who (``subject``, its ``apposition``), what they did (``verb``), and to
+    what (``product``, ``name`` the product's own name, "" when it has none)."""
+
+    subject: str
+    apposition: str
+    verb: str
+    product: str
+    name: str
+
+    def answer(self) -> str:
+        """The opening without its date: "Aurora Avionics, a drone maker based in Tallinn, launched the Kestrel K7
+        survey drone."."""
+        apposition = f", {self.apposition}," if self.apposition else ""
+        return f"{self.subject}{apposition} {self.verb} {self.product}."
+
+
+def launch(sentence: str) -> Launch | None:
+    """The sentence's opening relation when it opens with a name that launched, announced or opened something."""
+    found = _LAUNCH.match(sentence)
+    if not found:
+        return None
+    subject = found.group("subject")
+    names = name_spans(subject)
+    if not names or names[0].start != 0 or names[0].text != subject:
+        return None  # "The city of Porto Verde opened ...": not a name alone
+    product = found.group("product")
+    own = [s.text for s in name_spans(product) if s.text != subject]
+    return Launch(subject, found.group("apposition") or "", found.group("verb"), product, own[0] if own else "")
+
+
+def launch_questions(sentence: str, span: Span) -> list[str]:
+    """The questions that ask for the name at ``span`` from the opening relation: the company from its product, or
+    the place of its apposition from the product ("Where is the maker of the Kestrel K7 based?")."""
+    found = launch(sentence)
+    if found is None or span.kind != "name":
+        return []
+    product = f"the {found.name}" if found.name else found.product
+    role = "maker" if re.fullmatch(_MAKES, found.verb) else "operator"
+    if span.start == 0 and span.text == found.subject:
+        asked = [f"Who {found.verb} {found.product}?", f"Which company {found.verb} {found.product}?"]
+        head = re.match(
+            r"^(?:a|an|the)\s+((?:[\w-]+\s)?(?:maker|company|firm|startup|manufacturer|operator))\b", found.apposition
+        )
+        if head:
+            asked.append(f"Which {head.group(1)} {found.verb} {found.product}?")
+        if found.name or product.startswith("the "):
+            verb = "makes" if role == "maker" else "runs"
+            asked += [f"Who {verb} {product}?", f"Which company is behind {product}?"]
+            asked.append(f"Who is the {role} of {product}?")
+        return asked
+    based = _BASED.search(found.apposition)
+    if not product.startswith("the ") or not based:
+        return []
+    country = re.match(r",\s+([A-Z][\w-]*(?:\s[A-Z][\w-]*)*)", found.apposition[based.end() :])
+    if span.text == based.group("place"):
+        where = "Where"
+    elif country and span.text == country.group(1):  # "based in Tallinn, Estonia"
+        where = "In which country"
+    else:
+        return []
+    return [
+        f"{where} is the {role} of {product} {based.group('verb')}?",
+        f"{where} is the company behind {product} {based.group('verb')}?",
+    ]
