@@ -70,7 +70,7 @@ def _span(sentence: str, text: str):
         (
             "Calvane Transit today opened the Lumora line, an electric ferry service.",
             "Lumora",
-            "Which line did Calvane Transit today open?",
+            "Which line did Calvane Transit open?",
         ),
         (
             "Its first target was the comet C/2031 Brisk, photographed on the night of 14 February.",
@@ -144,6 +144,35 @@ def test_the_answer_states_one_fact_with_its_subject():
         fact_sentence(it, _span(it, "89 euros"), "Tidewell T2")
         == "Utilities can order Tidewell T2 for 89 euros per unit."
     )
+
+
+def test_a_price_is_asked_as_what_the_product_costs():
+    sentence = "Farms can order it for 240 euros per unit, with discounts for cooperatives."
+    span = _span(sentence, "240 euros")
+    questions = [q.text for q in fact_questions(sentence, span, "Tarn M3")]
+    assert {"How much does the Tarn M3 cost?", "What is the price of the Tarn M3?"} <= set(questions)
+    assert fact_sentence(sentence, span, "Tarn M3") == "Farms can order Tarn M3 for 240 euros per unit."
+    paid = "The project cost 9 million euros, of which the government of Varn paid 3 million euros."
+    assert not any("cost?" in q.text for q in fact_questions(paid, _span(paid, "3 million euros")))
+
+
+def test_today_is_left_out_of_questions_and_answers():
+    sentence = "Brisa Robotics today announced the Tarn M3, a garden robot."
+    span = _span(sentence, "Tarn M3")
+    assert "What did Brisa Robotics announce?" in [q.text for q in fact_questions(sentence, span)]
+    assert not any("today" in q.text for q in fact_questions(sentence, span))
+    assert fact_sentence(sentence, span) == "Brisa Robotics announced the Tarn M3."
+
+
+def test_a_paragraph_that_opens_with_its_means_what_the_paragraph_before_named():
+    """ "Its battery ..." after a paragraph about the product is the product's battery, not the title's company's."""
+    title = "Brisa Robotics unveils the Tarn M3 garden robot"
+    first = Passage("d1p1", "file:///tarn.md", title, "The Tarn M3 goes on sale on May 2. Farms can order it today.")
+    second = Passage("d1p2", "file:///tarn.md", title, "Its battery lasts 9 hours on one charge.")
+    battery = next(f for f in page_facts([first, second]) if f.text == "9 hours")
+    assert battery.topic == "Tarn M3"
+    answer = fact_sentence(battery.sentence, battery.span, battery.topic)
+    assert answer == "Tarn M3's battery lasts 9 hours on one charge."
 
 
 def test_a_coordination_is_cut_to_the_half_that_holds_the_fact():

@@ -20,6 +20,7 @@ for (``template_questions``), not by default: they teach reciting a sentence, no
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -71,14 +72,19 @@ def page_facts(passages: list[Passage]) -> list[Fact]:
     by_source: dict[str, list[str]] = defaultdict(list)
     for p in passages:
         by_source[p.source] += page_names([p.text])
+    last: dict[str, str] = {}  # per source, the last thing named so far: what a paragraph opening "Its ..." means
     for p in passages:
         names = tuple(dict.fromkeys(by_source[p.source]))
         sentences = asked_sentences(p.text)
         first = name_spans(p.text)
         fallback = topic_of(sentences[0], p.title, p.text, p.heading) if sentences else ""
-        topics = sentence_topics(sentences, fallback or (first[0].text if first else ""))
-        for sentence, topic in zip(sentences, topics, strict=True):
+        if sentences and re.match(r"(?:It|Its)\b", sentences[0]) and last.get(p.source):
+            fallback = last[p.source]
+        topics = sentence_topics([*sentences, ""], fallback or (first[0].text if first else ""))
+        for sentence, topic in zip(sentences, topics, strict=False):
             facts += [Fact(p, sentence, span, topic, names) for span in asked_spans(sentence)]
+        if topics[-1]:
+            last[p.source] = topics[-1]
     return facts
 
 

@@ -49,7 +49,15 @@ from .english import (
     verb_at,
 )
 from .facts import Span, name_spans
-from .relations import holder_questions, launch, launch_questions, role_answer, role_holder, role_questions
+from .relations import (
+    holder_questions,
+    launch,
+    launch_questions,
+    price_questions,
+    role_answer,
+    role_holder,
+    role_questions,
+)
 
 _ADJECTIVES = frozenset(
     "smaller larger bigger older newer new old first second third last next former latest original same other "
@@ -209,6 +217,7 @@ def _marked(sentence: str, span: Span, topic: str, names: tuple[str, ...] = ()) 
     text = sentence[:start] + MARK + sentence[end:]
     text = re.sub(r"[\"\u201c\u201d]", "", text)
     text = re.sub(r"[.!?]+$", "", text.strip())
+    text = re.sub(r"\s+today(?=\s)", "", text)  # "X today announced": a question asks "What did X announce?"
     clauses = _clauses(name_pronouns(text, topic, names))
     at = next((i for i, c in enumerate(clauses) if MARK in c), None)
     if at is None:
@@ -318,6 +327,7 @@ def _sentence_forms(clause: str, wh: str) -> list[Question]:
     inside = embedded(short or clause, wh)
     if inside:
         forms += [Question(form.format(inside), "embedded") for form in EMBEDDINGS]
+    forms += [Question(text, "relation") for text in price_questions(clause, wh)]
     return forms
 
 

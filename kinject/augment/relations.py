@@ -14,6 +14,9 @@ Kestrel K7 survey drone on March 3": the company asked from its product ("Which 
 drone?", "Who makes the Kestrel K7?", "Which company is behind the Kestrel K7?"), and the place in its apposition
 asked from the product too ("Where is the maker of the Kestrel K7 based?"), each answered by the opening without its
 date ("Aurora Avionics, a drone maker based in Tallinn, launched the Kestrel K7 survey drone.").
+
+A price a clause gives a named product ("Utilities can order the Tidewell T2 for 89 euros per unit") is asked as
+what the product costs ("How much does the Tidewell T2 cost?", "What is the price of the Tidewell T2?").
 """
 
 from __future__ import annotations
@@ -189,3 +192,19 @@ def launch_questions(sentence: str, span: Span) -> list[str]:
         f"{where} is the {role} of {product} {based.group('verb')}?",
         f"{where} is the company behind {product} {based.group('verb')}?",
     ]
+
+
+_MONEY = re.compile(r"^how many (?:euros|dollars|pounds|francs|yen|kronor|krona|crowns|rupees|yuan)$")
+_PRICED = re.compile(rf"\b(?:costs?|priced at|for) {MARK}")  # "costs", "sells for", "can order it for"
+
+
+def price_questions(clause: str, wh: str) -> list[str]:
+    """What the named product of ``clause`` costs, when the fact (its marker) is the price it sells for; [] when the
+    clause names no product or the money is not its price ("the government paid 30 million")."""
+    if not _MONEY.match(wh) or not _PRICED.search(clause):
+        return []
+    product = [s.text for s in name_spans(clause.split(MARK)[0]) if re.search(r"\d|\s", s.text)]
+    if not product:
+        return []
+    name = product[-1]
+    return [f"How much does the {name} cost?", f"What is the price of the {name}?", f"How much is the {name}?"]
