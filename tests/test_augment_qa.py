@@ -175,6 +175,25 @@ def test_a_paragraph_that_opens_with_its_means_what_the_paragraph_before_named()
     assert answer == "Tarn M3's battery lasts 9 hours on one charge."
 
 
+def test_she_and_its_are_read_as_who_and_what_the_sentence_before_named():
+    text = (
+        "Lena Dorn is the chief architect of the Vell X2 at Sarn Chips. She joined Sarn in 2017, having trained in "
+        "physics at Ostby College, and runs a team of 140 designers. The Vell X2 packs 42 cores, up from 38 cores "
+        "in the Vell X1. Its top clock speed is 3.6 GHz."
+    )
+    found = page_facts([Passage("d1p1", "file:///vell.md", "Vell", text)])
+    facts = {f.text: f for f in found}
+    assert not [f for f in found if f.text == "Lena Dorn" and f.sentence.startswith("Lena Dorn joined")]
+    joined = [q.text for q in fact_questions(facts["2017"].sentence, facts["2017"].span)]
+    assert "What year did Lena Dorn join Sarn?" in joined
+    team = facts["140"]
+    assert fact_sentence(team.sentence, team.span, team.topic) == "Lena Dorn runs a team of 140 designers."
+    college = [q.text for q in fact_questions(facts["Ostby College"].sentence, facts["Ostby College"].span)]
+    assert college[0].startswith("Lena Dorn trained in physics at ")
+    clock = facts["3.6 GHz"]
+    assert fact_sentence(clock.sentence, clock.span, clock.topic) == "Vell X2's top clock speed is 3.6 GHz."
+
+
 def test_a_coordination_is_cut_to_the_half_that_holds_the_fact():
     cast = "The new mirror was cast by the glassworks Feldt & Sorn and weighs 19 tonnes."
     assert fact_sentence(cast, _span(cast, "19 tonnes")) == "The new mirror weighs 19 tonnes."

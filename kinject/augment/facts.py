@@ -123,15 +123,44 @@ def page_names(texts: list[str]) -> list[str]:
 
 
 def sentence_topics(sentences: list[str], fallback: str = "") -> list[str]:
-    """For each sentence, what its "it"/"its" stands for: the last specific name of the sentences before it (a
-    page names a thing, then says "it"), else ``fallback`` (the page's subject)."""
+    """For each sentence, what its "it"/"its" stands for: the subject of the sentence before it when a name
+    ("The Quarro V4 packs 42 cores, up from 38 in the Quarro V3. Its clock ..." is the V4's) and no later name is
+    introduced with an apposition ("... with the Halden Telescope, a 6.2-metre telescope. Its first target ..."),
+    else the last specific name of the sentences before it (a page names a thing, then says "it"), else
+    ``fallback`` (the page's subject)."""
     topics, last = [], fallback
     for sentence in sentences:
         topics.append(last)
-        names = [s.text for s in name_spans(sentence) if not re.search(r"\d{4}", s.text) or "/" in s.text]
+        names = [s for s in name_spans(sentence) if not re.search(r"\d{4}", s.text) or "/" in s.text]
         if names:
-            last = names[-1]
+            subject = names[0].start == 0 or re.fullmatch(r"the ", sentence[: names[0].start], re.I)
+            introduced = re.match(r",\s+(?:a|an)\s", sentence[names[-1].start + len(names[-1].text) :])
+            last = names[0].text if subject and not introduced else names[-1].text
     return topics
+
+
+_PERSON_AFTER = re.compile(
+    r"^,?\s+(?:is|was)?\s*(?:the\s+)?(?:chief|CEO|founder|head|director|president|\w+ architect)"
+)
+
+
+def person_named(sentence: str) -> str:
+    """The person a sentence names with a role ("Lena Marsh is the chief architect ...", "said Ilse Marrakov, chief
+    executive of ...": what a following "she" or "he" stands for), or ""."""
+    for span in name_spans(sentence):
+        after, before = sentence[span.start + len(span.text) :], sentence[: span.start]
+        if len(span.text.split()) == 2 and (_PERSON_AFTER.match(after) or re.search(r"\bsaid\s+$", before)):
+            return span.text
+    return ""
+
+
+def with_person(sentence: str, person: str) -> str:
+    """``sentence`` with "she"/"he" as ``person`` and "her"/"his" as their possessive, when it opens with "She" or
+    "He" (a sentence about someone the one before named)."""
+    if not person or not re.match(r"(?:She|He)\s", sentence):
+        return sentence
+    sentence = re.sub(r"\b(?:[Ss]he|[Hh]e)\b", person, sentence)
+    return re.sub(r"\b(?:[Hh]er|[Hh]is)\b(?=\s+[a-z])", f"{person}'s", sentence)
 
 
 def asked_spans(sentence: str) -> list[Span]:

@@ -28,7 +28,7 @@ from typing import Any
 from ..runtime.progress import Progress
 from ..settings.stages import AugmentConfig
 from .cloze import fact_clause
-from .facts import Span, asked_spans, name_spans, page_names, sentence_topics
+from .facts import Span, asked_spans, name_spans, page_names, person_named, sentence_topics, with_person
 from .filters import normalized, question_problem
 from .generators import ChatGenerator
 from .passages import Passage, asked_sentences, topic_of
@@ -80,9 +80,14 @@ def page_facts(passages: list[Passage]) -> list[Fact]:
         fallback = topic_of(sentences[0], p.title, p.text, p.heading) if sentences else ""
         if sentences and re.match(r"(?:It|Its)\b", sentences[0]) and last.get(p.source):
             fallback = last[p.source]
+        people = [""] * len(sentences)
+        for i, sentence in enumerate(sentences):  # "She joined Halvren ...": the person the sentence before named
+            people[i] = person_named(sentences[i - 1]) if i else ""
+            sentences[i] = with_person(sentence, people[i])
         topics = sentence_topics([*sentences, ""], fallback or (first[0].text if first else ""))
-        for sentence, topic in zip(sentences, topics, strict=False):
-            facts += [Fact(p, sentence, span, topic, names) for span in asked_spans(sentence)]
+        for sentence, topic, person in zip(sentences, topics, people, strict=False):
+            spans = [s for s in asked_spans(sentence) if s.text != person]  # named by us, not a fact of the page
+            facts += [Fact(p, sentence, span, topic, names) for span in spans]
         if topics[-1]:
             last[p.source] = topics[-1]
     return facts

@@ -194,6 +194,8 @@ def _clause_with_subject(clauses: list[str], at: int) -> str:
     if first_word in IRREGULAR_PAST or first_word.endswith("ed"):
         noun = _last_noun(previous)
         return f"{noun} was {clause}" if noun else ""
+    if first_word == "having" and " " in clause:  # "..., having trained in design at X": the subject trained
+        clause = clause.split(" ", 1)[1]
     if first_word in ("which", "who", "that"):  # "..., which has a 2.1-metre mirror"
         noun = _last_noun(previous)
         return f"{noun} {clause.split(' ', 1)[1]}" if noun and " " in clause else ""
@@ -202,9 +204,19 @@ def _clause_with_subject(clauses: list[str], at: int) -> str:
         clause = clause[relative.end() :]
         return clause[0].upper() + clause[1:]
     clause = re.sub(r"^(?:and|but|while|so)\s+", "", clause)
-    if clause and clause[0].isupper():
+    if clause and (clause[0].isupper() or clause.startswith(MARK)):  # its own subject, the fact's name included
         return clause
-    return f"{_subject_of(clauses, at)} {clause}"
+    subject = _subject_of(clauses, at)
+    verb = verb_at(subject.split())
+    if verb and _verb_first(clause):  # "Lena Marek joined Corvane in 2019, ..., and runs a studio": "Lena Marek runs"
+        subject = " ".join(subject.split()[: verb[0]])
+    return f"{subject} {clause}"
+
+
+def _verb_first(clause: str) -> bool:
+    """Whether ``clause`` opens with a verb of its own ("runs a studio", "weighs 19 tonnes"), not a phrase."""
+    word = clause.split(" ", 1)[0].lower()
+    return word in AUX or word in IRREGULAR_PAST or verb_at(["X", word, *clause.split()[1:2]]) is not None
 
 
 def _marked(sentence: str, span: Span, topic: str, names: tuple[str, ...] = ()) -> tuple[str, str] | None:
