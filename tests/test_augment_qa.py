@@ -194,6 +194,17 @@ def test_she_and_its_are_read_as_who_and_what_the_sentence_before_named():
     assert fact_sentence(clock.sentence, clock.span, clock.topic) == "Vell X2's top clock speed is 3.6 GHz."
 
 
+def test_an_agent_and_a_size_are_asked_the_way_people_ask_them():
+    built = "The route is served by three buses built by the Ulm works of Vessa Motors."
+    assert {"Who built the buses?", "Which company built the buses?"} <= {
+        q.text for q in fact_questions(built, _span(built, "Vessa Motors"))
+    }
+    sized = "The new dish replaces the older Kell Array, which has a 4.5-metre antenna."
+    assert "How big is the antenna of the Kell Array?" in [q.text for q in fact_questions(sized, _span(sized, "4.5"))]
+    weight = "The Kell Array has a 40-tonne base."  # a weight is not a size
+    assert not any("How big" in q.text for q in fact_questions(weight, _span(weight, "40")))
+
+
 def test_a_coordination_is_cut_to_the_half_that_holds_the_fact():
     cast = "The new mirror was cast by the glassworks Feldt & Sorn and weighs 19 tonnes."
     assert fact_sentence(cast, _span(cast, "19 tonnes")) == "The new mirror weighs 19 tonnes."

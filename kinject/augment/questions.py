@@ -50,6 +50,7 @@ from .english import (
 )
 from .facts import Span, name_spans
 from .relations import (
+    agent_questions,
     holder_questions,
     launch,
     launch_questions,
@@ -57,6 +58,7 @@ from .relations import (
     role_answer,
     role_holder,
     role_questions,
+    size_questions,
 )
 
 _ADJECTIVES = frozenset(
@@ -339,7 +341,7 @@ def _sentence_forms(clause: str, wh: str) -> list[Question]:
     inside = embedded(short or clause, wh)
     if inside:
         forms += [Question(form.format(inside), "embedded") for form in EMBEDDINGS]
-    forms += [Question(text, "relation") for text in price_questions(clause, wh)]
+    forms += [Question(text, "relation") for text in price_questions(clause, wh) + size_questions(clause, wh)]
     return forms
 
 
@@ -354,6 +356,7 @@ def fact_questions(
     if span.kind == "name":
         found += [Question(text, "relation") for text in role_questions(sentence, span, names)]
         found += [Question(text, "relation") for text in launch_questions(sentence, span)]
+        found += [Question(text, "relation") for text in agent_questions(sentence, span)]
     holder = role_holder(sentence, span, names) if span.kind == "name" else None
     if holder is not None:  # the role's organisation, asked from the holder: not from the quote around them
         found += [Question(t, "relation") for t in holder_questions(holder, span.text, _ask(sentence, span)[2])]

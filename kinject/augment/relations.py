@@ -15,6 +15,10 @@ drone?", "Who makes the Kestrel K7?", "Which company is behind the Kestrel K7?")
 asked from the product too ("Where is the maker of the Kestrel K7 based?"), each answered by the opening without its
 date ("Aurora Avionics, a drone maker based in Tallinn, launched the Kestrel K7 survey drone.").
 
+An agent after a participle ("two boats built by the Ostrava yard of Brenmar Marine") is asked the active way ("Who
+built the boats?", "Which company built the boats?"), and a size said as an adjective ("has a 2.1-metre mirror")
+as a size ("How big is the mirror of the Halden Telescope Mini?").
+
 A price a clause gives a named product ("Utilities can order the Tidewell T2 for 89 euros per unit") is asked as
 what the product costs ("How much does the Tidewell T2 cost?", "What is the price of the Tidewell T2?").
 """
@@ -208,3 +212,40 @@ def price_questions(clause: str, wh: str) -> list[str]:
         return []
     name = product[-1]
     return [f"How much does the {name} cost?", f"What is the price of the {name}?", f"How much is the {name}?"]
+
+
+_PARTICIPLES = "built|made|designed|developed|founded|led|operated|run|owned|manufactured|produced|created|cast"
+_AGENT = re.compile(
+    rf"\b(?:the|a|an|two|three|four|five|\d+|its|their)\s+(?P<noun>[a-z][a-z\- ]{{1,40}}?)\s+"
+    rf"(?:(?:was|were|is|are)\s+)?(?P<verb>{_PARTICIPLES})\s+by\s+(?:the\s+[A-Za-z\- ]+?\s+of\s+)?$"
+)
+
+
+def agent_questions(sentence: str, span: Span) -> list[str]:
+    """The name at ``span`` as the one who did what a participle before it says ("two boats built by the Ostrava
+    yard of Brenmar Marine": "Who built the boats?", "Which company built the boats?")."""
+    found = _AGENT.search(sentence[: span.start])
+    if span.kind != "name" or not found:
+        return []
+    noun, verb = found.group("noun"), found.group("verb")
+    asked = [f"Who {verb} the {noun}?"]
+    if not re.search(_ROLE, sentence[: span.start][-40:]):
+        asked.append(f"Which company {verb} the {noun}?")
+    return asked
+
+
+_SIZED = re.compile(rf"^(?P<x>.+?) (?P<verb>has|had|is|was) an? {MARK} ")
+_LENGTHS = re.compile(r"^how many (?:metres|meters|inches|feet|centimetres|centimeters|millimetres|millimeters)-?$")
+
+
+def size_questions(clause: str, wh: str) -> list[str]:
+    """A size said as an adjective of a noun in ``clause`` (its "<n>-metre" a marker), asked as a size: "has a
+    <fact> mirror" -> "How big is the mirror of X?"; "is a <fact> optical telescope" -> "How big is X?"."""
+    found = _SIZED.match(clause)
+    if not found or not _LENGTHS.match(wh):
+        return []
+    subject = re.sub(r"^[Tt]he ", "", found.group("x"))
+    noun = clause[found.end() :].split()[-1] if found.group("verb") in ("has", "had") else ""
+    if noun:
+        return [f"How big is the {noun} of the {subject}?", f"What size is the {noun} of the {subject}?"]
+    return [f"How big is the {subject}?", f"What size is the {subject}?"]
