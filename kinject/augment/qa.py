@@ -27,7 +27,7 @@ from typing import Any
 
 from ..runtime.progress import Progress
 from ..settings.stages import AugmentConfig
-from .cloze import fact_clause
+from .cloze import _names_number, fact_clause
 from .facts import Span, asked_spans, name_spans, page_names, person_named, sentence_topics, with_person
 from .filters import normalized, question_problem
 from .generators import ChatGenerator
@@ -86,7 +86,9 @@ def page_facts(passages: list[Passage]) -> list[Fact]:
             sentences[i] = with_person(sentence, people[i])
         topics = sentence_topics([*sentences, ""], fallback or (first[0].text if first else ""))
         for sentence, topic, person in zip(sentences, topics, people, strict=False):
-            spans = [s for s in asked_spans(sentence) if s.text != person]  # named by us, not a fact of the page
+            spans = [  # not the person we named, nor the number of a name ("Nimbus 12")
+                s for s in asked_spans(sentence) if s.text != person and not _names_number(sentence, s)
+            ]
             facts += [Fact(p, sentence, span, topic, names) for span in spans]
         if topics[-1]:
             last[p.source] = topics[-1]
