@@ -124,9 +124,10 @@ def page_names(texts: list[str]) -> list[str]:
 
 def sentence_topics(sentences: list[str], fallback: str = "") -> list[str]:
     """For each sentence, what its "it"/"its" stands for: the subject of the sentence before it when a name
-    ("The Quarro V4 packs 42 cores, up from 38 in the Quarro V3. Its clock ..." is the V4's) and no later name is
-    introduced with an apposition ("... with the Halden Telescope, a 6.2-metre telescope. Its first target ..."),
-    else the last specific name of the sentences before it (a page names a thing, then says "it"), else
+    ("The Quarro V4 packs 42 cores, up from 38 in the Quarro V3. Its clock ..." is the V4's), a later name when it
+    is introduced with an apposition ("... with the Halden Telescope, a 6.2-metre telescope. Its first target ..."),
+    the same as before when the sentence is about a thing it describes ("The line was built by Castellan Works. Its
+    trams ..."), else the last specific name of the sentences before it (a page names a thing, then says "it"), else
     ``fallback`` (the page's subject)."""
     topics, last = [], fallback
     for sentence in sentences:
@@ -135,7 +136,11 @@ def sentence_topics(sentences: list[str], fallback: str = "") -> list[str]:
         if names:
             subject = names[0].start == 0 or re.fullmatch(r"the ", sentence[: names[0].start], re.I)
             introduced = re.match(r",\s+(?:a|an)\s", sentence[names[-1].start + len(names[-1].text) :])
-            last = names[0].text if subject and not introduced else names[-1].text
+            described = re.match(r"The [a-z]", sentence)  # "The line was built by X": still about the line
+            if introduced or (subject and not described):
+                last = names[-1].text if introduced else names[0].text
+            elif not described:
+                last = names[-1].text
     return topics
 
 

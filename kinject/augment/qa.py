@@ -28,6 +28,7 @@ from typing import Any
 from ..runtime.progress import Progress
 from ..settings.stages import AugmentConfig
 from .cloze import _names_number, fact_clause
+from .english import name_pronouns
 from .facts import Span, asked_spans, name_spans, page_names, person_named, sentence_topics, with_person
 from .filters import normalized, question_problem
 from .generators import ChatGenerator
@@ -78,13 +79,14 @@ def page_facts(passages: list[Passage]) -> list[Fact]:
         sentences = asked_sentences(p.text)
         first = name_spans(p.text)
         fallback = topic_of(sentences[0], p.title, p.text, p.heading) if sentences else ""
-        if sentences and re.match(r"(?:It|Its)\b", sentences[0]) and last.get(p.source):
-            fallback = last[p.source]
+        if sentences and last.get(p.source) and (re.match(r"(?:It|Its)\b", sentences[0]) or not first):
+            fallback = last[p.source]  # a paragraph that names nothing goes on about what the one before named
         people = [""] * len(sentences)
         for i, sentence in enumerate(sentences):  # "She joined Halvren ...": the person the sentence before named
             people[i] = person_named(sentences[i - 1]) if i else ""
             sentences[i] = with_person(sentence, people[i])
-        topics = sentence_topics([*sentences, ""], fallback or (first[0].text if first else ""))
+        named = [name_pronouns(sentence, "", names) for sentence in sentences]  # "the line": the Harbor Line
+        topics = sentence_topics([*named, ""], fallback or (first[0].text if first else ""))
         for sentence, topic, person in zip(sentences, topics, people, strict=False):
             spans = [  # not the person we named, nor the number of a name ("Nimbus 12")
                 s for s in asked_spans(sentence) if s.text != person and not _names_number(sentence, s)

@@ -53,6 +53,7 @@ from .relations import (
     agent_questions,
     holder_questions,
     launch,
+    launch_answer,
     launch_questions,
     price_questions,
     role_answer,
@@ -130,10 +131,9 @@ def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
         nouns = [n for n in nouns if " " not in n.group(1) or not n.group(1).endswith("s")]
         if the and nouns:  # "the Lumora line", "the Kestrel K7 survey drone"
             return the.start(), end + len(nouns[0].group(0)), f"which {nouns[0].group(1)}"
-        kind = re.search(r"\bthe ([a-z]{3,}) $", before)
-        if (
-            kind and kind.group(1) not in DETERMINERS | _ADJECTIVES
-        ):  # "the comet C/2031 Brisk", "the astronomer Tomas Ibarro"
+        kind = re.search(r"\bthe ((?:[a-z]{3,} )?[a-z]{3,}) $", before)
+        if kind and not set(kind.group(1).split()) & (DETERMINERS | _ADJECTIVES):
+            # "the comet C/2031 Brisk", "the astronomer Tomas Ibarro", "the engineering firm Castellan Works"
             return kind.start(), end, f"which {kind.group(1)}"
         if _PLACE_VERBS.search(before.rstrip()):
             return start, end, "where"
@@ -262,6 +262,7 @@ def _verb_after_and(words: list[str], j: int) -> bool:
         return False
     form = (
         verb in IRREGULAR_PAST
+        or verb == "cost"  # present or past: "and cost 214 million euros"
         or (verb.endswith("ed") and len(verb) > 4)
         or (verb.endswith("s") and len(verb) > 3 and not verb.endswith(("ss", "us", "is")))
     )
@@ -306,8 +307,8 @@ def _without_apposition(sentence: str, span: Span) -> tuple[str, Span]:
 def fact_sentence(sentence: str, span: Span, topic: str = "", names: tuple[str, ...] = ()) -> str:
     """The clause of ``sentence`` that states the fact at ``span``, with its subject, as a sentence of its own
     ("The Lumora Grand carries 410 passengers and 60 cars."); the sentence itself when no clause holds it alone."""
-    if launch_questions(sentence, span):  # the opening relation, its apposition included
-        return name_pronouns(launch(sentence).answer(), topic, names)
+    if launch_questions(sentence, span):  # the opening relation
+        return name_pronouns(launch_answer(sentence, span), topic, names)
     if span.kind == "name" and role_questions(sentence, span, names):
         return role_answer(sentence, span, names)
     holder = role_holder(sentence, span, names) if span.kind == "name" else None
@@ -353,11 +354,11 @@ def fact_questions(
     if _names_number(sentence, span):
         return []
     found = []
-    if span.kind == "name":
-        found += [Question(text, "relation") for text in role_questions(sentence, span, names)]
-        found += [Question(text, "relation") for text in launch_questions(sentence, span)]
+    launched = launch_questions(sentence, span)
+    if span.kind == "name":  # the opening relation's answer states no apposition: its role is not asked then
+        found += [Question(text, "relation") for text in launched or role_questions(sentence, span, names)]
         found += [Question(text, "relation") for text in agent_questions(sentence, span)]
-    holder = role_holder(sentence, span, names) if span.kind == "name" else None
+    holder = role_holder(sentence, span, names) if span.kind == "name" and not launched else None
     if holder is not None:  # the role's organisation, asked from the holder: not from the quote around them
         found += [Question(t, "relation") for t in holder_questions(holder, span.text, _ask(sentence, span)[2])]
     marked = _marked(*_without_apposition(sentence, span), topic, names) if holder is None else None

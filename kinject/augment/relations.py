@@ -12,8 +12,9 @@ the role, and what the holder's role is of, each in the ways English turns such 
 The same for the relation a press release opens with, "Aurora Avionics, a drone maker based in Tallinn, launched the
 Kestrel K7 survey drone on March 3": the company asked from its product ("Which company launched the Kestrel K7 survey
 drone?", "Who makes the Kestrel K7?", "Which company is behind the Kestrel K7?"), and the place in its apposition
-asked from the product too ("Where is the maker of the Kestrel K7 based?"), each answered by the opening without its
-date ("Aurora Avionics, a drone maker based in Tallinn, launched the Kestrel K7 survey drone.").
+asked from the product too ("Where is the maker of the Kestrel K7 based?"), each answered with one fact ("Aurora
+Avionics launched the Kestrel K7 survey drone.", "Aurora Avionics, the maker of the Kestrel K7, is based in
+Tallinn.").
 
 An agent after a participle ("two boats built by the Ostrava yard of Brenmar Marine") is asked the active way ("Who
 built the boats?", "Which company built the boats?"), and a size said as an adjective ("has a 2.1-metre mirror")
@@ -142,10 +143,8 @@ class Launch:
     name: str
 
     def answer(self) -> str:
-        """The opening without its date: "Aurora Avionics, a drone maker based in Tallinn, launched the Kestrel K7
-        survey drone."."""
-        apposition = f", {self.apposition}," if self.apposition else ""
-        return f"{self.subject}{apposition} {self.verb} {self.product}."
+        """The opening without its apposition and date: "Aurora Avionics launched the Kestrel K7 survey drone."."""
+        return f"{self.subject} {self.verb} {self.product}."
 
 
 def launch(sentence: str) -> Launch | None:
@@ -160,6 +159,21 @@ def launch(sentence: str) -> Launch | None:
     product = found.group("product")
     own = [s.text for s in name_spans(product) if s.text != subject]
     return Launch(subject, found.group("apposition") or "", found.group("verb"), product, own[0] if own else "")
+
+
+def launch_answer(sentence: str, span: Span) -> str:
+    """The one-fact answer to ``launch_questions``: the opening for the company ("Aurora Avionics launched the
+    Kestrel K7 survey drone."), where its maker is for the place ("Aurora Avionics, the maker of the Kestrel K7, is
+    based in Tallinn, Estonia.")."""
+    found = launch(sentence)
+    if found is None or not launch_questions(sentence, span):
+        return ""
+    if span.start == 0:
+        return found.answer()
+    place = re.search(r"\b(?:based|headquartered|located)\s+in\s+[A-Z][\w-]*(?:,?\s[A-Z][\w-]*)*", found.apposition)
+    role = "maker" if re.fullmatch(_MAKES, found.verb) else "operator"
+    product = f"the {found.name}" if found.name else found.product
+    return f"{found.subject}, the {role} of {product}, is {place.group(0)}." if place else found.answer()
 
 
 def launch_questions(sentence: str, span: Span) -> list[str]:
@@ -216,8 +230,9 @@ def price_questions(clause: str, wh: str) -> list[str]:
 
 _PARTICIPLES = "built|made|designed|developed|founded|led|operated|run|owned|manufactured|produced|created|cast"
 _AGENT = re.compile(
-    rf"\b(?:the|a|an|two|three|four|five|\d+|its|their)\s+(?P<noun>[a-z][a-z\- ]{{1,40}}?)\s+"
-    rf"(?:(?:was|were|is|are)\s+)?(?P<verb>{_PARTICIPLES})\s+by\s+(?:the\s+[A-Za-z\- ]+?\s+of\s+)?$"
+    r"\b(?:[Tt]he|[Aa]n?|two|three|four|five|\d+|[Ii]ts|[Tt]heir)\s+"
+    r"(?P<noun>(?:[a-z][a-z\-]* ){0,2}?[a-z][a-z\-]*)\s+"
+    rf"(?:(?:was|were|is|are)\s+)?(?P<verb>{_PARTICIPLES})\s+by\s+(?:the\s+[A-Za-z\- ]+?\s+(?:of\s+)?)?$"
 )
 
 
@@ -228,8 +243,10 @@ def agent_questions(sentence: str, span: Span) -> list[str]:
     if span.kind != "name" or not found:
         return []
     noun, verb = found.group("noun"), found.group("verb")
+    if set(noun.split()) & {"is", "are", "was", "were", "by", "of", "and", "with", "in", "on"}:
+        return []
     asked = [f"Who {verb} the {noun}?"]
-    if not re.search(_ROLE, sentence[: span.start][-40:]):
+    if not re.search(rf"\b(?:{_ROLE})\b", sentence[: span.start][-40:]):  # "the astronomer X": a person
         asked.append(f"Which company {verb} the {noun}?")
     return asked
 
