@@ -134,12 +134,14 @@ def test_the_company_a_release_opens_with_is_asked_from_its_product():
     assert not any("behind" in q.text for q in fact_questions(opened, _span(opened, "May 2, 2026")))
 
 
-def test_the_answer_states_one_fact_with_its_subject():
+def test_the_answer_is_the_facts_clause_with_its_subject_and_one_fact_on_request():
     sentence = "The larger boat, the Lumora Grand, carries 410 passengers and 60 cars; the smaller Lumora Swift " + (
         "carries 180 passengers."
     )
-    assert fact_sentence(sentence, _span(sentence, "410")) == "Lumora Grand carries 410 passengers."
-    assert fact_sentence(sentence, _span(sentence, "60")) == "Lumora Grand carries 60 cars."
+    grand = "Lumora Grand carries 410 passengers and 60 cars."
+    assert fact_sentence(sentence, _span(sentence, "410")) == fact_sentence(sentence, _span(sentence, "60")) == grand
+    assert fact_sentence(sentence, _span(sentence, "410"), split=True) == "Lumora Grand carries 410 passengers."
+    assert fact_sentence(sentence, _span(sentence, "60"), split=True) == "Lumora Grand carries 60 cars."
     assert fact_sentence(sentence, _span(sentence, "180")) == "The smaller Lumora Swift carries 180 passengers."
     it = "Utilities can order it for 89 euros per unit."
     assert (
@@ -220,10 +222,9 @@ def test_a_paragraph_that_names_nothing_goes_on_about_what_the_one_before_named(
 
 def test_a_coordination_is_cut_to_the_half_that_holds_the_fact():
     cast = "The new mirror was cast by the glassworks Feldt & Sorn and weighs 19 tonnes."
-    assert fact_sentence(cast, _span(cast, "19 tonnes")) == "The new mirror weighs 19 tonnes."
-    assert (
-        fact_sentence(cast, _span(cast, "Feldt & Sorn")) == "The new mirror was cast by the glassworks Feldt & Sorn."
-    )
+    assert fact_sentence(cast, _span(cast, "19 tonnes"), split=True) == "The new mirror weighs 19 tonnes."
+    by = fact_sentence(cast, _span(cast, "Feldt & Sorn"), split=True)
+    assert by == "The new mirror was cast by the glassworks Feldt & Sorn."
     weight = [q.text for q in fact_questions(cast, _span(cast, "19 tonnes"))]
     assert "How many tonnes does the new mirror weigh?" in weight
     assert not any("Feldt" in q for q in weight)

@@ -297,15 +297,17 @@ def fact_aliases(fact: str) -> list[str]:
 
 
 def _answer(rows: list[dict[str, Any]], facts: list[Fact], config: AugmentConfig) -> None:
-    """Each row's answer: "fact" (the fact's clause with its subject), "clause" (the fact's clause), "sentence";
+    """Each row's answer: "fact" (the fact's clause with its subject), "one-fact" (that clause without the other
+    half of a coordination), "clause" (the fact's clause), "sentence";
     "generator" and "distill" start from the fact's clause and are written by ``generation`` afterwards."""
     by_fact = {(f.passage.id, f.sentence, f.text): f for f in facts}
     for row in rows:
         if not row["fact"] or config.answers == "sentence":
             continue
         fact = by_fact.get((row["passage"], row["sentence"], row["fact"]))
-        if config.answers == "fact" and fact is not None:
-            row["answer"] = fact_sentence(fact.sentence, fact.span, fact.topic, fact.names)
+        if config.answers in ("fact", "one-fact") and fact is not None:
+            split = config.answers == "one-fact"
+            row["answer"] = fact_sentence(fact.sentence, fact.span, fact.topic, fact.names, split)
         else:
             row["answer"] = fact_clause(row["sentence"], row["fact"])
 

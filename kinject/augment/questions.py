@@ -221,7 +221,9 @@ def _verb_first(clause: str) -> bool:
     return word in AUX or word in IRREGULAR_PAST or verb_at(["X", word, *clause.split()[1:2]]) is not None
 
 
-def _marked(sentence: str, span: Span, topic: str, names: tuple[str, ...] = ()) -> tuple[str, str] | None:
+def _marked(
+    sentence: str, span: Span, topic: str, names: tuple[str, ...] = (), split: bool = True
+) -> tuple[str, str] | None:
     """(the fact's clause with the fact replaced by a marker, the question words), or None when the fact is in quoted
     speech or its clause says too little to ask from."""
     start, end, wh = _ask(sentence, span)
@@ -243,7 +245,7 @@ def _marked(sentence: str, span: Span, topic: str, names: tuple[str, ...] = ()) 
     clause = _clause_with_subject(clauses, at)
     if not clause or clause.strip() == MARK or len(clause.split()) < 3:
         return None
-    clause = one_conjunct(clause)
+    clause = one_conjunct(clause) if split else clause
     return (clause, wh) if len(clause.split()) >= 3 else None
 
 
@@ -304,9 +306,13 @@ def _without_apposition(sentence: str, span: Span) -> tuple[str, Span]:
     return sentence[:at] + sentence[at + len(cut) :], Span(span.start - len(cut), span.text, span.kind)
 
 
-def fact_sentence(sentence: str, span: Span, topic: str = "", names: tuple[str, ...] = ()) -> str:
+def fact_sentence(sentence: str, span: Span, topic: str = "", names: tuple[str, ...] = (), split: bool = False) -> str:
     """The clause of ``sentence`` that states the fact at ``span``, with its subject, as a sentence of its own
-    ("The Lumora Grand carries 410 passengers and 60 cars."); the sentence itself when no clause holds it alone."""
+    ("The Lumora Grand carries 410 passengers and 60 cars."), with ``split`` only the half of a coordination that
+    holds the fact ("The Lumora Grand carries 410 passengers."); the sentence itself when no clause holds it.
+
+    The whole clause is the default: the halves alone were each seen half as often, and answered fewer probes
+    (docs/results.md)."""
     if launch_questions(sentence, span):  # the opening relation
         return name_pronouns(launch_answer(sentence, span), topic, names)
     if span.kind == "name" and role_questions(sentence, span, names):
@@ -315,7 +321,7 @@ def fact_sentence(sentence: str, span: Span, topic: str = "", names: tuple[str, 
     if holder is not None:
         return f"{holder[0]} is {holder[1]}."
     sentence, span = _without_apposition(sentence, span)
-    marked = _marked(sentence, span, topic, names)
+    marked = _marked(sentence, span, topic, names, split)
     if marked is None:
         return name_pronouns(sentence, topic, names)
     start, end, _ = _ask(sentence, span)

@@ -19,7 +19,7 @@ TextFormat = Literal["raw", "chat", "both", "none"]
 Packing = Literal["blocks", "rows"]
 QATarget = Literal["answer", "teacher", "both"]
 GeneratorSource = str  # "base" or an endpoint URL
-AnswerSource = Literal["fact", "sentence", "clause", "generator", "distill"]
+AnswerSource = Literal["fact", "one-fact", "sentence", "clause", "generator", "distill"]
 ReplayLoss = Literal["ce", "kl"]
 Quantization = Literal["auto", "4bit", "none"]
 Switch = Literal["auto", "on", "off"]
@@ -192,7 +192,9 @@ class AugmentConfig:
     answers: AnswerSource = setting(
         "fact",
         "Answers to the questions: the 'fact' stated by its own clause with its subject ('The Lumora Grand carries "
-        "410 passengers and 60 cars.'), the 'sentence' that states it, the 'clause' of the sentence that does, "
+        "410 passengers and 60 cars.'), 'one-fact': that clause cut to the half of a coordination that holds the "
+        "fact ('The Lumora Grand carries 410 passengers.'; fewer facts learnt on bench/data/holdout), the "
+        "'sentence' that states it, the 'clause' of the sentence that does, "
         "written by the 'generator' from the passage (kept only when supported by it and stating the fact asked), "
         "or 'distill': the generator's answer where it passes those checks, else the fact's clause (for a stronger "
         "teacher).",
