@@ -168,12 +168,17 @@ def test_today_is_left_out_of_questions_and_answers():
     assert fact_sentence(sentence, span) == "Brisa Robotics announced the Tarn M3."
 
 
+def _page_fact(title: str, paragraphs: list[str], fact: str):
+    """The fact ``fact`` of one page of ``paragraphs``, each a passage, as ``page_facts`` finds it."""
+    passages = [Passage(f"d1p{i + 1}", "file:///page.md", title, text) for i, text in enumerate(paragraphs)]
+    return next(f for f in page_facts(passages) if f.text == fact)
+
+
 def test_a_paragraph_that_opens_with_its_means_what_the_paragraph_before_named():
     """ "Its battery ..." after a paragraph about the product is the product's battery, not the title's company's."""
     title = "Brisa Robotics unveils the Tarn M3 garden robot"
-    first = Passage("d1p1", "file:///tarn.md", title, "The Tarn M3 goes on sale on May 2. Farms can order it today.")
-    second = Passage("d1p2", "file:///tarn.md", title, "Its battery lasts 9 hours on one charge.")
-    battery = next(f for f in page_facts([first, second]) if f.text == "9 hours")
+    first = "The Tarn M3 goes on sale on May 2. Farms can order it today."
+    battery = _page_fact(title, [first, "Its battery lasts 9 hours on one charge."], "9 hours")
     assert battery.topic == "Tarn M3"
     answer = fact_sentence(battery.sentence, battery.span, battery.topic)
     assert answer == "Tarn M3's battery lasts 9 hours on one charge."
@@ -211,12 +216,11 @@ def test_an_agent_and_a_size_are_asked_the_way_people_ask_them():
 
 def test_a_paragraph_that_names_nothing_goes_on_about_what_the_one_before_named():
     title = "Vessa Motors launches the Kell K2 scooter"
-    first = Passage("d1p1", "file:///kell.md", title, "The Kell K2 weighs 14 kg and rides 60 km on one charge.")
-    second = Passage("d1p2", "file:///kell.md", title, "The scooter folds flat. It sells for 890 euros in Ghent.")
-    price = next(f for f in page_facts([first, second]) if f.text == "890 euros")
+    first = "The Kell K2 weighs 14 kg and rides 60 km on one charge."
+    price = _page_fact(title, [first, "The scooter folds flat. It sells for 890 euros in Ghent."], "890 euros")
     assert price.topic == "Kell K2"
     line = "The tram line was built by the firm Ostra Works and cost 9 million euros. Its trams carry 240 people."
-    trams = next(f for f in page_facts([Passage("d1p1", "file:///t.md", "Kell Line", line)]) if f.text == "240")
+    trams = _page_fact("Kell Line", [line], "240")
     assert trams.topic != "Ostra Works"
 
 

@@ -313,8 +313,9 @@ def fact_sentence(sentence: str, span: Span, topic: str = "", names: tuple[str, 
 
     The whole clause is the default: the halves alone were each seen half as often, and answered fewer probes
     (docs/results.md)."""
-    if launch_questions(sentence, span):  # the opening relation
-        return name_pronouns(launch_answer(sentence, span), topic, names)
+    opening = launch_answer(sentence, span)  # the opening relation's, when it asks for this fact
+    if opening:
+        return name_pronouns(opening, topic, names)
     if span.kind == "name" and role_questions(sentence, span, names):
         return role_answer(sentence, span, names)
     holder = role_holder(sentence, span, names) if span.kind == "name" else None

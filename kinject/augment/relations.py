@@ -146,6 +146,16 @@ class Launch:
         """The opening without its apposition and date: "Aurora Avionics launched the Kestrel K7 survey drone."."""
         return f"{self.subject} {self.verb} {self.product}."
 
+    @property
+    def role(self) -> str:
+        """What the subject is to the product: its "maker" (launched, announced) or its "operator" (opened)."""
+        return "maker" if re.fullmatch(_MAKES, self.verb) else "operator"
+
+    @property
+    def short_product(self) -> str:
+        """The product by its own name ("the Kestrel K7"), else as the sentence says it."""
+        return f"the {self.name}" if self.name else self.product
+
 
 def launch(sentence: str) -> Launch | None:
     """The sentence's opening relation when it opens with a name that launched, announced or opened something."""
@@ -171,9 +181,9 @@ def launch_answer(sentence: str, span: Span) -> str:
     if span.start == 0:
         return found.answer()
     place = re.search(r"\b(?:based|headquartered|located)\s+in\s+[A-Z][\w-]*(?:,?\s[A-Z][\w-]*)*", found.apposition)
-    role = "maker" if re.fullmatch(_MAKES, found.verb) else "operator"
-    product = f"the {found.name}" if found.name else found.product
-    return f"{found.subject}, the {role} of {product}, is {place.group(0)}." if place else found.answer()
+    if not place:
+        return found.answer()
+    return f"{found.subject}, the {found.role} of {found.short_product}, is {place.group(0)}."
 
 
 def launch_questions(sentence: str, span: Span) -> list[str]:
@@ -182,8 +192,7 @@ def launch_questions(sentence: str, span: Span) -> list[str]:
     found = launch(sentence)
     if found is None or span.kind != "name":
         return []
-    product = f"the {found.name}" if found.name else found.product
-    role = "maker" if re.fullmatch(_MAKES, found.verb) else "operator"
+    product, role = found.short_product, found.role
     if span.start == 0 and span.text == found.subject:
         asked = [f"Who {found.verb} {found.product}?", f"Which company {found.verb} {found.product}?"]
         head = re.match(
@@ -191,7 +200,7 @@ def launch_questions(sentence: str, span: Span) -> list[str]:
         )
         if head:
             asked.append(f"Which {head.group(1)} {found.verb} {found.product}?")
-        if found.name or product.startswith("the "):
+        if product.startswith("the "):  # a name or a definite product: "the Lumora line"
             verb = "makes" if role == "maker" else "runs"
             asked += [f"Who {verb} {product}?", f"Which company is behind {product}?"]
             asked.append(f"Who is the {role} of {product}?")
