@@ -10,8 +10,9 @@ import pytest
 from kinject.augment import Passage, QuestionFileError, data_report, read_question_file
 from kinject.augment.english import fronted
 from kinject.augment.facts import asked_spans
+from kinject.augment.naming import described_names, short_names
 from kinject.augment.qa import fact_aliases, generate_questions, page_facts, round_trip
-from kinject.augment.questions import fact_questions, fact_sentence, short_names
+from kinject.augment.questions import fact_questions, fact_sentence
 from kinject.runtime.progress import Progress
 from kinject.settings.stages import AugmentConfig
 
@@ -117,12 +118,19 @@ def test_the_company_a_release_opens_with_is_asked_from_its_product():
     assert not any("opened" in q for q in company)  # "launched" is said otherwise as "introduced", never "opened"
     assert fact_sentence(sentence, _span(sentence, "Brisa Robotics")) == answer
     place = [q.text for q in fact_questions(sentence, _span(sentence, "Ghent"))]
-    assert "Where is the maker of the Tarn M3 based?" in place
+    assert {"Where is the maker of the Tarn M3 based?", "Where is Brisa Robotics based?"} <= set(place)
+    assert "In which city is Brisa Robotics based?" in place  # a country follows: the place is a city
     located = "Brisa Robotics, the maker of the Tarn M3, is based in Ghent, Belgium."
     assert fact_sentence(sentence, _span(sentence, "Ghent")) == fact_sentence(sentence, _span(sentence, "Belgium"))
     assert fact_sentence(sentence, _span(sentence, "Ghent")) == located
     country = [q.text for q in fact_questions(sentence, _span(sentence, "Belgium"))]
-    assert "In which country is the maker of the Tarn M3 based?" in country
+    assert {"In which country is the maker of the Tarn M3 based?", "In which country is Brisa Robotics based?"} <= set(
+        country
+    )
+    head = "Orvanta Metering, a maker of utility equipment headquartered in Brennholt, announced the Tidewell T2."
+    office = [q.text for q in fact_questions(head, _span(head, "Brennholt"))]
+    assert {"Where is Orvanta Metering headquartered?", "Where is Orvanta Metering's head office?"} <= set(office)
+    assert not any("city" in q for q in office)  # no country after it: a town, a city or a region
     date = [q.text for q in fact_questions(sentence, _span(sentence, "May 2"))]
     assert "When did Brisa Robotics launch the Tarn M3 garden robot?" in date
     assert not any("Belgium" in q for q in date)
@@ -288,6 +296,63 @@ def test_a_short_name_is_used_only_where_it_tells_the_names_apart():
     texts = [q.text for q in fact_questions(sentence, _span(sentence, "October 6, 2026"), "", short)]
     assert "When does the Tidewell T2 go on sale?" in texts
     assert "When does the T2 go on sale?" in texts
+
+
+def test_one_of_two_look_alike_models_is_also_asked_as_the_page_describes_it():
+    """ "the compact Vell 5 and the larger Vell 9": questions about the Vell 5 also ask about "the compact Vell" and
+    "the smaller Vell"; a name with no look-alike, or "the first" of something, gets no description."""
+    texts = ["Sarn sells two sizes: the compact Vell 5 and the larger Vell 9. The first Sarn Tab 3 ships in May."]
+    described = described_names(texts)
+    assert described == {
+        "Vell 5": ["the compact Vell", "the smaller Vell"],
+        "Vell 9": ["the larger Vell", "the bigger Vell"],
+    }
+    sentence = "The Vell 5 weighs 1.4 kg."
+    asked = [q for q in fact_questions(sentence, _span(sentence, "1.4 kg"), described=described)]
+    assert "How many kg does the Vell 5 weigh?" in [q.text for q in asked]
+    assert {"How many kg does the compact Vell weigh?", "How many kg does the smaller Vell weigh?"} <= {
+        q.text for q in asked if q.origin.endswith("+described")
+    }
+    assert fact_sentence(sentence, _span(sentence, "1.4 kg")) == sentence  # the answer keeps the model's own name
+
+
+@pytest.mark.parametrize(
+    ("sentence", "fact", "answer", "question"),
+    [
+        (  # a comparison's other side: the V1's own clause
+            "The Vell X2 packs 42 cores, up from 38 cores in the Vell X1.",
+            "38",
+            "The Vell X1 packs 38 cores.",
+            "How many cores does the Vell X1 pack?",
+        ),
+        (  # "where" with a subject of its own
+            "The X2's top clock speed is 3.6 GHz, where the X1 peaked at 3.2 GHz.",
+            "3.2 GHz",
+            "The X1 peaked at 3.2 GHz.",
+            "The X1 peaked at how many GHz?",
+        ),
+        (  # the clause after a colon, not the remark before it
+            "The new chip is also more frugal: the Vell X2 draws at most 95 watts.",
+            "95 watts",
+            "The Vell X2 draws at most 95 watts.",
+            "How many watts does the Vell X2 draw at most?",
+        ),
+    ],
+)
+def test_a_clause_with_its_own_subject_is_asked_and_answered_alone(sentence, fact, answer, question):
+    assert fact_sentence(sentence, _span(sentence, fact)) == answer
+    assert question in [q.text for q in fact_questions(sentence, _span(sentence, fact))]
+
+
+def test_a_relative_clause_with_its_own_subject_is_not_said_of_the_noun_before_it():
+    """ "..., which Sarn chose to keep the price down": Sarn is not "the Vell X1" that chose."""
+    sentence = "It costs $1,299 and uses the older Vell X1 chip, which Sarn chose to keep the price down."
+    assert not any(
+        "Vell X1 Sarn" in q.text or "X1 what" in q.text
+        for q in fact_questions(sentence, _span(sentence, "Sarn"), "Vell 5")
+    )
+    asked = [q.text for q in fact_questions(sentence, _span(sentence, "1,299"), "Vell 5")]
+    assert "How much does the Vell 5 cost?" in asked  # a price in dollars, its product a model number
 
 
 def test_fronting_leaves_a_clause_whose_verb_is_not_plain_alone():

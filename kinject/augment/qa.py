@@ -32,15 +32,17 @@ from .english import name_pronouns
 from .facts import Span, asked_spans, name_spans, page_names, person_named, sentence_topics, with_person
 from .filters import normalized, question_problem
 from .generators import ChatGenerator
+from .naming import described_names, short_names
 from .passages import Passage, asked_sentences, topic_of
 from .prompts import TEMPLATES, answer_conversation, question_conversation, rewrite_conversation
-from .questions import fact_questions, fact_sentence, short_names
+from .questions import fact_questions, fact_sentence
 
 READER_TOKENS = 32  # the round trip's answers: enough for a sentence that states the fact
 # The order in which a fact's questions are kept, so that the phrasings spread over the rules that made them.
 ORIGIN_ORDER = (
     "relation",
     "fronted",
+    "described",
     "rewrite",
     "cloze",
     "embedded",
@@ -119,10 +121,11 @@ def generate_questions(
     """Question-answer rows for every fact of ``passages`` (see the module's docstring), kept or not and why."""
     facts = page_facts(passages)
     short = short_names(page_names([p.text for p in passages]))
+    described = described_names([p.text for p in passages])
     rows: list[dict[str, Any]] = []
     for fact in facts:
         made = (
-            fact_questions(fact.sentence, fact.span, fact.topic, short, fact.names)
+            fact_questions(fact.sentence, fact.span, fact.topic, short, fact.names, described)
             if config.sentence_questions
             else []
         )
@@ -143,7 +146,7 @@ MODEL_ORIGINS = ("rewrite", "sampled", "written")
 
 def _origin(rule: str) -> str:
     """A sentence rule's origin as the report groups it: "short" and "reworded" variants apart."""
-    for variant in ("reworded", "short", "trimmed"):
+    for variant in ("reworded", "short", "described", "trimmed"):
         if f"+{variant}" in rule:
             return variant
     return rule

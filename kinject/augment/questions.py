@@ -15,7 +15,8 @@ with its subject named (an apposition's name, "it" replaced by the page's subjec
   (``relations``: "Who is Calvane Transit's chief executive?", "Who heads Calvane Transit?"), and the company a
   release opens with asked from its product ("Who makes the Kestrel K7?");
 - each with the subject's *short name* where it tells the subject apart from every other name of the pages ("the
-  T2"; never "Lumora" where "Lumora Grand" and "Lumora Swift" both are), and with an attribute word said
+  T2"; never "Lumora" where "Lumora Grand" and "Lumora Swift" both are), *described* as the pages describe one of
+  two look-alike models ("the compact Nimbus" for "the Nimbus 12"; ``naming``), and with an attribute word said
   *otherwise* ("hold" for "carry", "CEO" for "chief executive").
 
 A coordination around the fact is cut to the half that holds it ("carries 410 passengers and 60 cars" asks and
@@ -49,6 +50,7 @@ from .english import (
     verb_at,
 )
 from .facts import Span, name_spans
+from .naming import ORG_WORDS
 from .relations import (
     agent_questions,
     holder_questions,
@@ -69,10 +71,6 @@ _ADJECTIVES = frozenset(
 _PLACE_VERBS = re.compile(
     r"\b(?:based|headquartered|located|situated|born|held|founded|opened|built|made)\s+(?:in|at)$"
 )
-ORG_WORDS = frozenset(
-    "Inc Ltd Corp Corporation Company Group Systems Labs Technologies Transit Marine Metering Motors Airlines "
-    "Bank Energy Networks Software Solutions Industries Partners Holdings Foundation Agency Council Ministry".split()
-)
 
 
 @dataclass(frozen=True)
@@ -84,32 +82,14 @@ class Question:
     origin: str
 
 
-def short_names(names: list[str]) -> dict[str, str]:
-    """A short name for each name that has one telling it apart from every other name of the pages: its word with a
-    digit ("T2" for "Tidewell T2"), or the first word of a company's name that no other name uses ("Orvanta" for
-    "Orvanta Metering")."""
-    words: dict[str, int] = {}
-    for name in set(names):
-        for word in set(name.split()):
-            words[word] = words.get(word, 0) + 1
-    short = {}
-    for name in set(names):
-        parts = name.split()
-        if len(parts) < 2:
-            continue
-        digits = [w for w in parts if re.search(r"\d", w) and words[w] == 1 and len(w) >= 2]
-        if digits:
-            short[name] = digits[-1]
-        elif parts[-1] in ORG_WORDS and words[parts[0]] == 1 and len(parts[0]) >= 4:
-            short[name] = parts[0]
-    return short
-
-
 def _clauses(text: str) -> list[str]:
     """``text`` split at ", " (a comma inside a number, or before a date's year, stays); only the part between the
     semicolons that holds the marker, which is a sentence of its own."""
     parts = [p for p in re.split(r";\s+", text) if p.strip()]
     part = next((p for p in parts if MARK in p), parts[0] if parts else "")
+    colon = part.split(": ", 1)  # "The new chip is also more frugal: the V4 draws ...": the clause after it
+    if len(colon) == 2 and MARK in colon[1] and verb_at(colon[1].split()) is not None:
+        part = colon[1]
     part = part[0].upper() + part[1:] if part else part
     return [c.strip() for c in re.split(r",\s+(?!\d{4}\b)", part) if c.strip()]
 
@@ -199,12 +179,22 @@ def _clause_with_subject(clauses: list[str], at: int) -> str:
     if first_word == "having" and " " in clause:  # "..., having trained in design at X": the subject trained
         clause = clause.split(" ", 1)[1]
     if first_word in ("which", "who", "that"):  # "..., which has a 2.1-metre mirror"
+        if re.match(rf"\S+\s+(?:the\s|a\s|an\s|[A-Z]|{MARK})", clause):
+            return ""  # "..., which Corvane chose": what it says is of the noun before, which is not its subject
         noun = _last_noun(previous)
         return f"{noun} {clause.split(' ', 1)[1]}" if noun and " " in clause else ""
-    relative = re.match(r"^(?:of which|in which|whereas|while|but|and)\s+(?=(?:the|a|an|[A-Z]\w*)\s)", clause)
+    relative = re.match(r"^(?:of which|in which|where|whereas|while|but|and)\s+(?=(?:the|a|an|[A-Z]\w*)\s)", clause)
     if relative:  # "..., of which the regional government paid 30 million": a clause with its own subject
         clause = clause[relative.end() :]
         return clause[0].upper() + clause[1:]
+    compared = re.match(rf"^(?:up|down) from ({MARK}(?: [a-z]+)?) (?:in|on|for) ((?:the )?[A-Z].*)$", clause)
+    if compared:  # "The V4 packs 42 cores, up from 38 cores in the V3": the V3 packs 38 cores
+        words = _subject_of(clauses, at).split()
+        verb = verb_at(words)
+        if verb is None or verb[1] == "aux":
+            return ""
+        other = compared.group(2)
+        return f"{other[0].upper()}{other[1:]} {words[verb[0]]} {compared.group(1)}"
     clause = re.sub(r"^(?:and|but|while|so)\s+", "", clause)
     if clause and (clause[0].isupper() or clause.startswith(MARK)):  # its own subject, the fact's name included
         return clause
@@ -354,10 +344,15 @@ def _sentence_forms(clause: str, wh: str) -> list[Question]:
 
 
 def fact_questions(
-    sentence: str, span: Span, topic: str = "", short: dict[str, str] | None = None, names: tuple[str, ...] = ()
+    sentence: str,
+    span: Span,
+    topic: str = "",
+    short: dict[str, str] | None = None,
+    names: tuple[str, ...] = (),
+    described: dict[str, list[str]] | None = None,
 ) -> list[Question]:
     """The questions made from ``sentence`` for the fact at ``span`` (see the module's docstring), distinct, in
-    order: cloze, fronted, then their short-name and reworded variants."""
+    order: cloze, fronted, then their short-name, described (``described_names``) and reworded variants."""
     if _names_number(sentence, span):
         return []
     found = []
@@ -375,6 +370,13 @@ def fact_questions(
         for name, alias in (short or {}).items():
             if re.search(rf"\b{re.escape(name)}\b", q.text) and name != span.text:
                 found.append(Question(re.sub(rf"\b{re.escape(name)}\b", alias, q.text), f"{q.origin}+short"))
+    for q in [q for q in found if "+" not in q.origin]:
+        for name, said in (described or {}).items():
+            if name in span.text or not re.search(rf"\b{re.escape(name)}\b", q.text):
+                continue
+            for alias in said:  # "How many kg does the Nimbus 12 weigh?": "... does the compact Nimbus weigh?"
+                text = re.sub(rf"\b(?:[Tt]he )?{re.escape(name)}\b", alias, q.text, count=1)
+                found.append(Question(text[0].upper() + text[1:], f"{q.origin}+described"))
     for q in list(found):
         found += [Question(v, f"{q.origin}+reworded") for v in reworded(q.text)]
     seen, out = set(), []

@@ -12,7 +12,8 @@ the role, and what the holder's role is of, each in the ways English turns such 
 The same for the relation a press release opens with, "Aurora Avionics, a drone maker based in Tallinn, launched the
 Kestrel K7 survey drone on March 3": the company asked from its product ("Which company launched the Kestrel K7 survey
 drone?", "Who makes the Kestrel K7?", "Which company is behind the Kestrel K7?"), and the place in its apposition
-asked from the product too ("Where is the maker of the Kestrel K7 based?"), each answered with one fact ("Aurora
+asked from the product too ("Where is the maker of the Kestrel K7 based?") and from the company ("Where is Aurora
+Avionics based?"), each answered with one fact ("Aurora
 Avionics launched the Kestrel K7 survey drone.", "Aurora Avionics, the maker of the Kestrel K7, is based in
 Tallinn.").
 
@@ -110,7 +111,8 @@ def holder_questions(holder: tuple[str, str], fact: str, wh: str) -> list[str]:
     """The questions that ask for ``fact``, the organisation in the role of ``holder`` ("Ilse Marrakov is the chief
     executive of which company?", "Which company does Ilse Marrakov head?")."""
     name, role = holder
-    asked = re.sub(rf"\b{re.escape(fact)}\b", wh, role, count=1)
+    noun = wh.split()[-1]  # "the Nimbus laptops" asked as "the which laptops", not "the which laptops laptops"
+    asked = re.sub(rf"\b(?:the )?{re.escape(fact)}\b(?: {re.escape(noun)}\b)?", wh, role, count=1)
     found = [f"{name} is {asked}?"]
     if wh.startswith("which ") and re.fullmatch(rf".*\bof {re.escape(fact)}", role):
         if _HEADS.match(role):
@@ -188,7 +190,8 @@ def launch_answer(sentence: str, span: Span) -> str:
 
 def launch_questions(sentence: str, span: Span) -> list[str]:
     """The questions that ask for the name at ``span`` from the opening relation: the company from its product, or
-    the place of its apposition from the product ("Where is the maker of the Kestrel K7 based?")."""
+    the place of its apposition from the product ("Where is the maker of the Kestrel K7 based?") and from the company
+    ("Where is Aurora Avionics based?", "Where are Orvanta Metering's headquarters?")."""
     found = launch(sentence)
     if found is None or span.kind != "name":
         return []
@@ -215,14 +218,21 @@ def launch_questions(sentence: str, span: Span) -> list[str]:
         where = "In which country"
     else:
         return []
-    return [
-        f"{where} is the {role} of {product} {based.group('verb')}?",
-        f"{where} is the company behind {product} {based.group('verb')}?",
+    verb, subject = based.group("verb"), found.subject
+    asked = [
+        f"{where} is the {role} of {product} {verb}?",
+        f"{where} is the company behind {product} {verb}?",
+        f"{where} is {subject} {verb}?",
     ]
+    if verb == "headquartered":
+        asked.append(f"{where} is {subject}'s head office?")
+    if where == "Where" and country:  # "based in Tallinn, Estonia": a city
+        asked.append(f"In which city is {subject} {verb}?")
+    return asked
 
 
 _MONEY = re.compile(r"^how many (?:euros|dollars|pounds|francs|yen|kronor|krona|crowns|rupees|yuan)$")
-_PRICED = re.compile(rf"\b(?:costs?|priced at|for) {MARK}")  # "costs", "sells for", "can order it for"
+_PRICED = re.compile(rf"\b(?:costs?|priced at|for) [$\u20ac\u00a3]?{MARK}")  # "costs", "sells for", "can order it for"
 
 
 def price_questions(clause: str, wh: str) -> list[str]:
@@ -230,10 +240,12 @@ def price_questions(clause: str, wh: str) -> list[str]:
     clause names no product or the money is not its price ("the government paid 30 million")."""
     if not _MONEY.match(wh) or not _PRICED.search(clause):
         return []
-    product = [s.text for s in name_spans(clause.split(MARK)[0]) if re.search(r"\d|\s", s.text)]
+    before = clause.split(MARK)[0]
+    product = [(s.start, s.text) for s in name_spans(before) if re.search(r"\d|\s", s.text)]
+    product += [(m.start(), m.group()) for m in re.finditer(r"\b[A-Z][a-z][\w-]* \d[\w.]*\b", before)]  # "Nimbus 12"
     if not product:
         return []
-    name = product[-1]
+    name = max(product)[1]
     return [f"How much does the {name} cost?", f"What is the price of the {name}?", f"How much is the {name}?"]
 
 

@@ -1,0 +1,77 @@
+"""The other names a page gives a thing, for questions that name it as a reader would: its short name ("the T2" for
+"the Tidewell T2", where no other name shares the word) and, for one of two look-alike models, how the page describes
+it ("the compact Nimbus" and "the smaller Nimbus" for "the compact Nimbus 12" beside "the larger Nimbus 16").
+"""
+
+from __future__ import annotations
+
+import re
+
+ORG_WORDS = frozenset(
+    "Inc Ltd Corp Corporation Company Group Systems Labs Technologies Transit Marine Metering Motors Airlines "
+    "Bank Energy Networks Software Solutions Industries Partners Holdings Foundation Agency Council Ministry".split()
+)
+
+
+def short_names(names: list[str]) -> dict[str, str]:
+    """A short name for each name that has one telling it apart from every other name of the pages: its word with a
+    digit ("T2" for "Tidewell T2"), or the first word of a company's name that no other name uses ("Orvanta" for
+    "Orvanta Metering")."""
+    words: dict[str, int] = {}
+    for name in set(names):
+        for word in set(name.split()):
+            words[word] = words.get(word, 0) + 1
+    short = {}
+    for name in set(names):
+        parts = name.split()
+        if len(parts) < 2:
+            continue
+        digits = [w for w in parts if re.search(r"\d", w) and words[w] == 1 and len(w) >= 2]
+        if digits:
+            short[name] = digits[-1]
+        elif parts[-1] in ORG_WORDS and words[parts[0]] == 1 and len(parts[0]) >= 4:
+            short[name] = parts[0]
+    return short
+
+
+# A page's adjective for one of two look-alike names, and another way to say it ("the compact Nimbus 12": "the
+# smaller Nimbus").
+_SAID_OTHERWISE = {
+    "compact": "smaller",
+    "small": "smaller",
+    "smaller": "compact",
+    "large": "larger",
+    "larger": "bigger",
+    "big": "bigger",
+    "bigger": "larger",
+    "old": "older",
+    "older": "previous",
+    "new": "newer",
+    "newer": "latest",
+    "latest": "newest",
+    "cheap": "cheaper",
+    "cheaper": "less expensive",
+}
+_MODEL = re.compile(r"\b([A-Z][a-z][\w-]*) [A-Z]?\d[\w.]*\b")  # a product and its model number: "Nimbus 12"
+_NOT_DESCRIBING = frozenset("first second third last same other whole entire next only".split())
+
+
+def described_names(texts: list[str]) -> dict[str, list[str]]:
+    """For a name that shares its first word with another name of the pages ("Nimbus 12", "Nimbus 16"), the ways the
+    pages describe it by that word ("the compact Nimbus 12": "the compact Nimbus", "the smaller Nimbus"), so that a
+    question can ask about it as a reader does who remembers which one, not its number."""
+    families: dict[str, set[str]] = {}
+    for text in texts:
+        for m in _MODEL.finditer(text):
+            families.setdefault(m.group(1), set()).add(m.group(0))
+    found: dict[str, list[str]] = {}
+    for text in texts:
+        for m in re.finditer(rf"\b[Tt]he ([a-z]{{3,}}) ({_MODEL.pattern})", text):
+            adjective, family, name = m.group(1), m.group(3), m.group(2)
+            if adjective in _NOT_DESCRIBING or len(families.get(family, ())) < 2:
+                continue
+            said = [f"the {adjective} {family}"]
+            if adjective in _SAID_OTHERWISE:
+                said.append(f"the {_SAID_OTHERWISE[adjective]} {family}")
+            found[name] = list(dict.fromkeys([*found.get(name, []), *said]))
+    return found
