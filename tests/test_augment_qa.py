@@ -168,6 +168,24 @@ def test_a_price_is_asked_as_what_the_product_costs():
     assert not any("cost?" in q.text for q in fact_questions(paid, _span(paid, "3 million euros")))
 
 
+def test_a_sale_date_and_a_lifetime_are_asked_the_ways_buyers_ask_them():
+    on_sale = "The Tarn M3 goes on sale on May 2, 2026."
+    asked = [q.text for q in fact_questions(on_sale, _span(on_sale, "May 2, 2026"))]
+    assert {"When can you buy the Tarn M3?", "From what date is the Tarn M3 available?"} <= set(asked)
+    shops = "Mowers built on the Tarn M3 will reach shops from 9 June 2026."
+    assert "When do mowers built on the Tarn M3 go on sale?" in [
+        q.text for q in fact_questions(shops, _span(shops, "9 June 2026"))
+    ]
+    cell = "Its sealed cell is rated to last 12 years without replacement."
+    asked = [q.text for q in fact_questions(cell, _span(cell, "12 years"), "Tarn M3")]
+    assert {
+        "How long does Tarn M3's sealed cell last?",
+        "For how long is Tarn M3's sealed cell rated to last?",
+    } <= set(asked)
+    paid = "The city paid 3 million euros on May 2, 2026."  # a date, but nothing goes on sale
+    assert not any("buy" in q.text for q in fact_questions(paid, _span(paid, "May 2, 2026")))
+
+
 def test_today_is_left_out_of_questions_and_answers():
     sentence = "Brisa Robotics today announced the Tarn M3, a garden robot."
     span = _span(sentence, "Tarn M3")

@@ -53,6 +53,7 @@ from .facts import Span, name_spans
 from .naming import ORG_WORDS
 from .relations import (
     agent_questions,
+    duration_questions,
     holder_questions,
     launch,
     launch_answer,
@@ -62,6 +63,7 @@ from .relations import (
     role_holder,
     role_questions,
     size_questions,
+    when_questions,
 )
 
 _ADJECTIVES = frozenset(
@@ -339,7 +341,9 @@ def _sentence_forms(clause: str, wh: str) -> list[Question]:
     inside = embedded(short or clause, wh)
     if inside:
         forms += [Question(form.format(inside), "embedded") for form in EMBEDDINGS]
-    forms += [Question(text, "relation") for text in price_questions(clause, wh) + size_questions(clause, wh)]
+    related = price_questions(clause, wh) + size_questions(clause, wh)
+    related += when_questions(clause, wh) + duration_questions(clause, wh)
+    forms += [Question(text, "relation") for text in related]
     return forms
 
 

@@ -22,7 +22,9 @@ built the boats?", "Which company built the boats?"), and a size said as an adje
 as a size ("How big is the mirror of the Halden Telescope Mini?").
 
 A price a clause gives a named product ("Utilities can order the Tidewell T2 for 89 euros per unit") is asked as
-what the product costs ("How much does the Tidewell T2 cost?", "What is the price of the Tidewell T2?").
+what the product costs ("How much does the Tidewell T2 cost?", "What is the price of the Tidewell T2?"), the date it
+goes on sale as when one can buy it ("When can you buy the Tidewell T2?"), and a time a thing lasts as how long it
+lasts ("How long does the Tidewell T2's cell last?").
 """
 
 from __future__ import annotations
@@ -247,6 +249,62 @@ def price_questions(clause: str, wh: str) -> list[str]:
         return []
     name = max(product)[1]
     return [f"How much does the {name} cost?", f"What is the price of the {name}?", f"How much is the {name}?"]
+
+
+_ON_SALE = re.compile(
+    r"^(?P<x>.+?) (?P<verb>goes|go|went|will go|is|are|will be|ships|ship|will ship|reaches|reach|will reach)"
+    rf" (?:on sale|available|shops|stores)?\s?(?:on |from )?{MARK}"
+)
+_LASTS = re.compile(
+    rf"^(?P<x>.+?) (?P<rated>(?:is|are) (?:rated|expected|designed) to )?(?:lasts?|runs? for|will last) {MARK}"
+)
+_TIME_UNITS = re.compile(r"^how many (?:years|months|weeks|days|hours|minutes)$")
+
+
+def _does(subject: str) -> tuple[str, str]:
+    """("does", "is") for a singular subject, ("do", "are") for a plural one ("Laptops built on ...")."""
+    first = subject.split()[0]
+    plural = first[0].isupper() and first.endswith("s") and first.lower() not in ("its", "this", "his")
+    return ("do", "are") if plural else ("does", "is")
+
+
+def _object_case(subject: str) -> str:
+    """``subject`` as said after a verb: "The Tarn M3" -> "the Tarn M3", "Mowers built on ..." -> "mowers built on
+    ..." (a first word capitalized only as the sentence's first, a name's next word capitalized too)."""
+    words = subject.split()
+    if len(words) > 1 and words[1][0].islower() or re.match(r"(?:The|A|An) ", subject):
+        return subject[0].lower() + subject[1:] if re.fullmatch(r"[A-Z][a-z]+", words[0]) else subject
+    return subject
+
+
+def when_questions(clause: str, wh: str) -> list[str]:
+    """When a product goes on sale or reaches shops (its date the marker), asked the ways buyers ask it ("When can
+    you buy the Tidewell T2?", "From what date is the Tidewell T2 available?")."""
+    found = _ON_SALE.match(clause)
+    if not found or wh not in ("what date", "when") or not re.search(r"sale|available|ship|shops|stores", clause):
+        return []
+    do, be = _does(found.group("x"))
+    subject = _object_case(found.group("x"))
+    return [
+        f"When {do} {subject} go on sale?",
+        f"When can you buy {subject}?",
+        f"From what date {be} {subject} available?",
+        f"When will {subject} be in shops?",
+    ]
+
+
+def duration_questions(clause: str, wh: str) -> list[str]:
+    """How long a thing lasts or runs (the time the marker), asked as a length of time ("How long does the Nimbus
+    16's battery last?", "For how long is Tidewell T2's cell rated to last?")."""
+    found = _LASTS.match(clause)
+    if not found or not _TIME_UNITS.match(wh):
+        return []
+    do, be = _does(found.group("x"))
+    subject = _object_case(found.group("x"))
+    asked = [f"How long {do} {subject} last?", f"{wh[0].upper()}{wh[1:]} {do} {subject} last?"]
+    if found.group("rated"):
+        asked.append(f"For how long {be} {subject} {found.group('rated').split(' ', 1)[1]}last?")
+    return asked
 
 
 _PARTICIPLES = "built|made|designed|developed|founded|led|operated|run|owned|manufactured|produced|created|cast"
