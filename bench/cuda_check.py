@@ -38,7 +38,8 @@ from kinject.runs import RunDir  # noqa: E402
 from kinject.runtime.progress import Progress  # noqa: E402
 from kinject.settings.places import SHIPPED  # noqa: E402
 from kinject.settings.sources import InputsConfig  # noqa: E402
-from kinject.settings.stages import BlocksConfig, ModelConfig, PrepareConfig, TrainConfig  # noqa: E402
+from kinject.settings.stages import BlocksConfig, ModelConfig, PrepareConfig  # noqa: E402
+from kinject.settings.training import TrainConfig  # noqa: E402
 
 RESULTS: dict[str, Any] = {}
 CORPUS = SHIPPED / "general_text.txt"

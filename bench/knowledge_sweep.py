@@ -27,7 +27,8 @@ from kinject.corpus.prepare import prepare  # noqa: E402
 from kinject.eval import load_probes, score_probes, shipped_retention_probes  # noqa: E402
 from kinject.models.loading import load_tokenizer, resolve_model  # noqa: E402
 from kinject.settings.sources import InputsConfig  # noqa: E402
-from kinject.settings.stages import BlocksConfig, GenerationConfig, PrepareConfig, TrainConfig  # noqa: E402
+from kinject.settings.stages import BlocksConfig, GenerationConfig, PrepareConfig  # noqa: E402
+from kinject.settings.training import TrainConfig  # noqa: E402
 from kinject.training.pipeline import train  # noqa: E402
 
 SAMPLES = REPO / "tests" / "data" / "samples" / "aws-summit-nyc-2023"

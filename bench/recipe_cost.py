@@ -34,7 +34,8 @@ from kinject.runtime.progress import Progress  # noqa: E402
 from kinject.settings.presets import DEFAULT_PRESET  # noqa: E402
 from kinject.settings.resolve import training_blocks  # noqa: E402
 from kinject.settings.sources import InputsConfig  # noqa: E402
-from kinject.settings.stages import AugmentConfig, BlocksConfig, ModelConfig, PrepareConfig, TrainConfig  # noqa: E402
+from kinject.settings.stages import AugmentConfig, BlocksConfig, ModelConfig, PrepareConfig  # noqa: E402
+from kinject.settings.training import TrainConfig  # noqa: E402
 
 SAMPLES = REPO / "tests" / "data" / "samples" / "aws-summit-nyc-2023"
 SHAPES = {

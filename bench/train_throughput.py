@@ -193,7 +193,7 @@ def kinject_trainer(
 
     from kinject.models.loading import load_model, load_tokenizer, resolve_model
     from kinject.runtime.progress import Progress
-    from kinject.settings.stages import TrainConfig
+    from kinject.settings.training import TrainConfig
     from kinject.training.loop import add_lora, make_trainer, training_arguments
 
     config = TrainConfig(

@@ -15,7 +15,8 @@ from kinject.runs import RunDir
 from kinject.settings.fields import describe_fields
 from kinject.settings.presets import PRESET_FIELDS
 from kinject.settings.services import AppConfig
-from kinject.settings.stages import AugmentConfig, BlocksConfig, TrainConfig
+from kinject.settings.stages import AugmentConfig, BlocksConfig
+from kinject.settings.training import TrainConfig
 from kinject.web.views import RUNS_COLUMNS, job_line, status_text, training_line
 from kinject.web.words import app_text
 

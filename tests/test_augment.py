@@ -18,7 +18,8 @@ from kinject.augment import (
 )
 from kinject.corpus.blocks import IGNORE_INDEX, chat_example, ensure_blocks, training_docs
 from kinject.runs import RunDir
-from kinject.settings.stages import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, GenerationConfig, TrainConfig
+from kinject.settings.stages import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, GenerationConfig
+from kinject.settings.training import TrainConfig
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "

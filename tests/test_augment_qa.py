@@ -552,7 +552,7 @@ def test_user_questions_train_beside_the_generated_ones_and_are_reported(tiny_ru
 
 
 def test_a_training_given_a_malformed_question_file_names_its_line_before_loading(tiny_run, tmp_path):
-    from kinject.settings.stages import TrainConfig
+    from kinject.settings.training import TrainConfig
     from kinject.training.loop import TrainError
     from kinject.training.pipeline import train
 

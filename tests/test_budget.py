@@ -10,7 +10,8 @@ from model_fixtures import TINY_BLOCKS
 
 from kinject.runs import RunDir
 from kinject.settings.presets import PRESETS
-from kinject.settings.stages import BlocksConfig, ConfigError, TrainConfig
+from kinject.settings.stages import BlocksConfig, ConfigError
+from kinject.settings.training import TrainConfig
 from kinject.training.budget import MAX_EPOCHS, MIN_EPOCHS, corpus_facts, exposures_per_epoch, plan_epochs
 
 TEXT = (

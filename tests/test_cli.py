@@ -28,7 +28,8 @@ from kinject.settings.fields import describe_fields
 from kinject.settings.presets import PRESETS
 from kinject.settings.resolve import VERB_SECTIONS
 from kinject.settings.sources import FetchConfig, InputsConfig
-from kinject.settings.stages import BlocksConfig, ConfigError, EvalConfig, PrepareConfig, TrainConfig
+from kinject.settings.stages import BlocksConfig, ConfigError, EvalConfig, PrepareConfig
+from kinject.settings.training import TrainConfig
 
 CLI_PAGE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 TEXT = "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs with 3,200 Gbps of networking.\n"

@@ -22,7 +22,8 @@ from kinject.eval import (
 )
 from kinject.runs import RunDir
 from kinject.runtime.progress import Progress, RecordingProgress
-from kinject.settings.stages import EvalConfig, GenerationConfig, TrainConfig
+from kinject.settings.stages import EvalConfig, GenerationConfig
+from kinject.settings.training import TrainConfig
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "

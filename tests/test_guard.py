@@ -9,7 +9,7 @@ from model_fixtures import TINY_BLOCKS, StopAt
 
 from kinject.runs import RunDir
 from kinject.runtime.jobs import JobManager
-from kinject.settings.stages import TrainConfig
+from kinject.settings.training import TrainConfig
 from kinject.training.guard import check_steps, knowledge_items
 from kinject.training.job import submit_training
 from kinject.training.pipeline import train

@@ -87,7 +87,7 @@ def test_the_app_starts_a_training_on_several_devices_as_processes(tiny_run, mon
     """The job runner starts ``kinject train --devices 2`` under accelerate launch, mirrors the main process's
     status while it trains, and ends with its outcome; the run gets the adapter."""
     from kinject.runtime.jobs import JobManager
-    from kinject.settings.stages import TrainConfig
+    from kinject.settings.training import TrainConfig
     from kinject.training.job import submit_training
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

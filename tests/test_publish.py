@@ -20,7 +20,8 @@ from kinject.runs import RunDir
 from kinject.runtime.progress import RecordingProgress
 from kinject.settings.services import PublishConfig
 from kinject.settings.sources import InputsConfig
-from kinject.settings.stages import BlocksConfig, EvalConfig, GenerationConfig, ModelConfig, PrepareConfig, TrainConfig
+from kinject.settings.stages import BlocksConfig, EvalConfig, GenerationConfig, ModelConfig, PrepareConfig
+from kinject.settings.training import TrainConfig
 from kinject.sharing.card import base_license
 from kinject.sharing.publish import PublishError, push
 
@@ -286,7 +287,7 @@ def test_training_names_the_bundled_base_by_its_hub_id(run, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
     from kinject.models.loading import BUNDLED_HUB_ID, load_tokenizer, resolve_model
-    from kinject.settings.stages import TrainConfig as Train
+    from kinject.settings.training import TrainConfig as Train
     from kinject.training.loop import save_adapter
 
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), str(run.adapter_dir))

@@ -17,7 +17,8 @@ import pytest
 from huggingface_hub import InferenceClient
 
 from kinject.settings.sources import InputsConfig
-from kinject.settings.stages import BlocksConfig, GenerationConfig, ModelConfig, PrepareConfig, TrainConfig
+from kinject.settings.stages import BlocksConfig, GenerationConfig, ModelConfig, PrepareConfig
+from kinject.settings.training import TrainConfig
 
 TEXT = (
     "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs. Each p5.48xlarge instance has 8 GPUs "

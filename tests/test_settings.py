@@ -17,7 +17,8 @@ from kinject.settings.presets import DEFAULT_PRESET, PRESET_FIELDS, PRESETS
 from kinject.settings.resolve import training_blocks
 from kinject.settings.services import AppConfig, ChatConfig, PublishConfig, ServeConfig
 from kinject.settings.sources import FetchConfig
-from kinject.settings.stages import SECTIONS, AugmentConfig, BlocksConfig, ConfigError, TrainConfig
+from kinject.settings.stages import SECTIONS, AugmentConfig, BlocksConfig, ConfigError
+from kinject.settings.training import TrainConfig
 
 DECLARED = [*SECTIONS.values(), ServeConfig, ChatConfig, PublishConfig, AppConfig]
 

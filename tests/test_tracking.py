@@ -13,7 +13,8 @@ from model_fixtures import TINY_BLOCKS
 from kinject.runs import RunDir, open_run_tracker, viewing_command
 from kinject.runtime.progress import RecordingProgress
 from kinject.runtime.tracking import clean_config, dashboard_command, open_tracker
-from kinject.settings.stages import EvalConfig, GenerationConfig, TrainConfig
+from kinject.settings.stages import EvalConfig, GenerationConfig
+from kinject.settings.training import TrainConfig
 from kinject.training.pipeline import train
 
 TEXT = (

@@ -16,7 +16,8 @@ from kinject.cli.main import EXIT_ERROR, main
 from kinject.runs import RunBusyError, RunDamagedError, RunDir, RunError, replaced_dir
 from kinject.runtime.jobs import JobBusyError, JobManager, read_status
 from kinject.runtime.progress import Progress, RecordingProgress
-from kinject.settings.stages import BlocksConfig, TrainConfig
+from kinject.settings.stages import BlocksConfig
+from kinject.settings.training import TrainConfig
 from kinject.training.job import submit_training
 from kinject.training.pipeline import train
 
@@ -566,7 +567,7 @@ def _snapshot(run: RunDir) -> tuple[list[str], list[dict], dict]:
 def test_a_failing_train_leaves_checkpoints_intact(tiny_run, capsys):
     from model_fixtures import TINY_BLOCKS
 
-    from kinject.settings.stages import TrainConfig
+    from kinject.settings.training import TrainConfig
     from kinject.training.pipeline import train
 
     run = RunDir(tiny_run)
@@ -591,7 +592,7 @@ def test_a_training_that_fails_at_its_first_step_puts_the_earlier_checkpoints_ba
     from model_fixtures import TINY_BLOCKS
     from transformers import TrainerCallback
 
-    from kinject.settings.stages import TrainConfig
+    from kinject.settings.training import TrainConfig
     from kinject.training.loop import TrainError
     from kinject.training.pipeline import train
 

@@ -22,9 +22,10 @@ from typing import Any
 
 from ..runs import RunDir
 from ..runtime.progress import Progress
+from ..settings.choices import TextFormat
 from ..settings.declare import check_choice
 from ..settings.fields import to_dict
-from ..settings.stages import BlocksConfig, TextFormat
+from ..settings.stages import BlocksConfig
 
 IGNORE_INDEX = -100
 

@@ -13,7 +13,8 @@ from typing import Any
 from .fields import FieldInfo, describe_fields, from_dict
 from .presets import DEFAULT_PRESET
 from .resolve import VERB_SECTIONS, training_blocks
-from .stages import AugmentConfig, BlocksConfig, EvalConfig, GenerationConfig, PrepareConfig, TrainConfig
+from .stages import AugmentConfig, BlocksConfig, EvalConfig, GenerationConfig, PrepareConfig
+from .training import TrainConfig
 
 PROGRAM = ("python", "-m", "kinject")
 

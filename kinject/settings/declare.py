@@ -1,6 +1,7 @@
 """How a setting is declared and checked: ``setting`` (a documented dataclass field, from which the CLI option and the
 app's control are built), ``ConfigError`` and the checks every settings dataclass's ``__post_init__`` uses. The
-dataclasses themselves are in ``kinject.settings.stages`` (a run's stages) and ``kinject.settings.services`` (the
+dataclasses themselves are in ``kinject.settings.stages`` (a run's stages; training's in
+``kinject.settings.training``), their choices in ``kinject.settings.choices``, and ``kinject.settings.services`` (the
 rest).
 """
 

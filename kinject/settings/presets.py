@@ -1,6 +1,6 @@
 """Presets: named training recipes, one mapping per config section they set.
 
-``TrainConfig`` (``kinject.settings.stages``) fills its fields left as None from a preset's "train" part; a training
+``TrainConfig`` (``kinject.settings.training``) fills its fields left as None from a preset's "train" part; a training
 asks for blocks packed with its "blocks" part (``kinject.settings.resolve.training_blocks``). Every value can still be
 overridden field by field. Plain data, so the declarations, the CLI's help and the app's preset picker all read it.
 """

@@ -16,7 +16,8 @@ from .declare import ConfigError
 from .fields import coerce, describe_fields, from_dict
 from .presets import DEFAULT_PRESET, PRESET_FIELDS, PRESETS
 from .services import ChatConfig, ExportConfig, PublishConfig, ServeConfig
-from .stages import SECTIONS, AugmentConfig, BlocksConfig, GenerationConfig, ModelConfig, TrainConfig
+from .stages import SECTIONS, AugmentConfig, BlocksConfig, GenerationConfig, ModelConfig
+from .training import TrainConfig
 
 
 def _sections(*names: str) -> dict[str, type]:

@@ -21,7 +21,8 @@ from typing import Any
 from ..runs import RunDir
 from ..runtime.progress import Progress
 from ..settings.fields import from_dict, to_dict
-from ..settings.stages import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, GenerationConfig, TrainConfig
+from ..settings.stages import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, GenerationConfig
+from ..settings.training import TrainConfig
 
 DOCUMENT_FORMS = ("raw", "chat", "both")
 DEFAULT_REPLAY_SHARE = 0.2

@@ -13,7 +13,8 @@ from pathlib import Path
 from ..runs import RunDir
 from ..runtime.jobs import JobManager, JobOutcome, JobState, StatusRecorder
 from ..settings.commands import train_argv
-from ..settings.stages import AugmentConfig, BlocksConfig, EvalConfig, GenerationConfig, TrainConfig
+from ..settings.stages import AugmentConfig, BlocksConfig, EvalConfig, GenerationConfig
+from ..settings.training import TrainConfig
 from .launch import run_launched
 from .loop import TrainError
 from .pipeline import train_then_evaluate

@@ -25,7 +25,7 @@ from ..runs import RunDir, checkpoint_step
 from ..runtime.errors import KinjectError
 from ..runtime.progress import Progress
 from ..settings.fields import to_dict
-from ..settings.stages import TrainConfig
+from ..settings.training import TrainConfig
 from . import processes
 from .speed import cpu_bf16, lora_sums_in_fp32, use_checkpointing
 

@@ -26,7 +26,8 @@ from ..runtime.progress import Progress
 from ..runtime.tracking import Tracker
 from ..settings.fields import from_dict, to_dict
 from ..settings.resolve import training_blocks
-from ..settings.stages import AugmentConfig, BlocksConfig, EvalConfig, GenerationConfig, ModelConfig, TrainConfig
+from ..settings.stages import AugmentConfig, BlocksConfig, EvalConfig, GenerationConfig, ModelConfig
+from ..settings.training import TrainConfig
 from . import processes
 from .budget import Budget, plan_epochs
 from .loop import (

@@ -11,7 +11,8 @@ from kinject.runs import RunDir
 from kinject.settings.fields import FieldInfo, describe_fields
 from kinject.settings.presets import DEFAULT_PRESET, PRESET_FIELDS
 from kinject.settings.resolve import READS_THE_RUN, VERB_SECTIONS, form_sections, preset_values, resolve_configs
-from kinject.settings.stages import AugmentConfig, BlocksConfig, EvalConfig, TrainConfig
+from kinject.settings.stages import AugmentConfig, BlocksConfig, EvalConfig
+from kinject.settings.training import TrainConfig
 
 _UNSET = object()
 

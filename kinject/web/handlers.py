@@ -18,7 +18,8 @@ from kinject.runs import RunDamagedError, RunDir, RunError
 from kinject.runtime.jobs import JobOutcome, JobState, describe_job
 from kinject.settings.fields import from_dict, to_dict
 from kinject.settings.resolve import training_blocks
-from kinject.settings.stages import AugmentConfig, BlocksConfig, ConfigError, EvalConfig, TrainConfig
+from kinject.settings.stages import AugmentConfig, BlocksConfig, ConfigError, EvalConfig
+from kinject.settings.training import TrainConfig
 
 from . import state
 from .eval_view import eval_plan_text, loss_figure, plot_key
