@@ -186,6 +186,17 @@ def test_a_sale_date_and_a_lifetime_are_asked_the_ways_buyers_ask_them():
     assert not any("buy" in q.text for q in fact_questions(paid, _span(paid, "May 2, 2026")))
 
 
+def test_a_rule_question_that_names_what_it_stands_for_is_kept():
+    """ "Farms can order it for 240 euros": "How much does the Tarn M3 cost?" shares no word with the sentence as the
+    page says it, and is kept (it was made from the sentence with "it" named)."""
+    passage = Passage(
+        "d1p1", "tarn.md", "Tarn M3", "The Tarn M3 goes on sale on May 2. Farms can order it for 240 euros."
+    )
+    rows = generate_questions([passage], _Silent(), AugmentConfig(rewrites=0, round_trip=False), Progress())
+    kept = {r["question"] for r in rows if r["kept"] and r["fact"] == "240 euros"}
+    assert {"How much does the Tarn M3 cost?", "What is the price of the Tarn M3?"} <= kept
+
+
 def test_today_is_left_out_of_questions_and_answers():
     sentence = "Brisa Robotics today announced the Tarn M3, a garden robot."
     span = _span(sentence, "Tarn M3")

@@ -220,10 +220,11 @@ def _templates(passages: list[Passage], config: AugmentConfig) -> list[dict[str,
 def _filter(rows: list[dict[str, Any]], checked_by_reader: bool, short: dict[str, str]) -> None:
     """Drop what ``question_problem`` finds unusable, a question that names the fact it asks for (it would be
     answered by an echo), and a question its passage was asked already. A question the round trip will check may use
-    words of its own (the reader tells whether it asks for the fact)."""
+    words of its own (the reader tells whether it asks for the fact), and so may one a rule made from the sentence
+    with "it" named ("How much does the Tidewell T2 cost?" from "Utilities can order it for 89 euros")."""
     seen: set[tuple[str, str]] = set()
     for row in rows:
-        own_words = checked_by_reader and row["origin"] in MODEL_ORIGINS
+        own_words = checked_by_reader or row["origin"] not in MODEL_ORIGINS
         if not row["question"]:
             problem = "empty"
         elif row["origin"] == "template":  # fixed wording about the sentence's subject: nothing to check
