@@ -138,6 +138,8 @@ def test_the_company_a_release_opens_with_is_asked_from_its_product():
     assert fact_sentence(sentence, _span(sentence, "May 2")) == dated
     product = [q.text for q in fact_questions(sentence, _span(sentence, "Tarn M3"))]
     assert "Which garden robot did Brisa Robotics launch?" in product
+    perfect = "Sarn Chips has announced the Vell X2, the successor to the Vell X1."  # "has announced": the same
+    assert "Who makes the Vell X2?" in [q.text for q in fact_questions(perfect, _span(perfect, "Sarn Chips"))]
     opened = "The city of Varn opened its first tram line on May 2, 2026."  # not a name alone: no maker to ask for
     assert not any("behind" in q.text for q in fact_questions(opened, _span(opened, "May 2, 2026")))
 

@@ -129,7 +129,7 @@ _MAKES = "launched|announced|unveiled|introduced|released|debuted|presented|roll
 _RUNS = "opened|started|began|inaugurated"
 _LAUNCH = re.compile(
     rf"^(?P<subject>[^,]+?)(?:,\s+(?P<apposition>(?:a|an|the)\s[^;]{{3,140}}?),)?\s+"
-    rf"(?:(?:today|yesterday|this week|on \w+day)\s+)?(?P<verb>{_MAKES}|{_RUNS})\s+"
+    rf"(?:(?:has|have|had)\s+)?(?:(?:today|yesterday|this week|on \w+day)\s+)?(?P<verb>{_MAKES}|{_RUNS})\s+"
     r"(?P<product>(?:the|its|their|a|an)\s[^,;.]{2,80}?)(?=,|\s+(?:on|in|at|from|for|with)\s|[.;]|$)"
 )
 _BASED = re.compile(r"\b(?P<verb>based|headquartered|located)\s+in\s+(?P<place>[A-Z][\w-]*(?:\s[A-Z][\w-]*)*)")
