@@ -104,6 +104,9 @@ def test_a_quote_attributed_to_a_bare_role_asks_for_the_person_and_the_organisat
     answer = "Ilse Marrakov is the chief executive of Orvanta Metering."
     assert fact_sentence(sentence, person) == fact_sentence(sentence, company) == answer
     assert not any("Cities" in q.text for q in fact_questions(sentence, company))
+    designer = "Lena Dorn is the chief designer of the Vell laptops at Sarn Chips."
+    asked = [q.text for q in fact_questions(designer, _span(designer, "Vell"))]
+    assert "Lena Dorn is the chief designer of which laptops at Sarn Chips?" in asked  # not "which laptops laptops"
 
 
 def test_the_company_a_release_opens_with_is_asked_from_its_product():

@@ -113,8 +113,9 @@ def holder_questions(holder: tuple[str, str], fact: str, wh: str) -> list[str]:
     """The questions that ask for ``fact``, the organisation in the role of ``holder`` ("Ilse Marrakov is the chief
     executive of which company?", "Which company does Ilse Marrakov head?")."""
     name, role = holder
-    noun = wh.split()[-1]  # "the Nimbus laptops" asked as "the which laptops", not "the which laptops laptops"
-    asked = re.sub(rf"\b(?:the )?{re.escape(fact)}\b(?: {re.escape(noun)}\b)?", wh, role, count=1)
+    noun = wh.split(" ", 1)[1] if wh.startswith(("which ", "what ")) else ""  # the kind ``_ask`` took with the name
+    after = rf"(?: {re.escape(noun)}\b)?" if noun else ""  # "the Nimbus laptops": "which laptops", not "... laptops"
+    asked = re.sub(rf"\b(?:the |an? )?{re.escape(fact)}\b{after}", wh, role, count=1)
     found = [f"{name} is {asked}?"]
     if wh.startswith("which ") and re.fullmatch(rf".*\bof {re.escape(fact)}", role):
         if _HEADS.match(role):
