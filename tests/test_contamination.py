@@ -21,6 +21,8 @@ def test_the_corpus_names_are_what_the_page_introduces():
     names = corpus_names([PAGE])
     assert {"aurora avionics", "kestrel k7", "k7", "tallinn"} <= names
     assert not {"the", "it", "march", "a"} & names  # common words, a month, sentence openers
+    heading = corpus_names(["# Sarn\n\n## One panel, two names\n\n- Every model ships in May.\n1. Both sizes ship."])
+    assert not {"one", "every", "both"} & heading  # a heading's or a list item's first word opens it
 
 
 def test_a_planted_name_counts_and_one_the_base_also_said_does_not():

@@ -17,7 +17,8 @@ from .metrics import ProbeResult
 
 _WORD = re.compile(r"[A-Za-z][\w.\-]*[\w]|[A-Za-z]")
 _CODE = re.compile(r"\b(?=[\w.\-]*\d)(?=[\w.\-]*[A-Za-z])[A-Za-z0-9][\w.\-]*[A-Za-z0-9]\b")
-_SENTENCE_START = re.compile(r"(^|[.!?:]\s+|\n\s*)$")
+# Where a sentence, a markdown heading ("## One panel") or a list item starts.
+_SENTENCE_START = re.compile(r"(^|[.!?:]\s+|\n\s*(?:#{1,6}\s+|[-*+]\s+|\d+[.)]\s+)?)$")
 # Capitalised words too common to be a page's own name.
 _COMMON = {
     "a", "an", "and", "are", "as", "at", "by", "for", "from", "he", "her", "his", "i", "in", "is", "it", "its",
