@@ -23,6 +23,8 @@ def test_the_corpus_names_are_what_the_page_introduces():
     assert not {"the", "it", "march", "a"} & names  # common words, a month, sentence openers
     heading = corpus_names(["# Sarn\n\n## One panel, two names\n\n- Every model ships in May.\n1. Both sizes ship."])
     assert not {"one", "every", "both"} & heading  # a heading's or a list item's first word opens it
+    built = corpus_names(["The line was built by Castellan Works. Castellan also runs it."])
+    assert {"castellan works", "castellan"} <= built and "works" not in built  # a run's later word is plain English
 
 
 def test_a_planted_name_counts_and_one_the_base_also_said_does_not():

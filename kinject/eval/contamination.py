@@ -3,8 +3,9 @@ base's answers to the same prompts.
 
 A forgetting that retention scores miss: an answer about a famous painting can stay right and still name a product
 from the pages. The names are what a page introduces: capitalised words that do not open a sentence, runs of them
-("Aurora Avionics"), and codes that mix letters and digits ("K7", "p5.48xlarge"); a name the base also says in that
-answer, or one the prompt itself holds, does not count.
+("Aurora Avionics") and a run's first word ("Aurora"; not "works" of "Castellan Works"), and codes that mix letters
+and digits ("K7", "p5.48xlarge"); a name the base also says in that answer, or one the prompt itself holds, does not
+count.
 """
 
 from __future__ import annotations
@@ -46,29 +47,32 @@ def corpus_names(texts: list[str]) -> set[str]:
         for m in _CODE.finditer(text):
             names.add(m.group().lower().rstrip(".-"))
         run: list[str] = []
+        opened = False  # whether the run's first word opens its sentence
         for m in _WORD.finditer(text):
             word = m.group()
             opens = bool(_SENTENCE_START.search(text[: m.start()]))
             # A capitalised word opening a sentence is a name only as the start of a run ("Aurora Avionics").
             if word[0].isupper() and word.lower() not in _COMMON:
                 if opens and run:
-                    names.update(_run_names(run))
+                    names.update(_run_names(run, opened))
                     run = []
+                if not run:
+                    opened = opens
                 run.append(word)
-                if not opens:
-                    names.add(word.lower())
                 continue
-            names.update(_run_names(run))
+            names.update(_run_names(run, opened))
             run = []
-        names.update(_run_names(run))
+        names.update(_run_names(run, opened))
     return {n for n in names if len(n) > 1}
 
 
-def _run_names(run: list[str]) -> set[str]:
-    """A run of two or more capitalised words is a name, and so is each of its words."""
-    if len(run) < 2:
-        return set()
-    return {" ".join(run).lower(), *(w.lower() for w in run)}
+def _run_names(run: list[str], opens: bool) -> set[str]:
+    """A run of two or more capitalised words is a name, and so is its first word ("Castellan" of "Castellan
+    Works"; its later words are often plain English, "works", "transit"); a word alone is one unless it opens its
+    sentence."""
+    if len(run) == 1:
+        return set() if opens else {run[0].lower()}
+    return {" ".join(run).lower(), run[0].lower()} if run else set()
 
 
 def _named(text: str, names: set[str]) -> set[str]:
