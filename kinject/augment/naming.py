@@ -52,7 +52,7 @@ _SAID_OTHERWISE = {
     "cheap": "cheaper",
     "cheaper": "less expensive",
 }
-_MODEL = re.compile(r"\b([A-Z][a-z][\w-]*) [A-Z]?\d[\w.]*\b")  # a product and its model number: "Nimbus 12"
+MODEL = re.compile(r"\b([A-Z][a-z][\w-]*) [A-Z]?\d[\w.]*\b")  # a product and its model number: "Nimbus 12"
 _NOT_DESCRIBING = frozenset("first second third last same other whole entire next only".split())
 
 
@@ -62,11 +62,11 @@ def described_names(texts: list[str]) -> dict[str, list[str]]:
     question can ask about it as a reader does who remembers which one, not its number."""
     families: dict[str, set[str]] = {}
     for text in texts:
-        for m in _MODEL.finditer(text):
+        for m in MODEL.finditer(text):
             families.setdefault(m.group(1), set()).add(m.group(0))
     found: dict[str, list[str]] = {}
     for text in texts:
-        for m in re.finditer(rf"\b[Tt]he ([a-z]{{3,}}) ({_MODEL.pattern})", text):
+        for m in re.finditer(rf"\b[Tt]he ([a-z]{{3,}}) ({MODEL.pattern})", text):
             adjective, family, name = m.group(1), m.group(3), m.group(2)
             if adjective in _NOT_DESCRIBING or len(families.get(family, ())) < 2:
                 continue

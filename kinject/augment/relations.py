@@ -13,9 +13,8 @@ The same for the relation a press release opens with, "Aurora Avionics, a drone 
 Kestrel K7 survey drone on March 3": the company asked from its product ("Which company launched the Kestrel K7 survey
 drone?", "Who makes the Kestrel K7?", "Which company is behind the Kestrel K7?"), and the place in its apposition
 asked from the product too ("Where is the maker of the Kestrel K7 based?") and from the company ("Where is Aurora
-Avionics based?"), each answered with one fact ("Aurora
-Avionics launched the Kestrel K7 survey drone.", "Aurora Avionics, the maker of the Kestrel K7, is based in
-Tallinn.").
+Avionics based?"), each answered with one fact ("Aurora Avionics launched the Kestrel K7 survey drone.", "Aurora
+Avionics, the maker of the Kestrel K7, is based in Tallinn.").
 
 An agent after a participle ("two boats built by the Ostrava yard of Brenmar Marine") is asked the active way ("Who
 built the boats?", "Which company built the boats?"), and a size said as an adjective ("has a 2.1-metre mirror")
@@ -24,7 +23,7 @@ as a size ("How big is the mirror of the Halden Telescope Mini?").
 A price a clause gives a named product ("Utilities can order the Tidewell T2 for 89 euros per unit") is asked as
 what the product costs ("How much does the Tidewell T2 cost?", "What is the price of the Tidewell T2?"), the date it
 goes on sale as when one can buy it ("When can you buy the Tidewell T2?"), and a time a thing lasts as how long it
-lasts ("How long does the Tidewell T2's cell last?").
+lasts ("How long does Tidewell T2's sealed lithium cell last?").
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 
 from .english import MARK, name_pronouns
 from .facts import Span, name_spans
+from .naming import MODEL
 
 _ROLE = "chief|executive|founder|director|head|president|chair|astronomer|engineer|CEO|leader|manager|officer"
 # Roles whose holder runs what they are the role of ("Who heads X?"), and the one that made it ("Who founded X?").
@@ -194,7 +194,7 @@ def launch_answer(sentence: str, span: Span) -> str:
 def launch_questions(sentence: str, span: Span) -> list[str]:
     """The questions that ask for the name at ``span`` from the opening relation: the company from its product, or
     the place of its apposition from the product ("Where is the maker of the Kestrel K7 based?") and from the company
-    ("Where is Aurora Avionics based?", "Where are Orvanta Metering's headquarters?")."""
+    ("Where is Aurora Avionics based?", "Where is Orvanta Metering's head office?")."""
     found = launch(sentence)
     if found is None or span.kind != "name":
         return []
@@ -245,7 +245,7 @@ def price_questions(clause: str, wh: str) -> list[str]:
         return []
     before = clause.split(MARK)[0]
     product = [(s.start, s.text) for s in name_spans(before) if re.search(r"\d|\s", s.text)]
-    product += [(m.start(), m.group()) for m in re.finditer(r"\b[A-Z][a-z][\w-]* \d[\w.]*\b", before)]  # "Nimbus 12"
+    product += [(m.start(), m.group()) for m in MODEL.finditer(before)]  # "Nimbus 12": no name_spans name
     if not product:
         return []
     name = max(product)[1]
@@ -253,7 +253,7 @@ def price_questions(clause: str, wh: str) -> list[str]:
 
 
 _ON_SALE = re.compile(
-    r"^(?P<x>.+?) (?P<verb>goes|go|went|will go|is|are|will be|ships|ship|will ship|reaches|reach|will reach)"
+    r"^(?P<x>.+?) (?:goes|go|went|will go|is|are|will be|ships|ship|will ship|reaches|reach|will reach)"
     rf" (?:on sale|available|shops|stores)?\s?(?:on |from )?{MARK}"
 )
 _LASTS = re.compile(
@@ -273,7 +273,7 @@ def _object_case(subject: str) -> str:
     """``subject`` as said after a verb: "The Tarn M3" -> "the Tarn M3", "Mowers built on ..." -> "mowers built on
     ..." (a first word capitalized only as the sentence's first, a name's next word capitalized too)."""
     words = subject.split()
-    if len(words) > 1 and words[1][0].islower() or re.match(r"(?:The|A|An) ", subject):
+    if (len(words) > 1 and words[1][0].islower()) or re.match(r"(?:The|A|An) ", subject):
         return subject[0].lower() + subject[1:] if re.fullmatch(r"[A-Z][a-z]+", words[0]) else subject
     return subject
 

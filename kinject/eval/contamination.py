@@ -70,9 +70,11 @@ def _run_names(run: list[str], opens: bool) -> set[str]:
     """A run of two or more capitalised words is a name, and so is its first word ("Castellan" of "Castellan
     Works"; its later words are often plain English, "works", "transit"); a word alone is one unless it opens its
     sentence."""
+    if not run:
+        return set()
     if len(run) == 1:
         return set() if opens else {run[0].lower()}
-    return {" ".join(run).lower(), run[0].lower()} if run else set()
+    return {" ".join(run).lower(), run[0].lower()}
 
 
 def _named(text: str, names: set[str]) -> set[str]:
