@@ -4,12 +4,13 @@ the data report, and the user's own question file (kinject.augment.qa, questions
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from kinject.augment import Passage, QuestionFileError, data_report, read_question_file
 from kinject.augment.english import fronted
-from kinject.augment.facts import asked_spans
+from kinject.augment.facts import Span, asked_spans
 from kinject.augment.naming import described_names, short_names
 from kinject.augment.qa import fact_aliases, generate_questions, page_facts, round_trip
 from kinject.augment.questions import fact_questions, fact_sentence
@@ -240,7 +241,9 @@ def test_she_and_its_are_read_as_who_and_what_the_sentence_before_named():
     team = facts["140"]
     assert fact_sentence(team.sentence, team.span, team.topic) == "Lena Dorn runs a team of 140 designers."
     college = [q.text for q in fact_questions(facts["Ostby College"].sentence, facts["Ostby College"].span)]
-    assert college[0].startswith("Lena Dorn trained in physics at ")
+    assert college[0] == "Lena Dorn trained in physics where?"
+    studied = {"Where did Lena Dorn study?", "Where was Lena Dorn educated?", "Where did Lena Dorn study physics?"}
+    assert studied <= set(college)
     clock = facts["3.6 GHz"]
     assert fact_sentence(clock.sentence, clock.span, clock.topic) == "Vell X2's top clock speed is 3.6 GHz."
 
@@ -577,3 +580,28 @@ def test_a_training_given_a_malformed_question_file_names_its_line_before_loadin
     with pytest.raises(TrainError, match=r"bad\.jsonl:2: question is a int") as caught:
         train(tiny_run, TrainConfig(max_steps=1), augment=AugmentConfig(questions=[str(bad)]))
     assert caught.value.phase == "check run"
+
+
+def test_a_town_or_a_school_is_asked_with_where_and_a_company_is_not():
+    def asked(sentence: str, name: str) -> list[str]:
+        return [q.text for q in fact_questions(sentence, Span(sentence.index(name), name, "name"))]
+
+    studio = asked("Mara Holt runs a studio of 35 people in Lindhaven.", "Lindhaven")
+    assert "Where does Mara Holt run a studio of 35 people?" in studio
+    assert "Mara Holt runs a studio of 35 people where?" in studio and not [q for q in studio if "in where" in q]
+    graduated = asked("Piet Arno graduated from Vessel Institute.", "Vessel Institute")
+    assert {"Where did Piet Arno study?", "Which school did Piet Arno attend?"} <= set(graduated)
+    assert not [q for q in graduated if "train" in q]  # he graduated; nothing says he trained
+    invested = asked("The fund invested in Brask Software.", "Brask Software")
+    assert not [q for q in invested if q.startswith("Where") or " where" in q]
+    month = asked("The plant opens in March.", "March")
+    assert not [q for q in month if "where" in q.lower()]
+
+
+def test_a_described_look_alike_keeps_one_adjective():
+    described = described_names(["Corvane sells the compact Nimbus 12 and the larger Nimbus 16."])
+    sentence = "The compact Nimbus 12 weighs 1.1 kg."
+    found = fact_questions(sentence, Span(sentence.index("1.1"), "1.1 kg", "number"), described=described)
+    said = [q.text for q in found if q.origin.endswith("+described")]
+    assert any("the smaller Nimbus" in q for q in said)
+    assert not [q for q in said if re.search(r"compact (?:the|smaller|compact)", q)]

@@ -52,6 +52,7 @@ _SAID_OTHERWISE = {
     "cheap": "cheaper",
     "cheaper": "less expensive",
 }
+DESCRIBING = frozenset(_SAID_OTHERWISE) | frozenset(w for v in _SAID_OTHERWISE.values() for w in v.split())
 MODEL = re.compile(r"\b([A-Z][a-z][\w-]*) [A-Z]?\d[\w.]*\b")  # a product and its model number: "Nimbus 12"
 _NOT_DESCRIBING = frozenset("first second third last same other whole entire next only".split())
 

@@ -50,10 +50,11 @@ from .english import (
     verb_at,
 )
 from .facts import Span, name_spans
-from .naming import ORG_WORDS
+from .naming import DESCRIBING, ORG_WORDS
 from .relations import (
     agent_questions,
     duration_questions,
+    education_questions,
     holder_questions,
     launch,
     launch_answer,
@@ -73,6 +74,26 @@ _ADJECTIVES = frozenset(
 _PLACE_VERBS = re.compile(
     r"\b(?:based|headquartered|located|situated|born|held|founded|opened|built|made)\s+(?:in|at)$"
 )
+_SCHOOLS = frozenset("University College Institute School Academy Polytechnic Conservatory".split())
+_MONTH_NAMES = frozenset(
+    "January February March April May June July August September October November December".split()
+)
+
+
+def _place(before: str, name: str) -> bool:
+    """Whether the name ``name`` after ``before`` is a place a question asks with "where": after a place verb
+    ("based in"), a school after "at", "from" or "in" ("at Brenna University"), a town after a plain "in" ("a studio
+    in Lindhaven"; not a company, a model or a month)."""
+    words = name.split()
+    if _PLACE_VERBS.search(before.rstrip()) or (words[-1] in _SCHOOLS and re.search(r"\b(?:at|from|in)\s*$", before)):
+        return True
+    return bool(
+        re.search(r"\b[a-z]+ in\s*$", before)
+        and len(words) <= 2
+        and not re.search(r"\d", name)
+        and words[-1] not in ORG_WORDS | _SCHOOLS
+        and words[0] not in _MONTH_NAMES
+    )
 
 
 @dataclass(frozen=True)
@@ -117,7 +138,7 @@ def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
         if kind and not set(kind.group(1).split()) & (DETERMINERS | _ADJECTIVES):
             # "the comet C/2031 Brisk", "the astronomer Tomas Ibarro", "the engineering firm Castellan Works"
             return kind.start(), end, f"which {kind.group(1)}"
-        if _PLACE_VERBS.search(before.rstrip()):
+        if _place(before, span.text):
             return start, end, "where"
         last = span.text.split()[-1]
         if wh == "what" and last in ORG_WORDS:
@@ -333,7 +354,8 @@ def _sentence_forms(clause: str, wh: str) -> list[Question]:
     for text, origin in ((clause, ""), (short, "+trimmed")):
         if not text:
             continue
-        cloze = text.replace(MARK, wh.rstrip("-"))
+        said = re.sub(rf"\b(?:in|at) {MARK}", MARK, text) if wh == "where" else text  # not "based in where?"
+        cloze = said.replace(MARK, wh.rstrip("-"))
         forms.append(Question(cloze[0].upper() + cloze[1:] + "?", "cloze" + origin))
         front = fronted(text, wh)
         if front:
@@ -342,7 +364,7 @@ def _sentence_forms(clause: str, wh: str) -> list[Question]:
     if inside:
         forms += [Question(form.format(inside), "embedded") for form in EMBEDDINGS]
     related = price_questions(clause, wh) + size_questions(clause, wh)
-    related += when_questions(clause, wh) + duration_questions(clause, wh)
+    related += when_questions(clause, wh) + duration_questions(clause, wh) + education_questions(clause, wh)
     forms += [Question(text, "relation") for text in related]
     return forms
 
@@ -379,7 +401,9 @@ def fact_questions(
             if name in span.text or not re.search(rf"\b{re.escape(name)}\b", q.text):
                 continue
             for alias in said:  # "How many kg does the Nimbus 12 weigh?": "... does the compact Nimbus weigh?"
-                text = re.sub(rf"\b(?:[Tt]he )?{re.escape(name)}\b", alias, q.text, count=1)
+                # "the compact Nimbus 12" as "the smaller Nimbus", not "the compact the smaller Nimbus"
+                said = rf"\b(?:[Tt]he )?(?:(?:{'|'.join(sorted(DESCRIBING))}) )?{re.escape(name)}\b"
+                text = re.sub(said, alias, q.text, count=1)
                 found.append(Question(text[0].upper() + text[1:], f"{q.origin}+described"))
     for q in list(found):
         found += [Question(v, f"{q.origin}+reworded") for v in reworded(q.text)]

@@ -308,6 +308,27 @@ def duration_questions(clause: str, wh: str) -> list[str]:
     return asked
 
 
+_STUDIED = re.compile(
+    r"^(?P<x>.+?) (?:(?P<verb>studied|trained|graduated)|(?:was|were) (?:educated|trained))"
+    rf"(?: in (?P<field>[a-z][a-z ]*?))? (?:at|from) {MARK}$"
+)
+
+
+def education_questions(clause: str, wh: str) -> list[str]:
+    """Where a person studied (the school the marker), asked the ways a reader asks it ("Where did Lena Marek
+    study?", "Where was Lena Marek educated?", "Which university did Lena Marek attend?")."""
+    found = _STUDIED.match(clause)
+    if not found or wh != "where":
+        return []
+    person = found.group("x")
+    asked = [f"Where did {person} study?", f"Where was {person} educated?", f"Which school did {person} attend?"]
+    if found.group("field"):
+        asked.append(f"Where did {person} study {found.group('field')}?")
+    if found.group("verb") == "trained" or "trained" in clause:
+        asked.append(f"Where did {person} train?")
+    return asked
+
+
 _PARTICIPLES = "built|made|designed|developed|founded|led|operated|run|owned|manufactured|produced|created|cast"
 _AGENT = re.compile(
     r"\b(?:[Tt]he|[Aa]n?|two|three|four|five|\d+|[Ii]ts|[Tt]heir)\s+"
