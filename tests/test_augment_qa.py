@@ -14,6 +14,7 @@ from kinject.augment.facts import Span, asked_spans
 from kinject.augment.naming import described_names, short_names
 from kinject.augment.qa import fact_aliases, generate_questions, page_facts, round_trip
 from kinject.augment.questions import fact_questions, fact_sentence
+from kinject.augment.relations import makers
 from kinject.runtime.progress import Progress
 from kinject.settings.stages import AugmentConfig
 
@@ -605,3 +606,21 @@ def test_a_described_look_alike_keeps_one_adjective():
     said = [q.text for q in found if q.origin.endswith("+described")]
     assert any("the smaller Nimbus" in q for q in said)
     assert not [q for q in said if re.search(r"compact (?:the|smaller|compact)", q)]
+
+
+def test_a_role_in_a_company_is_asked_from_the_product_the_company_makes():
+    page = (
+        "Orvanta Metering, a maker of utility equipment, today announced the Tidewell T2, a smart water meter. "
+        '"Water is precious," said Ilse Marrakov, chief executive of Orvanta Metering.'
+    )
+    made = makers([page])
+    assert made == {"Orvanta Metering": "the Tidewell T2"}
+    quote = page[page.index('"Water') :]
+    ceo = Span(quote.index("Ilse"), "Ilse Marrakov", "name")
+    found = [q.text for q in fact_questions(quote, ceo, made=made)]
+    assert {
+        "Who is the chief executive of the company behind the Tidewell T2?",
+        "Who heads the company behind the Tidewell T2?",
+        "Who is the chief executive of Orvanta Metering?",
+    } <= set(found)
+    assert not [q for q in fact_questions(quote, ceo) if "behind" in q.text]  # no product known: not asked

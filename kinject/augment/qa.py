@@ -36,6 +36,7 @@ from .naming import described_names, short_names
 from .passages import Passage, asked_sentences, topic_of
 from .prompts import TEMPLATES, answer_conversation, question_conversation, rewrite_conversation
 from .questions import fact_questions, fact_sentence
+from .relations import makers
 
 READER_TOKENS = 32  # the round trip's answers: enough for a sentence that states the fact
 # The order in which a fact's questions are kept, so that the phrasings spread over the rules that made them.
@@ -122,10 +123,11 @@ def generate_questions(
     facts = page_facts(passages)
     short = short_names(page_names([p.text for p in passages]))
     described = described_names([p.text for p in passages])
+    made = makers([p.text for p in passages])
     rows: list[dict[str, Any]] = []
     for fact in facts:
         made = (
-            fact_questions(fact.sentence, fact.span, fact.topic, short, fact.names, described)
+            fact_questions(fact.sentence, fact.span, fact.topic, short, fact.names, described, made)
             if config.sentence_questions
             else []
         )

@@ -53,6 +53,7 @@ from .facts import Span, name_spans
 from .naming import DESCRIBING, ORG_WORDS
 from .relations import (
     agent_questions,
+    behind_questions,
     duration_questions,
     education_questions,
     holder_questions,
@@ -376,9 +377,11 @@ def fact_questions(
     short: dict[str, str] | None = None,
     names: tuple[str, ...] = (),
     described: dict[str, list[str]] | None = None,
+    made: dict[str, str] | None = None,
 ) -> list[Question]:
     """The questions made from ``sentence`` for the fact at ``span`` (see the module's docstring), distinct, in
-    order: cloze, fronted, then their short-name, described (``described_names``) and reworded variants."""
+    order: cloze, fronted, then their short-name, described (``described_names``) and reworded variants; ``made``:
+    each company's product (``relations.makers``), to ask a role in the company from the product."""
     if _names_number(sentence, span):
         return []
     found = []
@@ -386,6 +389,7 @@ def fact_questions(
     if span.kind == "name":  # the opening relation's answer states no apposition: its role is not asked then
         found += [Question(text, "relation") for text in launched or role_questions(sentence, span, names)]
         found += [Question(text, "relation") for text in agent_questions(sentence, span)]
+        found += [Question(text, "relation") for text in behind_questions(sentence, span, names, made or {})]
     holder = role_holder(sentence, span, names) if span.kind == "name" and not launched else None
     if holder is not None:  # the role's organisation, asked from the holder: not from the quote around them
         found += [Question(t, "relation") for t in holder_questions(holder, span.text, _ask(sentence, span)[2])]

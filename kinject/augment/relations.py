@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 
 from .english import MARK, name_pronouns
-from .facts import Span, name_spans
+from .facts import Span, name_spans, paragraphs, sentences
 from .naming import MODEL
 
 _ROLE = "chief|executive|founder|director|head|president|chair|astronomer|engineer|CEO|leader|manager|officer"
@@ -123,6 +123,32 @@ def holder_questions(holder: tuple[str, str], fact: str, wh: str) -> list[str]:
         elif _FOUNDS.match(role):
             found.append(f"{wh[0].upper() + wh[1:]} did {name} found?")
     return found
+
+
+def makers(texts: list[str]) -> dict[str, str]:
+    """Each company of ``texts`` that a release names as the maker of a product, and that product ("Orvanta
+    Metering": "the Tidewell T2"), so that a role in the company can be asked from the product too."""
+    found: dict[str, str] = {}
+    for text in texts:
+        for sentence in (s for p in paragraphs(text) for s in sentences(p)):
+            release = launch(sentence)
+            if release and release.role == "maker" and release.short_product.startswith("the "):
+                found.setdefault(release.subject, release.short_product)
+    return found
+
+
+def behind_questions(sentence: str, span: Span, names: tuple[str, ...], made: dict[str, str]) -> list[str]:
+    """The role of the name at ``span`` in a company asked from the company's product, as a reader who remembers the
+    product asks it ("Who is the chief executive of the company behind the Tidewell T2?")."""
+    role = apposition(sentence, span, names)
+    company = _HEADS.match(role) or _FOUNDS.match(role)
+    product = made.get(company.group(1)) if company else None
+    if not product:
+        return []
+    behind = f"the company behind {product}"
+    asked = [f"Who is {role[: company.start(1)]}{behind}?"]
+    asked.append(f"Who heads {behind}?" if _HEADS.match(role) else f"Who founded {behind}?")
+    return asked
 
 
 # "X launched / announced the P" makes X the maker of P; "X opened / started the P" the one that runs it.
