@@ -77,6 +77,7 @@ def test_presets_fill_the_unset_fields_and_training_blocks_layer_run_preset_give
         for key, value in parts["train"].items():
             assert getattr(train, key) == value or (key == "epochs" and train.fact_exposures is not None)
     assert TrainConfig().preset == DEFAULT_PRESET
+    assert TrainConfig(lr_scheduler="cosine").lr_scheduler == "cosine"  # a choice given beats the preset's
     assert set(PRESET_FIELDS["train"]) <= {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(PRESET_FIELDS["blocks"]) <= {f.name for f in dataclasses.fields(BlocksConfig)}
     blocks = training_blocks({"block_size": 128, "pad_last": True}, "cpu-demo", {"block_size": 64})

@@ -16,15 +16,18 @@ _RAW = {"text_format": "raw", "use_paraphrases": False, "use_qa": False, "replay
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Chosen on bench/data/dev (pages nobody tuned on; docs/recipe.md has the table), checked on the other bench
     # sets: the questions made for every fact, as chat turns alone (no raw pages: they taught more facts but the
-    # general answers followed the pages), packed into blocks, each fact seen 48 times; two fifths of the tokens
-    # replay the base's own answers with KL(base || adapter) weighted 4 times. The guard keeps the latest adapter
+    # general answers followed the pages), packed into blocks, each fact seen 48 times, at a peak learning rate of
+    # 1e-3 decaying linearly to 0 (3e-4 held constant left a one-page training too few steps to learn its values;
+    # 1e-3 held constant drifted past KL 0.05 on longer ones); two fifths of the tokens replay the base's own answers
+    # with KL(base || adapter) weighted 4 times. The guard keeps the latest adapter
     # within its KL bound (the sentence-likelihood proxy of "best" kept an early step that knew fewer facts).
     "knowledge": {
         "train": {
             "lora_r": 16,
             "lora_alpha": 32,
             "lora_dropout": 0.05,
-            "learning_rate": 3e-4,
+            "learning_rate": 1e-3,
+            "lr_scheduler": "linear",
             "fact_exposures": 48,
             "batch_size": 1,
             "replay_loss": "kl",
@@ -41,6 +44,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "lora_alpha": 32,
             "lora_dropout": 0.05,
             "learning_rate": 1e-3,
+            "lr_scheduler": "constant_with_warmup",
             "epochs": 20,
             "batch_size": 1,
             "replay_loss": "ce",
@@ -56,6 +60,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "lora_alpha": 16,
             "lora_dropout": 0.1,
             "learning_rate": 2e-4,
+            "lr_scheduler": "constant_with_warmup",
             "epochs": 20,
             "batch_size": 2,
             "replay_loss": "ce",

@@ -53,7 +53,11 @@ class TrainConfig:
         "is faster than fp32 and the loss curve stays within noise; 'off': fp32. A GPU trains in bf16/fp16 always.",
     )
     warmup_ratio: float = setting(0.1, "Share of steps with linearly rising learning rate.")
-    lr_scheduler: Scheduler = setting("constant_with_warmup", "Learning-rate schedule after warmup.")
+    lr_scheduler: Scheduler | None = setting(
+        None,
+        "Learning-rate schedule after warmup: 'linear' decays to 0 by the last step, so the last steps settle what "
+        "was learnt instead of drifting further; 'constant_with_warmup' holds the peak.",
+    )
     weight_decay: float = setting(0.0, "AdamW weight decay.")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
     save_steps: int = setting(50, "Write a resumable checkpoint every N steps.")
