@@ -624,3 +624,7 @@ def test_a_role_in_a_company_is_asked_from_the_product_the_company_makes():
         "Who is the chief executive of Orvanta Metering?",
     } <= set(found)
     assert not [q for q in fact_questions(quote, ceo) if "behind" in q.text]  # no product known: not asked
+    passage = Passage("d1p1", "t2.md", "Tidewell T2", page)
+    rows = generate_questions([passage], _Silent(), AugmentConfig(rewrites=0, round_trip=False), Progress())
+    asked = {r["question"] for r in rows if r["fact"] == "Ilse Marrakov"}
+    assert "Who heads the company behind the Tidewell T2?" in asked  # the page's own product, after other facts

@@ -123,11 +123,11 @@ def generate_questions(
     facts = page_facts(passages)
     short = short_names(page_names([p.text for p in passages]))
     described = described_names([p.text for p in passages])
-    made = makers([p.text for p in passages])
+    products = makers([p.text for p in passages])
     rows: list[dict[str, Any]] = []
     for fact in facts:
         made = (
-            fact_questions(fact.sentence, fact.span, fact.topic, short, fact.names, described, made)
+            fact_questions(fact.sentence, fact.span, fact.topic, short, fact.names, described, products)
             if config.sentence_questions
             else []
         )
