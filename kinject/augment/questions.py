@@ -49,7 +49,7 @@ from .english import (
     trimmed,
     verb_at,
 )
-from .facts import Span, name_spans
+from .facts import MONTHS, Span, name_spans
 from .naming import DESCRIBING, ORG_WORDS
 from .relations import (
     agent_questions,
@@ -75,10 +75,9 @@ _ADJECTIVES = frozenset(
 _PLACE_VERBS = re.compile(
     r"\b(?:based|headquartered|located|situated|born|held|founded|opened|built|made)\s+(?:in|at)$"
 )
+_DESCRIBING = f"(?:{'|'.join(sorted(DESCRIBING))})"  # an adjective a page describes a look-alike by
+_MONTH_NAMES = frozenset(MONTHS.split("|"))
 _SCHOOLS = frozenset("University College Institute School Academy Polytechnic Conservatory".split())
-_MONTH_NAMES = frozenset(
-    "January February March April May June July August September October November December".split()
-)
 
 
 def _place(before: str, name: str) -> bool:
@@ -406,8 +405,7 @@ def fact_questions(
                 continue
             for alias in said:  # "How many kg does the Nimbus 12 weigh?": "... does the compact Nimbus weigh?"
                 # "the compact Nimbus 12" as "the smaller Nimbus", not "the compact the smaller Nimbus"
-                said = rf"\b(?:[Tt]he )?(?:(?:{'|'.join(sorted(DESCRIBING))}) )?{re.escape(name)}\b"
-                text = re.sub(said, alias, q.text, count=1)
+                text = re.sub(rf"\b(?:[Tt]he )?(?:{_DESCRIBING} )?{re.escape(name)}\b", alias, q.text, count=1)
                 found.append(Question(text[0].upper() + text[1:], f"{q.origin}+described"))
     for q in list(found):
         found += [Question(v, f"{q.origin}+reworded") for v in reworded(q.text)]

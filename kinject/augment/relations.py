@@ -141,14 +141,13 @@ def behind_questions(sentence: str, span: Span, names: tuple[str, ...], made: di
     """The role of the name at ``span`` in a company asked from the company's product, as a reader who remembers the
     product asks it ("Who is the chief executive of the company behind the Tidewell T2?")."""
     role = apposition(sentence, span, names)
-    company = _HEADS.match(role) or _FOUNDS.match(role)
+    heads = _HEADS.match(role)
+    company = heads or _FOUNDS.match(role)
     product = made.get(company.group(1)) if company else None
     if not product:
         return []
     behind = f"the company behind {product}"
-    asked = [f"Who is {role[: company.start(1)]}{behind}?"]
-    asked.append(f"Who heads {behind}?" if _HEADS.match(role) else f"Who founded {behind}?")
-    return asked
+    return [f"Who is {role[: company.start(1)]}{behind}?", f"Who {'heads' if heads else 'founded'} {behind}?"]
 
 
 # "X launched / announced the P" makes X the maker of P; "X opened / started the P" the one that runs it.
@@ -335,14 +334,14 @@ def duration_questions(clause: str, wh: str) -> list[str]:
 
 
 _STUDIED = re.compile(
-    r"^(?P<x>.+?) (?:(?P<verb>studied|trained|graduated)|(?:was|were) (?:educated|trained))"
+    r"^(?P<x>.+?) (?:studied|trained|graduated|(?:was|were) (?:educated|trained))"
     rf"(?: in (?P<field>[a-z][a-z ]*?))? (?:at|from) {MARK}$"
 )
 
 
 def education_questions(clause: str, wh: str) -> list[str]:
     """Where a person studied (the school the marker), asked the ways a reader asks it ("Where did Lena Marek
-    study?", "Where was Lena Marek educated?", "Which university did Lena Marek attend?")."""
+    study?", "Where was Lena Marek educated?", "Which school did Lena Marek attend?")."""
     found = _STUDIED.match(clause)
     if not found or wh != "where":
         return []
@@ -350,7 +349,7 @@ def education_questions(clause: str, wh: str) -> list[str]:
     asked = [f"Where did {person} study?", f"Where was {person} educated?", f"Which school did {person} attend?"]
     if found.group("field"):
         asked.append(f"Where did {person} study {found.group('field')}?")
-    if found.group("verb") == "trained" or "trained" in clause:
+    if "trained" in clause:
         asked.append(f"Where did {person} train?")
     return asked
 

@@ -19,8 +19,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # general answers followed the pages), packed into blocks, each fact seen 48 times, at a peak learning rate of
     # 1e-3 decaying linearly to 0 (3e-4 held constant left a one-page training too few steps to learn its values;
     # 1e-3 held constant drifted past KL 0.05 on longer ones); two fifths of the tokens replay the base's own answers
-    # with KL(base || adapter) weighted 4 times. The guard keeps the latest adapter
-    # within its KL bound (the sentence-likelihood proxy of "best" kept an early step that knew fewer facts).
+    # with KL(base || adapter) weighted 4 times. The guard keeps the latest adapter within its KL bound (the
+    # sentence-likelihood proxy of "best" kept an early step that knew fewer facts).
     "knowledge": {
         "train": {
             "lora_r": 16,
