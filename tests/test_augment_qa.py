@@ -175,6 +175,20 @@ def test_a_price_is_asked_as_what_the_product_costs():
     assert not any("cost?" in q.text for q in fact_questions(paid, _span(paid, "3 million euros")))
 
 
+def test_a_cost_without_a_product_name_is_asked_of_what_the_sentence_says_costs_it():
+    """A price in millions, and a thing the page names with a plain noun: asked "how much", in the verb's tense."""
+    paid = "The project cost 9 million euros, of which the government of Varn paid 3 million euros."
+    asked = {q.text for q in fact_questions(paid, _span(paid, "9 million euros"))}
+    assert {"How much did the project cost?", "What was the cost of the project?"} <= asked
+    tickets = "Tickets cost 6.50 euros for adults, and children travel free."
+    asked = {q.text for q in fact_questions(tickets, _span(tickets, "6.50 euros"))}
+    assert {"How much do tickets cost for adults?", "What is the cost of tickets for adults?"} <= asked
+    single = "A single ticket costs 1.60 euros."
+    assert "How much does a single ticket cost?" in {
+        q.text for q in fact_questions(single, _span(single, "1.60 euros"))
+    }
+
+
 def test_a_sale_date_and_a_lifetime_are_asked_the_ways_buyers_ask_them():
     on_sale = "The Tarn M3 goes on sale on May 2, 2026."
     asked = [q.text for q in fact_questions(on_sale, _span(on_sale, "May 2, 2026"))]
@@ -189,6 +203,10 @@ def test_a_sale_date_and_a_lifetime_are_asked_the_ways_buyers_ask_them():
         "How long does Tarn M3's sealed cell last?",
         "For how long is Tarn M3's sealed cell rated to last?",
     } <= set(asked)
+    crossing = "The crossing takes 35 minutes, against 50 minutes on the diesel ferries."
+    assert "How long does the crossing take?" in {
+        q.text for q in fact_questions(crossing, _span(crossing, "35 minutes"))
+    }
     paid = "The city paid 3 million euros on May 2, 2026."  # a date, but nothing goes on sale
     assert not any("buy" in q.text for q in fact_questions(paid, _span(paid, "May 2, 2026")))
 

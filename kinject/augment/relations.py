@@ -259,7 +259,9 @@ def launch_questions(sentence: str, span: Span) -> list[str]:
     return asked
 
 
-_MONEY = re.compile(r"^how many (?:euros|dollars|pounds|francs|yen|kronor|krona|crowns|rupees|yuan)$")
+_MONEY = re.compile(
+    r"^how many (?:(?:thousand|million|billion) )?(?:euros|dollars|pounds|francs|yen|kronor|krona|crowns|rupees|yuan)$"
+)
 _PRICED = re.compile(rf"\b(?:costs?|priced at|for) [$\u20ac\u00a3]?{MARK}")  # "costs", "sells for", "can order it for"
 
 
@@ -272,9 +274,35 @@ def price_questions(clause: str, wh: str) -> list[str]:
     product = [(s.start, s.text) for s in name_spans(before) if re.search(r"\d|\s", s.text)]
     product += [(m.start(), m.group()) for m in MODEL.finditer(before)]  # "Nimbus 12": no name_spans name
     if not product:
-        return []
+        return _cost_questions(clause)
     name = max(product)[1]
     return [f"How much does the {name} cost?", f"What is the price of the {name}?", f"How much is the {name}?"]
+
+
+_COSTS = re.compile(
+    rf"^(?P<x>(?:The |An? )?[A-Za-z][a-z]+(?: [a-z]+)?) (?P<verb>costs?) [$\u20ac\u00a3]?{MARK}(?P<rest>.*)$"
+)
+
+
+def _cost_questions(clause: str) -> list[str]:
+    """What a thing the clause names without a product name costs ("Tickets cost 6.50 euros for adults": "How much
+    do tickets cost for adults?"; "The project cost 88 million euros": "How much did the project cost?")."""
+    found = _COSTS.match(clause)
+    if not found:
+        return []
+    do = _does(found.group("x"))[0]
+    be = "is"
+    if found.group("verb") == "cost" and do == "does":  # a singular subject with "cost": the past
+        do, be = "did", "was"
+    subject = _object_case(found.group("x"))
+    if re.fullmatch(r"[A-Z][a-z]+s", subject):  # "Tickets cost ...": a plural noun that only opens the sentence
+        subject = subject.lower()
+    rest = f" {found.group('rest').strip()}" if found.group("rest").strip() else ""
+    return [
+        f"How much {do} {subject} cost{rest}?",
+        f"What {do} {subject} cost{rest}?",
+        f"What {be} the cost of {subject}{rest}?",
+    ]
 
 
 _ON_SALE = re.compile(
@@ -282,7 +310,8 @@ _ON_SALE = re.compile(
     rf" (?:on sale|available|shops|stores)?\s?(?:on |from )?{MARK}"
 )
 _LASTS = re.compile(
-    rf"^(?P<x>.+?) (?P<rated>(?:is|are) (?:rated|expected|designed) to )?(?:lasts?|runs? for|will last) {MARK}"
+    rf"^(?P<x>.+?) (?P<rated>(?:is|are) (?:rated|expected|designed) to )?"
+    rf"(?P<verb>lasts?|runs? for|will last|takes?|took) {MARK}"
 )
 _TIME_UNITS = re.compile(r"^how many (?:years|months|weeks|days|hours|minutes)$")
 
@@ -299,7 +328,7 @@ def _object_case(subject: str) -> str:
     ..." (a first word capitalized only as the sentence's first, a name's next word capitalized too)."""
     words = subject.split()
     if (len(words) > 1 and words[1][0].islower()) or re.match(r"(?:The|A|An) ", subject):
-        return subject[0].lower() + subject[1:] if re.fullmatch(r"[A-Z][a-z]+", words[0]) else subject
+        return subject[0].lower() + subject[1:] if re.fullmatch(r"[A-Z][a-z]*", words[0]) else subject
     return subject
 
 
@@ -326,8 +355,10 @@ def duration_questions(clause: str, wh: str) -> list[str]:
     if not found or not _TIME_UNITS.match(wh):
         return []
     do, be = _does(found.group("x"))
+    verb = "take" if found.group("verb").startswith(("take", "took")) else "last"  # "The crossing takes 35 minutes"
+    do = "did" if found.group("verb") == "took" else do
     subject = _object_case(found.group("x"))
-    asked = [f"How long {do} {subject} last?", f"{wh[0].upper()}{wh[1:]} {do} {subject} last?"]
+    asked = [f"How long {do} {subject} {verb}?", f"{wh[0].upper()}{wh[1:]} {do} {subject} {verb}?"]
     if found.group("rated"):
         asked.append(f"For how long {be} {subject} {found.group('rated').split(' ', 1)[1]}last?")
     return asked
