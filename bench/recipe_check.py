@@ -148,6 +148,7 @@ def scores(report: dict) -> dict:
         "retention": {side: report[side]["retention_correct"] for side in ("base", "adapter")},
         "retention_of": report["base"]["retention_scored"],
         "eos": {side: report[side]["eos_rate"] for side in ("base", "adapter")},
+        "loops": {side: report[side].get("chat_looping") for side in ("base", "adapter")},
         "kl": forgetting.get("kl_mean"),
         "ppl_ratio": forgetting.get("ppl_ratio"),
         "contamination": (report.get("contamination") or {}).get("answers"),
@@ -169,6 +170,8 @@ def table_row(name: str, label: str, group: list[dict]) -> str:
     kls = " / ".join(f"{r['kl']:.3f}" for r in group)
     eos = " / ".join(f"{_mean([r['eos'][side] for r in group]):.2f}" for side in ("base", "adapter"))
     kept = ", ".join(f"{r['kept_step']}/{r['steps']}" for r in group)
+    counted = [r for r in group if (r.get("loops") or {}).get("base") is not None]  # rows from before the count: –
+    loops = " / ".join(str(sum(r["loops"][side] for r in counted)) if counted else "–" for side in ("base", "adapter"))
     cells = [
         name,
         label,
@@ -179,6 +182,7 @@ def table_row(name: str, label: str, group: list[dict]) -> str:
         f"{_mean([r['ppl_ratio'] for r in group]):.2f}",
         str(sum(r["contamination"] or 0 for r in group)),
         eos,
+        loops,
         kept,
         f"{sum(bool(r['learnt']) for r in group)} of {len(group)}",
         f"{_mean([r['train_s'] for r in group]):.0f}",
@@ -191,8 +195,9 @@ def table(rows: list[dict]) -> str:
     """The markdown table, one line per set and recipe."""
     lines = [
         "| set | recipe | seeds | knowledge base / open book / adapter | retention base / adapter | KL per seed | "
-        "ppl ratio | contamination | eos base / adapter | kept step / steps | learnt | train s | eval s |",
-        "|---|---|---:|---|---|---|---:|---:|---|---|---|---:|---:|",
+        "ppl ratio | contamination | eos base / adapter | loops base / adapter | kept step / steps | learnt | train s "
+        "| eval s |",
+        "|---|---|---:|---|---|---|---:|---:|---|---|---|---|---:|---:|",
     ]
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:

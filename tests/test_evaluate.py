@@ -191,6 +191,8 @@ def assert_report_files_agree(run_dir: Path) -> dict:
             assert (got is None) == (expected is None), (key, side, cell, expected)
             if got is not None:
                 assert got == pytest.approx(expected, rel=1e-3, abs=1e-9), (key, side)
+    for side, cell in zip(("base", "adapter"), rows["chat_looping"], strict=True):
+        assert cell == (f"{data[side]['chat_looping']}/{data[side]['chat_answers']}" if data[side] else "n/a")
     if data["forgetting"]:
         for key in ("kl_mean", "ppl_ratio"):
             assert _md_value(rows[key][0]) == pytest.approx(data["forgetting"][key], rel=1e-3, abs=1e-9), key
@@ -420,3 +422,33 @@ def test_no_gain_is_said_only_when_the_adapter_answers_no_more_than_the_base():
     assert no_gain(replace(report, adapter=replace(base, knowledge_correct=2))) == ""
     assert no_gain(replace(report, adapter=None, has_adapter=False)) == ""
     assert no_gain(replace(report, base=replace(base, knowledge_scored=0))) == ""  # no knowledge probe asked
+
+
+def test_an_answer_that_ends_in_a_loop_is_counted_and_a_long_one_is_not():
+    """Answers the bundled model gave: loops of a word pair, a phrase and a line; a long list and a cut answer that
+    do not repeat are not loops, and a short answer never is."""
+    from kinject.eval.metrics import Answer, ProbeResult, looping, summarize
+    from kinject.eval.probes import Probe
+    from kinject.eval.report import EvalReport
+
+    loops = [
+        "Romeo and Juliet is set in Verona, on the balcony" + " of the balcony" * 30,
+        "The Nimbus 12 lasts for high-end" + ", high-end" * 40,
+        "A moment of stillness, a fleeting sight,\n" * 6 + "A moment of stillness",
+        "The story is also a Romeo and Juliet story. " * 3,
+    ]
+    not_loops = [
+        "Painters: " + ", ".join(f"{i}. Titian ({1580 + i}-1610)" for i in range(1, 12)),
+        "Breaks are just as important as the rest of the study session, as they allow your brain to rest and recharge",
+        "Yes, yes, yes.",
+        "Shakespeare wrote it.",
+    ]
+    assert all(looping(text) for text in loops) and not any(looping(text) for text in not_loops)
+    results = [
+        ProbeResult(Probe(f"r{i}", "retention", question="q?"), "chat", base=Answer(text, None, False, None))
+        for i, text in enumerate(loops[:2] + not_loops)
+    ]
+    scores = summarize(results, "base")
+    assert (scores.chat_looping, scores.chat_answers, scores.chat_ended) == (2, 6, 0)
+    report = EvalReport("run", "m", False, scores, None, None, results, {}, {})
+    assert re.search(r"chat_looping +2/6 +n/a", format_table(report))

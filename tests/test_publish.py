@@ -239,6 +239,9 @@ def test_the_card_records_sources_training_evaluation_and_usage(hub, run):
     a = report["adapter"]
     assert f"({a['knowledge_correct']}/{a['knowledge_scored']})" in body
     assert f"{report['forgetting']['kl_mean']:.3f}" in body and "perplexity" in body
+    b = report["base"]
+    looped = f"| {b['chat_looping']}/{b['chat_answers']} | {a['chat_looping']}/{a['chat_answers']} |"
+    assert f"| answers caught in a loop {looped}" in body
     assert "--lora-adapters alice/card" in body and "--lora-modules card=alice/card" in body
     assert 'PeftModel.from_pretrained(base, "alice/card")' in body
 

@@ -104,6 +104,8 @@ def test_eval_summary_and_answers():
     assert "KL(base ‖ adapter) 0.123 nats/token (max 0.5)" in summary and "10.0 → 12.5 (ratio 1.25)" in summary
     assert "no more knowledge probes" not in summary
     assert score_text({"knowledge_logprob": -1.23456}, "knowledge_logprob") == "-1.235"
+    assert score_text({"chat_looping": 2, "chat_answers": 17}, "chat_looping") == "2/17"
+    assert "| answers caught in a loop (one phrase said over and over) | – | – |" in summary  # an eval.json before
     assert eval_answers(EVAL) == [
         [
             "k1",

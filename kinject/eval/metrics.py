@@ -8,6 +8,7 @@ knowledge sweep calls it between epochs, so every number in the project is score
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -76,6 +77,7 @@ class Scores:
     retention_scored: int = 0
     chat_answers: int = 0
     chat_ended: int = 0
+    chat_looping: int = 0  # chat answers whose end repeats one phrase (``looping``): a degenerate answer
 
 
 @dataclass
@@ -176,6 +178,7 @@ def summarize(results: list[ProbeResult], side: str) -> Scores:
         return [a.logprob for r, a in answered if r.probe.kind == kind and a.logprob is not None]
 
     chat = [a.ended for r, a in answered if r.form == "chat"]
+    loops = [looping(a.text) for r, a in answered if r.form == "chat"]
     know, ret = correct(KINDS[0]), correct(KINDS[1])
     return Scores(
         knowledge_accuracy=mean([float(c) for c in know]),
@@ -189,7 +192,23 @@ def summarize(results: list[ProbeResult], side: str) -> Scores:
         retention_scored=len(ret),
         chat_answers=len(chat),
         chat_ended=sum(chat),
+        chat_looping=sum(loops),
     )
+
+
+def looping(text: str, times: int = 3, longest: int = 20, least: int = 12) -> bool:
+    """Whether ``text`` ends in a loop: its last words one phrase of at most ``longest`` words said ``times`` times
+    over (and at least ``least`` words), as "the balcony of the balcony of the balcony of ..." until the token
+    limit. Why a turn did not end: a model that loops is broken, one that writes a long answer is not."""
+    words = re.findall(r"\w+", text.lower())
+    for period in range(1, longest + 1):
+        span = max(times * period, least)
+        if len(words) < span:
+            break
+        tail = words[-span:]
+        if all(tail[i] == tail[i - period] for i in range(period, span)):
+            return True
+    return False
 
 
 def mean(values: list[float]) -> float | None:

@@ -50,13 +50,22 @@ class EvalReport:
         }
 
 
-SCORE_ROWS = ("knowledge_accuracy", "retention_accuracy", "knowledge_logprob", "retention_logprob", "eos_rate")
+SCORE_ROWS = (
+    "knowledge_accuracy",
+    "retention_accuracy",
+    "knowledge_logprob",
+    "retention_logprob",
+    "eos_rate",
+    "chat_looping",
+)
 FORGETTING_ROWS = ("kl_mean", "ppl_ratio", "kl_max", "base_ppl", "adapter_ppl")
-_COUNTS = {
+# A score shown with its counts: the two fields it is the share of ("0.57 (4/7)"), or a count shown of its whole.
+COUNTS = {
     "knowledge_accuracy": ("knowledge_correct", "knowledge_scored"),
     "retention_accuracy": ("retention_correct", "retention_scored"),
     "eos_rate": ("chat_ended", "chat_answers"),
 }
+OF = {"chat_looping": "chat_answers"}
 
 
 def learnt_nothing(settings: dict[str, Any]) -> bool:
@@ -101,9 +110,11 @@ def _cell(scores: Scores | None, key: str) -> str:
     if scores is None:
         return "n/a"
     value = getattr(scores, key)
-    if key in _COUNTS and value is not None:
-        hit, n = (getattr(scores, k) for k in _COUNTS[key])
+    if key in COUNTS and value is not None:
+        hit, n = (getattr(scores, k) for k in COUNTS[key])
         return f"{_num(value)} ({hit}/{n})"
+    if key in OF:
+        return f"{value}/{getattr(scores, OF[key])}"
     return _num(value)
 
 
@@ -178,7 +189,8 @@ def format_markdown(report: EvalReport) -> str:
         "Accuracy: the answer contains an accepted alias. Log-prob: mean per-token log-probability of the best "
         "accepted answer, teacher-forced after the question (with the probe's prompt as the answer's start when it "
         "has one); closer to 0 is better. eos_rate: share of chat answers that ended their turn within "
-        "max_new_tokens.",
+        "max_new_tokens. chat_looping: chat answers that end by saying one phrase three times or more (a turn that "
+        "did not end because the model loops, not because it had more to say).",
     ]
     if report.forgetting:
         f = report.forgetting

@@ -196,7 +196,7 @@ _SCORES = {
     **dict.fromkeys(("knowledge_accuracy", "retention_accuracy", "eos_rate"), Opt(NUMBER)),
     **dict.fromkeys(("knowledge_logprob", "retention_logprob"), Opt(NUMBER)),
     **dict.fromkeys(("knowledge_correct", "knowledge_scored", "retention_correct", "retention_scored"), INT),
-    **dict.fromkeys(("chat_answers", "chat_ended"), INT),
+    **dict.fromkeys(("chat_answers", "chat_ended", "chat_looping"), INT),
 }
 _FORGETTING = {
     **dict.fromkeys(("kl_mean", "kl_max", "ppl_ratio", "base_ppl", "adapter_ppl"), Req(NUMBER)),

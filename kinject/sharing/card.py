@@ -299,6 +299,11 @@ def eval_section(report: dict[str, Any] | None) -> list[str]:
             f"{_pct(ob.get('knowledge_accuracy'), ob.get('knowledge_correct'), ob.get('knowledge_scored'))} | |"
         )
     lines.append(f"| end-of-turn rate | {_pct(b.get('eos_rate'))} | {_pct(a.get('eos_rate'))} |")
+    if a.get("chat_looping") is not None and b.get("chat_looping") is not None:
+        lines.append(
+            f"| answers caught in a loop | {b['chat_looping']}/{b.get('chat_answers')} "
+            f"| {a['chat_looping']}/{a.get('chat_answers')} |"
+        )
     if f:
         lines.append(
             f"| KL(base ‖ adapter), nats/token | 0 | {f.get('kl_mean', 0):.3f} (max {f.get('kl_max', 0):.3f}) |"

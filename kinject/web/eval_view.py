@@ -5,23 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from kinject.eval.contamination import contamination_line
-from kinject.eval.report import learnt_nothing, learnt_nothing_line, no_gain_line
+from kinject.eval.report import COUNTS, OF, learnt_nothing, learnt_nothing_line, no_gain_line
 from kinject.runs import RunDir, RunError
 
 from . import state
 
 ANSWER_COLUMNS = ["id", "kind", "question or prompt", "accepted", "base", "", "adapter", " "]
 ANSWER_WIDTHS = ["9%", "8%", "20%", "11%", "22%", "3%", "24%", "3%"]
-_COUNTS = {
-    "knowledge_accuracy": ("knowledge_correct", "knowledge_scored"),
-    "retention_accuracy": ("retention_correct", "retention_scored"),
-    "eos_rate": ("chat_ended", "chat_answers"),
-}
 SCORE_LABELS = {
     "knowledge_accuracy": "knowledge (facts of your pages)",
     "retention_accuracy": "retention (general facts and chat)",
     "knowledge_logprob": "knowledge log-prob (closer to 0 is better)",
     "eos_rate": "answers that ended their turn",
+    "chat_looping": "answers caught in a loop (one phrase said over and over)",
 }
 
 
@@ -30,9 +26,11 @@ def score_text(scores: dict[str, Any] | None, key: str) -> str:
     value = (scores or {}).get(key)
     if value is None:
         return "–"
-    if key in _COUNTS:
-        hit, n = (scores.get(k) for k in _COUNTS[key])
+    if key in COUNTS:
+        hit, n = (scores.get(k) for k in COUNTS[key])
         return f"{value:.2f} ({hit}/{n})"
+    if key in OF:
+        return f"{value}/{scores.get(OF[key])}"
     return f"{value:.3f}"
 
 
