@@ -11,7 +11,7 @@ import pytest
 from kinject.augment import Passage, QuestionFileError, data_report, read_question_file
 from kinject.augment.english import fronted
 from kinject.augment.facts import Span, asked_spans
-from kinject.augment.naming import described_names, short_names
+from kinject.augment.naming import described_names, in_full, model_codes, short_names
 from kinject.augment.qa import fact_aliases, generate_questions, page_facts, round_trip
 from kinject.augment.questions import fact_questions, fact_sentence
 from kinject.augment.relations import makers
@@ -370,6 +370,32 @@ def test_one_of_two_look_alike_models_is_also_asked_as_the_page_describes_it():
         q.text for q in asked if q.origin.endswith("+described")
     }
     assert fact_sentence(sentence, _span(sentence, "1.4 kg")) == sentence  # the answer keeps the model's own name
+
+
+def test_a_model_code_said_alone_is_asked_and_answered_with_its_full_name():
+    """ "the V3 peaked at 3.2 GHz" beside the Quarro V4: the questions and the answer name the Quarro V3, and the
+    page's description of it ("the older Quarro") is asked too; a code two names share is never expanded."""
+    text = (
+        "Halvren replaces the older Quarro V3 with the new Quarro V4. The V4 packs 42 cores. "
+        "Its top clock is 3.6 GHz, where the V3 peaked at 3.2 GHz."
+    )
+    codes = model_codes([text])
+    assert codes == {"V3": "Quarro V3", "V4": "Quarro V4"}
+    assert model_codes(["The Quarro V3 and the Tarn V3 ship."]) == {}
+    sentence = "Its top clock is 3.6 GHz, where the V3 peaked at 3.2 GHz."
+    span = _span(sentence, "3.2 GHz")
+    asked = {q.text for q in fact_questions(sentence, span, described=described_names([text]), codes=codes)}
+    assert {"How many GHz did the Quarro V3 peak at?", "How many GHz did the older Quarro peak at?"} <= asked
+    assert not any(re.search(r"(?<!Quarro )V3", q) for q in asked if "Quarro" in q)
+    rows = generate_questions(
+        [Passage("d1p1", "quarro.md", "Quarro", text)],
+        _Silent(),
+        AugmentConfig(rewrites=0, round_trip=False),
+        Progress(),
+    )
+    answers = {r["answer"] for r in rows if r["fact"] == "3.2 GHz"}
+    assert answers == {"The Quarro V3 peaked at 3.2 GHz."}
+    assert in_full("The Quarro V3 and the V3 Pro", codes) == "The Quarro V3 and the V3 Pro"  # said in full already
 
 
 @pytest.mark.parametrize(

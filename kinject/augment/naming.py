@@ -76,3 +76,29 @@ def described_names(texts: list[str]) -> dict[str, list[str]]:
                 said.append(f"the {_SAID_OTHERWISE[adjective]} {family}")
             found[name] = list(dict.fromkeys([*found.get(name, []), *said]))
     return found
+
+
+_OPENERS = frozenset("the a an its this that these their our his her".split())  # "The V4 packs": no model's name
+
+
+def model_codes(texts: list[str]) -> dict[str, str]:
+    """Each model code of the pages ("V3", "T2") and the one full name it is the code of ("Quarro V3", "Tidewell
+    T2"), for the sentences that say the code alone ("the V3 peaked at 3.2 GHz"): a question or answer given the full
+    name tells the model from its look-alike as the reader's question does. A code two names share is left out."""
+    found: dict[str, set[str]] = {}
+    for text in texts:
+        for m in MODEL.finditer(text):
+            name = m.group(0).rstrip(".")  # "... the Quarro V4." ends a sentence
+            code = name.split(" ", 1)[1]
+            if re.search(r"[A-Za-z]", code) and name.split()[0].lower() not in _OPENERS:
+                found.setdefault(code, set()).add(name)
+    return {code: next(iter(names)) for code, names in found.items() if len(names) == 1}
+
+
+def in_full(text: str, codes: dict[str, str]) -> str:
+    """``text`` with each model code it says alone given its full name ("The V3 peaked at 3.2 GHz": "The Quarro V3
+    peaked at 3.2 GHz"); a text that already says the full name is left as it is."""
+    for code, name in codes.items():
+        if name not in text:
+            text = re.sub(rf"(?<![\w-]){re.escape(code)}\b", name, text)
+    return text

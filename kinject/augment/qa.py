@@ -32,7 +32,7 @@ from .english import name_pronouns
 from .facts import Span, asked_spans, name_spans, page_names, person_named, sentence_topics, with_person
 from .filters import normalized, question_problem
 from .generators import ChatGenerator
-from .naming import described_names, short_names
+from .naming import described_names, in_full, model_codes, short_names
 from .passages import Passage, asked_sentences, topic_of
 from .prompts import TEMPLATES, answer_conversation, question_conversation, rewrite_conversation
 from .questions import fact_questions, fact_sentence
@@ -124,10 +124,11 @@ def generate_questions(
     short = short_names(page_names([p.text for p in passages]))
     described = described_names([p.text for p in passages])
     products = makers([p.text for p in passages])
+    codes = model_codes([p.text for p in passages])
     rows: list[dict[str, Any]] = []
     for fact in facts:
         made = (
-            fact_questions(fact.sentence, fact.span, fact.topic, short, fact.names, described, products)
+            fact_questions(fact.sentence, fact.span, fact.topic, short, fact.names, described, products, codes)
             if config.sentence_questions
             else []
         )
@@ -307,13 +308,14 @@ def _answer(rows: list[dict[str, Any]], facts: list[Fact], config: AugmentConfig
     half of a coordination), "clause" (the fact's clause), "sentence";
     "generator" and "distill" start from the fact's clause and are written by ``generation`` afterwards."""
     by_fact = {(f.passage.id, f.sentence, f.text): f for f in facts}
+    codes = model_codes(list(dict.fromkeys(f.passage.text for f in facts)))
     for row in rows:
         if not row["fact"] or config.answers == "sentence":
             continue
         fact = by_fact.get((row["passage"], row["sentence"], row["fact"]))
         if config.answers in ("fact", "one-fact") and fact is not None:
             split = config.answers == "one-fact"
-            row["answer"] = fact_sentence(fact.sentence, fact.span, fact.topic, fact.names, split)
+            row["answer"] = in_full(fact_sentence(fact.sentence, fact.span, fact.topic, fact.names, split), codes)
         else:
             row["answer"] = fact_clause(row["sentence"], row["fact"])
 

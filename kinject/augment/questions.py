@@ -50,7 +50,7 @@ from .english import (
     verb_at,
 )
 from .facts import MONTHS, Span, name_spans
-from .naming import DESCRIBING, ORG_WORDS
+from .naming import DESCRIBING, ORG_WORDS, in_full
 from .relations import (
     agent_questions,
     behind_questions,
@@ -377,10 +377,12 @@ def fact_questions(
     names: tuple[str, ...] = (),
     described: dict[str, list[str]] | None = None,
     made: dict[str, str] | None = None,
+    codes: dict[str, str] | None = None,
 ) -> list[Question]:
     """The questions made from ``sentence`` for the fact at ``span`` (see the module's docstring), distinct, in
-    order: cloze, fronted, then their short-name, described (``described_names``) and reworded variants; ``made``:
-    each company's product (``relations.makers``), to ask a role in the company from the product."""
+    order: cloze, fronted, then their full-name (``naming.model_codes``: "the V3" as "the Quarro V3"), short-name,
+    described (``described_names``) and reworded variants; ``made``: each company's product (``relations.makers``),
+    to ask a role in the company from the product."""
     if _names_number(sentence, span):
         return []
     found = []
@@ -395,11 +397,13 @@ def fact_questions(
     marked = _marked(*_without_apposition(sentence, span), topic, names) if holder is None else None
     if marked is not None:
         found += _sentence_forms(*marked)
+    named = [Question(in_full(q.text, codes or {}), f"{q.origin}+named") for q in found]  # "the V3": "the Quarro V3"
+    found += [n for n, q in zip(named, list(found), strict=True) if n.text != q.text]
     for q in list(found):
         for name, alias in (short or {}).items():
             if re.search(rf"\b{re.escape(name)}\b", q.text) and name != span.text:
                 found.append(Question(re.sub(rf"\b{re.escape(name)}\b", alias, q.text), f"{q.origin}+short"))
-    for q in [q for q in found if "+" not in q.origin]:
+    for q in [q for q in found if "+" not in q.origin.removesuffix("+named")]:
         for name, said in (described or {}).items():
             if name in span.text or not re.search(rf"\b{re.escape(name)}\b", q.text):
                 continue
