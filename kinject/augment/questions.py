@@ -65,6 +65,7 @@ from .relations import (
     role_holder,
     role_questions,
     size_questions,
+    team_questions,
     when_questions,
 )
 
@@ -365,6 +366,7 @@ def _sentence_forms(clause: str, wh: str) -> list[Question]:
         forms += [Question(form.format(inside), "embedded") for form in EMBEDDINGS]
     related = price_questions(clause, wh) + size_questions(clause, wh)
     related += when_questions(clause, wh) + duration_questions(clause, wh) + education_questions(clause, wh)
+    related += team_questions(clause, wh)
     forms += [Question(text, "relation") for text in related]
     return forms
 

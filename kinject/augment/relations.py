@@ -370,18 +370,51 @@ _STUDIED = re.compile(
 )
 
 
+_AFTER_STUDYING = re.compile(  # "Lena Marsh joined Halvren in 2017 after studying electrical engineering at <school>"
+    r"^(?P<x>[A-Z][\w-]+(?: [A-Z][\w-]+)+) [a-z]+\b.*? after (?:studying|training)(?: in)?"
+    rf"(?: (?P<field>[a-z][a-z ]*?))? (?:at|from) {MARK}$"
+)
+
+
 def education_questions(clause: str, wh: str) -> list[str]:
     """Where a person studied (the school the marker), asked the ways a reader asks it ("Where did Lena Marek
-    study?", "Where was Lena Marek educated?", "Which school did Lena Marek attend?")."""
-    found = _STUDIED.match(clause)
+    study?", "Which school did Lena Marek attend?", "Where did Lena Marek go to school?")."""
+    found = _STUDIED.match(clause) or _AFTER_STUDYING.match(clause)
     if not found or wh != "where":
         return []
     person = found.group("x")
-    asked = [f"Where did {person} study?", f"Where was {person} educated?", f"Which school did {person} attend?"]
+    asked = [f"Where did {person} study?", f"Which school did {person} attend?", f"Where did {person} go to school?"]
     if found.group("field"):
         asked.append(f"Where did {person} study {found.group('field')}?")
     if "trained" in clause:
         asked.append(f"Where did {person} train?")
+    return asked
+
+
+_LEADS = re.compile(
+    r"^(?P<x>.+?) (?P<verb>leads|led|runs|ran|heads|headed|manages|managed) (?:a|an) "
+    rf"(?P<unit>group|team|studio|department|lab|laboratory|staff|crew|division) of {MARK}(?: (?P<who>[a-z]+))?"
+)
+_PAST = {"led": "lead", "ran": "run", "headed": "head", "managed": "manage"}
+
+
+def team_questions(clause: str, wh: str) -> list[str]:
+    """How many people a person's group has (the count the marker), asked as readers ask it ("Lena Marsh leads a
+    group of 140 chip designers": "How many people does Lena Marsh lead?", "How big is the group Lena Marsh
+    leads?")."""
+    found = _LEADS.match(clause)
+    if not found or not wh.startswith("how many"):
+        return []
+    person, verb, unit = found.group("x"), found.group("verb"), found.group("unit")
+    do, base = ("did", _PAST[verb]) if verb in _PAST else ("does", verb[:-1])
+    who = wh[len("how many") :].strip()  # "how many people" where the count has its noun
+    asked = [] if base == "run" else [f"How many people {do} {person} {base}?"]  # not "does she run" people
+    asked += [
+        f"How big is the {unit} {person} {verb}?",
+        f"How many people are in {person}'s {unit}?",
+    ]
+    if who and who != "people":
+        asked.append(f"How many {who} {do} {person} {base}?")
     return asked
 
 
