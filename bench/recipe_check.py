@@ -85,7 +85,27 @@ def run_one(name: str, seed: int, label: str, options: list[str], out: Path, how
         "train_s": round(train_s, 1),
         "eval_s": round(eval_s, 1),
         "reused_data": bool(reused),
+        "probe_leaks": probe_leaks(run, probes),
     }
+
+
+def probe_leaks(run: Path, probes: Path) -> list[str]:
+    """The kept training questions that are a knowledge probe's own question (case and spacing aside): a probe
+    trained as it is asked measures recall of that question, not knowledge of the fact, so a set with any is no
+    longer a clean check of the rules that made them."""
+
+    def said(text: str) -> str:
+        return " ".join(text.lower().split())
+
+    rows = [json.loads(line) for line in probes.read_text(encoding="utf-8").splitlines() if line.strip()]
+    asked = {said(r["question"]) for r in rows if r.get("kind") == "knowledge" and r.get("question")}
+    found = set()
+    for path in (run / "augment").glob("qa-*.jsonl"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line) if line.strip() else {}
+            if row.get("kept") and said(str(row.get("question", ""))) in asked:
+                found.add(row["question"])
+    return sorted(found)
 
 
 @dataclass
@@ -183,6 +203,7 @@ def table_row(name: str, label: str, group: list[dict]) -> str:
         str(sum(r["contamination"] or 0 for r in group)),
         eos,
         loops,
+        str(len({q for r in group for q in r.get("probe_leaks") or []})),
         kept,
         f"{sum(bool(r['learnt']) for r in group)} of {len(group)}",
         f"{_mean([r['train_s'] for r in group]):.0f}",
@@ -195,9 +216,9 @@ def table(rows: list[dict]) -> str:
     """The markdown table, one line per set and recipe."""
     lines = [
         "| set | recipe | seeds | knowledge base / open book / adapter | retention base / adapter | KL per seed | "
-        "ppl ratio | contamination | eos base / adapter | loops base / adapter | kept step / steps | learnt | train s "
-        "| eval s |",
-        "|---|---|---:|---|---|---|---:|---:|---|---|---|---|---:|---:|",
+        "ppl ratio | contamination | eos base / adapter | loops base / adapter | probes trained on "
+        "| kept step / steps | learnt | train s | eval s |",
+        "|---|---|---:|---|---|---|---:|---:|---|---|---:|---|---|---:|---:|",
     ]
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
