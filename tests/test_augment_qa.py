@@ -386,6 +386,21 @@ def test_one_of_two_look_alike_models_is_also_asked_as_the_page_describes_it():
     assert fact_sentence(sentence, _span(sentence, "1.4 kg")) == sentence  # the answer keeps the model's own name
 
 
+def test_a_count_of_named_things_and_an_item_of_a_list_are_asked_with_their_subject():
+    """ "8 NVIDIA H100 GPUs": the count asked with what is counted, "does ... have" (not "has ... ?"); "..., 2 TB of
+    system memory and ...": a list item asked of the subject and verb the list's first clause gives it."""
+    sentence = "Each p5.48xlarge instance has 8 NVIDIA H100 GPUs with 640 GB of GPU memory, 3rd generation AMD EPYC "
+    sentence += "processors, 2 TB of system memory and 30 TB of local NVMe storage."
+    asked = {q.text for q in fact_questions(sentence, _span(sentence, "8"))}
+    assert {
+        "How many NVIDIA H100 GPUs does each p5.48xlarge instance have?",
+        "Each p5.48xlarge instance has how many NVIDIA H100 GPUs?",
+    } <= asked
+    memory = [q.text for q in fact_questions(sentence, _span(sentence, "2 TB"))]
+    assert memory and all(q.startswith(("Each p5.48xlarge instance has", "How many TB does each")) for q in memory)
+    assert fact_sentence(sentence, _span(sentence, "2 TB")).startswith("Each p5.48xlarge instance has 2 TB")
+
+
 def test_a_model_code_said_alone_is_asked_and_answered_with_its_full_name():
     """ "the V3 peaked at 3.2 GHz" beside the Quarro V4: the questions and the answer name the Quarro V3, and the
     page's description of it ("the older Quarro") is asked too; a code two names share is never expanded."""

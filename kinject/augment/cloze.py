@@ -28,6 +28,7 @@ _YEAR = re.compile(r"^(?:19|20)\d\d$")
 _MONTH_YEAR = re.compile(r"^[A-Z][a-z]+\s+\d{4}$")
 _NAME_BEFORE = re.compile(r"\b[A-Z][\w\-]*\s$")
 _CURRENCY = {"$": "dollars", "€": "euros", "£": "pounds"}
+_NAMED_UNIT = re.compile(r"^ ((?:[A-Z][\w-]* ){1,3}[A-Z]*[a-z]*s)\b")  # " NVIDIA H100 GPUs": a plural after a name
 
 
 def wh_phrase(sentence: str, span: Span) -> tuple[int, int, str]:
@@ -46,6 +47,9 @@ def wh_phrase(sentence: str, span: Span) -> tuple[int, int, str]:
         if _YEAR.match(text):
             return start, end, "what year"
         unit = text.split(maxsplit=1)[1] if " " in text else ""
+        named = _NAMED_UNIT.match(sentence[end:]) if not unit else None
+        if named:  # "8 NVIDIA H100 GPUs": "how many NVIDIA H100 GPUs", the count of a named thing
+            return start, end + len(named.group(0)), f"how many {named.group(1)}"
         return start, end, f"how many {unit}".strip()
     person = _PERSON_BEFORE.search(sentence[:start]) or _PERSON_AFTER.match(sentence[end:])
     return start, end, "who" if person else "what"

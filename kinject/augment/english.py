@@ -127,6 +127,9 @@ def lower_first(text: str) -> str:
     return text[0].lower() + text[1:] if first in _OPENERS or first.lower() in DETERMINERS else text
 
 
+_HAVE = {"has": "does", "have": "do", "had": "did"}
+
+
 def fronted(clause: str, wh: str) -> str:
     """The question of ``clause`` (its fact a marker) with ``wh`` first: the subject turned around an auxiliary
     ("How many years is the T2's cell rated to last?") or "does"/"did" with the verb's base form ("When does the T2
@@ -153,6 +156,8 @@ def fronted(clause: str, wh: str) -> str:
     head = {"what date": "when", "what time": "when", "what month": "when"}.get(wh, wh)
     head = head[0].upper() + head[1:]
     verb = words[i].lower()
+    if kind == "aux" and verb in _HAVE and not between:  # "has 8 GPUs": "... does it have?", not "... has it?"
+        kind, verb = _HAVE[verb], "have"
     question = (
         f"{head} {verb} {subject} {rest}" if kind == "aux" else f"{head} {kind} {subject} {base_form(verb)} {rest}"
     )

@@ -185,11 +185,27 @@ def _last_name(text: str) -> str:
     return names[-1].text if names else ""
 
 
+_LISTING = frozenset("has have had offers includes features provides supports delivers comes".split())
+
+
+def _list_head(first: str) -> str:
+    """The subject and verb a list's items share ("Each p5.48xlarge instance has 8 GPUs, ..., 2 TB of system
+    memory": "Each p5.48xlarge instance has"), or "" when the first clause does not open a list of what one has."""
+    words = first.split()
+    found = verb_at(words)
+    if found is None or words[found[0]].lower() not in _LISTING:
+        return ""
+    return " ".join(words[: found[0] + 1] + (["with"] if words[found[0]].lower() == "comes" else []))
+
+
 def _clause_with_subject(clauses: list[str], at: int) -> str:
     """Clause ``at`` as a sentence with its subject: an apposition ("a maker of ...", "the chief executive of ...")
     said of the name before it, a participle ("photographed on ...") of the noun before it, a predicate ("carries
     410 passengers", "and runs ...") of the sentence's subject."""
     clause = clauses[at]
+    if at and clause.startswith(MARK) and verb_at(clause.split()) is None:  # an item of a list the first clause opens
+        listed = _list_head(clauses[0])
+        return f"{listed} {clause}" if listed else clause
     if at == 0 or clause.startswith(MARK) or clause[0].isupper():
         return clause
     previous = clauses[at - 1]
