@@ -61,6 +61,11 @@ def _span(sentence: str, text: str):
     return next(s for s in asked_spans(sentence) if s.text == text)
 
 
+def _asks(sentence: str, fact: str) -> set[str]:
+    """The rule questions of ``sentence`` for its fact ``fact``."""
+    return {q.text for q in fact_questions(sentence, _span(sentence, fact))}
+
+
 @pytest.mark.parametrize(
     ("sentence", "fact", "expected"),
     [
@@ -178,15 +183,12 @@ def test_a_price_is_asked_as_what_the_product_costs():
 def test_a_cost_without_a_product_name_is_asked_of_what_the_sentence_says_costs_it():
     """A price in millions, and a thing the page names with a plain noun: asked "how much", in the verb's tense."""
     paid = "The project cost 9 million euros, of which the government of Varn paid 3 million euros."
-    asked = {q.text for q in fact_questions(paid, _span(paid, "9 million euros"))}
-    assert {"How much did the project cost?", "What was the cost of the project?"} <= asked
+    assert {"How much did the project cost?", "What was the cost of the project?"} <= _asks(paid, "9 million euros")
     tickets = "Tickets cost 6.50 euros for adults, and children travel free."
-    asked = {q.text for q in fact_questions(tickets, _span(tickets, "6.50 euros"))}
-    assert {"How much do tickets cost for adults?", "What is the cost of tickets for adults?"} <= asked
-    single = "A single ticket costs 1.60 euros."
-    assert "How much does a single ticket cost?" in {
-        q.text for q in fact_questions(single, _span(single, "1.60 euros"))
-    }
+    assert {"How much do tickets cost for adults?", "What is the cost of tickets for adults?"} <= _asks(
+        tickets, "6.50 euros"
+    )
+    assert "How much does a single ticket cost?" in _asks("A single ticket costs 1.60 euros.", "1.60 euros")
 
 
 def test_a_sale_date_and_a_lifetime_are_asked_the_ways_buyers_ask_them():
@@ -272,11 +274,11 @@ def test_she_and_its_are_read_as_who_and_what_the_sentence_before_named():
         "How big is the team Lena Dorn runs?"
     }  # "runs a team": not "How many people does she run?"
     after = "Mira Holt joined Sarn in 2019 after studying chemistry at Vessel University."
-    asked = {q.text for q in fact_questions(after, _span(after, "Vessel University"))}
-    assert {"Where did Mira Holt study chemistry?", "Which school did Mira Holt attend?"} <= asked
+    assert {"Where did Mira Holt study chemistry?", "Which school did Mira Holt attend?"} <= _asks(
+        after, "Vessel University"
+    )
     leads = "Mira Holt leads a group of 140 chip designers."
-    asked = {q.text for q in fact_questions(leads, _span(leads, "140"))}
-    assert {"How many people does Mira Holt lead?", "How many people are in Mira Holt's group?"} <= asked
+    assert {"How many people does Mira Holt lead?", "How many people are in Mira Holt's group?"} <= _asks(leads, "140")
     clock = facts["3.6 GHz"]
     assert fact_sentence(clock.sentence, clock.span, clock.topic) == "Vell X2's top clock speed is 3.6 GHz."
 
