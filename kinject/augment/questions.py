@@ -33,6 +33,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .attributes import (
+    duration_questions,
+    education_questions,
+    price_questions,
+    size_questions,
+    team_questions,
+    when_questions,
+)
 from .cloze import _names_number, wh_phrase
 from .english import (
     AUX,
@@ -54,19 +62,13 @@ from .naming import DESCRIBING, ORG_WORDS, in_full
 from .relations import (
     agent_questions,
     behind_questions,
-    duration_questions,
-    education_questions,
     holder_questions,
     launch,
     launch_answer,
     launch_questions,
-    price_questions,
     role_answer,
     role_holder,
     role_questions,
-    size_questions,
-    team_questions,
-    when_questions,
 )
 
 _ADJECTIVES = frozenset(

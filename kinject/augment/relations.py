@@ -17,13 +17,8 @@ Avionics based?"), each answered with one fact ("Aurora Avionics launched the Ke
 Avionics, the maker of the Kestrel K7, is based in Tallinn.").
 
 An agent after a participle ("two boats built by the Ostrava yard of Brenmar Marine") is asked the active way ("Who
-built the boats?", "Which company built the boats?"), and a size said as an adjective ("has a 2.1-metre mirror")
-as a size ("How big is the mirror of the Halden Telescope Mini?").
-
-A price a clause gives a named product ("Utilities can order the Tidewell T2 for 89 euros per unit") is asked as
-what the product costs ("How much does the Tidewell T2 cost?", "What is the price of the Tidewell T2?"), the date it
-goes on sale as when one can buy it ("When can you buy the Tidewell T2?"), and a time a thing lasts as how long it
-lasts ("How long does Tidewell T2's sealed lithium cell last?").
+built the boats?", "Which company built the boats?"). Attributes a fact's clause states (a price, a sale date, a
+length of time, a school, a group's size, a size) are asked in ``attributes``.
 """
 
 from __future__ import annotations
@@ -33,7 +28,6 @@ from dataclasses import dataclass
 
 from .english import MARK, name_pronouns
 from .facts import Span, name_spans, paragraphs, sentences
-from .naming import MODEL
 
 _ROLE = "chief|executive|founder|director|head|president|chair|astronomer|engineer|CEO|leader|manager|officer"
 # Roles whose holder runs what they are the role of ("Who heads X?"), and the one that made it ("Who founded X?").
@@ -259,165 +253,6 @@ def launch_questions(sentence: str, span: Span) -> list[str]:
     return asked
 
 
-_MONEY = re.compile(
-    r"^how many (?:(?:thousand|million|billion) )?(?:euros|dollars|pounds|francs|yen|kronor|krona|crowns|rupees|yuan)$"
-)
-_PRICED = re.compile(rf"\b(?:costs?|priced at|for) [$\u20ac\u00a3]?{MARK}")  # "costs", "sells for", "can order it for"
-
-
-def price_questions(clause: str, wh: str) -> list[str]:
-    """What the named product of ``clause`` costs, when the fact (its marker) is the price it sells for; [] when the
-    clause names no product or the money is not its price ("the government paid 30 million")."""
-    if not _MONEY.match(wh) or not _PRICED.search(clause):
-        return []
-    before = clause.split(MARK)[0]
-    product = [(s.start, s.text) for s in name_spans(before) if re.search(r"\d|\s", s.text)]
-    product += [(m.start(), m.group()) for m in MODEL.finditer(before)]  # "Nimbus 12": no name_spans name
-    if not product:
-        return _cost_questions(clause)
-    name = max(product)[1]
-    return [f"How much does the {name} cost?", f"What is the price of the {name}?", f"How much is the {name}?"]
-
-
-_COSTS = re.compile(
-    rf"^(?P<x>(?:The |An? )?[A-Za-z][a-z]+(?: [a-z]+)?) (?P<verb>costs?) [$\u20ac\u00a3]?{MARK}(?P<rest>.*)$"
-)
-
-
-def _cost_questions(clause: str) -> list[str]:
-    """What a thing the clause names without a product name costs ("Tickets cost 6.50 euros for adults": "How much
-    do tickets cost for adults?"; "The project cost 88 million euros": "How much did the project cost?")."""
-    found = _COSTS.match(clause)
-    if not found:
-        return []
-    do = _does(found.group("x"))[0]
-    be = "is"
-    if found.group("verb") == "cost" and do == "does":  # a singular subject with "cost": the past
-        do, be = "did", "was"
-    subject = _object_case(found.group("x"))
-    if re.fullmatch(r"[A-Z][a-z]+s", subject):  # "Tickets cost ...": a plural noun that only opens the sentence
-        subject = subject.lower()
-    rest = f" {found.group('rest').strip()}" if found.group("rest").strip() else ""
-    return [
-        f"How much {do} {subject} cost{rest}?",
-        f"What {do} {subject} cost{rest}?",
-        f"What {be} the cost of {subject}{rest}?",
-    ]
-
-
-_ON_SALE = re.compile(
-    r"^(?P<x>.+?) (?:goes|go|went|will go|is|are|will be|ships|ship|will ship|reaches|reach|will reach)"
-    rf" (?:on sale|available|shops|stores)?\s?(?:on |from )?{MARK}"
-)
-_LASTS = re.compile(
-    rf"^(?P<x>.+?) (?P<rated>(?:is|are) (?:rated|expected|designed) to )?"
-    rf"(?P<verb>lasts?|runs? for|will last|takes?|took) {MARK}"
-)
-_TIME_UNITS = re.compile(r"^how many (?:years|months|weeks|days|hours|minutes)$")
-
-
-def _does(subject: str) -> tuple[str, str]:
-    """("does", "is") for a singular subject, ("do", "are") for a plural one ("Laptops built on ...")."""
-    first = subject.split()[0]
-    plural = first[0].isupper() and first.endswith("s") and first.lower() not in ("its", "this", "his")
-    return ("do", "are") if plural else ("does", "is")
-
-
-def _object_case(subject: str) -> str:
-    """``subject`` as said after a verb: "The Tarn M3" -> "the Tarn M3", "Mowers built on ..." -> "mowers built on
-    ..." (a first word capitalized only as the sentence's first, a name's next word capitalized too)."""
-    words = subject.split()
-    if (len(words) > 1 and words[1][0].islower()) or re.match(r"(?:The|A|An) ", subject):
-        return subject[0].lower() + subject[1:] if re.fullmatch(r"[A-Z][a-z]*", words[0]) else subject
-    return subject
-
-
-def when_questions(clause: str, wh: str) -> list[str]:
-    """When a product goes on sale or reaches shops (its date the marker), asked the ways buyers ask it ("When can
-    you buy the Tidewell T2?", "From what date is the Tidewell T2 available?")."""
-    found = _ON_SALE.match(clause)
-    if not found or wh not in ("what date", "when") or not re.search(r"sale|available|ship|shops|stores", clause):
-        return []
-    do, be = _does(found.group("x"))
-    subject = _object_case(found.group("x"))
-    return [
-        f"When {do} {subject} go on sale?",
-        f"When can you buy {subject}?",
-        f"From what date {be} {subject} available?",
-        f"When will {subject} be in shops?",
-    ]
-
-
-def duration_questions(clause: str, wh: str) -> list[str]:
-    """How long a thing lasts or runs (the time the marker), asked as a length of time ("How long does the Nimbus
-    16's battery last?", "For how long is Tidewell T2's cell rated to last?")."""
-    found = _LASTS.match(clause)
-    if not found or not _TIME_UNITS.match(wh):
-        return []
-    do, be = _does(found.group("x"))
-    verb = "take" if found.group("verb").startswith(("take", "took")) else "last"  # "The crossing takes 35 minutes"
-    do = "did" if found.group("verb") == "took" else do
-    subject = _object_case(found.group("x"))
-    asked = [f"How long {do} {subject} {verb}?", f"{wh[0].upper()}{wh[1:]} {do} {subject} {verb}?"]
-    if found.group("rated"):
-        asked.append(f"For how long {be} {subject} {found.group('rated').split(' ', 1)[1]}last?")
-    return asked
-
-
-_STUDIED = re.compile(
-    r"^(?P<x>.+?) (?:studied|trained|graduated|(?:was|were) (?:educated|trained))"
-    rf"(?: in (?P<field>[a-z][a-z ]*?))? (?:at|from) {MARK}$"
-)
-
-
-_AFTER_STUDYING = re.compile(  # "Lena Marsh joined Halvren in 2017 after studying electrical engineering at <school>"
-    r"^(?P<x>[A-Z][\w-]+(?: [A-Z][\w-]+)+) [a-z]+\b.*? after (?:studying|training)(?: in)?"
-    rf"(?: (?P<field>[a-z][a-z ]*?))? (?:at|from) {MARK}$"
-)
-
-
-def education_questions(clause: str, wh: str) -> list[str]:
-    """Where a person studied (the school the marker), asked the ways a reader asks it ("Where did Lena Marek
-    study?", "Which school did Lena Marek attend?", "Where did Lena Marek go to school?")."""
-    found = _STUDIED.match(clause) or _AFTER_STUDYING.match(clause)
-    if not found or wh != "where":
-        return []
-    person = found.group("x")
-    asked = [f"Where did {person} study?", f"Which school did {person} attend?", f"Where did {person} go to school?"]
-    if found.group("field"):
-        asked.append(f"Where did {person} study {found.group('field')}?")
-    if "trained" in clause:
-        asked.append(f"Where did {person} train?")
-    return asked
-
-
-_LEADS = re.compile(
-    r"^(?P<x>.+?) (?P<verb>leads|led|runs|ran|heads|headed|manages|managed) (?:a|an) "
-    rf"(?P<unit>group|team|studio|department|lab|laboratory|staff|crew|division) of {MARK}(?: (?P<who>[a-z]+))?"
-)
-_PAST = {"led": "lead", "ran": "run", "headed": "head", "managed": "manage"}
-
-
-def team_questions(clause: str, wh: str) -> list[str]:
-    """How many people a person's group has (the count the marker), asked as readers ask it ("Lena Marsh leads a
-    group of 140 chip designers": "How many people does Lena Marsh lead?", "How big is the group Lena Marsh
-    leads?")."""
-    found = _LEADS.match(clause)
-    if not found or not wh.startswith("how many"):
-        return []
-    person, verb, unit = found.group("x"), found.group("verb"), found.group("unit")
-    do, base = ("did", _PAST[verb]) if verb in _PAST else ("does", verb[:-1])
-    who = wh[len("how many") :].strip()  # "how many people" where the count has its noun
-    asked = [] if base == "run" else [f"How many people {do} {person} {base}?"]  # not "does she run" people
-    asked += [
-        f"How big is the {unit} {person} {verb}?",
-        f"How many people are in {person}'s {unit}?",
-    ]
-    if who and who != "people":
-        asked.append(f"How many {who} {do} {person} {base}?")
-    return asked
-
-
 _PARTICIPLES = "built|made|designed|developed|founded|led|operated|run|owned|manufactured|produced|created|cast"
 _AGENT = re.compile(
     r"\b(?:[Tt]he|[Aa]n?|two|three|four|five|\d+|[Ii]ts|[Tt]heir)\s+"
@@ -439,20 +274,3 @@ def agent_questions(sentence: str, span: Span) -> list[str]:
     if not re.search(rf"\b(?:{_ROLE})\b", sentence[: span.start][-40:]):  # "the astronomer X": a person
         asked.append(f"Which company {verb} the {noun}?")
     return asked
-
-
-_SIZED = re.compile(rf"^(?P<x>.+?) (?P<verb>has|had|is|was) an? {MARK} ")
-_LENGTHS = re.compile(r"^how many (?:metres|meters|inches|feet|centimetres|centimeters|millimetres|millimeters)-?$")
-
-
-def size_questions(clause: str, wh: str) -> list[str]:
-    """A size said as an adjective of a noun in ``clause`` (its "<n>-metre" a marker), asked as a size: "has a
-    <fact> mirror" -> "How big is the mirror of X?"; "is a <fact> optical telescope" -> "How big is X?"."""
-    found = _SIZED.match(clause)
-    if not found or not _LENGTHS.match(wh):
-        return []
-    subject = re.sub(r"^[Tt]he ", "", found.group("x"))
-    noun = clause[found.end() :].split()[-1] if found.group("verb") in ("has", "had") else ""
-    if noun:
-        return [f"How big is the {noun} of the {subject}?", f"What size is the {noun} of the {subject}?"]
-    return [f"How big is the {subject}?", f"What size is the {subject}?"]
