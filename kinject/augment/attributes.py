@@ -22,17 +22,26 @@ def price_questions(clause: str, wh: str) -> list[str]:
     clause names no product or the money is not its price ("the government paid 30 million")."""
     if not _MONEY.match(wh) or not _PRICED.search(clause):
         return []
+    said = _cost_questions(clause)  # a thing with no product name of its own, "the project of the Halden Telescope"
+    if said:
+        return said
     before = clause.split(MARK)[0]
     product = [(s.start, s.text) for s in name_spans(before) if re.search(r"\d|\s", s.text)]
     product += [(m.start(), m.group()) for m in MODEL.finditer(before)]  # "Nimbus 12": no name_spans name
     if not product:
-        return _cost_questions(clause)
+        return []
     name = max(product)[1]
+    if (
+        re.search(rf"\bcost [$\u20ac\u00a3]?{MARK}", clause) and not _does(name)[0] == "do"
+    ):  # "The line cost ...": past
+        return [f"How much did the {name} cost?", f"What did the {name} cost?", f"What was the cost of the {name}?"]
     return [f"How much does the {name} cost?", f"What is the price of the {name}?", f"How much is the {name}?"]
 
 
 _COSTS = re.compile(
-    rf"^(?P<x>(?:The |An? )?[A-Za-z][a-z]+(?: [a-z]+)?) (?P<verb>costs?) [$\u20ac\u00a3]?{MARK}(?P<rest>.*)$"
+    r"^(?P<x>(?:The |An? )?[A-Za-z][a-z]+(?: [a-z]+)?"
+    r"(?: (?:of|for) (?:the )?[A-Z][\w-]*(?: [A-Z][\w-]*)*(?: [a-z]+)?)?)"  # "Tickets for the Lumora line"
+    rf" (?P<verb>costs?) [$\u20ac\u00a3]?{MARK}(?P<rest>.*)$"
 )
 
 

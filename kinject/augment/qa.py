@@ -28,6 +28,7 @@ from typing import Any
 from ..runtime.progress import Progress
 from ..settings.stages import AugmentConfig
 from .cloze import _names_number, fact_clause
+from .context import mentioned, named_things, referenced, with_context
 from .english import name_pronouns
 from .facts import Span, asked_spans, name_spans, page_names, person_named, sentence_topics, with_person
 from .filters import normalized, question_problem
@@ -71,14 +72,20 @@ class Fact:
 
 
 def page_facts(passages: list[Passage]) -> list[Fact]:
-    """Every fact of every asked sentence of ``passages``, in order."""
+    """Every fact of every asked sentence of ``passages``, in order; a sentence that leaves its thing to the ones
+    before says it (``context.with_context``)."""
     facts = []
     by_source: dict[str, list[str]] = defaultdict(list)
+    texts: dict[str, str] = defaultdict(str)
     for p in passages:
         by_source[p.source] += page_names([p.text])
+        texts[p.source] += f"{p.text}\n\n"
+    things = {s: named_things(t) for s, t in texts.items()}
+    referred = {s: referenced(t, by_source[s] + things[s]) for s, t in texts.items()}
     last: dict[str, str] = {}  # per source, the last thing named so far: what a paragraph opening "Its ..." means
+    current: dict[str, str] = {}  # per source, the thing the page refers back to that it named last
     for p in passages:
-        names = tuple(dict.fromkeys(by_source[p.source]))
+        names = tuple(dict.fromkeys(by_source[p.source] + things[p.source]))
         sentences = asked_sentences(p.text)
         first = name_spans(p.text)
         fallback = topic_of(sentences[0], p.title, p.text, p.heading) if sentences else ""
@@ -91,10 +98,16 @@ def page_facts(passages: list[Passage]) -> list[Fact]:
         named = [name_pronouns(sentence, "", names) for sentence in sentences]  # "the line": the Harbor Line
         topics = sentence_topics([*named, ""], fallback or (first[0].text if first else ""))
         for sentence, topic, person in zip(sentences, topics, people, strict=False):
-            spans = [  # not the person we named, nor the number of a name ("Nimbus 12")
-                s for s in asked_spans(sentence) if s.text != person and not _names_number(sentence, s)
+            said, added = with_context(sentence, current.get(p.source, ""), texts[p.source], referred[p.source])
+            current[p.source] = mentioned(sentence, referred[p.source], current.get(p.source, "")) or current.get(
+                p.source, ""
+            )
+            spans = [  # not the person we named, nor the number of a name ("Nimbus 12"), nor the thing we said
+                s
+                for s in asked_spans(said)
+                if s.text != person and not _names_number(said, s) and not (added and added[0] <= s.start < added[1])
             ]
-            facts += [Fact(p, sentence, span, topic, names) for span in spans]
+            facts += [Fact(p, said, span, topic, names) for span in spans]
         if topics[-1]:
             last[p.source] = topics[-1]
     return facts

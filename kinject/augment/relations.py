@@ -256,7 +256,8 @@ def launch_questions(sentence: str, span: Span) -> list[str]:
 _PARTICIPLES = "built|made|designed|developed|founded|led|operated|run|owned|manufactured|produced|created|cast"
 _AGENT = re.compile(
     r"\b(?:[Tt]he|[Aa]n?|two|three|four|five|\d+|[Ii]ts|[Tt]heir)\s+"
-    r"(?P<noun>(?:[a-z][a-z\-]* ){0,2}?[a-z][a-z\-]*)\s+"
+    r"(?P<noun>(?:[a-z][a-z\-]* ){0,2}?[a-z][a-z\-]*|[A-Z][\w\-]*(?: [A-Z][\w\-]*)*)"  # "the boats", "the Harbor Line"
+    r"(?P<of>\s+(?:of|for)\s+(?:the\s+)?[A-Z][\w\-]*(?:\s+[A-Z][\w\-]*)*(?:\s+(?!(?:was|were|is|are)\b)[a-z]+)?)?\s+"
     rf"(?:(?:was|were|is|are)\s+)?(?P<verb>{_PARTICIPLES})\s+by\s+(?:the\s+[A-Za-z\- ]+?\s+(?:of\s+)?)?$"
 )
 
@@ -270,6 +271,7 @@ def agent_questions(sentence: str, span: Span) -> list[str]:
     noun, verb = found.group("noun"), found.group("verb")
     if set(noun.split()) & {"is", "are", "was", "were", "by", "of", "and", "with", "in", "on"}:
         return []
+    noun += found.group("of") or ""
     asked = [f"Who {verb} the {noun}?"]
     if not re.search(rf"\b(?:{_ROLE})\b", sentence[: span.start][-40:]):  # "the astronomer X": a person
         asked.append(f"Which company {verb} the {noun}?")
