@@ -329,9 +329,12 @@ def test_each_fact_is_asked_trimmed_and_inside_another_question():
     texts = [q.text for q in fact_questions(departure, _span(departure, "5:40"))]
     assert "When does the first departure leave Pellisk every morning?" in texts
     assert "Can you tell me when the first departure leaves Pellisk every morning?" in texts
-    # a fact inside a longer name, or after "up to", is not moved into an embedded question
+    # a name that qualifies a plural moves with it ("which Tensor Core GPUs"); a fact after "up to" does not move
     gpus = "P5 instances are powered by NVIDIA H100 Tensor Core GPUs."
-    assert not [q for q in fact_questions(gpus, _span(gpus, "NVIDIA H100")) if q.origin.startswith("embedded")]
+    assert [q.text for q in fact_questions(gpus, _span(gpus, "NVIDIA H100")) if q.origin == "embedded"] == [
+        "Do you know by which Tensor Core GPUs P5 instances are powered?",
+        "Can you tell me by which Tensor Core GPUs P5 instances are powered?",
+    ]
     bound = "The drone flies for up to 41 minutes on one battery."
     assert not [q for q in fact_questions(bound, _span(bound, "41 minutes")) if q.origin.startswith("embedded")]
 
@@ -703,3 +706,61 @@ def test_a_role_in_a_company_is_asked_from_the_product_the_company_makes():
     rows = generate_questions([passage], _Silent(), AugmentConfig(rewrites=0, round_trip=False), Progress())
     asked = {r["question"] for r in rows if r["fact"] == "Ilse Marrakov"}
     assert "Who heads the company behind the Tidewell T2?" in asked  # the page's own product, after other facts
+
+
+LUMORA = [
+    "Calvane Transit today opened the Lumora line, an electric ferry service to the island of Varnholm. The crossing "
+    "takes 35 minutes.",
+    "The line is served by two boats built by Brenmar Marine. Tickets cost 6.50 euros for adults. The city plans a "
+    "second pier for 2028.",
+]
+
+
+def _rows(paragraphs: list[str], title: str = "Ferry") -> list[dict]:
+    passages = [Passage(f"d1p{i + 1}", "file:///page.md", title, text) for i, text in enumerate(paragraphs)]
+    config = AugmentConfig(rewrites=0, questions_per_fact=0, round_trip=False)
+    return [r for r in generate_questions(passages, _Silent(), config, Progress()) if r["kept"]]
+
+
+def test_a_sentence_that_leaves_its_thing_to_the_one_before_says_it():
+    """ "The crossing takes 35 minutes" on a page about the Lumora line (which it calls "the line") is asked and
+    answered as the Lumora line's; "The line" is the Lumora line; the city is not the line's, and the words put in
+    are not asked about."""
+    rows = _rows(LUMORA)
+    crossing = [r for r in rows if r["fact"] == "35 minutes"]
+    assert "How long does the crossing of the Lumora line take?" in {r["question"] for r in crossing}
+    assert {r["answer"] for r in crossing} == {"The crossing of the Lumora line takes 35 minutes."}
+    fare = {r["question"] for r in rows if r["fact"] == "6.50 euros"}
+    assert "How much do tickets for the Lumora line cost for adults?" in fare
+    built = {r["question"] for r in rows if r["fact"] == "Brenmar Marine"}
+    assert any(q.startswith("The Lumora line is served by two boats built by") for q in built)
+    assert {r["sentence"] for r in rows if r["fact"] == "2028"} == {"The city plans a second pier for 2028."}
+    lumora = {r["sentence"] for r in rows if r["fact"] == "Lumora"}  # asked where the page says it, nowhere else
+    assert lumora and all(s.startswith("Calvane") for s in lumora)
+
+
+def test_a_page_that_never_refers_back_to_a_thing_gets_no_thing_put_in():
+    rows = _rows(["Calvane Transit today opened the Lumora line to Varnholm. The crossing takes 35 minutes."])
+    assert {r["answer"] for r in rows if r["fact"] == "35 minutes"} == {"The crossing takes 35 minutes."}
+
+
+def test_a_number_inside_a_name_does_not_count_as_the_answer_given_away():
+    """ "8" is asked although "p5.48xlarge" holds an 8 (it was dropped as "contains its answer")."""
+    rows = _rows(["Each p5.48xlarge instance has 8 NVIDIA H100 GPUs with 640 GB of GPU memory."], "P5")
+    assert "How many NVIDIA H100 GPUs does each p5.48xlarge instance have?" in {
+        r["question"] for r in rows if r["fact"] == "8"
+    }
+
+
+def test_a_name_that_qualifies_a_plural_and_a_passive_agent_are_asked_with_which():
+    """ "powered by NVIDIA H100 Tensor Core GPUs": "which Tensor Core GPUs", fronted, and turned active."""
+    sentence = "Amazon EC2 P5 instances are powered by NVIDIA H100 Tensor Core GPUs."
+    asked = _asks(sentence, "NVIDIA H100")
+    assert {
+        "Amazon EC2 P5 instances are powered by which Tensor Core GPUs?",
+        "Which Tensor Core GPUs are Amazon EC2 P5 instances powered by?",
+        "Which Tensor Core GPUs power Amazon EC2 P5 instances?",
+    } <= asked
+    assert "Who cast the new mirror of the Halden Telescope?" in _asks(
+        "The new mirror of the Halden Telescope was cast by the glassworks Feldt & Sorn.", "Feldt & Sorn"
+    )

@@ -51,6 +51,8 @@ def wh_phrase(sentence: str, span: Span) -> tuple[int, int, str]:
         if named:  # "8 NVIDIA H100 GPUs": "how many NVIDIA H100 GPUs", the count of a named thing
             return start, end + len(named.group(0)), f"how many {named.group(1)}"
         return start, end, f"how many {unit}".strip()
+    if _NAMED_UNIT.match(sentence[end:]):  # "NVIDIA H100 Tensor Core GPUs": which Tensor Core GPUs
+        return start, end, "which"
     person = _PERSON_BEFORE.search(sentence[:start]) or _PERSON_AFTER.match(sentence[end:])
     return start, end, "who" if person else "what"
 

@@ -27,44 +27,52 @@ _OWN_THINGS = frozenset(
 _PEOPLE = re.compile(r"(?:ers|ors|ists|ents|ants|ians)$")  # "Developers", "Residents", "Engineers"
 _NOT_NOUNS = DETERMINERS | NOT_VERBS | {"hers", "ours", "theirs", "yours", "thus"}
 _FOR = frozenset("ticket tickets fare fares price prices pass passes".split())  # "Tickets for the Lumora line"
+_OF_NAME = r"((?:[a-z]+ ){0,2}[a-z]{3,}) (?:for|of) (?:the )?((?:[A-Z][\w-]* ){0,3}[A-Z][\w-]*)"
 
 
 def named_things(text: str) -> list[str]:
     """A name with the common noun the page says it with, when the page also says that noun alone: "Lumora line"
-    where it writes "the Lumora line" and later "The line is served by ..."."""
+    where it writes "the Lumora line" and later "The line is served by ...", "vector engine for Amazon OpenSearch
+    Serverless" where it later writes "The vector engine adds ..."."""
     found = []
     for match in re.finditer(r"\b[Tt]he ((?:[A-Z][\w-]* ){1,3})([a-z]{3,})\b", text):
         noun = match.group(2)
-        if noun in AUX or not re.search(rf"\b[Tt]he {noun}\b", text):
-            continue
-        found.append(match.group(1) + noun)
+        if noun not in AUX and re.search(rf"\b[Tt]he {noun}\b", text):
+            found.append(match.group(1) + noun)
+    for match in re.finditer(rf"\b[Tt]he {_OF_NAME}", text):
+        phrase = match.group(1)
+        if phrase.split()[0] not in AUX and re.search(rf"\b[Tt]he {phrase}\b(?! (?:for|of)\b)", text):
+            found.append(match.group(0)[4:])
     return list(dict.fromkeys(found))
 
 
+def phrase_of(thing: str) -> str:
+    """The words a page refers back to ``thing`` by: "line" for the Lumora line, "vector engine" for the vector
+    engine for Amazon OpenSearch Serverless."""
+    described = re.fullmatch(_OF_NAME, thing)
+    return described.group(1) if described else thing.split()[-1].lower()
+
+
 def referenced(text: str, names: list[str]) -> list[str]:
-    """The names of ``names`` (of two words or more) that the page refers back to by their last word: "the line"
-    for the Harbor Line, "the telescope" for the Halden Telescope."""
+    """The names of ``names`` (of two words or more) that the page refers back to (``phrase_of``): "the line" for
+    the Harbor Line, "the telescope" for the Halden Telescope."""
     found = []
     for name in dict.fromkeys(names):
-        head = name.split()[-1].lower()
-        if " " in name and head.isalpha() and re.search(rf"\b[Tt]he {head}\b(?![\w-])", text):
+        phrase = phrase_of(name)
+        if " " in name and re.fullmatch(r"[a-z ]+", phrase) and re.search(rf"\b[Tt]he {phrase}\b(?![\w-])", text):
             found.append(name)
     return found
 
 
-def _head(name: str) -> str:
-    return name.split()[-1].lower()
-
-
 def mentioned(sentence: str, things: list[str], current: str = "") -> str:
-    """The first of ``things`` that ``sentence`` names, or refers to by its last word ("The telescope ..."; the
-    ``current`` one when two share that word), or ""."""
+    """The first of ``things`` that ``sentence`` names, or refers to by its phrase ("The telescope ..."; the
+    ``current`` one when two share it), or ""."""
     places = []
     for thing in things:
         whole = re.search(rf"(?<![\w-]){re.escape(thing)}(?![\w-]| [A-Z0-9])", sentence)  # not "... Telescope Mini"
         places += [(whole.start(), thing)] if whole else []
-        if sum(_head(t) == _head(thing) for t in things) == 1 or thing == current:
-            match = re.search(rf"\b[Tt]he {re.escape(_head(thing))}\b(?![\w-])", sentence)
+        if sum(phrase_of(t) == phrase_of(thing) for t in things) == 1 or thing == current:
+            match = re.search(rf"\b[Tt]he {re.escape(phrase_of(thing))}\b(?![\w-])", sentence)
             places += [(match.start(), thing)] if match else []
     return min(places)[1] if places else ""
 
@@ -87,23 +95,29 @@ def _subject(words: list[str]) -> int:
     return end if words[0] in OPENERS else 0
 
 
+def _the(thing: str, text: str) -> str:
+    """``thing`` with the article the page gives it ("the Lumora line", "Amazon Bedrock")."""
+    return f"the {thing}" if re.search(rf"\b[Tt]he {re.escape(thing)}\b", text) else thing
+
+
 def with_context(sentence: str, thing: str, text: str, things: list[str]) -> tuple[str, tuple[int, int] | None]:
     """``sentence`` with ``thing`` said where its subject leaves it out, and where the words put in stand (None when
     nothing changed). ``text`` is the page, for the article it gives the thing ("the Lumora line"); ``things`` are
-    the ones it refers back to (``referenced``): "The telescope" is the one whose last word is "telescope"."""
+    the ones it refers back to (``referenced``): "The telescope" is the one whose phrase is "telescope"."""
     words = sentence.split(" ")
     n = _subject(words)
     if not n or not thing:
         return sentence, None
     subject, head = " ".join(words[:n]), words[n - 1].lower()
-    same = [t for t in things if _head(t) == head]
+    same = [t for t in things if phrase_of(t).split()[-1] == head]
     if same:  # "The line": the Harbor Line (the current one when two lines were named)
-        if n != 2 or words[0] != "The" or (len(same) > 1 and thing not in same):
+        said = [t for t in same if subject.lower() == f"the {phrase_of(t)}" and (t == thing or len(same) == 1)]
+        if not said:
             return sentence, None
-        said = f"The {thing if len(same) > 1 else same[0]}"
-        return said + sentence[len(subject) :], (4, len(said))
+        named = _the(said[0], text)
+        named = named[0].upper() + named[1:]
+        return named + sentence[len(subject) :], (len(named) - len(said[0]), len(named))
     if re.search(rf"(?<![\w-]){re.escape(thing)}(?![\w-])", sentence):
         return sentence, None
-    article = "the " if re.search(rf"\b[Tt]he {re.escape(thing)}\b", text) else ""
-    added = f" {'for' if head in _FOR else 'of'} {article}{thing}"
+    added = f" {'for' if head in _FOR else 'of'} {_the(thing, text)}"
     return subject + added + sentence[len(subject) :], (len(subject), len(subject) + len(added))

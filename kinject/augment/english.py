@@ -94,6 +94,8 @@ def verb_at(words: list[str]) -> tuple[int, str] | None:
             continue  # "the boats", "of sales": a noun
         if lower in IRREGULAR_PAST or (lower.endswith("ed") and len(lower) > 4):
             return i, "did"
+        if i + 1 < len(words) and words[i + 1].lower() in AUX:
+            continue  # "P5 instances are ...": a plural noun before the verb
         if lower.endswith("s") and len(lower) > 3 and not lower.endswith(("ss", "us", "is")):
             return i, "does"
     return None
@@ -140,6 +142,9 @@ def fronted(clause: str, wh: str) -> str:
     at = words.index(MARK)
     if at == 0:
         return ""  # the subject asked: the cloze form is the question already
+    after = words[at + 1 : at + 2]
+    if "-" in words[at - 1] or (after and after[0][0] in "(" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
+        return ""  # the fact is part of a longer phrase ("second-generation <fact>", "<fact> (N. Virginia)")
     found = verb_at(words[:at])
     if found is None:
         return ""
@@ -162,6 +167,24 @@ def fronted(clause: str, wh: str) -> str:
         f"{head} {verb} {subject} {rest}" if kind == "aux" else f"{head} {kind} {subject} {base_form(verb)} {rest}"
     )
     return " ".join(question.split()).rstrip(" ,") + "?"
+
+
+_PASSIVE = re.compile(rf"^(?P<subject>.+?) (?P<be>is|are|was|were) (?P<verb>[a-z]+ed) by {MARK}$")
+
+
+def active(clause: str, wh: str) -> str:
+    """The question of a passive clause whose fact is its agent, turned active: "P5 instances are powered by
+    <fact>" -> "What powers P5 instances?", "Which Tensor Core GPUs power P5 instances?"; "" for any other clause."""
+    found = _PASSIVE.match(" ".join(clause.split()).rstrip("."))
+    if not found or not wh.startswith(("what", "which", "who")) or wh.startswith(("what date", "what time")):
+        return ""
+    verb = found.group("verb")
+    if found.group("be") in ("is", "are"):
+        base = base_form(verb)
+        plural = wh.startswith("which ") and wh.endswith("s") and not wh.endswith("ss")
+        verb = base if plural else (base + "es" if re.search(r"(?:ch|sh|ss|x|z|o)$", base) else base + "s")
+    head = wh[0].upper() + wh[1:]
+    return f"{head} {verb} {lower_first(found.group('subject'))}?"
 
 
 def reworded(question: str) -> list[str]:

@@ -60,7 +60,7 @@ def question_problem(question: str, sentence: str, answer: str, shares_words: bo
     words = len(question.split())
     if not 4 <= words <= 30:
         return f"{words} words"
-    if answer and numeric_spans(answer) and normalized(answer) in normalized(question):
+    if answer and numeric_spans(answer) and f" {normalized(answer)} " in f" {normalized(question)} ":
         return "contains its answer"  # (a name it asks about may be the sentence's subject, and is allowed)
     if shares_words and not content_words(question) & content_words(sentence):
         return "shares no word with the sentence"

@@ -41,7 +41,7 @@ from .attributes import (
     team_questions,
     when_questions,
 )
-from .cloze import _names_number, wh_phrase
+from .cloze import _NAMED_UNIT, _names_number, wh_phrase
 from .english import (
     AUX,
     DETERMINERS,
@@ -50,6 +50,7 @@ from .english import (
     MARK,
     NOT_VERBS,
     PREPOSITIONS,
+    active,
     embedded,
     fronted,
     name_pronouns,
@@ -137,6 +138,9 @@ def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
         nouns = [n for n in nouns if " " not in n.group(1) or not n.group(1).endswith("s")]
         if the and nouns:  # "the Lumora line", "the Kestrel K7 survey drone"
             return the.start(), end + len(nouns[0].group(0)), f"which {nouns[0].group(1)}"
+        unit = _NAMED_UNIT.match(after)
+        if unit:  # "NVIDIA H100 Tensor Core GPUs": "which Tensor Core GPUs"
+            return start, end + len(unit.group(0)), f"which {unit.group(1)}"
         kind = re.search(r"\bthe ((?:[a-z]{3,} )?[a-z]{3,}) $", before)
         if kind and not set(kind.group(1).split()) & (DETERMINERS | _ADJECTIVES):
             # "the comet C/2031 Brisk", "the astronomer Tomas Ibarro", "the engineering firm Castellan Works"
@@ -301,7 +305,7 @@ def _verb_after_and(words: list[str], j: int) -> bool:
         or (verb.endswith("s") and len(verb) > 3 and not verb.endswith(("ss", "us", "is")))
     )
     takes = after == MARK or after[0].isdigit() or after[0].isupper() or after.lower() in DETERMINERS | PREPOSITIONS
-    return form and takes
+    return form and (takes or verb in ("lets", "allows", "helps", "enables"))  # "and lets developers combine ..."
 
 
 def one_conjunct(clause: str) -> str:
@@ -384,7 +388,7 @@ def _sentence_forms(clause: str, wh: str) -> list[Question]:
         forms += [Question(form.format(inside), "embedded") for form in EMBEDDINGS]
     related = price_questions(clause, wh) + size_questions(clause, wh)
     related += when_questions(clause, wh) + duration_questions(clause, wh) + education_questions(clause, wh)
-    related += team_questions(clause, wh)
+    related += team_questions(clause, wh) + [q for q in (active(clause, wh),) if q]
     forms += [Question(text, "relation") for text in related]
     return forms
 
