@@ -152,7 +152,7 @@ def generate_questions(
     _filter(rows, config.round_trip, short)
     if config.round_trip:
         round_trip([r for r in rows if r["kept"] and r["origin"] in MODEL_ORIGINS], passages, generator, progress)
-    _answer(rows, facts, config)
+    _answer(rows, facts, config, codes)
     _keep_per_fact(rows, config.kept_per_fact)
     return rows
 
@@ -316,12 +316,12 @@ def fact_aliases(fact: str) -> list[str]:
     return list(dict.fromkeys(aliases))
 
 
-def _answer(rows: list[dict[str, Any]], facts: list[Fact], config: AugmentConfig) -> None:
+def _answer(rows: list[dict[str, Any]], facts: list[Fact], config: AugmentConfig, codes: dict[str, str]) -> None:
     """Each row's answer: "fact" (the fact's clause with its subject), "one-fact" (that clause without the other
     half of a coordination), "clause" (the fact's clause), "sentence";
-    "generator" and "distill" start from the fact's clause and are written by ``generation`` afterwards."""
+    "generator" and "distill" start from the fact's clause and are written by ``generation`` afterwards; a model
+    code said alone is said in full (``codes``, ``naming.model_codes``)."""
     by_fact = {(f.passage.id, f.sentence, f.text): f for f in facts}
-    codes = model_codes(list(dict.fromkeys(f.passage.text for f in facts)))
     for row in rows:
         if not row["fact"] or config.answers == "sentence":
             continue
