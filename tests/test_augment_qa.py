@@ -764,3 +764,18 @@ def test_a_name_that_qualifies_a_plural_and_a_passive_agent_are_asked_with_which
     assert "Who cast the new mirror of the Halden Telescope?" in _asks(
         "The new mirror of the Halden Telescope was cast by the glassworks Feldt & Sorn.", "Feldt & Sorn"
     )
+
+
+def test_a_thing_described_in_an_apposition_is_also_asked_as_described():
+    """ "the Lumora line, an electric ferry service that links Pellisk with Varnholm": one relation question a fact
+    also asks about "the electric ferry service that links ...", never one whose description holds its answer."""
+    rows = _rows(
+        [
+            "Calvane Transit today opened the Lumora line, an electric ferry service that links Pellisk with "
+            "Varnholm. The crossing takes 35 minutes.",
+            "The line is served by two boats.",
+        ]
+    )
+    described = {r["fact"]: r["question"] for r in rows if r["origin"] == "described"}
+    assert described["Calvane Transit"] == "Who opened the electric ferry service that links Pellisk with Varnholm?"
+    assert "Pellisk" not in described and "Varnholm" not in described

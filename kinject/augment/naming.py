@@ -78,6 +78,27 @@ def described_names(texts: list[str]) -> dict[str, list[str]]:
     return found
 
 
+APPOSITION_WORDS = 16  # a longer description makes every question that says it too long to ask
+_APPOSITION = re.compile(
+    r"\b((?:[A-Z][\w-]*(?: &)? )*[A-Z][\w-]*(?: [a-z]{3,})?), an? ([a-z0-9][\w.-]*(?: [\w-]+)*?)(?=[,;:]|\.(?!\d)|$)"
+)
+
+
+def apposition_names(texts: list[str]) -> dict[str, list[str]]:
+    """For a name the page describes in an apposition ("the Lumora line, an electric ferry service that links the
+    harbour town of Pellisk with the island of Varnholm"), that description as "the ..." ("the electric ferry
+    service that links ..."), so that a question can ask about the thing as a reader who knows what it is but not
+    its name does ("Which company runs the ferry service between Pellisk and Varnholm?")."""
+    found: dict[str, list[str]] = {}
+    for text in texts:
+        for m in _APPOSITION.finditer(" ".join(text.split())):
+            name, description = m.group(1), m.group(2)
+            if len(description.split()) > APPOSITION_WORDS or name.split()[0] in ("The", "A", "An"):
+                continue
+            found[name] = list(dict.fromkeys([*found.get(name, []), f"the {description}"]))
+    return found
+
+
 _OPENERS = frozenset("the a an its this that these their our his her".split())  # "The V4 packs": no model's name
 
 

@@ -33,7 +33,7 @@ from .english import name_pronouns
 from .facts import Span, asked_spans, name_spans, page_names, person_named, sentence_topics, with_person
 from .filters import normalized, question_problem
 from .generators import ChatGenerator
-from .naming import described_names, in_full, model_codes, short_names
+from .naming import apposition_names, described_names, in_full, model_codes, short_names
 from .passages import Passage, asked_sentences, topic_of
 from .prompts import TEMPLATES, answer_conversation, question_conversation, rewrite_conversation
 from .questions import fact_questions, fact_sentence
@@ -136,6 +136,7 @@ def generate_questions(
     facts = page_facts(passages)
     short = short_names(page_names([p.text for p in passages]))
     described = described_names([p.text for p in passages])
+    appositions = apposition_names([p.text for p in passages])
     products = makers([p.text for p in passages])
     codes = model_codes([p.text for p in passages])
     rows: list[dict[str, Any]] = []
@@ -146,6 +147,9 @@ def generate_questions(
             else []
         )
         rows += [qa_row(fact, fact.passage, fact.sentence, q.text, _origin(q.origin)) for q in made]
+        rows += [
+            qa_row(fact, fact.passage, fact.sentence, q, "described") for q in described_as(made, fact, appositions)
+        ]
     rows += _rewrites(facts, rows, generator, config, progress)
     rows += _written(facts, generator, config, progress)
     rows += _templates(passages, config)
@@ -158,6 +162,20 @@ def generate_questions(
 
 
 MODEL_ORIGINS = ("rewrite", "sampled", "written")
+
+
+def described_as(made: list[Any], fact: Fact, appositions: dict[str, list[str]]) -> list[str]:
+    """The relation questions of a fact asked of a thing as its page describes it in an apposition ("Which company
+    opened the electric ferry service that links ... Pellisk with ... Varnholm?" beside "... the Lumora line?"), one a
+    fact, never one whose description states the fact."""
+    for q in made:
+        if q.origin != "relation":
+            continue
+        for name, said in appositions.items():
+            found = re.search(rf"\b(?:[Tt]he )?{re.escape(name)}\b(?! [A-Z0-9])", q.text)  # not "... Telescope Mini"
+            if found and fact.text.lower() not in said[0].lower() and name not in fact.text:
+                return [q.text[: found.start()] + said[0] + q.text[found.end() :]]
+    return []
 
 
 def _origin(rule: str) -> str:
