@@ -132,7 +132,7 @@ def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
     start, end, wh = wh_phrase(sentence, span)
     after, before = sentence[end:], sentence[:start]
     if span.kind == "name":
-        the = re.search(r"\bthe $", before)
+        the = re.search(r"\b(?:the|an?) $", before)  # "the Lumora line", "an OpenAPI schema"
         nouns = [n for n in (re.match(r" ([a-z]{3,} [a-z]{3,})\b", after), re.match(r" ([a-z]{3,})\b", after)) if n]
         nouns = [n for n in nouns if all(_noun(w) for w in n.group(1).split())]
         nouns = [n for n in nouns if " " not in n.group(1) or not n.group(1).endswith("s")]
