@@ -506,7 +506,7 @@ def test_the_round_trip_drops_a_question_the_reader_does_not_answer_with_its_fac
         {"passage": "d1p1", "fact": "35 minutes", "question": "What does the crossing replace?", "kept": True},
     ]
     reader = _Reader({"How long": "The crossing takes 35 minutes.", "replace": "It replaces diesel ferries."})
-    round_trip(rows, [PASSAGE], reader, Progress())
+    round_trip(rows, page_facts([PASSAGE]), reader, Progress())
     assert rows[0]["kept"] and rows[0]["reader"] == "The crossing takes 35 minutes."
     assert not rows[1]["kept"] and "round trip" in rows[1]["reason"]
 

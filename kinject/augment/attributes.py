@@ -34,7 +34,7 @@ def price_questions(clause: str, wh: str) -> list[str]:
     if (
         re.search(rf"\bcost [$\u20ac\u00a3]?{MARK}", clause) and not _does(name)[0] == "do"
     ):  # "The line cost ...": past
-        return [f"How much did the {name} cost?", f"What did the {name} cost?", f"What was the cost of the {name}?"]
+        return _cost_forms(f"the {name}", "did", "was")
     return [f"How much does the {name} cost?", f"What is the price of the {name}?", f"How much is the {name}?"]
 
 
@@ -59,6 +59,12 @@ def _cost_questions(clause: str) -> list[str]:
     if re.fullmatch(r"[A-Z][a-z]+s", subject):  # "Tickets cost ...": a plural noun that only opens the sentence
         subject = subject.lower()
     rest = f" {found.group('rest').strip()}" if found.group("rest").strip() else ""
+    return _cost_forms(subject, do, be, rest)
+
+
+def _cost_forms(subject: str, do: str, be: str, rest: str = "") -> list[str]:
+    """The three ways a cost is asked for ("How much did the project cost?", "What did ...", "What was the cost
+    of ..."), ``rest`` the words after the price ("for adults")."""
     return [
         f"How much {do} {subject} cost{rest}?",
         f"What {do} {subject} cost{rest}?",

@@ -155,7 +155,7 @@ def generate_questions(
     rows += _templates(passages, config)
     _filter(rows, config.round_trip, short)
     if config.round_trip:
-        round_trip([r for r in rows if r["kept"] and r["origin"] in MODEL_ORIGINS], passages, generator, progress)
+        round_trip([r for r in rows if r["kept"] and r["origin"] in MODEL_ORIGINS], facts, generator, progress)
     _answer(rows, facts, config, codes)
     _keep_per_fact(rows, config.kept_per_fact)
     return rows
@@ -276,18 +276,18 @@ def _filter(rows: list[dict[str, Any]], checked_by_reader: bool, short: dict[str
         row.update(kept=not problem, reason=problem)
 
 
-def round_trip(rows: list[dict[str, Any]], passages: list[Passage], reader: ChatGenerator, progress: Progress) -> None:
+def round_trip(rows: list[dict[str, Any]], facts: list[Fact], reader: ChatGenerator, progress: Progress) -> None:
     """Keep each row only when ``reader``, given its passage, answers its question with its fact, before any other
-    fact of the passage of the same kind (a reader that recites the sentence "cast by Feldt & Sorn and weighs 19
-    tonnes" has answered a question about the weight, not one about the maker); the reader's answer is kept with
-    the row (``reader``)."""
+    fact of the passage of the same kind (``facts``, from ``page_facts``): a reader that recites the sentence "cast
+    by Feldt & Sorn and weighs 19 tonnes" has answered a question about the weight, not one about the maker. The
+    reader's answer is kept with the row (``reader``)."""
     if not rows:
         return
     from .matching import alias_position
 
-    text = {p.id: p.text for p in passages}
+    text = {f.passage.id: f.passage.text for f in facts}
     others: dict[str, list[Span]] = defaultdict(list)
-    for fact in page_facts(passages):
+    for fact in facts:
         others[fact.passage.id].append(fact.span)
     progress.start("augment: round trip", total=len(rows), unit="question")
     answers = reader.chat(
