@@ -402,7 +402,8 @@ def test_a_count_of_named_things_and_an_item_of_a_list_are_asked_with_their_subj
         "Each p5.48xlarge instance has how many NVIDIA H100 GPUs?",
     } <= asked
     memory = [q.text for q in fact_questions(sentence, _span(sentence, "2 TB"))]
-    assert memory and all(q.startswith(("Each p5.48xlarge instance has", "How many TB does each")) for q in memory)
+    subject = ("Each p5.48xlarge instance has", "How many TB of system", "How much system", "What is the system")
+    assert memory and all(q.startswith(subject) and "each p5.48xlarge" in q.lower() or " a p5" in q for q in memory)
     assert fact_sentence(sentence, _span(sentence, "2 TB")).startswith("Each p5.48xlarge instance has 2 TB")
 
 
@@ -779,3 +780,48 @@ def test_a_thing_described_in_an_apposition_is_also_asked_as_described():
     described = {r["fact"]: r["question"] for r in rows if r["origin"] == "described"}
     assert described["Calvane Transit"] == "Who opened the electric ferry service that links Pellisk with Varnholm?"
     assert "Pellisk" not in described and "Varnholm" not in described
+
+
+def test_an_amount_in_a_list_is_asked_alone_and_by_what_it_is_of():
+    """ "has 4 Teln chips, 512 GB of system memory and 8 TB of flash storage": each amount asked without the
+    other items, fronted with what it is of, and as "How much <what>"; a count of things ("of cars") is not."""
+    sentence = "Each Korva K9 server has 4 Teln chips, 512 GB of system memory and 8 TB of flash storage."
+    memory, storage = _asks(sentence, "512 GB"), _asks(sentence, "8 TB")
+    assert {
+        "Each Korva K9 server has how many GB of system memory?",
+        "How many GB of system memory does each Korva K9 server have?",
+        "How much system memory does each Korva K9 server have?",
+        "What is the system memory of a Korva K9 server?",
+    } <= memory
+    assert not any("8 TB" in q or "storage" in q for q in memory)
+    assert {
+        "How many TB of flash storage does each Korva K9 server have?",
+        "How much flash storage does each Korva K9 server have?",
+    } <= storage
+    assert not any("512 GB" in q for q in storage)
+    assert "How much aggregate bandwidth do Korva K9 servers deliver?" in _asks(
+        "Korva K9 servers deliver 400 Gbps of aggregate bandwidth with support for Lanx links.", "400 Gbps"
+    )
+    assert not any(q.startswith("How much") for q in _asks("The Lumora Grand has room for 60 of cars.", "60"))
+
+
+def test_a_reported_clause_and_a_subordinate_one_are_asked_as_clauses_of_their_own():
+    """ "Orvane announced that <clause>" and "While <clause>, ...": the questions and the answer are of the clause."""
+    reported = "Tarsis Labs announced that Pelto notebooks support Quillo, the coding assistant."
+    asked = _asks(reported, "Quillo")
+    assert "Pelto notebooks support what?" in asked
+    assert not any("Tarsis" in q or "announce" in q for q in asked)
+    assert fact_sentence(reported, _span(reported, "Quillo")) == "Pelto notebooks support Quillo."
+    assert "Which company announced that Pelto notebooks support Quillo?" in _asks(reported, "Tarsis Labs")
+    subordinate = "While a pilot flies over the Tarn Valley, the Skyla app shows the weather."
+    assert {"A pilot flies over what?", "What does a pilot fly over?"} <= _asks(subordinate, "Tarn Valley")
+    assert fact_sentence(subordinate, _span(subordinate, "Tarn Valley")) == "A pilot flies over the Tarn Valley."
+
+
+def test_the_half_after_and_with_a_plural_verb_is_left_out_of_a_fact_before_it():
+    """ "describe each room with a Floorplan sketch and upload those rooms as Cadra files": the Floorplan question
+    stops at "and"; the Cadra question keeps its whole clause (its subject is not plain to see)."""
+    sentence = "Builders describe each room with a Floorplan sketch and upload those rooms as Cadra files."
+    assert "Builders describe each room with which sketch?" in _asks(sentence, "Floorplan")
+    assert not any("upload" in q for q in _asks(sentence, "Floorplan"))
+    assert any("upload those rooms" in q for q in _asks(sentence, "Cadra"))

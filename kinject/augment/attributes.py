@@ -1,13 +1,14 @@
 """Questions of an attribute stated in a fact's clause, asked the ways readers ask them: a price ("How much does the
 Tidewell T2 cost?"), a sale date, how long a thing lasts or a trip takes, where a person studied, the size of a
-person's group, a length said as a size. Each takes the clause with the fact as its marker and the fact's question
-words, and returns [] when the clause is not of its kind."""
+person's group, a length said as a size, an amount of what a thing has ("How much system memory ..."). Each takes
+the clause with the fact as its marker and the fact's question words, and returns [] when the clause is not of its
+kind."""
 
 from __future__ import annotations
 
 import re
 
-from .english import MARK
+from .english import MARK, base_form
 from .facts import name_spans
 from .naming import MODEL
 
@@ -200,3 +201,29 @@ def size_questions(clause: str, wh: str) -> list[str]:
     if noun:
         return [f"How big is the {noun} of the {subject}?", f"What size is the {noun} of the {subject}?"]
     return [f"How big is the {subject}?", f"What size is the {subject}?"]
+
+
+_AFTER = "with|for|in|on|at|per|to"  # a phrase after what the amount is of
+_AMOUNT_OF = re.compile(
+    r"^(?P<x>.+?) (?P<verb>has|have|had|offers|offer|provides|provide|delivers|deliver|includes|include)"
+    rf"(?: [^,]{{1,60}}? with)? (?:up to |a combined |an? )?{MARK} of"
+    rf" (?P<what>[a-zA-Z][\w-]*(?: (?!(?:{_AFTER}|and)\b)[\w-]+){{0,3}})(?: (?:{_AFTER})\b.*)?$"
+)
+
+
+def amount_questions(clause: str, wh: str) -> list[str]:
+    """An amount of something a thing has, asked for by what it is of ("Each p5.48xlarge instance has <fact> of
+    system memory" -> "How much system memory does each p5.48xlarge instance have?", "What is the system memory of a
+    p5.48xlarge instance?"); [] for a count of things ("<fact> of cars"), a price, or any other clause."""
+    found = _AMOUNT_OF.match(" ".join(clause.split()))
+    what = found.group("what") if found else ""
+    if not found or not wh.startswith("how many ") or _MONEY.match(wh) or re.search(r"[a-z][^su]s$", what):
+        return []
+    subject = re.sub(r"^Each ", "each ", _object_case(found.group("x")))
+    last = subject.split()[-1]
+    plural = re.search(r"[a-z][^su]s$", last) is not None and not subject.startswith("each ")
+    verb = found.group("verb")
+    do = "did" if verb == "had" else "do" if plural else "does"
+    base = "have" if verb in ("has", "have", "had") else base_form(verb)
+    one = re.sub(r"^each (?=\S)", "an " if re.match(r"each [aeiouAEIOU]", subject) else "a ", subject)
+    return [f"How much {what} {do} {subject} {base}?", f"What is the {what} of {one}?"]

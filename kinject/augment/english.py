@@ -78,6 +78,9 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
 )
 
 
+_ADVERBS = frozenset("now also still already only currently".split())  # between a subject and its verb
+
+
 def verb_at(words: list[str]) -> tuple[int, str] | None:
     """(index, kind) of the clause's finite verb among ``words``: an auxiliary ("aux"), a present ("does") or a past
     ("did") verb after the subject; None when none is plain to see."""
@@ -94,8 +97,8 @@ def verb_at(words: list[str]) -> tuple[int, str] | None:
             continue  # "the boats", "of sales": a noun
         if lower in IRREGULAR_PAST or (lower.endswith("ed") and len(lower) > 4):
             return i, "did"
-        if i + 1 < len(words) and words[i + 1].lower() in AUX:
-            continue  # "P5 instances are ...": a plural noun before the verb
+        if i + 1 < len(words) and words[i + 1].lower() in AUX | _ADVERBS:
+            continue  # "P5 instances are ...", "Glue Studio notebooks now support ...": a plural noun before the verb
         if lower.endswith("s") and len(lower) > 3 and not lower.endswith(("ss", "us", "is")):
             return i, "does"
     return None
@@ -153,12 +156,19 @@ def fronted(clause: str, wh: str) -> str:
     if len(between) > 6 or "," in between or any(w.lower() in AUX for w in between) or words[at - 1] == "of":
         return ""
     subject = lower_first(" ".join(words[:i]).replace(" ,", ","))
+    if re.search(r"\b[a-z]+s (?:a|an|the)\b", subject):
+        return ""  # "the actions an agent may take": the auxiliary is a relative clause's, not the subject's
     tail = between + words[at + 1 :]
     if wh in ("what date", "what month", "what year", "what time", "where") and between:
         if between[-1].lower() in PREPOSITIONS:  # "go on sale on [when]": the preposition goes with the fact
             tail = between[:-1] + words[at + 1 :]
-    rest = " ".join(tail).replace(" ,", ",").strip(" ,")
     head = {"what date": "when", "what time": "when", "what month": "when"}.get(wh, wh)
+    if wh.startswith("how many ") and not between and tail[:1] == ["of"]:  # "How many TB of memory does X have?"
+        size = next((k for k, w in enumerate(tail[1:], 1) if w == "," or w.lower() in PREPOSITIONS | {"and"}), None)
+        size = len(tail) if size is None else size
+        if 1 < size <= 5:
+            head, tail = f"{head} {' '.join(tail[:size])}", tail[size:]
+    rest = " ".join(tail).replace(" ,", ",").strip(" ,")
     head = head[0].upper() + head[1:]
     verb = words[i].lower()
     if kind == "aux" and verb in _HAVE and not between:  # "has 8 GPUs": "... does it have?", not "... has it?"

@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass
 
 from .attributes import (
+    amount_questions,
     duration_questions,
     education_questions,
     price_questions,
@@ -212,6 +213,10 @@ def _clause_with_subject(clauses: list[str], at: int) -> str:
     if at and clause.startswith(MARK) and verb_at(clause.split()) is None:  # an item of a list the first clause opens
         listed = _list_head(clauses[0])
         return f"{listed} {clause}" if listed else clause
+    if at and re.match(rf"{_AMOUNT} and {MARK}", clause) and verb_at(clause.split()) is None:
+        listed = _list_head(clauses[0])  # the list's last item: "..., 2 TB of system memory and <fact> of storage"
+        if listed:
+            return f"{listed} {clause}"
     if at == 0 or clause.startswith(MARK) or clause[0].isupper():
         return clause
     previous = clauses[at - 1]
@@ -257,6 +262,11 @@ def _verb_first(clause: str) -> bool:
     return word in AUX or word in IRREGULAR_PAST or verb_at(["X", word, *clause.split()[1:2]]) is not None
 
 
+# what a page reports ("AWS announced that <clause>"): the question asks the clause itself
+_REPORTED = r"^[A-Z][\w.&-]*(?: [A-Z][\w.&-]*)* (?:announced|said|says|reported|confirmed|noted) that (?=\S)"
+_SUBORDINATE = r"^(?:While|When|Whereas|Although|Though|Because|Once|As soon as) (?=\S)"
+
+
 def _marked(
     sentence: str, span: Span, topic: str, names: tuple[str, ...] = (), split: bool = True
 ) -> tuple[str, str] | None:
@@ -270,6 +280,7 @@ def _marked(
     text = re.sub(r"[\"\u201c\u201d]", "", text)
     text = re.sub(r"[.!?]+$", "", text.strip())
     text = re.sub(r"\s+today(?=\s)", "", text)  # "X today announced": a question asks "What did X announce?"
+    text = re.sub(_REPORTED, "", text) if MARK not in text.split(" that ", 1)[0] else text
     clauses = _clauses(name_pronouns(text, topic, names))
     at = next((i for i, c in enumerate(clauses) if MARK in c), None)
     if at is None:
@@ -279,6 +290,9 @@ def _marked(
         # "The larger boat, the Lumora Grand, carries 410 passengers": which larger boat carries 410 passengers?
         return f"{MARK} {clauses[2]}", "which " + clauses[0].split(" ", 1)[1]
     clause = _clause_with_subject(clauses, at)
+    if at == 0 and len(clauses) > 1 and re.match(_SUBORDINATE, clause):  # "While a data engineer writes ..., ..."
+        clause = re.sub(_SUBORDINATE, "", clause)
+        clause = clause[0].upper() + clause[1:]
     if not clause or clause.strip() == MARK or len(clause.split()) < 3:
         return None
     clause = one_conjunct(clause) if split else clause
@@ -286,11 +300,14 @@ def _marked(
 
 
 _QUANTITY = r"(?:no|\d[\d.,]*(?:\s(?:thousand|million|billion))?)\s[a-z]+"
+_OF_TAIL = r" of(?: (?!and\b)[\w-]+){1,4}"  # "of local NVMe storage": what an amount is of
+_AMOUNT = rf"\d[\d.,]*\s[A-Za-z]+{_OF_TAIL}"  # "2 TB of system memory"
 
 
-def _verb_after_and(words: list[str], j: int) -> bool:
+def _verb_after_and(words: list[str], j: int, plain: bool = False) -> bool:
     """Whether the word after ``words[j]`` ("and") opens a verb phrase ("and weighs 19 tonnes", "and will be given")
-    rather than a noun ("and cars"): an auxiliary, or a verb form followed by what a verb takes."""
+    rather than a noun ("and cars"): an auxiliary, or a verb form followed by what a verb takes; with ``plain`` also
+    a plural's verb before "those"/"these"/"them"."""
     if j + 2 >= len(words):
         return False
     verb, after = words[j + 1], words[j + 2]
@@ -305,6 +322,8 @@ def _verb_after_and(words: list[str], j: int) -> bool:
         or (verb.endswith("s") and len(verb) > 3 and not verb.endswith(("ss", "us", "is")))
     )
     takes = after == MARK or after[0].isdigit() or after[0].isupper() or after.lower() in DETERMINERS | PREPOSITIONS
+    if plain and not form and after in ("those", "these", "them") and not verb.endswith("s"):
+        return True  # a plural's verb: "describe the actions with <fact> and implement those actions as ..."
     return form and (takes or verb in ("lets", "allows", "helps", "enables"))  # "and lets developers combine ..."
 
 
@@ -315,8 +334,11 @@ def one_conjunct(clause: str) -> str:
     weighs <fact>"."""
     clause = re.sub(rf"(?<={MARK}) and {_QUANTITY}\b", "", clause)
     clause = re.sub(rf"\b{_QUANTITY} and (?={MARK})", "", clause)
+    clause = re.sub(rf"(?<={MARK})({_OF_TAIL}) and {_AMOUNT}$", r"\1", clause)  # "<fact> of memory and 30 TB of ..."
+    clause = re.sub(rf"\b{_AMOUNT} and (?={MARK}{_OF_TAIL}$)", "", clause)
     words = clause.split()
-    joins = [j for j, w in enumerate(words) if w == "and" and _verb_after_and(words, j)]
+    # a plain verb only after the fact: before it, the subject of the half after "and" is not plain to see
+    joins = [j for j, w in enumerate(words) if w == "and" and _verb_after_and(words, j, MARK in words[:j])]
     if not joins or MARK not in words:
         return clause
     j, at = joins[0], words.index(MARK)
@@ -388,7 +410,7 @@ def _sentence_forms(clause: str, wh: str) -> list[Question]:
         forms += [Question(form.format(inside), "embedded") for form in EMBEDDINGS]
     related = price_questions(clause, wh) + size_questions(clause, wh)
     related += when_questions(clause, wh) + duration_questions(clause, wh) + education_questions(clause, wh)
-    related += team_questions(clause, wh) + [q for q in (active(clause, wh),) if q]
+    related += team_questions(clause, wh) + amount_questions(clause, wh) + [q for q in (active(clause, wh),) if q]
     forms += [Question(text, "relation") for text in related]
     return forms
 
