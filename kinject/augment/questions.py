@@ -43,6 +43,7 @@ from .attributes import (
     when_questions,
 )
 from .cloze import _NAMED_UNIT, _names_number, wh_phrase
+from .conjuncts import AMOUNT, one_conjunct
 from .english import (
     AUX,
     DETERMINERS,
@@ -213,7 +214,7 @@ def _clause_with_subject(clauses: list[str], at: int) -> str:
     if at and clause.startswith(MARK) and verb_at(clause.split()) is None:  # an item of a list the first clause opens
         listed = _list_head(clauses[0])
         return f"{listed} {clause}" if listed else clause
-    if at and re.match(rf"{_AMOUNT} and {MARK}", clause) and verb_at(clause.split()) is None:
+    if at and re.match(rf"{AMOUNT} and {MARK}", clause) and verb_at(clause.split()) is None:
         listed = _list_head(clauses[0])  # the list's last item: "..., 2 TB of system memory and <fact> of storage"
         if listed:
             return f"{listed} {clause}"
@@ -297,57 +298,6 @@ def _marked(
         return None
     clause = one_conjunct(clause) if split else clause
     return (clause, wh) if len(clause.split()) >= 3 else None
-
-
-_QUANTITY = r"(?:no|\d[\d.,]*(?:\s(?:thousand|million|billion))?)\s[a-z]+"
-_OF_TAIL = r" of(?: (?!and\b)[\w-]+){1,4}"  # "of local NVMe storage": what an amount is of
-_AMOUNT = rf"\d[\d.,]*\s[A-Za-z]+{_OF_TAIL}"  # "2 TB of system memory"
-
-
-def _verb_after_and(words: list[str], j: int, plain: bool = False) -> bool:
-    """Whether the word after ``words[j]`` ("and") opens a verb phrase ("and weighs 19 tonnes", "and will be given")
-    rather than a noun ("and cars"): an auxiliary, or a verb form followed by what a verb takes; with ``plain`` also
-    a plural's verb before "those"/"these"/"them"."""
-    if j + 2 >= len(words):
-        return False
-    verb, after = words[j + 1], words[j + 2]
-    if verb.lower() in AUX:
-        return True
-    if not verb.isalpha() or verb[0].isupper() or verb.lower() in NOT_VERBS:
-        return False
-    form = (
-        verb in IRREGULAR_PAST
-        or verb == "cost"  # present or past: "and cost 214 million euros"
-        or (verb.endswith("ed") and len(verb) > 4)
-        or (verb.endswith("s") and len(verb) > 3 and not verb.endswith(("ss", "us", "is")))
-    )
-    takes = after == MARK or after[0].isdigit() or after[0].isupper() or after.lower() in DETERMINERS | PREPOSITIONS
-    if plain and not form and after in ("those", "these", "them") and not verb.endswith("s"):
-        return True  # a plural's verb: "describe the actions with <fact> and implement those actions as ..."
-    return form and (takes or verb in ("lets", "allows", "helps", "enables"))  # "and lets developers combine ..."
-
-
-def one_conjunct(clause: str) -> str:
-    """``clause`` (its fact a marker) without the other half of a coordination around the fact, so that its question
-    asks for one fact and its answer states one: "carries <fact> and 60 cars" -> "carries <fact>"; "was cast by
-    <fact> and weighs 19 tonnes" -> "was cast by <fact>"; "was cast by X and weighs <fact>" -> "<its subject>
-    weighs <fact>"."""
-    clause = re.sub(rf"(?<={MARK}) and {_QUANTITY}\b", "", clause)
-    clause = re.sub(rf"\b{_QUANTITY} and (?={MARK})", "", clause)
-    clause = re.sub(rf"(?<={MARK})({_OF_TAIL}) and {_AMOUNT}$", r"\1", clause)  # "<fact> of memory and 30 TB of ..."
-    clause = re.sub(rf"\b{_AMOUNT} and (?={MARK}{_OF_TAIL}$)", "", clause)
-    words = clause.split()
-    # a plain verb only after the fact: before it, the subject of the half after "and" is not plain to see
-    joins = [j for j, w in enumerate(words) if w == "and" and _verb_after_and(words, j, MARK in words[:j])]
-    if not joins or MARK not in words:
-        return clause
-    j, at = joins[0], words.index(MARK)
-    if at < j:
-        return " ".join(words[:j]).rstrip(",")
-    found = verb_at(words[:j])
-    if found is None or found[0] == 0:
-        return clause
-    return " ".join(words[: found[0]] + words[j + 1 :])
 
 
 def _without_apposition(sentence: str, span: Span) -> tuple[str, Span]:
