@@ -402,8 +402,16 @@ def test_a_count_of_named_things_and_an_item_of_a_list_are_asked_with_their_subj
         "Each p5.48xlarge instance has how many NVIDIA H100 GPUs?",
     } <= asked
     memory = [q.text for q in fact_questions(sentence, _span(sentence, "2 TB"))]
-    subject = ("Each p5.48xlarge instance has", "How many TB of system", "How much system", "What is the system")
-    assert memory and all(q.startswith(subject) and "each p5.48xlarge" in q.lower() or " a p5" in q for q in memory)
+    assert set(memory) == {
+        "Each p5.48xlarge instance has how many TB of system memory?",
+        "How many TB of system memory does each p5.48xlarge instance have?",
+        "How much system memory does each p5.48xlarge instance have?",
+        "What is the system memory of a p5.48xlarge instance?",
+        "Each p5.48xlarge instance has how many TB of system RAM?",
+        "How many TB of system RAM does each p5.48xlarge instance have?",
+        "How much system RAM does each p5.48xlarge instance have?",
+        "What is the system RAM of a p5.48xlarge instance?",
+    }
     assert fact_sentence(sentence, _span(sentence, "2 TB")).startswith("Each p5.48xlarge instance has 2 TB")
 
 
@@ -802,7 +810,15 @@ def test_an_amount_in_a_list_is_asked_alone_and_by_what_it_is_of():
     assert "How much aggregate bandwidth do Korva K9 servers deliver?" in _asks(
         "Korva K9 servers deliver 400 Gbps of aggregate bandwidth with support for Lanx links.", "400 Gbps"
     )
-    assert not any(q.startswith("How much") for q in _asks("The Lumora Grand has room for 60 of cars.", "60"))
+    assert "How much aggregate bandwidth do Korva K9 servers deliver?" not in _asks(
+        "Korva K9 servers deliver 400 Gbps of aggregate bandwidth per rack.", "400 Gbps"
+    )  # a rack's bandwidth, not the servers'
+    counted = _asks("The depot has 60 rows of cars and 500 employees of its own.", "60")
+    assert "The depot has how many rows of cars?" in counted  # a count of things, not an amount
+    assert not any(q.startswith(("How much", "What is the")) for q in counted)
+    assert "How many passengers did the airline notify of the delay?" in _asks(
+        "The airline notified 300 passengers of the delay.", "300"
+    )  # "of the delay" is the verb's, not the count's
 
 
 def test_a_reported_clause_and_a_subordinate_one_are_asked_as_clauses_of_their_own():
@@ -813,6 +829,8 @@ def test_a_reported_clause_and_a_subordinate_one_are_asked_as_clauses_of_their_o
     assert not any("Tarsis" in q or "announce" in q for q in asked)
     assert fact_sentence(reported, _span(reported, "Quillo")) == "Pelto notebooks support Quillo."
     assert "Which company announced that Pelto notebooks support Quillo?" in _asks(reported, "Tarsis Labs")
+    for said in ("Tarsis Labs confirmed that figure in Pellisk.", "Tarsis Labs said that it opens in Pellisk."):
+        assert fact_sentence(said, _span(said, "Pellisk")) == said  # "that figure", "that it": no clause of its own
     subordinate = "While a pilot flies over the Tarn Valley, the Skyla app shows the weather."
     assert {"A pilot flies over what?", "What does a pilot fly over?"} <= _asks(subordinate, "Tarn Valley")
     assert fact_sentence(subordinate, _span(subordinate, "Tarn Valley")) == "A pilot flies over the Tarn Valley."
@@ -825,3 +843,6 @@ def test_the_half_after_and_with_a_plural_verb_is_left_out_of_a_fact_before_it()
     assert "Builders describe each room with which sketch?" in _asks(sentence, "Floorplan")
     assert not any("upload" in q for q in _asks(sentence, "Floorplan"))
     assert any("upload those rooms" in q for q in _asks(sentence, "Cadra"))
+    only = "The ferry was built in Turku, and costs only 3 million euros a year to run."
+    assert fact_sentence(only, _span(only, "3 million euros")) == "The ferry costs only 3 million euros a year to run."
+    assert "What do Pelto notebooks now support?" in _asks("Pelto notebooks now support Quillo.", "Quillo")

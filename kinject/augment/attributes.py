@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .english import MARK, base_form
+from .english import DETERMINERS, MARK, base_form
 from .facts import name_spans
 from .naming import MODEL
 
@@ -207,7 +207,7 @@ _AFTER = "with|for|in|on|at|per|to"  # a phrase after what the amount is of
 _AMOUNT_OF = re.compile(
     r"^(?P<x>.+?) (?P<verb>has|have|had|offers|offer|provides|provide|delivers|deliver|includes|include)"
     rf"(?: [^,]{{1,60}}? with)? (?:up to |a combined |an? )?{MARK} of"
-    rf" (?P<what>[a-zA-Z][\w-]*(?: (?!(?:{_AFTER}|and)\b)[\w-]+){{0,3}})(?: (?:{_AFTER})\b.*)?$"
+    rf" (?P<what>[a-zA-Z][\w-]*(?: (?!(?:{_AFTER}|and)\b)[\w-]+){{0,3}})(?P<rest> (?:{_AFTER})\b.*)?$"
 )
 
 
@@ -219,11 +219,11 @@ def amount_questions(clause: str, wh: str) -> list[str]:
     what = found.group("what") if found else ""
     if not found or not wh.startswith("how many ") or _MONEY.match(wh) or re.search(r"[a-z][^su]s$", what):
         return []
+    if what.split()[0].lower() in DETERMINERS | {"my", "your"} or (found.group("rest") or "").startswith(" per "):
+        return []  # "of its own" is no amount of anything; "200 GB of memory per node" is not the thing's amount
     subject = re.sub(r"^Each ", "each ", _object_case(found.group("x")))
-    last = subject.split()[-1]
-    plural = re.search(r"[a-z][^su]s$", last) is not None and not subject.startswith("each ")
-    verb = found.group("verb")
-    do = "did" if verb == "had" else "do" if plural else "does"
+    verb = found.group("verb")  # its number, not the subject's last word: "Tidewell Ferries has ..."
+    do = "did" if verb == "had" else "does" if verb.endswith("s") else "do"
     base = "have" if verb in ("has", "have", "had") else base_form(verb)
     one = re.sub(r"^each (?=\S)", "an " if re.match(r"each [aeiouAEIOU]", subject) else "a ", subject)
-    return [f"How much {what} {do} {subject} {base}?", f"What is the {what} of {one}?"]
+    return [f"How much {what} {do} {subject} {base}?", f"What {'was' if verb == 'had' else 'is'} the {what} of {one}?"]

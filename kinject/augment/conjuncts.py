@@ -11,6 +11,7 @@ from .english import AUX, DETERMINERS, IRREGULAR_PAST, MARK, NOT_VERBS, PREPOSIT
 _QUANTITY = r"(?:no|\d[\d.,]*(?:\s(?:thousand|million|billion))?)\s[a-z]+"
 _OF_TAIL = r" of(?: (?!and\b)[\w-]+){1,4}"  # "of local NVMe storage": what an amount is of
 AMOUNT = rf"\d[\d.,]*\s[A-Za-z]+{_OF_TAIL}"  # "2 TB of system memory"
+_PHRASE = r"(?: (?:for|in|on|at|with|per)\b.*)?$"  # what may follow a list's last amount ("for caching")
 
 
 def _verb_after_and(words: list[str], j: int, plain: bool = False) -> bool:
@@ -43,8 +44,8 @@ def one_conjunct(clause: str) -> str:
     weighs <fact>"."""
     clause = re.sub(rf"(?<={MARK}) and {_QUANTITY}\b", "", clause)
     clause = re.sub(rf"\b{_QUANTITY} and (?={MARK})", "", clause)
-    clause = re.sub(rf"(?<={MARK})({_OF_TAIL}) and {AMOUNT}$", r"\1", clause)  # "<fact> of memory and 30 TB of ..."
-    clause = re.sub(rf"\b{AMOUNT} and (?={MARK}{_OF_TAIL}$)", "", clause)
+    clause = re.sub(rf"(?<={MARK})({_OF_TAIL}) and {AMOUNT}{_PHRASE}", r"\1", clause)  # "<fact> of memory and 30 TB"
+    clause = re.sub(rf"\b{AMOUNT} and (?={MARK}{_OF_TAIL}{_PHRASE})", "", clause)
     words = clause.split()
     # a plain verb only after the fact: before it, the subject of the half after "and" is not plain to see
     joins = [j for j, w in enumerate(words) if w == "and" and _verb_after_and(words, j, MARK in words[:j])]

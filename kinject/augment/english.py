@@ -79,11 +79,27 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
 
 
 _ADVERBS = frozenset("now also still already only currently".split())  # between a subject and its verb
+_NOT_NOUNS = frozenset("across as towards versus whereas plus thus perhaps always".split())  # end in -s, not plurals
+# a unit an amount is counted in ("how many TB", "how many tonnes"), which "of <what>" follows as one phrase; not a
+# count of things a verb takes "of" after ("notified 300 passengers of the delay")
+_UNIT = re.compile(
+    r"^how many (?:\S*[A-Z]\S*|tonnes|tons|litres|liters|kilograms|grams|hectares|acres|barrels|gallons|bytes"
+    r"|(?:kilo|mega|giga|tera)(?:bytes|watts|watt-hours)|watts)$"
+)
+
+
+def _adverb_before_verb(words: list[str]) -> bool:
+    """Whether ``words`` are an adverb and a plain verb ("now support"), not an adverb before a number or a noun
+    phrase ("only 3 million euros", "already 410 passengers")."""
+    if len(words) < 2 or words[0].lower() not in _ADVERBS:
+        return False
+    verb = words[1]
+    return verb.isalpha() and verb.islower() and not verb.endswith("s") and verb not in DETERMINERS | PREPOSITIONS
 
 
 def verb_at(words: list[str]) -> tuple[int, str] | None:
-    """(index, kind) of the clause's finite verb among ``words``: an auxiliary ("aux"), a present ("does") or a past
-    ("did") verb after the subject; None when none is plain to see."""
+    """(index, kind) of the clause's finite verb among ``words``: an auxiliary ("aux"), a present ("does"; "do" for a
+    plural's plain verb after an adverb) or a past ("did") verb after the subject; None when none is plain to see."""
     for i, word in enumerate(words):
         lower = word.lower()
         if i == 0:
@@ -97,8 +113,10 @@ def verb_at(words: list[str]) -> tuple[int, str] | None:
             continue  # "the boats", "of sales": a noun
         if lower in IRREGULAR_PAST or (lower.endswith("ed") and len(lower) > 4):
             return i, "did"
-        if i + 1 < len(words) and words[i + 1].lower() in AUX | _ADVERBS:
-            continue  # "P5 instances are ...", "Glue Studio notebooks now support ...": a plural noun before the verb
+        if i + 1 < len(words) and words[i + 1].lower() in AUX:
+            continue  # "P5 instances are ...": a plural noun before the verb
+        if lower.endswith("s") and _adverb_before_verb(words[i + 1 : i + 3]):
+            return i + 2, "do"  # "Glue Studio notebooks now support ...": a plural's plain verb after an adverb
         if lower.endswith("s") and len(lower) > 3 and not lower.endswith(("ss", "us", "is")):
             return i, "does"
     return None
@@ -156,14 +174,14 @@ def fronted(clause: str, wh: str) -> str:
     if len(between) > 6 or "," in between or any(w.lower() in AUX for w in between) or words[at - 1] == "of":
         return ""
     subject = lower_first(" ".join(words[:i]).replace(" ,", ","))
-    if re.search(r"\b[a-z]+s (?:a|an|the)\b", subject):
+    if any(w not in PREPOSITIONS | _NOT_NOUNS for w in re.findall(r"\b([a-z]+s) (?:a|an|the)\b", subject)):
         return ""  # "the actions an agent may take": the auxiliary is a relative clause's, not the subject's
     tail = between + words[at + 1 :]
     if wh in ("what date", "what month", "what year", "what time", "where") and between:
         if between[-1].lower() in PREPOSITIONS:  # "go on sale on [when]": the preposition goes with the fact
             tail = between[:-1] + words[at + 1 :]
     head = {"what date": "when", "what time": "when", "what month": "when"}.get(wh, wh)
-    if wh.startswith("how many ") and not between and tail[:1] == ["of"]:  # "How many TB of memory does X have?"
+    if _UNIT.match(wh) and not between and tail[:1] == ["of"]:  # "How many TB of memory does X have?"
         size = next((k for k, w in enumerate(tail[1:], 1) if w == "," or w.lower() in PREPOSITIONS | {"and"}), None)
         size = len(tail) if size is None else size
         if 1 < size <= 5:

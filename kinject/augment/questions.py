@@ -268,6 +268,17 @@ _REPORTED = r"^[A-Z][\w.&-]*(?: [A-Z][\w.&-]*)* (?:announced|said|says|reported|
 _SUBORDINATE = r"^(?:While|When|Whereas|Although|Though|Because|Once|As soon as) (?=\S)"
 
 
+def _own_clause(text: str, opener: str) -> str:
+    """``text`` without the ``opener`` it begins with ("AWS announced that", "While"), when what follows is a clause
+    of its own: a subject that is a name (or the fact) or opens with an article, and a verb ("that figure", "that it
+    will ..." and "Once the largest operator, ..." keep theirs); else ``text``."""
+    found = re.match(opener, text)
+    rest = text[found.end() :] if found else ""
+    if not re.match(rf"(?:[Tt]he|[Aa]n?) |[A-Z](?!t |hey )|{MARK}", rest) or verb_at(rest.split()) is None:
+        return text
+    return rest[0].upper() + rest[1:]
+
+
 def _marked(
     sentence: str, span: Span, topic: str, names: tuple[str, ...] = (), split: bool = True
 ) -> tuple[str, str] | None:
@@ -281,7 +292,7 @@ def _marked(
     text = re.sub(r"[\"\u201c\u201d]", "", text)
     text = re.sub(r"[.!?]+$", "", text.strip())
     text = re.sub(r"\s+today(?=\s)", "", text)  # "X today announced": a question asks "What did X announce?"
-    text = re.sub(_REPORTED, "", text) if MARK not in text.split(" that ", 1)[0] else text
+    text = _own_clause(text, _REPORTED) if MARK not in text.split(" that ", 1)[0] else text
     clauses = _clauses(name_pronouns(text, topic, names))
     at = next((i for i, c in enumerate(clauses) if MARK in c), None)
     if at is None:
@@ -291,9 +302,8 @@ def _marked(
         # "The larger boat, the Lumora Grand, carries 410 passengers": which larger boat carries 410 passengers?
         return f"{MARK} {clauses[2]}", "which " + clauses[0].split(" ", 1)[1]
     clause = _clause_with_subject(clauses, at)
-    if at == 0 and len(clauses) > 1 and re.match(_SUBORDINATE, clause):  # "While a data engineer writes ..., ..."
-        clause = re.sub(_SUBORDINATE, "", clause)
-        clause = clause[0].upper() + clause[1:]
+    if at == 0 and len(clauses) > 1:  # "While a data engineer writes ..., ..."
+        clause = _own_clause(clause, _SUBORDINATE)
     if not clause or clause.strip() == MARK or len(clause.split()) < 3:
         return None
     clause = one_conjunct(clause) if split else clause
