@@ -211,11 +211,9 @@ def _clause_with_subject(clauses: list[str], at: int) -> str:
     said of the name before it, a participle ("photographed on ...") of the noun before it, a predicate ("carries
     410 passengers", "and runs ...") of the sentence's subject."""
     clause = clauses[at]
-    if at and clause.startswith(MARK) and verb_at(clause.split()) is None:  # an item of a list the first clause opens
+    item = clause.startswith(MARK) or re.match(rf"{AMOUNT} and {MARK}", clause)  # or the list's last: "2 TB ... and"
+    if at and item and verb_at(clause.split()) is None:  # an item of a list the first clause opens
         listed = _list_head(clauses[0])
-        return f"{listed} {clause}" if listed else clause
-    if at and re.match(rf"{AMOUNT} and {MARK}", clause) and verb_at(clause.split()) is None:
-        listed = _list_head(clauses[0])  # the list's last item: "..., 2 TB of system memory and <fact> of storage"
         if listed:
             return f"{listed} {clause}"
     if at == 0 or clause.startswith(MARK) or clause[0].isupper():
