@@ -100,6 +100,15 @@ def test_the_relation_an_apposition_states_is_asked_and_answered():
     assert fact_sentence(sentence, span) == "Marit Ekholm is the chief executive of Calvane Transit."
 
 
+def test_common_nouns_in_capitals_and_initials_are_not_facts_of_their_own():
+    """ "GPU instances", "generative AI", "the CPU" use words of the language, not facts of the page; "N. Virginia" is
+    one name, not an "N" and a "Virginia"; an organisation in capitals still is a fact."""
+    sentence = "Each Vantor node has 8 GPUs and a CPU for AI, built by NASA with J. Okafor in US East (N. Virginia)."
+    facts = ["8", "Vantor", "NASA", "J. Okafor", "US East", "N. Virginia"]
+    assert [s.text for s in asked_spans(sentence)] == facts
+    assert [s.text for s in asked_spans("The previous generation of GPU-based instances used the same APIs.")] == []
+
+
 def test_a_quote_attributed_to_a_bare_role_asks_for_the_person_and_the_organisation():
     """Press releases attribute quotes with a bare role ("said X, chief executive of Y"): both names are asked from the
     role, never from the quote, and the quote's first word is not a fact."""

@@ -168,14 +168,45 @@ def with_person(sentence: str, person: str) -> str:
     return re.sub(r"\b(?:[Hh]er|[Hh]is)\b(?=\s+[a-z])", f"{person}'s", sentence)
 
 
+# Common nouns written in capitals ("GPU instances", "generative AI", "a single API"): words of the language, not
+# facts of a page, so no question asks for them; with a plural "s" or a hyphened ending ("GPU-based") too.
+_COMMON_ACRONYMS = frozenset(
+    "AI API APP CPU GPU TPU NPU RAM ROM SSD HDD NVMe SQL HTTP HTTPS URL USB LED LCD OLED PDF CSV JSON XML HTML CSS "
+    "IP TCP UDP DNS VPN OS UI UX SDK IDE ML LLM GPS IoT SaaS PaaS IaaS AR VR TV PC CEO CTO CFO COO PhD".split()
+)
+
+
+def _common_acronym(name: str) -> bool:
+    """Whether a one-word name is a common noun in capitals ("GPUs", "AI", "GPU-based"; not "NASA")."""
+    word = name.split("-")[0]
+    return " " not in name and (word in _COMMON_ACRONYMS or (word.endswith("s") and word[:-1] in _COMMON_ACRONYMS))
+
+
+def _with_initials(sentence: str, spans: list[Span]) -> list[Span]:
+    """Names written with an initial as one name ("N. Virginia", "J. Okafor"), not an "N" and a "Virginia"."""
+    joined: list[Span] = []
+    for span in spans:
+        last = joined[-1] if joined else None
+        if (
+            last
+            and re.fullmatch(r"[A-Z]", last.text.split()[-1])
+            and sentence[last.start + len(last.text) : span.start] == ". "
+        ):
+            joined[-1] = Span(last.start, f"{last.text}. {span.text}", "name")
+        else:
+            joined.append(span)
+    return joined
+
+
 def asked_spans(sentence: str) -> list[Span]:
     """The facts of a sentence that questions ask for, in order, each once: its dates, times and numbers, its
-    specific names, and the one-word names inside it ("Brennholt"; not a date's month, a title such as "Dr", or
-    the "Nimbus" of "Nimbus 12")."""
+    specific names, and the one-word names inside it ("Brennholt"; not a date's month, a title such as "Dr", the
+    "Nimbus" of "Nimbus 12", or a common noun in capitals such as "GPU"); a name with an initial whole ("N.
+    Virginia")."""
     numeric = numeric_spans(sentence)
     inside = [(s.start, s.start + len(s.text)) for s in numeric]
     found, seen = [], set()
-    for span in [*numeric, *name_spans(sentence, specific=False)]:
+    for span in [*numeric, *_with_initials(sentence, name_spans(sentence, specific=False))]:
         end = span.start + len(span.text)
         if span.kind == "name":
             if any(a <= span.start < b for a, b in inside) or re.match(r"\s\d", sentence[end:]):
@@ -184,6 +215,8 @@ def asked_spans(sentence: str) -> list[Span]:
                 continue
             if " " not in span.text and not sentence[: span.start].strip(" \"'\u201c\u2018("):
                 continue  # a sentence's capitalized first word, or a quote's
+            if _common_acronym(span.text) or re.fullmatch(r"[A-Z]", span.text):
+                continue
         if span.text.lower() not in seen:
             seen.add(span.text.lower())
             found.append(span)
