@@ -828,6 +828,11 @@ def test_an_amount_in_a_list_is_asked_alone_and_by_what_it_is_of():
     assert "How many passengers did the airline notify of the delay?" in _asks(
         "The airline notified 300 passengers of the delay.", "300"
     )  # "of the delay" is the verb's, not the count's
+    sourced = _asks("The Vell hub has 64 GB of memory from Sarn Chips.", "64 GB")
+    assert {
+        "How many GB of memory does the Vell hub have from Sarn Chips?",
+        "How much memory does the Vell hub have?",
+    } <= (sourced)  # what the amount is of ends at a preposition, in the fronted question and the "How much" one alike
 
 
 def test_a_reported_clause_and_a_subordinate_one_are_asked_as_clauses_of_their_own():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .english import DETERMINERS, MARK, base_form
+from .english import DETERMINERS, MARK, OF_WHAT, PREPOSITIONS, base_form
 from .facts import name_spans
 from .naming import MODEL
 
@@ -92,10 +92,11 @@ def _does(subject: str) -> tuple[str, str]:
 
 
 def _object_case(subject: str) -> str:
-    """``subject`` as said after a verb: "The Tarn M3" -> "the Tarn M3", "Mowers built on ..." -> "mowers built on
-    ..." (a first word capitalized only as the sentence's first, a name's next word capitalized too)."""
+    """``subject`` as said after a verb: "The Tarn M3" -> "the Tarn M3", "Each Korva K9 server" -> "each Korva K9
+    server", "Mowers built on ..." -> "mowers built on ..." (a first word capitalized only as the sentence's first,
+    a name's next word capitalized too)."""
     words = subject.split()
-    if (len(words) > 1 and words[1][0].islower()) or re.match(r"(?:The|A|An) ", subject):
+    if (len(words) > 1 and words[1][0].islower()) or re.match(r"(?:The|A|An|Each|Every) ", subject):
         return subject[0].lower() + subject[1:] if re.fullmatch(r"[A-Z][a-z]*", words[0]) else subject
     return subject
 
@@ -203,11 +204,10 @@ def size_questions(clause: str, wh: str) -> list[str]:
     return [f"How big is the {subject}?", f"What size is the {subject}?"]
 
 
-_AFTER = "with|for|in|on|at|per|to"  # a phrase after what the amount is of
 _AMOUNT_OF = re.compile(
     r"^(?P<x>.+?) (?P<verb>has|have|had|offers|offer|provides|provide|delivers|deliver|includes|include)"
     rf"(?: [^,]{{1,60}}? with)? (?:up to |a combined |an? )?{MARK} of"
-    rf" (?P<what>[a-zA-Z][\w-]*(?: (?!(?:{_AFTER}|and)\b)[\w-]+){{0,3}})(?P<rest> (?:{_AFTER})\b.*)?$"
+    rf"(?P<what>{OF_WHAT})(?P<rest> (?:{'|'.join(sorted(PREPOSITIONS | {'per'}))})\b.*)?$"
 )
 
 
@@ -216,12 +216,12 @@ def amount_questions(clause: str, wh: str) -> list[str]:
     system memory" -> "How much system memory does each p5.48xlarge instance have?", "What is the system memory of a
     p5.48xlarge instance?"); [] for a count of things ("<fact> of cars"), a price, or any other clause."""
     found = _AMOUNT_OF.match(" ".join(clause.split()))
-    what = found.group("what") if found else ""
+    what = found.group("what").strip() if found else ""
     if not found or not wh.startswith("how many ") or _MONEY.match(wh) or re.search(r"[a-z][^su]s$", what):
         return []
     if what.split()[0].lower() in DETERMINERS | {"my", "your"} or (found.group("rest") or "").startswith(" per "):
         return []  # "of its own" is no amount of anything; "200 GB of memory per node" is not the thing's amount
-    subject = re.sub(r"^Each ", "each ", _object_case(found.group("x")))
+    subject = _object_case(found.group("x"))
     verb = found.group("verb")  # its number, not the subject's last word: "Tidewell Ferries has ..."
     do = "did" if verb == "had" else "does" if verb.endswith("s") else "do"
     base = "have" if verb in ("has", "have", "had") else base_form(verb)

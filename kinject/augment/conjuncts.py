@@ -9,7 +9,9 @@ import re
 from .english import AUX, DETERMINERS, IRREGULAR_PAST, MARK, NOT_VERBS, PREPOSITIONS, verb_at
 
 _QUANTITY = r"(?:no|\d[\d.,]*(?:\s(?:thousand|million|billion))?)\s[a-z]+"
-_OF_TAIL = r" of(?: (?!and\b)[\w-]+){1,4}"  # "of local NVMe storage": what an amount is of
+# "of local NVMe storage", "of memory for caching": a list item's words after its amount, up to the "and" that
+# joins the next item (what the amount is of is ``english.OF_WHAT``, shorter)
+_OF_TAIL = r" of(?: (?!and\b)[\w-]+){1,4}"
 AMOUNT = rf"\d[\d.,]*\s[A-Za-z]+{_OF_TAIL}"  # "2 TB of system memory"
 _PHRASE = r"(?: (?:for|in|on|at|with|per)\b.*)?$"  # what may follow a list's last amount ("for caching")
 

@@ -57,6 +57,10 @@ NOT_VERBS = frozenset(
 )
 DETERMINERS = frozenset("the a an its their our his her this that these those each every".split())
 PREPOSITIONS = frozenset("on in at by from since until before after during for of to with into".split())
+# What an amount is of ("2 TB of system memory for caching"): the one to four words after "of", up to a preposition,
+# "per", "and" or a comma.
+AMOUNT_OF_STOPS = PREPOSITIONS | {"per", "and"}
+OF_WHAT = rf"(?: (?!(?:{'|'.join(sorted(AMOUNT_OF_STOPS))})\b)[\w-]+){{1,4}}"
 # An attribute said otherwise, form for form (only words that keep their sense wherever they stand).
 SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("carries", "holds"),
@@ -116,7 +120,7 @@ def verb_at(words: list[str]) -> tuple[int, str] | None:
         if i + 1 < len(words) and words[i + 1].lower() in AUX:
             continue  # "P5 instances are ...": a plural noun before the verb
         if lower.endswith("s") and _adverb_before_verb(words[i + 1 : i + 3]):
-            return i + 2, "do"  # "Glue Studio notebooks now support ...": a plural's plain verb after an adverb
+            return i + 2, "do"  # "notebooks now support", "chassis now ship": the plain verb says the noun is plural
         if lower.endswith("s") and len(lower) > 3 and not lower.endswith(("ss", "us", "is")):
             return i, "does"
     return None
@@ -182,7 +186,7 @@ def fronted(clause: str, wh: str) -> str:
             tail = between[:-1] + words[at + 1 :]
     head = {"what date": "when", "what time": "when", "what month": "when"}.get(wh, wh)
     if _UNIT.match(wh) and not between and tail[:1] == ["of"]:  # "How many TB of memory does X have?"
-        size = next((k for k, w in enumerate(tail[1:], 1) if w == "," or w.lower() in PREPOSITIONS | {"and"}), None)
+        size = next((k for k, w in enumerate(tail[1:], 1) if w == "," or w.lower() in AMOUNT_OF_STOPS), None)
         size = len(tail) if size is None else size
         if 1 < size <= 5:
             head, tail = f"{head} {' '.join(tail[:size])}", tail[size:]
