@@ -835,6 +835,27 @@ def test_an_amount_in_a_list_is_asked_alone_and_by_what_it_is_of():
     } <= (sourced)  # what the amount is of ends at a preposition, in the fronted question and the "How much" one alike
 
 
+def test_a_limit_and_an_instrument_are_asked_the_ways_readers_ask_them():
+    """ "supports <object> with up to <fact> per vector": the limit asked without the verb's object; "Developers
+    describe the actions an agent may take with <fact>": asked past the relative clause's auxiliary, and as what
+    they use."""
+    limit = _asks("The Sarn index supports nearest neighbor search with up to 9,000 fields per record.", "9,000")
+    assert {
+        "How many fields per record does the Sarn index support?",
+        "Up to how many fields per record does the Sarn index support?",
+        "What is the maximum number of fields per record the Sarn index supports?",
+    } <= limit
+    assert not any("search with up to per" in q for q in limit)
+    priced = _asks("The Sarn index supports nearest neighbor search with up to 9 dollars per record.", "9 dollars")
+    assert not any(q.startswith(("Up to", "What is the maximum")) for q in priced)  # a price is no limit
+    tool = _asks("Designers describe the shapes a part may take with a Velto schema and store them in Sarn.", "Velto")
+    assert {
+        "With which schema do designers describe the shapes a part may take?",
+        "Which schema do designers use to describe the shapes a part may take?",
+        "Do you know with which schema designers describe the shapes a part may take?",
+    } <= tool
+
+
 def test_a_reported_clause_and_a_subordinate_one_are_asked_as_clauses_of_their_own():
     """ "Orvane announced that <clause>" and "While <clause>, ...": the questions and the answer are of the clause."""
     reported = "Tarsis Labs announced that Pelto notebooks support Quillo, the coding assistant."

@@ -1,14 +1,15 @@
 """Questions of an attribute stated in a fact's clause, asked the ways readers ask them: a price ("How much does the
 Tidewell T2 cost?"), a sale date, how long a thing lasts or a trip takes, where a person studied, the size of a
-person's group, a length said as a size, an amount of what a thing has ("How much system memory ..."). Each takes
-the clause with the fact as its marker and the fact's question words, and returns [] when the clause is not of its
-kind."""
+person's group, a length said as a size, an amount of what a thing has ("How much system memory ..."), the most
+a thing takes ("How many dimensions per vector ..."), what a thing is done with ("Which schema do developers use
+..."). Each takes the clause with the fact as its marker and the fact's question words, and returns [] when the
+clause is not of its kind."""
 
 from __future__ import annotations
 
 import re
 
-from .english import DETERMINERS, MARK, OF_WHAT, PREPOSITIONS, base_form
+from .english import DETERMINERS, MARK, OF_WHAT, PREPOSITIONS, WITH_RELATIVE, base_form
 from .facts import name_spans
 from .naming import MODEL
 
@@ -227,3 +228,34 @@ def amount_questions(clause: str, wh: str) -> list[str]:
     base = "have" if verb in ("has", "have", "had") else base_form(verb)
     one = re.sub(r"^each (?=\S)", "an " if re.match(r"each [aeiouAEIOU]", subject) else "a ", subject)
     return [f"How much {what} {do} {subject} {base}?", f"What {'was' if verb == 'had' else 'is'} the {what} of {one}?"]
+
+
+_UP_TO = re.compile(
+    r"^(?P<x>.+?) (?P<verb>supports|support|handles|handle|holds|hold|stores|store|accepts|accept|seats|seat)"
+    rf"(?: [^,]{{1,60}}? (?:with|of))? up to {MARK}(?P<per> per [a-z]+)?$"
+)
+
+
+def limit_questions(clause: str, wh: str) -> list[str]:
+    """The most a thing takes, asked without the rest of the verb's object ("The vector engine supports k-nearest
+    neighbor search with up to <fact> per vector" -> "How many dimensions per vector does the vector engine
+    support?"); [] for a price or any other clause."""
+    found = _UP_TO.match(" ".join(clause.split()))
+    if not found or not wh.startswith("how many ") or _MONEY.match(wh):
+        return []
+    subject, verb = _object_case(found.group("x")), found.group("verb")
+    do = "does" if verb.endswith("s") else "do"
+    per = found.group("per") or ""
+    asked = f"{wh}{per} {do} {subject} {base_form(verb)}?"
+    most = f"What is the maximum number of {wh.removeprefix('how many ')}{per} {subject} {verb}?"
+    return [asked[0].upper() + asked[1:], f"Up to {asked}", most]
+
+
+def instrument_questions(clause: str, wh: str) -> list[str]:
+    """What a plural's subject does a thing with, asked as what it uses ("Developers describe the actions an agent may
+    take with <fact>" -> "Which schema do developers use to describe the actions an agent may take?")."""
+    found = WITH_RELATIVE.match(" ".join(clause.split()))
+    if not found or found.group("prep") not in ("with", "using") or not wh.startswith(("which ", "what")):
+        return []
+    head = wh[0].upper() + wh[1:]
+    return [f"{head} do {found.group('subject').lower()} use to {found.group('verb')} {found.group('object')}?"]

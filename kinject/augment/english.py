@@ -157,6 +157,23 @@ def lower_first(text: str) -> str:
 _HAVE = {"has": "does", "have": "do", "had": "did"}
 
 
+WITH_RELATIVE = re.compile(
+    rf"^(?P<subject>[A-Z][a-z]+s) (?P<verb>[a-z]+[^s\W]) (?P<object>(?:the|a|an) [a-z]+ (?:that )?(?:the|a|an) [a-z]+"
+    rf" (?:may|can|could|will|would|should|must|might) [a-z]+) (?P<prep>with|in|on|by|from|for|through|using) {MARK}$"
+)
+
+
+def _fronted_past_relative(clause: str, wh: str) -> str:
+    """The question of a plural's clause whose object has a relative clause before the fact ("Developers describe
+    the actions an agent may take with <fact>" -> "With which schema do developers describe the actions an agent
+    may take?"), where ``fronted`` would take the relative clause's auxiliary for the verb; "" for any other."""
+    found = WITH_RELATIVE.match(" ".join(clause.split()))
+    if not found or found.group("verb") in NOT_VERBS | AUX | DETERMINERS | PREPOSITIONS or wh.endswith("-"):
+        return ""
+    subject, verb, thing = found.group("subject").lower(), found.group("verb"), found.group("object")
+    return f"{found.group('prep').capitalize()} {wh} do {subject} {verb} {thing}?"
+
+
 def fronted(clause: str, wh: str) -> str:
     """The question of ``clause`` (its fact a marker) with ``wh`` first: the subject turned around an auxiliary
     ("How many years is the T2's cell rated to last?") or "does"/"did" with the verb's base form ("When does the T2
@@ -164,6 +181,9 @@ def fronted(clause: str, wh: str) -> str:
     words = clause.replace(",", " ,").split()
     if MARK not in words or wh.endswith("-"):
         return ""
+    past_relative = _fronted_past_relative(clause, wh)
+    if past_relative:
+        return past_relative
     at = words.index(MARK)
     if at == 0:
         return ""  # the subject asked: the cloze form is the question already
@@ -177,6 +197,8 @@ def fronted(clause: str, wh: str) -> str:
     between = words[i + 1 : at]
     if len(between) > 6 or "," in between or any(w.lower() in AUX for w in between) or words[at - 1] == "of":
         return ""
+    if between[-2:] == ["up", "to"] and len(between) > 3:
+        return ""  # "support k-nearest neighbor search with up to <fact>": no question reads well with it moved
     subject = lower_first(" ".join(words[:i]).replace(" ,", ","))
     if any(w not in PREPOSITIONS | _NOT_NOUNS for w in re.findall(r"\b([a-z]+s) (?:a|an|the)\b", subject)):
         return ""  # "the actions an agent may take": the auxiliary is a relative clause's, not the subject's
@@ -277,6 +299,9 @@ def embedded(clause: str, wh: str) -> str:
     ):
         return ""
     subject = lower_first(" ".join(before)) if before else ""
+    verb = re.match(r"[A-Z][a-z]+s ([a-z]+[^s\W]) (?:the|a|an)\b", subject)
+    if verb and verb.group(1) not in PREPOSITIONS:  # "Developers describe the ...": a common noun, then its verb
+        subject = subject[0].lower() + subject[1:]
     return " ".join(f"{head} {subject} {' '.join(after)}".split()).strip(" ,")
 
 

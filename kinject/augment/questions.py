@@ -37,6 +37,8 @@ from .attributes import (
     amount_questions,
     duration_questions,
     education_questions,
+    instrument_questions,
+    limit_questions,
     price_questions,
     size_questions,
     team_questions,
@@ -368,7 +370,8 @@ def _sentence_forms(clause: str, wh: str) -> list[Question]:
         forms += [Question(form.format(inside), "embedded") for form in EMBEDDINGS]
     related = price_questions(clause, wh) + size_questions(clause, wh)
     related += when_questions(clause, wh) + duration_questions(clause, wh) + education_questions(clause, wh)
-    related += team_questions(clause, wh) + amount_questions(clause, wh) + [q for q in (active(clause, wh),) if q]
+    related += team_questions(clause, wh) + amount_questions(clause, wh) + limit_questions(clause, wh)
+    related += instrument_questions(clause, wh) + [q for q in (active(clause, wh),) if q]
     forms += [Question(text, "relation") for text in related]
     return forms
 
