@@ -106,6 +106,13 @@ def test_common_nouns_in_capitals_and_initials_are_not_facts_of_their_own():
     sentence = "Each Vantor node has 8 GPUs and a CPU for AI, built by NASA with J. Okafor in US East (N. Virginia)."
     facts = ["8", "Vantor", "NASA", "J. Okafor", "US East", "N. Virginia"]
     assert [s.text for s in asked_spans(sentence)] == facts
+    assert [s.text for s in asked_spans("Boarding is at Gate B. Tidewell Ferries said 300 cars fit.")] == [
+        "300",
+        "Gate B",
+        "Tidewell Ferries",
+    ]  # a name that ends in a letter, then the next sentence: two names
+    named = [s.text for s in asked_spans("The kit pairs USB-C with the ML-Agents toolkit, sold as X by Velto.")]
+    assert named == ["USB-C", "ML-Agents", "X", "Velto"]
     assert [s.text for s in asked_spans("The previous generation of GPU-based instances used the same APIs.")] == []
 
 
@@ -828,6 +835,9 @@ def test_an_amount_in_a_list_is_asked_alone_and_by_what_it_is_of():
     assert "How many passengers did the airline notify of the delay?" in _asks(
         "The airline notified 300 passengers of the delay.", "300"
     )  # "of the delay" is the verb's, not the count's
+    assert "How many GB of memory per node does the Vell hub have?" in _asks(
+        "The Vell hub has 64 GB of memory per node.", "64 GB"
+    )
     sourced = _asks("The Vell hub has 64 GB of memory from Sarn Chips.", "64 GB")
     assert {
         "How many GB of memory does the Vell hub have from Sarn Chips?",
@@ -854,6 +864,18 @@ def test_a_limit_and_an_instrument_are_asked_the_ways_readers_ask_them():
         "Which schema do designers use to describe the shapes a part may take?",
         "Do you know with which schema designers describe the shapes a part may take?",
     } <= tool
+    assert not any(
+        q.startswith("How many days does")
+        for q in _asks("The Sarn service stores snapshots with a retention of up to 35 days.", "35 days")
+    )  # a retention's limit, not what the service stores
+    past = _asks("Designers described the shapes a part may take with a Velto schema.", "Velto")
+    assert not any(" do designers" in q or "use to described" in q for q in past)
+    named = _asks("Reuters told the board the company would grow by 5%.", "5%")
+    assert not any(" do reuters" in q.lower() or "reuters told" in q for q in named)
+    assert "Where do engineers test the parts a car will use?" in _asks(
+        "Engineers test the parts a car will use in Drenholm.", "Drenholm"
+    )
+    assert any(q.endswith("when Texas passed the law?") for q in _asks("Texas passed the law in 2021.", "2021"))
 
 
 def test_a_reported_clause_and_a_subordinate_one_are_asked_as_clauses_of_their_own():

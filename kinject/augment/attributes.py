@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .english import DETERMINERS, MARK, OF_WHAT, PREPOSITIONS, WITH_RELATIVE, base_form
+from .english import DETERMINERS, MARK, OF_WHAT, PREPOSITIONS, base_form, with_relative
 from .facts import name_spans
 from .naming import MODEL
 
@@ -220,7 +220,7 @@ def amount_questions(clause: str, wh: str) -> list[str]:
     what = found.group("what").strip() if found else ""
     if not found or not wh.startswith("how many ") or _MONEY.match(wh) or re.search(r"[a-z][^su]s$", what):
         return []
-    if what.split()[0].lower() in DETERMINERS | {"my", "your"} or (found.group("rest") or "").startswith(" per "):
+    if what.split()[0].lower() in DETERMINERS | {"my", "your"} or " per " in f" {what}{found.group('rest') or ''}":
         return []  # "of its own" is no amount of anything; "200 GB of memory per node" is not the thing's amount
     subject = _object_case(found.group("x"))
     verb = found.group("verb")  # its number, not the subject's last word: "Tidewell Ferries has ..."
@@ -232,7 +232,7 @@ def amount_questions(clause: str, wh: str) -> list[str]:
 
 _UP_TO = re.compile(
     r"^(?P<x>.+?) (?P<verb>supports|support|handles|handle|holds|hold|stores|store|accepts|accept|seats|seat)"
-    rf"(?: [^,]{{1,60}}? (?:with|of))? up to {MARK}(?P<per> per [a-z]+)?$"
+    rf"(?: [^,]{{1,60}}? with)? up to {MARK}(?P<per> per [a-z]+)?$"
 )
 
 
@@ -254,8 +254,8 @@ def limit_questions(clause: str, wh: str) -> list[str]:
 def instrument_questions(clause: str, wh: str) -> list[str]:
     """What a plural's subject does a thing with, asked as what it uses ("Developers describe the actions an agent may
     take with <fact>" -> "Which schema do developers use to describe the actions an agent may take?")."""
-    found = WITH_RELATIVE.match(" ".join(clause.split()))
-    if not found or found.group("prep") not in ("with", "using") or not wh.startswith(("which ", "what")):
+    found = with_relative(clause)
+    if not found or found.group("prep") not in ("with", "using") or not wh.startswith(("which ", "what ")):
         return []
     head = wh[0].upper() + wh[1:]
     return [f"{head} do {found.group('subject').lower()} use to {found.group('verb')} {found.group('object')}?"]

@@ -57,10 +57,11 @@ NOT_VERBS = frozenset(
 )
 DETERMINERS = frozenset("the a an its their our his her this that these those each every".split())
 PREPOSITIONS = frozenset("on in at by from since until before after during for of to with into".split())
-# What an amount is of ("2 TB of system memory for caching"): the one to four words after "of", up to a preposition,
-# "per", "and" or a comma.
-AMOUNT_OF_STOPS = PREPOSITIONS | {"per", "and"}
-OF_WHAT = rf"(?: (?!(?:{'|'.join(sorted(AMOUNT_OF_STOPS))})\b)[\w-]+){{1,4}}"
+# What an amount is of ("2 TB of system memory for caching", "64 GB of memory per node"): the one to four words
+# after "of", the first a word, up to a preposition, "and" or a comma.
+AMOUNT_OF_STOPS = PREPOSITIONS | {"and"}
+_NOT_STOP = rf"(?!(?:{'|'.join(sorted(AMOUNT_OF_STOPS))})\b)"
+OF_WHAT = rf" {_NOT_STOP}[a-zA-Z][\w-]*(?: {_NOT_STOP}[\w-]+){{0,3}}"
 # An attribute said otherwise, form for form (only words that keep their sense wherever they stand).
 SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("carries", "holds"),
@@ -157,21 +158,37 @@ def lower_first(text: str) -> str:
 _HAVE = {"has": "does", "have": "do", "had": "did"}
 
 
-WITH_RELATIVE = re.compile(
+_WITH_RELATIVE = re.compile(
     rf"^(?P<subject>[A-Z][a-z]+s) (?P<verb>[a-z]+[^s\W]) (?P<object>(?:the|a|an) [a-z]+ (?:that )?(?:the|a|an) [a-z]+"
     rf" (?:may|can|could|will|would|should|must|might) [a-z]+) (?P<prep>with|in|on|by|from|for|through|using) {MARK}$"
 )
 
 
+def plain_present(verb: str) -> bool:
+    """Whether ``verb`` reads as a plural's present ("describe"), not a past ("described", "told") or a word that is
+    no verb."""
+    return not (verb.endswith("ed") or verb in IRREGULAR_PAST or verb in NOT_VERBS | AUX | DETERMINERS | PREPOSITIONS)
+
+
+def with_relative(clause: str) -> re.Match[str] | None:
+    """A plural's clause whose object has a relative clause before the fact ("Developers describe the actions an
+    agent may take with <fact>": subject, verb, object, preposition), or None; a plain present verb is what says the
+    capitalized first word is a plural common noun ("Developers"), not a name ("Reuters told ...")."""
+    found = _WITH_RELATIVE.match(" ".join(clause.split()))
+    return found if found and plain_present(found.group("verb")) else None
+
+
 def _fronted_past_relative(clause: str, wh: str) -> str:
-    """The question of a plural's clause whose object has a relative clause before the fact ("Developers describe
-    the actions an agent may take with <fact>" -> "With which schema do developers describe the actions an agent
+    """The question of ``with_relative``'s clause ("With which schema do developers describe the actions an agent
     may take?"), where ``fronted`` would take the relative clause's auxiliary for the verb; "" for any other."""
-    found = WITH_RELATIVE.match(" ".join(clause.split()))
-    if not found or found.group("verb") in NOT_VERBS | AUX | DETERMINERS | PREPOSITIONS or wh.endswith("-"):
-        return ""
+    found = with_relative(clause)
+    if not found or wh.endswith("-") or wh == "what":
+        return ""  # "In what do analysts expect ...?" asks nothing
+    head = f"{found.group('prep').capitalize()} {wh}"
+    if wh in ("where", "when", "what date", "what time", "what month", "what year"):
+        head = "Where" if wh == "where" else "When"  # not "In where do ...?"
     subject, verb, thing = found.group("subject").lower(), found.group("verb"), found.group("object")
-    return f"{found.group('prep').capitalize()} {wh} do {subject} {verb} {thing}?"
+    return f"{head} do {subject} {verb} {thing}?"
 
 
 def fronted(clause: str, wh: str) -> str:
@@ -199,6 +216,7 @@ def fronted(clause: str, wh: str) -> str:
         return ""
     if between[-2:] == ["up", "to"] and len(between) > 3:
         return ""  # "support k-nearest neighbor search with up to <fact>": no question reads well with it moved
+        # (``attributes.limit_questions`` asks "How many ... does it support?")
     subject = lower_first(" ".join(words[:i]).replace(" ,", ","))
     if any(w not in PREPOSITIONS | _NOT_NOUNS for w in re.findall(r"\b([a-z]+s) (?:a|an|the)\b", subject)):
         return ""  # "the actions an agent may take": the auxiliary is a relative clause's, not the subject's
@@ -300,7 +318,7 @@ def embedded(clause: str, wh: str) -> str:
         return ""
     subject = lower_first(" ".join(before)) if before else ""
     verb = re.match(r"[A-Z][a-z]+s ([a-z]+[^s\W]) (?:the|a|an)\b", subject)
-    if verb and verb.group(1) not in PREPOSITIONS:  # "Developers describe the ...": a common noun, then its verb
+    if verb and plain_present(verb.group(1)):  # "Developers describe the ...": a common noun, then its verb
         subject = subject[0].lower() + subject[1:]
     return " ".join(f"{head} {subject} {' '.join(after)}".split()).strip(" ,")
 

@@ -169,29 +169,27 @@ def with_person(sentence: str, person: str) -> str:
 
 
 # Common nouns written in capitals ("GPU instances", "generative AI", "a single API"): words of the language, not
-# facts of a page, so no question asks for them; with a plural "s" or a hyphened ending ("GPU-based") too.
+# facts of a page, so no question asks for them; with a plural "s" or a lower-case ending ("GPU-based") too.
 _COMMON_ACRONYMS = frozenset(
-    "AI API APP CPU GPU TPU NPU RAM ROM SSD HDD NVMe SQL HTTP HTTPS URL USB LED LCD OLED PDF CSV JSON XML HTML CSS "
-    "IP TCP UDP DNS VPN OS UI UX SDK IDE ML LLM GPS IoT SaaS PaaS IaaS AR VR TV PC CEO CTO CFO COO PhD".split()
+    "AI API CPU GPU TPU NPU RAM ROM SSD HDD NVMe SQL HTTP HTTPS URL USB LED LCD OLED PDF CSV JSON XML HTML CSS "
+    "TCP UDP DNS VPN UI UX SDK IDE LLM GPS IoT SaaS PaaS IaaS VR TV PC CEO CTO CFO COO PhD".split()
 )
 
 
 def _common_acronym(name: str) -> bool:
-    """Whether a one-word name is a common noun in capitals ("GPUs", "AI", "GPU-based"; not "NASA")."""
-    word = name.split("-")[0]
+    """Whether a one-word name is a common noun in capitals ("GPUs", "AI", "GPU-based"; not "NASA", "USB-C" or
+    "ML-Agents")."""
+    word = re.sub(r"-[a-z]+$", "", name)
     return " " not in name and (word in _COMMON_ACRONYMS or (word.endswith("s") and word[:-1] in _COMMON_ACRONYMS))
 
 
 def _with_initials(sentence: str, spans: list[Span]) -> list[Span]:
-    """Names written with an initial as one name ("N. Virginia", "J. Okafor"), not an "N" and a "Virginia"."""
+    """Names written with an initial as one name ("N. Virginia", "J. Okafor"), not an "N" and a "Virginia" (a name
+    that ends in a letter, "Gate B.", may end its sentence: it is left as it is)."""
     joined: list[Span] = []
     for span in spans:
         last = joined[-1] if joined else None
-        if (
-            last
-            and re.fullmatch(r"[A-Z]", last.text.split()[-1])
-            and sentence[last.start + len(last.text) : span.start] == ". "
-        ):
+        if last and re.fullmatch(r"[A-Z]", last.text) and sentence[last.start + 1 : span.start] == ". ":
             joined[-1] = Span(last.start, f"{last.text}. {span.text}", "name")
         else:
             joined.append(span)
@@ -215,7 +213,7 @@ def asked_spans(sentence: str) -> list[Span]:
                 continue
             if " " not in span.text and not sentence[: span.start].strip(" \"'\u201c\u2018("):
                 continue  # a sentence's capitalized first word, or a quote's
-            if _common_acronym(span.text) or re.fullmatch(r"[A-Z]", span.text):
+            if _common_acronym(span.text):
                 continue
         if span.text.lower() not in seen:
             seen.add(span.text.lower())
