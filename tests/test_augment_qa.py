@@ -845,6 +845,19 @@ def test_an_amount_in_a_list_is_asked_alone_and_by_what_it_is_of():
     } <= (sourced)  # what the amount is of ends at a preposition, in the fronted question and the "How much" one alike
 
 
+def test_a_one_word_company_with_an_apposition_is_asked_from_what_it_introduced():
+    """ "Corvane, a laptop maker from Lindhaven, has introduced two sizes of its new Nimbus notebook: ...": a
+    sentence's first word is a name when an apposition follows it, and it is asked as the maker of the product."""
+    sentence = (
+        "Sarnit, a bicycle maker from Drenholm, has introduced two sizes of its new Vello frame: the Vello 50 and 56."
+    )
+    assert "Sarnit" in [s.text for s in asked_spans(sentence)]
+    asked = _asks(sentence, "Sarnit")
+    assert {"Which company introduced the new Vello frame?", "Who makes the new Vello frame?"} <= asked
+    assert fact_sentence(sentence, _span(sentence, "Sarnit")) == "Sarnit introduced the new Vello frame."
+    assert "Sarnit" not in [s.text for s in asked_spans("Sarnit makes frames in Drenholm since 1990.")]
+
+
 def test_a_limit_and_an_instrument_are_asked_the_ways_readers_ask_them():
     """ "supports <object> with up to <fact> per vector": the limit asked without the verb's object; "Developers
     describe the actions an agent may take with <fact>": asked past the relative clause's auxiliary, and as what

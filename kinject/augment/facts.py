@@ -212,7 +212,8 @@ def asked_spans(sentence: str) -> list[Span]:
             if span.text in ("Dr", "Mr", "Mrs", "Ms", "Prof", "St") or span.text in _OPENERS:
                 continue
             if " " not in span.text and not sentence[: span.start].strip(" \"'\u201c\u2018("):
-                continue  # a sentence's capitalized first word, or a quote's
+                if not re.match(r",\s+(?:a|an)\s", sentence[end:]):
+                    continue  # a sentence's capitalized first word, or a quote's (a name when an apposition follows)
             if _common_acronym(span.text):
                 continue
         if span.text.lower() not in seen:

@@ -150,7 +150,8 @@ _RUNS = "opened|started|began|inaugurated"
 _LAUNCH = re.compile(
     rf"^(?P<subject>[^,]+?)(?:,\s+(?P<apposition>(?:a|an|the)\s[^;]{{3,140}}?),)?\s+"
     rf"(?:(?:has|have|had)\s+)?(?:(?:today|yesterday|this week|on \w+day)\s+)?(?P<verb>{_MAKES}|{_RUNS})\s+"
-    r"(?P<product>(?:the|its|their|a|an)\s[^,;.]{2,80}?)(?=,|\s+(?:on|in|at|from|for|with)\s|[.;]|$)"
+    r"(?:(?:two|three|four|several)\s(?:sizes|models|versions)\sof\s)?"
+    r"(?P<product>(?:the|its|their|a|an)\s[^,;.:]{2,80}?)(?=[,:]|\s+(?:on|in|at|from|for|with)\s|[.;]|$)"
 )
 _BASED = re.compile(r"\b(?P<verb>based|headquartered|located)\s+in\s+(?P<place>[A-Z][\w-]*(?:\s[A-Z][\w-]*)*)")
 
@@ -187,10 +188,10 @@ def launch(sentence: str) -> Launch | None:
     if not found:
         return None
     subject = found.group("subject")
-    names = name_spans(subject)
+    names = name_spans(subject, specific=not found.group("apposition"))  # "Corvane, a laptop maker ...": a name
     if not names or names[0].start != 0 or names[0].text != subject:
         return None  # "The city of Porto Verde opened ...": not a name alone
-    product = found.group("product")
+    product = re.sub(r"^(?:its|their)\s", "the ", found.group("product"))  # "its new Nimbus notebook": the subject's
     own = [s.text for s in name_spans(product) if s.text != subject]
     return Launch(subject, found.group("apposition") or "", found.group("verb"), product, own[0] if own else "")
 
