@@ -2,8 +2,9 @@
 Tidewell T2 cost?"), a sale date, how long a thing lasts or a trip takes, where a person studied, the size of a
 person's group, a length said as a size, an amount of what a thing has ("How much system memory ..."), the most
 a thing takes ("How many dimensions per vector ..."), what a thing is done with ("Which schema do developers use
-..."). Each takes the clause with the fact as its marker and the fact's question words, and returns [] when the
-clause is not of its kind."""
+..."), an attribute said as a thing's own ("What was the first target of the Halden Telescope?"). Each takes the
+clause with the fact as its marker and the fact's question words, and returns [] when the clause is not of its
+kind."""
 
 from __future__ import annotations
 
@@ -259,3 +260,21 @@ def instrument_questions(clause: str, wh: str) -> list[str]:
         return []
     head = wh[0].upper() + wh[1:]
     return [f"{head} do {found.group('subject').lower()} use to {found.group('verb')} {found.group('object')}?"]
+
+
+_POSSESSED = re.compile(
+    r"^(?P<x>(?:The )?[A-Z][\w./-]*(?: [A-Z0-9][\w./-]*)*)'s (?P<what>[a-z][a-z-]*(?: [a-z][a-z-]*){0,3})"
+    rf" (?P<be>is|was) (?:(?:the|an?) [a-z]+ )?{MARK}$"
+)
+
+
+def possessed_questions(clause: str, wh: str) -> list[str]:
+    """An attribute said as a thing's own, asked for by its name ("The Halden Telescope's first target was the comet
+    <fact>" -> "What was the first target of the Halden Telescope?", "What was the Halden Telescope's first
+    target?"); [] for any other clause."""
+    found = _POSSESSED.match(" ".join(clause.split()))
+    if not found:
+        return []
+    owner, what, be = _object_case(found.group("x")), found.group("what"), found.group("be")
+    head = "Who" if wh == "who" else "What"
+    return [f"{head} {be} the {what} of {owner}?", f"{head} {be} {owner}'s {what}?"]

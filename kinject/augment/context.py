@@ -95,8 +95,8 @@ def _subject(words: list[str]) -> int:
     return end if words[0] in OPENERS else 0
 
 
-def _the(thing: str, text: str) -> str:
-    """``thing`` with the article the page gives it ("the Lumora line", "Amazon Bedrock")."""
+def the_name(thing: str, text: str) -> str:
+    """``thing`` with the article the page ``text`` gives it ("the Lumora line", "the Quarro V4", "Amazon Bedrock")."""
     return f"the {thing}" if re.search(rf"\b[Tt]he {re.escape(thing)}\b", text) else thing
 
 
@@ -114,10 +114,10 @@ def with_context(sentence: str, thing: str, text: str, things: list[str]) -> tup
         said = [t for t in same if subject.lower() == f"the {phrase_of(t)}" and (t == thing or len(same) == 1)]
         if not said:
             return sentence, None
-        named = _the(said[0], text)
+        named = the_name(said[0], text)
         named = named[0].upper() + named[1:]
         return named + sentence[len(subject) :], (len(named) - len(said[0]), len(named))
     if re.search(rf"(?<![\w-]){re.escape(thing)}(?![\w-])", sentence):
         return sentence, None
-    added = f" {'for' if head in _FOR else 'of'} {_the(thing, text)}"
+    added = f" {'for' if head in _FOR else 'of'} {the_name(thing, text)}"
     return subject + added + sentence[len(subject) :], (len(subject), len(subject) + len(added))

@@ -324,9 +324,10 @@ def embedded(clause: str, wh: str) -> str:
 
 
 def name_pronouns(text: str, topic: str, names: tuple[str, ...] = ()) -> str:
-    """``text`` with what a page says once it has named a thing named again: "it"/"its" as ``topic``, and "the
-    observatory" as "the Orrin Observatory" where one name of the page (``names``) ends with that word, so that a
-    question says which observatory, telescope or boat it asks about."""
+    """``text`` with what a page says once it has named a thing named again: "it"/"its" as ``topic`` (with the
+    article the page gives it: "the Quarro V4's top clock speed"), and "the observatory" as "the Orrin Observatory"
+    where one name of the page (``names``) ends with that word, so that a question says which observatory, telescope
+    or boat it asks about."""
     for name in names:
         head = name.split()[-1]
         if " " not in name or not head.isalpha() or sum(n.split()[-1] == head for n in names) > 1:
@@ -334,5 +335,9 @@ def name_pronouns(text: str, topic: str, names: tuple[str, ...] = ()) -> str:
         text = re.sub(rf"\b([Tt]he) {head.lower()}\b(?![\w-])", rf"\1 {name}", text)
     if not topic:
         return text
-    text = re.sub(r"\b[Ii]ts\b", f"{topic}'s", text)
-    return re.sub(r"(?<![\w'])[Ii]t\b(?!')", topic, text)
+
+    def said(found: re.Match[str], what: str) -> str:  # "It costs": "The Nimbus 16 costs"
+        return what[0].upper() + what[1:] if found.group()[0].isupper() else what
+
+    text = re.sub(r"\b[Ii]ts\b", lambda m: said(m, f"{topic}'s"), text)
+    return re.sub(r"(?<![\w'])[Ii]t\b(?!')", lambda m: said(m, topic), text)

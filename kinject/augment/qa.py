@@ -28,7 +28,7 @@ from typing import Any
 from ..runtime.progress import Progress
 from ..settings.stages import AugmentConfig
 from .cloze import _names_number, fact_clause
-from .context import mentioned, named_things, referenced, with_context
+from .context import mentioned, named_things, referenced, the_name, with_context
 from .english import name_pronouns
 from .facts import Span, asked_spans, name_spans, page_names, person_named, sentence_topics, with_person
 from .filters import normalized, question_problem
@@ -107,6 +107,7 @@ def page_facts(passages: list[Passage]) -> list[Fact]:
                 for s in asked_spans(said)
                 if s.text != person and not _names_number(said, s) and not (added and added[0] <= s.start < added[1])
             ]
+            topic = the_name(topic, texts[p.source]) if topic else ""  # "Its clock": "the Quarro V4's clock"
             facts += [Fact(p, said, span, topic, names) for span in spans]
         if topics[-1]:
             last[p.source] = topics[-1]

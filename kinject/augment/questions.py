@@ -39,6 +39,7 @@ from .attributes import (
     education_questions,
     instrument_questions,
     limit_questions,
+    possessed_questions,
     price_questions,
     size_questions,
     team_questions,
@@ -371,7 +372,8 @@ def _sentence_forms(clause: str, wh: str) -> list[Question]:
     related = price_questions(clause, wh) + size_questions(clause, wh)
     related += when_questions(clause, wh) + duration_questions(clause, wh) + education_questions(clause, wh)
     related += team_questions(clause, wh) + amount_questions(clause, wh) + limit_questions(clause, wh)
-    related += instrument_questions(clause, wh) + [q for q in (active(clause, wh),) if q]
+    related += instrument_questions(clause, wh) + possessed_questions(clause, wh)
+    related += [q for q in (active(clause, wh),) if q]
     forms += [Question(text, "relation") for text in related]
     return forms
 
