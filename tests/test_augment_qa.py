@@ -259,9 +259,9 @@ def test_a_paragraph_that_opens_with_its_means_what_the_paragraph_before_named()
     title = "Brisa Robotics unveils the Tarn M3 garden robot"
     first = "The Tarn M3 goes on sale on May 2. Farms can order it today."
     battery = _page_fact(title, [first, "Its battery lasts 9 hours on one charge."], "9 hours")
-    assert battery.topic == "Tarn M3"
+    assert battery.topic == "the Tarn M3"  # with the article the page gives it
     answer = fact_sentence(battery.sentence, battery.span, battery.topic)
-    assert answer == "Tarn M3's battery lasts 9 hours on one charge."
+    assert answer == "The Tarn M3's battery lasts 9 hours on one charge."
 
 
 def test_she_and_its_are_read_as_who_and_what_the_sentence_before_named():
@@ -296,7 +296,9 @@ def test_she_and_its_are_read_as_who_and_what_the_sentence_before_named():
     leads = "Mira Holt leads a group of 140 chip designers."
     assert {"How many people does Mira Holt lead?", "How many people are in Mira Holt's group?"} <= _asks(leads, "140")
     clock = facts["3.6 GHz"]
-    assert fact_sentence(clock.sentence, clock.span, clock.topic) == "Vell X2's top clock speed is 3.6 GHz."
+    assert fact_sentence(clock.sentence, clock.span, clock.topic) == "The Vell X2's top clock speed is 3.6 GHz."
+    asked = {q.text for q in fact_questions(clock.sentence, clock.span, clock.topic)}
+    assert {"What is the top clock speed of the Vell X2?", "What is the Vell X2's top clock speed?"} <= asked
 
 
 def test_an_agent_and_a_size_are_asked_the_way_people_ask_them():
@@ -314,7 +316,7 @@ def test_a_paragraph_that_names_nothing_goes_on_about_what_the_one_before_named(
     title = "Vessa Motors launches the Kell K2 scooter"
     first = "The Kell K2 weighs 14 kg and rides 60 km on one charge."
     price = _page_fact(title, [first, "The scooter folds flat. It sells for 890 euros in Ghent."], "890 euros")
-    assert price.topic == "Kell K2"
+    assert price.topic == "the Kell K2"
     line = "The tram line was built by the firm Ostra Works and cost 9 million euros. Its trams carry 240 people."
     trams = _page_fact("Kell Line", [line], "240")
     assert trams.topic != "Ostra Works"
@@ -916,3 +918,47 @@ def test_the_half_after_and_with_a_plural_verb_is_left_out_of_a_fact_before_it()
     only = "The ferry was built in Turku, and costs only 3 million euros a year to run."
     assert fact_sentence(only, _span(only, "3 million euros")) == "The ferry costs only 3 million euros a year to run."
     assert "What do Pelto notebooks now support?" in _asks("Pelto notebooks now support Quillo.", "Quillo")
+
+
+def test_it_is_said_with_the_article_the_page_gives_the_thing():
+    """ "The Kell K2 weighs 14 kg. It costs 890 euros.": the price is the Kell K2's, said as the page says it, with a
+    capital at the start of a sentence; a company the page never writes with "the" stays bare."""
+    text = "The Kell K2 weighs 14 kg and rides 60 km on one charge. It costs 890 euros in Ghent."
+    price = _page_fact("Vessa Motors launches the Kell K2 scooter", [text], "890 euros")
+    assert fact_sentence(price.sentence, price.span, price.topic) == "The Kell K2 costs 890 euros in Ghent."
+    asked = {q.text for q in fact_questions(price.sentence, price.span, price.topic)}
+    assert {"How many euros does the Kell K2 cost in Ghent?", "How much does the Kell K2 cost?"} <= asked
+    assert not [q for q in asked if re.search(r"(?<![Tt]he )Kell K2", q)]
+    alone = "Vessa Motors makes scooters in Ghent. It sells them in 12 countries."
+    sold = _page_fact("Vessa Motors", [alone], "12")
+    assert fact_sentence(sold.sentence, sold.span, sold.topic) == "Vessa Motors sells them in 12 countries."
+
+
+@pytest.mark.parametrize(
+    ("sentence", "fact", "expected", "absent"),
+    [
+        (
+            "The Orla Telescope's first target was the comet C/2031 Brisk.",
+            "C/2031 Brisk",
+            {"What was the first target of the Orla Telescope?", "What was the Orla Telescope's first target?"},
+            set(),
+        ),
+        (  # a bare "what" may be a person: not "What is the chief designer of Sarnit?"
+            "Sarnit's chief designer is Mira Holt.",
+            "Mira Holt",
+            set(),
+            {"What is the chief designer of Sarnit?"},
+        ),
+        (  # no attribute of the thing's own: a verb after the possessive
+            "The Orla Telescope's mirror was cast by Feldt & Sorn in 2029.",
+            "2029",
+            set(),
+            {"What was the mirror of the Orla Telescope?"},
+        ),
+    ],
+)
+def test_an_attribute_said_as_a_things_own_is_asked_for_by_its_name(sentence, fact, expected, absent):
+    asked = _asks(sentence, fact)
+    assert expected <= asked
+    assert not absent & asked
+    assert not [q for q in asked if q.startswith(("What is the of", "What was the of"))]

@@ -271,10 +271,10 @@ _POSSESSED = re.compile(
 def possessed_questions(clause: str, wh: str) -> list[str]:
     """An attribute said as a thing's own, asked for by its name ("The Halden Telescope's first target was the comet
     <fact>" -> "What was the first target of the Halden Telescope?", "What was the Halden Telescope's first
-    target?"); [] for any other clause."""
+    target?"); [] for any other clause, and for a bare "what" fact, which may be a person ("Sarnit's chief designer
+    is <fact>": not "What is the chief designer of Sarnit?")."""
     found = _POSSESSED.match(" ".join(clause.split()))
-    if not found:
+    if not found or wh == "what":
         return []
     owner, what, be = _object_case(found.group("x")), found.group("what"), found.group("be")
-    head = "Who" if wh == "who" else "What"
-    return [f"{head} {be} the {what} of {owner}?", f"{head} {be} {owner}'s {what}?"]
+    return [f"What {be} the {what} of {owner}?", f"What {be} {owner}'s {what}?"]
