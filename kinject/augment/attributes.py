@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .english import DETERMINERS, MARK, OF_WHAT, PREPOSITIONS, base_form, with_relative
+from .english import DETERMINERS, MARK, OF_WHAT, PREPOSITIONS, base_form, upper_first, with_relative
 from .facts import name_spans
 from .naming import MODEL
 
@@ -206,6 +206,9 @@ def size_questions(clause: str, wh: str) -> list[str]:
     return [f"How big is the {subject}?", f"What size is the {subject}?"]
 
 
+# After what the amount is of (``OF_WHAT``, which ends at a preposition or "and"), the rest of the clause may only
+# be a phrase that opens with a preposition or "per" ("for caching"; "per node", which ``amount_questions`` then
+# refuses): not "and", so "<fact> of memory and 30 TB of storage", a list, gets no question of this kind.
 _AMOUNT_OF = re.compile(
     r"^(?P<x>.+?) (?P<verb>has|have|had|offers|offer|provides|provide|delivers|deliver|includes|include)"
     rf"(?: [^,]{{1,60}}? with)? (?:up to |a combined |an? )?{MARK} of"
@@ -249,7 +252,7 @@ def limit_questions(clause: str, wh: str) -> list[str]:
     per = found.group("per") or ""
     asked = f"{wh}{per} {do} {subject} {base_form(verb)}?"
     most = f"What is the maximum number of {wh.removeprefix('how many ')}{per} {subject} {verb}?"
-    return [asked[0].upper() + asked[1:], f"Up to {asked}", most]
+    return [upper_first(asked), f"Up to {asked}", most]
 
 
 def instrument_questions(clause: str, wh: str) -> list[str]:
@@ -258,8 +261,8 @@ def instrument_questions(clause: str, wh: str) -> list[str]:
     found = with_relative(clause)
     if not found or found.group("prep") not in ("with", "using") or not wh.startswith(("which ", "what ")):
         return []
-    head = wh[0].upper() + wh[1:]
-    return [f"{head} do {found.group('subject').lower()} use to {found.group('verb')} {found.group('object')}?"]
+    subject, verb, thing = found.group("subject").lower(), found.group("verb"), found.group("object")
+    return [f"{upper_first(wh)} do {subject} use to {verb} {thing}?"]
 
 
 _POSSESSED = re.compile(

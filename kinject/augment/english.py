@@ -149,6 +149,11 @@ def base_form(verb: str) -> str:
     return verb[:-1] if verb.endswith("s") else verb
 
 
+def upper_first(text: str) -> str:
+    """``text`` with its first letter a capital, to open a question or a sentence ("" stays "")."""
+    return text[:1].upper() + text[1:]
+
+
 def lower_first(text: str) -> str:
     """``text`` with its first word in lower case when it is an ordinary word that only opened the sentence."""
     first = text.split(" ", 1)[0]
@@ -156,6 +161,10 @@ def lower_first(text: str) -> str:
 
 
 _HAVE = {"has": "does", "have": "do", "had": "did"}
+# The question words of a time or a place, whose preposition before the fact goes when they are fronted ("go on sale
+# on <fact>": "When does it go on sale?"); a day, a time and a month are then asked with "when", a year as it is.
+_TIME_OR_PLACE = ("what date", "what time", "what month", "what year", "where")
+_WHEN = {"what date": "when", "what time": "when", "what month": "when"}
 
 
 _WITH_RELATIVE = re.compile(
@@ -185,7 +194,7 @@ def _fronted_past_relative(clause: str, wh: str) -> str:
     if not found or wh.endswith("-") or wh == "what":
         return ""  # "In what do analysts expect ...?" asks nothing
     head = f"{found.group('prep').capitalize()} {wh}"
-    if wh in ("where", "when", "what date", "what time", "what month", "what year"):
+    if wh in (*_TIME_OR_PLACE, "when"):
         head = "Where" if wh == "where" else "When"  # not "In where do ...?"
     subject, verb, thing = found.group("subject").lower(), found.group("verb"), found.group("object")
     return f"{head} do {subject} {verb} {thing}?"
@@ -221,17 +230,17 @@ def fronted(clause: str, wh: str) -> str:
     if any(w not in PREPOSITIONS | _NOT_NOUNS for w in re.findall(r"\b([a-z]+s) (?:a|an|the)\b", subject)):
         return ""  # "the actions an agent may take": the auxiliary is a relative clause's, not the subject's
     tail = between + words[at + 1 :]
-    if wh in ("what date", "what month", "what year", "what time", "where") and between:
+    if wh in _TIME_OR_PLACE and between:
         if between[-1].lower() in PREPOSITIONS:  # "go on sale on [when]": the preposition goes with the fact
             tail = between[:-1] + words[at + 1 :]
-    head = {"what date": "when", "what time": "when", "what month": "when"}.get(wh, wh)
+    head = _WHEN.get(wh, wh)
     if _UNIT.match(wh) and not between and tail[:1] == ["of"]:  # "How many TB of memory does X have?"
         size = next((k for k, w in enumerate(tail[1:], 1) if w == "," or w.lower() in AMOUNT_OF_STOPS), None)
         size = len(tail) if size is None else size
         if 1 < size <= 5:
             head, tail = f"{head} {' '.join(tail[:size])}", tail[size:]
     rest = " ".join(tail).replace(" ,", ",").strip(" ,")
-    head = head[0].upper() + head[1:]
+    head = upper_first(head)
     verb = words[i].lower()
     if kind == "aux" and verb in _HAVE and not between:  # "has 8 GPUs": "... does it have?", not "... has it?"
         kind, verb = _HAVE[verb], "have"
@@ -255,8 +264,7 @@ def active(clause: str, wh: str) -> str:
         base = base_form(verb)
         plural = wh.startswith("which ") and wh.endswith("s") and not wh.endswith("ss")
         verb = base if plural else (base + "es" if re.search(r"(?:ch|sh|ss|x|z|o)$", base) else base + "s")
-    head = wh[0].upper() + wh[1:]
-    return f"{head} {verb} {lower_first(found.group('subject'))}?"
+    return f"{upper_first(wh)} {verb} {lower_first(found.group('subject'))}?"
 
 
 def reworded(question: str) -> list[str]:
@@ -306,7 +314,7 @@ def embedded(clause: str, wh: str) -> str:
     head = wh
     if before and before[-1].lower() in PREPOSITIONS | _CUT_AT:
         preposition = before.pop().lower()
-        if wh in ("what date", "what time", "what month", "what year", "where"):
+        if wh in _TIME_OR_PLACE:
             head = "where" if wh == "where" else "when"
         elif preposition in _CUT_AT:
             head = f"{preposition} {wh}"
@@ -337,7 +345,7 @@ def name_pronouns(text: str, topic: str, names: tuple[str, ...] = ()) -> str:
         return text
 
     def said(found: re.Match[str], what: str) -> str:  # "It costs": "The Nimbus 16 costs"
-        return what[0].upper() + what[1:] if found.group()[0].isupper() else what
+        return upper_first(what) if found.group()[0].isupper() else what
 
     text = re.sub(r"\b[Ii]ts\b", lambda m: said(m, f"{topic}'s"), text)
     return re.sub(r"(?<![\w'])[Ii]t\b(?!')", lambda m: said(m, topic), text)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .english import MARK, name_pronouns
+from .english import MARK, name_pronouns, upper_first
 from .facts import Span, name_spans, paragraphs, sentences
 
 _ROLE = "chief|executive|founder|director|head|president|chair|astronomer|engineer|CEO|leader|manager|officer"
@@ -113,9 +113,9 @@ def holder_questions(holder: tuple[str, str], fact: str, wh: str) -> list[str]:
     found = [f"{name} is {asked}?"]
     if wh.startswith("which ") and re.fullmatch(rf".*\bof {re.escape(fact)}", role):
         if _HEADS.match(role):
-            found.append(f"{wh[0].upper() + wh[1:]} does {name} head?")
+            found.append(f"{upper_first(wh)} does {name} head?")
         elif _FOUNDS.match(role):
-            found.append(f"{wh[0].upper() + wh[1:]} did {name} found?")
+            found.append(f"{upper_first(wh)} did {name} found?")
     return found
 
 
