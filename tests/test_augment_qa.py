@@ -871,6 +871,9 @@ def test_a_limit_and_an_instrument_are_asked_the_ways_readers_ask_them():
         "What is the maximum number of fields per record the Sarn index supports?",
     } <= limit
     assert not any("search with up to per" in q for q in limit)
+    plural = _asks("Customers store up to 40 TB per account.", "40 TB")
+    assert "How many TB per account do customers store?" in plural
+    assert not any("do Customers" in q for q in plural)
     priced = _asks("The Sarn index supports nearest neighbor search with up to 9 dollars per record.", "9 dollars")
     assert not any(q.startswith(("Up to", "What is the maximum")) for q in priced)  # a price is no limit
     tool = _asks("Designers describe the shapes a part may take with a Velto schema and store them in Sarn.", "Velto")

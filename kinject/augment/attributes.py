@@ -249,6 +249,8 @@ def limit_questions(clause: str, wh: str) -> list[str]:
         return []
     subject, verb = _object_case(found.group("x")), found.group("verb")
     do = "does" if verb.endswith("s") else "do"
+    if do == "do" and re.fullmatch(r"[A-Z][a-z]+s", subject):  # "Customers store ...": a plural common noun
+        subject = subject.lower()
     per = found.group("per") or ""
     asked = f"{wh}{per} {do} {subject} {base_form(verb)}?"
     most = f"What is the maximum number of {wh.removeprefix('how many ')}{per} {subject} {verb}?"
