@@ -85,9 +85,10 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
 
 _ADVERBS = frozenset("now also still already only currently".split())  # between a subject and its verb
 _NOT_NOUNS = frozenset("across as towards versus whereas plus thus perhaps always".split())  # end in -s, not plurals
-# a unit an amount is counted in ("how many TB", "how many tonnes"), which "of <what>" follows as one phrase; not a
-# count of things a verb takes "of" after ("notified 300 passengers of the delay")
-_UNIT = re.compile(
+# The question words of a unit an amount is counted in ("how many TB", "how many tonnes"; not the units a number
+# may carry, ``facts._UNIT``), which "of <what>" follows as one phrase; not a count of things a verb takes "of"
+# after ("notified 300 passengers of the delay").
+_AMOUNT_UNIT = re.compile(
     r"^how many (?:\S*[A-Z]\S*|tonnes|tons|litres|liters|kilograms|grams|hectares|acres|barrels|gallons|bytes"
     r"|(?:kilo|mega|giga|tera)(?:bytes|watts|watt-hours)|watts)$"
 )
@@ -234,7 +235,7 @@ def fronted(clause: str, wh: str) -> str:
         if between[-1].lower() in PREPOSITIONS:  # "go on sale on [when]": the preposition goes with the fact
             tail = between[:-1] + words[at + 1 :]
     head = _WHEN.get(wh, wh)
-    if _UNIT.match(wh) and not between and tail[:1] == ["of"]:  # "How many TB of memory does X have?"
+    if _AMOUNT_UNIT.match(wh) and not between and tail[:1] == ["of"]:  # "How many TB of memory does X have?"
         size = next((k for k, w in enumerate(tail[1:], 1) if w == "," or w.lower() in AMOUNT_OF_STOPS), None)
         size = len(tail) if size is None else size
         if 1 < size <= 5:
