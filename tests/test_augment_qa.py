@@ -858,6 +858,13 @@ def test_a_one_word_company_with_an_apposition_is_asked_from_what_it_introduced(
     assert {"Which company introduced the new Vello frame?", "Who makes the new Vello frame?"} <= asked
     assert fact_sentence(sentence, _span(sentence, "Sarnit")) == "Sarnit introduced the new Vello frame."
     assert "Sarnit" not in [s.text for s in asked_spans("Sarnit makes frames in Drenholm since 1990.")]
+    # an adverb before a comma is no company, with or without an apposition after it
+    assert "Earlier" not in [s.text for s in asked_spans("Earlier, a trial ran in Ghent for 3 weeks.")]
+    startup = "Yesterday, a Ghent startup, Vessa Motors, launched the Kell K2 scooter."
+    assert "Yesterday" not in [s.text for s in asked_spans(startup)]
+    assert not [q for q in _asks(startup, "Vessa Motors") if "Yesterday" in q]
+    own = "Halvren Semiconductor has launched its own AI chip, the Quarro V4."
+    assert fact_sentence(own, _span(own, "Halvren Semiconductor")) == "Halvren Semiconductor launched the AI chip."
 
 
 def test_a_limit_and_an_instrument_are_asked_the_ways_readers_ask_them():
@@ -935,6 +942,9 @@ def test_it_is_said_with_the_article_the_page_gives_the_thing():
     alone = "Vessa Motors makes scooters in Ghent. It sells them in 12 countries."
     sold = _page_fact("Vessa Motors", [alone], "12")
     assert fact_sentence(sold.sentence, sold.span, sold.topic) == "Vessa Motors sells them in 12 countries."
+    modifier = "Brisa Robotics makes robots. The Brisa Robotics team has 40 engineers. It sold 9,000 robots in 2031."
+    robots = _page_fact("Brisa Robotics", [modifier], "9,000")  # "the Brisa Robotics team": no "the" for the company
+    assert fact_sentence(robots.sentence, robots.span, robots.topic) == "Brisa Robotics sold 9,000 robots in 2031."
 
 
 @pytest.mark.parametrize(
@@ -957,6 +967,30 @@ def test_it_is_said_with_the_article_the_page_gives_the_thing():
             "2029",
             set(),
             {"What was the mirror of the Orla Telescope?"},
+        ),
+        (  # a role is held by a person: not "What is the director of ...?"
+            "The Orla Telescope's director is the astronomer Anouk Velde.",
+            "Anouk Velde",
+            {"Which astronomer is the Orla Telescope's director?"},
+            {"What is the director of the Orla Telescope?", "What is the Orla Telescope's director?"},
+        ),
+        (  # a verb, a determiner or a time inside the attribute
+            "Corvane's engineers say the price is 900 euros.",
+            "900 euros",
+            set(),
+            {"What is the engineers say the price of Corvane?"},
+        ),
+        (
+            "Corvane's revenue last year was 9 million euros.",
+            "9 million euros",
+            set(),
+            {"What was the revenue last year of Corvane?"},
+        ),
+        (  # an adverb opening the sentence is no owner
+            "Meanwhile Corvane's revenue was 9 million euros.",
+            "9 million euros",
+            set(),
+            {"What was the revenue of Meanwhile Corvane?"},
         ),
     ],
 )

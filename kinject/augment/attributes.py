@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from .english import DETERMINERS, MARK, OF_WHAT, PREPOSITIONS, base_form, upper_first, with_relative
-from .facts import name_spans
+from .facts import name_spans, opening_adverb
 from .naming import MODEL
 
 _MONEY = re.compile(
@@ -267,6 +267,7 @@ def instrument_questions(clause: str, wh: str) -> list[str]:
     return [f"{upper_first(wh)} do {subject} use to {verb} {thing}?"]
 
 
+_NOT_ATTRIBUTE = DETERMINERS | PREPOSITIONS | {"last", "next", "this", "year", "month", "week", "today", "now"}
 _POSSESSED = re.compile(
     r"^(?P<x>(?:The )?[A-Z][\w./-]*(?: [A-Z0-9][\w./-]*)*)'s (?P<what>[a-z][a-z-]*(?: [a-z][a-z-]*){0,3})"
     rf" (?P<be>is|was) (?:(?:the|an?) [a-z]+ )?{MARK}$"
@@ -279,7 +280,12 @@ def possessed_questions(clause: str, wh: str) -> list[str]:
     target?"); [] for any other clause, and for a bare "what" fact, which may be a person ("Sarnit's chief designer
     is <fact>": not "What is the chief designer of Sarnit?")."""
     found = _POSSESSED.match(" ".join(clause.split()))
-    if not found or wh == "what":
+    if not found or wh in ("what", "who"):
         return []
     owner, what, be = _object_case(found.group("x")), found.group("what"), found.group("be")
+    words = what.split()
+    if opening_adverb(owner.split()[0]) or any(w in _NOT_ATTRIBUTE for w in words):
+        return []  # "Meanwhile Corvane's", "Corvane's engineers say the price", "revenue last year"
+    if not wh.startswith("how many ") and re.search(r"(?:er|or|ist|ect|ief|ead|ent)$", words[-1]):
+        return []  # a role, which a person holds: "The Orla Telescope's director is the astronomer <fact>"
     return [f"What {be} the {what} of {owner}?", f"What {be} {owner}'s {what}?"]

@@ -95,9 +95,18 @@ def _subject(words: list[str]) -> int:
     return end if words[0] in OPENERS else 0
 
 
+_VERBS = "is|was|are|were|has|had|have|will|can|could|would|may|might|must|should|did|does"
+
+
 def the_name(thing: str, text: str) -> str:
-    """``thing`` with the article the page ``text`` gives it ("the Lumora line", "the Quarro V4", "Amazon Bedrock")."""
-    return f"the {thing}" if re.search(rf"\b[Tt]he {re.escape(thing)}\b", text) else thing
+    """``thing`` with the article the page ``text`` gives it ("the Lumora line", "the Quarro V4", "Amazon Bedrock"):
+    "the" where the page writes "the <thing>" as the thing itself, not as a modifier ("the Brisa Robotics team"),
+    and never opens a sentence with the bare name ("Brisa Robotics makes robots")."""
+    name = re.escape(thing)
+    if re.search(rf"(?:^|[.!?]\s+){name}\s", text):
+        return thing
+    itself = rf"\b[Tt]he {name}(?:'s\b|[,.;:)]|$|\s(?:{_VERBS}|[a-z]+s)\b)"
+    return f"the {thing}" if re.search(itself, text, re.M) else thing
 
 
 def with_context(sentence: str, thing: str, text: str, things: list[str]) -> tuple[str, tuple[int, int] | None]:

@@ -34,6 +34,16 @@ _OPENERS = frozenset(
     "A An The This That These Those Each Every At On In Of For With While When Where After Before As By It Its "
     "They Their There Our We You".split()
 )
+# Words that open a sentence before a comma and are no name ("Earlier, a trial ran ...").
+_ADVERBS = frozenset(
+    "Today Yesterday Tomorrow Earlier Later Now Then Here Meanwhile Overall Separately Finally Also However "
+    "Instead Still Next Last First Second Third Again Soon Recently".split()
+)
+
+
+def opening_adverb(word: str) -> bool:
+    """Whether ``word``, a sentence's capitalized first word, is an adverb ("Meanwhile", "Recently"), not a name."""
+    return word in _ADVERBS or (word.endswith("ly") and word[:1].isupper() and word[1:].islower())
 
 
 @dataclass(frozen=True)
@@ -212,7 +222,7 @@ def asked_spans(sentence: str) -> list[Span]:
             if span.text in ("Dr", "Mr", "Mrs", "Ms", "Prof", "St") or span.text in _OPENERS:
                 continue
             if " " not in span.text and not sentence[: span.start].strip(" \"'\u201c\u2018("):
-                if not re.match(r",\s+(?:a|an)\s", sentence[end:]):
+                if not re.match(r",\s+(?:a|an)\s[^,;.]+,", sentence[end:]) or opening_adverb(span.text):
                     continue  # a sentence's capitalized first word, or a quote's (a name when an apposition follows)
             if _common_acronym(span.text):
                 continue

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 
 from .english import MARK, name_pronouns, upper_first
-from .facts import Span, name_spans, paragraphs, sentences
+from .facts import Span, name_spans, opening_adverb, paragraphs, sentences
 
 _ROLE = "chief|executive|founder|director|head|president|chair|astronomer|engineer|CEO|leader|manager|officer"
 # Roles whose holder runs what they are the role of ("Who heads X?"), and the one that made it ("Who founded X?").
@@ -189,9 +189,9 @@ def launch(sentence: str) -> Launch | None:
         return None
     subject = found.group("subject")
     names = name_spans(subject, specific=not found.group("apposition"))  # "Corvane, a laptop maker ...": a name
-    if not names or names[0].start != 0 or names[0].text != subject:
-        return None  # "The city of Porto Verde opened ...": not a name alone
-    product = re.sub(r"^(?:its|their)\s", "the ", found.group("product"))  # "its new Nimbus notebook": the subject's
+    if not names or names[0].start != 0 or names[0].text != subject or opening_adverb(subject):
+        return None  # "The city of Porto Verde opened ...": not a name alone; "Yesterday, a startup, X, launched"
+    product = re.sub(r"^(?:its|their)\s(?:own\s)?", "the ", found.group("product"))  # "its new Nimbus notebook"
     own = [s.text for s in name_spans(product) if s.text != subject]
     return Launch(subject, found.group("apposition") or "", found.group("verb"), product, own[0] if own else "")
 
