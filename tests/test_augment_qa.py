@@ -73,7 +73,7 @@ def _asks(sentence: str, fact: str) -> set[str]:
         (
             "The larger boat, the Lumora Grand, carries 410 passengers and 60 cars.",
             "410",
-            "How many passengers does Lumora Grand carry?",
+            "How many passengers does the Lumora Grand carry?",
         ),
         (
             "Calvane Transit today opened the Lumora line, an electric ferry service.",
@@ -174,10 +174,10 @@ def test_the_answer_is_the_facts_clause_with_its_subject_and_one_fact_on_request
     sentence = "The larger boat, the Lumora Grand, carries 410 passengers and 60 cars; the smaller Lumora Swift " + (
         "carries 180 passengers."
     )
-    grand = "Lumora Grand carries 410 passengers and 60 cars."
+    grand = "The Lumora Grand carries 410 passengers and 60 cars."
     assert fact_sentence(sentence, _span(sentence, "410")) == fact_sentence(sentence, _span(sentence, "60")) == grand
-    assert fact_sentence(sentence, _span(sentence, "410"), split=True) == "Lumora Grand carries 410 passengers."
-    assert fact_sentence(sentence, _span(sentence, "60"), split=True) == "Lumora Grand carries 60 cars."
+    assert fact_sentence(sentence, _span(sentence, "410"), split=True) == "The Lumora Grand carries 410 passengers."
+    assert fact_sentence(sentence, _span(sentence, "60"), split=True) == "The Lumora Grand carries 60 cars."
     assert fact_sentence(sentence, _span(sentence, "180")) == "The smaller Lumora Swift carries 180 passengers."
     it = "Utilities can order it for 89 euros per unit."
     assert (
@@ -999,3 +999,13 @@ def test_an_attribute_said_as_a_things_own_is_asked_for_by_its_name(sentence, fa
     assert expected <= asked
     assert not absent & asked
     assert not [q for q in asked if q.startswith(("What is the of", "What was the of"))]
+
+
+def test_an_apposition_names_the_subject_only_of_a_verb_that_follows_it():
+    """ "The larger boat, the Lumora Grand, carries ...": the Lumora Grand carries, with its article; "The city plans a
+    second line, the Hill Line, for 2028": the year is of the city's plan, not "The Hill Line for 2028"."""
+    boat = "The larger ferry, the Orla Grand, carries 300 passengers."
+    assert fact_sentence(boat, _span(boat, "300")) == "The Orla Grand carries 300 passengers."
+    plan = "The city plans a second line, the Ostby Line, for 2031."
+    assert fact_sentence(plan, _span(plan, "2031")) == "The city plans a second line for 2031."
+    assert "The city plans a second line for what year?" in _asks(plan, "2031")

@@ -167,13 +167,14 @@ def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
 
 
 def _subject_of(clauses: list[str], at: int) -> str:
-    """The subject for clause ``at`` when it names none itself: the name an apposition gives the first clause ("The
-    larger boat, the Lumora Grand, carries ..."), else the first clause."""
+    """The subject for clause ``at`` when it names none itself: the name an apposition gives the first clause, with
+    its article, when the clause opens with a verb ("The larger boat, the Lumora Grand, carries ...": "the Lumora
+    Grand"), else the first clause ("The city plans a second line, the Hill Line, for 2028": "The city plans a second
+    line")."""
     first = clauses[0]
-    if at >= 2 and not name_spans(first):
-        named = re.fullmatch(r"the ([A-Z][\w.\-/ &]+)", clauses[1])
-        if named:
-            return named.group(1)
+    if at >= 2 and not name_spans(first) and re.fullmatch(r"the [A-Z][\w.\-/ &]+", clauses[1]):
+        if _verb_first(re.sub(r"^(?:and|but)\s+", "", clauses[at])):  # not "..., the Hill Line, for 2028"
+            return clauses[1]
     return first
 
 
