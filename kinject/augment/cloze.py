@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from .english import upper_first
 from .facts import _OPENERS, Span, name_spans, numeric_spans
 
 MAX_WORDS = 30  # question_problem's limit
@@ -97,7 +98,7 @@ def cloze_question(sentence: str, span: Span) -> str:
         picked.append(clauses[at + 1])
     question = ", ".join(dict.fromkeys(picked)).replace(marker, wh)  # at 0 over MAX_WORDS: the first clause once
     if question.startswith(wh):
-        question = question[0].upper() + question[1:]
+        question = upper_first(question)
     return question.rstrip(",;: ") + "?"
 
 
@@ -150,5 +151,5 @@ def fact_clause(sentence: str, fact: str) -> str:
     else:  # "Corvane, a laptop maker from Lindhaven"; "Orvanta Metering today announced the Tidewell T2"
         bare_subject = at > 1 and len(clauses[0].split()) <= 3  # the clauses between were its apposition
         text = f"{clauses[0]}{'' if bare_subject else ','} {clauses[at]}"
-    text = text[0].upper() + text[1:]
+    text = upper_first(text)
     return text if text.endswith((".", "!", "?", '"')) else text + "."

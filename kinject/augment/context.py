@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from .english import AUX, DETERMINERS, NOT_VERBS, PREPOSITIONS, verb_at
+from .english import AUX, DETERMINERS, NOT_VERBS, PREPOSITIONS, upper_first, verb_at
 
 MAX_SUBJECT_WORDS = 4  # "The first departure", "Each boat", "Tickets": a short noun phrase before the verb
 OPENERS = frozenset(("The", "Each", "Every"))
@@ -124,7 +124,7 @@ def with_context(sentence: str, thing: str, text: str, things: list[str]) -> tup
         if not said:
             return sentence, None
         named = the_name(said[0], text)
-        named = named[0].upper() + named[1:]
+        named = upper_first(named)
         return named + sentence[len(subject) :], (len(named) - len(said[0]), len(named))
     if re.search(rf"(?<![\w-]){re.escape(thing)}(?![\w-])", sentence):
         return sentence, None

@@ -35,7 +35,7 @@ _OPENERS = frozenset(
     "They Their There Our We You".split()
 )
 # Words that open a sentence before a comma and are no name ("Earlier, a trial ran ...").
-_ADVERBS = frozenset(
+_OPENING_ADVERBS = frozenset(
     "Today Yesterday Tomorrow Earlier Later Now Then Here Meanwhile Overall Separately Finally Also However "
     "Instead Still Next Last First Second Third Again Soon Recently".split()
 )
@@ -43,7 +43,7 @@ _ADVERBS = frozenset(
 
 def opening_adverb(word: str) -> bool:
     """Whether ``word``, a sentence's capitalized first word, is an adverb ("Meanwhile", "Recently"), not a name."""
-    return word in _ADVERBS or (word.endswith("ly") and word[:1].isupper() and word[1:].islower())
+    return word in _OPENING_ADVERBS or (word.endswith("ly") and word[:1].isupper() and word[1:].islower())
 
 
 @dataclass(frozen=True)

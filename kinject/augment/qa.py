@@ -84,6 +84,7 @@ def page_facts(passages: list[Passage]) -> list[Fact]:
     referred = {s: referenced(t, by_source[s] + things[s]) for s, t in texts.items()}
     last: dict[str, str] = {}  # per source, the last thing named so far: what a paragraph opening "Its ..." means
     current: dict[str, str] = {}  # per source, the thing the page refers back to that it named last
+    articled: dict[tuple[str, str], str] = {}  # per source and topic, the topic with the article the page gives it
     for p in passages:
         names = tuple(dict.fromkeys(by_source[p.source] + things[p.source]))
         sentences = asked_sentences(p.text)
@@ -107,8 +108,9 @@ def page_facts(passages: list[Passage]) -> list[Fact]:
                 for s in asked_spans(said)
                 if s.text != person and not _names_number(said, s) and not (added and added[0] <= s.start < added[1])
             ]
-            topic = the_name(topic, texts[p.source]) if topic else ""  # "Its clock": "the Quarro V4's clock"
-            facts += [Fact(p, said, span, topic, names) for span in spans]
+            if topic and (p.source, topic) not in articled:  # "Its clock": "the Quarro V4's clock"
+                articled[(p.source, topic)] = the_name(topic, texts[p.source])
+            facts += [Fact(p, said, span, articled.get((p.source, topic), topic), names) for span in spans]
         if topics[-1]:
             last[p.source] = topics[-1]
     return facts

@@ -61,6 +61,7 @@ from .english import (
     name_pronouns,
     reworded,
     trimmed,
+    upper_first,
     verb_at,
 )
 from .facts import MONTHS, Span, name_spans
@@ -122,7 +123,7 @@ def _clauses(text: str) -> list[str]:
     colon = part.split(": ", 1)  # "The new chip is also more frugal: the V4 draws ...": the clause after it
     if len(colon) == 2 and MARK in colon[1] and verb_at(colon[1].split()) is not None:
         part = colon[1]
-    part = part[0].upper() + part[1:] if part else part
+    part = upper_first(part)
     return [c.strip() for c in re.split(r",\s+(?!\d{4}\b)", part) if c.strip()]
 
 
@@ -240,7 +241,7 @@ def _clause_with_subject(clauses: list[str], at: int) -> str:
     relative = re.match(r"^(?:of which|in which|where|whereas|while|but|and)\s+(?=(?:the|a|an|[A-Z]\w*)\s)", clause)
     if relative:  # "..., of which the regional government paid 30 million": a clause with its own subject
         clause = clause[relative.end() :]
-        return clause[0].upper() + clause[1:]
+        return upper_first(clause)
     compared = re.match(rf"^(?:up|down) from ({MARK}(?: [a-z]+)?) (?:in|on|for) ((?:the )?[A-Z].*)$", clause)
     if compared:  # "The V4 packs 42 cores, up from 38 cores in the V3": the V3 packs 38 cores
         words = _subject_of(clauses, at).split()
@@ -278,7 +279,7 @@ def _own_clause(text: str, opener: str) -> str:
     rest = text[found.end() :] if found else ""
     if not re.match(rf"(?:[Tt]he|[Aa]n?) |[A-Z](?!t |hey )|{MARK}", rest) or verb_at(rest.split()) is None:
         return text
-    return rest[0].upper() + rest[1:]
+    return upper_first(rest)
 
 
 def _marked(
@@ -347,7 +348,7 @@ def fact_sentence(sentence: str, span: Span, topic: str = "", names: tuple[str, 
         return name_pronouns(sentence, topic, names)
     start, end, _ = _ask(sentence, span)
     text = marked[0].replace(MARK, sentence[start:end])
-    text = text[0].upper() + text[1:]
+    text = upper_first(text)
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
@@ -363,7 +364,7 @@ def _sentence_forms(clause: str, wh: str) -> list[Question]:
             continue
         said = re.sub(rf"\b(?:in|at) {MARK}", MARK, text) if wh == "where" else text  # not "based in where?"
         cloze = said.replace(MARK, wh.rstrip("-"))
-        forms.append(Question(cloze[0].upper() + cloze[1:] + "?", "cloze" + origin))
+        forms.append(Question(upper_first(cloze) + "?", "cloze" + origin))
         front = fronted(text, wh)
         if front:
             forms.append(Question(front, "fronted" + origin))
@@ -420,7 +421,7 @@ def fact_questions(
             for alias in said:  # "How many kg does the Nimbus 12 weigh?": "... does the compact Nimbus weigh?"
                 # "the compact Nimbus 12" as "the smaller Nimbus", not "the compact the smaller Nimbus"
                 text = re.sub(rf"\b(?:[Tt]he )?(?:{_DESCRIBING} )?{re.escape(name)}\b", alias, q.text, count=1)
-                found.append(Question(text[0].upper() + text[1:], f"{q.origin}+described"))
+                found.append(Question(upper_first(text), f"{q.origin}+described"))
     for q in list(found):
         found += [Question(v, f"{q.origin}+reworded") for v in reworded(q.text)]
     seen, out = set(), []
