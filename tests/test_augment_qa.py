@@ -1009,3 +1009,16 @@ def test_an_apposition_names_the_subject_only_of_a_verb_that_follows_it():
     plan = "The city plans a second line, the Ostby Line, for 2031."
     assert fact_sentence(plan, _span(plan, "2031")) == "The city plans a second line for 2031."
     assert "The city plans a second line for what year?" in _asks(plan, "2031")
+
+
+def test_an_apposition_said_of_a_name_keeps_the_article_the_sentence_gives_it():
+    """ "... with the Halden Telescope, a 6.2-metre telescope": "The Halden Telescope is a 6.2-metre telescope" (the
+    name as the page says it, as the adapter will be asked it); "Brisa Robotics, a startup of ..." stays bare."""
+    scope = "The observatory opened with the Varde Telescope, a 4.1-metre optical telescope."
+    assert fact_sentence(scope, _span(scope, "4.1")) == "The Varde Telescope is a 4.1-metre optical telescope."
+    opening = "The Varde Telescope, a 4.1-metre optical telescope, opened in 2020."
+    assert fact_sentence(opening, _span(opening, "4.1")) == "The Varde Telescope is a 4.1-metre optical telescope."
+    school = "She studied at the University of the Arts, a school of 40 teachers."
+    assert not fact_sentence(school, _span(school, "40")).startswith("The Arts")
+    maker = "The firm hired Brisa Robotics, a startup of 40 engineers."
+    assert fact_sentence(maker, _span(maker, "40")) == "Brisa Robotics is a startup of 40 engineers."

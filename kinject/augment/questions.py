@@ -227,6 +227,9 @@ def _clause_with_subject(clauses: list[str], at: int) -> str:
     first_word = clause.split()[0].lower()
     if first_word in ("a", "an", "the"):
         name = _last_name(previous) if at > 1 or len(previous.split()) > 1 else previous
+        # "with the Halden Telescope, a ...": the article the sentence gives it (not "of the Arts", a name's tail)
+        if name and re.search(rf"(?:^|(?<!\bof) )[Tt]he {re.escape(name)}$", previous):
+            name = f"The {name}"
         return f"{name} is {clause}" if name else ""
     if first_word in IRREGULAR_PAST or first_word.endswith("ed"):
         noun = _last_noun(previous)
