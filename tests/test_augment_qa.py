@@ -1022,3 +1022,48 @@ def test_an_apposition_said_of_a_name_keeps_the_article_the_sentence_gives_it():
     assert not fact_sentence(school, _span(school, "40")).startswith("The Arts")
     maker = "The firm hired Brisa Robotics, a startup of 40 engineers."
     assert fact_sentence(maker, _span(maker, "40")) == "Brisa Robotics is a startup of 40 engineers."
+
+
+def test_a_phrase_a_sentence_opens_with_is_said_at_the_end_of_its_clause():
+    """ "At the Summit in Oslo on March 3, 2024, Norvik announced ...": the date is asked of what was announced, not
+    of "At the Summit in Oslo" alone."""
+    summit = "At the Norvik Summit in Oslo on March 3, 2024, Norvik announced the Arlo 5 drone."
+    answer = "Norvik announced the Arlo 5 drone at the Norvik Summit in Oslo on March 3, 2024."
+    assert fact_sentence(summit, _span(summit, "March 3, 2024")) == answer
+    assert "Do you know when Norvik announced the Arlo 5 drone at the Norvik Summit in Oslo?" in _asks(
+        summit, "March 3, 2024"
+    )
+    launch = "At launch, the Arlo 5 drone is sold in 12 countries."  # the fact in the main clause: as before
+    assert fact_sentence(launch, _span(launch, "12")) == "The Arlo 5 drone is sold in 12 countries."
+
+
+def test_a_value_only_compared_is_not_asked_and_a_size_gets_its_phrasings():
+    compared = "The crossing of the Vell line takes 35 minutes, against 50 minutes on the diesel ferries."
+    assert _asks(compared, "35 minutes") and not _asks(compared, "50 minutes")
+    scope = "The Varde Telescope is a 4.1-metre optical telescope."
+    asked = _asks(scope, "4.1")
+    assert {"How large is the Varde Telescope?", "How many metres is the Varde Telescope?"} <= asked
+    assert "Do you know how big the Varde Telescope is?" in asked and len(asked) >= 6
+
+
+def test_a_name_of_a_list_of_names_is_said_in_the_first_ones_place():
+    listed = "Vessa gives access to models from Orla Labs, Brisk AI, Tamsin Works and Kell through one API."
+    answer = "Vessa gives access to models from Tamsin Works through one API."
+    assert fact_sentence(listed, _span(listed, "Tamsin Works")) == answer
+    assert fact_sentence(listed, _span(listed, "Kell")) == "Vessa gives access to models from Kell through one API."
+    options = "Vessa offers two options: the engine for Orla Cloud, Brisk DB and Kell Store."  # the items are phrases
+    assert fact_sentence(options, _span(options, "Brisk DB")) != "Vessa offers two options: the engine for Brisk DB."
+
+
+def test_an_attribute_word_inside_a_compound_is_not_said_otherwise():
+    based = "The P6 trains models 6 times faster than the previous GPU-based instances."
+    assert not any("headquartered" in q for q in _asks(based, "6 times"))
+
+
+def test_an_opening_date_without_its_comma_and_a_list_of_single_words_are_read_as_one_phrase():
+    dated = "On May 4, 2024 Norvik announced the preview of the Arlo 5 drone."
+    answer = "Norvik announced the preview of the Arlo 5 drone on May 4, 2024."
+    assert fact_sentence(dated, _span(dated, "May 4, 2024")) == answer
+    assert fact_sentence(dated, _span(dated, "Norvik")) == "Norvik announced the preview of the Arlo 5 drone."
+    listed = "The Arlo 5 helps farmers map, spray and count crops across 40 hectares."
+    assert fact_sentence(listed, _span(listed, "40")) == listed

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .english import DETERMINERS, MARK, OF_WHAT, PREPOSITIONS, base_form, upper_first, with_relative
+from .english import DETERMINERS, EMBEDDINGS, MARK, OF_WHAT, PREPOSITIONS, base_form, upper_first, with_relative
 from .facts import name_spans, opening_adverb
 from .naming import MODEL
 
@@ -201,9 +201,16 @@ def size_questions(clause: str, wh: str) -> list[str]:
         return []
     subject = re.sub(r"^[Tt]he ", "", found.group("x"))
     noun = clause[found.end() :].split()[-1] if found.group("verb") in ("has", "had") else ""
-    if noun:
-        return [f"How big is the {noun} of the {subject}?", f"What size is the {noun} of the {subject}?"]
-    return [f"How big is the {subject}?", f"What size is the {subject}?"]
+    thing = f"the {noun} of the {subject}" if noun else f"the {subject}"
+    unit = wh.removeprefix("how many ").rstrip("-")
+    return [
+        f"How big is {thing}?",
+        f"What size is {thing}?",
+        f"How large is {thing}?",
+        f"What is the size of {thing}?",
+        f"How many {unit} is {thing}?",
+        *(form.format(f"how big {thing} is") for form in EMBEDDINGS),
+    ]
 
 
 # After what the amount is of (``OF_WHAT``, which ends at a preposition or "and"), the rest of the clause may only

@@ -273,7 +273,7 @@ def reworded(question: str) -> list[str]:
     for the first group that has a word in it."""
     for group in SYNONYMS:
         for word in group:
-            pattern = re.compile(rf"\b{re.escape(word)}\b")
+            pattern = re.compile(rf"(?<![\w-]){re.escape(word)}(?![\w-])")  # not "GPU-based"
             if pattern.search(question):
                 return [pattern.sub(other, question, count=1) for other in group if other != word]
     return []

@@ -2,7 +2,7 @@
 
 A small generator's written questions often ask about another part of the sentence, or about nothing it says; a
 question made from the sentence asks for exactly its fact by construction. From the clause that states the fact,
-with its subject named (an apposition's name, "it" replaced by the page's subject, a participle's noun):
+with its subject named (``clauses``: an apposition's name, "it" replaced by the page's subject, a participle's noun):
 
 - the *cloze* form: the fact replaced by question words of its kind ("The Tidewell T2 goes on sale on what date?",
   "The Lumora Grand carries how many passengers?", "Calvane Transit opened which line?");
@@ -45,13 +45,13 @@ from .attributes import (
     team_questions,
     when_questions,
 )
+from .clauses import REPORTED, fact_clause, own_clause, split_clauses
 from .cloze import _NAMED_UNIT, _names_number, wh_phrase
-from .conjuncts import AMOUNT, one_conjunct
+from .conjuncts import one_conjunct
 from .english import (
     AUX,
     DETERMINERS,
     EMBEDDINGS,
-    IRREGULAR_PAST,
     MARK,
     NOT_VERBS,
     PREPOSITIONS,
@@ -62,9 +62,8 @@ from .english import (
     reworded,
     trimmed,
     upper_first,
-    verb_at,
 )
-from .facts import MONTHS, Span, name_spans
+from .facts import MONTHS, Span
 from .naming import DESCRIBING, ORG_WORDS, in_full
 from .relations import (
     agent_questions,
@@ -115,18 +114,6 @@ class Question:
     origin: str
 
 
-def _clauses(text: str) -> list[str]:
-    """``text`` split at ", " (a comma inside a number, or before a date's year, stays); only the part between the
-    semicolons that holds the marker, which is a sentence of its own."""
-    parts = [p for p in re.split(r";\s+", text) if p.strip()]
-    part = next((p for p in parts if MARK in p), parts[0] if parts else "")
-    colon = part.split(": ", 1)  # "The new chip is also more frugal: the V4 draws ...": the clause after it
-    if len(colon) == 2 and MARK in colon[1] and verb_at(colon[1].split()) is not None:
-        part = colon[1]
-    part = upper_first(part)
-    return [c.strip() for c in re.split(r",\s+(?!\d{4}\b)", part) if c.strip()]
-
-
 def _noun(word: str) -> bool:
     """Whether a lower-case word after a name can be the name's kind ("line", "survey"), not a verb or a joint."""
     return word not in AUX | PREPOSITIONS | {"and", "or"} and not word.endswith("ed")
@@ -167,124 +154,6 @@ def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
     return start, end, wh
 
 
-def _subject_of(clauses: list[str], at: int) -> str:
-    """The subject for clause ``at`` when it names none itself: the name an apposition gives the first clause, with
-    its article, when the clause opens with a verb ("The larger boat, the Lumora Grand, carries ...": "the Lumora
-    Grand"), else the first clause ("The city plans a second line, the Hill Line, for 2028": "The city plans a second
-    line")."""
-    first = clauses[0]
-    if at >= 2 and not name_spans(first) and re.fullmatch(r"the [A-Z][\w.\-/ &]+", clauses[1]):
-        if _verb_first(re.sub(r"^(?:and|but)\s+", "", clauses[at])):  # not "..., the Hill Line, for 2028"
-            return clauses[1]
-    return first
-
-
-def _last_noun(text: str) -> str:
-    """The last noun phrase of ``text``, from its last article or name on ("the comet C/2031 Brisk", "a survey of
-    nearby brown dwarfs" as "the survey ..."), for a participle or relative clause that follows it."""
-    found = list(re.finditer(r"\b(?:the|a|an)\s", text))
-    name = _last_name(text)
-    at = found[-1].start() if found else -1
-    if name and text.rfind(name) > at:
-        return name
-    if at < 0:
-        return ""
-    noun = text[at:]
-    return "the " + noun.split(" ", 1)[1] if not noun.startswith("the ") else noun
-
-
-def _last_name(text: str) -> str:
-    names = name_spans(text, specific=False)
-    return names[-1].text if names else ""
-
-
-_LISTING = frozenset("has have had offers includes features provides supports delivers comes".split())
-
-
-def _list_head(first: str) -> str:
-    """The subject and verb a list's items share ("Each p5.48xlarge instance has 8 GPUs, ..., 2 TB of system
-    memory": "Each p5.48xlarge instance has"), or "" when the first clause does not open a list of what one has."""
-    words = first.split()
-    found = verb_at(words)
-    if found is None or words[found[0]].lower() not in _LISTING:
-        return ""
-    return " ".join(words[: found[0] + 1] + (["with"] if words[found[0]].lower() == "comes" else []))
-
-
-def _clause_with_subject(clauses: list[str], at: int) -> str:
-    """Clause ``at`` as a sentence with its subject: an apposition ("a maker of ...", "the chief executive of ...")
-    said of the name before it, a participle ("photographed on ...") of the noun before it, a predicate ("carries
-    410 passengers", "and runs ...") of the sentence's subject."""
-    clause = clauses[at]
-    item = clause.startswith(MARK) or re.match(rf"{AMOUNT} and {MARK}", clause)  # or the list's last: "2 TB ... and"
-    if at and item and verb_at(clause.split()) is None:  # an item of a list the first clause opens
-        listed = _list_head(clauses[0])
-        if listed:
-            return f"{listed} {clause}"
-    if at == 0 or clause.startswith(MARK) or clause[0].isupper():
-        return clause
-    previous = clauses[at - 1]
-    first_word = clause.split()[0].lower()
-    if first_word in ("a", "an", "the"):
-        name = _last_name(previous) if at > 1 or len(previous.split()) > 1 else previous
-        # "with the Halden Telescope, a ...": the article the sentence gives it (not "of the Arts", a name's tail)
-        if name and re.search(rf"(?:^|(?<!\bof) )[Tt]he {re.escape(name)}$", previous):
-            name = f"The {name}"
-        return f"{name} is {clause}" if name else ""
-    if first_word in IRREGULAR_PAST or first_word.endswith("ed"):
-        noun = _last_noun(previous)
-        return f"{noun} was {clause}" if noun else ""
-    if first_word == "having" and " " in clause:  # "..., having trained in design at X": the subject trained
-        clause = clause.split(" ", 1)[1]
-    if first_word in ("which", "who", "that"):  # "..., which has a 2.1-metre mirror"
-        if re.match(rf"\S+\s+(?:the\s|a\s|an\s|[A-Z]|{MARK})", clause):
-            return ""  # "..., which Corvane chose": what it says is of the noun before, which is not its subject
-        noun = _last_noun(previous)
-        return f"{noun} {clause.split(' ', 1)[1]}" if noun and " " in clause else ""
-    relative = re.match(r"^(?:of which|in which|where|whereas|while|but|and)\s+(?=(?:the|a|an|[A-Z]\w*)\s)", clause)
-    if relative:  # "..., of which the regional government paid 30 million": a clause with its own subject
-        clause = clause[relative.end() :]
-        return upper_first(clause)
-    compared = re.match(rf"^(?:up|down) from ({MARK}(?: [a-z]+)?) (?:in|on|for) ((?:the )?[A-Z].*)$", clause)
-    if compared:  # "The V4 packs 42 cores, up from 38 cores in the V3": the V3 packs 38 cores
-        words = _subject_of(clauses, at).split()
-        verb = verb_at(words)
-        if verb is None or verb[1] == "aux":
-            return ""
-        other = compared.group(2)
-        return f"{other[0].upper()}{other[1:]} {words[verb[0]]} {compared.group(1)}"
-    clause = re.sub(r"^(?:and|but|while|so)\s+", "", clause)
-    if clause and (clause[0].isupper() or clause.startswith(MARK)):  # its own subject, the fact's name included
-        return clause
-    subject = _subject_of(clauses, at)
-    verb = verb_at(subject.split())
-    if verb and _verb_first(clause):  # "Lena Marek joined Corvane in 2019, ..., and runs a studio": "Lena Marek runs"
-        subject = " ".join(subject.split()[: verb[0]])
-    return f"{subject} {clause}"
-
-
-def _verb_first(clause: str) -> bool:
-    """Whether ``clause`` opens with a verb of its own ("runs a studio", "weighs 19 tonnes"), not a phrase."""
-    word = clause.split(" ", 1)[0].lower()
-    return word in AUX or word in IRREGULAR_PAST or verb_at(["X", word, *clause.split()[1:2]]) is not None
-
-
-# what a page reports ("AWS announced that <clause>"): the question asks the clause itself
-_REPORTED = r"^[A-Z][\w.&-]*(?: [A-Z][\w.&-]*)* (?:announced|said|says|reported|confirmed|noted) that (?=\S)"
-_SUBORDINATE = r"^(?:While|When|Whereas|Although|Though|Because|Once|As soon as) (?=\S)"
-
-
-def _own_clause(text: str, opener: str) -> str:
-    """``text`` without the ``opener`` it begins with ("AWS announced that", "While"), when what follows is a clause
-    of its own: a subject that is a name (or the fact) or opens with an article, and a verb ("that figure", "that it
-    will ..." and "Once the largest operator, ..." keep theirs); else ``text``."""
-    found = re.match(opener, text)
-    rest = text[found.end() :] if found else ""
-    if not re.match(rf"(?:[Tt]he|[Aa]n?) |[A-Z](?!t |hey )|{MARK}", rest) or verb_at(rest.split()) is None:
-        return text
-    return upper_first(rest)
-
-
 def _marked(
     sentence: str, span: Span, topic: str, names: tuple[str, ...] = (), split: bool = True
 ) -> tuple[str, str] | None:
@@ -298,8 +167,8 @@ def _marked(
     text = re.sub(r"[\"\u201c\u201d]", "", text)
     text = re.sub(r"[.!?]+$", "", text.strip())
     text = re.sub(r"\s+today(?=\s)", "", text)  # "X today announced": a question asks "What did X announce?"
-    text = _own_clause(text, _REPORTED) if MARK not in text.split(" that ", 1)[0] else text
-    clauses = _clauses(name_pronouns(text, topic, names))
+    text = own_clause(text, REPORTED) if MARK not in text.split(" that ", 1)[0] else text
+    clauses = split_clauses(name_pronouns(text, topic, names))
     at = next((i for i, c in enumerate(clauses) if MARK in c), None)
     if at is None:
         return None
@@ -307,9 +176,7 @@ def _marked(
     if named and at == 1 and len(clauses) > 2 and re.match(r"(?:the|a|an) [a-z ]+$", clauses[0], re.I):
         # "The larger boat, the Lumora Grand, carries 410 passengers": which larger boat carries 410 passengers?
         return f"{MARK} {clauses[2]}", "which " + clauses[0].split(" ", 1)[1]
-    clause = _clause_with_subject(clauses, at)
-    if at == 0 and len(clauses) > 1:  # "While a data engineer writes ..., ..."
-        clause = _own_clause(clause, _SUBORDINATE)
+    clause = fact_clause(clauses, at)
     if not clause or clause.strip() == MARK or len(clause.split()) < 3:
         return None
     clause = one_conjunct(clause) if split else clause
