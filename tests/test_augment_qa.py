@@ -1067,3 +1067,13 @@ def test_an_opening_date_without_its_comma_and_a_list_of_single_words_are_read_a
     assert fact_sentence(dated, _span(dated, "Norvik")) == "Norvik announced the preview of the Arlo 5 drone."
     listed = "The Arlo 5 helps farmers map, spray and count crops across 40 hectares."
     assert fact_sentence(listed, _span(listed, "40")) == listed
+
+
+def test_what_a_thing_is_described_as_doing_is_asked_of_the_thing_and_a_place_by_its_kind():
+    """ "opened the Vell line, a ferry service that links the harbour town of Orsk with ...": "The Vell line links
+    the harbour town of Orsk ...", asked "Which harbour town does the Vell line link ...?"."""
+    line = "Norvik opened the Vell line, a ferry service that links the harbour town of Orsk with the island of Brann."
+    answer = "The Vell line links the harbour town of Orsk with the island of Brann."
+    assert fact_sentence(line, _span(line, "Orsk")) == answer
+    assert "Which harbour town does the Vell line link with the island of Brann?" in _asks(line, "Orsk")
+    assert "Which island does the Vell line link the harbour town of Orsk with?" in _asks(line, "Brann")

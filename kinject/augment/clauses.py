@@ -114,9 +114,12 @@ def _clause_with_subject(clauses: list[str], at: int) -> str:
     first_word = clause.split()[0].lower()
     if first_word in ("a", "an", "the"):
         name = _last_name(previous) if at > 1 or len(previous.split()) > 1 else previous
-        # "with the Halden Telescope, a ...": the article the sentence gives it (not "of the Arts", a name's tail)
-        if name and re.search(rf"(?:^|(?<!\bof) )[Tt]he {re.escape(name)}$", previous):
-            name = f"The {name}"
+        # "with the Halden Telescope, a ...": the article the sentence gives it (not "of the Arts", a name's tail),
+        # and the name's kind after it ("opened the Lumora line, an electric ferry service": "The Lumora line is")
+        kind = r"((?: [a-z]{3,}){0,2})$"
+        said = re.search(rf"(?:^|(?<!\bof) )[Tt]he {re.escape(name)}{kind}", previous) if name else None
+        if said and all(_kind_word(w) for w in said.group(1).split()):
+            name = f"The {name}{said.group(1)}"
         return f"{name} is {clause}" if name else ""
     if first_word in IRREGULAR_PAST or first_word.endswith("ed"):
         noun = _last_noun(previous)
@@ -148,6 +151,14 @@ def _clause_with_subject(clauses: list[str], at: int) -> str:
     if verb and _verb_first(clause):  # "Lena Marek joined Corvane in 2019, ..., and runs a studio": "Lena Marek runs"
         subject = " ".join(subject.split()[: verb[0]])
     return f"{subject} {clause}"
+
+
+def _kind_word(word: str) -> bool:
+    """Whether ``word`` after a name can be the name's kind ("line", "survey drone"), not a time or a verb."""
+    return word not in _NOT_KIND and not word.endswith(("ed", "ly")) and verb_at(["X", word]) is None
+
+
+_NOT_KIND = frozenset("last this next year month week today yesterday now then".split()) | PREPOSITIONS | AUX
 
 
 def _verb_first(clause: str) -> bool:
@@ -194,4 +205,11 @@ def fact_clause(clauses: list[str], at: int) -> str:
     clause = _clause_with_subject(clauses, at)
     if at == 0 and len(clauses) > 1:  # "While a data engineer writes ..., ..."
         clause = own_clause(clause, _SUBORDINATE)
+    described = _DESCRIBED_AS.match(clause)
+    if described and MARK in described.group("rest"):
+        return f"{described.group('x')} {described.group('rest')}"
     return clause
+
+
+# "X is an electric ferry service that links <fact> with Y": what X does, asked of X ("X links <fact> with Y")
+_DESCRIBED_AS = re.compile(r"^(?P<x>.+?) (?:is|was) an? (?:[\w-]+ ){1,4}?(?:that|which) (?P<rest>[a-z]+(?:s|ed) .*)$")

@@ -86,6 +86,7 @@ _PLACE_VERBS = re.compile(
 )
 _DESCRIBING = f"(?:{'|'.join(sorted(DESCRIBING))})"  # an adjective a page describes a look-alike by
 _MONTH_NAMES = frozenset(MONTHS.split("|"))
+_PLACE_KINDS = "town|city|island|village|region|province|county|state|port|district|country"
 _SCHOOLS = frozenset("University College Institute School Academy Polytechnic Conservatory".split())
 
 
@@ -138,6 +139,9 @@ def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
         if kind and not set(kind.group(1).split()) & (DETERMINERS | _ADJECTIVES):
             # "the comet C/2031 Brisk", "the astronomer Tomas Ibarro", "the engineering firm Castellan Works"
             return kind.start(), end, f"which {kind.group(1)}"
+        place = re.search(rf"\bthe ((?:[a-z]{{3,}} )?(?:{_PLACE_KINDS})) of $", before)
+        if place:  # "links the harbour town of Pellisk": "which harbour town"
+            return place.start(), end, f"which {place.group(1)}"
         if _place(before, span.text):
             return start, end, "where"
         last = span.text.split()[-1]
