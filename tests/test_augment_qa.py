@@ -1033,8 +1033,10 @@ def test_a_phrase_a_sentence_opens_with_is_said_at_the_end_of_its_clause():
     assert "Do you know when Norvik announced the Arlo 5 drone at the Norvik Summit in Oslo?" in _asks(
         summit, "March 3, 2024"
     )
-    launch = "At launch, the Arlo 5 drone is sold in 12 countries."  # the fact in the main clause: as before
-    assert fact_sentence(launch, _span(launch, "12")) == "The Arlo 5 drone is sold in 12 countries."
+    launch = "At launch, the Arlo 5 drone is sold in 12 countries."  # the fact in the main clause, as qualified
+    assert fact_sentence(launch, _span(launch, "12")) == "The Arlo 5 drone is sold in 12 countries at launch."
+    dated = "On May 4, 2024 the firm announced the Arlo 5 drone."
+    assert fact_sentence(dated, _span(dated, "May 4, 2024")) == "The firm announced the Arlo 5 drone on May 4, 2024."
 
 
 def test_a_value_only_compared_is_not_asked_and_a_size_gets_its_phrasings():
@@ -1042,7 +1044,7 @@ def test_a_value_only_compared_is_not_asked_and_a_size_gets_its_phrasings():
     assert _asks(compared, "35 minutes") and not _asks(compared, "50 minutes")
     scope = "The Varde Telescope is a 4.1-metre optical telescope."
     asked = _asks(scope, "4.1")
-    assert {"How large is the Varde Telescope?", "How many metres is the Varde Telescope?"} <= asked
+    assert {"How large is the Varde Telescope?", "What is the size of the Varde Telescope?"} <= asked
     assert "Do you know how big the Varde Telescope is?" in asked and len(asked) >= 6
 
 
@@ -1051,6 +1053,8 @@ def test_a_name_of_a_list_of_names_is_said_in_the_first_ones_place():
     answer = "Vessa gives access to models from Tamsin Works through one API."
     assert fact_sentence(listed, _span(listed, "Tamsin Works")) == answer
     assert fact_sentence(listed, _span(listed, "Kell")) == "Vessa gives access to models from Kell through one API."
+    keynote = "The keynote was given by Lena Marek, Norvik."  # a name and its apposition: no list
+    assert "Norvik" not in fact_sentence(keynote, _span(keynote, "Norvik")).replace("Lena Marek, Norvik", "")
     options = "Vessa offers two options: the engine for Orla Cloud, Brisk DB and Kell Store."  # the items are phrases
     assert fact_sentence(options, _span(options, "Brisk DB")) != "Vessa offers two options: the engine for Brisk DB."
 
@@ -1067,6 +1071,10 @@ def test_an_opening_date_without_its_comma_and_a_list_of_single_words_are_read_a
     assert fact_sentence(dated, _span(dated, "Norvik")) == "Norvik announced the preview of the Arlo 5 drone."
     listed = "The Arlo 5 helps farmers map, spray and count crops across 40 hectares."
     assert fact_sentence(listed, _span(listed, "40")) == listed
+    built = "The Arlo 5, designed and built in Norway, weighs 900 grams."  # a participle pair, no list
+    assert fact_sentence(built, _span(built, "900 grams")) == "The Arlo 5 weighs 900 grams."
+    adverb = "The Arlo 5, however, draws 12 watts at full load."
+    assert "How many watts does the Arlo 5 draw at full load?" in _asks(adverb, "12 watts")
 
 
 def test_what_a_thing_is_described_as_doing_is_asked_of_the_thing_and_a_place_by_its_kind():
@@ -1077,3 +1085,5 @@ def test_what_a_thing_is_described_as_doing_is_asked_of_the_thing_and_a_place_by
     assert fact_sentence(line, _span(line, "Orsk")) == answer
     assert "Which harbour town does the Vell line link with the island of Brann?" in _asks(line, "Orsk")
     assert "Which island does the Vell line link the harbour town of Orsk with?" in _asks(line, "Brann")
+    launch = "At launch, the Arlo 5 is carried by 40 shops."
+    assert not any("at introduce" in q or "at hold" in q for q in _asks(launch, "40"))

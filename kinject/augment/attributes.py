@@ -199,16 +199,16 @@ def size_questions(clause: str, wh: str) -> list[str]:
     found = _SIZED.match(clause)
     if not found or not _LENGTHS.match(wh):
         return []
-    subject = re.sub(r"^[Tt]he ", "", found.group("x"))
+    subject = re.sub(r"^[Tt]he ", "", found.group("x"))  # a thing's name: "Halden Telescope Mini has" as "the ..."
+    if subject.lower() in ("it", "she", "he", "they", "this", "that"):
+        return []
     noun = clause[found.end() :].split()[-1] if found.group("verb") in ("has", "had") else ""
     thing = f"the {noun} of the {subject}" if noun else f"the {subject}"
-    unit = wh.removeprefix("how many ").rstrip("-")
     return [
         f"How big is {thing}?",
         f"What size is {thing}?",
         f"How large is {thing}?",
         f"What is the size of {thing}?",
-        f"How many {unit} is {thing}?",
         *(form.format(f"how big {thing} is") for form in EMBEDDINGS),
     ]
 

@@ -12,20 +12,42 @@ from .english import AUX, IRREGULAR_PAST, MARK, PREPOSITIONS, upper_first, verb_
 from .facts import MONTHS, name_spans
 
 # A sentence's opening date without its comma ("On July 26, 2023 AWS announced ...", "In 2019 Lena Marek ...").
-_DATED = rf"^((?:On|In|Since|Until|By) (?:{MARK}|(?:{MONTHS}) \d{{1,2}}, \d{{4}}|\d{{4}}))(?= [A-Z{MARK}])"
+_DATED = (
+    rf"^((?:On|In|Since|Until|By) (?:{MARK}|(?:{MONTHS}) \d{{1,2}}, \d{{4}}|\d{{4}}))(?= (?:[A-Z{MARK}]|(?:the|an?) ))"
+)
+
+
+def _word_lists(pieces: list[str]) -> list[str]:
+    """``pieces`` with a list of single lower-case words that the commas cut joined again ("helps organizations
+    match", "link and enhance records" -> "helps organizations match, link and enhance records"): a piece that ends
+    with a lower-case word, then single words, then a piece that opens with "<word> and|or <word>"."""
+    if not pieces:
+        return []
+    out, current, k = [], pieces[0], 1
+    while k < len(pieces):
+        j = k
+        while j < len(pieces) and re.fullmatch(r"[a-z]+", pieces[j]):
+            j += 1
+        ends_in_word = re.search(r"(?:^|\s)[a-z]+$", current)
+        if ends_in_word and j < len(pieces) and re.match(r"[a-z]+ (?:and|or) [a-z]+", pieces[j]):
+            current, k = ", ".join([current, *pieces[k : j + 1]]), j + 1
+        else:
+            out.append(current)
+            current, k = pieces[k], k + 1
+    return [*out, current]
 
 
 def split_clauses(text: str) -> list[str]:
     """``text`` split at ", " (not inside a number, before a date's year, or in a list of single words: "match, link
-    and enhance records"); only the part between the semicolons that holds the marker, which is a sentence of its
-    own."""
+    and enhance records"), after a comma is put after a date it opens with ("On July 26, 2023 AWS announced");
+    only the part between the semicolons that holds the marker, which is a sentence of its own."""
     parts = [p for p in re.split(r";\s+", text) if p.strip()]
     part = next((p for p in parts if MARK in p), parts[0] if parts else "")
     colon = part.split(": ", 1)  # "The new chip is also more frugal: the V4 draws ...": the clause after it
     if len(colon) == 2 and MARK in colon[1] and verb_at(colon[1].split()) is not None:
         part = colon[1]
     part = re.sub(_DATED, r"\1,", upper_first(part))  # "On July 26, 2023 AWS announced ...": a phrase of its own
-    return [c.strip() for c in re.split(r",\s+(?!\d{4}\b)(?![a-z]+(?:,| and | or ))", part) if c.strip()]
+    return _word_lists([c.strip() for c in re.split(r",\s+(?!\d{4}\b)", part) if c.strip()])
 
 
 def _subject_of(clauses: list[str], at: int) -> str:
@@ -78,12 +100,17 @@ _NAME = r"(?:[A-Z][\w.&-]*(?: [A-Z0-9][\w.&-]*)*)"
 def _named_item(clauses: list[str], at: int) -> str:
     """Clause ``at`` as an item of a list of names whose first the first clause ends with, said in its place and
     without the other name "and" joins it to ("Bedrock gives access to models from AI21 Labs, Anthropic, <fact> and
-    Amazon through a single API": "Bedrock gives access to models from <fact> through a single API"), else ""."""
+    Amazon through a single API": "Bedrock gives access to models from <fact> through a single API"; a middle item
+    without what follows the last: "... from <fact>"), else ""."""
     clause = clauses[at]
     if ":" in clauses[0] or not all(re.fullmatch(_NAME, c) for c in clauses[1:at]):
         return ""  # "options: the vector engine for X, Y and Z": the items are not the names alone
     if not re.match(rf"(?:{MARK}|{_NAME} and {MARK})(?: and {_NAME})?(?: [a-z].*)?$", clause):
         return ""
+    rest = clauses[at + 1 :]
+    end = next((k for k, c in enumerate(rest) if not re.fullmatch(_NAME, c)), len(rest))
+    if " and " not in clause and not (end < len(rest) and re.match(rf"{_NAME} and {_NAME}", rest[end])):
+        return ""  # "given by Lena Marek, Norvik": a name and its apposition, no list
     names = name_spans(clauses[0], specific=False)
     if not names or names[-1].start + len(names[-1].text) != len(clauses[0]):
         return ""
@@ -97,8 +124,7 @@ def _clause_with_subject(clauses: list[str], at: int) -> str:
     said of the name before it, a participle ("photographed on ...") of the noun before it, a predicate ("carries
     410 passengers", "and runs ...") of the sentence's subject."""
     clause = clauses[at]
-    # an item of a list the first clause opens, the list's last ("2 TB ... and <fact>"), or "3rd generation <fact> ..."
-    item = clause.startswith(MARK) or re.match(rf"(?:{AMOUNT} and {MARK}|\d\S* [a-z]+ {MARK})", clause)
+    item = clause.startswith(MARK) or re.match(rf"{AMOUNT} and {MARK}", clause)  # or the list's last: "2 TB ... and"
     if at and verb_at(clause.split()) is None:
         listed = _list_head(clauses[0]) if item else ""
         if listed:
@@ -184,17 +210,19 @@ def own_clause(text: str, opener: str) -> str:
 
 
 def _opening_phrase(clauses: list[str], at: int) -> str:
-    """The sentence's main clause, when the sentence opens with a preposition's phrase and no clause ("At launch,
-    the V4 ..."), with that phrase said at its end when it holds the fact ("At the AWS Summit on <fact>, AWS
-    announced P5 instances" -> "AWS announced P5 instances at the AWS Summit on <fact>"), so that the fact is asked
-    of what happened there; else ""."""
+    """The sentence's main clause with the preposition's phrase it opens with said at its end ("At the AWS Summit on
+    <fact>, AWS announced P5 instances" -> "AWS announced P5 instances at the AWS Summit on <fact>"; "In Norway, the
+    Arlo 5 costs <fact>" -> "The Arlo 5 costs <fact> in Norway"), so that the fact is asked of what happened there,
+    and as the page qualifies it; else ""."""
     first = clauses[0].split()
     if len(clauses) < 2 or at > 1 or first[0].lower() not in PREPOSITIONS or verb_at(first) is not None:
         return ""
     main = clauses[1]
-    if not re.match(rf"(?:[A-Z]|{MARK}|(?:the|an?) )", main) or verb_at(main.split()) is None:
-        return ""
-    return upper_first(main) + (f" {clauses[0][0].lower()}{clauses[0][1:]}" if at == 0 else "")
+    if verb_at(main.split()) is None or (main[0].islower() and _verb_first(main)):
+        return ""  # "In Oslo, built by Vessa, ...": no clause of its own
+    if at == 1 and len(first) > 4:  # "At the AWS Summit in New York City on July 26, 2023": too long to repeat
+        return upper_first(main)
+    return f"{upper_first(main)} {clauses[0][0].lower()}{clauses[0][1:]}"
 
 
 def fact_clause(clauses: list[str], at: int) -> str:

@@ -273,10 +273,14 @@ def reworded(question: str) -> list[str]:
     for the first group that has a word in it."""
     for group in SYNONYMS:
         for word in group:
-            pattern = re.compile(rf"(?<![\w-]){re.escape(word)}(?![\w-])")  # not "GPU-based"
+            before = r"(?<!\bat )(?<!\bthe )(?<!\bits )" if word in _BASE_VERBS else ""  # "at launch": a noun
+            pattern = re.compile(rf"{before}(?<![\w-]){re.escape(word)}(?![\w-])")  # not "GPU-based"
             if pattern.search(question):
                 return [pattern.sub(other, question, count=1) for other in group if other != word]
     return []
+
+
+_BASE_VERBS = frozenset("carry hold lead head build construct launch introduce announce unveil".split())
 
 
 def trimmed(clause: str) -> str:
