@@ -200,10 +200,11 @@ def size_questions(clause: str, wh: str) -> list[str]:
     if not found or not _LENGTHS.match(wh):
         return []
     subject = re.sub(r"^[Tt]he ", "", found.group("x"))  # a thing's name: "Halden Telescope Mini has" as "the ..."
-    if subject.lower() in ("it", "she", "he", "they", "this", "that"):
+    if re.match(r"(?:it|its|she|he|his|her|they|their|this|that|our)\b", subject, re.I):
         return []
+    subject = subject if "'s " in subject else f"the {subject}"  # "Halvren's new telescope" takes no "the"
     noun = clause[found.end() :].split()[-1] if found.group("verb") in ("has", "had") else ""
-    thing = f"the {noun} of the {subject}" if noun else f"the {subject}"
+    thing = f"the {noun} of {subject}" if noun else subject
     return [
         f"How big is {thing}?",
         f"What size is {thing}?",

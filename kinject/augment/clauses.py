@@ -12,9 +12,8 @@ from .english import AUX, IRREGULAR_PAST, MARK, PREPOSITIONS, upper_first, verb_
 from .facts import MONTHS, name_spans
 
 # A sentence's opening date without its comma ("On July 26, 2023 AWS announced ...", "In 2019 Lena Marek ...").
-_DATED = (
-    rf"^((?:On|In|Since|Until|By) (?:{MARK}|(?:{MONTHS}) \d{{1,2}}, \d{{4}}|\d{{4}}))(?= (?:[A-Z{MARK}]|(?:the|an?) ))"
-)
+_DATE = rf"(?:{MARK}|(?:{MONTHS}) \d{{1,2}}(?:, \d{{4}})?|\d{{4}})"
+_DATED = rf"^((?:On|In|Since|Until|By) {_DATE})(?= (?:[A-Z{MARK}]|(?:the|an?) ))"
 
 
 def _word_lists(pieces: list[str]) -> list[str]:
@@ -29,7 +28,11 @@ def _word_lists(pieces: list[str]) -> list[str]:
         while j < len(pieces) and re.fullmatch(r"[a-z]+", pieces[j]):
             j += 1
         ends_in_word = re.search(r"(?:^|\s)[a-z]+$", current)
-        if ends_in_word and j < len(pieces) and re.match(r"[a-z]+ (?:and|or) [a-z]+", pieces[j]):
+        if (
+            ends_in_word
+            and j < len(pieces)
+            and re.match(r"[a-z]+ (?:and|or) [a-z]+" if j == k else r"(?:[a-z]+ )?(?:and|or) [a-z]+", pieces[j])
+        ):
             current, k = ", ".join([current, *pieces[k : j + 1]]), j + 1
         else:
             out.append(current)
@@ -109,7 +112,8 @@ def _named_item(clauses: list[str], at: int) -> str:
         return ""
     rest = clauses[at + 1 :]
     end = next((k for k, c in enumerate(rest) if not re.fullmatch(_NAME, c)), len(rest))
-    if " and " not in clause and not (end < len(rest) and re.match(rf"{_NAME} and {_NAME}", rest[end])):
+    last = end < len(rest) and re.match(rf"(?:{_NAME} )?(?:and|or) {_NAME}", rest[end])  # "..., and Tamsin Works"
+    if " and " not in clause and not last:
         return ""  # "given by Lena Marek, Norvik": a name and its apposition, no list
     names = name_spans(clauses[0], specific=False)
     if not names or names[-1].start + len(names[-1].text) != len(clauses[0]):
@@ -184,7 +188,11 @@ def _kind_word(word: str) -> bool:
     return word not in _NOT_KIND and not word.endswith(("ed", "ly")) and verb_at(["X", word]) is None
 
 
-_NOT_KIND = frozenset("last this next year month week today yesterday now then".split()) | PREPOSITIONS | AUX
+_NOT_KIND = (
+    frozenset("last this next year month week today yesterday now then twice once again too also".split())
+    | PREPOSITIONS
+    | AUX
+)
 
 
 def _verb_first(clause: str) -> bool:
@@ -214,15 +222,31 @@ def _opening_phrase(clauses: list[str], at: int) -> str:
     <fact>, AWS announced P5 instances" -> "AWS announced P5 instances at the AWS Summit on <fact>"; "In Norway, the
     Arlo 5 costs <fact>" -> "The Arlo 5 costs <fact> in Norway"), so that the fact is asked of what happened there,
     and as the page qualifies it; else ""."""
-    first = clauses[0].split()
-    if len(clauses) < 2 or at > 1 or first[0].lower() not in PREPOSITIONS or verb_at(first) is not None:
+    if not _opens_with_phrase(clauses) or at > 1:
         return ""
-    main = clauses[1]
-    if verb_at(main.split()) is None or (main[0].islower() and _verb_first(main)):
-        return ""  # "In Oslo, built by Vessa, ...": no clause of its own
-    if at == 1 and len(first) > 4:  # "At the AWS Summit in New York City on July 26, 2023": too long to repeat
+    first, main = clauses[0].split(), clauses[1]
+    if verb_at(main.split()) is None or main[0].isdigit() or (main[0].islower() and _verb_first(main)):
+        return ""  # "In Oslo, built by Vessa, ...", "Of the 40 boats, 12 are ...": no clause of its own
+    # "In addition", "For example": no qualifier of the fact; "At the AWS Summit in ... on July 26, 2023": too long
+    adverbial = first[0].lower() == "of" or re.fullmatch(_DISCOURSE, clauses[0], re.I) is not None
+    if at == 1 and (len(first) > 4 or adverbial):
         return upper_first(main)
-    return f"{upper_first(main)} {clauses[0][0].lower()}{clauses[0][1:]}"
+    return "" if adverbial else f"{upper_first(main)} {clauses[0][0].lower()}{clauses[0][1:]}"
+
+
+# Phrases that open a sentence to link it to the one before, not to qualify its facts.
+_DISCOURSE = (
+    r"(?:in (?:addition|contrast|short|total|particular|fact|general|turn|the meantime|comparison)|for (?:example|"
+    r"instance)|by contrast|on (?:average|the other hand)|as a result|at the same time|after all|above all|of course)"
+)
+
+
+def _opens_with_phrase(clauses: list[str]) -> bool:
+    """Whether the sentence opens with a preposition's phrase of its own, before a comma ("At launch, ...")."""
+    first = clauses[0].split()
+    if len(clauses) < 2 or first[0].lower() not in PREPOSITIONS:
+        return False
+    return re.fullmatch(rf"\w+ {_DATE}", clauses[0]) is not None or verb_at(first) is None  # "On May 4": no "may"
 
 
 def fact_clause(clauses: list[str], at: int) -> str:
@@ -230,6 +254,10 @@ def fact_clause(clauses: list[str], at: int) -> str:
     opening = _opening_phrase(clauses, at)
     if opening:
         return opening
+    if at >= 2 and _opens_with_phrase(clauses):  # "On May 4, 2024, the Q9, a chip for phones, drew <fact>"
+        return fact_clause(clauses[1:], at - 1)
+    if at == 0 and _opens_with_phrase(clauses):
+        return ""  # "Of the <fact> boats, 12 are electric": a phrase alone asks nothing
     clause = _clause_with_subject(clauses, at)
     if at == 0 and len(clauses) > 1:  # "While a data engineer writes ..., ..."
         clause = own_clause(clause, _SUBORDINATE)
@@ -240,4 +268,8 @@ def fact_clause(clauses: list[str], at: int) -> str:
 
 
 # "X is an electric ferry service that links <fact> with Y": what X does, asked of X ("X links <fact> with Y")
-_DESCRIBED_AS = re.compile(r"^(?P<x>.+?) (?:is|was) an? (?:[\w-]+ ){1,4}?(?:that|which) (?P<rest>[a-z]+(?:s|ed) .*)$")
+# (not "a rival to the chip that draws ...", "a startup that investors valued at ...": another's verb)
+_DESCRIBED_AS = re.compile(
+    rf"^(?P<x>.+?) (?:is|was) an? (?:(?!(?:{'|'.join(sorted(PREPOSITIONS))})\b)[\w-]+ ){{1,4}}?(?:that|which) "
+    r"(?P<rest>[a-z]+(?:s|ed) (?![a-z]+ed\b).*)$"
+)

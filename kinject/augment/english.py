@@ -273,13 +273,20 @@ def reworded(question: str) -> list[str]:
     for the first group that has a word in it."""
     for group in SYNONYMS:
         for word in group:
-            before = r"(?<!\bat )(?<!\bthe )(?<!\bits )" if word in _BASE_VERBS else ""  # "at launch": a noun
-            pattern = re.compile(rf"{before}(?<![\w-]){re.escape(word)}(?![\w-])")  # not "GPU-based"
-            if pattern.search(question):
-                return [pattern.sub(other, question, count=1) for other in group if other != word]
+            found = re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", question)  # not "GPU-based"
+            if found and not (word in _BASE_VERBS and _a_noun(question, found)):
+                start, end = found.span()
+                return [question[:start] + other + question[end:] for other in group if other != word]
     return []
 
 
+def _a_noun(text: str, found: re.Match[str]) -> bool:
+    """Whether the verb-like word ``found`` stands as a noun ("at launch", "The launch of", "head of sales")."""
+    said = re.search(rf"(?:\b(?:{_NOUN_BEFORE})|'s)\s+$", text[: found.start()].lower())
+    return bool(said) or text[found.end() :].startswith(" of ")
+
+
+_NOUN_BEFORE = "at|since|after|before|on|for|of|by|upon|the|a|an|its|their|his|her|our|is|was"
 _BASE_VERBS = frozenset("carry hold lead head build construct launch introduce announce unveil".split())
 
 

@@ -86,7 +86,7 @@ _PLACE_VERBS = re.compile(
 )
 _DESCRIBING = f"(?:{'|'.join(sorted(DESCRIBING))})"  # an adjective a page describes a look-alike by
 _MONTH_NAMES = frozenset(MONTHS.split("|"))
-_PLACE_KINDS = "town|city|island|village|region|province|county|state|port|district|country"
+_PLACE_KINDS = "town|city|island|village|region|province|county|port|district"  # not "the state of Vessa"
 _SCHOOLS = frozenset("University College Institute School Academy Polytechnic Conservatory".split())
 
 
