@@ -183,16 +183,17 @@ def _clause_with_subject(clauses: list[str], at: int) -> str:
     return f"{subject} {clause}"
 
 
+def kind_noun(word: str) -> bool:
+    """Whether a lower-case word after a name can be the name's kind ("line", "survey"), not a verb or a joint."""
+    return word not in AUX | PREPOSITIONS | {"and", "or"} and not word.endswith("ed")
+
+
 def _kind_word(word: str) -> bool:
-    """Whether ``word`` after a name can be the name's kind ("line", "survey drone"), not a time or a verb."""
-    return word not in _NOT_KIND and not word.endswith(("ed", "ly")) and verb_at(["X", word]) is None
+    """``kind_noun``, and neither a time, an adverb nor a verb: "the Vell line twice, a move ..." names no kind."""
+    return kind_noun(word) and word not in _NOT_KIND and not word.endswith("ly") and verb_at(["X", word]) is None
 
 
-_NOT_KIND = (
-    frozenset("last this next year month week today yesterday now then twice once again too also".split())
-    | PREPOSITIONS
-    | AUX
-)
+_NOT_KIND = frozenset("last this next year month week today yesterday now then twice once again too also".split())
 
 
 def _verb_first(clause: str) -> bool:
@@ -217,13 +218,11 @@ def own_clause(text: str, opener: str) -> str:
     return upper_first(rest)
 
 
-def _opening_phrase(clauses: list[str], at: int) -> str:
+def _opening_phrase(clauses: list[str], at: int) -> str:  # the sentence opens with a phrase (``_opens_with_phrase``)
     """The sentence's main clause with the preposition's phrase it opens with said at its end ("At the AWS Summit on
     <fact>, AWS announced P5 instances" -> "AWS announced P5 instances at the AWS Summit on <fact>"; "In Norway, the
     Arlo 5 costs <fact>" -> "The Arlo 5 costs <fact> in Norway"), so that the fact is asked of what happened there,
     and as the page qualifies it; else ""."""
-    if not _opens_with_phrase(clauses) or at > 1:
-        return ""
     first, main = clauses[0].split(), clauses[1]
     if verb_at(main.split()) is None or main[0].isdigit() or (main[0].islower() and _verb_first(main)):
         return ""  # "In Oslo, built by Vessa, ...", "Of the 40 boats, 12 are ...": no clause of its own
@@ -251,13 +250,12 @@ def _opens_with_phrase(clauses: list[str]) -> bool:
 
 def fact_clause(clauses: list[str], at: int) -> str:
     """Clause ``at`` of a sentence's ``clauses`` as a sentence with its subject ("" when it has none to give)."""
-    opening = _opening_phrase(clauses, at)
-    if opening:
-        return opening
-    if at >= 2 and _opens_with_phrase(clauses):  # "On May 4, 2024, the Q9, a chip for phones, drew <fact>"
-        return fact_clause(clauses[1:], at - 1)
-    if at == 0 and _opens_with_phrase(clauses):
-        return ""  # "Of the <fact> boats, 12 are electric": a phrase alone asks nothing
+    if _opens_with_phrase(clauses):
+        if at >= 2:  # "On May 4, 2024, the Q9, a chip for phones, drew <fact>"
+            return fact_clause(clauses[1:], at - 1)
+        opening = _opening_phrase(clauses, at)
+        if opening or at == 0:  # "Of the <fact> boats, 12 are electric": a phrase alone asks nothing
+            return opening
     clause = _clause_with_subject(clauses, at)
     if at == 0 and len(clauses) > 1:  # "While a data engineer writes ..., ..."
         clause = own_clause(clause, _SUBORDINATE)

@@ -45,16 +45,14 @@ from .attributes import (
     team_questions,
     when_questions,
 )
-from .clauses import REPORTED, fact_clause, own_clause, split_clauses
+from .clauses import REPORTED, fact_clause, kind_noun, own_clause, split_clauses
 from .cloze import _NAMED_UNIT, _names_number, wh_phrase
 from .conjuncts import one_conjunct
 from .english import (
-    AUX,
     DETERMINERS,
     EMBEDDINGS,
     MARK,
     NOT_VERBS,
-    PREPOSITIONS,
     active,
     embedded,
     fronted,
@@ -115,11 +113,6 @@ class Question:
     origin: str
 
 
-def _noun(word: str) -> bool:
-    """Whether a lower-case word after a name can be the name's kind ("line", "survey"), not a verb or a joint."""
-    return word not in AUX | PREPOSITIONS | {"and", "or"} and not word.endswith("ed")
-
-
 def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
     """The characters a fact's question words replace, and those words: "which line" for "the Lumora line", "how
     many passengers" for "410 passengers", "which company" for "Brenmar Marine", "where" after "based in"."""
@@ -128,7 +121,7 @@ def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
     if span.kind == "name":
         the = re.search(r"\b(?:the|an?) $", before)  # "the Lumora line", "an OpenAPI schema"
         nouns = [n for n in (re.match(r" ([a-z]{3,} [a-z]{3,})\b", after), re.match(r" ([a-z]{3,})\b", after)) if n]
-        nouns = [n for n in nouns if all(_noun(w) for w in n.group(1).split())]
+        nouns = [n for n in nouns if all(kind_noun(w) for w in n.group(1).split())]
         nouns = [n for n in nouns if " " not in n.group(1) or not n.group(1).endswith("s")]
         if the and nouns:  # "the Lumora line", "the Kestrel K7 survey drone"
             return the.start(), end + len(nouns[0].group(0)), f"which {nouns[0].group(1)}"
