@@ -1110,3 +1110,12 @@ def test_a_phrase_that_links_sentences_or_a_verb_of_another_noun_is_not_read_as_
     assert not fact_sentence(twice, _span(twice, "12 million euros")).startswith("The Vell line twice")
     mirror = "Its mirror is a 4.1-metre dish."
     assert not any("the Its" in q for q in _asks(mirror, "4.1"))
+
+
+def test_a_fact_of_an_object_relative_clause_is_asked_of_its_own_subject_and_thing():
+    """ "the Quarro V3 laptop processor that Halvren Semiconductor launched in 2023": the year is the V3's launch,
+    not anything the sentence's subject (the V4) did."""
+    v4 = "The Quarro V4 succeeds the Quarro V3 laptop processor that Halvren Semiconductor launched in 2023."
+    answer = "Halvren Semiconductor launched the Quarro V3 laptop processor in 2023."
+    assert fact_sentence(v4, _span(v4, "2023")) == answer
+    assert "What year did Halvren Semiconductor launch the Quarro V3 laptop processor?" in _asks(v4, "2023")

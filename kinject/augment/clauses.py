@@ -262,7 +262,17 @@ def fact_clause(clauses: list[str], at: int) -> str:
     described = _DESCRIBED_AS.match(clause)
     if described and MARK in described.group("rest"):
         return f"{described.group('x')} {described.group('rest')}"
+    relative = _OBJECT_RELATIVE.search(clause)
+    if relative and MARK in relative.group("rest"):  # the fact is the relative clause's, not the sentence's
+        return f"{relative.group('who')} {relative.group('verb')} {relative.group('thing')} {relative.group('rest')}"
     return clause
+
+
+# "... the Quarro V3 laptop processor that Halvren Semiconductor launched in <fact>": Halvren launched the V3 then
+_OBJECT_RELATIVE = re.compile(
+    r"\b(?P<thing>(?:the|an?) (?:[\w.-]+ ){0,5}?[\w.-]+) (?:that|which) "
+    r"(?P<who>[A-Z][\w.&-]*(?: [A-Z][\w.&-]*)*) (?P<verb>[a-z]+ed) (?P<rest>.+)$"
+)
 
 
 # "X is an electric ferry service that links <fact> with Y": what X does, asked of X ("X links <fact> with Y")
