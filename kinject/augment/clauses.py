@@ -218,11 +218,12 @@ def own_clause(text: str, opener: str) -> str:
     return upper_first(rest)
 
 
-def _opening_phrase(clauses: list[str], at: int) -> str:  # the sentence opens with a phrase (``_opens_with_phrase``)
+def _opening_phrase(clauses: list[str], at: int) -> str:
     """The sentence's main clause with the preposition's phrase it opens with said at its end ("At the AWS Summit on
     <fact>, AWS announced P5 instances" -> "AWS announced P5 instances at the AWS Summit on <fact>"; "In Norway, the
     Arlo 5 costs <fact>" -> "The Arlo 5 costs <fact> in Norway"), so that the fact is asked of what happened there,
-    and as the page qualifies it; else ""."""
+    and as the page qualifies it; else "". Only for a sentence that ``_opens_with_phrase``, its fact in clause
+    ``at`` 0 or 1 (``fact_clause`` checks both)."""
     first, main = clauses[0].split(), clauses[1]
     if verb_at(main.split()) is None or main[0].isdigit() or (main[0].islower() and _verb_first(main)):
         return ""  # "In Oslo, built by Vessa, ...", "Of the 40 boats, 12 are ...": no clause of its own
