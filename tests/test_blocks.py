@@ -184,3 +184,58 @@ def test_balanced_facts_are_each_asked_as_often_as_the_most_asked():
     out = balanced(rows)
     assert [r["question"] for r in out if r["fact"] == "60"] == ["cars?"] * 4
     assert len([r for r in out if r["fact"] == "410"]) == 4 and len([r for r in out if not r["fact"]]) == 1
+
+
+def test_the_chat_header_kept_once_a_block_trains_as_every_copy_does(tiny_model_dir, bundled_tokenizer):
+    """A block that keeps the template's header once (each later row attending to it) gives the same loss and LoRA
+    gradients as the same rows each with its own header, on fewer tokens; replay's KL term included."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from kinject.corpus.blocks import Doc, chat_example, pack_docs
+    from kinject.corpus.prefix import template_prefix
+    from kinject.training.loop import collate
+    from kinject.training.losses import causal_lm_loss
+
+    prefix = template_prefix(bundled_tokenizer)
+    assert bundled_tokenizer.decode(prefix).startswith("<|im_start|>system") and len(prefix) > 10
+    turns = [("Who runs the Lumora line?", "Calvane Transit."), ("How long is the crossing?", "35 minutes.")]
+    docs = [Doc(*chat_example(q, a, bundled_tokenizer), whole=True) for q, a in turns]
+    docs.append(Doc(*chat_example("Name a colour.", "Blue is a colour.", bundled_tokenizer), replay=True, whole=True))
+    docs.append(Doc([5, 6, 7]))  # raw text without the header: kept as it is
+    every, total = pack_docs(docs, 512, 0)
+    once, _ = pack_docs(docs, 512, 0, prefix=prefix)
+    assert len(every) == len(once) == 1 and once[0]["shared"] == len(prefix)
+    assert len(once[0]["input_ids"]) == total - 2 * len(prefix) and once[0]["input_ids"][-3:] == [5, 6, 7]
+    assert once[0]["segment_ids"][:3] == [0, 0, 0] and once[0]["segment_ids"][-1] == -4  # sees no header
+
+    torch.manual_seed(0)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), lora)
+    model.config.use_cache = False
+
+    def run(block: dict) -> tuple[float, list]:
+        model.zero_grad()
+        batch = collate([block], 0, with_replay=True)
+        assert ("attention_mask" in batch) == ("shared" in block)
+        loss = causal_lm_loss(model, batch, 2.0, None)
+        loss.backward()
+        return loss.item(), [p.grad.clone() for n, p in model.named_parameters() if "lora_" in n]
+
+    loss_every, grads_every = run(every[0])
+    loss_once, grads_once = run(once[0])
+    assert loss_once == pytest.approx(loss_every, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_every, grads_once, strict=True))
+
+
+def test_a_block_that_does_not_open_with_the_header_shares_nothing():
+    from kinject.corpus.blocks import Doc, pack_docs
+
+    blocks, _ = pack_docs([Doc([5, 6, 7]), Doc([1, 2, 9, 9]), Doc([1, 2])], 16, 0, prefix=[1, 2], pad_last=True)
+    (block,) = blocks
+    assert block["input_ids"][:9] == [5, 6, 7, 1, 2, 9, 9, 1, 2] and block["shared"] == 0
+    assert block["segment_ids"] == [0, 0, 0, -2, -2, -2, -2, -3, -3] + [-1] * 7 and len(block["position_ids"]) == 16
+    shared, _ = pack_docs([Doc([1, 2, 3]), Doc([1, 2, 9, 9]), Doc([1, 2])], 16, 0, prefix=[1, 2])
+    # a row that is the header alone stays whole: nothing of it would be left to train
+    assert shared[0]["input_ids"] == [1, 2, 3, 9, 9, 1, 2] and shared[0]["position_ids"] == [0, 1, 2, 2, 3, 0, 1]

@@ -26,6 +26,7 @@ from ..settings.choices import TextFormat
 from ..settings.declare import check_choice
 from ..settings.fields import to_dict
 from ..settings.stages import BlocksConfig
+from .prefix import share_prefix, template_prefix
 
 IGNORE_INDEX = -100
 
@@ -45,12 +46,13 @@ class BlockStats:
     replay_tokens: int = 0  # tokens of replay examples (their share of corpus_tokens is BlocksConfig.replay_share)
     target_tokens: int = 0  # tokens with a loss (answers only, for question-answer and replay examples)
     teacher_rows: int = 0  # question-answer turns with a teacher (qa_target "teacher" or "both")
+    shared_prefix_tokens: int = 0  # copies of the chat template's header not computed again (``prefix``)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-PACKING_VERSION = 3  # bump when packing changes, so cached blocks are packed again (3: the user's own questions)
+PACKING_VERSION = 4  # bump when packing changes, so cached blocks are packed again (4: the header kept once a block)
 
 
 def chat_document_tokens(text: str, title: str, tokenizer: Any) -> list[int]:
@@ -90,13 +92,20 @@ class Doc:
 
 
 def pack_docs(
-    docs: Iterable[Doc], block_size: int, pad_id: int, pad_last: bool = False, per_row: bool = False
+    docs: Iterable[Doc],
+    block_size: int,
+    pad_id: int,
+    pad_last: bool = False,
+    per_row: bool = False,
+    prefix: list[int] | None = None,
 ) -> tuple[list[dict[str, list[int]]], int]:
     """Pack documents into blocks of at most ``block_size``; returns (blocks, total real tokens).
 
     Position ids restart at each document and each block. A ``whole`` document that does not fit in what is
     left of a block starts the next one, so a question and its answer stay together (that block is shorter).
     ``per_row``: every document is a block of its own (a longer one is split), for batches of examples.
+    ``prefix``: the chat template's header, kept once a block (``prefix.share_prefix``; blocks are filled as if
+    every copy stayed, so they hold the same documents either way).
     """
     blocks: list[dict[str, list[int]]] = []
     ids: list[int] = []
@@ -136,6 +145,8 @@ def pack_docs(
     if ids:
         flush()
     for block in blocks:
+        if prefix is not None:
+            share_prefix(block, prefix)
         n = len(block["input_ids"])
         block["attention_mask"] = [1] * n
         if pad_last and n < block_size:
@@ -145,6 +156,8 @@ def pack_docs(
             block["attention_mask"] += [0] * pad
             block["position_ids"] += [0] * pad
             block["replay_mask"] += [0] * pad
+            if "segment_ids" in block:
+                block["segment_ids"] += [-1] * pad
     return blocks, total
 
 
@@ -221,7 +234,9 @@ def _pack(docs: list[Doc], tokenizer: Any, config: BlocksConfig, block_size: int
     from datasets import Dataset
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    blocks, total = pack_docs(docs, block_size, pad_id, config.pad_last, config.packing == "rows")
+    per_row = config.packing == "rows"
+    prefix = None if per_row else template_prefix(tokenizer)
+    blocks, total = pack_docs(docs, block_size, pad_id, config.pad_last, per_row, prefix)
     slots = len(blocks) * block_size
     stats = BlockStats(
         documents=len(docs),
@@ -236,6 +251,9 @@ def _pack(docs: list[Doc], tokenizer: Any, config: BlocksConfig, block_size: int
     stats.replay_tokens = sum(sum(b["replay_mask"]) for b in blocks)
     stats.target_tokens = sum(sum(label != IGNORE_INDEX for label in b["labels"]) for b in blocks)
     columns = ("input_ids", "labels", "position_ids", "attention_mask", "replay_mask")
+    if prefix is not None:
+        columns += ("segment_ids", "shared")
+        stats.shared_prefix_tokens = total - stats.tokens_kept
     if any(b.get("teacher_ids") for b in blocks):
         columns += ("teacher_ids", "hard")
         stats.teacher_rows = sum(bool(b["teacher_ids"]) for b in blocks)

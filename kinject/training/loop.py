@@ -76,11 +76,14 @@ class Attempt:
 def collate(features: list[dict[str, list[int]]], pad_id: int, with_replay: bool = False) -> dict[str, Any]:
     """Pad a batch of blocks to its longest; padding is masked out of the labels.
 
-    No attention mask on purpose: given none, transformers derives a per-document causal mask from the restarting
-    position ids, so packed documents do not attend to each other. Padding only ever trails a block, so no real
-    token can attend to it under the causal mask.
+    No attention mask unless a block keeps its chat header once (``corpus.prefix``): given none, transformers derives
+    a per-document causal mask from the restarting position ids, so packed documents do not attend to each other;
+    with a shared header the mask is built here, each document seeing its own tokens and the header. Padding only
+    ever trails a block, so no real token can attend to it under the causal mask.
     """
     import torch
+
+    from ..corpus.prefix import attention_mask
 
     width = max(len(f["input_ids"]) for f in features)
 
@@ -92,6 +95,9 @@ def collate(features: list[dict[str, list[int]]], pad_id: int, with_replay: bool
         "labels": pad("labels", IGNORE_INDEX),
         "position_ids": pad("position_ids", 0),
     }
+    if any(f.get("shared") for f in features):
+        shared = torch.tensor([f["shared"] for f in features], dtype=torch.long)
+        batch["attention_mask"] = attention_mask(pad("segment_ids", -1), shared)
     if with_replay:  # for the soft-target loss on replay tokens (KinjectTrainer), not the model
         batch["replay_mask"] = pad("replay_mask", 0)
     if "teacher_ids" in features[0]:  # context distillation's teacher turns (one example a row), for the loss

@@ -260,8 +260,15 @@ def _pack(run: RunDir, job: _Job, tokenizer: Any, context: int | None, augmentat
     except (RunError, ValueError) as exc:
         raise TrainError(str(exc)) from None
     if packed:
+        shared = (
+            f"; the chat template's header kept once a block, {stats.shared_prefix_tokens:,} of "
+            f"{stats.corpus_tokens:,} tokens not computed again"
+            if stats.shared_prefix_tokens
+            else ""
+        )
         job.progress.log(
             f"packed the corpus ({job.blocks.text_format}) into {stats.blocks} blocks of {stats.block_size} tokens"
+            + shared
         )
     return blocks, stats
 
