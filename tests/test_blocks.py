@@ -215,9 +215,9 @@ def test_the_chat_header_kept_once_a_block_trains_as_every_copy_does(tiny_model_
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), lora)
     model.config.use_cache = False
 
-    def run(block: dict) -> tuple[float, list]:
+    def run(block: dict, rows: int = 1) -> tuple[float, list]:
         model.zero_grad()
-        batch = collate([block], 0, with_replay=True)
+        batch = collate([block] * rows, 0, with_replay=True)
         assert ("attention_mask" in batch) == ("shared" in block)
         loss = causal_lm_loss(model, batch, 2.0, None)
         loss.backward()
@@ -227,6 +227,11 @@ def test_the_chat_header_kept_once_a_block_trains_as_every_copy_does(tiny_model_
     loss_once, grads_once = run(once[0])
     assert loss_once == pytest.approx(loss_every, rel=1e-5)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_every, grads_once, strict=True))
+    # one block a step runs only its replay documents through the base; two rows run the whole blocks
+    for block, loss, grads in ((every[0], loss_every, grads_every), (once[0], loss_once, grads_once)):
+        loss_two, grads_two = run(block, rows=2)
+        assert loss_two == pytest.approx(loss, rel=1e-5)
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, grads_two, strict=True))
 
 
 def test_a_block_that_does_not_open_with_the_header_shares_nothing():

@@ -112,6 +112,29 @@ def _forward(model: Any, inputs: dict[str, Any], head: Any) -> tuple[Any, Any]:
     return box[0][:, :-1], None
 
 
+def _base_outputs(inner: Any, inputs: dict[str, Any], head: Any, replay: Any, soft: Any) -> Any:
+    """The base model's fp32 logits at the ``soft`` places (replay answers' tokens). For one block a step (the
+    default) with its documents' mask (``corpus.prefix``), only the block's replay documents go through the base,
+    with the header they attend to: its outputs there depend on nothing else, and replay is under half of a block's
+    tokens."""
+    import torch
+
+    mask = inputs.get("attention_mask")
+    if soft.shape[0] != 1 or mask is None or mask.dim() != 4:
+        base_hidden, base_logits = _forward(inner, inputs, head)
+        return head(base_hidden[soft]).float() if base_hidden is not None else base_logits[soft]
+    keep = replay[0].bool()
+    index = (keep | mask[0, 0][keep].any(0)).nonzero().squeeze(1)  # and the header each replay document sees
+    compact = {
+        "input_ids": inputs["input_ids"][:, index],
+        "position_ids": inputs["position_ids"][:, index],
+        "attention_mask": mask[:, :, index][:, :, :, index],
+    }
+    places = torch.searchsorted(index, soft[0].nonzero().squeeze(1))
+    base_hidden, base_logits = _forward(inner, compact, head)
+    return head(base_hidden[0, places]).float() if base_hidden is not None else base_logits[0, places]
+
+
 def causal_lm_loss(model: Any, inputs: dict[str, Any], kl_weight: float, count: Any) -> Any:
     """kinject's training loss of one batch: cross-entropy on the scored tokens, and ``kl_weight`` times
     KL(base || adapter) on replay answers' tokens (``replay_mask``; the base is the adapter switched off), divided
@@ -139,9 +162,7 @@ def causal_lm_loss(model: Any, inputs: dict[str, Any], kl_weight: float, count: 
         adapter_logp = torch.log_softmax(head(hidden[soft]).float() if hidden is not None else logits[soft], -1)
         inner = getattr(model, "module", model)  # not through DistributedDataParallel: no collectives here
         with torch.no_grad(), inner.disable_adapter():
-            base_hidden, base_logits = _forward(inner, inputs, head)
-        base = head(base_hidden[soft]).float() if base_hidden is not None else base_logits[soft]
-        base_logp = torch.log_softmax(base, -1)
+            base_logp = torch.log_softmax(_base_outputs(inner, inputs, head, replay, soft), -1)
         loss = loss + kl_weight * (base_logp.exp() * (base_logp - adapter_logp)).sum()
     if teacher:
         loss = loss + _teacher_kl(model, head, hidden, logits, targets, scored, teacher)
