@@ -764,3 +764,20 @@ def test_replay_shares_no_prompt_or_answer_with_what_measures_the_model():
     words = {w.strip("?.,").lower() for p in replay for w in p.split()}
     assert not {a for a in answers if " " not in a} & words  # no retention answer asked about ("paris", "tokyo")
     assert not any(a in p for a in answers for p in replay)
+
+
+def test_replay_takes_each_question_form_in_turn():
+    """A run that replays a few answers still replays every form of question, not only the commonest."""
+    import random
+
+    from kinject.corpus.blocks import spread_forms
+
+    rows = [{"question": f"What is {i}?"} for i in range(20)] + [{"question": f"How do {i}?"} for i in range(5)]
+    rows += [{"question": "Who wrote it?"}, {"question": "Write a haiku."}, {"question": " "}]
+    order = spread_forms(rows, random.Random(0))
+    assert sorted(map(id, order)) == sorted(map(id, rows))  # every row, once
+    firsts = {(r["question"].split() or [""])[0] for r in order[:5]}
+    assert firsts == {"What", "How", "Who", "Write", ""}
+    assert [r["question"].split()[0] for r in order[5:7]] == ["What", "How"] and order == spread_forms(
+        rows, random.Random(0)
+    )

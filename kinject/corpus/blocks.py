@@ -52,7 +52,9 @@ class BlockStats:
         return asdict(self)
 
 
-PACKING_VERSION = 4  # bump when packing changes, so cached blocks are packed again (4: the header kept once a block)
+PACKING_VERSION = (
+    5  # bump when packing changes, so cached blocks are packed again (5: replay's question forms in turn)
+)
 
 
 def chat_document_tokens(text: str, title: str, tokenizer: Any) -> list[int]:
@@ -373,6 +375,20 @@ def training_docs(
     return docs
 
 
+def spread_forms(rows: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+    """Replay rows in an order that takes each question form in turn (its first word: "Who", "How", "Write"...),
+    each form's rows shuffled: a run that replays only a few (one page) still replays every form, so no form of
+    question ("Who wrote ...?") is left to the page's answers alone."""
+    forms: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        words = row["question"].split(maxsplit=1)
+        forms.setdefault(words[0].lower() if words else "", []).append(row)
+    groups = sorted(forms.values(), key=len, reverse=True)
+    for group in groups:
+        rng.shuffle(group)
+    return [group[k] for k in range(len(groups[0])) for group in groups if k < len(group)]
+
+
 def _replay_docs(rows: list[dict[str, Any]], share: float, other_tokens: int, tokenizer: Any, rng: random.Random):
     if not rows:
         raise ValueError(
@@ -380,8 +396,7 @@ def _replay_docs(rows: list[dict[str, Any]], share: float, other_tokens: int, to
             "replay prompts, or replay_prompts is 0 (set replay_share 0 to train without replay)"
         )
     target = round(share / (1 - share) * other_tokens)
-    order = rows[:]
-    rng.shuffle(order)
+    order = spread_forms(rows, rng)
     docs, tokens, i = [], 0, 0
     while tokens < target:
         row = order[i % len(order)]
