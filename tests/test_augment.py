@@ -770,7 +770,7 @@ def test_replay_takes_each_question_form_in_turn():
     """A run that replays a few answers still replays every form of question, not only the commonest."""
     import random
 
-    from kinject.corpus.blocks import spread_forms
+    from kinject.corpus.mix import spread_forms
 
     rows = [{"question": f"What is {i}?"} for i in range(20)] + [{"question": f"How do {i}?"} for i in range(5)]
     rows += [{"question": "Who wrote it?"}, {"question": "Write a haiku."}, {"question": " "}]

@@ -115,6 +115,17 @@ def test_blocks_are_cached_by_what_they_depend_on(tiny_run, bundled_tokenizer):
     assert len(run.blocks_infos()) == 3
 
 
+def test_a_block_longer_than_the_models_attention_window_keeps_every_header(tiny_run, bundled_tokenizer):
+    """The shared header's mask holds no sliding window, so a block longer than the window is packed as it was."""
+    run = RunDir(tiny_run)
+    config = BlocksConfig(block_size=256, text_format="chat")
+    shared, _, _ = ensure_blocks(run, config, bundled_tokenizer, 256)
+    whole, _, packed = ensure_blocks(run, config, bundled_tokenizer, 256, window=128)
+    assert packed and "shared" in shared.column_names and "shared" not in whole.column_names
+    _, _, packed = ensure_blocks(run, config, bundled_tokenizer, 256, window=256)
+    assert not packed  # within the window: the shared packing, cached
+
+
 def test_block_size_is_capped_before_the_cache_key(tiny_run, bundled_tokenizer):
     run = RunDir(tiny_run)
     _, stats, packed = ensure_blocks(run, BlocksConfig(block_size=4096), bundled_tokenizer, 64)
@@ -177,7 +188,7 @@ def test_rows_packing_gives_each_example_a_row_and_keeps_its_teacher():
 
 
 def test_balanced_facts_are_each_asked_as_often_as_the_most_asked():
-    from kinject.corpus.blocks import balanced
+    from kinject.corpus.mix import balanced
 
     rows = [{"passage": "p", "fact": "410", "question": f"q{i}"} for i in range(4)]
     rows += [{"passage": "p", "fact": "60", "question": "cars?"}, {"passage": "p", "fact": "", "question": "t"}]

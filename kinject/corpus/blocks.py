@@ -26,6 +26,7 @@ from ..settings.choices import TextFormat
 from ..settings.declare import check_choice
 from ..settings.fields import to_dict
 from ..settings.stages import BlocksConfig
+from .mix import balanced, spread_forms
 from .prefix import share_prefix, template_prefix
 
 IGNORE_INDEX = -100
@@ -232,12 +233,12 @@ def _document_forms(text: str, title: str, tokenizer: Any, text_format: str) -> 
     return forms
 
 
-def _pack(docs: list[Doc], tokenizer: Any, config: BlocksConfig, block_size: int):
+def _pack(docs: list[Doc], tokenizer: Any, config: BlocksConfig, block_size: int, share: bool = True):
     from datasets import Dataset
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     per_row = config.packing == "rows"
-    prefix = None if per_row else template_prefix(tokenizer)
+    prefix = template_prefix(tokenizer) if share and not per_row else None
     blocks, total = pack_docs(docs, block_size, pad_id, config.pad_last, per_row, prefix)
     slots = len(blocks) * block_size
     stats = BlockStats(
@@ -296,20 +297,6 @@ def augmentation_kinds(config: BlocksConfig) -> tuple[str, ...]:
 def user_questions(augmentation: Any) -> list[dict[str, Any]]:
     """The user's own question-answer rows of an augmentation (trained whenever the run has them)."""
     return augmentation.kept("user") if augmentation is not None else []
-
-
-def balanced(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Question-answer rows with each fact's questions repeated, in turn, up to the most-asked fact's count (rows
-    about no single fact, a template's, once each)."""
-    by_fact: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        by_fact.setdefault((row.get("passage", ""), row.get("fact") or f"\x00{id(row)}"), []).append(row)
-    most = max((len(group) for key, group in by_fact.items() if not key[1].startswith("\x00")), default=0)
-    out = []
-    for (_, fact), group in by_fact.items():
-        count = len(group) if fact.startswith("\x00") else most
-        out += [group[i % len(group)] for i in range(count)]
-    return out
 
 
 def qa_docs(rows: list[dict[str, Any]], documents: list[dict[str, Any]], config: BlocksConfig, tokenizer: Any):
@@ -375,20 +362,6 @@ def training_docs(
     return docs
 
 
-def spread_forms(rows: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
-    """Replay rows in an order that takes each question form in turn (its first word: "Who", "How", "Write"...),
-    each form's rows shuffled: a run that replays only a few (one page) still replays every form, so no form of
-    question ("Who wrote ...?") is left to the page's answers alone."""
-    forms: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        words = row["question"].split(maxsplit=1)
-        forms.setdefault(words[0].lower() if words else "", []).append(row)
-    groups = sorted(forms.values(), key=len, reverse=True)
-    for group in groups:
-        rng.shuffle(group)
-    return [group[k] for k in range(len(groups[0])) for group in groups if k < len(group)]
-
-
 def _replay_docs(rows: list[dict[str, Any]], share: float, other_tokens: int, tokenizer: Any, rng: random.Random):
     if not rows:
         raise ValueError(
@@ -415,9 +388,12 @@ def ensure_blocks(
     max_context: int | None = None,
     progress: Progress | None = None,
     augmentation: Any = None,
+    window: int | None = None,
 ):
     """The run's blocks for ``config``: from the cache, else packed from its corpus (and ``augmentation``, a
-    ``kinject.augment.Augmentation``, when the config uses it) and cached.
+    ``kinject.augment.Augmentation``, when the config uses it) and cached. ``window``: the model's sliding attention
+    window (``prefix.attention_window``); a block longer than it keeps every copy of the chat header, since the
+    shared header's mask holds no window.
 
     Returns (``datasets.Dataset``, ``BlockStats``, packed_now).
     """
@@ -432,6 +408,8 @@ def ensure_blocks(
         kinds = (*kinds, "user")
     if kinds:
         corpus_digest += "+" + "+".join(augmentation.keys[k] for k in kinds)
+    share = window is None or block_size <= window
+    corpus_digest += "" if share else "+unshared"
     key = blocks_key(config, tokenizer_fingerprint(tokenizer), corpus_digest, block_size)
     cached = run.load_blocks(key)
     if cached is not None:
@@ -440,7 +418,7 @@ def ensure_blocks(
     _check_chat_template(config.text_format, tokenizer)
     progress.start("pack blocks", total=None)
     docs = training_docs(corpus.to_list(), config, tokenizer, augmentation)
-    dataset, stats = _pack(docs, tokenizer, config, block_size)
+    dataset, stats = _pack(docs, tokenizer, config, block_size, share)
     progress.finish()
     run.save_blocks(key, dataset, {"key": key, "config": to_dict(config), "stats": stats.to_dict()})
     return dataset, stats, True

@@ -14,6 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 
+def attention_window(config: Any) -> int | None:
+    """The model's sliding attention window (Mistral's, Gemma's local layers'), when its config has one."""
+    window = getattr(config, "sliding_window", None)
+    return window if isinstance(window, int) and window > 0 else None
+
+
 def template_prefix(tokenizer: Any) -> list[int]:
     """The tokens every chat turn opens with under ``tokenizer``'s template, up to the user's words: the longest
     common start of two rendered prompts; [] without a chat template."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..corpus.blocks import balanced
+from ..corpus.mix import balanced
 
 MIN_EPOCHS = 1.0
 MAX_EPOCHS = 12.0

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..corpus.blocks import augmentation_kinds, ensure_blocks
+from ..corpus.prefix import attention_window
 from ..models.loading import context_length, load_model, load_tokenizer, resolve_model
 from ..runs import RunDir, RunError, checkpoint_step, open_run_tracker
 from ..runtime.progress import Progress
@@ -171,7 +172,7 @@ def _run_stages(run: RunDir, job: _Job, model_cfg: ModelConfig, last: Path | Non
     augmentation = _main_first(lambda: _augment(run, job, model, tokenizer, model_cfg, attempt))
     model.config.use_cache = False  # a KV cache in training would also disable the per-document mask
     attempt.phase = "prepare training"
-    blocks, stats = _main_first(lambda: _pack(run, job, tokenizer, context_length(model.config), augmentation))
+    blocks, stats = _main_first(lambda: _pack(run, job, tokenizer, model.config, augmentation))
     block_tokens = config.batch_size * stats.block_size
     model = attempt.model = add_lora(model, config, attempt.four_bit, progress, block_tokens)
     budget, total_steps = _plan(run, job, len(blocks), augmentation)
@@ -253,10 +254,11 @@ def _augment(run: RunDir, job: _Job, model: Any, tokenizer: Any, model_cfg: Mode
         ) from None
 
 
-def _pack(run: RunDir, job: _Job, tokenizer: Any, context: int | None, augmentation: Any) -> tuple[Any, Any]:
+def _pack(run: RunDir, job: _Job, tokenizer: Any, model_config: Any, augmentation: Any) -> tuple[Any, Any]:
     """The blocks to train on and their stats (packed now, or cached)."""
+    context, window = context_length(model_config), attention_window(model_config)
     try:
-        blocks, stats, packed = ensure_blocks(run, job.blocks, tokenizer, context, job.progress, augmentation)
+        blocks, stats, packed = ensure_blocks(run, job.blocks, tokenizer, context, job.progress, augmentation, window)
     except (RunError, ValueError) as exc:
         raise TrainError(str(exc)) from None
     if packed:
