@@ -115,15 +115,42 @@ def test_blocks_are_cached_by_what_they_depend_on(tiny_run, bundled_tokenizer):
     assert len(run.blocks_infos()) == 3
 
 
-def test_a_block_longer_than_the_models_attention_window_keeps_every_header(tiny_run, bundled_tokenizer):
-    """The shared header's mask holds no sliding window, so a block longer than the window is packed as it was."""
+def test_a_model_without_a_boolean_mask_or_with_a_short_window_keeps_every_header(tiny_run, bundled_tokenizer):
+    """The shared header needs attention that reads a boolean mask (sdpa; eager adds it to its scores) and no
+    sliding window shorter than the block (the mask holds none); otherwise blocks are packed as they were."""
+    from transformers import Gemma3Config, LlamaConfig, MistralConfig
+
+    from kinject.corpus.prefix import shares_header
+
+    def config(cls, implementation: str, **fields):
+        made = cls(**fields)
+        made._attn_implementation = implementation
+        return made
+
+    assert shares_header(config(LlamaConfig, "sdpa"), 512)
+    assert not shares_header(config(LlamaConfig, "eager"), 512)
+    assert not shares_header(config(MistralConfig, "sdpa", sliding_window=256), 512)
+    assert shares_header(config(MistralConfig, "sdpa", sliding_window=4096), 512)
+    assert not shares_header(config(Gemma3Config, "sdpa", text_config={"sliding_window": 256}), 512)  # nested
     run = RunDir(tiny_run)
-    config = BlocksConfig(block_size=256, text_format="chat")
-    shared, _, _ = ensure_blocks(run, config, bundled_tokenizer, 256)
-    whole, _, packed = ensure_blocks(run, config, bundled_tokenizer, 256, window=128)
+    blocks = BlocksConfig(block_size=256, text_format="chat")
+    shared, _, _ = ensure_blocks(run, blocks, bundled_tokenizer, 256)
+    whole, _, packed = ensure_blocks(run, blocks, bundled_tokenizer, 256, share=False)
     assert packed and "shared" in shared.column_names and "shared" not in whole.column_names
-    _, _, packed = ensure_blocks(run, config, bundled_tokenizer, 256, window=256)
-    assert not packed  # within the window: the shared packing, cached
+
+
+def test_a_chat_page_trained_on_every_token_keeps_its_header():
+    """A header that is a target (a page as one chat exchange trains on all of it) is not shared: dropping it
+    would drop targets."""
+    from kinject.corpus.blocks import Doc, pack_docs
+
+    question = Doc([1, 2, 7, 8], labels=[-100, -100, -100, 8])  # a chat_example row: its prompt is no target
+    (block,), _ = pack_docs([Doc([1, 2, 3, 4]), Doc([1, 2, 5, 6]), question], 16, 0, prefix=[1, 2])
+    assert block["input_ids"] == [1, 2, 3, 4, 1, 2, 5, 6, 7, 8] and block["shared"] == 2
+    assert block["position_ids"] == [0, 1, 2, 3, 0, 1, 2, 3, 2, 3] and block["segment_ids"][4:8] == [-2] * 4
+    # the token after the header a target: the previous row's last token would be trained to predict it
+    (block,), _ = pack_docs([Doc([1, 2, 3]), Doc([1, 2, 9, 9], labels=[-100, -100, 9, 9])], 16, 0, prefix=[1, 2])
+    assert block["input_ids"] == [1, 2, 3, 1, 2, 9, 9]
 
 
 def test_block_size_is_capped_before_the_cache_key(tiny_run, bundled_tokenizer):
@@ -252,6 +279,7 @@ def test_a_block_that_does_not_open_with_the_header_shares_nothing():
     (block,) = blocks
     assert block["input_ids"][:9] == [5, 6, 7, 1, 2, 9, 9, 1, 2] and block["shared"] == 0
     assert block["segment_ids"] == [0, 0, 0, -2, -2, -2, -2, -3, -3] + [-1] * 7 and len(block["position_ids"]) == 16
-    shared, _ = pack_docs([Doc([1, 2, 3]), Doc([1, 2, 9, 9]), Doc([1, 2])], 16, 0, prefix=[1, 2])
+    row = Doc([1, 2, 9, 9], labels=[-100, -100, -100, 9])
+    shared, _ = pack_docs([Doc([1, 2, 3]), row, Doc([1, 2])], 16, 0, prefix=[1, 2])
     # a row that is the header alone stays whole: nothing of it would be left to train
     assert shared[0]["input_ids"] == [1, 2, 3, 9, 9, 1, 2] and shared[0]["position_ids"] == [0, 1, 2, 2, 3, 0, 1]

@@ -27,9 +27,7 @@ from ..settings.declare import check_choice
 from ..settings.fields import to_dict
 from ..settings.stages import BlocksConfig
 from .mix import balanced, spread_forms
-from .prefix import share_prefix, template_prefix
-
-IGNORE_INDEX = -100
+from .prefix import IGNORE_INDEX, share_prefix, template_prefix
 
 
 @dataclass
@@ -251,7 +249,7 @@ def _pack(docs: list[Doc], tokenizer: Any, config: BlocksConfig, block_size: int
         padding_tokens=sum(len(b["attention_mask"]) - sum(b["attention_mask"]) for b in blocks),
         packing_efficiency=round(total / slots, 4) if slots else 0.0,
     )
-    stats.replay_tokens = sum(sum(b["replay_mask"]) for b in blocks)
+    stats.replay_tokens = sum(len(d.ids) for d in docs if d.replay)  # as corpus_tokens counts them
     stats.target_tokens = sum(sum(label != IGNORE_INDEX for label in b["labels"]) for b in blocks)
     columns = ("input_ids", "labels", "position_ids", "attention_mask", "replay_mask")
     if prefix is not None:
@@ -388,12 +386,11 @@ def ensure_blocks(
     max_context: int | None = None,
     progress: Progress | None = None,
     augmentation: Any = None,
-    window: int | None = None,
+    share: bool = True,
 ):
     """The run's blocks for ``config``: from the cache, else packed from its corpus (and ``augmentation``, a
-    ``kinject.augment.Augmentation``, when the config uses it) and cached. ``window``: the model's sliding attention
-    window (``prefix.attention_window``); a block longer than it keeps every copy of the chat header, since the
-    shared header's mask holds no window.
+    ``kinject.augment.Augmentation``, when the config uses it) and cached. ``share``: keep the chat header once a block
+    (``prefix.shares_header`` says whether the model can).
 
     Returns (``datasets.Dataset``, ``BlockStats``, packed_now).
     """
@@ -408,7 +405,6 @@ def ensure_blocks(
         kinds = (*kinds, "user")
     if kinds:
         corpus_digest += "+" + "+".join(augmentation.keys[k] for k in kinds)
-    share = window is None or block_size <= window
     corpus_digest += "" if share else "+unshared"
     key = blocks_key(config, tokenizer_fingerprint(tokenizer), corpus_digest, block_size)
     cached = run.load_blocks(key)

@@ -13,11 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
+IGNORE_INDEX = -100  # a label that is no target
 
-def attention_window(config: Any) -> int | None:
-    """The model's sliding attention window (Mistral's, Gemma's local layers'), when its config has one."""
-    window = getattr(config, "sliding_window", None)
-    return window if isinstance(window, int) and window > 0 else None
+
+def shares_header(config: Any, block_size: int) -> bool:
+    """Whether a model trains on blocks that keep the chat header once: its attention takes a boolean mask as one
+    (sdpa; eager adds a mask to its scores) and has no sliding window shorter than the block (the mask holds none)."""
+    if getattr(config, "_attn_implementation", None) != "sdpa":
+        return False
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config  # Gemma 3's is nested
+    window = getattr(text, "sliding_window", None)
+    return not (isinstance(window, int) and 0 < window < block_size)
 
 
 def template_prefix(tokenizer: Any) -> list[int]:
@@ -47,8 +53,18 @@ def share_prefix(block: dict[str, list[int]], prefix: list[int]) -> None:
     columns = [c for c in ("input_ids", "labels", "position_ids", "replay_mask") if c in block]
     kept: dict[str, list[int]] = {c: [] for c in columns}
     segments: list[int] = []
+    labels = block["labels"]
     for n, (start, end) in enumerate(zip(starts, starts[1:], strict=False)):
-        cut = size if shares and n > 0 and end - start > size and ids[start : start + size] == prefix else 0
+        # only a header that is no target, nor the token after it (a chat page trains on every token)
+        cut = (
+            size
+            if shares
+            and n > 0
+            and end - start > size
+            and ids[start : start + size] == prefix
+            and all(label == IGNORE_INDEX for label in labels[start : start + size + 1])
+            else 0
+        )
         for column in columns:
             kept[column] += block[column][start + cut : end]
         # a later document that keeps its own start (raw text, or a row the header alone) does not see the header

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..corpus.blocks import augmentation_kinds, ensure_blocks
-from ..corpus.prefix import attention_window
+from ..corpus.prefix import shares_header
 from ..models.loading import context_length, load_model, load_tokenizer, resolve_model
 from ..runs import RunDir, RunError, checkpoint_step, open_run_tracker
 from ..runtime.progress import Progress
@@ -256,9 +256,9 @@ def _augment(run: RunDir, job: _Job, model: Any, tokenizer: Any, model_cfg: Mode
 
 def _pack(run: RunDir, job: _Job, tokenizer: Any, model_config: Any, augmentation: Any) -> tuple[Any, Any]:
     """The blocks to train on and their stats (packed now, or cached)."""
-    context, window = context_length(model_config), attention_window(model_config)
+    context, share = context_length(model_config), shares_header(model_config, job.blocks.block_size)
     try:
-        blocks, stats, packed = ensure_blocks(run, job.blocks, tokenizer, context, job.progress, augmentation, window)
+        blocks, stats, packed = ensure_blocks(run, job.blocks, tokenizer, context, job.progress, augmentation, share)
     except (RunError, ValueError) as exc:
         raise TrainError(str(exc)) from None
     if packed:
