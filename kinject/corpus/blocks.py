@@ -51,9 +51,7 @@ class BlockStats:
         return asdict(self)
 
 
-PACKING_VERSION = (
-    5  # bump when packing changes, so cached blocks are packed again (5: replay's question forms in turn)
-)
+PACKING_VERSION = 5  # bump when packing changes, so cached blocks are packed again (5: replay's forms in turn)
 
 
 def chat_document_tokens(text: str, title: str, tokenizer: Any) -> list[int]:
