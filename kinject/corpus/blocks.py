@@ -45,7 +45,6 @@ class BlockStats:
     replay_tokens: int = 0  # tokens of replay examples (their share of corpus_tokens is BlocksConfig.replay_share)
     target_tokens: int = 0  # tokens with a loss (answers only, for question-answer and replay examples)
     teacher_rows: int = 0  # question-answer turns with a teacher (qa_target "teacher" or "both")
-    shared_prefix_tokens: int = 0  # copies of the chat template's header not computed again (``prefix``)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -252,7 +251,6 @@ def _pack(docs: list[Doc], tokenizer: Any, config: BlocksConfig, block_size: int
     columns = ("input_ids", "labels", "position_ids", "attention_mask", "replay_mask")
     if prefix is not None:
         columns += ("segment_ids", "shared")
-        stats.shared_prefix_tokens = total - stats.tokens_kept
     if any(b.get("teacher_ids") for b in blocks):
         columns += ("teacher_ids", "hard")
         stats.teacher_rows = sum(bool(b["teacher_ids"]) for b in blocks)

@@ -50,7 +50,7 @@ def share_prefix(block: dict[str, list[int]], prefix: list[int]) -> None:
     starts = [i for i, p in enumerate(positions) if p == 0] + [len(ids)]
     size = len(prefix)
     shares = size > 0 and ids[:size] == prefix and starts[1] > size
-    columns = [c for c in ("input_ids", "labels", "position_ids", "replay_mask") if c in block]
+    columns = ("input_ids", "labels", "position_ids", "replay_mask")
     kept: dict[str, list[int]] = {c: [] for c in columns}
     segments: list[int] = []
     labels = block["labels"]

@@ -117,22 +117,18 @@ def _base_outputs(inner: Any, inputs: dict[str, Any], head: Any, replay: Any, so
     default) with its documents' mask (``corpus.prefix``), only the block's replay documents go through the base,
     with the header they attend to: its outputs there depend on nothing else, and replay is under half of a block's
     tokens."""
-    import torch
-
     mask = inputs.get("attention_mask")
-    if soft.shape[0] != 1 or mask is None or mask.dim() != 4:
-        base_hidden, base_logits = _forward(inner, inputs, head)
-        return head(base_hidden[soft]).float() if base_hidden is not None else base_logits[soft]
-    keep = replay[0].bool()
-    index = (keep | mask[0, 0][keep].any(0)).nonzero().squeeze(1)  # and the header each replay document sees
-    compact = {
-        "input_ids": inputs["input_ids"][:, index],
-        "position_ids": inputs["position_ids"][:, index],
-        "attention_mask": mask[:, :, index][:, :, :, index],
-    }
-    places = torch.searchsorted(index, soft[0].nonzero().squeeze(1))
-    base_hidden, base_logits = _forward(inner, compact, head)
-    return head(base_hidden[0, places]).float() if base_hidden is not None else base_logits[0, places]
+    if soft.shape[0] == 1 and mask is not None and mask.dim() == 4:
+        keep = replay[0].bool()
+        index = (keep | mask[0, 0][keep].any(0)).nonzero().squeeze(1)  # and the header each replay document sees
+        inputs = {
+            "input_ids": inputs["input_ids"][:, index],
+            "position_ids": inputs["position_ids"][:, index],
+            "attention_mask": mask[:, :, index][:, :, :, index],
+        }
+        soft = soft[:, index[:-1]]  # every soft place is a replay token before its document's last
+    base_hidden, base_logits = _forward(inner, inputs, head)
+    return head(base_hidden[soft]).float() if base_hidden is not None else base_logits[soft]
 
 
 def causal_lm_loss(model: Any, inputs: dict[str, Any], kl_weight: float, count: Any) -> Any:

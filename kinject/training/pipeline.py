@@ -262,10 +262,11 @@ def _pack(run: RunDir, job: _Job, tokenizer: Any, model_config: Any, augmentatio
     except (RunError, ValueError) as exc:
         raise TrainError(str(exc)) from None
     if packed:
+        saved = stats.corpus_tokens - stats.tokens_kept  # every token is kept but the shared header's copies
         shared = (
-            f"; the chat template's header kept once a block, {stats.shared_prefix_tokens:,} of "
-            f"{stats.corpus_tokens:,} tokens not computed again"
-            if stats.shared_prefix_tokens
+            f"; the chat template's header kept once a block, {saved:,} of {stats.corpus_tokens:,} tokens not "
+            "computed again"
+            if saved
             else ""
         )
         job.progress.log(
