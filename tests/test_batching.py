@@ -240,3 +240,41 @@ def test_a_stopped_batcher_ends_its_requests_and_its_thread_before_the_interpret
     # A batcher stopped by itself starts its loop again for the next request.
     batcher.stop(30)
     assert engine.generate(None, prompt, Params(max_new_tokens=3)).finish_reason in ("length", "eos_token")
+
+
+def test_a_prefix_every_prompt_shares_runs_once_and_changes_no_answer(bundled_model_dir, monkeypatch):
+    """Augmentation's prompts open with the same worked examples: a batch runs that prefix once, copies its keys and
+    values to every row and runs only each row's rest, and every row answers what it answers alone."""
+    from kinject.augment.prompts import rewrite_conversation
+    from kinject.models import batch
+    from kinject.models.generate import chat_prompt_ids
+    from kinject.models.loading import load_model, load_tokenizer, resolve_model
+
+    resolved = resolve_model(str(bundled_model_dir))
+    tokenizer, model = load_tokenizer(resolved), load_model(resolved).eval()
+    questions = [
+        "How many passengers does the Lumora Grand carry?",
+        "Who opened the Lumora line?",
+        "The first departure of the Lumora line leaves Pellisk at what time every morning?",
+    ]
+    inputs = [chat_prompt_ids(tokenizer, rewrite_conversation(q)) for q in questions]
+    shapes = []
+    forward = batch.Batch._forward
+
+    def spy(self, model, ids, *args):
+        shapes.append(tuple(ids.shape))
+        return forward(self, model, ids, *args)
+
+    monkeypatch.setattr(batch.Batch, "_forward", spy)
+    params = [Params(max_new_tokens=12)] * len(inputs)
+    together = [seq.tokens for seq in batch.decode(model, tokenizer, inputs, params)]
+    shared = shapes[0][1]
+    assert shapes[0][0] == 1 and shared >= batch.SHARED_PREFIX
+    assert shapes[1] == (len(inputs), max(map(len, inputs)) - shared)  # the rows ran only what follows the prefix
+    alone = [batch.decode(model, tokenizer, [x], [p])[0].tokens for x, p in zip(inputs, params, strict=True)]
+    assert [[t.id for t in row] for row in together] == [[t.id for t in row] for row in alone]
+    assert all(
+        abs(a.logprob - b.logprob) < 1e-3
+        for r1, r2 in zip(together, alone, strict=True)
+        for a, b in zip(r1, r2, strict=True)
+    )

@@ -6,6 +6,7 @@ A step admits new rows (their prompts prefilled together, left-padded, their cac
 every row's next token with that row's own settings (``Sequence``), drops the rows that finished, and runs one
 forward pass for the rest. The attention mask hides the padding and each row's position ids count only its own
 tokens, so a row's tokens are what it would get alone (up to floating-point rounding of a different batch shape).
+New rows that open with one long prefix (augmentation's few-shot examples) run it once and share its keys and values.
 A peft model serves a different adapter in each row (peft's ``adapter_names``), unless the batch runs the model as
 it is (``as_is``: its caller switched the adapter on or off). Caches whose layers are not plain dynamic layers
 (sliding windows, linear attention) cannot be merged; such a batch admits new rows only when it is empty.
@@ -23,6 +24,7 @@ from typing import Any
 from .sequences import Params, Sequence
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
+SHARED_PREFIX = 64  # fewest tokens of a prompt prefix every new row shares that are run once for all
 
 
 class Batch:
@@ -118,28 +120,53 @@ class Batch:
         return out.logits[:, -1, :]
 
     def _prefill(self, model: Any, admitted: list[Sequence]) -> Any:
-        """Run the new rows' prompts together (left-padded) and merge their cache into the batch's."""
+        """Run the new rows' prompts together (left-padded) and merge their cache into the batch's. A prefix every
+        new row shares (few-shot examples: most of augmentation's prompts) is run once and its keys and values
+        copied to each row, which then runs only the rest (padded after the prefix)."""
         import torch
         from transformers import DynamicCache
 
         device = next(model.parameters()).device
-        width = max(len(seq.input_ids) for seq in admitted)
-        ids = torch.zeros((len(admitted), width), dtype=torch.long, device=device)
-        mask = torch.zeros_like(ids)
         now = time.monotonic()
-        for row, seq in enumerate(admitted):
-            ids[row, width - len(seq.input_ids) :] = torch.tensor(seq.input_ids, device=device)
-            mask[row, width - len(seq.input_ids) :] = 1
+        for seq in admitted:
             seq.started = now
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=getattr(model, "config", None))
+        shared = self._shared_prefix(admitted)
         with torch.no_grad(), training_off(model):
+            if shared:
+                ids = torch.tensor([admitted[0].input_ids[:shared]], device=device)
+                self._forward(model, ids, torch.arange(shared, device=device)[None], admitted[:1], cache, None)
+            if shared and all(type(layer) is _dynamic_layer() for layer in cache.layers):
+                for layer in cache.layers:
+                    layer.keys = layer.keys.expand(len(admitted), -1, -1, -1).contiguous()
+                    layer.values = layer.values.expand(len(admitted), -1, -1, -1).contiguous()
+            else:
+                shared, cache = 0, DynamicCache(config=getattr(model, "config", None))
+            width = max(len(seq.input_ids) for seq in admitted) - shared
+            ids = torch.zeros((len(admitted), width), dtype=torch.long, device=device)
+            mask = torch.zeros((len(admitted), shared + width), dtype=torch.long, device=device)
+            mask[:, :shared] = 1
+            for row, seq in enumerate(admitted):
+                ids[row, width - len(seq.input_ids) + shared :] = torch.tensor(seq.input_ids[shared:], device=device)
+                mask[row, shared + width - len(seq.input_ids) + shared :] = 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
             logits = self._forward(model, ids, positions, admitted, cache, mask)
         if self._cache is None:
             self._cache, self._mask = cache, mask
         else:
             self._cache, self._mask = _merged(self._cache, self._mask, cache, mask, getattr(model, "config", None))
         return logits
+
+    def _shared_prefix(self, admitted: list[Sequence]) -> int:
+        """Tokens at the start of every admitted prompt worth running once (0: none): at least ``SHARED_PREFIX``,
+        one token left to each row, and one set of weights for all (a peft batch of several adapters has not)."""
+        if len(admitted) < 2 or not (self.as_is or len({seq.adapter for seq in admitted}) == 1):
+            return 0
+        first, shortest = admitted[0].input_ids, min(len(seq.input_ids) for seq in admitted)
+        n = 0
+        while n < shortest - 1 and all(seq.input_ids[n] == first[n] for seq in admitted):
+            n += 1
+        return n if n >= SHARED_PREFIX else 0
 
     def _decode(self, model: Any) -> Any:
         """One pass for every row with its last token; returns the next logits."""
@@ -171,9 +198,14 @@ class Batch:
         self._mask = self._mask[:, lead:]
 
     def _mergeable(self) -> bool:
-        from transformers.cache_utils import DynamicLayer
+        return self._cache is not None and all(type(layer) is _dynamic_layer() for layer in self._cache.layers)
 
-        return self._cache is not None and all(type(layer) is DynamicLayer for layer in self._cache.layers)
+
+def _dynamic_layer() -> type:
+    """transformers' plain cache layer (one that rows can be copied into, selected from and merged)."""
+    from transformers.cache_utils import DynamicLayer
+
+    return DynamicLayer
 
 
 def decode(model: Any, tokenizer: Any, inputs: list[list[int]], params: list[Params]) -> list[Sequence]:
