@@ -130,8 +130,10 @@ class Batch:
         now = time.monotonic()
         for seq in admitted:
             seq.started = now
-        cache = DynamicCache(config=getattr(model, "config", None))
-        shared = self._shared_prefix(admitted)
+        config = getattr(model, "config", None)
+        cache = DynamicCache(config=config)
+        plain = all(type(layer) is _dynamic_layer() for layer in cache.layers)  # layers made up front from config
+        shared = self._shared_prefix(admitted) if plain and _positions_from_ids(config) else 0
         with torch.no_grad(), training_off(model):
             if shared:
                 ids = torch.tensor([admitted[0].input_ids[:shared]], device=device)
@@ -141,20 +143,21 @@ class Batch:
                     layer.keys = layer.keys.expand(len(admitted), -1, -1, -1).contiguous()
                     layer.values = layer.values.expand(len(admitted), -1, -1, -1).contiguous()
             else:
-                shared, cache = 0, DynamicCache(config=getattr(model, "config", None))
+                shared, cache = 0, DynamicCache(config=config)
             width = max(len(seq.input_ids) for seq in admitted) - shared
             ids = torch.zeros((len(admitted), width), dtype=torch.long, device=device)
             mask = torch.zeros((len(admitted), shared + width), dtype=torch.long, device=device)
             mask[:, :shared] = 1
             for row, seq in enumerate(admitted):
-                ids[row, width - len(seq.input_ids) + shared :] = torch.tensor(seq.input_ids[shared:], device=device)
-                mask[row, shared + width - len(seq.input_ids) + shared :] = 1
+                start = width - (len(seq.input_ids) - shared)  # the row's rest, right-aligned after the prefix
+                ids[row, start:] = torch.tensor(seq.input_ids[shared:], device=device)
+                mask[row, shared + start :] = 1
             positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
             logits = self._forward(model, ids, positions, admitted, cache, mask)
         if self._cache is None:
             self._cache, self._mask = cache, mask
         else:
-            self._cache, self._mask = _merged(self._cache, self._mask, cache, mask, getattr(model, "config", None))
+            self._cache, self._mask = _merged(self._cache, self._mask, cache, mask, config)
         return logits
 
     def _shared_prefix(self, admitted: list[Sequence]) -> int:
@@ -199,6 +202,15 @@ class Batch:
 
     def _mergeable(self) -> bool:
         return self._cache is not None and all(type(layer) is _dynamic_layer() for layer in self._cache.layers)
+
+
+def _positions_from_ids(config: Any) -> bool:
+    """Whether the model places tokens by the position ids and the mask, so that padding between a shared prefix and
+    a row's rest changes nothing: not MPT, whose ALiBi bias counts the cache's columns."""
+    return getattr(config, "model_type", None) not in _POSITIONS_BY_COLUMN
+
+
+_POSITIONS_BY_COLUMN = frozenset({"mpt"})
 
 
 def _dynamic_layer() -> type:
