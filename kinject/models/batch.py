@@ -25,6 +25,7 @@ from .sequences import Params, Sequence
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
 SHARED_PREFIX = 64  # fewest tokens of a prompt prefix every new row shares that are run once for all
+_POSITIONS_BY_COLUMN = frozenset({"mpt"})  # models whose position bias counts cache columns (MPT's ALiBi)
 
 
 class Batch:
@@ -132,18 +133,18 @@ class Batch:
             seq.started = now
         config = getattr(model, "config", None)
         cache = DynamicCache(config=config)
-        plain = all(type(layer) is _dynamic_layer() for layer in cache.layers)  # layers made up front from config
-        shared = self._shared_prefix(admitted) if plain and _positions_from_ids(config) else 0
+        # A config makes the cache's layers up front: a model whose layers are not plain shares no prefix.
+        shared = self._shared_prefix(admitted) if _plain(cache) and _positions_from_ids(config) else 0
         with torch.no_grad(), training_off(model):
             if shared:
                 ids = torch.tensor([admitted[0].input_ids[:shared]], device=device)
                 self._forward(model, ids, torch.arange(shared, device=device)[None], admitted[:1], cache, None)
-            if shared and all(type(layer) is _dynamic_layer() for layer in cache.layers):
-                for layer in cache.layers:
-                    layer.keys = layer.keys.expand(len(admitted), -1, -1, -1).contiguous()
-                    layer.values = layer.values.expand(len(admitted), -1, -1, -1).contiguous()
-            else:
-                shared, cache = 0, DynamicCache(config=config)
+                if _plain(cache):
+                    for layer in cache.layers:
+                        layer.keys = layer.keys.expand(len(admitted), -1, -1, -1).contiguous()
+                        layer.values = layer.values.expand(len(admitted), -1, -1, -1).contiguous()
+                else:  # layers made during the run (no config) turned out not plain: run every row whole
+                    shared, cache = 0, DynamicCache(config=config)
             width = max(len(seq.input_ids) for seq in admitted) - shared
             ids = torch.zeros((len(admitted), width), dtype=torch.long, device=device)
             mask = torch.zeros((len(admitted), shared + width), dtype=torch.long, device=device)
@@ -201,7 +202,7 @@ class Batch:
         self._mask = self._mask[:, lead:]
 
     def _mergeable(self) -> bool:
-        return self._cache is not None and all(type(layer) is _dynamic_layer() for layer in self._cache.layers)
+        return self._cache is not None and _plain(self._cache)
 
 
 def _positions_from_ids(config: Any) -> bool:
@@ -210,14 +211,11 @@ def _positions_from_ids(config: Any) -> bool:
     return getattr(config, "model_type", None) not in _POSITIONS_BY_COLUMN
 
 
-_POSITIONS_BY_COLUMN = frozenset({"mpt"})
-
-
-def _dynamic_layer() -> type:
-    """transformers' plain cache layer (one that rows can be copied into, selected from and merged)."""
+def _plain(cache: Any) -> bool:
+    """Whether every layer of ``cache`` is transformers' plain one (rows can be copied into, selected from, merged)."""
     from transformers.cache_utils import DynamicLayer
 
-    return DynamicLayer
+    return all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
 def decode(model: Any, tokenizer: Any, inputs: list[list[int]], params: list[Params]) -> list[Sequence]:
