@@ -183,14 +183,14 @@ def test_a_prompt_that_fails_to_prefill_fails_alone(engine, monkeypatch):
     good, bad = ids(engine, PROMPTS[1]), ids(engine, "This prompt fails.")
     expected = engine.generate(None, good, Params(max_new_tokens=16))
     batcher = engine._batcher
-    prefill = batcher._prefill
+    prefill = batcher._prefill_group
 
     def failing(model, admitted):
         if any(seq.input_ids == bad for seq in admitted):
             raise RuntimeError("out of memory (planted)")
         return prefill(model, admitted)
 
-    monkeypatch.setattr(batcher, "_prefill", failing)
+    monkeypatch.setattr(batcher, "_prefill_group", failing)
     failed: dict = {}
 
     def ask_bad() -> None:
@@ -242,22 +242,19 @@ def test_a_stopped_batcher_ends_its_requests_and_its_thread_before_the_interpret
     assert engine.generate(None, prompt, Params(max_new_tokens=3)).finish_reason in ("length", "eos_token")
 
 
-def test_a_prefix_every_prompt_shares_runs_once_and_changes_no_answer(bundled_model_dir, monkeypatch):
-    """Augmentation's prompts open with the same worked examples: a batch runs that prefix once, copies its keys and
-    values to every row and runs only each row's rest, and every row answers what it answers alone."""
-    from kinject.augment.prompts import rewrite_conversation
-    from kinject.models import batch
-    from kinject.models.generate import chat_prompt_ids
+@pytest.fixture(scope="module")
+def bundled_pair(bundled_model_dir):
+    """The bundled model's tokenizer and model, loaded once for this module's decoder tests."""
     from kinject.models.loading import load_model, load_tokenizer, resolve_model
 
     resolved = resolve_model(str(bundled_model_dir))
-    tokenizer, model = load_tokenizer(resolved), load_model(resolved).eval()
-    questions = [
-        "How many passengers does the Lumora Grand carry?",
-        "Who opened the Lumora line?",
-        "The first departure of the Lumora line leaves Pellisk at what time every morning?",
-    ]
-    inputs = [chat_prompt_ids(tokenizer, rewrite_conversation(q)) for q in questions]
+    return load_tokenizer(resolved), load_model(resolved).eval()
+
+
+def decode_watched(monkeypatch, model, tokenizer, inputs: list, params: list) -> tuple[list, list]:
+    """``inputs`` decoded in one batch: each row's tokens, and the shape of every forward pass's input ids."""
+    from kinject.models import batch
+
     shapes = []
     forward = batch.Batch._forward
 
@@ -266,11 +263,15 @@ def test_a_prefix_every_prompt_shares_runs_once_and_changes_no_answer(bundled_mo
         return forward(self, model, ids, *args)
 
     monkeypatch.setattr(batch.Batch, "_forward", spy)
-    params = [Params(max_new_tokens=n) for n in (12, 5, 9)]  # rows leave one by one: the batch drops them
     together = [seq.tokens for seq in batch.decode(model, tokenizer, inputs, params)]
-    shared = shapes[0][1]
-    assert shapes[0][0] == 1 and shared >= batch.SHARED_PREFIX
-    assert shapes[1] == (len(inputs), max(map(len, inputs)) - shared)  # the rows ran only what follows the prefix
+    monkeypatch.setattr(batch.Batch, "_forward", forward)
+    return together, shapes
+
+
+def assert_as_alone(model, tokenizer, inputs: list, params: list, together: list) -> None:
+    """Every row of ``together`` has the tokens, and within 1e-3 the log-probabilities, of its prompt decoded alone."""
+    from kinject.models import batch
+
     alone = [batch.decode(model, tokenizer, [x], [p])[0].tokens for x, p in zip(inputs, params, strict=True)]
     assert [[t.id for t in row] for row in together] == [[t.id for t in row] for row in alone]
     assert all(
@@ -278,3 +279,61 @@ def test_a_prefix_every_prompt_shares_runs_once_and_changes_no_answer(bundled_mo
         for r1, r2 in zip(together, alone, strict=True)
         for a, b in zip(r1, r2, strict=True)
     )
+
+
+def test_a_prefix_every_prompt_shares_runs_once_and_changes_no_answer(bundled_pair, monkeypatch):
+    """Augmentation's prompts open with the same worked examples: a batch runs that prefix once, copies its keys and
+    values to every row and runs only each row's rest, and every row answers what it answers alone."""
+    from kinject.augment.prompts import rewrite_conversation
+    from kinject.models import batch
+    from kinject.models.generate import chat_prompt_ids
+
+    tokenizer, model = bundled_pair
+    questions = [
+        "How many passengers does the Lumora Grand carry?",
+        "Who opened the Lumora line?",
+        "The first departure of the Lumora line leaves Pellisk at what time every morning?",
+    ]
+    inputs = [chat_prompt_ids(tokenizer, rewrite_conversation(q)) for q in questions]
+    params = [Params(max_new_tokens=n) for n in (12, 5, 9)]  # rows leave one by one: the batch drops them
+    together, shapes = decode_watched(monkeypatch, model, tokenizer, inputs, params)
+    shared = shapes[0][1]
+    assert shapes[0][0] == 1 and shared >= batch.SHARED_PREFIX
+    assert shapes[1] == (len(inputs), max(map(len, inputs)) - shared)  # the rows ran only what follows the prefix
+    assert_as_alone(model, tokenizer, inputs, params, together)
+
+
+PASSAGES = [
+    "The Lumora Grand is a night ferry of the Lumora line, built by Feldt & Sorn in Pellisk in 2019. It carries 410 "
+    "passengers in 120 cabins and crosses the Vell Sound in six hours, leaving Pellisk at 21:40 every evening.",
+    "Harrow Fields is a wind farm of 38 turbines off the coast of Dunmere, run by Castel Energy since 2021. Its "
+    "turbines stand 180 metres tall and together they supply about 90,000 homes with power through one cable.",
+]
+
+
+def test_rows_of_two_prefixes_each_run_theirs_once_and_change_no_answer(bundled_pair, monkeypatch):
+    """The round trip's prompts: questions about two passages (and one short prompt) in one batch. ``batches`` puts a
+    passage's questions side by side, each passage's rows run their shared prefix once, the short prompt runs
+    whole, and every row answers what it answers alone."""
+    from kinject.augment.prompts import answer_conversation
+    from kinject.models import batch
+    from kinject.models.generate import batches, chat_prompt_ids
+
+    tokenizer, model = bundled_pair
+    asked = [  # by length, the two passages' questions interleave
+        (0, "Who built it?"),
+        (1, "How many turbines stand in the Harrow Fields wind farm?"),
+        (0, "How many passengers does the Lumora Grand night ferry carry on each of its crossings of the Vell Sound?"),
+        (1, "Who has run the wind farm off the coast of Dunmere since 2021?"),
+    ]
+    inputs = [chat_prompt_ids(tokenizer, answer_conversation(PASSAGES[p], q)) for p, q in asked]
+    assert sorted(map(sorted, batches(inputs, 2))) == [[0, 2], [1, 3]]  # a passage's questions side by side
+    inputs.append(chat_prompt_ids(tokenizer, [{"role": "user", "content": "Hi"}]))
+    params = [Params(max_new_tokens=n) for n in (6, 9, 4, 7, 5)]
+    together, shapes = decode_watched(monkeypatch, model, tokenizer, inputs, params)
+    short, prefix_a, rest_a, prefix_b, rest_b = shapes[:5]
+    assert short == (1, len(inputs[4]))  # the prompt that shares nothing, whole
+    assert prefix_a[0] == prefix_b[0] == 1 and min(prefix_a[1], prefix_b[1]) >= batch.SHARED_PREFIX
+    assert rest_a[0] == rest_b[0] == 2 and rest_a[1] + prefix_a[1] == max(len(inputs[0]), len(inputs[2]))
+    assert shapes[5][0] == len(inputs)  # then every row decodes in one pass
+    assert_as_alone(model, tokenizer, inputs, params, together)

@@ -59,7 +59,7 @@ def base_answers(
     contexts = [chat_prompt_ids(tokenizer, [{"role": "user", "content": p["prompt"]}]) for p in prompts]
     answers: list[tuple[list[int], bool]] = [([], False)] * len(prompts)
     with adapter_off(model):
-        for group in batches([len(c) for c in contexts], batch_size, max_new_tokens):
+        for group in batches(contexts, batch_size, max_new_tokens):
             if progress.should_stop():
                 raise EvalStopped("evaluation stopped while measuring forgetting")
             for i, answer in zip(

@@ -149,7 +149,7 @@ def score_probes(
     contexts = [context_ids(tokenizer, p, f) for p, f in zip(probes, forms, strict=True)]
     answers: list[Answer | None] = [None] * len(probes)
     if generation.greedy:
-        chunks = batches([len(c) for c in contexts], batch_size, generation.max_new_tokens)
+        chunks = batches(contexts, batch_size, generation.max_new_tokens)
     else:
         chunks = [[i] for i in range(len(probes))]
     for chunk in chunks:

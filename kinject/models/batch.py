@@ -6,7 +6,8 @@ A step admits new rows (their prompts prefilled together, left-padded, their cac
 every row's next token with that row's own settings (``Sequence``), drops the rows that finished, and runs one
 forward pass for the rest. The attention mask hides the padding and each row's position ids count only its own
 tokens, so a row's tokens are what it would get alone (up to floating-point rounding of a different batch shape).
-New rows that open with one long prefix (augmentation's few-shot examples) run it once and share its keys and values.
+New rows that open with the same long prefix (augmentation's few-shot examples, one passage's round-trip questions)
+run it once and share its keys and values.
 A peft model serves a different adapter in each row (peft's ``adapter_names``), unless the batch runs the model as
 it is (``as_is``: its caller switched the adapter on or off). Caches whose layers are not plain dynamic layers
 (sliding windows, linear attention) cannot be merged; such a batch admits new rows only when it is empty.
@@ -59,7 +60,9 @@ class Batch:
         last = self._pending_logits if self._rows else None
         if admitted:
             try:
-                logits = self._prefill(model, admitted)
+                groups = self._groups(model, admitted)
+                admitted = [seq for group in groups for seq in group]
+                logits = self._prefill(model, groups)
             except Exception as exc:  # noqa: BLE001 - a prompt that fails (out of memory) fails only its own rows
                 for seq in admitted:
                     seq.end(self._error_of(exc))
@@ -120,17 +123,60 @@ class Batch:
         self.widest = max(self.widest, ids.shape[0])
         return out.logits[:, -1, :]
 
-    def _prefill(self, model: Any, admitted: list[Sequence]) -> Any:
-        """Run the new rows' prompts together (left-padded) and merge their cache into the batch's. A prefix every
-        new row shares (few-shot examples: most of augmentation's prompts) is run once and its keys and values
-        copied to each row, which then runs only the rest (padded after the prefix)."""
+    def _groups(self, model: Any, admitted: list[Sequence]) -> list[list[Sequence]]:
+        """The new rows by the prefix they share: rows that open with the same ``SHARED_PREFIX`` tokens (and
+        adapter) form a group that runs its prefix once; the others form one group run whole. A model whose cache
+        layers are not plain, or that places tokens by cache column, gets one group."""
+        from transformers import DynamicCache
+
+        config = getattr(model, "config", None)
+        shareable = config is not None and _plain(DynamicCache(config=config)) and _positions_from_ids(config)
+        if len(admitted) < 2 or not shareable:
+            return [admitted]
+        by_prefix: dict[Any, list[Sequence]] = {}
+        loose = []
+        for seq in admitted:
+            if len(seq.input_ids) > SHARED_PREFIX:
+                key = (None if self.as_is else seq.adapter, tuple(seq.input_ids[:SHARED_PREFIX]))
+                by_prefix.setdefault(key, []).append(seq)
+            else:
+                loose.append(seq)
+        groups = [rows for rows in by_prefix.values() if len(rows) > 1]
+        loose += [rows[0] for rows in by_prefix.values() if len(rows) == 1]
+        return ([loose] if loose else []) + groups
+
+    def _prefill(self, model: Any, groups: list[list[Sequence]]) -> Any:
+        """Run the new rows' prompts, group by group (``_groups``), and merge their cache into the batch's; the
+        logits of their next token, in the groups' order."""
+        import torch
+
+        now = time.monotonic()
+        config = getattr(model, "config", None)
+        cache = mask = None
+        parts = []
+        for group in groups:
+            for seq in group:
+                seq.started = now
+            group_cache, group_mask, logits = self._prefill_group(model, group)
+            parts.append(logits)
+            if cache is None:
+                cache, mask = group_cache, group_mask
+            else:
+                cache, mask = _merged(cache, mask, group_cache, group_mask, config)
+        if self._cache is None:
+            self._cache, self._mask = cache, mask
+        else:
+            self._cache, self._mask = _merged(self._cache, self._mask, cache, mask, config)
+        return torch.cat(parts)
+
+    def _prefill_group(self, model: Any, admitted: list[Sequence]) -> tuple[Any, Any, Any]:
+        """Run ``admitted``'s prompts together (left-padded): their cache, mask and next-token logits. A prefix every
+        row shares (few-shot examples, one passage) is run once and its keys and values copied to each row, which
+        then runs only the rest (padded after the prefix)."""
         import torch
         from transformers import DynamicCache
 
         device = next(model.parameters()).device
-        now = time.monotonic()
-        for seq in admitted:
-            seq.started = now
         config = getattr(model, "config", None)
         cache = DynamicCache(config=config)
         # A config makes the cache's layers up front: a model whose layers are not plain shares no prefix.
@@ -155,11 +201,7 @@ class Batch:
                 mask[row, shared + start :] = 1
             positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
             logits = self._forward(model, ids, positions, admitted, cache, mask)
-        if self._cache is None:
-            self._cache, self._mask = cache, mask
-        else:
-            self._cache, self._mask = _merged(self._cache, self._mask, cache, mask, config)
-        return logits
+        return cache, mask, logits
 
     def _shared_prefix(self, admitted: list[Sequence]) -> int:
         """Tokens at the start of every admitted prompt worth running once (0: none): at least ``SHARED_PREFIX``,

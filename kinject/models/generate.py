@@ -19,7 +19,7 @@ from ..runs import RunDir
 from ..runtime.progress import Progress
 from ..settings.fields import from_dict
 from ..settings.stages import GenerationConfig, ModelConfig
-from .batch import decode
+from .batch import SHARED_PREFIX, decode
 from .loading import BUILD_LOCK, load_model, load_tokenizer, resolve_model
 from .sequences import Params
 
@@ -104,16 +104,30 @@ def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]
 BATCH_TOKENS = 16384  # most prompt-plus-answer tokens generated together (long open-book prompts go fewer at once)
 
 
-def batches(lengths: list[int], batch_size: int, extra: int = 0, max_tokens: int = BATCH_TOKENS) -> list[list[int]]:
-    """Indices of ``lengths`` in batches: similar lengths together (less padding), at most ``batch_size`` a batch
-    and at most ``max_tokens`` padded tokens (longest prompt plus ``extra`` new tokens, times the rows)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+def batches(
+    inputs: list[list[int]], batch_size: int, extra: int = 0, max_tokens: int = BATCH_TOKENS
+) -> list[list[int]]:
+    """Indices of ``inputs`` in batches: similar lengths together (less padding), prompts that open with the same
+    ``SHARED_PREFIX`` tokens side by side (the decoder runs such a prefix once for the rows of a batch that share
+    it: the round trip's questions about one passage), at most ``batch_size`` a batch and at most ``max_tokens``
+    padded tokens (longest prompt plus ``extra`` new tokens, times the rows)."""
+    group: dict[Any, list[int]] = {}
+    for i, ids in enumerate(inputs):
+        group.setdefault(tuple(ids[:SHARED_PREFIX]) if len(ids) > SHARED_PREFIX else i, []).append(i)
+    place: dict[int, tuple[int, int]] = {}  # a row's group's shortest prompt, then its group: groups stay together
+    for n, rows in enumerate(group.values()):
+        shortest = min(len(inputs[j]) for j in rows)
+        place.update((i, (shortest, n)) for i in rows)
     out: list[list[int]] = []
-    for i in order:
-        if out and len(out[-1]) < batch_size and (len(out[-1]) + 1) * (lengths[i] + extra) <= max_tokens:
+    longest = 0
+    for i in sorted(range(len(inputs)), key=lambda i: (*place[i], len(inputs[i]))):
+        n = len(inputs[i])
+        if out and len(out[-1]) < batch_size and (len(out[-1]) + 1) * (max(longest, n) + extra) <= max_tokens:
             out[-1].append(i)
+            longest = max(longest, n)
         else:
             out.append([i])
+            longest = n
     return out
 
 
@@ -155,7 +169,7 @@ def generate_batch(
     it ended. Sampling, when ``config`` asks for it, draws input ``i`` with ``seed + i``."""
     progress = progress or Progress()
     results: list[tuple[list[int], bool]] = [([], False)] * len(inputs)
-    for chunk in batches([len(x) for x in inputs], batch_size, config.max_new_tokens):
+    for chunk in batches(inputs, batch_size, config.max_new_tokens):
         if progress.should_stop():
             raise InterruptedError("generation stopped by the user")
         answers = generate_padded(model, tokenizer, [inputs[i] for i in chunk], config, [seed + i for i in chunk])
