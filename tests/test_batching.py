@@ -251,8 +251,8 @@ def bundled_pair(bundled_model_dir):
     return load_tokenizer(resolved), load_model(resolved).eval()
 
 
-def decode_watched(monkeypatch, model, tokenizer, inputs: list, params: list) -> tuple[list, list]:
-    """``inputs`` decoded in one batch: each row's tokens, and the shape of every forward pass's input ids."""
+def watch_forward(monkeypatch) -> list:
+    """The shape of every forward pass's input ids the decoder runs from now on in this test."""
     from kinject.models import batch
 
     shapes = []
@@ -263,9 +263,7 @@ def decode_watched(monkeypatch, model, tokenizer, inputs: list, params: list) ->
         return forward(self, model, ids, *args)
 
     monkeypatch.setattr(batch.Batch, "_forward", spy)
-    together = [seq.tokens for seq in batch.decode(model, tokenizer, inputs, params)]
-    monkeypatch.setattr(batch.Batch, "_forward", forward)
-    return together, shapes
+    return shapes
 
 
 def assert_as_alone(model, tokenizer, inputs: list, params: list, together: list) -> None:
@@ -296,7 +294,8 @@ def test_a_prefix_every_prompt_shares_runs_once_and_changes_no_answer(bundled_pa
     ]
     inputs = [chat_prompt_ids(tokenizer, rewrite_conversation(q)) for q in questions]
     params = [Params(max_new_tokens=n) for n in (12, 5, 9)]  # rows leave one by one: the batch drops them
-    together, shapes = decode_watched(monkeypatch, model, tokenizer, inputs, params)
+    shapes = watch_forward(monkeypatch)
+    together = [seq.tokens for seq in batch.decode(model, tokenizer, inputs, params)]
     shared = shapes[0][1]
     assert shapes[0][0] == 1 and shared >= batch.SHARED_PREFIX
     assert shapes[1] == (len(inputs), max(map(len, inputs)) - shared)  # the rows ran only what follows the prefix
@@ -312,12 +311,14 @@ PASSAGES = [
 
 
 def test_rows_of_two_prefixes_each_run_theirs_once_and_change_no_answer(bundled_pair, monkeypatch):
-    """The round trip's prompts: questions about two passages (and one short prompt) in one batch. ``batches`` puts a
-    passage's questions side by side, each passage's rows run their shared prefix once, the short prompt runs
-    whole, and every row answers what it answers alone."""
+    """The round trip's prompts: questions about two passages, and a short prompt, join a batch that is running
+    another. ``batches`` keeps a passage's questions in one batch, each passage's rows run their shared prefix once,
+    the short prompt runs whole, the groups' caches merge into the running batch's, and every row answers what it
+    answers alone."""
     from kinject.augment.prompts import answer_conversation
     from kinject.models import batch
     from kinject.models.generate import batches, chat_prompt_ids
+    from kinject.models.sequences import Sequence
 
     tokenizer, model = bundled_pair
     asked = [  # by length, the two passages' questions interleave
@@ -327,13 +328,52 @@ def test_rows_of_two_prefixes_each_run_theirs_once_and_change_no_answer(bundled_
         (1, "Who has run the wind farm off the coast of Dunmere since 2021?"),
     ]
     inputs = [chat_prompt_ids(tokenizer, answer_conversation(PASSAGES[p], q)) for p, q in asked]
-    assert sorted(map(sorted, batches(inputs, 2))) == [[0, 2], [1, 3]]  # a passage's questions side by side
-    inputs.append(chat_prompt_ids(tokenizer, [{"role": "user", "content": "Hi"}]))
-    params = [Params(max_new_tokens=n) for n in (6, 9, 4, 7, 5)]
-    together, shapes = decode_watched(monkeypatch, model, tokenizer, inputs, params)
-    short, prefix_a, rest_a, prefix_b, rest_b = shapes[:5]
+    inputs += [chat_prompt_ids(tokenizer, [{"role": "user", "content": text}]) for text in ("Hi", "Hello there")]
+    assert sorted(map(sorted, batches(inputs[:5], 2))) == [[0, 2], [1, 3], [4]]  # a passage's questions together
+    params = [Params(max_new_tokens=n) for n in (6, 9, 4, 7, 5, 12)]
+    shapes = watch_forward(monkeypatch)
+    running = batch.Batch(lambda: model, as_is=True)
+    rows = [Sequence(tokenizer, ids, p) for ids, p in zip(inputs, params, strict=True)]
+    running._step(rows[5:])  # "Hello there" runs first; the others join it
+    running._step(rows[:5])
+    while running.running:
+        running._step([])
+    short, prefix_a, rest_a, prefix_b, rest_b = shapes[2:7]
     assert short == (1, len(inputs[4]))  # the prompt that shares nothing, whole
     assert prefix_a[0] == prefix_b[0] == 1 and min(prefix_a[1], prefix_b[1]) >= batch.SHARED_PREFIX
     assert rest_a[0] == rest_b[0] == 2 and rest_a[1] + prefix_a[1] == max(len(inputs[0]), len(inputs[2]))
-    assert shapes[5][0] == len(inputs)  # then every row decodes in one pass
-    assert_as_alone(model, tokenizer, inputs, params, together)
+    assert rest_b[1] + prefix_b[1] == max(len(inputs[1]), len(inputs[3]))
+    assert shapes[7][0] == len(inputs)  # then every row decodes in one pass
+    assert_as_alone(model, tokenizer, inputs, params, [seq.tokens for seq in rows])
+
+
+def test_a_group_that_fails_to_prefill_leaves_the_running_rows_as_they_were(bundled_pair, monkeypatch):
+    """Two passages' questions join a running batch and the second passage's prefill fails (out of memory, say):
+    every row admitted with it ends with the error, and the running row goes on to the answer it gives alone."""
+    from kinject.augment.prompts import answer_conversation
+    from kinject.models import batch
+    from kinject.models.generate import chat_prompt_ids
+    from kinject.models.sequences import Sequence
+
+    tokenizer, model = bundled_pair
+    asked = [(0, "Who built it?"), (1, "Who runs it?"), (0, "When was it built?"), (1, "How tall are its turbines?")]
+    inputs = [chat_prompt_ids(tokenizer, answer_conversation(PASSAGES[p], q)) for p, q in asked]
+    first = chat_prompt_ids(tokenizer, [{"role": "user", "content": "Hello there"}])
+    prefill = batch.Batch._prefill_group
+
+    def failing(self, model, rows):
+        if rows[0].input_ids == inputs[1]:
+            raise RuntimeError("out of memory (planted)")
+        return prefill(self, model, rows)
+
+    monkeypatch.setattr(batch.Batch, "_prefill_group", failing)
+    running = batch.Batch(lambda: model, as_is=True)
+    alone = batch.decode(model, tokenizer, [first], [Params(max_new_tokens=10)])[0].tokens
+    row = Sequence(tokenizer, first, Params(max_new_tokens=10))
+    joining = [Sequence(tokenizer, ids, Params(max_new_tokens=4)) for ids in inputs]
+    running._step([row])
+    running._step(joining)
+    assert running.running == 1 and all("out of memory (planted)" in str(seq.error) for seq in joining)
+    while running.running:
+        running._step([])
+    assert [t.id for t in row.tokens] == [t.id for t in alone] and row.error is None

@@ -163,11 +163,12 @@ class Batch:
                 cache, mask = group_cache, group_mask
             else:
                 cache, mask = _merged(cache, mask, group_cache, group_mask, config)
+        logits = torch.cat(parts)  # before the batch takes the rows' cache: a failure here leaves it as it was
         if self._cache is None:
             self._cache, self._mask = cache, mask
         else:
             self._cache, self._mask = _merged(self._cache, self._mask, cache, mask, config)
-        return torch.cat(parts)
+        return logits
 
     def _prefill_group(self, model: Any, admitted: list[Sequence]) -> tuple[Any, Any, Any]:
         """Run ``admitted``'s prompts together (left-padded): their cache, mask and next-token logits. A prefix every

@@ -108,26 +108,28 @@ def batches(
     inputs: list[list[int]], batch_size: int, extra: int = 0, max_tokens: int = BATCH_TOKENS
 ) -> list[list[int]]:
     """Indices of ``inputs`` in batches: similar lengths together (less padding), prompts that open with the same
-    ``SHARED_PREFIX`` tokens side by side (the decoder runs such a prefix once for the rows of a batch that share
+    ``SHARED_PREFIX`` tokens in one batch where they fit (the decoder runs such a prefix once for the rows that share
     it: the round trip's questions about one passage), at most ``batch_size`` a batch and at most ``max_tokens``
     padded tokens (longest prompt plus ``extra`` new tokens, times the rows)."""
-    group: dict[Any, list[int]] = {}
+    by_prefix: dict[Any, list[int]] = {}
     for i, ids in enumerate(inputs):
-        group.setdefault(tuple(ids[:SHARED_PREFIX]) if len(ids) > SHARED_PREFIX else i, []).append(i)
-    place: dict[int, tuple[int, int]] = {}  # a row's group's shortest prompt, then its group: groups stay together
-    for n, rows in enumerate(group.values()):
-        shortest = min(len(inputs[j]) for j in rows)
-        place.update((i, (shortest, n)) for i in rows)
+        by_prefix.setdefault(tuple(ids[:SHARED_PREFIX]) if len(ids) > SHARED_PREFIX else i, []).append(i)
+    groups = sorted(  # each group's rows by length, the groups by their shortest prompt
+        (sorted(rows, key=lambda i: len(inputs[i])) for rows in by_prefix.values()), key=lambda r: len(inputs[r[0]])
+    )
+
+    def fits(rows: list[int]) -> bool:
+        return len(rows) <= batch_size and len(rows) * (max(len(inputs[i]) for i in rows) + extra) <= max_tokens
+
     out: list[list[int]] = []
-    longest = 0
-    for i in sorted(range(len(inputs)), key=lambda i: (*place[i], len(inputs[i]))):
-        n = len(inputs[i])
-        if out and len(out[-1]) < batch_size and (len(out[-1]) + 1) * (max(longest, n) + extra) <= max_tokens:
-            out[-1].append(i)
-            longest = max(longest, n)
-        else:
-            out.append([i])
-            longest = n
+    for rows in groups:
+        if out and len(rows) > 1 and fits(rows) and not fits(out[-1] + rows):
+            out.append([])  # the group fits a batch of its own but not what is left of this one
+        for i in rows:
+            if out and fits(out[-1] + [i]):
+                out[-1].append(i)
+            else:
+                out.append([i])
     return out
 
 
