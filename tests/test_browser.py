@@ -80,15 +80,24 @@ def test_prepare_train_and_chat_in_compare_mode(app_url, site, tiny_model_dir):
         page.get_by_role("button", name="Prepare", exact=True).click()
         expect(page.get_by_text("sources used")).to_be_visible(timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "1-prepare.png"))
+        # The new run's selection fills the Train form from its settings, then writes the Evaluate tab's plan: once
+        # the plan is there, the form is the test's to change (a slow machine filled it after the preset below).
+        page.get_by_role("tab", name="Evaluate").click()
+        expect(page.locator("#eval-plan")).to_contain_text("Evaluate runs", timeout=120_000)
 
         # Train: the cpu-demo preset (raw text, no augmentation), a few steps.
         page.get_by_role("tab", name="Train").click()
-        page.get_by_role("combobox", name="Preset", exact=True).click()
+        preset = page.get_by_role("combobox", name="Preset", exact=True)
+        preset.click()
         page.get_by_role("option", name="cpu-demo").click()
-        page.get_by_role("spinbutton", name=re.compile(r"^Epochs\b")).first.fill("2")
+        epochs = page.get_by_role("spinbutton", name=re.compile(r"^Epochs\b")).first
+        expect(epochs).to_have_value("20", timeout=30_000)  # the preset's values are in
+        epochs.fill("2")
         page.get_by_role("combobox", name="Quantization", exact=True).click()
         page.get_by_role("option", name="none").click()
         page.get_by_role("checkbox", name="Eval at end").uncheck()
+        expect(preset).to_have_value("cpu-demo")
+        expect(epochs).to_have_value("2")
         page.get_by_role("button", name="Start", exact=True).click()
         expect(page.get_by_text("done", exact=False).first).to_be_visible(timeout=300_000)
         page.screenshot(path=str(ARTIFACTS / "2-train.png"))
