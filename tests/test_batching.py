@@ -185,10 +185,10 @@ def test_a_prompt_that_fails_to_prefill_fails_alone(engine, monkeypatch):
     batcher = engine._batcher
     prefill = batcher._prefill_group
 
-    def failing(model, admitted):
+    def failing(model, admitted, share):
         if any(seq.input_ids == bad for seq in admitted):
             raise RuntimeError("out of memory (planted)")
-        return prefill(model, admitted)
+        return prefill(model, admitted, share)
 
     monkeypatch.setattr(batcher, "_prefill_group", failing)
     failed: dict = {}
@@ -361,10 +361,10 @@ def test_a_group_that_fails_to_prefill_leaves_the_running_rows_as_they_were(bund
     first = chat_prompt_ids(tokenizer, [{"role": "user", "content": "Hello there"}])
     prefill = batch.Batch._prefill_group
 
-    def failing(self, model, rows):
+    def failing(self, model, rows, share):
         if rows[0].input_ids == inputs[1]:
             raise RuntimeError("out of memory (planted)")
-        return prefill(self, model, rows)
+        return prefill(self, model, rows, share)
 
     monkeypatch.setattr(batch.Batch, "_prefill_group", failing)
     running = batch.Batch(lambda: model, as_is=True)

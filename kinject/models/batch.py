@@ -61,7 +61,7 @@ class Batch:
         if admitted:
             try:
                 groups = self._groups(model, admitted)
-                admitted = [seq for group in groups for seq in group]
+                admitted = [seq for rows, _ in groups for seq in rows]
                 logits = self._prefill(model, groups)
             except Exception as exc:  # noqa: BLE001 - a prompt that fails (out of memory) fails only its own rows
                 for seq in admitted:
@@ -123,29 +123,25 @@ class Batch:
         self.widest = max(self.widest, ids.shape[0])
         return out.logits[:, -1, :]
 
-    def _groups(self, model: Any, admitted: list[Sequence]) -> list[list[Sequence]]:
-        """The new rows by the prefix they share: rows that open with the same ``SHARED_PREFIX`` tokens (and
-        adapter) form a group that runs its prefix once; the others form one group run whole. A model whose cache
-        layers are not plain, or that places tokens by cache column, gets one group."""
-        from transformers import DynamicCache
-
-        config = getattr(model, "config", None)
-        shareable = config is not None and _plain(DynamicCache(config=config)) and _positions_from_ids(config)
-        if len(admitted) < 2 or not shareable:
-            return [admitted]
+    def _groups(self, model: Any, admitted: list[Sequence]) -> list[tuple[list[Sequence], bool]]:
+        """The new rows by the prefix they share, each group with whether it runs that prefix once: rows with the
+        same ``prefix_key`` (and adapter) form such a group; the others form one group run whole, as do all the rows
+        of a model that cannot share a prefix (``_shares_prefixes``)."""
+        if len(admitted) < 2 or not _shares_prefixes(getattr(model, "config", None)):
+            return [(admitted, False)]
         by_prefix: dict[Any, list[Sequence]] = {}
         loose = []
         for seq in admitted:
-            if len(seq.input_ids) > SHARED_PREFIX:
-                key = (None if self.as_is else seq.adapter, tuple(seq.input_ids[:SHARED_PREFIX]))
-                by_prefix.setdefault(key, []).append(seq)
-            else:
+            key = prefix_key(seq.input_ids)
+            if key is None:
                 loose.append(seq)
-        groups = [rows for rows in by_prefix.values() if len(rows) > 1]
+            else:
+                by_prefix.setdefault((None if self.as_is else seq.adapter, key), []).append(seq)
         loose += [rows[0] for rows in by_prefix.values() if len(rows) == 1]
-        return ([loose] if loose else []) + groups
+        groups = [(rows, True) for rows in by_prefix.values() if len(rows) > 1]
+        return ([(loose, False)] if loose else []) + groups
 
-    def _prefill(self, model: Any, groups: list[list[Sequence]]) -> Any:
+    def _prefill(self, model: Any, groups: list[tuple[list[Sequence], bool]]) -> Any:
         """Run the new rows' prompts, group by group (``_groups``), and merge their cache into the batch's; the
         logits of their next token, in the groups' order."""
         import torch
@@ -154,10 +150,10 @@ class Batch:
         config = getattr(model, "config", None)
         cache = mask = None
         parts = []
-        for group in groups:
-            for seq in group:
+        for rows, share in groups:
+            for seq in rows:
                 seq.started = now
-            group_cache, group_mask, logits = self._prefill_group(model, group)
+            group_cache, group_mask, logits = self._prefill_group(model, rows, share)
             parts.append(logits)
             if cache is None:
                 cache, mask = group_cache, group_mask
@@ -170,28 +166,23 @@ class Batch:
             self._cache, self._mask = _merged(self._cache, self._mask, cache, mask, config)
         return logits
 
-    def _prefill_group(self, model: Any, admitted: list[Sequence]) -> tuple[Any, Any, Any]:
-        """Run ``admitted``'s prompts together (left-padded): their cache, mask and next-token logits. A prefix every
-        row shares (few-shot examples, one passage) is run once and its keys and values copied to each row, which
-        then runs only the rest (padded after the prefix)."""
+    def _prefill_group(self, model: Any, admitted: list[Sequence], share: bool) -> tuple[Any, Any, Any]:
+        """Run ``admitted``'s prompts together (left-padded): their cache, mask and next-token logits. With ``share``
+        (the rows open alike, one set of weights), the prefix every row shares (few-shot examples, one passage) is
+        run once and its keys and values copied to each row, which then runs only the rest (padded after it)."""
         import torch
         from transformers import DynamicCache
 
         device = next(model.parameters()).device
-        config = getattr(model, "config", None)
-        cache = DynamicCache(config=config)
-        # A config makes the cache's layers up front: a model whose layers are not plain shares no prefix.
-        shared = self._shared_prefix(admitted) if _plain(cache) and _positions_from_ids(config) else 0
+        cache = DynamicCache(config=getattr(model, "config", None))
+        shared = _common_prefix(admitted) if share else 0
         with torch.no_grad(), training_off(model):
             if shared:
                 ids = torch.tensor([admitted[0].input_ids[:shared]], device=device)
                 self._forward(model, ids, torch.arange(shared, device=device)[None], admitted[:1], cache, None)
-                if _plain(cache):
-                    for layer in cache.layers:
-                        layer.keys = layer.keys.expand(len(admitted), -1, -1, -1).contiguous()
-                        layer.values = layer.values.expand(len(admitted), -1, -1, -1).contiguous()
-                else:  # layers made during the run (no config) turned out not plain: run every row whole
-                    shared, cache = 0, DynamicCache(config=config)
+                for layer in cache.layers:
+                    layer.keys = layer.keys.expand(len(admitted), -1, -1, -1).contiguous()
+                    layer.values = layer.values.expand(len(admitted), -1, -1, -1).contiguous()
             width = max(len(seq.input_ids) for seq in admitted) - shared
             ids = torch.zeros((len(admitted), width), dtype=torch.long, device=device)
             mask = torch.zeros((len(admitted), shared + width), dtype=torch.long, device=device)
@@ -203,17 +194,6 @@ class Batch:
             positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
             logits = self._forward(model, ids, positions, admitted, cache, mask)
         return cache, mask, logits
-
-    def _shared_prefix(self, admitted: list[Sequence]) -> int:
-        """Tokens at the start of every admitted prompt worth running once (0: none): at least ``SHARED_PREFIX``,
-        one token left to each row, and one set of weights for all (a peft batch of several adapters has not)."""
-        if len(admitted) < 2 or not (self.as_is or len({seq.adapter for seq in admitted}) == 1):
-            return 0
-        first, shortest = admitted[0].input_ids, min(len(seq.input_ids) for seq in admitted)
-        n = 0
-        while n < shortest - 1 and all(seq.input_ids[n] == first[n] for seq in admitted):
-            n += 1
-        return n if n >= SHARED_PREFIX else 0
 
     def _decode(self, model: Any) -> Any:
         """One pass for every row with its last token; returns the next logits."""
@@ -248,10 +228,31 @@ class Batch:
         return self._cache is not None and _plain(self._cache)
 
 
-def _positions_from_ids(config: Any) -> bool:
-    """Whether the model places tokens by the position ids and the mask, so that padding between a shared prefix and
-    a row's rest changes nothing: not MPT, whose ALiBi bias counts the cache's columns."""
-    return getattr(config, "model_type", None) not in _POSITIONS_BY_COLUMN
+def prefix_key(ids: list[int]) -> tuple[int, ...] | None:
+    """What prompts that may share a prefix have in common: their first ``SHARED_PREFIX`` tokens, with at least one
+    token after them (None for a shorter prompt). ``generate.batches`` keeps prompts of one key together."""
+    return tuple(ids[:SHARED_PREFIX]) if len(ids) > SHARED_PREFIX else None
+
+
+def _common_prefix(rows: list[Sequence]) -> int:
+    """Tokens at the start of every row's prompt, one token left to each row (rows of one ``prefix_key``: at least
+    ``SHARED_PREFIX``)."""
+    first, shortest = rows[0].input_ids, min(len(seq.input_ids) for seq in rows)
+    n = 0
+    while n < shortest - 1 and all(seq.input_ids[n] == first[n] for seq in rows):
+        n += 1
+    return n
+
+
+def _shares_prefixes(config: Any) -> bool:
+    """Whether rows of this model can share a prefix's keys and values: its cache's layers are plain (a config makes
+    them up front), and it places tokens by the position ids and the mask, so that padding between a shared prefix
+    and a row's rest changes nothing (not MPT, whose ALiBi bias counts the cache's columns)."""
+    from transformers import DynamicCache
+
+    if config is None or getattr(config, "model_type", None) in _POSITIONS_BY_COLUMN:
+        return False
+    return _plain(DynamicCache(config=config))
 
 
 def _plain(cache: Any) -> bool:

@@ -19,7 +19,7 @@ from ..runs import RunDir
 from ..runtime.progress import Progress
 from ..settings.fields import from_dict
 from ..settings.stages import GenerationConfig, ModelConfig
-from .batch import SHARED_PREFIX, decode
+from .batch import decode, prefix_key
 from .loading import BUILD_LOCK, load_model, load_tokenizer, resolve_model
 from .sequences import Params
 
@@ -107,13 +107,14 @@ BATCH_TOKENS = 16384  # most prompt-plus-answer tokens generated together (long 
 def batches(
     inputs: list[list[int]], batch_size: int, extra: int = 0, max_tokens: int = BATCH_TOKENS
 ) -> list[list[int]]:
-    """Indices of ``inputs`` in batches: similar lengths together (less padding), prompts that open with the same
-    ``SHARED_PREFIX`` tokens in one batch where they fit (the decoder runs such a prefix once for the rows that share
-    it: the round trip's questions about one passage), at most ``batch_size`` a batch and at most ``max_tokens``
-    padded tokens (longest prompt plus ``extra`` new tokens, times the rows)."""
+    """Indices of ``inputs`` in batches: similar lengths together (less padding), prompts that open alike (one
+    ``batch.prefix_key``) in one batch where they fit (the decoder runs their prefix once: the round trip's questions
+    about one passage), at most ``batch_size`` a batch and at most ``max_tokens`` padded tokens (longest prompt plus
+    ``extra`` new tokens, times the rows)."""
     by_prefix: dict[Any, list[int]] = {}
     for i, ids in enumerate(inputs):
-        by_prefix.setdefault(tuple(ids[:SHARED_PREFIX]) if len(ids) > SHARED_PREFIX else i, []).append(i)
+        key = prefix_key(ids)
+        by_prefix.setdefault(i if key is None else key, []).append(i)
     groups = sorted(  # each group's rows by length, the groups by their shortest prompt
         (sorted(rows, key=lambda i: len(inputs[i])) for rows in by_prefix.values()), key=lambda r: len(inputs[r[0]])
     )
