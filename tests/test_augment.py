@@ -263,6 +263,30 @@ def test_replay_share_holds_over_the_packed_blocks(tiny_run, bundled_tokenizer):
     assert masked
 
 
+def test_the_training_seed_decides_what_each_block_holds(tiny_run, bundled_tokenizer):
+    run, augmentation = RunDir(tiny_run), _augmentation()
+    config = BlocksConfig(block_size=64, text_format="raw", use_qa=True, replay_share=0.2)
+
+    def pack(seed: int) -> tuple[list[list[int]], bool]:
+        blocks, _, packed = ensure_blocks(run, config, bundled_tokenizer, 256, augmentation=augmentation, seed=seed)
+        return [b["input_ids"] for b in blocks], packed
+
+    one, packed = pack(1)
+    two, packed_two = pack(2)
+    again, packed_again = pack(1)
+    assert packed and packed_two and not packed_again  # each seed its own cached blocks
+    assert one == again and one != two
+    assert sorted(map(tuple, one)) != sorted(map(tuple, two))  # other rows share a block, not only another order
+    first = training_docs([{"text": TEXT, "title": "P5"}], config, bundled_tokenizer, augmentation, seed=1)
+    same = training_docs([{"text": TEXT, "title": "P5"}], config, bundled_tokenizer, augmentation, seed=1)
+    assert [d.ids for d in first] == [d.ids for d in same]
+    # The corpus alone is packed in its own order, whatever the seed: one packing serves every training.
+    corpus = BlocksConfig(block_size=64)
+    alone, _, _ = ensure_blocks(run, corpus, bundled_tokenizer, 256, seed=1)
+    other, _, packed_other = ensure_blocks(run, corpus, bundled_tokenizer, 256, seed=2)
+    assert not packed_other and alone["input_ids"] == other["input_ids"]
+
+
 def test_a_replayed_answer_cut_at_its_limit_gets_no_end_of_turn(bundled_tokenizer):
     ended, _ = chat_example("Hi?", "Hello there.", bundled_tokenizer)
     cut, labels = chat_example("Hi?", "Hello there.", bundled_tokenizer, ended=False)

@@ -313,12 +313,13 @@ def qa_docs(rows: list[dict[str, Any]], documents: list[dict[str, Any]], config:
 
 
 def training_docs(
-    documents: list[dict[str, Any]], config: BlocksConfig, tokenizer: Any, augmentation: Any = None
+    documents: list[dict[str, Any]], config: BlocksConfig, tokenizer: Any, augmentation: Any = None, seed: int = 0
 ) -> list[Doc]:
     """What a training packs: the corpus documents in ``text_format``, the kept paraphrases (raw text) and
     question-answer pairs (chat turns, loss on the answers), and replay examples until their tokens are
-    ``replay_share`` of the total (prompts included; the last one cut to fit). Shuffled with a fixed seed, so the
-    kinds are spread over the blocks rather than one after another."""
+    ``replay_share`` of the total (prompts included; the last one cut to fit). With augmentation, shuffled with
+    ``seed`` (the training's), so the kinds are spread over the blocks rather than one after another and each
+    training seed packs its own blocks."""
     docs = [
         Doc(ids)
         for d in documents
@@ -347,7 +348,7 @@ def training_docs(
     if config.use_qa:
         rows = balanced(augmentation.kept("qa")) if config.balance_facts else augmentation.kept("qa")
         docs += qa_docs(rows, documents, config, tokenizer)
-    rng = random.Random(0)
+    rng = random.Random(seed)
     if config.replay_share > 0:
         docs += _replay_docs(
             augmentation.kept("replay"), config.replay_share, sum(len(d.ids) for d in docs), tokenizer, rng
@@ -383,10 +384,12 @@ def ensure_blocks(
     progress: Progress | None = None,
     augmentation: Any = None,
     share: bool = True,
+    seed: int = 0,
 ):
     """The run's blocks for ``config``: from the cache, else packed from its corpus (and ``augmentation``, a
     ``kinject.augment.Augmentation``, when the config uses it) and cached. ``share``: keep the chat header once a block
-    (``prefix.shares_header`` says whether the model can).
+    (``prefix.shares_header`` says whether the model can); ``seed``: the training's, which shuffles what augmented
+    blocks hold (blocks of the corpus alone are the same for every seed).
 
     Returns (``datasets.Dataset``, ``BlockStats``, packed_now).
     """
@@ -400,7 +403,7 @@ def ensure_blocks(
     if user_questions(augmentation):
         kinds = (*kinds, "user")
     if kinds:
-        corpus_digest += "+" + "+".join(augmentation.keys[k] for k in kinds)
+        corpus_digest += "+" + "+".join(augmentation.keys[k] for k in kinds) + f"+seed{seed}"
     corpus_digest += "" if share else "+unshared"
     key = blocks_key(config, tokenizer_fingerprint(tokenizer), corpus_digest, block_size)
     cached = run.load_blocks(key)
@@ -409,7 +412,7 @@ def ensure_blocks(
         return dataset, BlockStats(**info["stats"]), False
     _check_chat_template(config.text_format, tokenizer)
     progress.start("pack blocks", total=None)
-    docs = training_docs(corpus.to_list(), config, tokenizer, augmentation)
+    docs = training_docs(corpus.to_list(), config, tokenizer, augmentation, seed)
     dataset, stats = _pack(docs, tokenizer, config, block_size, share)
     progress.finish()
     run.save_blocks(key, dataset, {"key": key, "config": to_dict(config), "stats": stats.to_dict()})

@@ -61,7 +61,7 @@ class TrainConfig:
     weight_decay: float = setting(0.0, "AdamW weight decay.")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm.")
     save_steps: int = setting(50, "Write a resumable checkpoint every N steps.")
-    seed: int = setting(42, "Seed for LoRA init and data order.")
+    seed: int = setting(42, "Seed for LoRA init, data order and which rows share a training block.")
     eval_at_end: bool = setting(
         False, "Evaluate base vs adapter when training ends (the app turns it on).", aliases=["--eval"]
     )

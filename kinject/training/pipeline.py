@@ -258,7 +258,9 @@ def _pack(run: RunDir, job: _Job, tokenizer: Any, model_config: Any, augmentatio
     """The blocks to train on and their stats (packed now, or cached)."""
     context, share = context_length(model_config), shares_header(model_config, job.blocks.block_size)
     try:
-        blocks, stats, packed = ensure_blocks(run, job.blocks, tokenizer, context, job.progress, augmentation, share)
+        blocks, stats, packed = ensure_blocks(
+            run, job.blocks, tokenizer, context, job.progress, augmentation, share, job.config.seed
+        )
     except (RunError, ValueError) as exc:
         raise TrainError(str(exc)) from None
     if packed:
