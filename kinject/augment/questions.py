@@ -19,6 +19,10 @@ with its subject named (``clauses``: an apposition's name, "it" replaced by the 
   two look-alike models ("the compact Nimbus" for "the Nimbus 12"; ``naming``), and with an attribute word said
   *otherwise* ("hold" for "carry", "CEO" for "chief executive").
 
+A figure inside a quotation is asked from the quote said in the third person ("We expect to save 4,800 tonnes ...,"
+said the chief executive of Calvane Transit: "How many tonnes of diesel does Calvane Transit expect to save a
+year?"; ``quotes``).
+
 A coordination around the fact is cut to the half that holds it ("carries 410 passengers and 60 cars" asks and
 answers "carries 410 passengers"; "was cast by Feldt & Sorn and weighs 19 tonnes" the weight as "The new mirror
 weighs 19 tonnes"), so that a question asks for one fact and its answer states one.
@@ -63,6 +67,7 @@ from .english import (
 )
 from .facts import MONTHS, Span
 from .naming import DESCRIBING, ORG_WORDS, in_full
+from .quotes import reported
 from .relations import (
     agent_questions,
     behind_questions,
@@ -155,7 +160,11 @@ def _marked(
     sentence: str, span: Span, topic: str, names: tuple[str, ...] = (), split: bool = True
 ) -> tuple[str, str] | None:
     """(the fact's clause with the fact replaced by a marker, the question words), or None when the fact is in quoted
-    speech or its clause says too little to ask from."""
+    speech no one named said or its clause says too little to ask from; a quote a named speaker said is asked as
+    its reported clause (``quotes``)."""
+    said = reported(sentence, span, names)
+    if said is not None:
+        sentence, span = said
     start, end, wh = _ask(sentence, span)
     quotes = [m.span() for m in re.finditer(r"[\"\u201c][^\"\u201d]*[\"\u201d]", sentence)]
     if any(a <= start < b for a, b in quotes) or re.search(r"\b(?:said|says|according to)\s+$", sentence[:start]):
