@@ -149,12 +149,36 @@ def test_a_quoted_figure_is_asked_as_what_the_speaker_or_their_organisation_said
     assert fact_sentence(mine, _span(mine, "12 years")) == "Anouk Velde has spent 12 years on the Halden Telescope."
     plain = '"The Kestrel K7 flies for 41 minutes," said Lena Marek, the founder of Corvane.'
     assert "How many minutes does the Kestrel K7 fly for?" in _asks(plain, "41 minutes")
+    said = ", said Marit Ekholm, the chief executive of Calvane Transit since 2019."
+    for quote, answer in (
+        ("We now serve 14 cities", "Calvane Transit now serves 14 cities."),
+        ("We carry 400 passengers a day", "Calvane Transit carries 400 passengers a day."),
+        ("We need 300 engineers", "Calvane Transit needs 300 engineers."),
+        ("We saw 40 percent growth", "Calvane Transit saw 40 percent growth."),
+        ("We\u2019re opening 3 stores", "Calvane Transit is opening 3 stores."),
+    ):
+        sentence = f'"{quote},"{said}'
+        assert fact_sentence(sentence, asked_spans(sentence)[0]) == answer
     for unnamed in (
+        '"We cut emissions by 40 percent," said Lena Marek, the founder of Corvane.',  # past or present: not told
+        '"We don\'t plan more than 40 minutes," said Lena Marek, the founder of Corvane.',
+        '"We pride ourselves on 40 minutes," said Lena Marek, the founder of Corvane.',
         '"Our drones fly for 41 minutes," said Lena Marek, the founder of Corvane.',  # whose drones: not said
         '"We fly for 41 minutes," said Lena Marek.',  # "we": no organisation given
         '"We fly for 41 minutes," the company said.',  # no speaker named
     ):
-        assert _asks(unnamed, "41 minutes") == set()
+        fact = next(sp for sp in asked_spans(unnamed) if sp.text[0].isdigit())
+        assert fact_questions(unnamed, fact) == []
+
+
+def test_an_amount_is_fronted_with_what_it_is_of():
+    assert "How many people does Calvane Transit employ?" in _asks("Calvane Transit employs 5,000 people.", "5,000")
+    farm = "The solar farm covers 40 hectares of a former coal mine."
+    assert "How many hectares of a former coal mine does the solar farm cover?" in _asks(farm, "40")
+    mill = "The mill produces 40 tonnes of grade A steel."
+    assert "How many tonnes of grade A steel does the mill produce?" in _asks(mill, "40 tonnes")
+    bandwidth = "P5 instances deliver 3,200 Gbps of aggregate network bandwidth with support for GPUDirect RDMA."
+    assert not any(" deliver of " in q for q in _asks(bandwidth, "3,200 Gbps"))  # not "... deliver of aggregate ..."
 
 
 def test_the_company_a_release_opens_with_is_asked_from_its_product():

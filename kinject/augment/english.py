@@ -83,7 +83,8 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
 )
 
 
-_AMOUNT_OF_ENDS = frozenset(("a", "an"))  # "of diesel a year": the rate is no part of what it is of
+# "of diesel a year": the rate is no part of what the amount is of ("of a former mine" is; "grade A steel" too)
+_AMOUNT_OF_ENDS = frozenset(("a", "an"))
 _ADVERBS = frozenset("now also still already only currently".split())  # between a subject and its verb
 _NOT_NOUNS = frozenset("across as towards versus whereas plus thus perhaps always".split())  # end in -s, not plurals
 # The question words of a unit an amount is counted in ("how many TB", "how many tonnes"; not the units a number
@@ -238,8 +239,14 @@ def fronted(clause: str, wh: str) -> str:
     head = _WHEN.get(wh, wh)
     amount = words[at + 1 :]  # "How many TB of memory does X have?", "... of diesel does X expect to save?"
     if _AMOUNT_UNIT.match(wh) and amount[:1] == ["of"] and not (between and between[-1].lower() in PREPOSITIONS):
-        stops = AMOUNT_OF_STOPS | _AMOUNT_OF_ENDS
-        size = next((k for k, w in enumerate(amount[1:], 1) if w == "," or w.lower() in stops), None)
+        size = next(
+            (
+                k
+                for k, w in enumerate(amount[1:], 1)
+                if w == "," or w.lower() in AMOUNT_OF_STOPS or (k > 1 and w in _AMOUNT_OF_ENDS)
+            ),
+            None,
+        )
         size = len(amount) if size is None else size
         if 1 < size <= 5:
             head, tail = f"{head} {' '.join(amount[:size])}", between + amount[size:]

@@ -19,9 +19,9 @@ with its subject named (``clauses``: an apposition's name, "it" replaced by the 
   two look-alike models ("the compact Nimbus" for "the Nimbus 12"; ``naming``), and with an attribute word said
   *otherwise* ("hold" for "carry", "CEO" for "chief executive").
 
-A figure inside a quotation is asked from the quote said in the third person ("We expect to save 4,800 tonnes ...,"
-said the chief executive of Calvane Transit: "How many tonnes of diesel does Calvane Transit expect to save a
-year?"; ``quotes``).
+A figure inside a quotation is asked from the quote said in the third person ("We expect to save 4,800 tonnes
+...," said Marit Ekholm, the chief executive of Calvane Transit: "How many tonnes of diesel does Calvane Transit
+expect to save a year?"; ``quotes``).
 
 A coordination around the fact is cut to the half that holds it ("carries 410 passengers and 60 cars" asks and
 answers "carries 410 passengers"; "was cast by Feldt & Sorn and weighs 19 tonnes" the weight as "The new mirror
@@ -147,7 +147,7 @@ def _ask(sentence: str, span: Span) -> tuple[int, int, str]:
             return start, end, "which company"
     if wh == "how many" and span.kind == "number":
         hyphen = re.match(r"-([a-z]+)", after)
-        noun = re.match(r" ([a-z]{3,}s)\b", after)
+        noun = re.match(r" ([a-z]{3,}s|people)\b", after)
         if hyphen:  # "a 6.2-metre telescope": "a how many metres telescope", never fronted (see ``fronted``)
             unit = hyphen.group(1)
             return start, end + len(hyphen.group(0)), f"how many {unit if unit.endswith('s') else unit + 's'}-"

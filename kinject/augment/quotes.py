@@ -19,9 +19,22 @@ from .relations import apposition
 _SAYS = r"(?:said|says|added|adds|explained|explains|noted|notes)"
 # '"<quote>," said <speaker ...>.' and '"<quote>," <speaker> said.'
 _AFTER = re.compile(r"^[\"\u201c](?P<quote>[^\"\u201c\u201d]+?)[,.]?[\"\u201d],?\s+(?P<rest>.+?)\.?$")
-_ORG = re.compile(r"^the (?:[\w-]+ ){0,3}?(?:of|at) (?P<org>(?:the )?[A-Z][^,;]*)$")
-_FIRST_PERSON = re.compile(r"\b(?:we|We|us|our|Our|ours|I|me|my|My|mine)\b")
-_TO_THIRD = {"are": "is", "were": "was", "have": "has", "do": "does", "am": "is", "'re": " is", "'ve": " has"}
+# the organisation a role is of: its capitalised words ("the chief executive of Calvane Transit since 2019")
+_ORG = re.compile(r"^the (?:[\w-]+ ){0,3}?(?:of|at) (?P<org>(?:the )?[A-Z][\w&.'-]*(?: (?:[A-Z][\w&.'-]*|&))*)")
+_FIRST_PERSON = re.compile(r"\b(?:we|We|us|our|Our|ours|ourselves|ourself|I|me|my|My|mine|myself)\b")
+# "We now serve": words between the subject and its verb
+_BETWEEN = frozenset("now also still already only currently really just recently first soon".split())
+_ADVERBS = rf"(?:(?: (?:{'|'.join(sorted(_BETWEEN))}))*)"
+_TO_THIRD = {"are": "is", "were": "was", "have": "has", "do": "does", "am": "is"}
+_SHORT = {"'re": " is", "'ve": " has", "'m": " is"}
+# Past forms that would otherwise read as present verbs, and verbs whose past is their present ("We cut"): the
+# first stay as they are, the second leave the tense unknown, so the quote is not asked.
+_PAST = frozenset(
+    "saw did met thought knew felt drove flew broke struck sought got went came grew chose found told brought bought "
+    "kept left lost ran sent wrote became began spent won sold held took gave paid made built led said".split()
+)
+_EITHER = frozenset("cut hit put set let shut cost hurt spread read quit".split())
+_PRESENT_EED = frozenset("need needs exceed succeed proceed feed speed".split())
 
 
 def _speaker(rest: str) -> tuple[str, str] | None:
@@ -40,14 +53,45 @@ def _speaker(rest: str) -> tuple[str, str] | None:
     return spans[0].text, who
 
 
-def _third_person(verb: str) -> str:
-    """``verb``, said after "we" or "I", as it is said after a singular name ("expect" -> "expects")."""
+def _third_person(verb: str) -> str | None:
+    """``verb``, said after "we" or "I", as it is said after a singular name ("expect" -> "expects", "carry" ->
+    "carries"); None when its tense cannot be told ("cut")."""
     lower = verb.lower()
     if lower in _TO_THIRD:
         return _TO_THIRD[lower]
-    if lower in AUX or lower in IRREGULAR_PAST or lower.endswith("ed"):  # "will", "can", "opened": as they are
-        return verb
+    if lower in _EITHER:
+        return None
+    if (
+        lower in AUX
+        or lower in IRREGULAR_PAST
+        or lower in _PAST
+        or (lower.endswith("ed") and lower not in _PRESENT_EED)
+    ):
+        return verb  # "will", "can", "opened", "saw": as they are
+    if re.search(r"[^aeiou]y$", lower):
+        return verb[:-1] + "ies"
     return verb + "es" if re.search(r"(?:ch|sh|ss|x|z|o)$", lower) else verb + "s"
+
+
+def _subject_said(quote: str, name: str, org: str) -> tuple[str, int] | None:
+    """(the quote's opening words in the third person, how many characters of the quote they replace) when it
+    opens with "We" or "I" ("We now serve" -> "Calvane Transit now serves"); ("", 0) when it opens otherwise; None
+    when the first person cannot be named or its verb not told."""
+    first = re.match(
+        rf"(?P<subject>We|I)(?:(?P<short>'re|'ve|'m)\b|(?P<between>{_ADVERBS}) (?P<verb>[a-z]+)\b)", quote
+    )
+    if not first:
+        return ("", 0) if not re.match(r"(?:We|I)\b", quote) else None
+    subject = name if first.group("subject") == "I" else org
+    if not subject or quote[first.end() : first.end() + 1] == "'":  # "We don't": not rewritten
+        return None
+    if first.group("short"):
+        return subject + _SHORT[first.group("short")], first.end()
+    between = first.group("between").split()
+    verb = _third_person(first.group("verb"))
+    if verb is None:
+        return None
+    return " ".join([subject, *between, verb]), first.end()
 
 
 def reported(sentence: str, span: Span, names: tuple[str, ...] = ()) -> tuple[str, Span] | None:
@@ -61,25 +105,20 @@ def reported(sentence: str, span: Span, names: tuple[str, ...] = ()) -> tuple[st
     if speaker is None:
         return None
     name, who = speaker
-    quote = found.group("quote")
+    quote = found.group("quote").replace("\u2019", "'")  # one character for one: the offsets hold
     at = span.start - found.start("quote") - (len(quote) - len(quote.lstrip()))  # the fact's place in the quote
     quote = quote.strip()
-    first = re.match(r"(?P<subject>We|I)(?P<short>'re|'ve)?\s+(?P<verb>[a-z]+)?", quote)
-    if first:
-        if first.group("subject") == "I":
-            subject = name
-        else:
-            role = _ORG.match(apposition(who, Span(0, name, "name"), names))
-            if not role:
-                return None
-            subject = role.group("org")
-        verb = first.group("short") or first.group("verb") or ""
-        said = f"{subject}{_third_person(verb)}" if first.group("short") else f"{subject} {_third_person(verb)}"
-        cut = first.end() if not first.group("short") else first.end("short")
-        quote, at = said + quote[cut:], at - cut + len(said)
+    role = _ORG.match(apposition(who, Span(0, name, "name"), names))
+    said = _subject_said(quote, name, role.group("org") if role else "")
+    if said is None:
+        return None
+    words, cut = said
+    quote, at = words + quote[cut:], at - cut + len(words)
     if _FIRST_PERSON.search(quote) or not 0 <= at <= len(quote) - len(span.text):
         return None
     if quote[at : at + len(span.text)] != span.text:
         return None
-    text = quote[0].upper() + quote[1:] + "."
-    return text, Span(at, span.text, span.kind)
+    first = quote.split(" ", 1)[0]
+    if at > 0 and first.islower():  # not "eBay", "iPhone": a name keeps its own capitals
+        quote = quote[0].upper() + quote[1:]
+    return quote + ".", Span(at, span.text, span.kind)
