@@ -29,12 +29,9 @@ _TO_THIRD = {"are": "is", "were": "was", "have": "has", "do": "does", "am": "is"
 _SHORT = {"'re": " is", "'ve": " has", "'m": " is"}
 # Past forms that would otherwise read as present verbs, and verbs whose past is their present ("We cut"): the
 # first stay as they are, the second leave the tense unknown, so the quote is not asked.
-_PAST = frozenset(
-    "saw did met thought knew felt drove flew broke struck sought got went came grew chose found told brought bought "
-    "kept left lost ran sent wrote became began spent won sold held took gave paid made built led said".split()
-)
+_PAST = frozenset("saw did met thought knew felt drove flew broke struck sought".split())  # not in IRREGULAR_PAST
 _EITHER = frozenset("cut hit put set let shut cost hurt spread read quit".split())
-_PRESENT_EED = frozenset("need needs exceed succeed proceed feed speed".split())
+_PRESENT_EED = frozenset("need exceed succeed proceed feed speed".split())
 
 
 def _speaker(rest: str) -> tuple[str, str] | None:
