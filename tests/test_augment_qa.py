@@ -9,7 +9,7 @@ import re
 import pytest
 
 from kinject.augment import Passage, QuestionFileError, data_report, read_question_file
-from kinject.augment.english import fronted
+from kinject.augment.english import active, fronted
 from kinject.augment.facts import Span, asked_spans
 from kinject.augment.naming import described_names, in_full, model_codes, short_names
 from kinject.augment.qa import fact_aliases, generate_questions, page_facts, round_trip
@@ -177,6 +177,7 @@ def test_an_amount_is_fronted_with_what_it_is_of():
     assert "How many hectares of a former coal mine does the solar farm cover?" in _asks(farm, "40")
     mill = "The mill produces 40 tonnes of grade A steel."
     assert "How many tonnes of grade A steel does the mill produce?" in _asks(mill, "40 tonnes")
+    assert active("The boats are carried by \x00", "which company") == "Which company carries the boats?"
     bandwidth = "P5 instances deliver 3,200 Gbps of aggregate network bandwidth with support for GPUDirect RDMA."
     assert not any(" deliver of " in q for q in _asks(bandwidth, "3,200 Gbps"))  # not "... deliver of aggregate ..."
 

@@ -152,6 +152,13 @@ def base_form(verb: str) -> str:
     return verb[:-1] if verb.endswith("s") else verb
 
 
+def third_person(base: str) -> str:
+    """A verb's base form as it follows a singular subject: carry -> carries, reach -> reaches, power -> powers."""
+    if re.search(r"[^aeiou]y$", base):
+        return base[:-1] + "ies"
+    return base + "es" if re.search(r"(?:ch|sh|ss|x|z|o)$", base) else base + "s"
+
+
 def upper_first(text: str) -> str:
     """``text`` with its first letter a capital, to open a question or a sentence ("" stays "")."""
     return text[:1].upper() + text[1:]
@@ -274,7 +281,7 @@ def active(clause: str, wh: str) -> str:
     if found.group("be") in ("is", "are"):
         base = base_form(verb)
         plural = wh.startswith("which ") and wh.endswith("s") and not wh.endswith("ss")
-        verb = base if plural else (base + "es" if re.search(r"(?:ch|sh|ss|x|z|o)$", base) else base + "s")
+        verb = base if plural else third_person(base)
     return f"{upper_first(wh)} {verb} {lower_first(found.group('subject'))}?"
 
 

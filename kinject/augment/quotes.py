@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .english import AUX, IRREGULAR_PAST
+from .english import AUX, IRREGULAR_PAST, third_person
 from .facts import Span, name_spans
 from .relations import apposition
 
@@ -36,14 +36,10 @@ _PRESENT_EED = frozenset("need exceed succeed proceed feed speed".split())
 
 def _speaker(rest: str) -> tuple[str, str] | None:
     """(speaker, text after "said") of the words after a quote, or None when they attribute it to nobody named."""
-    said = re.match(rf"{_SAYS}\s+(?P<who>.+)$", rest)
-    if said:
-        who = said.group("who")
-    else:
-        said = re.match(rf"(?P<who>.+?),?\s+{_SAYS}$", rest)
-        if not said:
-            return None
-        who = said.group("who")
+    said = re.match(rf"{_SAYS}\s+(?P<who>.+)$", rest) or re.match(rf"(?P<who>.+?),?\s+{_SAYS}$", rest)
+    if not said:
+        return None
+    who = said.group("who")
     spans = name_spans(who)
     if not spans or spans[0].start != 0:
         return None
@@ -65,9 +61,7 @@ def _third_person(verb: str) -> str | None:
         or (lower.endswith("ed") and lower not in _PRESENT_EED)
     ):
         return verb  # "will", "can", "opened", "saw": as they are
-    if re.search(r"[^aeiou]y$", lower):
-        return verb[:-1] + "ies"
-    return verb + "es" if re.search(r"(?:ch|sh|ss|x|z|o)$", lower) else verb + "s"
+    return third_person(verb)
 
 
 def _subject_said(quote: str, name: str, org: str) -> tuple[str, int] | None:
