@@ -9,7 +9,7 @@ import re
 import pytest
 
 from kinject.augment import Passage, QuestionFileError, data_report, read_question_file
-from kinject.augment.english import active, fronted
+from kinject.augment.english import active, fronted, reworded
 from kinject.augment.facts import Span, asked_spans
 from kinject.augment.naming import described_names, in_full, model_codes, short_names
 from kinject.augment.qa import fact_aliases, generate_questions, page_facts, round_trip
@@ -1112,6 +1112,26 @@ def test_a_name_of_a_list_of_names_is_said_in_the_first_ones_place():
 def test_an_attribute_word_inside_a_compound_is_not_said_otherwise():
     based = "The P6 trains models 6 times faster than the previous GPU-based instances."
     assert not any("headquartered" in q for q in _asks(based, "6 times"))
+
+
+def test_a_thing_and_its_attribute_are_said_in_other_words_each_and_together():
+    """The words a page uses are not the words a user asks with: a crossing is asked as a trip, how long it takes as
+    how long it lasts, passengers as people, and both at once; a wider word is never narrowed, and a verb that is
+    no duration or an "-ing" verb keeps its word."""
+    crossing = "The Vell crossing takes 40 minutes."
+    asked = _asks(crossing, "40 minutes")
+    assert "How many minutes does the Vell crossing take?" in asked
+    assert {
+        "How many minutes does the Vell trip take?",
+        "How many minutes does the Vell journey take?",
+        "How many minutes does the Vell crossing last?",
+        "How many minutes does the Vell trip last?",
+    } <= set(asked)
+    assert "How many people does the Orsk Star carry?" in _asks("The Orsk Star carries 300 passengers.", "300")
+    assert "How many people does the Orsk Star hold?" in _asks("The Orsk Star carries 300 passengers.", "300")
+    assert not any("passengers" in q for q in _asks("The Orsk Star carries 300 people.", "300"))
+    assert reworded("Which schema describes the actions an agent may take?") == []
+    assert reworded("How much do swimmers raise before crossing the strait?") == []
 
 
 def test_an_opening_date_without_its_comma_and_a_list_of_single_words_are_read_as_one_phrase():

@@ -81,6 +81,26 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("announce", "unveil"),
     ("costs", "sells for"),  # not "cost": "the line cost 214 million" is past
 )
+# A thing or an act said in wider words, one way only: passengers are people, not all people passengers.
+WIDER: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("passengers", ("people",)),
+    ("visitors", ("people",)),
+    ("employees", ("people", "staff")),
+    ("crossing", ("trip", "journey")),
+    ("flight", ("trip",)),
+    ("voyage", ("trip",)),
+    ("comet", ("object",)),
+    ("asteroid", ("object",)),
+    ("boats", ("vessels",)),
+    ("ships", ("vessels",)),
+    ("director", ("head",)),
+    ("operates", ("runs",)),
+    ("operated by", ("run by",)),  # not "operated" alone: its past is "ran"
+    ("photographed", ("observed",)),
+    # a duration asked ("How long does the crossing take?"; ``_DURATION_ASKED``), not "take over" or "take part"
+    ("take?", ("last?",)),
+    ("takes how", ("lasts how",)),
+)
 
 
 # "of diesel a year": the rate is no part of what the amount is of ("of a former mine" is; "grade A steel" too)
@@ -286,15 +306,30 @@ def active(clause: str, wh: str) -> str:
 
 
 def reworded(question: str) -> list[str]:
-    """``question`` with one attribute word said otherwise (``SYNONYMS``): a variant per other word of its group,
-    for the first group that has a word in it."""
-    for group in SYNONYMS:
-        for word in group:
-            found = re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", question)  # not "GPU-based"
-            if found and not (word in _BASE_VERBS and _a_noun(question, found)):
-                start, end = found.span()
-                return [question[:start] + other + question[end:] for other in group if other != word]
-    return []
+    """``question`` with an attribute or a thing said otherwise: a variant per other word of each ``SYNONYMS``
+    group and per wider word (``WIDER``) found in it, and, when several are found, one with each said otherwise."""
+    swaps: list[tuple[int, int, tuple[str, ...]]] = []
+    for word, others in _SAYINGS:
+        found = re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", question)  # not "GPU-based"
+        if not found or any(found.start() < end and start < found.end() for start, end, _ in swaps):
+            continue
+        if (word in _BASE_VERBS and _a_noun(question, found)) or (word in _ING_NOUNS and _a_verb(question, found)):
+            continue
+        if word in _DURATION_VERBS and not _DURATION_ASKED.search(question):  # "the actions an agent may take?"
+            continue
+        swaps.append((found.start(), found.end(), others))
+    variants = [question[:start] + other + question[end:] for start, end, others in swaps for other in others]
+    if len(swaps) > 1:
+        every = question
+        for start, end, others in sorted(swaps, reverse=True):
+            every = every[:start] + others[0] + every[end:]
+        variants.append(every)
+    return variants
+
+
+def _a_verb(text: str, found: re.Match[str]) -> bool:
+    """Whether the "-ing" word ``found`` stands as a verb ("before crossing the river"), not a noun."""
+    return bool(re.search(rf"\b(?:{_VERB_BEFORE})\s+$", text[: found.start()].lower()))
 
 
 def _a_noun(text: str, found: re.Match[str]) -> bool:
@@ -305,6 +340,14 @@ def _a_noun(text: str, found: re.Match[str]) -> bool:
 
 _NOUN_BEFORE = "at|since|after|before|on|for|of|by|upon|the|a|an|its|their|his|her|our|is|was"
 _BASE_VERBS = frozenset("carry hold lead head build construct launch introduce announce unveil".split())
+_ING_NOUNS = frozenset(("crossing",))
+_DURATION_VERBS = frozenset(("take?", "takes how"))
+_DURATION_ASKED = re.compile(
+    r"\b(?:how long|how much time|how many (?:seconds|minutes|hours|days|weeks|months|years))\b", re.I
+)
+_VERB_BEFORE = "is|are|was|were|be|been|while|before|after|when|by|for|of|without|from"
+# Each word said otherwise, one group of ``SYNONYMS`` (the first of its words found) or a ``WIDER`` word a swap.
+_SAYINGS = [(word, tuple(o for o in group if o != word)) for group in SYNONYMS for word in group] + list(WIDER)
 
 
 def trimmed(clause: str) -> str:

@@ -32,12 +32,16 @@ QUESTION_EXAMPLES = (
     ),
 )
 REWRITE_INSTRUCTION = "Rewrite the question as a natural question. Keep every name. Reply with the question only."
-# Rewording by example, from questions made by rule ("X goes on sale on what date?") to the way people ask.
+# Rewording by example, from questions made by rule ("X goes on sale on what date?") to the way people ask, in
+# words of their own: the generator copies a question whose example keeps its words.
 REWRITE_EXAMPLES = (
-    ("The bridge opened to traffic in what month?", "When did the bridge open to traffic?"),
-    ("The museum holds how many objects?", "How many objects does the museum hold?"),
-    ("The city library lends e-books through which app?", "Which app does the city library use to lend e-books?"),
-    ("Marie Curie won the Nobel Prize in what year?", "In which year did Marie Curie win the Nobel Prize?"),
+    ("The bridge opened to traffic in what month?", "In which month could cars first drive across the bridge?"),
+    ("The museum holds how many objects?", "How many items are in the museum's collection?"),
+    (
+        "The city library lends e-books through which app?",
+        "Which app do members of the city library borrow e-books with?",
+    ),
+    ("Marie Curie won the Nobel Prize in what year?", "When was Marie Curie awarded the Nobel Prize?"),
 )
 TEMPLATES = (
     "What do you know about {topic}?",

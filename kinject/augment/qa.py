@@ -40,18 +40,19 @@ from .questions import fact_questions, fact_sentence
 from .relations import makers
 
 READER_TOKENS = 32  # the round trip's answers: enough for a sentence that states the fact
-# The order in which a fact's questions are kept, so that the phrasings spread over the rules that made them.
+# The order in which a fact's questions are kept, so that the phrasings spread over the rules that made them (words
+# said otherwise before the same words embedded in "Do you know ...").
 ORIGIN_ORDER = (
     "relation",
     "fronted",
     "described",
     "rewrite",
     "cloze",
-    "embedded",
     "trimmed",
+    "reworded",
+    "embedded",
     "written",
     "short",
-    "reworded",
     "sampled",
 )
 
