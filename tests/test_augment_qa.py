@@ -142,6 +142,8 @@ def test_a_quoted_figure_is_asked_as_what_the_speaker_or_their_organisation_said
     assert {q.text for q in fact_questions(sentence, span)} == {
         "Calvane Transit expects to save how many tonnes of diesel a year?",
         "How many tonnes of diesel does Calvane Transit expect to save a year?",
+        "Calvane Transit expects to save how many tons of diesel a year?",  # reworded
+        "How many tons of diesel does Calvane Transit expect to save a year?",
     }
     assert fact_sentence(sentence, span) == "Calvane Transit expects to save 4,800 tonnes of diesel a year."
     mine = '"I have spent 12 years on the Halden Telescope," Anouk Velde, the director of the observatory, said.'
@@ -1130,6 +1132,7 @@ def test_a_thing_and_its_attribute_are_said_in_other_words_each_and_together():
     assert "How many people does the Orsk Star carry?" in _asks("The Orsk Star carries 300 passengers.", "300")
     assert "How many people does the Orsk Star hold?" in _asks("The Orsk Star carries 300 passengers.", "300")
     assert not any("passengers" in q for q in _asks("The Orsk Star carries 300 people.", "300"))
+    assert "How many meters long is the Vell bridge?" in reworded("How many metres long is the Vell bridge?")
     assert reworded("Which schema describes the actions an agent may take?") == []
     assert reworded("How much do swimmers raise before crossing the strait?") == []
 

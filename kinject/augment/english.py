@@ -1,5 +1,5 @@
 """Rules of English that turn a statement into a question: the clause's verb, its base form, the question words
-first (``fronted``), and an attribute word said otherwise (``reworded``).
+first (``fronted``), and a thing or an attribute said in other words (``reworded``).
 
 Plain rules for the sentences of ordinary news and product pages, not a parser: where a rule does not see the verb
 it gives no question, and the fact is asked in the other forms (``kinject.augment.questions``).
@@ -80,12 +80,22 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("announced", "unveiled"),
     ("announce", "unveil"),
     ("costs", "sells for"),  # not "cost": "the line cost 214 million" is past
+    ("founded", "established"),
+    ("acquired", "bought"),
+    ("customers", "clients"),
+    ("metres", "meters"),
+    ("metre", "meter"),
+    ("kilometres", "kilometers"),
+    ("litres", "liters"),
 )
 # A thing or an act said in wider words, one way only: passengers are people, not all people passengers.
 WIDER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("passengers", ("people",)),
     ("visitors", ("people",)),
     ("employees", ("people", "staff")),
+    ("workers", ("people",)),
+    ("revenue", ("sales",)),
+    ("tonnes", ("tons",)),
     ("crossing", ("trip", "journey")),
     ("flight", ("trip",)),
     ("voyage", ("trip",)),
@@ -346,7 +356,7 @@ _DURATION_ASKED = re.compile(
     r"\b(?:how long|how much time|how many (?:seconds|minutes|hours|days|weeks|months|years))\b", re.I
 )
 _VERB_BEFORE = "is|are|was|were|be|been|while|before|after|when|by|for|of|without|from"
-# Each word said otherwise, one group of ``SYNONYMS`` (the first of its words found) or a ``WIDER`` word a swap.
+# Each word and what it may be said as instead: the others of its ``SYNONYMS`` group, or its ``WIDER`` words.
 _SAYINGS = [(word, tuple(o for o in group if o != word)) for group in SYNONYMS for word in group] + list(WIDER)
 
 

@@ -152,7 +152,8 @@ class AugmentConfig:
         "Ask for every fact (a date, time, number or name of a sentence) with questions made from its own sentence: "
         "the fact replaced by question words of its kind ('The T2 goes on sale on what date?'), the question words "
         "first ('When does the T2 go on sale?'), the relation an apposition states ('Who is the chief executive of "
-        "X?'), with the subject's short name and an attribute said otherwise. They ask for exactly that fact.",
+        "X?'), with the subject's short name and with a thing or an attribute in other words ('How long does the "
+        "trip last?' for 'The crossing takes'). They ask for exactly that fact.",
     )
     rewrites: int = setting(
         3,
