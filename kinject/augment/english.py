@@ -81,33 +81,31 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("announce", "unveil"),
     ("costs", "sells for"),  # not "cost": "the line cost 214 million" is past
     ("founded", "established"),
-    ("acquired", "bought"),
     ("customers", "clients"),
     ("metres", "meters"),
     ("metre", "meter"),
     ("kilometres", "kilometers"),
     ("litres", "liters"),
 )
-# A thing or an act said in wider words, one way only: passengers are people, not all people passengers.
+# A thing or an act said in wider words, one way only: passengers are people, not all people passengers. A noun is
+# said otherwise only after a determiner or a number ("how many passengers", "the crossing of"; not "foot
+# passengers", "border crossing" or "before crossing the strait"; ``_DETERMINED``).
 WIDER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("passengers", ("people",)),
     ("visitors", ("people",)),
     ("employees", ("people", "staff")),
     ("workers", ("people",)),
-    ("revenue", ("sales",)),
     ("tonnes", ("tons",)),
     ("crossing", ("trip", "journey")),
-    ("flight", ("trip",)),
     ("voyage", ("trip",)),
     ("comet", ("object",)),
     ("asteroid", ("object",)),
     ("boats", ("vessels",)),
-    ("ships", ("vessels",)),
     ("director", ("head",)),
     ("operates", ("runs",)),
     ("operated by", ("run by",)),  # not "operated" alone: its past is "ran"
-    ("photographed", ("observed",)),
-    # a duration asked ("How long does the crossing take?"; ``_DURATION_ASKED``), not "take over" or "take part"
+    # a duration of an event asked ("How long does the crossing take?"; ``_DURATION_ASKED``), not "take over", nor
+    # what a battery takes to charge (it "lasts" as long as it runs)
     ("take?", ("last?",)),
     ("takes how", ("lasts how",)),
 )
@@ -320,26 +318,23 @@ def reworded(question: str) -> list[str]:
     group and per wider word (``WIDER``) found in it, and, when several are found, one with each said otherwise."""
     swaps: list[tuple[int, int, tuple[str, ...]]] = []
     for word, others in _SAYINGS:
-        found = re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", question)  # not "GPU-based"
+        found = re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-]|'(?!s))", question)  # not "GPU-based", "visitors'"
         if not found or any(found.start() < end and start < found.end() for start, end, _ in swaps):
             continue
-        if (word in _BASE_VERBS and _a_noun(question, found)) or (word in _ING_NOUNS and _a_verb(question, found)):
+        if word in _BASE_VERBS and _a_noun(question, found):
+            continue
+        if word in _WIDER_NOUNS and not _DETERMINED.search(question[: found.start()].lower()):
             continue
         if word in _DURATION_VERBS and not _DURATION_ASKED.search(question):  # "the actions an agent may take?"
             continue
         swaps.append((found.start(), found.end(), others))
     variants = [question[:start] + other + question[end:] for start, end, others in swaps for other in others]
-    if len(swaps) > 1:
+    if len(swaps) > 1 and len({others[0] for _, _, others in swaps}) == len(swaps):  # not "people and people"
         every = question
         for start, end, others in sorted(swaps, reverse=True):
             every = every[:start] + others[0] + every[end:]
         variants.append(every)
     return variants
-
-
-def _a_verb(text: str, found: re.Match[str]) -> bool:
-    """Whether the "-ing" word ``found`` stands as a verb ("before crossing the river"), not a noun."""
-    return bool(re.search(rf"\b(?:{_VERB_BEFORE})\s+$", text[: found.start()].lower()))
 
 
 def _a_noun(text: str, found: re.Match[str]) -> bool:
@@ -350,12 +345,16 @@ def _a_noun(text: str, found: re.Match[str]) -> bool:
 
 _NOUN_BEFORE = "at|since|after|before|on|for|of|by|upon|the|a|an|its|their|his|her|our|is|was"
 _BASE_VERBS = frozenset("carry hold lead head build construct launch introduce announce unveil".split())
-_ING_NOUNS = frozenset(("crossing",))
+_WIDER_NOUNS = frozenset(w for w, _ in WIDER if w.isalpha() and w not in ("operates",))
+_DETERMINED = re.compile(r"(?:\b(?:which|what|how many|many|the|a|an|its|their|first)|'s|\d)\s+$")
 _DURATION_VERBS = frozenset(("take?", "takes how"))
+_EVENTS = "crossing|trip|journey|voyage|ride|flight|tour|show|film|concert|ceremony|event|race|match|course|meeting"
+# A duration of an event asked, not what something takes to do ("... take to charge?")
 _DURATION_ASKED = re.compile(
-    r"\b(?:how long|how much time|how many (?:seconds|minutes|hours|days|weeks|months|years))\b", re.I
+    rf"^(?=.*\b(?:how long|how much time|how many (?:seconds|minutes|hours|days|weeks|months))\b)"
+    rf"(?=.*\b(?:{_EVENTS})\b)(?!.* to \w+\?$)",
+    re.I,
 )
-_VERB_BEFORE = "is|are|was|were|be|been|while|before|after|when|by|for|of|without|from"
 # Each word and what it may be said as instead: the others of its ``SYNONYMS`` group, or its ``WIDER`` words.
 _SAYINGS = [(word, tuple(o for o in group if o != word)) for group in SYNONYMS for word in group] + list(WIDER)
 
