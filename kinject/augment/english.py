@@ -87,9 +87,9 @@ SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("kilometres", "kilometers"),
     ("litres", "liters"),
 )
-# A thing or an act said in wider words, one way only: passengers are people, not all people passengers. A noun is
-# said otherwise only after a determiner or a number ("how many passengers", "the crossing of"; not "foot
-# passengers", "border crossing" or "before crossing the strait"; ``_DETERMINED``).
+# A thing said in wider words, one way only: passengers are people, not all people passengers. Said otherwise only
+# after a determiner or a number ("how many passengers", "the crossing of"; not "foot passengers", "border crossing"
+# or "before crossing the strait"; ``_DETERMINED``).
 WIDER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("passengers", ("people",)),
     ("visitors", ("people",)),
@@ -102,10 +102,15 @@ WIDER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("asteroid", ("object",)),
     ("boats", ("vessels",)),
     ("director", ("head",)),
+)
+# An act said in wider words, one way only.
+WIDER_ACTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("operates", ("runs",)),
     ("operated by", ("run by",)),  # not "operated" alone: its past is "ran"
-    # a duration of an event asked ("How long does the crossing take?"; ``_DURATION_ASKED``), not "take over", nor
-    # what a battery takes to charge (it "lasts" as long as it runs)
+)
+# How long an event takes said as how long it lasts, only where such a duration is asked (``_DURATION_ASKED``):
+# not "take over", nor what a battery takes to charge (it "lasts" as long as it runs).
+DURATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("take?", ("last?",)),
     ("takes how", ("lasts how",)),
 )
@@ -315,7 +320,8 @@ def active(clause: str, wh: str) -> str:
 
 def reworded(question: str) -> list[str]:
     """``question`` with an attribute or a thing said otherwise: a variant per other word of each ``SYNONYMS``
-    group and per wider word (``WIDER``) found in it, and, when several are found, one with each said otherwise."""
+    group and per wider word (``WIDER``, ``WIDER_ACTS``, ``DURATIONS``) found in it, and, when several are found,
+    one with each said otherwise."""
     swaps: list[tuple[int, int, tuple[str, ...]]] = []
     for word, others in _SAYINGS:
         found = re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-]|'(?!s))", question)  # not "GPU-based", "visitors'"
@@ -325,7 +331,7 @@ def reworded(question: str) -> list[str]:
             continue
         if word in _WIDER_NOUNS and not _DETERMINED.search(question[: found.start()].lower()):
             continue
-        if word in _DURATION_VERBS and not _DURATION_ASKED.search(question):  # "the actions an agent may take?"
+        if word in _DURATION_WORDS and not _DURATION_ASKED.search(question):  # "the actions an agent may take?"
             continue
         swaps.append((found.start(), found.end(), others))
     variants = [question[:start] + other + question[end:] for start, end, others in swaps for other in others]
@@ -345,9 +351,9 @@ def _a_noun(text: str, found: re.Match[str]) -> bool:
 
 _NOUN_BEFORE = "at|since|after|before|on|for|of|by|upon|the|a|an|its|their|his|her|our|is|was"
 _BASE_VERBS = frozenset("carry hold lead head build construct launch introduce announce unveil".split())
-_WIDER_NOUNS = frozenset(w for w, _ in WIDER if w.isalpha() and w not in ("operates",))
+_WIDER_NOUNS = frozenset(word for word, _ in WIDER)
 _DETERMINED = re.compile(r"(?:\b(?:which|what|how many|many|the|a|an|its|their|first)|'s|\d)\s+$")
-_DURATION_VERBS = frozenset(("take?", "takes how"))
+_DURATION_WORDS = frozenset(word for word, _ in DURATIONS)
 _EVENTS = "crossing|trip|journey|voyage|ride|flight|tour|show|film|concert|ceremony|event|race|match|course|meeting"
 # A duration of an event asked, not what something takes to do ("... take to charge?")
 _DURATION_ASKED = re.compile(
@@ -355,8 +361,9 @@ _DURATION_ASKED = re.compile(
     rf"(?=.*\b(?:{_EVENTS})\b)(?!.* to \w+\?$)",
     re.I,
 )
-# Each word and what it may be said as instead: the others of its ``SYNONYMS`` group, or its ``WIDER`` words.
-_SAYINGS = [(word, tuple(o for o in group if o != word)) for group in SYNONYMS for word in group] + list(WIDER)
+# Each word and what it may be said as instead: the others of its ``SYNONYMS`` group, or its wider words.
+_SAYINGS = [(word, tuple(o for o in group if o != word)) for group in SYNONYMS for word in group]
+_SAYINGS += [*WIDER, *WIDER_ACTS, *DURATIONS]
 
 
 def trimmed(clause: str) -> str:
