@@ -414,9 +414,12 @@ def embedded(clause: str, wh: str) -> str:
         return ""
     subject = lower_first(" ".join(before)) if before else ""
     verb = re.match(r"[A-Z][a-z]+s ([a-z]+[^s\W]) (?:the|a|an)\b", subject)
-    if verb and plain_present(verb.group(1)):  # "Developers describe the ...": a common noun, then its verb
-        subject = subject[0].lower() + subject[1:]
+    if (verb and plain_present(verb.group(1))) or _PLURAL_OF.match(subject):  # "Developers describe the ...",
+        subject = subject[0].lower() + subject[1:]  # "Tickets for ...": a common noun that opened the sentence
     return " ".join(f"{head} {subject} {' '.join(after)}".split()).strip(" ,")
+
+
+_PLURAL_OF = re.compile(rf"[A-Z][a-z]+[^s']s (?:{'|'.join(sorted(PREPOSITIONS))})\b")
 
 
 def name_pronouns(text: str, topic: str, names: tuple[str, ...] = ()) -> str:
