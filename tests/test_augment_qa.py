@@ -1151,19 +1151,6 @@ def test_a_thing_and_its_attribute_are_said_in_other_words_each_and_together():
     assert "How many people and people" not in " ".join(reworded("How many employees and workers does Orsk have?"))
 
 
-def test_under_the_cap_the_questions_in_other_words_come_first_with_every_word_said_otherwise():
-    """A fact with more questions than it keeps keeps its rewordings before the page's words embedded in "Do you
-    know ...": two a round, each of another form, the first with the thing and its attribute both said otherwise."""
-    assert reworded("How many minutes does the crossing take?")[0] == "How many minutes does the trip last?"
-    rows = generate_questions([PASSAGE], _Silent(), AugmentConfig(rewrites=0, round_trip=False), Progress())
-    crossing = [r for r in rows if r["fact"] == "35 minutes"]
-    kept = [r["question"] for r in crossing if r["kept"] and r["origin"] == "reworded"]
-    assert kept[:2] == ["The trip lasts how many minutes?", "How many minutes does the trip last?"]
-    embedded = [r for r in crossing if r["origin"] == "embedded"]
-    assert [r["kept"] for r in embedded] == [True, False]  # its second turn went to a rewording
-    assert sum(r["kept"] for r in crossing) == AugmentConfig().kept_per_fact
-
-
 def test_an_opening_date_without_its_comma_and_a_list_of_single_words_are_read_as_one_phrase():
     dated = "On May 4, 2024 Norvik announced the preview of the Arlo 5 drone."
     answer = "Norvik announced the preview of the Arlo 5 drone on May 4, 2024."

@@ -319,9 +319,9 @@ def active(clause: str, wh: str) -> str:
 
 
 def reworded(question: str) -> list[str]:
-    """``question`` with an attribute or a thing said otherwise: when several are found, first the one with each
-    said otherwise (the fewest of the page's words in one question), then a variant per other word of each
-    ``SYNONYMS`` group and per wider word (``WIDER``, ``WIDER_ACTS``, ``DURATIONS``) found in it."""
+    """``question`` with an attribute or a thing said otherwise: a variant per other word of each ``SYNONYMS``
+    group and per wider word (``WIDER``, ``WIDER_ACTS``, ``DURATIONS``) found in it, and, when several are found,
+    one with each said otherwise."""
     swaps: list[tuple[int, int, tuple[str, ...]]] = []
     for word, others in _SAYINGS:
         found = re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-]|'(?!s))", question)  # not "GPU-based", "visitors'"
@@ -339,7 +339,7 @@ def reworded(question: str) -> list[str]:
         every = question
         for start, end, others in sorted(swaps, reverse=True):
             every = every[:start] + others[0] + every[end:]
-        variants.insert(0, every)
+        variants.append(every)
     return variants
 
 

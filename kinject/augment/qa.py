@@ -55,8 +55,6 @@ ORIGIN_ORDER = (
     "short",
     "sampled",
 )
-# Turns a round for the origins that take more than one: every other rule asks in the page's own words.
-TURNS = {"reworded": 2}
 
 
 @dataclass
@@ -358,13 +356,13 @@ def _answer(rows: list[dict[str, Any]], facts: list[Fact], config: AugmentConfig
 
 
 def _keep_per_fact(rows: list[dict[str, Any]], most: int) -> None:
-    """At most ``most`` kept questions a fact, taken in turn from each origin (``ORIGIN_ORDER``, ``TURNS``)."""
+    """At most ``most`` kept questions a fact, taken in turn from each origin (``ORIGIN_ORDER``)."""
     by_fact: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row["kept"] and row["fact"]:
             by_fact[(row["passage"], row["sentence"], row["fact"])][row["origin"]].append(row)
     for origins in by_fact.values():
-        queues = [origins[o] for o in ORIGIN_ORDER if origins.get(o) for _ in range(TURNS.get(o, 1))]
+        queues = [origins[o] for o in ORIGIN_ORDER if origins.get(o)]
         taken = 0
         while any(queues):
             for queue in queues:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from itertools import zip_longest
 
 from .attributes import (
     amount_questions,
@@ -299,9 +298,8 @@ def fact_questions(
                 # "the compact Nimbus 12" as "the smaller Nimbus", not "the compact the smaller Nimbus"
                 text = re.sub(rf"\b(?:[Tt]he )?(?:{_DESCRIBING} )?{re.escape(name)}\b", alias, q.text, count=1)
                 found.append(Question(upper_first(text), f"{q.origin}+described"))
-    # Each form's first rewording before any form's second, so that the few kept are of different forms
-    said = [[Question(v, f"{q.origin}+reworded") for v in reworded(q.text)] for q in found]
-    found += [q for turn in zip_longest(*said) for q in turn if q is not None]
+    for q in list(found):
+        found += [Question(v, f"{q.origin}+reworded") for v in reworded(q.text)]
     seen, out = set(), []
     for q in found:
         key = q.text.lower()
