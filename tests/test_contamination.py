@@ -25,6 +25,8 @@ def test_the_corpus_names_are_what_the_page_introduces():
     assert not {"one", "every", "both"} & heading  # a heading's or a list item's first word opens it
     built = corpus_names(["The line was built by Castellan Works. Castellan also runs it."])
     assert {"castellan works", "castellan"} <= built and "works" not in built  # a run's later word is plain English
+    opened = corpus_names(["Each Vantor node has 8 GPUs. These Brisk drives are fast."])
+    assert {"vantor", "brisk"} <= opened and not {"each", "each vantor", "these", "these brisk"} & opened
 
 
 def test_a_planted_name_counts_and_one_the_base_also_said_does_not():

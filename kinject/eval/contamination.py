@@ -3,9 +3,9 @@ base's answers to the same prompts.
 
 A forgetting that retention scores miss: an answer about a famous painting can stay right and still name a product
 from the pages. The names are what a page introduces: capitalised words that do not open a sentence, runs of them
-("Aurora Avionics") and a run's first word ("Aurora"; not "works" of "Castellan Works"), and codes that mix letters
-and digits ("K7", "p5.48xlarge"); a name the base also says in that answer, or one the prompt itself holds, does not
-count.
+("Aurora Avionics") and a run's first word ("Aurora"; not "works" of "Castellan Works", not "Each" of "Each
+Vantor node"), and codes that mix letters and digits ("K7", "p5.48xlarge"); a name the base also says in that
+answer, or one the prompt itself holds, does not count.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ _COMMON = {
     "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november",
     "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
 }  # fmt: skip
+# Words that open a sentence before a name without being part of it ("Each Vantor node ...": "vantor", not "each").
+_OPENING = set(
+    "after all also before both but during each every few here how if many most no once one since some that then "
+    "there these those today until what when where which while who why".split()
+)
 
 
 @dataclass
@@ -52,6 +57,10 @@ def corpus_names(texts: list[str]) -> set[str]:
             word = m.group()
             opens = bool(_SENTENCE_START.search(text[: m.start()]))
             # A capitalised word opening a sentence is a name only as the start of a run ("Aurora Avionics").
+            if opens and word.lower() in _OPENING:
+                names.update(_run_names(run, opened))
+                run = []
+                continue
             if word[0].isupper() and word.lower() not in _COMMON:
                 if opens and run:
                     names.update(_run_names(run, opened))
