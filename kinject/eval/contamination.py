@@ -57,11 +57,7 @@ def corpus_names(texts: list[str]) -> set[str]:
             word = m.group()
             opens = bool(_SENTENCE_START.search(text[: m.start()]))
             # A capitalised word opening a sentence is a name only as the start of a run ("Aurora Avionics").
-            if opens and word.lower() in _OPENING:
-                names.update(_run_names(run, opened))
-                run = []
-                continue
-            if word[0].isupper() and word.lower() not in _COMMON:
+            if word[0].isupper() and word.lower() not in _COMMON and not (opens and word.lower() in _OPENING):
                 if opens and run:
                     names.update(_run_names(run, opened))
                     run = []
