@@ -13,7 +13,7 @@ from httpserver import SiteServer
 
 from kinject.runs import RunDir
 from kinject.settings.fields import describe_fields
-from kinject.settings.presets import PRESET_FIELDS
+from kinject.settings.presets import DEFAULT_PRESET, PRESET_FIELDS, PRESETS
 from kinject.settings.services import AppConfig
 from kinject.settings.stages import AugmentConfig, BlocksConfig
 from kinject.settings.training import TrainConfig
@@ -65,11 +65,15 @@ def _wait_done(client, run: str) -> str:
 
 def test_prepare_reports_each_source(app_client, site, tiny_model_dir):
     state, client = app_client
-    table, summary, *_ = _prepare(client, site, tiny_model_dir)
+    result = _prepare(client, site, tiny_model_dir)
+    table, summary, *_ = result
     rows = table["data"]
     assert [r[0] for r in rows] == ["ok", "error"] and "HTTP 404" in rows[1][5]
     assert "1/2 sources used" in summary
     assert RunDir(state.RUNS_ROOT / "p5").section("blocks")["block_size"] == 64
+    # The prepare fills the Train form with the new run's values itself (not the run picker's later change).
+    named = _named(client, "/prepare", result)
+    assert named["Preset"] == DEFAULT_PRESET and named["Lora r"] == PRESETS[DEFAULT_PRESET]["train"]["lora_r"]
 
 
 def test_prepare_summary_gives_a_pasteable_command(app_client, site, tiny_model_dir):
@@ -557,7 +561,7 @@ def test_the_app_api_cannot_allow_private_addresses(
             )
         with pytest.raises(Exception, match="allowed_networks"):
             client.predict(run_name="x", urls=f"{site}/ec2-p5.html", allowed_networks="0.0.0.0/0", api_name="/prepare")
-        table, summary, _, _ = client.predict(
+        table, summary, *_ = client.predict(
             run_name="x", urls=f"{site}/ec2-p5.html", model=str(tiny_model_dir), api_name="/prepare"
         )
         (row,) = table["data"]

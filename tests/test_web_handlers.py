@@ -180,7 +180,7 @@ def test_a_failed_prepare_leaves_the_status_on_the_selected_run(tmp_path, monkey
     run.path.mkdir()
     run.write_config({"model": {"model": "x"}})
     run.write_status(JobState(run_dir=str(run.path), status="done", kind="train").to_dict())
-    _, summary, status, _ = next(iter(do_prepare("new", False, "p5", urls="", files=None)))
+    _, summary, status, *_ = next(iter(do_prepare("new", False, "p5", urls="", files=None)))
     assert summary.startswith("**Nothing prepared.**")
     assert "**p5**" in status and "No run selected" not in status
 
@@ -257,12 +257,13 @@ def test_the_page_loads_beside_a_damaged_run_and_its_poll_and_settings_name_the_
 def test_deleting_a_run_beside_a_damaged_one_reports_the_delete(jobs, capsys):
     """The delete of a healthy run says it deleted it and shows the list with the damaged run in it: a refresh that
     raises once the run is gone must not tell the user the delete failed."""
-    from kinject.web.handlers import delete_run
+    from kinject.web.handlers import delete_run, run_settings
 
     bad = _good_and_damaged(DAMAGES["status is text"])
-    picker, table, confirm = delete_run("good", "good")
+    picker, table, confirm, *form = delete_run("good", "good")
     assert not (state.RUNS_ROOT / "good").exists() and "Deleted run good." in capsys.readouterr().out
     assert picker["choices"] == ["bad"] and confirm == ""
+    assert form == run_settings("bad")  # the Train form shows the run now selected
     assert [row[0] for row in table] == ["bad"] and table[0][-1].startswith("damaged: status.json: ")
     assert bad.is_run()
 
@@ -277,6 +278,6 @@ def test_a_list_that_cannot_be_refreshed_after_a_delete_is_reported_apart(jobs, 
 
     monkeypatch.setattr(handlers, "runs_table", unreadable)
     with pytest.warns(UserWarning, match=r"Run good was deleted, but the runs list could not be refreshed \(the runs"):
-        picker, table, confirm = handlers.delete_run("good", "good")
+        picker, table, confirm, *form = handlers.delete_run("good", "good")
     assert not (state.RUNS_ROOT / "good").exists() and "Deleted run good." in capsys.readouterr().out
     assert confirm == ""

@@ -23,7 +23,7 @@ from kinject.settings.training import TrainConfig
 
 from . import state
 from .eval_view import eval_plan_text, loss_figure, plot_key
-from .forms import form_configs, form_defaults, takes_fields, train_form_values
+from .forms import TRAIN_FIELDS, form_configs, form_defaults, takes_fields, train_form_values
 from .views import damaged_line, runs_table, source_names, status_text
 from .words import app_text
 
@@ -200,9 +200,13 @@ def eval_plan(run: str | None = None, **settings: Any) -> str:
     return eval_plan_text(run_dir, configs["eval"], configs["generation"]) if run_dir.is_run() else ""
 
 
+_FORM_UNCHANGED = [gr.skip()] * (len(TRAIN_FIELDS) + 1)  # the Train form's outputs (run_settings'), left as they are
+
+
 def run_settings(run: str | None = None) -> list[Any]:
     """The Train form's values for run ``run``: its saved config.yaml read back into the same fields (what its job
-    ran with, running, stopped or done), or the app's defaults with the run's blocks before its first training."""
+    ran with, running, stopped or done), or the app's defaults with the run's blocks before its first training; then
+    the preset they show (the form's ``shown_preset``)."""
     values = form_defaults()
     if run and pick_run(run).is_run():
         try:
@@ -238,7 +242,9 @@ def source_choices(run: str | None = None) -> Any:
 
 
 def delete_run(run: str | None = None, confirm: str = ""):
-    """Delete a run folder once its name is typed to confirm; never the run a job is working on.
+    """Delete a run folder once its name is typed to confirm; never the run a job is working on. Returns the run
+    picker (the newest run selected), the runs table, the cleared confirmation and the Train form's values for the
+    selected run.
 
     A refusal is a warning that leaves the outputs as they are: raised, it would mark the run picker with an error
     badge that hides the selected run."""
@@ -256,13 +262,14 @@ def delete_run(run: str | None = None, confirm: str = ""):
             refusal = app_text(str(exc))
     if refusal:
         gr.Warning(refusal)
-        return gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), *_FORM_UNCHANGED
     gr.Info(f"Deleted run {run_dir.name}.")
     try:
-        return runs_update(), runs_table(), ""
+        picker = runs_update()
+        return picker, runs_table(), "", *run_settings(picker["value"])
     except Exception as exc:  # noqa: BLE001 - the run is gone whatever failed here: never report the delete failed
         gr.Warning(f"Run {run_dir.name} was deleted, but the runs list could not be refreshed ({exc}): press Refresh.")
-        return gr.skip(), gr.skip(), ""
+        return gr.skip(), gr.skip(), "", *_FORM_UNCHANGED
 
 
 def on_load():

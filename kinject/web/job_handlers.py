@@ -23,8 +23,8 @@ from kinject.training.job import submit_training
 
 from . import state
 from .eval_view import show_eval
-from .forms import PREPARE_LEAVE_OUT, form_configs, takes_fields
-from .handlers import job_ended, job_finished, pick_run, runs_update, user_error, wait_for_job
+from .forms import PREPARE_LEAVE_OUT, TRAIN_FIELDS, form_configs, takes_fields
+from .handlers import job_ended, job_finished, pick_run, run_settings, runs_update, user_error, wait_for_job
 from .views import questions_text, sources_table, status_text
 from .words import app_text
 
@@ -43,9 +43,13 @@ def _prepare_work(config: PrepareConfig, run: RunDir, force: bool):
     return work
 
 
+_UNCHANGED = [gr.skip()] * (len(TRAIN_FIELDS) + 2)  # the run picker and the Train form's outputs, left as they are
+
+
 @takes_fields("prepare", leave_out=OPERATOR_FETCH_FIELDS + PREPARE_LEAVE_OUT)
 def do_prepare(run_name: str = "", force: bool = False, selected: str | None = None, **settings: Any):
-    """Prepare as a job (progress in the status area, Stop stops it); yields (sources, summary, status, run picker).
+    """Prepare as a job (progress in the status area, Stop stops it); yields the sources, summary, status, run
+    picker and, once the run is made, the Train form's values for it (``run_settings``).
 
     A failure is shown in the summary (and a toast), not raised: an event that raises marks every output with an
     error badge, and the run picker is one of them. The status area then goes back to the ``selected`` run, which
@@ -54,7 +58,7 @@ def do_prepare(run_name: str = "", force: bool = False, selected: str | None = N
 
     def failed(message: str, rows: list[dict[str, Any]] | None = None):
         gr.Warning(message)
-        return sources_table(rows or []), f"**Nothing prepared.** {message}", _status_of(selected), gr.skip()
+        return sources_table(rows or []), f"**Nothing prepared.** {message}", _status_of(selected), *_UNCHANGED
 
     try:
         run = state.run_dir(name)
@@ -84,7 +88,7 @@ def do_prepare(run_name: str = "", force: bool = False, selected: str | None = N
         yield failed(f"Prepare must wait: {exc}. Press Stop to stop it.")
         return
     for _ in wait_for_job(name, job):  # the status area is the poll's (it shows the prepare as "Running now")
-        yield gr.skip(), "Preparing… (progress above; Stop stops it)", gr.skip(), gr.skip()
+        yield gr.skip(), "Preparing… (progress above; Stop stops it)", gr.skip(), *_UNCHANGED
     job_state, outcome = job_ended(job)
     if job_state.status != "done" or outcome is None:
         rows = outcome.value if outcome is not None and isinstance(outcome.value, list) else []
@@ -99,7 +103,7 @@ def do_prepare(run_name: str = "", force: bool = False, selected: str | None = N
         f"{questions_text(result.questions)}"
         f"CLI equivalent: `{prepare_command(config, run.path, force)}`"
     )
-    yield sources_table(result.rows), summary, status_text(name), runs_update(name)
+    yield sources_table(result.rows), summary, status_text(name), runs_update(name), *run_settings(name)
 
 
 def _status_of(name: str | None) -> str:

@@ -339,13 +339,16 @@ def wire_jobs(ui: UI) -> None:
     # locked forms. Wired first: a click's listeners run in turn, the job's handler (which streams) to its end.
     for button in ("prepare_btn", "eval_btn", "merge_btn", "export_btn", "push_btn"):
         ui[button].click(follow_job, polled, ui["poll_outputs"], api_name=False, show_progress="hidden")
-    prepare_outputs = [ui["table"], ui["summary"], status, run]
+    # The prepare that makes a run fills the Train form with that run's values itself, as it selects the run: the
+    # selection's own events come later, when the user may have typed in the form (see wire_views).
+    prepare_outputs = [ui["table"], ui["summary"], status, run, *form_outputs]
     ui["prepare_btn"].click(
         do_prepare,
         [ui["run_name"], ui["force"], run],
         prepare_outputs,
         inputs_kwargs=ui["prepare_form"],
         api_name="prepare",
+        show_progress_on=[ui["table"], ui["summary"], status, run],  # not on the Train form it fills at the end
     )
     # shown_preset: the preset whose values the form shows (see kinject.settings.resolve.preset_settings). "input", not
     # "change": the form filled from a run's config.yaml must keep that run's values, not take its preset's.
@@ -386,19 +389,22 @@ def wire_jobs(ui: UI) -> None:
 def wire_views(ui: UI) -> None:
     """The events that show a run: selecting it, its evaluation and settings, the Runs tab, sources, the card."""
     run = ui["run"]
+    # The Train form shows a run's values when the user picks it ("input"), not on every change: a handler that
+    # selects a run (prepare, delete, the page's load) fills the form itself, before the user may type in it.
+    run.input(run_settings, run, ui["form_outputs"], api_name="run_settings")
     run.change(poll, [run, ui["plot_key"]], ui["poll_outputs"], api_name="select_run").then(
         view_handler(show_eval), run, [ui["eval_md"], ui["eval_png"], ui["eval_answers"]], api_name="show_eval"
-    ).then(run_settings, run, ui["form_outputs"], api_name="run_settings").then(
-        source_choices, run, ui["source_pick"], api_name=False
-    ).then(eval_plan, [run], ui["eval_plan"], inputs_kwargs=ui["eval_form"], api_name="eval_plan").then(
-        cli_of, [run, ui["cli_lines"]], ui["cli"], api_name=False
-    ).then(view_handler(dashboard_text), run, ui["tracking_md"], api_name="dashboard")
+    ).then(source_choices, run, ui["source_pick"], api_name=False).then(
+        eval_plan, [run], ui["eval_plan"], inputs_kwargs=ui["eval_form"], api_name="eval_plan"
+    ).then(cli_of, [run, ui["cli_lines"]], ui["cli"], api_name=False).then(
+        view_handler(dashboard_text), run, ui["tracking_md"], api_name="dashboard"
+    )
     ui["refresh"].click(view_handler(runs_table), None, ui["runs_df"], api_name="runs").then(
         lambda: (runs_update(None), runs_update(None)), None, [ui["first"], ui["second"]], api_name=False
     )
     card_inputs = [run, ui["publish_form"]["repo"]]
     ui["preview_btn"].click(view_handler(card_preview), card_inputs, ui["card_md"], api_name="card")
-    delete_outputs = [run, ui["runs_df"], ui["confirm_box"]]
+    delete_outputs = [run, ui["runs_df"], ui["confirm_box"], *ui["form_outputs"]]
     ui["delete_btn"].click(delete_run, [run, ui["confirm_box"]], delete_outputs, api_name="delete_run")
     compare_inputs = [ui["first"], ui["second"]]
     ui["compare_btn"].click(view_handler(compare_runs), compare_inputs, ui["compare_md"], api_name="compare").then(
