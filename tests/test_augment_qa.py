@@ -809,7 +809,7 @@ def test_a_sentence_that_leaves_its_thing_to_the_one_before_says_it():
     are not asked about."""
     rows = _rows(LUMORA)
     crossing = [r for r in rows if r["fact"] == "35 minutes"]
-    assert "How long does the crossing of the Lumora line take?" in {r["question"] for r in crossing}
+    assert "The crossing of the Lumora line takes how many minutes?" in {r["question"] for r in crossing}
     assert {r["answer"] for r in crossing} == {"The crossing of the Lumora line takes 35 minutes."}
     fare = {r["question"] for r in rows if r["fact"] == "6.50 euros"}
     assert "How much do tickets for the Lumora line cost for adults?" in fare
@@ -818,6 +818,30 @@ def test_a_sentence_that_leaves_its_thing_to_the_one_before_says_it():
     assert {r["sentence"] for r in rows if r["fact"] == "2028"} == {"The city plans a second pier for 2028."}
     lumora = {r["sentence"] for r in rows if r["fact"] == "Lumora"}  # asked where the page says it, nowhere else
     assert lumora and all(s.startswith("Calvane") for s in lumora)
+
+
+def test_a_part_said_with_its_thing_is_also_asked_by_the_thing_first():
+    """ "The crossing of the Lumora line" is asked in turn as the page's words put it, as "the Lumora line's
+    crossing" and as "the Lumora line crossing" (users say all three), each question in one of them; the answer
+    keeps the sentence's own words, and so does the question that names the line by its description. A part of two
+    words gets no compound ("the Lumora line first departure")."""
+    rows = _rows(LUMORA)
+    asked = [r["question"] for r in rows if r["fact"] == "35 minutes" and "Lumora line" in r["question"]]
+    said = {
+        form: [q for q in asked if form in q.lower()]
+        for form in ("the crossing of the lumora line", "the lumora line's crossing", "the lumora line crossing")
+    }
+    assert all(said.values()), said
+    assert sum(map(len, said.values())) + sum("trip" in q or "journey" in q for q in asked) == len(asked)
+    assert {r["answer"] for r in rows if r["fact"] == "35 minutes"} == {
+        "The crossing of the Lumora line takes 35 minutes."
+    }
+    described = {r["question"] for r in rows if r["origin"] == "described" and r["fact"] == "35 minutes"}
+    assert described == {"How long does the crossing of the electric ferry service to the island of Varnholm take?"}
+    departure = ["Calvane Transit opened the Lumora line. The line runs daily.", "The first departure leaves at 5:40."]
+    forms = {r["question"] for r in _rows(departure) if r["fact"] == "5:40"}
+    assert any("the Lumora line's first departure" in q for q in forms)
+    assert not any("Lumora line first departure" in q for q in forms)
 
 
 def test_a_page_that_never_refers_back_to_a_thing_gets_no_thing_put_in():

@@ -109,6 +109,19 @@ def the_name(thing: str, text: str) -> str:
     return f"the {thing}" if re.search(itself, text, re.M) else thing
 
 
+def name_first(sentence: str, added: tuple[int, int] | None, thing: str, text: str) -> tuple[str, ...]:
+    """The subject ``with_context`` made ("The crossing of the Lumora line") and the ways a reader names the same
+    part by the thing first: "The Lumora line's crossing" and, for a one-word part, "The Lumora line crossing",
+    "The Halden Telescope project". Empty where nothing was added, or the part was not "The <part> of"."""
+    if not added or not sentence[added[0] :].startswith(" of ") or not sentence.startswith("The "):
+        return ()
+    part, named = sentence[4 : added[0]], the_name(thing, text)
+    forms = [sentence[: added[1]], f"{upper_first(named)}'s {part}"]
+    if " " not in part:
+        forms.append(f"The {named.removeprefix('the ')} {part}")
+    return tuple(forms)
+
+
 def with_context(sentence: str, thing: str, text: str, things: list[str]) -> tuple[str, tuple[int, int] | None]:
     """``sentence`` with ``thing`` said where its subject leaves it out, and where the words put in stand (None when
     nothing changed). ``text`` is the page, for the article it gives the thing ("the Lumora line"); ``things`` are

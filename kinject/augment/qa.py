@@ -22,21 +22,21 @@ from __future__ import annotations
 import random
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..runtime.progress import Progress
 from ..settings.stages import AugmentConfig
 from .cloze import _names_number, fact_clause
-from .context import mentioned, named_things, referenced, the_name, with_context
-from .english import name_pronouns
+from .context import mentioned, name_first, named_things, referenced, the_name, with_context
+from .english import lower_first, name_pronouns
 from .facts import Span, asked_spans, name_spans, page_names, person_named, sentence_topics, with_person
 from .filters import normalized, question_problem
 from .generators import ChatGenerator
 from .naming import apposition_names, described_names, in_full, model_codes, short_names
 from .passages import Passage, asked_sentences, topic_of
 from .prompts import TEMPLATES, answer_conversation, question_conversation, rewrite_conversation
-from .questions import fact_questions, fact_sentence
+from .questions import Question, fact_questions, fact_sentence
 from .relations import makers
 
 READER_TOKENS = 32  # the round trip's answers: enough for a sentence that states the fact
@@ -66,6 +66,7 @@ class Fact:
     span: Span
     topic: str
     names: tuple[str, ...] = ()  # the specific names of its page, for naming "the observatory" (``name_pronouns``)
+    subjects: tuple[str, ...] = ()  # its subject as the sentence says it, then said otherwise (``name_first``)
 
     @property
     def text(self) -> str:
@@ -111,7 +112,8 @@ def page_facts(passages: list[Passage]) -> list[Fact]:
             ]
             if topic and (p.source, topic) not in articled:  # "Its clock": "the Quarro V4's clock"
                 articled[(p.source, topic)] = the_name(topic, texts[p.source])
-            facts += [Fact(p, said, span, articled.get((p.source, topic), topic), names) for span in spans]
+            subjects = name_first(said, added, current.get(p.source, ""), texts[p.source])
+            facts += [Fact(p, said, span, articled.get((p.source, topic), topic), names, subjects) for span in spans]
         if topics[-1]:
             last[p.source] = topics[-1]
     return facts
@@ -150,8 +152,9 @@ def generate_questions(
             if config.sentence_questions
             else []
         )
-        rows += [qa_row(fact, fact.passage, fact.sentence, q.text, _origin(q.origin)) for q in made]
-        rows += [
+        asked = subjects_in_turn(made, fact.subjects)
+        rows += [qa_row(fact, fact.passage, fact.sentence, q.text, _origin(q.origin)) for q in asked]
+        rows += [  # of the page's own words: "the crossing of <a long description>", not "<description>'s crossing"
             qa_row(fact, fact.passage, fact.sentence, q, "described") for q in described_as(made, fact, appositions)
         ]
     rows += _rewrites(facts, rows, generator, config, progress)
@@ -166,6 +169,25 @@ def generate_questions(
 
 
 MODEL_ORIGINS = ("rewrite", "sampled", "written")
+
+
+def subjects_in_turn(made: list[Question], subjects: tuple[str, ...]) -> list[Question]:
+    """``made`` with the subject of ``subjects[0]`` said in each of ``subjects``' ways in turn, question after
+    question that says it: users ask about "the Halden Telescope project" as often as "the project of the Halden
+    Telescope", and a model trained on one wording alone misses the other."""
+    if len(subjects) < 2:
+        return made
+    said = re.compile(rf"\b[Tt]{re.escape(subjects[0][1:])}\b")
+    turn, out = 0, []
+    for q in made:
+        found = said.search(q.text)
+        if found:
+            form = subjects[turn % len(subjects)]
+            form = form if found.group(0)[0] == "T" else lower_first(form)
+            q = replace(q, text=q.text[: found.start()] + form + q.text[found.end() :])
+            turn += 1
+        out.append(q)
+    return out
 
 
 def described_as(made: list[Any], fact: Fact, appositions: dict[str, list[str]]) -> list[str]:
