@@ -64,6 +64,18 @@ def test_the_forms_lock_while_a_job_runs(jobs, tmp_path, monkeypatch):
     assert [u["interactive"] for u in poll(None, None)[-5:]] == [True] * 5
 
 
+def test_no_poll_covers_the_forms_with_its_progress():
+    """Every event that polls (the timer, a run's selection, a job's start) writes the forms' locks, so each hides its
+    progress: an overlay over the forms would take the user's clicks while a loaded machine runs the poll."""
+    from kinject.web.layout import build_ui
+
+    demo = build_ui()
+    timer = next(c["id"] for c in demo.config["components"] if c["type"] == "timer")
+    polls = [d for d in demo.config["dependencies"] if timer in d["outputs"]]
+    assert len(polls) >= 5  # the timer, follow_job on each job's button, the selection, a start and a resume
+    assert {d["show_progress"] for d in polls} == {"hidden"}, [d["api_name"] for d in polls]
+
+
 def test_stop_says_so_at_once_and_turns_itself_off(jobs, tmp_path):
     """Pressing Stop: the status area says "Stopping" from the next poll on and Stop stays off while the job runs
     on to its next check; once it ends, neither remains."""

@@ -360,11 +360,11 @@ def wire_jobs(ui: UI) -> None:
     train_inputs = {**train_form, "shown_preset": shown_preset}
     cli, cli_lines = ui["cli"], ui["cli_lines"]
     ui["start_btn"].click(start_training, [run], cli, inputs_kwargs=train_inputs, api_name="train").success(
-        poll, polled, ui["poll_outputs"], api_name=False
+        poll, polled, ui["poll_outputs"], api_name=False, show_progress="hidden"
     ).success(remember_cli, [run, cli, cli_lines], cli_lines, api_name=False)
     ui["resume_btn"].click(resume_training, [run], ui["cli"], inputs_kwargs=train_inputs, api_name="resume").success(
         run_settings, run, form_outputs, api_name=False
-    ).success(poll, polled, ui["poll_outputs"], api_name=False)
+    ).success(poll, polled, ui["poll_outputs"], api_name=False, show_progress="hidden")
     ui["stop_btn"].click(stop_job, run, status, api_name="stop")
     ui["stop_btn"].click(lambda: gr.update(interactive=False), None, ui["stop_btn"], api_name=False)  # at once
     ui["timer"].tick(poll, polled, ui["poll_outputs"], api_name="poll", show_progress="hidden")
@@ -392,7 +392,9 @@ def wire_views(ui: UI) -> None:
     # The Train form shows a run's values when the user picks it ("input"), not on every change: a handler that
     # selects a run (prepare, delete, the page's load) fills the form itself, before the user may type in it.
     run.input(run_settings, run, ui["form_outputs"], api_name="run_settings")
-    run.change(poll, [run, ui["plot_key"]], ui["poll_outputs"], api_name="select_run").then(
+    # Every poll hides its progress: its outputs hold every form (their locks), and a progress overlay over them would
+    # take the user's clicks while a loaded machine runs the chain.
+    run.change(poll, [run, ui["plot_key"]], ui["poll_outputs"], api_name="select_run", show_progress="hidden").then(
         view_handler(show_eval), run, [ui["eval_md"], ui["eval_png"], ui["eval_answers"]], api_name="show_eval"
     ).then(source_choices, run, ui["source_pick"], api_name=False).then(
         eval_plan, [run], ui["eval_plan"], inputs_kwargs=ui["eval_form"], api_name="eval_plan"
