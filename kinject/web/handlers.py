@@ -200,7 +200,7 @@ def eval_plan(run: str | None = None, **settings: Any) -> str:
     return eval_plan_text(run_dir, configs["eval"], configs["generation"]) if run_dir.is_run() else ""
 
 
-_FORM_UNCHANGED = [gr.skip()] * (len(TRAIN_FIELDS) + 1)  # the Train form's outputs (run_settings'), left as they are
+FORM_UNCHANGED = [gr.skip()] * (len(TRAIN_FIELDS) + 1)  # the Train form's outputs (run_settings'), left as they are
 
 
 def run_settings(run: str | None = None) -> list[Any]:
@@ -262,14 +262,14 @@ def delete_run(run: str | None = None, confirm: str = ""):
             refusal = app_text(str(exc))
     if refusal:
         gr.Warning(refusal)
-        return gr.skip(), gr.skip(), gr.skip(), *_FORM_UNCHANGED
+        return gr.skip(), gr.skip(), gr.skip(), *FORM_UNCHANGED
     gr.Info(f"Deleted run {run_dir.name}.")
     try:
         picker = runs_update()
         return picker, runs_table(), "", *run_settings(picker["value"])
     except Exception as exc:  # noqa: BLE001 - the run is gone whatever failed here: never report the delete failed
         gr.Warning(f"Run {run_dir.name} was deleted, but the runs list could not be refreshed ({exc}): press Refresh.")
-        return gr.skip(), gr.skip(), "", *_FORM_UNCHANGED
+        return gr.skip(), gr.skip(), "", *FORM_UNCHANGED
 
 
 def on_load():

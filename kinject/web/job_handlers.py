@@ -23,8 +23,17 @@ from kinject.training.job import submit_training
 
 from . import state
 from .eval_view import show_eval
-from .forms import PREPARE_LEAVE_OUT, TRAIN_FIELDS, form_configs, takes_fields
-from .handlers import job_ended, job_finished, pick_run, run_settings, runs_update, user_error, wait_for_job
+from .forms import PREPARE_LEAVE_OUT, form_configs, takes_fields
+from .handlers import (
+    FORM_UNCHANGED,
+    job_ended,
+    job_finished,
+    pick_run,
+    run_settings,
+    runs_update,
+    user_error,
+    wait_for_job,
+)
 from .views import questions_text, sources_table, status_text
 from .words import app_text
 
@@ -43,7 +52,7 @@ def _prepare_work(config: PrepareConfig, run: RunDir, force: bool):
     return work
 
 
-_UNCHANGED = [gr.skip()] * (len(TRAIN_FIELDS) + 2)  # the run picker and the Train form's outputs, left as they are
+_UNCHANGED = [gr.skip(), *FORM_UNCHANGED]  # the run picker and the Train form, left as they are
 
 
 @takes_fields("prepare", leave_out=OPERATOR_FETCH_FIELDS + PREPARE_LEAVE_OUT)
