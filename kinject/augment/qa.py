@@ -173,8 +173,8 @@ MODEL_ORIGINS = ("rewrite", "sampled", "written")
 
 def subjects_in_turn(made: list[Question], subjects: tuple[str, ...]) -> list[Question]:
     """``made`` with the subject of ``subjects[0]`` said in each of ``subjects``' ways in turn, question after
-    question that says it: users ask about "the Halden Telescope project" as often as "the project of the Halden
-    Telescope", and a model trained on one wording alone misses the other."""
+    question that says it: users also ask about "the Halden Telescope project", not only "the project of the Halden
+    Telescope", and a model trained on one wording alone can miss the other."""
     if len(subjects) < 2:
         return made
     said = re.compile(rf"\b[Tt]{re.escape(subjects[0][1:])}\b")
