@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 HOST ?= $(or $(KINJECT_HOST),127.0.0.1)
 PORT ?= $(or $(KINJECT_PORT),7860)
 BENCH_DATA ?= ../shared/benchmarks/article-extraction
+# Test workers (pytest-xdist): each file's tests stay on one worker (tests/conftest.py groups them). TEST_WORKERS=0
+# runs the suite in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 .PHONY: help setup model run test test-fast lint format docs docs-check bench clean browser
 
@@ -58,10 +62,10 @@ browser:
 	  else echo "note: /usr/bin/chromium is missing (apt-get install chromium); the browser test will be skipped"; fi; }
 
 test: setup lint browser docs-check
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-fast: setup lint docs-check
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The docs site (mkdocs-material, mkdocs.yml): docs/cli.md is generated from the settings; --strict turns every
 # warning (a broken link or anchor, a page outside the nav) into a failure. NO_MKDOCS_2_WARNING quiets
