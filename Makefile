@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 HOST ?= $(or $(KINJECT_HOST),127.0.0.1)
 PORT ?= $(or $(KINJECT_PORT),7860)
 BENCH_DATA ?= ../shared/benchmarks/article-extraction
-# Test workers (pytest-xdist): each file's tests stay on one worker (tests/conftest.py groups them). TEST_WORKERS=0
+# Test workers (pytest-xdist): each file's tests stay on one worker, so its fixtures are built once. TEST_WORKERS=0
 # runs the suite in one process.
 TEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: help setup model run test test-fast lint format docs docs-check bench clean browser
 

@@ -102,15 +102,3 @@ def p5_trained(p5_prepared: Path) -> Path:
 
     subprocess.run([sys.executable, "-m", "kinject", "train", str(p5_prepared), "--preset", "cpu-demo"], check=True)
     return p5_prepared
-
-
-# Fixtures that cost minutes and are shared across files: their tests run on one xdist worker, so each is built once.
-_SHARED_ACROSS_FILES = ("p5_trained",)
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """Under ``pytest -n N --dist loadgroup`` (``make test``), a file's tests stay on one worker, so its module
-    fixtures (a served model, a trained run) are built once; the tests of a costly session fixture share one group."""
-    for item in items:
-        shared = next((name for name in _SHARED_ACROSS_FILES if name in getattr(item, "fixturenames", ())), None)
-        item.add_marker(pytest.mark.xdist_group(shared or item.nodeid.split("::")[0]))

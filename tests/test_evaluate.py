@@ -1,4 +1,5 @@
-"""Evaluation: scoring rules, probe files, automatic probes, forgetting numbers on tiny models, and the P5 run."""
+"""Evaluation: scoring rules, probe files, automatic probes and forgetting numbers on tiny models (the trained P5
+run's evaluation is in test_knowledge.py, beside the other tests of that run)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from eval_checks import assert_report_files_agree
 from model_fixtures import TINY_BLOCKS
 
 from kinject.augment.matching import is_correct, match_answer, normalize_answer
@@ -159,46 +161,6 @@ def _zero_adapter(run_dir: Path, model_dir: Path) -> None:
         LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"),
     )
     model.save_pretrained(RunDir(run_dir).adapter_dir)
-
-
-def _parse_md_scores(text: str) -> dict[str, list[str]]:
-    rows: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("## Answers"):
-            break
-        if len(cells) >= 2 and re.fullmatch(r"[a-z_]+", cells[0]) and cells[0] not in ("metric", "forgetting"):
-            rows[cells[0]] = cells[1:]
-    return rows
-
-
-def _md_value(cell: str) -> float | None:
-    token = cell.split()[0]
-    return None if token == "n/a" else float(token)
-
-
-def assert_report_files_agree(run_dir: Path) -> dict:
-    """eval.json, eval.md and eval.png exist, and every number in eval.md's tables is eval.json's."""
-    run = RunDir(run_dir)
-    data = run.read_eval()
-    assert run.eval_plot().read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    md = run.eval_markdown()
-    rows = _parse_md_scores(md)
-    for key in ("knowledge_accuracy", "retention_accuracy", "knowledge_logprob", "retention_logprob", "eos_rate"):
-        for side, cell in zip(("base", "adapter"), rows[key], strict=True):
-            expected = data[side][key] if data[side] else None
-            got = _md_value(cell)
-            assert (got is None) == (expected is None), (key, side, cell, expected)
-            if got is not None:
-                assert got == pytest.approx(expected, rel=1e-3, abs=1e-9), (key, side)
-    for side, cell in zip(("base", "adapter"), rows["chat_looping"], strict=True):
-        assert cell == (f"{data[side]['chat_looping']}/{data[side]['chat_answers']}" if data[side] else "n/a")
-    if data["forgetting"]:
-        for key in ("kl_mean", "ppl_ratio"):
-            assert _md_value(rows[key][0]) == pytest.approx(data["forgetting"][key], rel=1e-3, abs=1e-9), key
-    for probe in data["probes"]:
-        assert f"| {probe['id']} |" in md
-    return data
 
 
 def test_untrained_adapter_changes_nothing(tiny_run, tiny_model_dir):
@@ -381,33 +343,6 @@ def test_score_probes_is_the_scorer_of_the_report(tiny_run, tiny_model_dir):
     assert [a.logprob for a in score_probes(loaded.model, loaded.tokenizer, probes, SHORT, logprob=False)] == [
         None
     ] * len(probes)
-
-
-# ------------------------------------------------------------------------------------------ bundled model (slow)
-
-
-@pytest.mark.slow
-def test_p5_adapter_knows_more_than_base(p5_trained, sample_dir, tmp_path):
-    lines = [line for line in (sample_dir / "probes.jsonl").read_text().splitlines() if '"id": "p5-' in line]
-    assert len(lines) == 4
-    probes = _write(tmp_path, lines)
-    # Retention is covered on the tiny model; leaving it out here keeps this to 8 answers and 8 short KL answers.
-    config = EvalConfig(probes=str(probes), retention=False, kl_max_new_tokens=16)
-    report = evaluate(p5_trained, config, generation=GenerationConfig(max_new_tokens=40))
-    print(format_table(report))
-    assert report.adapter.knowledge_accuracy > report.base.knowledge_accuracy
-    assert report.adapter.knowledge_logprob > report.base.knowledge_logprob
-    assert report.forgetting.kl_mean > 1e-3  # training moved the model on general prompts too
-    data = assert_report_files_agree(p5_trained)
-    assert [p["id"] for p in data["probes"] if p["kind"] == "knowledge"] == [
-        "p5-gpu",
-        "p5-gpu-count",
-        "p5-sysmem",
-        "p5-net",
-    ]
-    h100 = next(p for p in data["probes"] if p["id"] == "p5-gpu")
-    assert "H100" in h100["adapter"]["text"] and h100["adapter"]["correct"] is True
-    assert "H100" not in h100["base"]["text"] and h100["base"]["correct"] is False
 
 
 def test_no_gain_is_said_only_when_the_adapter_answers_no_more_than_the_base():

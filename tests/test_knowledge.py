@@ -1,4 +1,7 @@
-"""The product's promise on the real bundled chat model: the adapter learns the page's facts and still chats."""
+"""The product's promise on the real bundled chat model: the adapter learns the page's facts and still chats.
+
+Every test of the trained P5 run (``p5_trained``, minutes to train) lives in this file: ``make test`` runs a file's
+tests in one worker (``--dist loadfile``), so the run is trained once."""
 
 from __future__ import annotations
 
@@ -6,9 +9,11 @@ import subprocess
 import sys
 
 import pytest
+from eval_checks import assert_report_files_agree
 
+from kinject.eval import evaluate, format_table
 from kinject.models.generate import answer, load_for_run
-from kinject.settings.stages import GenerationConfig
+from kinject.settings.stages import EvalConfig, GenerationConfig
 
 pytestmark = pytest.mark.slow
 P5_QUESTION = "What GPUs do Amazon EC2 P5 instances have?"
@@ -57,3 +62,36 @@ def test_the_embedded_server_serves_the_bundled_model_and_its_adapter(p5_trained
         assert streamed == adapter.content
     finally:
         server.stop()
+
+
+def test_p5_adapter_knows_more_than_base(p5_trained, sample_dir, tmp_path):
+    lines = [line for line in (sample_dir / "probes.jsonl").read_text().splitlines() if '"id": "p5-' in line]
+    assert len(lines) == 4
+    probes = tmp_path / "probes.jsonl"
+    probes.write_text("\n".join(lines) + "\n")
+    # Retention is covered on the tiny model; leaving it out here keeps this to 8 answers and 8 short KL answers.
+    config = EvalConfig(probes=str(probes), retention=False, kl_max_new_tokens=16)
+    report = evaluate(p5_trained, config, generation=GenerationConfig(max_new_tokens=40))
+    print(format_table(report))
+    assert report.adapter.knowledge_accuracy > report.base.knowledge_accuracy
+    assert report.adapter.knowledge_logprob > report.base.knowledge_logprob
+    assert report.forgetting.kl_mean > 1e-3  # training moved the model on general prompts too
+    data = assert_report_files_agree(p5_trained)
+    assert [p["id"] for p in data["probes"] if p["kind"] == "knowledge"] == [
+        "p5-gpu",
+        "p5-gpu-count",
+        "p5-sysmem",
+        "p5-net",
+    ]
+    h100 = next(p for p in data["probes"] if p["id"] == "p5-gpu")
+    assert "H100" in h100["adapter"]["text"] and h100["adapter"]["correct"] is True
+    assert "H100" not in h100["base"]["text"] and h100["base"]["correct"] is False
+
+
+def test_every_test_of_the_trained_p5_run_is_in_this_file():
+    """Another file's test of ``p5_trained`` would run in another worker and train the run a second time."""
+    from pathlib import Path
+
+    here = Path(__file__)
+    users = [p.name for p in here.parent.glob("test_*.py") if p != here and "p5_trained" in p.read_text()]
+    assert users == [], f"move the tests of p5_trained in {users} into {here.name}"
