@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 
@@ -797,9 +798,9 @@ LUMORA = [
 ]
 
 
-def _rows(paragraphs: list[str], title: str = "Ferry") -> list[dict]:
+def _rows(paragraphs: list[str], title: str = "Ferry", **config: Any) -> list[dict]:
     passages = [Passage(f"d1p{i + 1}", "file:///page.md", title, text) for i, text in enumerate(paragraphs)]
-    config = AugmentConfig(rewrites=0, questions_per_fact=0, round_trip=False)
+    config = AugmentConfig(**{"rewrites": 0, "questions_per_fact": 0, "round_trip": False, **config})
     return [r for r in generate_questions(passages, _Silent(), config, Progress()) if r["kept"]]
 
 
@@ -822,17 +823,19 @@ def test_a_sentence_that_leaves_its_thing_to_the_one_before_says_it():
 
 def test_a_part_said_with_its_thing_is_also_asked_by_the_thing_first():
     """ "The crossing of the Lumora line" is asked in turn as the page's words put it, as "the Lumora line's
-    crossing" and as "the Lumora line crossing" (users say all three), each question in one of them; the answer
-    keeps the sentence's own words, and so does the question that names the line by its description. A part of two
-    words gets no compound ("the Lumora line first departure")."""
-    rows = _rows(LUMORA)
-    asked = [r["question"] for r in rows if r["fact"] == "35 minutes" and "Lumora line" in r["question"]]
+    crossing", as "the Lumora line crossing" and, a journey, as "the crossing on the Lumora line" (users say all
+    four), each question in one of them, and so is the trip or journey a question says instead; the answer keeps the
+    sentence's own words, and so does the question that names the line by its description. A part of two words gets
+    no compound ("the Lumora line first departure"), and a part that is no journey nothing "on" the line."""
+    rows = _rows(LUMORA, kept_per_fact=100)  # every rule question, the trip's and the journey's too
+    asked = [r["question"].lower() for r in rows if r["fact"] == "35 minutes" and "Lumora line" in r["question"]]
+    forms = ("the {} of the lumora line", "the lumora line's {}", "the lumora line {}", "the {} on the lumora line")
     said = {
-        form: [q for q in asked if form in q.lower()]
-        for form in ("the crossing of the lumora line", "the lumora line's crossing", "the lumora line crossing")
+        (form, word): [q for q in asked if form.format(word) in q] for form in forms for word in ("crossing", "trip")
     }
     assert all(said.values()), said
-    assert sum(map(len, said.values())) + sum("trip" in q or "journey" in q for q in asked) == len(asked)
+    journeys = ("crossing", "trip", "journey")
+    assert all(any(form.format(word) in q for form in forms for word in journeys) for q in asked), asked
     assert {r["answer"] for r in rows if r["fact"] == "35 minutes"} == {
         "The crossing of the Lumora line takes 35 minutes."
     }
@@ -841,7 +844,7 @@ def test_a_part_said_with_its_thing_is_also_asked_by_the_thing_first():
     departure = ["Calvane Transit opened the Lumora line. The line runs daily.", "The first departure leaves at 5:40."]
     forms = {r["question"] for r in _rows(departure) if r["fact"] == "5:40"}
     assert any("the Lumora line's first departure" in q for q in forms)
-    assert not any("Lumora line first departure" in q for q in forms)
+    assert not any("Lumora line first departure" in q or " on the Lumora line" in q for q in forms)
 
 
 def test_a_page_that_never_refers_back_to_a_thing_gets_no_thing_put_in():

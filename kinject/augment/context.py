@@ -14,8 +14,9 @@ left as it is: "The city plans ..." is not the line's city.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from .english import AUX, DETERMINERS, NOT_VERBS, PREPOSITIONS, upper_first, verb_at
+from .english import AUX, DETERMINERS, JOURNEYS, NOT_VERBS, PREPOSITIONS, upper_first, verb_at
 
 MAX_SUBJECT_WORDS = 4  # "The first departure", "Each boat", "Tickets": a short noun phrase before the verb
 OPENERS = frozenset(("The", "Each", "Every"))
@@ -109,17 +110,29 @@ def the_name(thing: str, text: str) -> str:
     return f"the {thing}" if re.search(itself, text, re.M) else thing
 
 
-def name_first(sentence: str, added: tuple[int, int] | None, thing: str, text: str) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class PartForms:
+    """A part a sentence says with its thing ("The crossing of the Lumora line"): the part, and the ways a reader
+    names it, each with ``{}`` where the part, or a wider word for it ("trip"), stands."""
+
+    part: str
+    forms: tuple[str, ...]
+
+
+def name_first(sentence: str, added: tuple[int, int] | None, thing: str, text: str) -> PartForms | None:
     """The subject ``with_context`` made ("The crossing of the Lumora line") and the ways a reader names the same
     part by the thing first: "The Lumora line's crossing" and, for a one-word part, "The Lumora line crossing",
-    "The Halden Telescope project". Empty where nothing was added, or the part was not "The <part> of"."""
+    "The Halden Telescope project"; a journey is also one taken on its line ("The crossing on the Lumora line").
+    None where nothing was added, or the part was not "The <part> of"."""
     if not added or not sentence[added[0] :].startswith(" of ") or not sentence.startswith("The "):
-        return ()
+        return None
     part, named = sentence[4 : added[0]], the_name(thing, text)
-    forms = [sentence[: added[1]], f"{upper_first(named)}'s {part}"]
+    forms = [f"The {{}} of {named}", f"{upper_first(named)}'s {{}}"]
     if " " not in part:
-        forms.append(f"The {named.removeprefix('the ')} {part}")
-    return tuple(forms)
+        forms.append(f"The {named.removeprefix('the ')} {{}}")
+    if part in JOURNEYS:
+        forms.append(f"The {{}} on {named}")
+    return PartForms(part, tuple(forms))
 
 
 def with_context(sentence: str, thing: str, text: str, things: list[str]) -> tuple[str, tuple[int, int] | None]:

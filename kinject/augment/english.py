@@ -103,6 +103,8 @@ WIDER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("boats", ("vessels",)),
     ("director", ("head",)),
 )
+# What one travels on a line or a route, in any of these words: "the trip on the Lumora line".
+JOURNEYS = frozenset({"crossing", "trip", "journey", "voyage", "ride", "flight", "cruise"})
 # An act said in wider words, one way only.
 WIDER_ACTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("operates", ("runs",)),
@@ -341,6 +343,11 @@ def reworded(question: str) -> list[str]:
             every = every[:start] + others[0] + every[end:]
         variants.append(every)
     return variants
+
+
+def said_otherwise(word: str) -> tuple[str, ...]:
+    """The other words ``reworded`` may say ``word`` as ("crossing": "trip", "journey")."""
+    return next((others for said, others in _SAYINGS if said == word), ())
 
 
 def _a_noun(text: str, found: re.Match[str]) -> bool:

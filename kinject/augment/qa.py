@@ -28,8 +28,8 @@ from typing import Any
 from ..runtime.progress import Progress
 from ..settings.stages import AugmentConfig
 from .cloze import _names_number, fact_clause
-from .context import mentioned, name_first, named_things, referenced, the_name, with_context
-from .english import lower_first, name_pronouns
+from .context import PartForms, mentioned, name_first, named_things, referenced, the_name, with_context
+from .english import lower_first, name_pronouns, said_otherwise
 from .facts import Span, asked_spans, name_spans, page_names, person_named, sentence_topics, with_person
 from .filters import normalized, question_problem
 from .generators import ChatGenerator
@@ -66,7 +66,7 @@ class Fact:
     span: Span
     topic: str
     names: tuple[str, ...] = ()  # the specific names of its page, for naming "the observatory" (``name_pronouns``)
-    subjects: tuple[str, ...] = ()  # its subject as the sentence says it, then said otherwise (``name_first``)
+    subjects: PartForms | None = None  # its part as the sentence says it, then said otherwise (``name_first``)
 
     @property
     def text(self) -> str:
@@ -171,21 +171,28 @@ def generate_questions(
 MODEL_ORIGINS = ("rewrite", "sampled", "written")
 
 
-def subjects_in_turn(made: list[Question], subjects: tuple[str, ...]) -> list[Question]:
-    """``made`` with the subject of ``subjects[0]`` said in each of ``subjects``' ways in turn, question after
-    question that says it: users also ask about "the Halden Telescope project", not only "the project of the Halden
-    Telescope", and a model trained on one wording alone can miss the other."""
-    if len(subjects) < 2:
+def subjects_in_turn(made: list[Question], subjects: PartForms | None) -> list[Question]:
+    """``made`` with its part said in each of ``subjects``' forms in turn, question after question that says it as
+    the sentence does or in a wider word ("the trip of the Lumora line"): users also ask about "the Halden Telescope
+    project" or "the trip on the Lumora line", not only "the project of the Halden Telescope", and a model trained on
+    one wording alone can miss the other."""
+    if subjects is None or len(subjects.forms) < 2:
         return made
-    said = re.compile(rf"\b[Tt]{re.escape(subjects[0][1:])}\b")
-    turn, out = 0, []
+    words = (subjects.part, *said_otherwise(subjects.part))
+    first = re.escape(subjects.forms[0][1:]).replace(re.escape("{}"), f"({'|'.join(map(re.escape, words))})")
+    said = re.compile(rf"\b[Tt]{first}\b")
+    # Each word its own turn, so that every form is said with "trip" too; the wider words start from the last form,
+    # so that the first questions, those a cap keeps, say "the trip on the Lumora line" and "the Lumora line journey".
+    turns = {word: -i for i, word in enumerate(words)}
+    out = []
     for q in made:
         found = said.search(q.text)
         if found:
-            form = subjects[turn % len(subjects)]
+            word = found.group(1)
+            form = subjects.forms[turns[word] % len(subjects.forms)].format(word)
             form = form if found.group(0)[0] == "T" else lower_first(form)
             q = replace(q, text=q.text[: found.start()] + form + q.text[found.end() :])
-            turn += 1
+            turns[word] += 1
         out.append(q)
     return out
 
