@@ -12,7 +12,7 @@ import pytest
 from kinject.augment import Passage, QuestionFileError, data_report, read_question_file
 from kinject.augment.english import active, fronted, reworded
 from kinject.augment.facts import Span, asked_spans
-from kinject.augment.naming import described_names, in_full, model_codes, short_names
+from kinject.augment.naming import between, described_names, in_full, model_codes, short_names
 from kinject.augment.qa import fact_aliases, generate_questions, page_facts, round_trip
 from kinject.augment.questions import fact_questions, fact_sentence
 from kinject.augment.relations import makers
@@ -875,8 +875,9 @@ def test_a_name_that_qualifies_a_plural_and_a_passive_agent_are_asked_with_which
 
 
 def test_a_thing_described_in_an_apposition_is_also_asked_as_described():
-    """ "the Lumora line, an electric ferry service that links Pellisk with Varnholm": one relation question a fact
-    also asks about "the electric ferry service that links ...", never one whose description holds its answer."""
+    """ "the Lumora line, an electric ferry service that links Pellisk with Varnholm": a relation question a fact
+    also asks about "the electric ferry service that links ...", and the next one about "... service between Pellisk
+    and Varnholm", never one whose description holds its answer."""
     rows = _rows(
         [
             "Calvane Transit today opened the Lumora line, an electric ferry service that links Pellisk with "
@@ -884,9 +885,25 @@ def test_a_thing_described_in_an_apposition_is_also_asked_as_described():
             "The line is served by two boats.",
         ]
     )
-    described = {r["fact"]: r["question"] for r in rows if r["origin"] == "described"}
-    assert described["Calvane Transit"] == "Who opened the electric ferry service that links Pellisk with Varnholm?"
+    described: dict[str, list[str]] = {}
+    for r in rows:
+        if r["origin"] == "described":
+            described.setdefault(r["fact"], []).append(r["question"])
+    assert described["Calvane Transit"] == [
+        "Who opened the electric ferry service that links Pellisk with Varnholm?",
+        "Which company opened the electric ferry service between Pellisk and Varnholm?",
+    ]
     assert "Pellisk" not in described and "Varnholm" not in described
+
+
+def test_what_links_two_places_is_also_described_as_between_them():
+    """As a reader asks about it: "the ferry service between Pellisk and Varnholm", the places by their names."""
+    assert between("electric ferry service that links the harbour town of Pellisk with the island of Varnholm") == (
+        "electric ferry service between Pellisk and Varnholm"
+    )
+    assert between("rail tunnel which connects Brisa to the Old Port") == "rail tunnel between Brisa and the Old Port"
+    assert between("bridge that links the old town with the harbour") == ""  # no names: nothing to say
+    assert between("drone maker based in Tallinn") == ""
 
 
 def test_an_amount_in_a_list_is_asked_alone_and_by_what_it_is_of():

@@ -95,8 +95,29 @@ def apposition_names(texts: list[str]) -> dict[str, list[str]]:
             name, description = m.group(1), m.group(2)
             if len(description.split()) > APPOSITION_WORDS or name.split()[0] in ("The", "A", "An"):
                 continue
-            found[name] = list(dict.fromkeys([*found.get(name, []), f"the {description}"]))
+            said = [f"the {description}", *[f"the {d}" for d in [between(description)] if d]]
+            found[name] = list(dict.fromkeys([*found.get(name, []), *said]))
     return found
+
+
+_LINKS = re.compile(
+    r"^(?P<what>[a-z][\w -]*?) (?:that|which) (?:links|connects|joins) "
+    r"(?P<one>[^,;]+?) (?:with|to|and) (?P<two>[^,;]+)$"
+)
+_PLACE = re.compile(r"[A-Z][\w-]*(?: [A-Z][\w-]*)*$")
+
+
+def between(description: str) -> str:
+    """A description of what links two places said as a reader says it: "electric ferry service that links the
+    harbour town of Pellisk with the island of Varnholm" as "electric ferry service between Pellisk and Varnholm";
+    "" when it links no two named places."""
+    found = _LINKS.match(description)
+    sides = [found.group("one"), found.group("two")] if found else []
+    places = [_PLACE.search(side) for side in sides]
+    if not found or not all(places):
+        return ""
+    one, two = (side if side == f"the {m.group(0)}" else m.group(0) for side, m in zip(sides, places, strict=True))
+    return f"{found.group('what')} between {one} and {two}"  # "the Old Port" keeps its article
 
 
 _OPENERS = frozenset("the a an its this that these their our his her".split())  # "The V4 packs": no model's name

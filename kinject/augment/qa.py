@@ -200,14 +200,19 @@ def subjects_in_turn(made: list[Question], subjects: PartForms | None) -> list[Q
 def described_as(made: list[Any], fact: Fact, appositions: dict[str, list[str]]) -> list[str]:
     """The relation questions of a fact asked of a thing as its page describes it in an apposition ("Which company
     opened the electric ferry service that links ... Pellisk with ... Varnholm?" beside "... the Lumora line?"), one a
-    fact, never one whose description states the fact."""
-    for q in made:
-        if q.origin != "relation":
+    description (``apposition_names``: "... service between Pellisk and Varnholm" too), each in the next relation
+    question, never one whose description states the fact."""
+    relations = [q for q in made if q.origin == "relation"]
+    for name, said in appositions.items():
+        pattern = re.compile(rf"\b(?:[Tt]he )?{re.escape(name)}\b(?! [A-Z0-9])")  # not "... Telescope Mini"
+        naming = [(q, found) for q in relations for found in [pattern.search(q.text)] if found]
+        if not naming or fact.text.lower() in said[0].lower() or name in fact.text:
             continue
-        for name, said in appositions.items():
-            found = re.search(rf"\b(?:[Tt]he )?{re.escape(name)}\b(?! [A-Z0-9])", q.text)  # not "... Telescope Mini"
-            if found and fact.text.lower() not in said[0].lower() and name not in fact.text:
-                return [q.text[: found.start()] + said[0] + q.text[found.end() :]]
+        asked = []
+        for i, description in enumerate(said):
+            q, found = naming[i % len(naming)]
+            asked.append(q.text[: found.start()] + description + q.text[found.end() :])
+        return list(dict.fromkeys(asked))
     return []
 
 
