@@ -615,6 +615,36 @@ def test_model_written_questions_go_through_the_round_trip():
     assert any("round trip" in why for why in dropped)
 
 
+def test_a_fact_asked_one_way_by_rule_gets_more_rewordings():
+    """With ``rewrites_per_fact`` 6, a fact whose sentence makes one question to reword has it reworded six times
+    (the first greedy, five sampled); a fact with two has each reworded three times, as ``rewrites`` asks."""
+
+    class _Counter(_Silent):
+        def __init__(self):
+            self.asked: list[tuple[str, float]] = []
+
+        def chat(self, conversations, max_new_tokens, temperature, seed=0):
+            self.asked += [(c[-1]["content"], temperature) for c in conversations if "Rewrite" in c[-1]["content"]]
+            return ["" for _ in conversations]
+
+    def rewordings(config: AugmentConfig) -> dict[str, list[float]]:
+        counter = _Counter()
+        rows = generate_questions([PASSAGE], counter, config, Progress())
+        bases = {r["question"]: r["fact"] for r in rows if r["origin"] in ("cloze", "fronted", "relation")}
+        per_fact: dict[str, list[float]] = {}
+        for asked, temperature in counter.asked:
+            fact = next(f for q, f in bases.items() if q in asked)
+            per_fact.setdefault(fact, []).append(temperature)
+        return per_fact
+
+    plain = rewordings(AugmentConfig(rewrites=3, round_trip=False))
+    filled = rewordings(AugmentConfig(rewrites=3, rewrites_per_fact=6, round_trip=False))
+    assert any(len(t) == 3 for t in plain.values()), plain  # a fact of one rule question: three rewordings
+    for fact, temperatures in filled.items():
+        assert len(temperatures) == max(6, len(plain[fact])), (fact, temperatures)
+        assert temperatures.count(0.0) == len(plain[fact]) // 3  # one greedy a rule question, the rest sampled
+
+
 def test_the_data_report_counts_what_the_questions_ask():
     other = Passage("d1p2", "ferry.md", "Lumora", "The yard of Brenmar Marine built both boats in 2025.")
     rows = [

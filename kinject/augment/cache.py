@@ -33,6 +33,7 @@ KIND_FIELDS = {
     "qa": (
         "sentence_questions",
         "rewrites",
+        "rewrites_per_fact",
         "questions_per_fact",
         "round_trip",
         "kept_per_fact",

@@ -160,6 +160,11 @@ class AugmentConfig:
         "Rewordings the generator writes of each question made from a sentence (the first greedy, the others "
         "sampled), kept only when the round trip finds them answered with the fact.",
     )
+    rewrites_per_fact: int = setting(
+        0,
+        "Fewest rewordings a fact gets: a fact with few questions made from its sentence has more of them reworded "
+        "(sampled), so that it is asked in as many ways as the others (0: only 'rewrites' of each).",
+    )
     questions_per_fact: int = setting(
         0,
         "Questions the generator writes for each fact from its sentence, with the fact marked (the first greedy, "
@@ -218,6 +223,7 @@ class AugmentConfig:
             "paraphrases_per_passage",
             "questions_per_fact",
             "rewrites",
+            "rewrites_per_fact",
             "template_questions",
             "replay_prompts",
             "kept_per_fact",
