@@ -228,7 +228,7 @@ def _rewrites(
     facts: list[Fact], rows: list[dict[str, Any]], generator: ChatGenerator, config: AugmentConfig, progress: Progress
 ) -> list[dict[str, Any]]:
     """The generator's rewordings of each fact's questions made by a rule (not their variants): ``rewrites`` of
-    each, and more of a fact's first ones, sampled, until the fact has ``rewrites_per_fact``."""
+    each, and more of a fact's own in turn, sampled, until the fact has ``rewrites_per_fact``."""
     if not config.rewrites:
         return []
     by_fact = {(f.passage.id, f.sentence, f.text): f for f in facts}
@@ -237,7 +237,7 @@ def _rewrites(
     per_fact: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in bases:
         per_fact[(r["passage"], r["sentence"], r["fact"])].append(r)
-    for own in per_fact.values():  # a fact asked one way by rule: its cloze reworded more, sampled
+    for own in per_fact.values():  # a fact its sentence asks few ways: those reworded again, sampled
         jobs += [
             (own[i % len(own)], config.rewrites + i)
             for i in range(config.rewrites_per_fact - len(own) * config.rewrites)
