@@ -72,6 +72,16 @@ class Fact:
     def text(self) -> str:
         return self.span.text
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Its passage, sentence and text: what ``row_fact`` reads from a row asking for it."""
+        return self.passage.id, self.sentence, self.text
+
+
+def row_fact(row: dict[str, Any]) -> tuple[str, str, str]:
+    """The ``Fact.key`` of the fact a question-answer row asks for."""
+    return row["passage"], row["sentence"], row["fact"]
+
 
 def page_facts(passages: list[Passage]) -> list[Fact]:
     """Every fact of every asked sentence of ``passages``, in order; a sentence that leaves its thing to the ones
@@ -231,12 +241,12 @@ def _rewrites(
     each, and more of a fact's own in turn, sampled, until the fact has ``rewrites_per_fact``."""
     if not config.rewrites:
         return []
-    by_fact = {(f.passage.id, f.sentence, f.text): f for f in facts}
+    by_fact = {f.key: f for f in facts}
     bases = [r for r in rows if r["origin"] in ("cloze", "fronted", "relation")]
     jobs = [(r, k) for r in bases for k in range(config.rewrites)]
     per_fact: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in bases:
-        per_fact[(r["passage"], r["sentence"], r["fact"])].append(r)
+        per_fact[row_fact(r)].append(r)
     for own in per_fact.values():  # a fact its sentence asks few ways: those reworded again, sampled
         jobs += [
             (own[i % len(own)], config.rewrites + i)
@@ -257,7 +267,7 @@ def _rewrites(
     progress.finish()
     made = []
     for (row, n), question in zip(jobs, out, strict=True):
-        fact = by_fact[(row["passage"], row["sentence"], row["fact"])]
+        fact = by_fact[row_fact(row)]
         made.append(qa_row(fact, fact.passage, fact.sentence, question, "rewrite" if n == 0 else "sampled"))
     return made
 
@@ -386,11 +396,11 @@ def _answer(rows: list[dict[str, Any]], facts: list[Fact], config: AugmentConfig
     half of a coordination), "clause" (the fact's clause), "sentence";
     "generator" and "distill" start from the fact's clause and are written by ``generation`` afterwards; a model
     code said alone is said in full (``codes``, ``naming.model_codes``)."""
-    by_fact = {(f.passage.id, f.sentence, f.text): f for f in facts}
+    by_fact = {f.key: f for f in facts}
     for row in rows:
         if not row["fact"] or config.answers == "sentence":
             continue
-        fact = by_fact.get((row["passage"], row["sentence"], row["fact"]))
+        fact = by_fact.get(row_fact(row))
         if config.answers in ("fact", "one-fact") and fact is not None:
             split = config.answers == "one-fact"
             row["answer"] = in_full(fact_sentence(fact.sentence, fact.span, fact.topic, fact.names, split), codes)
@@ -403,7 +413,7 @@ def _keep_per_fact(rows: list[dict[str, Any]], most: int) -> None:
     by_fact: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row["kept"] and row["fact"]:
-            by_fact[(row["passage"], row["sentence"], row["fact"])][row["origin"]].append(row)
+            by_fact[row_fact(row)][row["origin"]].append(row)
     for origins in by_fact.values():
         queues = [origins[o] for o in ORIGIN_ORDER if origins.get(o)]
         taken = 0
