@@ -163,7 +163,8 @@ class AugmentConfig:
     rewrites_per_fact: int = setting(
         0,
         "Fewest rewordings a fact gets: a fact with few questions made from its sentence has more of them reworded "
-        "(sampled), so that it is asked in as many ways as the others (0: only 'rewrites' of each).",
+        "(sampled), so that it is asked in as many ways as the others (0: only 'rewrites' of each; nothing is "
+        "reworded when 'rewrites' is 0).",
     )
     questions_per_fact: int = setting(
         0,
