@@ -611,8 +611,44 @@ def test_model_written_questions_go_through_the_round_trip():
     kept = [r for r in rewrites if r["kept"]]
     assert [r["question"] for r in kept] == ["How long is the trip?"] and kept[0]["fact"] == "35 minutes"
     dropped = [r["reason"] for r in rewrites if not r["kept"]]
-    assert dropped and all("round trip" in why or why == "asked already" for why in dropped)
+    assert dropped and all(
+        "round trip" in why or why == "asked already" or "which the question it rewords names" in why
+        for why in dropped
+    )
     assert any("round trip" in why for why in dropped)
+
+
+def test_a_rewording_that_drops_the_name_its_question_says_is_dropped():
+    """ "How many passengers does the Lumora Grand carry?" reworded without "Lumora Grand" asks about any boat (the
+    Lumora Swift carries 180): it is dropped, though the reader answers it with 410; with the name it is kept."""
+
+    class _Rewriter(_Reader):
+        def chat(self, conversations, max_new_tokens, temperature, seed=0):
+            asked = [c[-1]["content"] for c in conversations]
+            if all("Rewrite the question" in a for a in asked):
+                return [
+                    (
+                        "How many people does the boat take?"
+                        if temperature
+                        else "How many people fit on the Lumora Grand?"
+                    )
+                    if "How many passengers does the Lumora Grand carry?" in a
+                    else ""
+                    for a in asked
+                ]
+            return super().chat(conversations, max_new_tokens, temperature, seed)
+
+    reader = _Rewriter({"How many people": "The Lumora Grand carries 410 passengers."})
+    rows = generate_questions([PASSAGE], reader, AugmentConfig(rewrites=2, round_trip=True), Progress())
+    reworded = {r["question"]: r for r in rows if r["origin"] in ("rewrite", "sampled") and r["question"]}
+    kept = reworded["How many people fit on the Lumora Grand?"]
+    assert (
+        kept["kept"]
+        and kept["fact"] == "410"
+        and kept["rewords"] == "How many passengers does the Lumora Grand carry?"
+    )
+    dropped = reworded["How many people does the boat take?"]
+    assert not dropped["kept"] and dropped["reason"] == "drops Lumora Grand, which the question it rewords names"
 
 
 def test_a_fact_asked_one_way_by_rule_gets_more_rewordings():

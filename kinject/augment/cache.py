@@ -14,7 +14,7 @@ from .prompts import REPLAY_PROMPTS
 
 KINDS = ("paraphrase", "qa", "replay")
 AUGMENT_VERSION = 2  # bump when generation or filtering changes, so cached sets are generated again
-KIND_VERSION = {"paraphrase": 3, "qa": 47, "replay": 3}  # the same, for one kind
+KIND_VERSION = {"paraphrase": 3, "qa": 48, "replay": 3}  # the same, for one kind
 ANSWER_FILTER_VERSION = 3  # the same, for question-answer sets whose answers the generator wrote
 TEMPLATE_VERSION = (
     3  # the same, for question-answer sets with template questions (3: a short subject, never a headline)

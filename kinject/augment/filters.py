@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from .facts import key_terms, name_words, numeric_spans, words_of
 
@@ -65,6 +66,20 @@ def question_problem(question: str, sentence: str, answer: str, shares_words: bo
     if shares_words and not content_words(question) & content_words(sentence):
         return "shares no word with the sentence"
     return ""
+
+
+def dropped_names(source: str, rewording: str, names: Iterable[str]) -> list[str]:
+    """The page's ``names`` that ``source`` says and its ``rewording`` does not, longest first ("How big is the mirror
+    of the Halden Telescope Mini?" reworded "What is the mirror's size?" drops "Halden Telescope Mini"): a question
+    that no longer names its thing teaches the fact as the answer about any mirror, or about a look-alike's."""
+    dropped: list[str] = []
+    for name in sorted({n for n in names if n}, key=len, reverse=True):  # "... Mini" before "Halden Telescope"
+        said = re.compile(rf"(?<![\w-]){re.escape(name)}(?![\w-])", re.IGNORECASE)
+        if said.search(source):
+            source = said.sub(" ", source)
+            if not said.search(rewording):
+                dropped.append(name)
+    return dropped
 
 
 def unsupported_terms(answer: str, passage: str) -> str:

@@ -31,7 +31,7 @@ from .cloze import _names_number, fact_clause
 from .context import PartForms, mentioned, name_first, named_things, referenced, the_name, with_context
 from .english import lower_first, name_pronouns, said_otherwise
 from .facts import Span, asked_spans, name_spans, page_names, person_named, sentence_topics, with_person
-from .filters import normalized, question_problem
+from .filters import dropped_names, normalized, question_problem
 from .generators import ChatGenerator
 from .naming import apposition_names, described_names, in_full, model_codes, short_names
 from .passages import Passage, asked_sentences, topic_of
@@ -170,7 +170,7 @@ def generate_questions(
     rows += _rewrites(facts, rows, generator, config, progress)
     rows += _written(facts, generator, config, progress)
     rows += _templates(passages, config)
-    _filter(rows, config.round_trip, short)
+    _filter(rows, config.round_trip, short, {name for f in facts for name in f.names})
     if config.round_trip:
         round_trip([r for r in rows if r["kept"] and r["origin"] in MODEL_ORIGINS], facts, generator, progress)
     _answer(rows, facts, config, codes)
@@ -269,6 +269,7 @@ def _rewrites(
     for (row, n), question in zip(jobs, out, strict=True):
         fact = by_fact[row_fact(row)]
         made.append(qa_row(fact, fact.passage, fact.sentence, question, "rewrite" if n == 0 else "sampled"))
+        made[-1]["rewords"] = row["question"]
     return made
 
 
@@ -308,11 +309,12 @@ def _templates(passages: list[Passage], config: AugmentConfig) -> list[dict[str,
     return rows
 
 
-def _filter(rows: list[dict[str, Any]], checked_by_reader: bool, short: dict[str, str]) -> None:
-    """Drop what ``question_problem`` finds unusable, a question that names the fact it asks for (it would be
-    answered by an echo), and a question its passage was asked already. A question the round trip will check may use
-    words of its own (the reader tells whether it asks for the fact), and so may one a rule made from the sentence
-    with "it" named ("How much does the Tidewell T2 cost?" from "Utilities can order it for 89 euros")."""
+def _filter(rows: list[dict[str, Any]], checked_by_reader: bool, short: dict[str, str], names: set[str]) -> None:
+    """Drop what ``question_problem`` finds unusable, a rewording that drops a name of the page's ``names`` that its
+    question says (``dropped_names``), a question that names the fact it asks for (it would be answered by an echo),
+    and a question its passage was asked already. A question the round trip will check may use words of its own (the
+    reader tells whether it asks for the fact), and so may one a rule made from the sentence with "it" named ("How
+    much does the Tidewell T2 cost?" from "Utilities can order it for 89 euros")."""
     seen: set[tuple[str, str]] = set()
     for row in rows:
         own_words = checked_by_reader or row["origin"] not in MODEL_ORIGINS
@@ -322,6 +324,9 @@ def _filter(rows: list[dict[str, Any]], checked_by_reader: bool, short: dict[str
             problem = ""
         else:
             problem = question_problem(row["question"], row["sentence"], row["fact"], shares_words=not own_words)
+        dropped = dropped_names(row["rewords"], row["question"], names) if row.get("rewords") else []
+        if not problem and dropped:
+            problem = f"drops {', '.join(dropped)}, which the question it rewords names"
         named = [n for n in (row["fact"], short.get(row["fact"], "")) if n]
         asked = f" {normalized(row['question'])} "
         if not problem and any(f" {normalized(n)} " in asked for n in named):
