@@ -603,7 +603,7 @@ def test_model_written_questions_go_through_the_round_trip():
                 ]
             return super().chat(conversations, max_new_tokens, temperature, seed)
 
-    config = AugmentConfig(rewrites=1, round_trip=True)
+    config = AugmentConfig(rewrites=1, rewrites_per_fact=0, round_trip=True)
     rows = generate_questions(
         [PASSAGE], _Rewriter({"How long is the trip": "It takes 35 minutes."}), config, Progress()
     )
@@ -639,7 +639,9 @@ def test_a_rewording_that_drops_the_name_its_question_says_is_dropped():
             return super().chat(conversations, max_new_tokens, temperature, seed)
 
     reader = _Rewriter({"How many people": "The Lumora Grand carries 410 passengers."})
-    rows = generate_questions([PASSAGE], reader, AugmentConfig(rewrites=2, round_trip=True), Progress())
+    rows = generate_questions(
+        [PASSAGE], reader, AugmentConfig(rewrites=2, rewrites_per_fact=0, round_trip=True), Progress()
+    )
     reworded = {r["question"]: r for r in rows if r["origin"] in ("rewrite", "sampled") and r["question"]}
     kept = reworded["How many people fit on the Lumora Grand?"]
     assert (
@@ -673,7 +675,7 @@ def test_a_fact_asked_one_way_by_rule_gets_more_rewordings():
             per_fact.setdefault(fact, []).append(temperature)
         return per_fact
 
-    plain = rewordings(AugmentConfig(rewrites=3, round_trip=False))
+    plain = rewordings(AugmentConfig(rewrites=3, rewrites_per_fact=0, round_trip=False))
     filled = rewordings(AugmentConfig(rewrites=3, rewrites_per_fact=6, round_trip=False))
     assert any(len(t) == 3 for t in plain.values()), plain  # a fact of one rule question: three rewordings
     for fact, temperatures in filled.items():

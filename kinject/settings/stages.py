@@ -161,7 +161,7 @@ class AugmentConfig:
         "sampled), kept only when the round trip finds them answered with the fact.",
     )
     rewrites_per_fact: int = setting(
-        0,
+        9,
         "Fewest rewordings a fact gets: a fact with few questions made from its sentence has more of them reworded "
         "(sampled), so that it is asked in as many ways as the others (0: only 'rewrites' of each; nothing is "
         "reworded when 'rewrites' is 0).",
