@@ -619,8 +619,8 @@ def test_model_written_questions_go_through_the_round_trip():
 
 
 def test_a_rewording_that_drops_the_name_its_question_says_is_dropped():
-    """ "How many passengers does the Lumora Grand carry?" reworded without "Lumora Grand" asks about any boat (the
-    Lumora Swift carries 180): it is dropped, though the reader answers it with 410; with the name it is kept."""
+    """A rewording of "How many passengers does the Lumora Grand carry?" without "Lumora Grand" asks about any boat
+    (the Lumora Swift carries 180): it is dropped, though the reader answers it with 410; with the name it is kept."""
 
     class _Rewriter(_Reader):
         def chat(self, conversations, max_new_tokens, temperature, seed=0):
