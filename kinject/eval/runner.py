@@ -245,8 +245,6 @@ def evaluate(
     on both sides raises ``EvalStopped`` and writes nothing. ``config.quick`` evaluates a small set with short
     answers (``QUICK``).
     """
-    from ..models.generate import load_for_run
-
     run = RunDir(run_dir).require()
     config = config or EvalConfig()
     asked = generation or GenerationConfig()
@@ -256,9 +254,7 @@ def evaluate(
     has_adapter, gen = plan.has_adapter, plan.gen
     note = None if has_adapter else "no adapter in this run: the base model was evaluated alone"
 
-    progress.start("load model", total=None)
-    loaded = load_for_run(run, with_adapter=has_adapter, progress=progress)
-    progress.finish()
+    loaded = _load(run, has_adapter, progress)
     model, tok = loaded.model, loaded.tokenizer
     chat_model = bool(getattr(tok, "chat_template", None))
     timings = {"load_s": time.time() - started}
@@ -270,9 +266,7 @@ def evaluate(
     results = [ProbeResult(p, probe_form(p, chat_model)) for p in plan.probes]
     results, answered, stopped = _answer_all(loaded, results, config.eval_batch_size, open_book, gen, progress)
     timings["probes_s"] = time.time() - t0
-    contamination = None
-    if has_adapter and run.has_corpus():
-        contamination = measure_contamination(results, corpus_names(list(run.load_corpus()["text"])))
+    contamination = _contamination(run, results) if has_adapter else None
     forgetting = None
     if plan.forgetting_on and not stopped:
         t0 = time.time()
@@ -307,6 +301,23 @@ def evaluate(
     write_report(report, run)
     track_scores(run, report, meta, report_to, progress)
     return report
+
+
+def _load(run: RunDir, with_adapter: bool, progress: Progress) -> Any:
+    """The run's model (with its adapter when it has one) and tokenizer, loaded once for both sides."""
+    from ..models.generate import load_for_run
+
+    progress.start("load model", total=None)
+    loaded = load_for_run(run, with_adapter=with_adapter, progress=progress)
+    progress.finish()
+    return loaded
+
+
+def _contamination(run: RunDir, results: list[ProbeResult]) -> Any:
+    """How often the adapter names the corpus's names in general answers; None for a run without a corpus."""
+    if not run.has_corpus():
+        return None
+    return measure_contamination(results, corpus_names(list(run.load_corpus()["text"])))
 
 
 def track_scores(
