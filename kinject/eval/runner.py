@@ -7,12 +7,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..models.generate import adapter_off
+from ..models.generate import Loaded, adapter_off, load_for_run
 from ..runs import RunDir, open_run_tracker
 from ..runtime.progress import Progress
 from ..settings.fields import to_dict
 from ..settings.stages import EvalConfig, GenerationConfig
-from .contamination import corpus_names, measure_contamination
+from .contamination import Contamination, corpus_names, measure_contamination
 from .metrics import EvalStopped, ProbeResult, measure_forgetting, probe_form, score_probes, summarize
 from .open_book import open_book_probe
 from .probes import KINDS, EvalError, Probe, collect_probes, corpus_texts, general_prompts, general_text
@@ -303,17 +303,15 @@ def evaluate(
     return report
 
 
-def _load(run: RunDir, with_adapter: bool, progress: Progress) -> Any:
+def _load(run: RunDir, with_adapter: bool, progress: Progress) -> Loaded:
     """The run's model (with its adapter when it has one) and tokenizer, loaded once for both sides."""
-    from ..models.generate import load_for_run
-
     progress.start("load model", total=None)
     loaded = load_for_run(run, with_adapter=with_adapter, progress=progress)
     progress.finish()
     return loaded
 
 
-def _contamination(run: RunDir, results: list[ProbeResult]) -> Any:
+def _contamination(run: RunDir, results: list[ProbeResult]) -> Contamination | None:
     """How often the adapter names the corpus's names in general answers; None for a run without a corpus."""
     if not run.has_corpus():
         return None
